@@ -1,0 +1,366 @@
+//! The JSON that travels between the functions (DESIGN section 5), and the part of GitHub's webhook payloads we read.
+//!
+//! Field names follow GitHub's where GitHub has one; serde attributes make every JSON name visible at the type.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The `X-Ofc-Event` header: what buildshiprun needs to deploy one function of a push.
+pub const OFC_EVENT_HEADER: &str = "X-Ofc-Event";
+
+/// A push as gh-push hands it to git-tar: only what git-tar needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushEvent {
+    /// GitHub's `X-GitHub-Delivery`, carried along so every log line of a push can be found by it.
+    pub delivery: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The 40-hex SHA that was pushed: the exact commit that is built.
+    pub after: String,
+    /// Absent when the hook is not a GitHub App's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    pub repository: Repository,
+}
+
+/// A repository as GitHub names its fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    pub name: String,
+    pub full_name: String,
+    pub clone_url: String,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+    pub owner: Owner,
+}
+
+/// A repository's owner (user or organisation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub login: String,
+    #[serde(default)]
+    pub id: u64,
+}
+
+/// The fields of GitHub's `push` webhook payload that matter here; the rest is ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubPush {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    #[serde(default)]
+    pub before: String,
+    pub after: String,
+    #[serde(default)]
+    pub created: bool,
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub forced: bool,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
+}
+
+/// `installation` in an App's webhook payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installation {
+    pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Owner>,
+}
+
+/// A 40-hex-digit commit SHA (lower or upper case).
+pub fn is_commit_sha(value: &str) -> bool {
+    value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `true` for the all-zero SHA GitHub sends as `after` when a branch or tag is deleted.
+pub fn is_null_sha(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b == b'0')
+}
+
+impl GitHubPush {
+    /// The branch name when this push is to a branch (`refs/heads/<branch>`), `None` for tags and other refs.
+    pub fn branch(&self) -> Option<&str> {
+        self.git_ref.strip_prefix("refs/heads/")
+    }
+
+    /// The event gh-push hands to git-tar.
+    pub fn to_push_event(&self, delivery: &str) -> PushEvent {
+        PushEvent {
+            delivery: delivery.to_owned(),
+            git_ref: self.git_ref.clone(),
+            after: self.after.clone(),
+            installation_id: self.installation.as_ref().map(|i| i.id),
+            repository: self.repository.clone(),
+        }
+    }
+}
+
+/// CPU and memory for OpenFaaS `limits` and `requests` (e.g. `{"memory": "30Mi", "cpu": "100m"}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+}
+
+impl FunctionResources {
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.cpu.is_none()
+    }
+}
+
+/// The `X-Ofc-Event` header git-tar sends with each function's tar: everything buildshiprun needs to deploy it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildEvent {
+    /// The deployed function's name: `<owner>-<function>`, lower-case, a DNS-1123 label.
+    pub service: String,
+    /// The function's name in stack.yml: the context of its commit status.
+    pub function: String,
+    pub owner: String,
+    pub repo: String,
+    pub sha: String,
+    pub clone_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    /// `X-GitHub-Delivery` of the push, for logs.
+    #[serde(default)]
+    pub delivery: String,
+    /// The image reference to build and push (`<repository_url>/<image>:<tag>-<sha>`).
+    pub image: String,
+    /// `true` when stack.yml says `skip_build`: deploy `image` as it is, with no tar.
+    #[serde(default)]
+    pub skip_build: bool,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<FunctionResources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<FunctionResources>,
+}
+
+impl BuildEvent {
+    /// JSON for an HTTP header: non-ASCII characters are escaped as `\uXXXX` so the value is plain ASCII.
+    pub fn to_header_value(&self) -> String {
+        ascii_json(&serde_json::to_string(self).expect("BuildEvent always serialises"))
+    }
+
+    /// Parses the header value.
+    pub fn from_header_value(value: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(value)
+    }
+
+    /// The status event this build reports on.
+    pub fn status_event(&self) -> StatusEvent {
+        StatusEvent {
+            owner: self.owner.clone(),
+            repo: self.repo.clone(),
+            sha: self.sha.clone(),
+            installation_id: self.installation_id,
+            delivery: (!self.delivery.is_empty()).then(|| self.delivery.clone()),
+        }
+    }
+}
+
+/// Escapes every non-ASCII character of a JSON text as `\uXXXX` (surrogate pairs beyond the BMP).
+fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// A commit status state, as GitHub names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+impl StatusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The context of the status that sums up a whole push.
+pub const STACK_DEPLOY_CONTEXT: &str = "stack-deploy";
+
+/// One commit status to write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitStatus {
+    /// `stack-deploy`, or a function's name in stack.yml.
+    pub context: String,
+    pub state: StatusState,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
+}
+
+impl CommitStatus {
+    pub fn new(context: impl Into<String>, state: StatusState, description: impl Into<String>) -> Self {
+        Self { context: context.into(), state, description: description.into(), target_url: None }
+    }
+
+    #[must_use]
+    pub fn with_target_url(mut self, url: impl Into<String>) -> Self {
+        self.target_url = Some(url.into());
+        self
+    }
+}
+
+/// Which commit a status is for, and which App installation may write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusEvent {
+    pub owner: String,
+    pub repo: String,
+    pub sha: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+}
+
+impl From<&PushEvent> for StatusEvent {
+    fn from(push: &PushEvent) -> Self {
+        Self {
+            owner: push.repository.owner.login.clone(),
+            repo: push.repository.name.clone(),
+            sha: push.after.clone(),
+            installation_id: push.installation_id,
+            delivery: Some(push.delivery.clone()),
+        }
+    }
+}
+
+/// The body github-status receives: statuses for one commit, written in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub event: StatusEvent,
+    pub statuses: Vec<CommitStatus>,
+}
+
+/// What garbage-collect is asked: remove this repository's functions that are not in `functions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarbageCollectRequest {
+    pub owner: String,
+    pub repo: String,
+    /// Deployed names (`<owner>-<function>`) to keep; an empty list removes all of the repository's functions.
+    #[serde(default)]
+    pub functions: Vec<String>,
+}
+
+/// One audit record: which function did what with which delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// The function that sends it (`gh-push`, `git-tar`…).
+    pub source: String,
+    /// What happened, in a short sentence.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+    /// RFC 3339 time the event was created.
+    pub time: String,
+}
+
+impl AuditEvent {
+    pub fn new(source: &str, message: impl Into<String>) -> Self {
+        Self {
+            source: source.to_owned(),
+            message: message.into(),
+            owner: None,
+            repo: None,
+            sha: None,
+            delivery: None,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_event_uses_the_designs_json_names() {
+        let json = serde_json::json!({
+            "delivery": "d-1", "ref": "refs/heads/main", "after": "a".repeat(40), "installation_id": 42,
+            "repository": {"name": "fns", "full_name": "octo/fns", "clone_url": "https://github.com/octo/fns.git",
+                           "private": false, "default_branch": "main", "owner": {"login": "octo", "id": 1}}
+        });
+        let event: PushEvent = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(event.git_ref, "refs/heads/main");
+        assert_eq!(event.installation_id, Some(42));
+        assert_eq!(serde_json::to_value(&event).unwrap(), json);
+    }
+
+    #[test]
+    fn push_event_accepts_a_null_installation() {
+        let json = r#"{"delivery":"d","ref":"refs/heads/main","after":"x","installation_id":null,
+            "repository":{"name":"r","full_name":"o/r","clone_url":"http://127.0.0.1/r.git","owner":{"login":"o"}}}"#;
+        let event: PushEvent = serde_json::from_str(json).unwrap();
+        assert_eq!(event.installation_id, None);
+    }
+
+    #[test]
+    fn build_event_header_is_ascii_and_round_trips() {
+        let event = BuildEvent {
+            service: "octo-fn".into(),
+            environment: BTreeMap::from([("greeting".into(), "héllo 😀".into())]),
+            ..BuildEvent::default()
+        };
+        let header = event.to_header_value();
+        assert!(header.is_ascii(), "{header}");
+        assert_eq!(BuildEvent::from_header_value(header.as_bytes()).unwrap(), event);
+    }
+
+    #[test]
+    fn recognises_shas() {
+        assert!(is_commit_sha(&"0123456789abcdef".repeat(3)[..40]));
+        assert!(!is_commit_sha("abc"));
+        assert!(is_null_sha(&"0".repeat(40)));
+        assert!(!is_null_sha(""));
+    }
+
+    #[test]
+    fn status_states_are_lowercase() {
+        let status = CommitStatus::new("stack-deploy", StatusState::Pending, "queued");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["state"], "pending");
+        assert!(json.get("target_url").is_none());
+    }
+}

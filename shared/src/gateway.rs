@@ -1,0 +1,256 @@
+//! A client for the OpenFaaS gateway: invoking functions (sync and async, signed) and managing deployments.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, StatusCode, Url};
+
+use crate::config::Secret;
+use crate::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
+use crate::signature::sign_sha256;
+
+/// Why a gateway call failed. Messages carry the gateway's answer, never credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the gateway at {url} could not be reached: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the gateway answered {status} for {what}: {body}")]
+    Status { what: String, status: StatusCode, body: String },
+    #[error("the gateway's answer for {what} could not be read: {reason}")]
+    BadAnswer { what: String, reason: String },
+    #[error("the gateway admin credentials (basic-auth-user/basic-auth-password) are not configured")]
+    NoCredentials,
+}
+
+impl GatewayError {
+    /// `true` for faults that may pass (unreachable, 5xx, 429): worth retrying.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } => true,
+            Self::Status { status, .. } => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
+            Self::BadAnswer { .. } | Self::NoCredentials => false,
+        }
+    }
+
+    /// The HTTP status the gateway answered, when it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The gateway's admin user and password, for `/system/*`.
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// Talks to one gateway. Cheap to clone: the HTTP connection pool is shared.
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base_url: Url,
+    payload_secret: Secret,
+    credentials: Option<BasicAuth>,
+    http: reqwest::Client,
+}
+
+/// How long a management call (`/system/*`) or an async enqueue may take.
+const SHORT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl GatewayClient {
+    /// `base_url` ends in `/` (see [`crate::config::base_url`]).
+    pub fn new(base_url: Url, payload_secret: Secret) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        Self { base_url, payload_secret, credentials: None, http }
+    }
+
+    /// Adds the admin credentials that `/system/*` calls need.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: BasicAuth) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The shared HTTP client, for callers that need one more request to the same places.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `X-Cloud-Signature` for `body` with this gateway's payload secret.
+    pub fn sign(&self, body: &[u8]) -> String {
+        sign_sha256(self.payload_secret.expose().as_bytes(), body)
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base_url.join(path).expect("function paths are relative URLs")
+    }
+
+    /// Calls `function/<name>` synchronously with a signed body and waits for its answer, whatever its status.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        body: Bytes,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let signature = self.sign(&body);
+        self.invoke_presigned(name, reqwest::Body::from(body), &signature, headers, timeout).await
+    }
+
+    /// Like [`invoke`](Self::invoke), for a streamed body whose signature the caller computed over the same bytes.
+    pub async fn invoke_presigned(
+        &self,
+        name: &str,
+        body: reqwest::Body,
+        signature: &str,
+        mut headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let url = self.url(&format!("function/{name}"));
+        headers.insert(HeaderName::from_static("x-cloud-signature"), header_value(signature));
+        self.http
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))
+    }
+
+    /// Queues a signed call to `async-function/<name>`; the gateway answers 202 and replays it later.
+    /// Returns the gateway's `X-Call-Id` when it gives one.
+    pub async fn invoke_async(
+        &self,
+        name: &str,
+        body: Bytes,
+        mut headers: HeaderMap,
+    ) -> Result<Option<String>, GatewayError> {
+        let url = self.url(&format!("async-function/{name}"));
+        headers.insert(HeaderName::from_static("x-cloud-signature"), header_value(&self.sign(&body)));
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let response = self
+            .http
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .timeout(SHORT_CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(status_error(format!("async-function/{name}"), response).await);
+        }
+        Ok(response.headers().get("x-call-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
+    }
+
+    async fn system(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let credentials = self.credentials.as_ref().ok_or(GatewayError::NoCredentials)?;
+        let url = self.url(path);
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .basic_auth(&credentials.user, Some(credentials.password.expose()))
+            .timeout(SHORT_CALL_TIMEOUT);
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let response = request.send().await.map_err(|e| unreachable(&url, &e))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(status_error(format!("{method} /{path}"), response).await)
+        }
+    }
+
+    /// `GET /system/functions`.
+    pub async fn list_functions(&self) -> Result<Vec<FunctionStatus>, GatewayError> {
+        let response = self.system(Method::GET, "system/functions", None).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| GatewayError::BadAnswer { what: "GET /system/functions".into(), reason: e.to_string() })
+    }
+
+    /// `GET /system/function/{name}`; `None` when the gateway answers 404.
+    pub async fn get_function(&self, name: &str) -> Result<Option<FunctionStatus>, GatewayError> {
+        match self.system(Method::GET, &format!("system/function/{name}"), None).await {
+            Ok(response) => response.json().await.map(Some).map_err(|e| GatewayError::BadAnswer {
+                what: format!("GET /system/function/{name}"),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /system/functions`: a new deployment.
+    pub async fn deploy(&self, deployment: &FunctionDeployment) -> Result<(), GatewayError> {
+        let body = serde_json::to_vec(deployment).expect("deployments serialise");
+        self.system(Method::POST, "system/functions", Some(body)).await.map(drop)
+    }
+
+    /// `PUT /system/functions`: an update of an existing deployment.
+    pub async fn update(&self, deployment: &FunctionDeployment) -> Result<(), GatewayError> {
+        let body = serde_json::to_vec(deployment).expect("deployments serialise");
+        self.system(Method::PUT, "system/functions", Some(body)).await.map(drop)
+    }
+
+    /// `DELETE /system/functions`.
+    pub async fn delete(&self, name: &str) -> Result<(), GatewayError> {
+        let body = serde_json::to_vec(&DeleteFunctionRequest { function_name: name.to_owned() }).expect("serialises");
+        self.system(Method::DELETE, "system/functions", Some(body)).await.map(drop)
+    }
+}
+
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).expect("signatures are ASCII hex")
+}
+
+fn unreachable(url: &Url, error: &reqwest::Error) -> GatewayError {
+    // Only scheme, host and path: a URL never carries credentials here, but a query could carry anything.
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let _ = shown.set_password(None);
+    let reason = if error.is_timeout() { "timed out".to_owned() } else { error_chain(error) };
+    GatewayError::Unreachable { url: shown.to_string(), reason }
+}
+
+/// An error and its causes on one line (reqwest's own message alone is often just "error sending request").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+async fn status_error(what: String, response: reqwest::Response) -> GatewayError {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.trim().chars().take(300).collect();
+    GatewayError::Status { what, status, body }
+}

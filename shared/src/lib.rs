@@ -1,0 +1,24 @@
+//! What every openfaas-cloud-rs function shares, so that a function crate is only its own logic.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment and secret files, read once at start; errors name the setting.
+//! - [`signature`]: GitHub's webhook HMAC and our `X-Cloud-Signature`, verified in constant time.
+//! - [`event`]: the JSON that travels between functions (`PushEvent`, `BuildEvent`, `StatusReport`…).
+//! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.
+//! - [`build`]: the build tar's `config` and of-builder's `BuildResult`.
+//! - [`naming`]: deployed function names and image names.
+//! - [`gateway`]: a client for invoking functions and managing deployments.
+//! - [`status`]: queues commit statuses to github-status.
+//! - [`audit`]: sends audit events without blocking the caller.
+//! - [`server`]: the HTTP runtime every function runs on.
+
+pub mod audit;
+pub mod build;
+pub mod config;
+pub mod event;
+pub mod gateway;
+pub mod naming;
+pub mod openfaas;
+pub mod server;
+pub mod signature;
+pub mod status;

@@ -1,0 +1,140 @@
+//! The OpenFaaS gateway's function-management JSON (`reference/openfaas-gateway-api.md`), camelCase as written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::FunctionResources;
+
+/// The labels every deployment carries, so garbage-collect and list-functions can find a user's functions.
+pub mod labels {
+    pub const GIT_CLOUD: &str = "Git-Cloud";
+    pub const GIT_OWNER: &str = "Git-Owner";
+    pub const GIT_REPO: &str = "Git-Repo";
+    pub const GIT_SHA: &str = "Git-SHA";
+    pub const GIT_DEPLOY_TIME: &str = "Git-DeployTime";
+}
+
+/// `POST`/`PUT /system/functions` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionDeployment {
+    pub service: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_process: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_vars: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<FunctionResources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<FunctionResources>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root_filesystem: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// An element of `GET /system/functions`, and the body of `GET /system/function/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_process: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_vars: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<FunctionResources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<FunctionResources>,
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    #[serde(default)]
+    pub invocation_count: f64,
+    #[serde(default)]
+    pub replicas: u64,
+    #[serde(default)]
+    pub available_replicas: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<FunctionUsage>,
+}
+
+impl FunctionStatus {
+    /// The value of one label, when the function has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(name).map(String::as_str)
+    }
+}
+
+/// Resource usage the gateway may report for a function.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionUsage {
+    #[serde(default)]
+    pub cpu: f64,
+    #[serde(default)]
+    pub total_memory_bytes: f64,
+}
+
+/// `DELETE /system/functions` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteFunctionRequest {
+    pub function_name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_uses_openfaas_camel_case() {
+        let deployment = FunctionDeployment {
+            service: "octo-fn".into(),
+            image: "registry:5000/octo/fn@sha256:abc".into(),
+            env_vars: BTreeMap::from([("a".into(), "b".into())]),
+            limits: Some(FunctionResources { memory: Some("30Mi".into()), cpu: None }),
+            ..FunctionDeployment::default()
+        };
+        let json = serde_json::to_value(&deployment).unwrap();
+        assert_eq!(json["envVars"]["a"], "b");
+        assert_eq!(json["limits"]["memory"], "30Mi");
+        assert!(json.get("readOnlyRootFilesystem").is_none());
+    }
+
+    #[test]
+    fn status_reads_a_gateway_answer() {
+        let json = r#"{"name":"octo-fn","image":"img","invocationCount":3,"replicas":1,"availableReplicas":1,
+            "labels":{"Git-Owner":"octo"},"createdAt":"2026-01-01T00:00:00Z","usage":{"cpu":0.1,"totalMemoryBytes":1024}}"#;
+        let status: FunctionStatus = serde_json::from_str(json).unwrap();
+        assert_eq!(status.label(labels::GIT_OWNER), Some("octo"));
+        assert!((status.invocation_count - 3.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,143 @@
+//! The function runtime every binary shares: port, `/_/health`, timeouts, body limit, graceful shutdown, tracing.
+//!
+//! A function builds its own `Router` of handlers, then `serve`s it: tests bind `127.0.0.1:0` and pass the
+//! listener and a shutdown future in, production binds `0.0.0.0:$port` and waits for SIGTERM.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::{bytes_or, duration_or, env_string, ConfigError};
+
+/// Request bodies most functions accept (DESIGN section 3).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+/// What git-tar and buildshiprun accept: build contexts are large.
+pub const BUILD_MAX_BODY_BYTES: u64 = 512 << 20;
+
+/// The runtime settings OpenFaaS passes every function through its environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `port`, default 8080.
+    pub port: u16,
+    /// `read_timeout`: how long the request body may take to arrive.
+    pub read_timeout: Duration,
+    /// `write_timeout`: how long the whole answer may take.
+    pub write_timeout: Duration,
+    /// `exec_timeout`: how long the handler may run; the shorter of this and `write_timeout` applies.
+    pub exec_timeout: Duration,
+    /// `max_body_bytes`: larger bodies get 413.
+    pub max_body_bytes: u64,
+}
+
+impl ServerConfig {
+    /// Reads `port`, the three timeouts (default 10 s) and `max_body_bytes`.
+    pub fn from_env(default_max_body_bytes: u64) -> Result<Self, ConfigError> {
+        Self::from_env_with_timeout(default_max_body_bytes, Duration::from_secs(10))
+    }
+
+    /// Like [`from_env`](Self::from_env) with another default timeout (builds take minutes).
+    pub fn from_env_with_timeout(default_max_body_bytes: u64, default_timeout: Duration) -> Result<Self, ConfigError> {
+        let port = match env_string("port") {
+            None => 8080,
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                name: "port".into(),
+                reason: format!("`{v}` is not a port number"),
+            })?,
+        };
+        Ok(Self {
+            port,
+            read_timeout: duration_or("read_timeout", default_timeout)?,
+            write_timeout: duration_or("write_timeout", default_timeout)?,
+            exec_timeout: duration_or("exec_timeout", default_timeout)?,
+            max_body_bytes: bytes_or("max_body_bytes", default_max_body_bytes)?,
+        })
+    }
+
+    /// Settings for tests: generous timeouts and the given body limit.
+    pub fn for_tests(max_body_bytes: u64) -> Self {
+        Self {
+            port: 0,
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(300),
+            exec_timeout: Duration::from_secs(300),
+            max_body_bytes,
+        }
+    }
+
+    /// How long a handler may run: a zero timeout means "no limit", as with the OpenFaaS watchdog.
+    fn handler_timeout(&self) -> Option<Duration> {
+        [self.write_timeout, self.exec_timeout].into_iter().filter(|d| !d.is_zero()).min()
+    }
+}
+
+/// Adds the runtime's routes and limits around a function's handlers.
+pub fn with_runtime(handlers: Router, config: &ServerConfig) -> Router {
+    let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let mut app = handlers
+        .route("/_/health", get(|| async { "OK" }))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit));
+    if !config.read_timeout.is_zero() {
+        app = app.layer(RequestBodyTimeoutLayer::new(config.read_timeout));
+    }
+    if let Some(timeout) = config.handler_timeout() {
+        app = app.layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, timeout));
+    }
+    app.layer(TraceLayer::new_for_http())
+}
+
+/// Binds `0.0.0.0:<port>` as a function container does.
+pub async fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port))).await
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on SIGTERM (what OpenFaaS sends to stop a function) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// One log line per event on stderr; `RUST_LOG` overrides the default `info` level.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,36 @@
+//! Queues commit statuses to github-status through the gateway's async route.
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+
+use crate::event::{CommitStatus, StatusEvent, StatusReport};
+use crate::gateway::{GatewayClient, GatewayError};
+
+/// The function that writes statuses to GitHub.
+pub const GITHUB_STATUS_FUNCTION: &str = "github-status";
+
+/// Sends statuses to github-status; every function reports through it.
+#[derive(Debug, Clone)]
+pub struct StatusClient {
+    gateway: GatewayClient,
+}
+
+impl StatusClient {
+    pub fn new(gateway: GatewayClient) -> Self {
+        Self { gateway }
+    }
+
+    /// Queues `statuses` for the commit in `event`, signed, to `async-function/github-status`.
+    pub async fn report(&self, event: &StatusEvent, statuses: Vec<CommitStatus>) -> Result<(), GatewayError> {
+        let report = StatusReport { event: event.clone(), statuses };
+        let body = Bytes::from(serde_json::to_vec(&report).expect("status reports serialise"));
+        self.gateway.invoke_async(GITHUB_STATUS_FUNCTION, body, HeaderMap::new()).await.map(drop)
+    }
+
+    /// Like [`report`](Self::report), but a failure is only logged: for statuses that must not stop the work.
+    pub async fn report_or_log(&self, event: &StatusEvent, statuses: Vec<CommitStatus>) {
+        if let Err(error) = self.report(event, statuses).await {
+            tracing::warn!(owner = %event.owner, repo = %event.repo, sha = %event.sha, %error, "could not queue a commit status");
+        }
+    }
+}

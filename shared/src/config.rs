@@ -262,7 +262,9 @@ impl SecretStore {
         env_string(env_name).map(Secret).ok_or_else(|| {
             let mut err = self.missing(name);
             if let ConfigError::MissingSecret { searched, .. } = &mut err {
-                searched.push_str(&format!(", and env `{env_name}`"));
+                searched.push_str(", and env `");
+                searched.push_str(env_name);
+                searched.push('`');
             }
             err
         })

@@ -3,6 +3,7 @@
 //! Field names follow GitHub's where GitHub has one; serde attributes make every JSON name visible at the type.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -182,7 +183,7 @@ fn ascii_json(json: &str) -> String {
         } else {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
+                let _ = write!(out, "\\u{unit:04x}");
             }
         }
     }

@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(verify_signature("nothing", b"body", b"key"), Err(SignatureError::Malformed));
         let wrong_key = sign_sha256(b"other", b"body");
         assert_eq!(verify_signature(&wrong_key, b"body", b"key"), Err(SignatureError::Mismatch));
-        let truncated = &sign_sha256(b"key", b"body")[..20];
+        let truncated = &sign_sha256(b"key", b"body")[..21];
         assert_eq!(verify_signature(truncated, b"body", b"key"), Err(SignatureError::Mismatch));
     }
 

@@ -1,1 +1,358 @@
-//! (being written)
+//! Test doubles that speak the real wire formats, for the functions' integration tests.
+//!
+//! # Layout
+//! - [`RecordingGateway`]: an OpenFaaS gateway double on a loopback port that records every request, answers
+//!   scripted replies, and otherwise behaves as the gateway's API reference says (`/function`, `/async-function`,
+//!   a stateful `/system/functions` behind basic auth).
+//! - [`secrets_dir`]: a temporary secrets folder, as OpenFaaS mounts one.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use shared::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
+use tokio::sync::Notify;
+
+/// One request as the gateway double received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: Method,
+    /// The path without the query, e.g. `/async-function/git-tar`.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    /// The body parsed as JSON; panics with the body shown when it is not, as a test would want.
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body of {} {} is not the expected JSON ({e}): {}",
+                self.method,
+                self.path,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// A header's value as text (names are case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A scripted answer for one method and path.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    delay: Option<Duration>,
+}
+
+impl Reply {
+    /// An answer with this status and an empty body.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).expect("a valid HTTP status"),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            delay: None,
+        }
+    }
+
+    /// A JSON body (and its content type).
+    #[must_use]
+    pub fn json(mut self, value: &serde_json::Value) -> Self {
+        self.body = Bytes::from(serde_json::to_vec(value).expect("JSON values serialise"));
+        self.headers.push(("content-type".into(), "application/json".into()));
+        self
+    }
+
+    /// A raw body.
+    #[must_use]
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// One more header.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Waits this long before answering (a slow function or gateway).
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+#[derive(Default)]
+struct GatewayState {
+    requests: Vec<RecordedRequest>,
+    scripts: HashMap<(Method, String), VecDeque<Reply>>,
+    functions: BTreeMap<String, FunctionStatus>,
+    credentials: Option<(String, String)>,
+    next_call_id: u64,
+}
+
+/// An OpenFaaS gateway double on `127.0.0.1:<random port>`; it stops when dropped.
+pub struct RecordingGateway {
+    address: SocketAddr,
+    state: Arc<Mutex<GatewayState>>,
+    arrived: Arc<Notify>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    state: Arc<Mutex<GatewayState>>,
+    arrived: Arc<Notify>,
+}
+
+impl RecordingGateway {
+    /// Starts a gateway double with no admin credentials (`/system/*` open).
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a gateway double whose `/system/*` routes require this basic-auth user and password.
+    pub async fn with_credentials(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_with(credentials: Option<(String, String)>) -> Self {
+        let state = Arc::new(Mutex::new(GatewayState { credentials, ..GatewayState::default() }));
+        let arrived = Arc::new(Notify::new());
+        let app =
+            Router::new().fallback(handle).with_state(AppState { state: state.clone(), arrived: arrived.clone() });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let address = listener.local_addr().expect("a bound address");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self { address, state, arrived, _shutdown: tx }
+    }
+
+    /// The base URL, ending in `/`, as functions take it in `gateway_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Scripts the answers to `method path` (exact path, no query): consumed in order, the last one repeats.
+    pub fn reply(&self, method: &str, path: &str, replies: Vec<Reply>) {
+        let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
+        self.state.lock().unwrap().scripts.insert((method, path.to_owned()), replies.into());
+    }
+
+    /// Seeds a deployed function.
+    pub fn add_function(&self, function: FunctionStatus) {
+        self.state.lock().unwrap().functions.insert(function.name.clone(), function);
+    }
+
+    /// The deployed functions, as the double's `/system/functions` state holds them.
+    pub fn functions(&self) -> Vec<FunctionStatus> {
+        self.state.lock().unwrap().functions.values().cloned().collect()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The requests whose path starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| r.path.starts_with(prefix)).collect()
+    }
+
+    /// Waits until at least `count` requests to `prefix` arrived, then returns them all; panics after `timeout`.
+    pub async fn wait_for_requests(&self, prefix: &str, count: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            let found = self.requests_to(prefix);
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, notified).await.is_ok(),
+                "waited {timeout:?} for {count} request(s) to {prefix}, got {}: {:?}",
+                found.len(),
+                found.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+async fn handle(State(app): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let recorded = RecordedRequest {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers.clone(),
+        body,
+    };
+    let scripted = {
+        let mut state = app.state.lock().unwrap();
+        state.requests.push(recorded.clone());
+        let key = (recorded.method.clone(), recorded.path.clone());
+        state
+            .scripts
+            .get_mut(&key)
+            .and_then(|queue| if queue.len() > 1 { queue.pop_front() } else { queue.front().cloned() })
+    };
+    app.arrived.notify_waiters();
+    if let Some(reply) = scripted {
+        if let Some(delay) = reply.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let mut response = Response::new(Body::from(reply.body));
+        *response.status_mut() = reply.status;
+        for (name, value) in reply.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
+    }
+    default_answer(&app, &recorded)
+}
+
+/// What the real gateway would answer.
+fn default_answer(app: &AppState, request: &RecordedRequest) -> Response {
+    let path = request.path.as_str();
+    if path == "/healthz" {
+        return StatusCode::OK.into_response();
+    }
+    if path.starts_with("/async-function/") {
+        if request.method != Method::POST {
+            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        }
+        let mut state = app.state.lock().unwrap();
+        state.next_call_id += 1;
+        let call_id = format!("call-{}", state.next_call_id);
+        return (StatusCode::ACCEPTED, [("x-call-id", call_id)]).into_response();
+    }
+    if path.starts_with("/function/") {
+        return StatusCode::OK.into_response();
+    }
+    if path.starts_with("/system/") {
+        return system_answer(app, request);
+    }
+    (StatusCode::NOT_FOUND, "no such route on the gateway").into_response()
+}
+
+fn system_answer(app: &AppState, request: &RecordedRequest) -> Response {
+    let mut state = app.state.lock().unwrap();
+    if let Some((user, password)) = &state.credentials {
+        if !basic_auth_matches(&request.headers, user, password) {
+            return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"Restricted\"")], "unauthorized")
+                .into_response();
+        }
+    }
+    let path = request.path.as_str();
+    if let Some(name) = path.strip_prefix("/system/function/") {
+        return match (&request.method, state.functions.get(name)) {
+            (&Method::GET, Some(function)) => axum::Json(function.clone()).into_response(),
+            (&Method::GET, None) => (StatusCode::NOT_FOUND, "function not found").into_response(),
+            _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+        };
+    }
+    if path != "/system/functions" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match request.method {
+        Method::GET => axum::Json(state.functions.values().cloned().collect::<Vec<_>>()).into_response(),
+        Method::POST | Method::PUT => {
+            let Ok(deployment) = serde_json::from_slice::<FunctionDeployment>(&request.body) else {
+                return (StatusCode::BAD_REQUEST, "body is not a FunctionDeployment").into_response();
+            };
+            if deployment.service.is_empty() || deployment.image.is_empty() {
+                return (StatusCode::BAD_REQUEST, "service and image are required").into_response();
+            }
+            let exists = state.functions.contains_key(&deployment.service);
+            if request.method == Method::PUT && !exists {
+                return (StatusCode::NOT_FOUND, "function not found").into_response();
+            }
+            state.functions.insert(deployment.service.clone(), status_of(&deployment));
+            if request.method == Method::POST {
+                StatusCode::ACCEPTED.into_response()
+            } else {
+                StatusCode::OK.into_response()
+            }
+        }
+        Method::DELETE => {
+            let Ok(delete) = serde_json::from_slice::<DeleteFunctionRequest>(&request.body) else {
+                return (StatusCode::BAD_REQUEST, "body is not {\"functionName\": ...}").into_response();
+            };
+            if state.functions.remove(&delete.function_name).is_some() {
+                StatusCode::OK.into_response()
+            } else {
+                (StatusCode::NOT_FOUND, "function not found").into_response()
+            }
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+/// The `FunctionStatus` the gateway would list for a deployment.
+pub fn status_of(deployment: &FunctionDeployment) -> FunctionStatus {
+    FunctionStatus {
+        name: deployment.service.clone(),
+        image: deployment.image.clone(),
+        namespace: deployment.namespace.clone(),
+        env_process: deployment.env_process.clone(),
+        env_vars: Some(deployment.env_vars.clone()),
+        constraints: Some(deployment.constraints.clone()),
+        secrets: Some(deployment.secrets.clone()),
+        labels: Some(deployment.labels.clone()),
+        annotations: Some(deployment.annotations.clone()),
+        limits: deployment.limits.clone(),
+        requests: deployment.requests.clone(),
+        read_only_root_filesystem: deployment.read_only_root_filesystem,
+        replicas: 1,
+        available_replicas: 1,
+        ..FunctionStatus::default()
+    }
+}
+
+fn basic_auth_matches(headers: &HeaderMap, user: &str, password: &str) -> bool {
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
+    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+    decoded == format!("{user}:{password}").as_bytes()
+}
+
+/// A temporary secrets folder holding `(name, value)` files, as OpenFaaS mounts secrets.
+pub fn secrets_dir(secrets: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    for (name, value) in secrets {
+        std::fs::write(dir.path().join(name), value).expect("write a secret file");
+    }
+    dir
+}

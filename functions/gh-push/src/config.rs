@@ -1,0 +1,74 @@
+//! gh-push's settings, read once at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+use shared::config::{bool_or, duration_or, env_string, required, CommonConfig, ConfigError, Secret, SecretStore};
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+/// Where the list of allowed GitHub logins comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomersSource {
+    Url(Url),
+    File(PathBuf),
+}
+
+impl CustomersSource {
+    /// `http(s)://…` is fetched; anything else is a file path.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        if value.starts_with("http://") || value.starts_with("https://") {
+            Url::parse(value)
+                .map(Self::Url)
+                .map_err(|e| ConfigError::Invalid { name: "customers_url".into(), reason: format!("`{value}`: {e}") })
+        } else {
+            Ok(Self::File(PathBuf::from(value)))
+        }
+    }
+}
+
+/// Everything gh-push is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `validate_hmac`: verify GitHub's signature (only `false` for local trials).
+    pub validate_hmac: bool,
+    /// `github-webhook-secret` (or env `github_webhook_secret`); required when `validate_hmac` is on.
+    pub webhook_secret: Option<Secret>,
+    /// `customers_url` when `validate_customers` is on: only these owners are built.
+    pub customers: Option<CustomersSource>,
+    /// How long a fetched customers list is trusted before it is read again.
+    pub customers_ttl: Duration,
+    /// `build_branch`: the one branch built; `None` builds the repository's default branch.
+    pub build_branch: Option<String>,
+    /// How long a delivery id is remembered, so a redelivery is not built twice.
+    pub delivery_ttl: Duration,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        let validate_hmac = bool_or("validate_hmac", true)?;
+        let webhook_secret = if validate_hmac {
+            Some(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
+        } else {
+            None
+        };
+        let customers = if bool_or("validate_customers", false)? {
+            Some(CustomersSource::parse(&required("customers_url")?)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            validate_hmac,
+            webhook_secret,
+            customers,
+            customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
+            build_branch: env_string("build_branch"),
+            delivery_ttl: duration_or("delivery_ttl", Duration::from_secs(3600))?,
+            server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}

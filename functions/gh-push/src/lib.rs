@@ -1,0 +1,211 @@
+//! gh-push: the GitHub App's webhook endpoint. It verifies a delivery, decides whether it is a push to build, and
+//! queues git-tar through the gateway's async route, with a `pending` status on the commit.
+//!
+//! # Layout
+//! - [`config`]: settings (`validate_hmac`, `validate_customers`, `customers_url`, `build_branch`…).
+//! - [`customers`]: the cached list of owners that may build.
+//! - [`deliveries`]: delivery ids already queued, so redeliveries are not built twice.
+//! - [`error`]: every refusal and its HTTP answer.
+//! - [`app`] and the handler below: the order of checks, signature first.
+
+pub mod config;
+pub mod customers;
+pub mod deliveries;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use reqwest::header::HeaderMap as ClientHeaders;
+use serde_json::json;
+use shared::audit::AuditClient;
+use shared::event::{
+    is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubPush, StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
+};
+use shared::gateway::GatewayClient;
+use shared::signature::verify_github;
+use shared::status::StatusClient;
+
+pub use crate::config::Config;
+use crate::customers::Customers;
+use crate::deliveries::{Claim, DeliveryLog};
+pub use crate::error::GhPushError;
+
+/// The function that clones and shrinkwraps a push.
+pub const GIT_TAR_FUNCTION: &str = "git-tar";
+const SOURCE: &str = "gh-push";
+
+/// What every request shares.
+struct AppState {
+    config: Config,
+    gateway: GatewayClient,
+    statuses: StatusClient,
+    audit: AuditClient,
+    customers: Option<Customers>,
+    deliveries: DeliveryLog,
+}
+
+/// The function's router, without the runtime layers (see `shared::server::with_runtime`).
+pub fn app(config: Config) -> Router {
+    let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone());
+    let customers =
+        config.customers.clone().map(|source| Customers::new(source, config.customers_ttl, gateway.http().clone()));
+    let state = AppState {
+        statuses: StatusClient::new(gateway.clone()),
+        audit: AuditClient::new(config.common.audit_url.clone(), config.common.payload_secret.clone()),
+        deliveries: DeliveryLog::new(config.delivery_ttl),
+        customers,
+        gateway,
+        config,
+    };
+    Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
+}
+
+/// What happened to one delivery, for the answer and the audit log.
+struct Outcome {
+    status: StatusCode,
+    message: String,
+    extra: serde_json::Value,
+}
+
+impl Outcome {
+    fn ignored(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::OK, message: message.into(), extra: json!({}) }
+    }
+}
+
+async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let delivery = header(&headers, "x-github-delivery").unwrap_or_default().to_owned();
+    let event_type = header(&headers, "x-github-event").unwrap_or_default().to_owned();
+    let result = process(&state, &headers, &body, &delivery, &event_type).await;
+    let mut audit = AuditEvent::new(SOURCE, String::new());
+    audit.delivery = (!delivery.is_empty()).then(|| delivery.clone());
+    let response = match result {
+        Ok((outcome, push)) => {
+            if let Some(push) = &push {
+                audit.owner = Some(push.repository.owner.login.clone());
+                audit.repo = Some(push.repository.name.clone());
+                audit.sha = Some(push.after.clone());
+            }
+            audit.message = format!("{} ({})", outcome.message, outcome.status.as_u16());
+            tracing::info!(%delivery, event = %event_type, status = outcome.status.as_u16(), "{}", outcome.message);
+            let mut answer = json!({ "message": outcome.message });
+            if let (Some(answer), Some(extra)) = (answer.as_object_mut(), outcome.extra.as_object()) {
+                answer.extend(extra.clone());
+            }
+            (outcome.status, Json(answer)).into_response()
+        }
+        Err(error) => {
+            audit.message = format!("refused: {error} ({})", error.status().as_u16());
+            tracing::warn!(%delivery, event = %event_type, status = error.status().as_u16(), %error, "delivery refused");
+            error.into_response()
+        }
+    };
+    state.audit.record(audit);
+    response
+}
+
+/// The checks in order: signature before anything reads the body, then the event, then the filters.
+async fn process(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    delivery: &str,
+    event_type: &str,
+) -> Result<(Outcome, Option<GitHubPush>), GhPushError> {
+    if state.config.validate_hmac {
+        let secret = state.config.webhook_secret.as_ref().expect("validate_hmac requires the webhook secret at start");
+        verify_github(headers, body, secret.expose().as_bytes())?;
+    }
+    match event_type {
+        "" => return Err(GhPushError::BadRequest("the X-GitHub-Event header is missing".into())),
+        "ping" => return Ok((Outcome::ignored("pong"), None)),
+        "push" => {}
+        other => return Ok((Outcome::ignored(format!("ignored: `{other}` events are not built")), None)),
+    }
+    let push: GitHubPush = serde_json::from_slice(body)
+        .map_err(|e| GhPushError::BadRequest(format!("the body is not a push event: {e}")))?;
+    let outcome = filter_and_queue(state, &push, delivery).await?;
+    Ok((outcome, Some(push)))
+}
+
+async fn filter_and_queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Outcome, GhPushError> {
+    if push.deleted || is_null_sha(&push.after) {
+        return Ok(Outcome::ignored(format!("ignored: `{}` was deleted", push.git_ref)));
+    }
+    let Some(branch) = push.branch() else {
+        let what = if push.git_ref.starts_with("refs/tags/") { "tag pushes are" } else { "pushes to this ref are" };
+        return Ok(Outcome::ignored(format!("ignored: {what} not built (`{}`)", push.git_ref)));
+    };
+    if !is_commit_sha(&push.after) {
+        return Err(GhPushError::BadRequest(format!("`after` is not a commit SHA: `{}`", push.after)));
+    }
+    let built = state.config.build_branch.as_deref().or(push.repository.default_branch.as_deref());
+    if let Some(built) = built {
+        if branch != built {
+            return Ok(Outcome::ignored(format!("ignored: branch `{branch}` is not built (only `{built}` is)")));
+        }
+    }
+    if let Some(customers) = &state.customers {
+        let owner = &push.repository.owner.login;
+        if !customers.contains(owner).await? {
+            return Err(GhPushError::NotACustomer(owner.clone()));
+        }
+    }
+    if delivery.is_empty() {
+        return Err(GhPushError::BadRequest("the X-GitHub-Delivery header is missing".into()));
+    }
+    if state.deliveries.claim(delivery) == Claim::Seen {
+        return Ok(Outcome::ignored(format!("delivery {delivery} was already queued")));
+    }
+    match queue(state, push, delivery).await {
+        Ok(call_id) => {
+            state.deliveries.confirm(delivery);
+            Ok(Outcome {
+                status: StatusCode::ACCEPTED,
+                message: format!("queued a build of {} at {}", push.repository.full_name, push.after),
+                extra: json!({ "delivery": delivery, "repository": push.repository.full_name, "sha": push.after, "call_id": call_id }),
+            })
+        }
+        Err(error) => {
+            state.deliveries.release(delivery);
+            Err(error)
+        }
+    }
+}
+
+/// Queues the pending status, then git-tar. If git-tar cannot be queued, the pending status is turned into an
+/// error (best effort), so the commit does not stay pending forever.
+async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Option<String>, GhPushError> {
+    let event = push.to_push_event(delivery);
+    let status_event = StatusEvent::from(&event);
+    let pending = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Pending, "build queued");
+    state.statuses.report(&status_event, vec![pending]).await?;
+    let body = Bytes::from(serde_json::to_vec(&event).expect("push events serialise"));
+    let mut headers = ClientHeaders::new();
+    headers.insert(
+        "x-github-delivery",
+        delivery.parse().map_err(|_| GhPushError::BadRequest("the X-GitHub-Delivery header is not valid".into()))?,
+    );
+    match state.gateway.invoke_async(GIT_TAR_FUNCTION, body, headers).await {
+        Ok(call_id) => Ok(call_id),
+        Err(error) => {
+            let failed = CommitStatus::new(
+                STACK_DEPLOY_CONTEXT,
+                StatusState::Error,
+                "the build could not be queued; push again or redeliver the webhook",
+            );
+            state.statuses.report_or_log(&status_event, vec![failed]).await;
+            Err(error.into())
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}

@@ -1,0 +1,423 @@
+//! gh-push driven over real HTTP on loopback, with a recording gateway double behind it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gh_push::config::CustomersSource;
+use gh_push::Config;
+use serde_json::Value;
+use shared::config::{CommonConfig, Secret};
+use shared::event::{PushEvent, StatusReport, StatusState};
+use shared::server::{serve, with_runtime, ServerConfig};
+use shared::signature::{sign_sha1, sign_sha256, verify_cloud};
+use testkit::{RecordingGateway, Reply};
+
+const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
+const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
+const PUSH: &str = include_str!("fixtures/push.json");
+const PING: &str = include_str!("fixtures/ping.json");
+const INSTALLATION: &str = include_str!("fixtures/installation.json");
+
+struct GhPush {
+    address: SocketAddr,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn config(gateway: &RecordingGateway) -> Config {
+    Config {
+        common: CommonConfig {
+            gateway_url: gateway.url().parse().unwrap(),
+            audit_url: Some(format!("{}function/audit-event", gateway.url()).parse().unwrap()),
+            payload_secret: Secret::new(PAYLOAD_SECRET),
+        },
+        validate_hmac: true,
+        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        customers: None,
+        customers_ttl: Duration::from_secs(60),
+        build_branch: None,
+        delivery_ttl: Duration::from_secs(3600),
+        server: ServerConfig::for_tests(1 << 20),
+    }
+}
+
+async fn start(config: Config) -> GhPush {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = config.server.clone();
+    let app = with_runtime(gh_push::app(config), &server);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+    GhPush { address, http: reqwest::Client::new(), _stop: stop }
+}
+
+struct Delivery {
+    event: &'static str,
+    id: String,
+    body: Vec<u8>,
+    signature: Option<String>,
+}
+
+impl Delivery {
+    fn new(event: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        let body = body.into();
+        let signature = Some(sign_sha256(WEBHOOK_SECRET.as_bytes(), &body));
+        Self { event, id: uuid_like(), body, signature }
+    }
+
+    fn push(edit: impl FnOnce(&mut Value)) -> Self {
+        let mut push: Value = serde_json::from_str(PUSH).unwrap();
+        edit(&mut push);
+        Self::new("push", serde_json::to_vec(&push).unwrap())
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("72d3162e-cc78-11e3-81ab-{:012x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl GhPush {
+    async fn send(&self, delivery: &Delivery) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("http://{}/", self.address))
+            .header("Content-Type", "application/json")
+            .header("User-Agent", "GitHub-Hookshot/044aadd")
+            .header("X-GitHub-Event", delivery.event)
+            .header("X-GitHub-Delivery", &delivery.id)
+            .header("X-GitHub-Hook-ID", "109948940")
+            .body(delivery.body.clone());
+        if let Some(signature) = &delivery.signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Requests that queue work (audit events are not work).
+fn queued(gateway: &RecordingGateway) -> Vec<testkit::RecordedRequest> {
+    gateway.requests_to("/async-function/")
+}
+
+#[tokio::test]
+async fn queues_git_tar_and_a_pending_status_for_a_signed_push_to_the_default_branch() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let delivery = Delivery::push(|_| {});
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["sha"], "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+
+    let status_calls = gateway.requests_to("/async-function/github-status");
+    assert_eq!(status_calls.len(), 1);
+    verify_cloud(&status_calls[0].headers, &status_calls[0].body, PAYLOAD_SECRET.as_bytes()).unwrap();
+    let report: StatusReport = status_calls[0].json();
+    assert_eq!(report.event.owner, "Octo");
+    assert_eq!(report.event.repo, "fns");
+    assert_eq!(report.event.installation_id, Some(1_234_567));
+    assert_eq!(report.statuses.len(), 1);
+    assert_eq!(report.statuses[0].context, "stack-deploy");
+    assert_eq!(report.statuses[0].state, StatusState::Pending);
+
+    let git_tar = gateway.requests_to("/async-function/git-tar");
+    assert_eq!(git_tar.len(), 1);
+    verify_cloud(&git_tar[0].headers, &git_tar[0].body, PAYLOAD_SECRET.as_bytes()).unwrap();
+    assert_eq!(git_tar[0].header("x-github-delivery"), Some(delivery.id.as_str()));
+    let event: PushEvent = git_tar[0].json();
+    assert_eq!(event.delivery, delivery.id);
+    assert_eq!(event.git_ref, "refs/heads/main");
+    assert_eq!(event.after, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+    assert_eq!(event.installation_id, Some(1_234_567));
+    assert_eq!(event.repository.full_name, "Octo/fns");
+    assert_eq!(event.repository.clone_url, "https://github.com/Octo/fns.git");
+    assert_eq!(event.repository.owner.login, "Octo");
+    assert_eq!(event.repository.owner.id, 21_031_067);
+    let raw: Value = git_tar[0].json();
+    assert!(raw.get("commits").is_none(), "only what git-tar needs travels: {raw}");
+}
+
+#[tokio::test]
+async fn refuses_a_push_with_a_wrong_signature_and_queues_nothing() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let mut delivery = Delivery::push(|_| {});
+    delivery.signature = Some(sign_sha256(b"not the secret", &delivery.body));
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("does not match"), "{answer}");
+    assert!(!answer.to_string().contains(WEBHOOK_SECRET));
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn refuses_an_unsigned_push_and_a_body_changed_after_signing() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let mut unsigned = Delivery::push(|_| {});
+    unsigned.signature = None;
+    assert_eq!(gh_push.send(&unsigned).await.0, 401);
+    let mut tampered = Delivery::push(|_| {});
+    tampered.body.extend_from_slice(b" ");
+    assert_eq!(gh_push.send(&tampered).await.0, 401);
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn accepts_the_legacy_sha1_signature() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let delivery = Delivery::push(|_| {});
+    let response = gh_push
+        .http
+        .post(format!("http://{}/", gh_push.address))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", &delivery.id)
+        .header("x-hub-signature", sign_sha1(WEBHOOK_SECRET.as_bytes(), &delivery.body))
+        .body(delivery.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+#[tokio::test]
+async fn answers_a_ping_with_pong() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let (status, answer) = gh_push.send(&Delivery::new("ping", PING)).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["message"], "pong");
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn ignores_other_event_types() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let (status, answer) = gh_push.send(&Delivery::new("installation", INSTALLATION)).await;
+    assert_eq!(status, 200);
+    assert!(answer["message"].as_str().unwrap().contains("installation"), "{answer}");
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn ignores_tag_pushes() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let (status, answer) = gh_push.send(&Delivery::push(|p| p["ref"] = "refs/tags/v1.0.0".into())).await;
+    assert_eq!(status, 200);
+    assert!(answer["message"].as_str().unwrap().contains("tag"), "{answer}");
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn ignores_branch_deletions() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let deleted = Delivery::push(|p| {
+        p["deleted"] = true.into();
+        p["after"] = "0".repeat(40).into();
+        p["head_commit"] = Value::Null;
+        p["commits"] = Value::Array(vec![]);
+    });
+    let (status, answer) = gh_push.send(&deleted).await;
+    assert_eq!(status, 200);
+    assert!(answer["message"].as_str().unwrap().contains("deleted"), "{answer}");
+    let zeros_only = Delivery::push(|p| p["after"] = "0".repeat(40).into());
+    assert_eq!(gh_push.send(&zeros_only).await.0, 200);
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn builds_a_new_default_branch_but_ignores_other_branches() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let feature = Delivery::push(|p| {
+        p["ref"] = "refs/heads/feature/login".into();
+        p["created"] = true.into();
+        p["before"] = "0".repeat(40).into();
+    });
+    let (status, answer) = gh_push.send(&feature).await;
+    assert_eq!(status, 200);
+    assert!(answer["message"].as_str().unwrap().contains("feature/login"), "{answer}");
+    assert!(queued(&gateway).is_empty());
+
+    let created_main = Delivery::push(|p| {
+        p["created"] = true.into();
+        p["before"] = "0".repeat(40).into();
+    });
+    assert_eq!(gh_push.send(&created_main).await.0, 202);
+    assert_eq!(gateway.requests_to("/async-function/git-tar").len(), 1);
+}
+
+#[tokio::test]
+async fn builds_only_the_configured_build_branch() {
+    let gateway = RecordingGateway::start().await;
+    let mut config = config(&gateway);
+    config.build_branch = Some("release".into());
+    let gh_push = start(config).await;
+    assert_eq!(gh_push.send(&Delivery::push(|_| {})).await.0, 200, "main is not the build branch");
+    assert_eq!(gh_push.send(&Delivery::push(|p| p["ref"] = "refs/heads/release".into())).await.0, 202);
+    assert_eq!(gateway.requests_to("/async-function/git-tar").len(), 1);
+}
+
+#[tokio::test]
+async fn answers_400_for_a_body_that_is_not_a_push_event() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let (status, answer) = gh_push.send(&Delivery::new("push", "{not json")).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = gh_push.send(&Delivery::new("push", r#"{"zen":"a ping sent as a push"}"#)).await;
+    assert_eq!(status, 400);
+    let (status, answer) = gh_push.send(&Delivery::push(|p| p["after"] = "not-a-sha".into())).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = gh_push.send(&Delivery::new("", PUSH)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("X-GitHub-Event"), "{answer}");
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn answers_413_for_an_oversized_body() {
+    let gateway = RecordingGateway::start().await;
+    let mut config = config(&gateway);
+    config.server.max_body_bytes = 4096;
+    let gh_push = start(config).await;
+    let (status, _) = gh_push.send(&Delivery::push(|_| {})).await;
+    assert_eq!(status, 413, "the 7 KB fixture is over a 4 KB limit");
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn a_redelivery_is_answered_but_not_queued_twice() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let delivery = Delivery::push(|_| {});
+    assert_eq!(gh_push.send(&delivery).await.0, 202);
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 200);
+    assert!(answer["message"].as_str().unwrap().contains("already queued"), "{answer}");
+    assert_eq!(gateway.requests_to("/async-function/git-tar").len(), 1);
+}
+
+#[tokio::test]
+async fn answers_502_when_the_gateway_fails_and_a_redelivery_then_succeeds() {
+    let gateway = RecordingGateway::start().await;
+    gateway.reply(
+        "POST",
+        "/async-function/git-tar",
+        vec![Reply::status(500).body("queue is down"), Reply::status(202)],
+    );
+    let gh_push = start(config(&gateway)).await;
+    let delivery = Delivery::push(|_| {});
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("500"), "{answer}");
+    let statuses: Vec<StatusReport> =
+        gateway.requests_to("/async-function/github-status").iter().map(testkit::RecordedRequest::json).collect();
+    assert_eq!(
+        statuses.last().unwrap().statuses[0].state,
+        StatusState::Error,
+        "the pending status is not left hanging"
+    );
+
+    assert_eq!(gh_push.send(&delivery).await.0, 202, "the redelivery is queued once the gateway is back");
+    assert_eq!(gateway.requests_to("/async-function/git-tar").len(), 2);
+}
+
+#[tokio::test]
+async fn answers_502_when_the_gateway_cannot_be_reached() {
+    let unreachable = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = unreachable.local_addr().unwrap();
+    drop(unreachable);
+    let gateway = RecordingGateway::start().await;
+    let mut config = config(&gateway);
+    config.common.gateway_url = format!("http://{address}/").parse().unwrap();
+    let gh_push = start(config).await;
+    let (status, answer) = gh_push.send(&Delivery::push(|_| {})).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("could not be reached"), "{answer}");
+}
+
+#[tokio::test]
+async fn refuses_owners_missing_from_a_customers_file() {
+    let gateway = RecordingGateway::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("CUSTOMERS");
+    std::fs::write(&list, "# customers\nalexellis\n\nOCTO   # matched case-insensitively\n").unwrap();
+    let mut config = config(&gateway);
+    config.customers = Some(CustomersSource::File(list));
+    let gh_push = start(config).await;
+    assert_eq!(gh_push.send(&Delivery::push(|_| {})).await.0, 202, "Octo is listed as OCTO");
+    let stranger = Delivery::push(|p| p["repository"]["owner"]["login"] = "mallory".into());
+    let (status, answer) = gh_push.send(&stranger).await;
+    assert_eq!(status, 403);
+    assert!(answer["error"].as_str().unwrap().contains("mallory"), "{answer}");
+    assert_eq!(gateway.requests_to("/async-function/git-tar").len(), 1);
+}
+
+#[tokio::test]
+async fn reads_the_customers_list_from_a_url_once_per_cache_period() {
+    let gateway = RecordingGateway::start().await;
+    let list_server = RecordingGateway::start().await;
+    list_server.reply("GET", "/CUSTOMERS", vec![Reply::status(200).body("octo\n")]);
+    let mut config = config(&gateway);
+    config.customers = Some(CustomersSource::Url(format!("{}CUSTOMERS", list_server.url()).parse().unwrap()));
+    let gh_push = start(config).await;
+    for _ in 0..3 {
+        assert_eq!(gh_push.send(&Delivery::push(|_| {})).await.0, 202);
+    }
+    assert_eq!(list_server.requests_to("/CUSTOMERS").len(), 1);
+}
+
+#[tokio::test]
+async fn sends_an_audit_event_for_accepted_and_refused_deliveries() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let accepted = Delivery::push(|_| {});
+    gh_push.send(&accepted).await;
+    let mut refused = Delivery::push(|_| {});
+    refused.signature = Some("sha256=00".into());
+    gh_push.send(&refused).await;
+    let audits = gateway.wait_for_requests("/function/audit-event", 2, Duration::from_secs(5)).await;
+    let events: Vec<Value> = audits
+        .iter()
+        .map(|r| {
+            verify_cloud(&r.headers, &r.body, PAYLOAD_SECRET.as_bytes()).unwrap();
+            r.json()
+        })
+        .collect();
+    let by_delivery = |id: &str| events.iter().find(|e| e["delivery"] == id).cloned().unwrap();
+    let accepted_event = by_delivery(&accepted.id);
+    assert_eq!(accepted_event["source"], "gh-push");
+    assert_eq!(accepted_event["repo"], "fns");
+    assert!(accepted_event["message"].as_str().unwrap().contains("202"));
+    assert!(by_delivery(&refused.id)["message"].as_str().unwrap().contains("401"));
+}
+
+#[tokio::test]
+async fn skips_signature_checks_only_when_validate_hmac_is_off() {
+    let gateway = RecordingGateway::start().await;
+    let mut config = config(&gateway);
+    config.validate_hmac = false;
+    config.webhook_secret = None;
+    let gh_push = start(config).await;
+    let mut unsigned = Delivery::push(|_| {});
+    unsigned.signature = None;
+    assert_eq!(gh_push.send(&unsigned).await.0, 202);
+}
+
+#[tokio::test]
+async fn answers_health_checks() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let response = gh_push.http.get(format!("http://{}/_/health", gh_push.address)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}

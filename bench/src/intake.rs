@@ -1,0 +1,77 @@
+//! Scenario 1, webhook intake: the real gh-push binary receiving signed 7 KB push events over loopback keep-alive
+//! connections, with a gateway double that accepts every queued call at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+
+use crate::load::{fixed_rate, saturate, MakeRequest};
+use crate::process::{free_port, rss_kib, Child};
+use crate::stats::Summary;
+
+const PUSH: &str = include_str!("../../functions/gh-push/tests/fixtures/push.json");
+const WEBHOOK_SECRET: &str = "bench-webhook-secret";
+
+/// A gateway that answers every async call with 202 at once, so gh-push alone is measured.
+async fn null_gateway() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let app =
+        axum::Router::new().fallback(|| async { (StatusCode::ACCEPTED, [("x-call-id", "bench")]).into_response() });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
+    let gateway = null_gateway().await?;
+    let secrets = tempfile::tempdir()?;
+    std::fs::write(secrets.path().join("github-webhook-secret"), WEBHOOK_SECRET)?;
+    std::fs::write(secrets.path().join("payload-secret"), "bench-payload-secret")?;
+    let port = free_port()?;
+    let gh_push = Child::spawn(
+        &binaries.join("gh-push"),
+        &[
+            ("port", port.to_string()),
+            ("secret_mount_path", secrets.path().display().to_string()),
+            ("gateway_url", format!("http://{gateway}/")),
+            ("RUST_LOG", "warn".into()),
+        ],
+    )?;
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    gh_push.wait_healthy(address, Duration::from_secs(10)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = rss_kib(gh_push.pid())?;
+
+    let body = Bytes::from_static(PUSH.as_bytes());
+    let signature = shared::signature::sign_sha256(WEBHOOK_SECRET.as_bytes(), &body);
+    let run_id = std::process::id();
+    let next_delivery = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let make: MakeRequest = Arc::new(move |_| {
+        let n = next_delivery.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Request::post("/")
+            .header("host", "gh-push")
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", format!("bench-{run_id}-{n}"))
+            .header("x-hub-signature-256", signature.as_str())
+            .body(Full::new(body.clone()))
+            .expect("a valid request")
+    });
+
+    println!("1. webhook intake: gh-push, signed {} B push events, every one queued (202)", PUSH.len());
+    println!("   gh-push idle RSS: {:.1} MiB", idle as f64 / 1024.0);
+    let saturation = saturate(address, 16, Duration::from_secs(seconds), make.clone()).await?;
+    let throughput = saturation.latencies.len() as f64 / saturation.elapsed.as_secs_f64();
+    println!("   saturation (16 connections, {seconds} s): {throughput:.0} req/s, answers {:?}", saturation.statuses);
+    println!("   saturation latency: {}", Summary::new(saturation.latencies).line());
+    let rated = fixed_rate(address, 8, 1000, Duration::from_secs(seconds), make).await?;
+    println!("   at 1,000 req/s ({seconds} s): {}, answers {:?}", Summary::new(rated.latencies).line(), rated.statuses);
+    println!("   gh-push peak RSS under load: {:.1} MiB", crate::process::peak_rss_kib(gh_push.pid())? as f64 / 1024.0);
+    Ok(())
+}

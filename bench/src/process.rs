@@ -1,0 +1,76 @@
+//! Starting the project's release binaries and reading their memory from /proc.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped, so a failed benchmark leaves nothing behind.
+pub struct Child(std::process::Child);
+
+impl Child {
+    pub fn spawn(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            binary.exists(),
+            "{} is missing: build the release binaries first (`cargo build --release --workspace --bins`)",
+            binary.display()
+        );
+        let mut command = Command::new(binary);
+        command.env_clear().stdout(Stdio::null()).stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Ok(Self(command.spawn()?))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits until `GET /_/health` answers 200.
+    pub async fn wait_healthy(&self, address: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                stream.write_all(b"GET /_/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+                let mut text = String::new();
+                stream.read_to_string(&mut text).await?;
+                if text.starts_with("HTTP/1.1 200") {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the process did not become healthy at {address}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
+}
+
+/// Resident memory now, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// The most resident memory the process has had, in KiB.
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_field(pid, "VmHWM:")
+}

@@ -1,1 +1,499 @@
-//! (being written)
+//! A GitHub API double: the part of GitHub's REST API that github-status and git-tar use, behaving as GitHub
+//! documents it. The local stack runs it as its GitHub; the tests run it to check the App's authentication.
+//!
+//! It verifies the App's JWT (RS256 signature against the App's public key, `iat`, `exp`, `iss`), issues
+//! installation tokens that expire, checks the bearer token and its installation on every status write, records
+//! statuses and lists them newest first, and can be told to fail (5xx, 429 with `retry-after`, secondary rate
+//! limits, a 401, a slow answer).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rand::distributions::{Alphanumeric, DistString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// An App key pair, as PEM text.
+#[derive(Clone)]
+pub struct AppKey {
+    /// PKCS#1 `RSA PRIVATE KEY`, as GitHub hands it out.
+    pub private_pem: String,
+    /// SPKI `PUBLIC KEY`.
+    pub public_pem: String,
+}
+
+impl std::fmt::Debug for AppKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppKey(***)")
+    }
+}
+
+/// Generates a 2048-bit App key pair, as GitHub does for an App.
+pub fn generate_app_key() -> AppKey {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key generation");
+    let private_pem = private.to_pkcs1_pem(LineEnding::LF).expect("PKCS#1 encoding").to_string();
+    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("SPKI encoding");
+    AppKey { private_pem, public_pem }
+}
+
+/// The same key pair's private key as PKCS#8 (`BEGIN PRIVATE KEY`), the other format GitHub keys come in.
+pub fn to_pkcs8(private_pem: &str) -> String {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(private_pem).expect("a PKCS#1 key");
+    key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding").to_string()
+}
+
+/// Which endpoint a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /app/installations/{id}/access_tokens`
+    AccessTokens,
+    /// `POST /repos/{owner}/{repo}/statuses/{sha}`
+    Statuses,
+}
+
+/// A fault to answer with instead of the real thing, once.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// This status with a GitHub-style error body (500, 502, 422, 404…).
+    Status(u16),
+    /// 429 with `retry-after: N` seconds.
+    TooManyRequests { retry_after: u64 },
+    /// 403 "secondary rate limit" with `retry-after: N` seconds.
+    SecondaryRateLimit { retry_after: u64 },
+    /// 403 with `x-ratelimit-remaining: 0` and a reset time `reset_in` seconds ahead.
+    PrimaryRateLimit { reset_in: u64 },
+    /// 401 "Bad credentials", as when a token was revoked.
+    Unauthorized,
+    /// Waits this long, then answers normally.
+    Delay(Duration),
+}
+
+/// A status as the double recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedStatus {
+    pub id: u64,
+    pub state: String,
+    pub context: String,
+    pub description: Option<String>,
+    pub target_url: Option<String>,
+    pub created_at: String,
+    /// The installation whose token wrote it.
+    pub installation_id: u64,
+    /// The `X-GitHub-Api-Version` the writer pinned, if any.
+    pub api_version: Option<String>,
+}
+
+struct IssuedToken {
+    installation_id: u64,
+    expires_at: DateTime<Utc>,
+}
+
+struct DoubleState {
+    app_id: String,
+    public_key: DecodingKey,
+    token_lifetime: chrono::TimeDelta,
+    /// Installation id → the account (owner login, lower-case) it is installed on.
+    installations: HashMap<u64, String>,
+    tokens: HashMap<String, IssuedToken>,
+    /// `(owner, repo, sha)` lower-cased → statuses, oldest first.
+    statuses: HashMap<(String, String, String), Vec<RecordedStatus>>,
+    faults: HashMap<Endpoint, VecDeque<Fault>>,
+    token_requests: u64,
+    status_requests: u64,
+    next_id: u64,
+}
+
+/// The double's state; cheap to clone, shared with its router.
+#[derive(Clone)]
+pub struct GitHubDouble {
+    state: Arc<Mutex<DoubleState>>,
+}
+
+impl GitHubDouble {
+    /// A double for the App `app_id` whose public key is `public_pem` (SPKI or PKCS#1 PEM).
+    pub fn new(app_id: &str, public_pem: &str) -> Self {
+        let public_key = DecodingKey::from_rsa_pem(public_pem.as_bytes()).expect("a valid RSA public key PEM");
+        Self {
+            state: Arc::new(Mutex::new(DoubleState {
+                app_id: app_id.to_owned(),
+                public_key,
+                token_lifetime: chrono::TimeDelta::hours(1),
+                installations: HashMap::new(),
+                tokens: HashMap::new(),
+                statuses: HashMap::new(),
+                faults: HashMap::new(),
+                token_requests: 0,
+                status_requests: 0,
+                next_id: 1,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DoubleState> {
+        self.state.lock().expect("GitHub double lock")
+    }
+
+    /// Installs the App on `owner`'s account as installation `id`.
+    pub fn add_installation(&self, id: u64, owner: &str) {
+        self.lock().installations.insert(id, owner.to_ascii_lowercase());
+    }
+
+    /// How long issued tokens live (GitHub: one hour).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().token_lifetime = chrono::TimeDelta::from_std(lifetime).expect("a representable lifetime");
+    }
+
+    /// Queues faults for an endpoint, answered one per request before normal service resumes.
+    pub fn push_faults(&self, endpoint: Endpoint, faults: impl IntoIterator<Item = Fault>) {
+        self.lock().faults.entry(endpoint).or_default().extend(faults);
+    }
+
+    /// Statuses written for a commit, newest first (as GitHub lists them).
+    pub fn statuses(&self, owner: &str, repo: &str, sha: &str) -> Vec<RecordedStatus> {
+        let key = (owner.to_ascii_lowercase(), repo.to_ascii_lowercase(), sha.to_ascii_lowercase());
+        self.lock().statuses.get(&key).map(|s| s.iter().rev().cloned().collect()).unwrap_or_default()
+    }
+
+    /// How many installation tokens were issued or refused.
+    pub fn token_requests(&self) -> u64 {
+        self.lock().token_requests
+    }
+
+    /// How many status writes were attempted (including refused ones).
+    pub fn status_requests(&self) -> u64 {
+        self.lock().status_requests
+    }
+
+    /// The REST routes, to serve on their own or inside the local stack.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/app/installations/{id}/access_tokens", post(access_tokens))
+            .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
+            .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
+            .route("/repos/{owner}/{repo}/commits/{sha}/status", get(combined_status))
+            .fallback(|| async { github_error(StatusCode::NOT_FOUND, "Not Found") })
+            .with_state(self.clone())
+    }
+
+    /// Serves the double on `127.0.0.1:<random port>` until the handle is dropped.
+    pub async fn start(&self) -> std::io::Result<RunningDouble> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(RunningDouble { address, double: self.clone(), _stop: stop })
+    }
+
+    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        self.lock().faults.get_mut(&endpoint).and_then(VecDeque::pop_front)
+    }
+}
+
+/// A double being served; stops when dropped.
+pub struct RunningDouble {
+    address: SocketAddr,
+    double: GitHubDouble,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RunningDouble {
+    /// The API base URL, ending in `/`, as `github_api_url` takes it.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+
+    pub fn double(&self) -> &GitHubDouble {
+        &self.double
+    }
+}
+
+impl std::ops::Deref for RunningDouble {
+    type Target = GitHubDouble;
+    fn deref(&self) -> &GitHubDouble {
+        &self.double
+    }
+}
+
+fn github_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }))).into_response()
+}
+
+/// Answers a fault, or `None` to go on normally (after a delay, if that was the fault).
+async fn fault_answer(double: &GitHubDouble, endpoint: Endpoint) -> Option<Response> {
+    let fault = double.take_fault(endpoint)?;
+    let now = Utc::now().timestamp();
+    Some(match fault {
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            github_error(status, status.canonical_reason().unwrap_or("error"))
+        }
+        Fault::TooManyRequests { retry_after } => {
+            let mut response = github_error(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded");
+            response.headers_mut().insert("retry-after", retry_after.into());
+            response
+        }
+        Fault::SecondaryRateLimit { retry_after } => {
+            let mut response = github_error(
+                StatusCode::FORBIDDEN,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
+            response.headers_mut().insert("retry-after", retry_after.into());
+            response
+        }
+        Fault::PrimaryRateLimit { reset_in } => {
+            let mut response = github_error(StatusCode::FORBIDDEN, "API rate limit exceeded for installation.");
+            response.headers_mut().insert("x-ratelimit-remaining", 0.into());
+            response.headers_mut().insert("x-ratelimit-reset", (now + i64::try_from(reset_in).unwrap_or(0)).into());
+            response
+        }
+        Fault::Unauthorized => github_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+        Fault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            return None;
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct AppClaims {
+    iat: i64,
+    exp: i64,
+    iss: serde_json::Value,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .or_else(|| value.strip_prefix("token "))
+        .map(str::trim)
+}
+
+/// Checks an App JWT as GitHub does; the error is GitHub's message.
+fn verify_app_jwt(state: &DoubleState, jwt: &str) -> Result<(), &'static str> {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp"]);
+    let claims = jsonwebtoken::decode::<AppClaims>(jwt, &state.public_key, &validation)
+        .map_err(|_| "A JSON web token could not be decoded")?
+        .claims;
+    let now = Utc::now().timestamp();
+    if claims.iat > now + 60 {
+        return Err("'Issued at' claim ('iat') must be an Integer representing a time in the past.");
+    }
+    if claims.exp > claims.iat + 660 || claims.exp > now + 600 {
+        return Err("'Expiration time' claim ('exp') is too far in the future");
+    }
+    let issuer = match &claims.iss {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err("'Issuer' claim ('iss') must be an Integer or a String"),
+    };
+    if issuer != state.app_id {
+        return Err("Integration not found");
+    }
+    Ok(())
+}
+
+async fn access_tokens(State(double): State<GitHubDouble>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    double.lock().token_requests += 1;
+    if let Some(answer) = fault_answer(&double, Endpoint::AccessTokens).await {
+        return answer;
+    }
+    let Some(jwt) = bearer(&headers) else {
+        return github_error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
+    };
+    let mut state = double.lock();
+    if let Err(message) = verify_app_jwt(&state, jwt) {
+        return github_error(StatusCode::UNAUTHORIZED, message);
+    }
+    if !state.installations.contains_key(&id) {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let token = format!("ghs_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 36));
+    let expires_at = Utc::now() + state.token_lifetime;
+    state.tokens.insert(token.clone(), IssuedToken { installation_id: id, expires_at });
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "permissions": {"statuses": "write", "contents": "read", "metadata": "read"},
+            "repository_selection": "all",
+        })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct NewStatus {
+    state: String,
+    #[serde(default)]
+    target_url: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    context: Option<String>,
+}
+
+async fn create_status(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    double.lock().status_requests += 1;
+    if let Some(answer) = fault_answer(&double, Endpoint::Statuses).await {
+        return answer;
+    }
+    if !headers.contains_key("user-agent") {
+        return github_error(
+            StatusCode::FORBIDDEN,
+            "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+        );
+    }
+    let Some(token) = bearer(&headers).map(str::to_owned) else {
+        return github_error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    let mut state = double.lock();
+    let installation_id = match state.tokens.get(&token) {
+        Some(issued) if issued.expires_at > Utc::now() => issued.installation_id,
+        _ => return github_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+    };
+    // A token only reaches the repositories of its own installation's account; others look absent.
+    if state.installations.get(&installation_id) != Some(&owner.to_ascii_lowercase()) {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let Ok(new) = serde_json::from_slice::<NewStatus>(&body) else {
+        return github_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+    };
+    if !matches!(new.state.as_str(), "error" | "failure" | "pending" | "success") {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: state is not included in the list");
+    }
+    if new.description.as_ref().is_some_and(|d| d.chars().count() > 140) {
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed: description is too long (maximum is 140 characters)",
+        );
+    }
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return github_error(StatusCode::UNPROCESSABLE_ENTITY, &format!("No commit found for SHA: {sha}"));
+    }
+    let id = state.next_id;
+    state.next_id += 1;
+    let recorded = RecordedStatus {
+        id,
+        state: new.state,
+        context: new.context.filter(|c| !c.is_empty()).unwrap_or_else(|| "default".into()),
+        description: new.description,
+        target_url: new.target_url,
+        created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        installation_id,
+        api_version: headers.get("x-github-api-version").and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
+    let key = (owner.to_ascii_lowercase(), repo.to_ascii_lowercase(), sha.to_ascii_lowercase());
+    state.statuses.entry(key).or_default().push(recorded.clone());
+    (StatusCode::CREATED, Json(status_json(&recorded))).into_response()
+}
+
+fn status_json(status: &RecordedStatus) -> serde_json::Value {
+    json!({
+        "id": status.id,
+        "state": status.state,
+        "description": status.description,
+        "target_url": status.target_url,
+        "context": status.context,
+        "created_at": status.created_at,
+        "updated_at": status.created_at,
+    })
+}
+
+async fn list_statuses(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+) -> Response {
+    let statuses: Vec<_> = double.statuses(&owner, &repo, &sha).iter().map(status_json).collect();
+    Json(statuses).into_response()
+}
+
+async fn combined_status(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+) -> Response {
+    let mut latest: Vec<RecordedStatus> = Vec::new();
+    for status in double.statuses(&owner, &repo, &sha) {
+        if !latest.iter().any(|s| s.context.eq_ignore_ascii_case(&status.context)) {
+            latest.push(status);
+        }
+    }
+    let state = if latest.iter().any(|s| s.state == "failure" || s.state == "error") {
+        "failure"
+    } else if !latest.is_empty() && latest.iter().all(|s| s.state == "success") {
+        "success"
+    } else {
+        "pending"
+    };
+    Json(json!({
+        "state": state,
+        "sha": sha,
+        "total_count": latest.len(),
+        "statuses": latest.iter().map(status_json).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    fn jwt(key: &AppKey, iat: i64, exp: i64, iss: &serde_json::Value) -> String {
+        let claims = json!({ "iat": iat, "exp": exp, "iss": iss });
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn checks_the_app_jwt_as_github_does() {
+        let key = generate_app_key();
+        let double = GitHubDouble::new("42", &key.public_pem);
+        let state = double.lock();
+        let now = Utc::now().timestamp();
+        assert_eq!(verify_app_jwt(&state, &jwt(&key, now - 60, now + 540, &json!(42))), Ok(()));
+        assert_eq!(verify_app_jwt(&state, &jwt(&key, now - 60, now + 540, &json!("42"))), Ok(()), "a string issuer");
+        assert!(verify_app_jwt(&state, &jwt(&key, now - 60, now + 540, &json!(43))).is_err(), "another App");
+        assert!(verify_app_jwt(&state, &jwt(&key, now - 60, now + 1200, &json!(42))).is_err(), "exp too far ahead");
+        assert!(verify_app_jwt(&state, &jwt(&key, now - 700, now - 100, &json!(42))).is_err(), "expired");
+        assert!(verify_app_jwt(&state, &jwt(&key, now + 300, now + 540, &json!(42))).is_err(), "iat in the future");
+        let other = generate_app_key();
+        assert!(
+            verify_app_jwt(&state, &jwt(&other, now - 60, now + 540, &json!(42))).is_err(),
+            "signed with another key"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`build`]: the build tar's `config` and of-builder's `BuildResult`.
 //! - [`naming`]: deployed function names and image names.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
+//! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
 //! - [`audit`]: sends audit events without blocking the caller.
 //! - [`server`]: the HTTP runtime every function runs on.
@@ -17,6 +18,7 @@ pub mod build;
 pub mod config;
 pub mod event;
 pub mod gateway;
+pub mod github_app;
 pub mod naming;
 pub mod openfaas;
 pub mod server;

@@ -1,0 +1,51 @@
+//! github-status's settings, read once at start.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use shared::config::{base_url_or, bool_or, duration_or, required, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::github_app::AppCredentials;
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+/// Everything github-status is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `report_status`: `true` writes to GitHub; otherwise statuses are only logged.
+    pub report_status: bool,
+    /// `github_api_url`, default `https://api.github.com/`.
+    pub github_api_url: Url,
+    /// The App's id and key; `None` when `report_status` is off.
+    pub app: Option<AppCredentials>,
+    /// How often a status write is retried after a transient fault before the request fails with 502.
+    pub max_retries: u32,
+    /// The longest wait between two tries, whatever GitHub's `retry-after` asks.
+    pub max_retry_wait: Duration,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        let report_status = bool_or("report_status", false)?;
+        let app = if report_status {
+            let app_id = required("github_app_id")?;
+            let key = secrets.required_any(&["private-key", "derek-private-key"])?;
+            Some(
+                AppCredentials::from_pem(&app_id, &key)
+                    .map_err(|e| ConfigError::Invalid { name: "private-key".into(), reason: e.to_string() })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            report_status,
+            github_api_url: base_url_or("github_api_url", "https://api.github.com/")?,
+            app,
+            max_retries: u32::try_from(u64_or("status_max_retries", 4)?).unwrap_or(u32::MAX),
+            max_retry_wait: duration_or("status_max_retry_wait", Duration::from_secs(60))?,
+            server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}

@@ -1,1 +1,195 @@
-//! (being written)
+//! A real registry on a loopback port (Debian's `docker-registry`, the open-source distribution registry), and a
+//! small reader of its HTTP API, so tests and the local stack can check what was pushed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The registry's configuration, kept in the repository (`registry/config.yml`).
+pub const CONFIG: &str = include_str!("../registry/config.yml");
+
+/// The accepted manifest types: OCI and Docker v2, single images and indexes.
+const MANIFEST_TYPES: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Why the registry could not be started or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("`docker-registry` is not installed: install it with `apt-get install docker-registry` ({0})")]
+    Missing(String),
+    #[error("the registry did not start on {address}: {reason}")]
+    NotStarted { address: String, reason: String },
+    #[error("the registry answered {status} for {what}")]
+    Status { what: String, status: u16 },
+    #[error("the registry could not be reached: {0}")]
+    Http(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running `docker-registry`; stopped when dropped.
+pub struct RegistryProcess {
+    address: SocketAddr,
+    child: std::process::Child,
+}
+
+impl RegistryProcess {
+    /// Starts a registry storing into `storage_dir` on a free loopback port, and waits until `/v2/` answers.
+    pub async fn start(storage_dir: &Path) -> Result<Self, RegistryError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Self::start_on(storage_dir, ([127, 0, 0, 1], port).into(), None).await
+    }
+
+    /// Starts on a given address, logging to `log` when given.
+    pub async fn start_on(storage_dir: &Path, address: SocketAddr, log: Option<&Path>) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(storage_dir)?;
+        let config_path = storage_dir.join("config.yml");
+        std::fs::write(&config_path, CONFIG)?;
+        let output = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        };
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .env("REGISTRY_HTTP_ADDR", address.to_string())
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", storage_dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(output)
+            .spawn()
+            .map_err(|e| RegistryError::Missing(e.to_string()))?;
+        let mut registry = Self { address, child };
+        let client = RegistryClient::new(&registry.host_port());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if client.ping().await.is_ok() {
+                return Ok(registry);
+            }
+            if let Some(status) = registry.child.try_wait()? {
+                return Err(RegistryError::NotStarted {
+                    address: address.to_string(),
+                    reason: format!("it exited ({status})"),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(RegistryError::NotStarted {
+                    address: address.to_string(),
+                    reason: "no answer on /v2/ within 15 s".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `127.0.0.1:<port>`: the registry part of image names (`repository_url`).
+    pub fn host_port(&self) -> String {
+        self.address.to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn client(&self) -> RegistryClient {
+        RegistryClient::new(&self.host_port())
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A manifest as the registry serves it.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// `Docker-Content-Digest`: what a deployment pins.
+    pub digest: String,
+    pub media_type: String,
+    pub json: Value,
+}
+
+/// Reads the registry's HTTP API (distribution v2).
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl RegistryClient {
+    /// `host_port` as in image names, e.g. `127.0.0.1:5000`.
+    pub fn new(host_port: &str) -> Self {
+        Self { base: format!("http://{host_port}/v2/"), http: reqwest::Client::new() }
+    }
+
+    async fn get(&self, path: &str, accept: Option<&str>) -> Result<reqwest::Response, RegistryError> {
+        let mut request = self.http.get(format!("{}{path}", self.base)).timeout(Duration::from_secs(10));
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        let response = request.send().await.map_err(|e| RegistryError::Http(e.to_string()))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(RegistryError::Status { what: path.to_owned(), status: response.status().as_u16() })
+        }
+    }
+
+    /// `GET /v2/`: whether the registry answers.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        self.get("", None).await.map(drop)
+    }
+
+    /// The manifest of `repository` at a tag or digest.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Manifest, RegistryError> {
+        let response = self.get(&format!("{repository}/manifests/{reference}"), Some(MANIFEST_TYPES)).await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let media_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let json = response.json().await.map_err(|e| RegistryError::Http(e.to_string()))?;
+        Ok(Manifest { digest, media_type, json })
+    }
+
+    /// A blob's bytes (a config or a layer).
+    pub async fn blob(&self, repository: &str, digest: &str) -> Result<bytes::Bytes, RegistryError> {
+        self.get(&format!("{repository}/blobs/{digest}"), None)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| RegistryError::Http(e.to_string()))
+    }
+
+    /// The image config (env, labels, cmd, working dir) of `repository:reference`.
+    pub async fn image_config(&self, repository: &str, reference: &str) -> Result<Value, RegistryError> {
+        let manifest = self.manifest(repository, reference).await?;
+        let digest = manifest.json["config"]["digest"].as_str().unwrap_or_default().to_owned();
+        let blob = self.blob(repository, &digest).await?;
+        serde_json::from_slice(&blob).map_err(|e| RegistryError::Http(format!("the image config is not JSON: {e}")))
+    }
+
+    /// The tags of `repository`.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        let value: Value = self
+            .get(&format!("{repository}/tags/list"), None)
+            .await?
+            .json()
+            .await
+            .map_err(|e| RegistryError::Http(e.to_string()))?;
+        Ok(value["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
+    }
+}

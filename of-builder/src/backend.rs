@@ -1,0 +1,287 @@
+//! The two ways of building: Buildah (daemonless, the default) and BuildKit's `buildctl` (the seed's way).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use shared::build::BuildConfig;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::error::BuilderError;
+
+/// At most this many log lines travel back; the end of a log is where a failure is explained.
+const MAX_LOG_LINES: usize = 200;
+
+/// What a build came to, when the builder itself worked.
+#[derive(Debug)]
+pub enum BuildOutcome {
+    /// Built and pushed: the manifest digest.
+    Pushed { digest: String, log: Vec<String> },
+    /// The user's Dockerfile failed: a user error, with the log that says why.
+    Failed { log: Vec<String> },
+}
+
+/// One way of building and pushing an image from a context folder.
+pub trait BuildBackend: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Whether the backend works here, with its version.
+    fn check(&self) -> impl std::future::Future<Output = Result<String, BuilderError>> + Send;
+    fn build(
+        &self,
+        config: &BuildConfig,
+        context: &Path,
+        work: &Path,
+    ) -> impl std::future::Future<Output = Result<BuildOutcome, BuilderError>> + Send;
+}
+
+/// Buildah with the vfs driver and chroot isolation: works unprivileged-ish, in containers and on CI machines.
+#[derive(Debug, Clone)]
+pub struct Buildah {
+    pub root: Option<PathBuf>,
+    pub insecure_registry: bool,
+    pub timeout: Duration,
+}
+
+impl Buildah {
+    fn base(&self) -> Command {
+        let mut command = Command::new("buildah");
+        if let Some(root) = &self.root {
+            command.arg("--root").arg(root.join("storage")).arg("--runroot").arg(root.join("run"));
+        }
+        command.arg("--storage-driver").arg("vfs");
+        command
+    }
+
+    /// `buildah bud` arguments: layer caching makes an unchanged rebuild fast.
+    pub fn build_args(config: &BuildConfig, context: &Path) -> Vec<String> {
+        let mut args =
+            vec!["bud".into(), "--isolation".into(), "chroot".into(), "--layers".into(), "--pull=false".into()];
+        for (name, value) in &config.build_args {
+            args.push("--build-arg".into());
+            args.push(format!("{name}={value}"));
+        }
+        for platform in &config.platforms {
+            args.push("--platform".into());
+            args.push(platform.clone());
+        }
+        args.extend([
+            "-f".into(),
+            context.join("Dockerfile").display().to_string(),
+            "-t".into(),
+            config.image_ref.clone(),
+        ]);
+        args.push(context.display().to_string());
+        args
+    }
+}
+
+impl BuildBackend for Buildah {
+    fn name(&self) -> &'static str {
+        "buildah"
+    }
+
+    async fn check(&self) -> Result<String, BuilderError> {
+        let output = self.base().arg("version").output().await.map_err(|e| {
+            BuilderError::Backend(format!("`buildah` cannot run ({e}); install it with `apt-get install buildah`"))
+        })?;
+        if !output.status.success() {
+            return Err(BuilderError::Backend(format!(
+                "`buildah version` failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with("Version:"))
+            .map_or_else(|| "unknown".into(), |l| l.trim_start_matches("Version:").trim().to_owned()))
+    }
+
+    async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
+        let mut build = self.base();
+        build.args(Self::build_args(config, context));
+        let (ok, mut log) = run_logged(build, self.timeout).await?;
+        if !ok {
+            return Ok(BuildOutcome::Failed { log });
+        }
+        let digest_file = work.join("digest");
+        let mut push = self.base();
+        push.arg("push");
+        if self.insecure_registry {
+            push.arg("--tls-verify=false");
+        }
+        push.arg("--digestfile").arg(&digest_file).arg(&config.image_ref).arg(format!("docker://{}", config.image_ref));
+        let (pushed, push_log) = run_logged(push, self.timeout).await?;
+        if !pushed {
+            return Err(BuilderError::Push(push_log.last().cloned().unwrap_or_else(|| "buildah push failed".into())));
+        }
+        log.extend(push_log);
+        let digest = std::fs::read_to_string(&digest_file)?.trim().to_owned();
+        Ok(BuildOutcome::Pushed { digest, log: tail(log) })
+    }
+}
+
+/// BuildKit through `buildctl`, pushing as part of the build.
+#[derive(Debug, Clone)]
+pub struct Buildkit {
+    pub host: String,
+    pub insecure_registry: bool,
+    pub timeout: Duration,
+}
+
+impl Buildkit {
+    /// `buildctl` arguments for the dockerfile frontend with `push=true`.
+    pub fn build_args(&self, config: &BuildConfig, context: &Path, metadata: &Path) -> Vec<String> {
+        let mut args = vec![
+            "--addr".into(),
+            self.host.clone(),
+            "build".into(),
+            "--frontend".into(),
+            "dockerfile.v0".into(),
+            "--local".into(),
+            format!("context={}", context.display()),
+            "--local".into(),
+            format!("dockerfile={}", context.display()),
+            "--opt".into(),
+            "filename=Dockerfile".into(),
+        ];
+        for (name, value) in &config.build_args {
+            args.push("--opt".into());
+            args.push(format!("build-arg:{name}={value}"));
+        }
+        if !config.platforms.is_empty() {
+            args.push("--opt".into());
+            args.push(format!("platform={}", config.platforms.join(",")));
+        }
+        let insecure = if self.insecure_registry { ",registry.insecure=true" } else { "" };
+        args.push("--output".into());
+        args.push(format!("type=image,name={},push=true{insecure}", config.image_ref));
+        args.push("--metadata-file".into());
+        args.push(metadata.display().to_string());
+        args
+    }
+}
+
+impl BuildBackend for Buildkit {
+    fn name(&self) -> &'static str {
+        "buildkit"
+    }
+
+    async fn check(&self) -> Result<String, BuilderError> {
+        let output = Command::new("buildctl")
+            .args(["--addr", &self.host, "debug", "workers"])
+            .output()
+            .await
+            .map_err(|e| BuilderError::Backend(format!("`buildctl` cannot run ({e})")))?;
+        if output.status.success() {
+            Ok(format!("buildkitd at {}", self.host))
+        } else {
+            Err(BuilderError::Backend(format!(
+                "buildkitd at {} does not answer: {}",
+                self.host,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )))
+        }
+    }
+
+    async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
+        let metadata = work.join("metadata.json");
+        let mut command = Command::new("buildctl");
+        command.args(self.build_args(config, context, &metadata));
+        let (ok, log) = run_logged(command, self.timeout).await?;
+        if !ok {
+            return Ok(BuildOutcome::Failed { log });
+        }
+        let text = std::fs::read_to_string(&metadata)?;
+        let digest = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("containerimage.digest").and_then(|d| d.as_str()).map(str::to_owned))
+            .ok_or_else(|| BuilderError::Backend("buildctl wrote no image digest".into()))?;
+        Ok(BuildOutcome::Pushed { digest, log: tail(log) })
+    }
+}
+
+/// Runs a command with its output captured line by line; `false` when it failed or ran past `timeout`.
+async fn run_logged(mut command: Command, timeout: Duration) -> Result<(bool, Vec<String>), BuilderError> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let program = command.as_std().get_program().to_string_lossy().into_owned();
+    let mut child = command.spawn().map_err(|e| BuilderError::Backend(format!("`{program}` cannot run: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let forward = |reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                   tx: tokio::sync::mpsc::UnboundedSender<String>| {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        })
+    };
+    let out_task = forward(Box::new(stdout), tx.clone());
+    let err_task = forward(Box::new(stderr), tx);
+    // On a timeout the child is killed first, so its output pipes close and the readers finish.
+    let status = if let Ok(status) = tokio::time::timeout(timeout, child.wait()).await {
+        Some(status?)
+    } else {
+        let _ = child.kill().await;
+        None
+    };
+    let _ = out_task.await;
+    let _ = err_task.await;
+    let mut log = Vec::new();
+    while let Ok(line) = rx.try_recv() {
+        log.push(line);
+    }
+    let Some(status) = status else {
+        log.push(format!("the build was stopped after {} s (build_timeout)", timeout.as_secs()));
+        return Ok((false, tail(log)));
+    };
+    Ok((status.success(), tail(log)))
+}
+
+fn tail(mut log: Vec<String>) -> Vec<String> {
+    if log.len() > MAX_LOG_LINES {
+        log.drain(..log.len() - MAX_LOG_LINES);
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn config() -> BuildConfig {
+        BuildConfig {
+            image_ref: "127.0.0.1:5000/octo/fn:latest-abc".into(),
+            build_args: BTreeMap::from([("GO_VERSION".into(), "1.22".into())]),
+            platforms: vec![],
+        }
+    }
+
+    #[test]
+    fn buildctl_command_line_is_the_dockerfile_frontend_with_push() {
+        let buildkit =
+            Buildkit { host: "tcp://buildkitd:1234".into(), insecure_registry: true, timeout: Duration::from_secs(1) };
+        let args = buildkit.build_args(&config(), Path::new("/tmp/b/context"), Path::new("/tmp/b/metadata.json"));
+        assert_eq!(
+            args.join(" "),
+            "--addr tcp://buildkitd:1234 build --frontend dockerfile.v0 --local context=/tmp/b/context \
+             --local dockerfile=/tmp/b/context --opt filename=Dockerfile --opt build-arg:GO_VERSION=1.22 \
+             --output type=image,name=127.0.0.1:5000/octo/fn:latest-abc,push=true,registry.insecure=true \
+             --metadata-file /tmp/b/metadata.json"
+        );
+    }
+
+    #[test]
+    fn buildah_command_line_caches_layers_and_passes_build_args() {
+        let args = Buildah::build_args(&config(), Path::new("/tmp/b/context"));
+        assert_eq!(
+            args.join(" "),
+            "bud --isolation chroot --layers --pull=false --build-arg GO_VERSION=1.22 -f /tmp/b/context/Dockerfile \
+             -t 127.0.0.1:5000/octo/fn:latest-abc /tmp/b/context"
+        );
+    }
+}

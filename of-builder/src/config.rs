@@ -1,0 +1,65 @@
+//! of-builder's settings, read once at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shared::config::{bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
+
+/// Which builder runs the builds (`builder_backend`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Daemonless builds with Buildah (the default where `buildah` is installed).
+    Buildah,
+    /// `buildctl` against a BuildKit daemon at `BUILDKIT_HOST`, as the seed's of-builder did.
+    Buildkit { host: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub backend: BackendKind,
+    /// `max_context_bytes`: the largest build context accepted (files in the tar, added up).
+    pub max_context_bytes: u64,
+    /// `max_concurrent_builds`: builds beyond this wait their turn.
+    pub max_concurrent_builds: usize,
+    /// `registry_insecure`: push over plain HTTP (a local registry on loopback).
+    pub registry_insecure: bool,
+    /// `buildah_root`: Buildah's storage (layers and cache); default Buildah's own.
+    pub buildah_root: Option<PathBuf>,
+    /// `build_timeout`: a build running longer is stopped and reported as failed.
+    pub build_timeout: Duration,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        let backend = match env_string("builder_backend").as_deref() {
+            None | Some("buildah") => BackendKind::Buildah,
+            Some("buildkit") => BackendKind::Buildkit {
+                host: env_string("BUILDKIT_HOST").unwrap_or_else(|| "tcp://127.0.0.1:1234".into()),
+            },
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "builder_backend".into(),
+                    reason: format!("`{other}` is not a backend (use buildah or buildkit)"),
+                })
+            }
+        };
+        let max_context_bytes = bytes_or("max_context_bytes", 512 << 20)?;
+        let mut server = ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(600))?;
+        // The tar carries headers and padding beyond the files' own bytes.
+        server.max_body_bytes = server.max_body_bytes.max(max_context_bytes + (16 << 20));
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            backend,
+            max_context_bytes,
+            max_concurrent_builds: usize::try_from(u64_or("max_concurrent_builds", 2)?.max(1)).unwrap_or(2),
+            registry_insecure: bool_or("registry_insecure", false)?,
+            buildah_root: env_string("buildah_root").map(PathBuf::from),
+            build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            server,
+        })
+    }
+}

@@ -1,0 +1,251 @@
+//! of-builder over real HTTP: real Buildah builds pushed to a real registry, read back over the registry's API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use of_builder::{BackendKind, Config};
+use openfaas_cloud::registry::RegistryProcess;
+use serde_json::Value;
+use shared::build::{BuildConfig, BuildResult, BuildStatus};
+use shared::config::{CommonConfig, Secret};
+use shared::server::{serve, with_runtime, ServerConfig};
+use shared::signature::sign_sha256;
+
+const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
+
+struct Harness {
+    address: SocketAddr,
+    registry: RegistryProcess,
+    http: reqwest::Client,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(max_context_bytes: u64) -> Harness {
+    let registry_dir = tempfile::tempdir().unwrap();
+    let buildah_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(registry_dir.path()).await.unwrap();
+    let config = Config {
+        common: CommonConfig {
+            gateway_url: "http://127.0.0.1:9/".parse().unwrap(),
+            audit_url: None,
+            payload_secret: Secret::new(PAYLOAD_SECRET),
+        },
+        backend: BackendKind::Buildah,
+        max_context_bytes,
+        max_concurrent_builds: 2,
+        registry_insecure: true,
+        buildah_root: Some(buildah_dir.path().to_owned()),
+        build_timeout: Duration::from_secs(120),
+        server: ServerConfig::for_tests(max_context_bytes + (16 << 20)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = config.server.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, with_runtime(of_builder::app(config), &server), async {
+        let _ = stopped.await;
+    }));
+    Harness { address, registry, http: reqwest::Client::new(), _dirs: (registry_dir, buildah_dir), _stop: stop }
+}
+
+/// A build tar: `config` and the given `context/` files.
+fn build_tar(config: &BuildConfig, files: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    append(&mut builder, "config", serde_json::to_string(config).unwrap().as_bytes());
+    for (path, content) in files {
+        append(&mut builder, &format!("context/{path}"), content.as_bytes());
+    }
+    builder.into_inner().unwrap()
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, path, data).unwrap();
+}
+
+/// An entry written byte by byte, so names the `tar` crate would refuse (`..`, `/abs`) can be sent.
+fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) {
+    let mut header = tar::Header::new_old();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    if let Some(link) = link {
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(kind);
+    header.set_cksum();
+    builder.append(&header, data).unwrap();
+}
+
+fn config(registry: &RegistryProcess, name: &str) -> BuildConfig {
+    BuildConfig {
+        image_ref: format!("{}/octo/{name}:latest-abc123", registry.host_port()),
+        build_args: BTreeMap::new(),
+        platforms: vec![],
+    }
+}
+
+impl Harness {
+    async fn post(&self, body: Vec<u8>, signed: bool) -> (u16, Value) {
+        let mut request = self.http.post(format!("http://{}/build", self.address));
+        if signed {
+            request = request.header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &body));
+        }
+        let response = request.body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn build(&self, body: Vec<u8>) -> BuildResult {
+        let (status, answer) = self.post(body, true).await;
+        assert_eq!(status, 200, "{answer}");
+        serde_json::from_value(answer).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn builds_a_scratch_image_and_pushes_it_to_the_registry() {
+    let harness = start(1 << 20).await;
+    let mut config = config(&harness.registry, "hello");
+    config.build_args.insert("GREETING".into(), "ahoy".into());
+    let dockerfile = "FROM scratch\nARG GREETING=hi\nENV GREETING=$GREETING\nLABEL com.openfaas.test=\"yes\"\n\
+                      WORKDIR /home/app\nCOPY handler.txt .\nCMD [\"/home/app/handler\"]\n";
+    let result = harness.build(build_tar(&config, &[("Dockerfile", dockerfile), ("handler.txt", "hello\n")])).await;
+    assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
+    assert!(result.digest.starts_with("sha256:"), "{}", result.digest);
+
+    let registry = harness.registry.client();
+    let manifest = registry.manifest("octo/hello", "latest-abc123").await.unwrap();
+    assert_eq!(manifest.digest, result.digest, "of-builder answers the digest the registry serves");
+    assert!(!manifest.json["layers"].as_array().unwrap().is_empty());
+    let image = registry.image_config("octo/hello", "latest-abc123").await.unwrap();
+    let env: Vec<&str> = image["config"]["Env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(env.contains(&"GREETING=ahoy"), "the build arg reached ENV: {env:?}");
+    assert_eq!(image["config"]["Labels"]["com.openfaas.test"], "yes");
+    assert_eq!(image["config"]["WorkingDir"], "/home/app");
+    assert_eq!(image["config"]["Cmd"][0], "/home/app/handler");
+}
+
+#[tokio::test]
+async fn builds_a_multi_stage_dockerfile_and_reuses_its_cache() {
+    let harness = start(1 << 20).await;
+    let config = config(&harness.registry, "staged");
+    let dockerfile = "FROM scratch AS build\nCOPY source.txt /src/out.txt\n\nFROM scratch\nCOPY --from=build /src/out.txt /out.txt\n";
+    let tar = build_tar(&config, &[("Dockerfile", dockerfile), ("source.txt", "built\n")]);
+    let first = harness.build(tar.clone()).await;
+    assert_eq!(first.status, BuildStatus::Success, "{:?}", first.log);
+    let second = harness.build(tar).await;
+    assert_eq!(second.status, BuildStatus::Success);
+    assert_eq!(second.digest, first.digest, "an unchanged context rebuilds from cache into the same image");
+    assert!(second.log.iter().any(|l| l.contains("Using cache")), "{:?}", second.log);
+    let manifest = harness.registry.client().manifest("octo/staged", "latest-abc123").await.unwrap();
+    assert_eq!(manifest.json["layers"].as_array().unwrap().len(), 1, "only the final stage's layer is shipped");
+}
+
+#[tokio::test]
+async fn a_broken_dockerfile_is_a_failure_with_its_log_not_a_server_error() {
+    let harness = start(1 << 20).await;
+    let config = config(&harness.registry, "broken");
+    let result = harness.build(build_tar(&config, &[("Dockerfile", "FROM scratch\nCOPY missing.txt /\n")])).await;
+    assert_eq!(result.status, BuildStatus::Failure);
+    assert!(result.digest.is_empty());
+    assert!(result.log.iter().any(|l| l.contains("missing.txt")), "{:?}", result.log);
+    assert!(harness.registry.client().manifest("octo/broken", "latest-abc123").await.is_err());
+}
+
+#[tokio::test]
+async fn refuses_unsigned_and_mis_signed_tars() {
+    let harness = start(1 << 20).await;
+    let tar = build_tar(&config(&harness.registry, "x"), &[("Dockerfile", "FROM scratch\n")]);
+    assert_eq!(harness.post(tar.clone(), false).await.0, 401);
+    let response = harness
+        .http
+        .post(format!("http://{}/build", harness.address))
+        .header("X-Cloud-Signature", sign_sha256(b"wrong", &tar))
+        .body(tar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+async fn assert_refused(harness: &Harness, tar: Vec<u8>, names: &str) {
+    let (status, answer) = harness.post(tar, true).await;
+    assert_eq!(status, 400, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains(names), "the error names `{names}`: {error}");
+}
+
+#[tokio::test]
+async fn refuses_bad_tars_naming_the_entry_and_writes_nothing_outside() {
+    let harness = start(4096).await;
+    let config = serde_json::to_vec(&config(&harness.registry, "evil")).unwrap();
+    let marker = format!("of-builder-escape-{}", std::process::id());
+    let with = |name: &str, kind: tar::EntryType, link: Option<&str>| {
+        let mut builder = tar::Builder::new(Vec::new());
+        raw_entry(&mut builder, "config", tar::EntryType::Regular, None, &config);
+        raw_entry(&mut builder, "context/Dockerfile", tar::EntryType::Regular, None, b"FROM scratch\n");
+        raw_entry(&mut builder, name, kind, link, if kind == tar::EntryType::Regular { b"x" } else { b"" });
+        builder.into_inner().unwrap()
+    };
+    let absolute = format!("/tmp/{marker}");
+    assert_refused(&harness, with(&absolute, tar::EntryType::Regular, None), &absolute).await;
+    let climbing = format!("context/../../../tmp/{marker}");
+    assert_refused(&harness, with(&climbing, tar::EntryType::Regular, None), &climbing).await;
+    assert_refused(&harness, with("context/pipe", tar::EntryType::Fifo, None), "context/pipe").await;
+    assert_refused(&harness, with("context/dev", tar::EntryType::Char, None), "context/dev").await;
+    assert_refused(&harness, with("context/passwd", tar::EntryType::Symlink, Some("/etc/passwd")), "context/passwd")
+        .await;
+    assert_refused(&harness, with("context/up", tar::EntryType::Symlink, Some("../../etc")), "context/up").await;
+    assert_refused(&harness, with("context/hard", tar::EntryType::Link, Some("config")), "context/hard").await;
+    assert_refused(&harness, with("elsewhere.txt", tar::EntryType::Regular, None), "elsewhere.txt").await;
+    assert!(!Path::new(&absolute).exists(), "nothing lands outside the temporary folder");
+
+    let mut big = tar::Builder::new(Vec::new());
+    raw_entry(&mut big, "config", tar::EntryType::Regular, None, &config);
+    raw_entry(&mut big, "context/Dockerfile", tar::EntryType::Regular, None, b"FROM scratch\n");
+    raw_entry(&mut big, "context/big.bin", tar::EntryType::Regular, None, &[0u8; 8192]);
+    assert_refused(&harness, big.into_inner().unwrap(), "context/big.bin").await;
+
+    let no_config = build_tar(&BuildConfig::default(), &[("Dockerfile", "FROM scratch\n")]);
+    assert_refused(&harness, no_config, "config").await;
+    let mut no_dockerfile = tar::Builder::new(Vec::new());
+    raw_entry(&mut no_dockerfile, "config", tar::EntryType::Regular, None, &config);
+    raw_entry(&mut no_dockerfile, "context/app.txt", tar::EntryType::Regular, None, b"x");
+    assert_refused(&harness, no_dockerfile.into_inner().unwrap(), "Dockerfile").await;
+    assert_refused(&harness, b"this is not a tar archive at all, just text that goes on".repeat(20), "tar").await;
+}
+
+#[tokio::test]
+async fn accepts_links_that_stay_inside_the_context() {
+    let harness = start(1 << 20).await;
+    let config = serde_json::to_vec(&config(&harness.registry, "links")).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    raw_entry(&mut builder, "config", tar::EntryType::Regular, None, &config);
+    raw_entry(
+        &mut builder,
+        "context/Dockerfile",
+        tar::EntryType::Regular,
+        None,
+        b"FROM scratch\nCOPY real.txt alias.txt /\n",
+    );
+    raw_entry(&mut builder, "context/real.txt", tar::EntryType::Regular, None, b"real\n");
+    raw_entry(&mut builder, "context/alias.txt", tar::EntryType::Symlink, Some("real.txt"), b"");
+    let result = harness.build(builder.into_inner().unwrap()).await;
+    assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
+}
+
+#[tokio::test]
+async fn reports_a_working_backend_on_healthz() {
+    let harness = start(1 << 20).await;
+    let answer: Value =
+        harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["backend"], "buildah");
+    assert_eq!(answer["ok"], true, "{answer}");
+}

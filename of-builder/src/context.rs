@@ -4,12 +4,7 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use futures_util::StreamExt;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use shared::build::{BuildConfig, CONFIG_ENTRY, CONTEXT_DIR};
-use shared::signature::SignatureError;
-use tokio::io::AsyncWriteExt;
 
 use crate::error::BuilderError;
 
@@ -27,39 +22,6 @@ impl BuildContext {
     pub fn context_dir(&self) -> PathBuf {
         self.dir.path().join("unpacked").join(CONTEXT_DIR)
     }
-}
-
-/// Streams `body` to `<dir>/build.tar` while computing its HMAC-SHA256, then checks it against `signature`
-/// (`sha256=<hex>`, from `X-Cloud-Signature`) in constant time. The tar is only read once it is verified.
-pub async fn receive(
-    body: axum::body::Body,
-    dir: &Path,
-    secret: &[u8],
-    signature: &str,
-    max_bytes: u64,
-) -> Result<PathBuf, BuilderError> {
-    let (algorithm, hex_digest) = signature.trim().split_once('=').ok_or(SignatureError::Malformed)?;
-    if !algorithm.eq_ignore_ascii_case("sha256") {
-        return Err(SignatureError::Malformed.into());
-    }
-    let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
-    let path = dir.join("build.tar");
-    let mut file = tokio::fs::File::create(&path).await?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
-    let mut stream = body.into_data_stream();
-    let mut received = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BuilderError::BadRequest(format!("the request body could not be read: {e}")))?;
-        received += chunk.len() as u64;
-        if received > max_bytes {
-            return Err(BuilderError::TooLarge(max_bytes));
-        }
-        mac.update(&chunk);
-        file.write_all(&chunk).await?;
-    }
-    file.flush().await?;
-    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)?;
-    Ok(path)
 }
 
 /// Checks every entry of the tar at `tar_path` (pass one), then unpacks it under `<dir>/unpacked` (pass two).

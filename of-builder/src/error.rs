@@ -25,6 +25,18 @@ pub enum BuilderError {
     Io(#[from] std::io::Error),
 }
 
+impl From<shared::upload::UploadError> for BuilderError {
+    fn from(error: shared::upload::UploadError) -> Self {
+        use shared::upload::UploadError;
+        match error {
+            UploadError::Signature(e) => Self::Signature(e),
+            UploadError::TooLarge(max) => Self::TooLarge(max),
+            UploadError::Body(reason) => Self::BadRequest(reason),
+            UploadError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
 impl IntoResponse for BuilderError {
     fn into_response(self) -> Response {
         let status = match &self {

@@ -114,7 +114,8 @@ async fn build(
         headers.get(CLOUD_SIGNATURE).and_then(|v| v.to_str().ok()).map(str::to_owned).ok_or(SignatureError::Missing)?;
     let dir = tempfile::Builder::new().prefix("of-builder-").tempdir()?;
     let secret = state.config.common.payload_secret.expose().as_bytes();
-    let tar_path = context::receive(body, dir.path(), secret, &claimed, state.config.server.max_body_bytes).await?;
+    let tar_path = dir.path().join("build.tar");
+    shared::upload::receive_signed(body, &tar_path, secret, &claimed, state.config.server.max_body_bytes).await?;
     let max_context = state.config.max_context_bytes;
     let context = tokio::task::spawn_blocking(move || context::check_and_unpack(&tar_path, dir, max_context))
         .await

@@ -12,6 +12,7 @@
 //! - [`status`]: queues commit statuses to github-status.
 //! - [`audit`]: sends audit events without blocking the caller.
 //! - [`server`]: the HTTP runtime every function runs on.
+//! - [`upload`]: large signed bodies streamed to a file and verified.
 
 pub mod audit;
 pub mod build;
@@ -24,3 +25,4 @@ pub mod openfaas;
 pub mod server;
 pub mod signature;
 pub mod status;
+pub mod upload;

@@ -1,0 +1,53 @@
+//! buildshiprun's settings, read once at start.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use shared::config::{base_url, base_url_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::gateway::BasicAuth;
+use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `builder_url`: of-builder's base URL.
+    pub builder_url: Url,
+    /// `gateway_public_url`: the base of the function links in statuses.
+    pub gateway_public_url: Url,
+    /// `default_memory_limit`: the memory limit of functions whose stack.yml sets none (`30m` Swarm, `30Mi` k8s).
+    pub default_memory_limit: Option<String>,
+    /// `basic-auth-user` / `basic-auth-password`: the gateway's admin credentials.
+    pub credentials: BasicAuth,
+    /// How often a transient fault (unreachable, 5xx, 429) is retried before the function fails.
+    pub max_retries: u32,
+    /// The first wait between tries; it doubles each time.
+    pub retry_wait: Duration,
+    /// How long a build may take at of-builder.
+    pub build_timeout: Duration,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        let common = CommonConfig::from_env(&secrets)?;
+        let gateway_public_url = match env_string("gateway_public_url") {
+            Some(_) => base_url("gateway_public_url")?,
+            None => common.gateway_url.clone(),
+        };
+        Ok(Self {
+            builder_url: base_url_or("builder_url", "http://of-builder:8080/")?,
+            gateway_public_url,
+            default_memory_limit: env_string("default_memory_limit"),
+            credentials: BasicAuth {
+                user: secrets.required("basic-auth-user")?.expose().to_owned(),
+                password: secrets.required("basic-auth-password")?,
+            },
+            max_retries: u32::try_from(u64_or("max_retries", 3)?).unwrap_or(3),
+            retry_wait: duration_or("retry_wait", Duration::from_secs(1))?,
+            build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            server: ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(300))?,
+            common,
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! Why a build-and-deploy failed, and what the caller (git-tar) is answered.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shared::signature::SignatureError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the build tar is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The user's build failed: their Dockerfile or code, with the line that says why.
+    #[error("{function}: the build failed: {reason}")]
+    BuildFailed { function: String, reason: String },
+    /// The gateway refused the deployment (a 4xx): not retried.
+    #[error("{function}: the gateway refused the deployment: {reason}")]
+    DeployRefused { function: String, reason: String },
+    /// The builder or gateway kept failing: 502 so the queue may retry later.
+    #[error("{function}: {reason}")]
+    Unavailable { function: String, reason: String },
+    #[error("buildshiprun could not use its temporary folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl IntoResponse for ShipError {
+    fn into_response(self) -> Response {
+        let (status, function) = match &self {
+            Self::Signature(_) => (StatusCode::UNAUTHORIZED, None),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            Self::BuildFailed { function, .. } => (StatusCode::UNPROCESSABLE_ENTITY, Some(function.clone())),
+            Self::DeployRefused { function, .. } | Self::Unavailable { function, .. } => {
+                (StatusCode::BAD_GATEWAY, Some(function.clone()))
+            }
+            Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        (status, Json(serde_json::json!({ "function": function, "error": self.to_string() }))).into_response()
+    }
+}

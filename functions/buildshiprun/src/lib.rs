@@ -1,0 +1,247 @@
+//! buildshiprun: turns one function's build tar into a deployed function. It streams the tar to of-builder, then
+//! deploys the pushed image (pinned by digest) through the gateway's `/system/functions`, and reports the function's
+//! commit status.
+//!
+//! # Layout
+//! - [`config`]: `builder_url`, `gateway_public_url`, `default_memory_limit`, the gateway credentials, retries.
+//! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits).
+//! - [`error`]: every failure and its answer; a failure is also a `failure` commit status.
+//! - the handler below: receive, build (with retries), deploy (with retries), report.
+
+pub mod config;
+pub mod deployment;
+pub mod error;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::any;
+use axum::{Json, Router};
+use serde_json::json;
+use shared::build::{BuildResult, BuildStatus};
+use shared::event::{BuildEvent, CommitStatus, StatusState, OFC_EVENT_HEADER};
+use shared::gateway::{error_chain, GatewayClient, GatewayError};
+use shared::naming::{pin_by_digest, service_name};
+use shared::signature::{SignatureError, CLOUD_SIGNATURE};
+use shared::status::StatusClient;
+use shared::upload::{receive_signed, UploadError};
+
+pub use crate::config::Config;
+use crate::deployment::deployment_for;
+pub use crate::error::ShipError;
+
+struct AppState {
+    config: Config,
+    gateway: GatewayClient,
+    statuses: StatusClient,
+    http: reqwest::Client,
+}
+
+/// The function's router, without the runtime layers (see `shared::server::with_runtime`).
+pub fn app(config: Config) -> Router {
+    let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
+        .with_credentials(config.credentials.clone());
+    let http =
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("static client settings");
+    let state = AppState { statuses: StatusClient::new(gateway.clone()), gateway, http, config };
+    Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
+}
+
+impl From<UploadError> for ShipError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Signature(e) => Self::Signature(e),
+            UploadError::TooLarge(max) => Self::TooLarge(max),
+            UploadError::Body(reason) => Self::BadRequest(reason),
+            UploadError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ShipError> {
+    let signature = header(&headers, CLOUD_SIGNATURE).ok_or(SignatureError::Missing)?.to_owned();
+    let dir = tempfile::Builder::new().prefix("buildshiprun-").tempdir()?;
+    let tar_path = dir.path().join("build.tar");
+    let secret = state.config.common.payload_secret.expose().as_bytes();
+    let size = receive_signed(body, &tar_path, secret, &signature, state.config.server.max_body_bytes).await?;
+    let event = headers
+        .get(OFC_EVENT_HEADER)
+        .ok_or_else(|| ShipError::BadRequest(format!("the {OFC_EVENT_HEADER} header is missing")))
+        .and_then(|v| {
+            BuildEvent::from_header_value(v.as_bytes())
+                .map_err(|e| ShipError::BadRequest(format!("the {OFC_EVENT_HEADER} header is not a build event: {e}")))
+        })?;
+    let service = service_name(&event.owner, &event.function).map_err(|e| ShipError::BadRequest(e.to_string()))?;
+    let status_event = event.status_event();
+    let result = ship(&state, &event, &service, &tar_path, size, &signature).await;
+    let status = match &result {
+        Ok(answer) => CommitStatus::new(
+            &event.function,
+            StatusState::Success,
+            format!("deployed {service} ({})", answer["deployed"].as_str().unwrap_or("")),
+        )
+        .with_target_url(format!("{}function/{service}", state.config.gateway_public_url)),
+        Err(error) => CommitStatus::new(&event.function, StatusState::Failure, error.to_string()),
+    };
+    match &result {
+        Ok(_) => tracing::info!(owner = %event.owner, repo = %event.repo, sha = %event.sha, %service, "deployed"),
+        Err(error) => {
+            tracing::warn!(owner = %event.owner, repo = %event.repo, sha = %event.sha, %service, %error, "not deployed");
+        }
+    }
+    state.statuses.report_or_log(&status_event, vec![status]).await;
+    result.map(Json)
+}
+
+async fn ship(
+    state: &AppState,
+    event: &BuildEvent,
+    service: &str,
+    tar: &Path,
+    size: u64,
+    signature: &str,
+) -> Result<serde_json::Value, ShipError> {
+    let (image, digest) = if event.skip_build {
+        (event.image.clone(), String::new())
+    } else {
+        if size == 0 {
+            return Err(ShipError::BadRequest(format!("{}: the build tar is empty", event.function)));
+        }
+        let result = build(state, event, tar, signature).await?;
+        if result.status == BuildStatus::Failure {
+            return Err(ShipError::BuildFailed {
+                function: event.function.clone(),
+                reason: meaningful_line(&result.log),
+            });
+        }
+        (pin_by_digest(&result.image, &result.digest), result.digest)
+    };
+    let deployment = deployment_for(event, service, &image, state.config.default_memory_limit.as_deref());
+    let deployed =
+        retry(state, &event.function, || deploy(&state.gateway, &deployment)).await.map_err(|error| match error {
+            Attempt::Refused(reason) => ShipError::DeployRefused { function: event.function.clone(), reason },
+            Attempt::Transient(reason) => ShipError::Unavailable {
+                function: event.function.clone(),
+                reason: format!("the gateway kept failing: {reason}"),
+            },
+        })?;
+    Ok(
+        json!({ "function": event.function, "service": service, "image": image, "digest": digest, "deployed": deployed }),
+    )
+}
+
+/// Sends the tar to of-builder, retrying while the builder cannot be reached or fails.
+async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str) -> Result<BuildResult, ShipError> {
+    let url = state.config.builder_url.join("build").expect("a relative path joins");
+    retry(state, &event.function, || async {
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| Attempt::Refused(format!("the tar could not be reopened: {e}")))?;
+        let response = state
+            .http
+            .post(url.clone())
+            .header(CLOUD_SIGNATURE, signature)
+            .header("content-type", "application/x-tar")
+            .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+            .timeout(state.config.build_timeout)
+            .send()
+            .await
+            .map_err(|e| Attempt::Transient(format!("of-builder could not be reached: {}", error_chain(&e))))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_str::<BuildResult>(&text)
+                .map_err(|e| Attempt::Refused(format!("of-builder's answer could not be read: {e}")));
+        }
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| text.trim().chars().take(300).collect());
+        if status.is_server_error() || status.as_u16() == 429 {
+            Err(Attempt::Transient(format!("of-builder answered {status}: {message}")))
+        } else {
+            Err(Attempt::Refused(format!("of-builder refused the build ({status}): {message}")))
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        Attempt::Refused(reason) => ShipError::BuildFailed { function: event.function.clone(), reason },
+        Attempt::Transient(reason) => ShipError::Unavailable { function: event.function.clone(), reason },
+    })
+}
+
+/// `created` for a new function (POST), `updated` for an existing one (PUT).
+async fn deploy(
+    gateway: &GatewayClient,
+    deployment: &shared::openfaas::FunctionDeployment,
+) -> Result<&'static str, Attempt> {
+    let exists = gateway.get_function(&deployment.service).await.map_err(Attempt::from)?.is_some();
+    if exists {
+        gateway.update(deployment).await.map_err(Attempt::from)?;
+        Ok("updated")
+    } else {
+        gateway.deploy(deployment).await.map_err(Attempt::from)?;
+        Ok("created")
+    }
+}
+
+/// One try's failure: worth retrying, or final.
+enum Attempt {
+    Transient(String),
+    Refused(String),
+}
+
+impl From<GatewayError> for Attempt {
+    fn from(error: GatewayError) -> Self {
+        if error.is_transient() {
+            Self::Transient(error.to_string())
+        } else {
+            Self::Refused(error.to_string())
+        }
+    }
+}
+
+/// Runs `attempt` up to `max_retries + 1` times while it fails transiently, doubling the wait each time.
+async fn retry<T, F, Fut>(state: &AppState, function: &str, mut attempt: F) -> Result<T, Attempt>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Attempt>>,
+{
+    let mut wait = state.config.retry_wait;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(Attempt::Transient(reason)) if tries <= state.config.max_retries => {
+                tracing::warn!(%function, try_number = tries, %reason, "transient fault, retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The log line that best says why a build failed: the last one mentioning an error, else the last one.
+pub fn meaningful_line(log: &[String]) -> String {
+    log.iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.to_ascii_lowercase().contains("error"))
+        .or_else(|| log.iter().rev().map(|l| l.trim()).find(|l| !l.is_empty()))
+        .unwrap_or("the build failed without output")
+        .to_owned()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty())
+}

@@ -7,6 +7,7 @@
 //! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.
 //! - [`build`]: the build tar's `config` and of-builder's `BuildResult`.
 //! - [`naming`]: deployed function names and image names.
+//! - [`stack`]: `stack.yml` in faas-cli's schema.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
@@ -24,5 +25,6 @@ pub mod naming;
 pub mod openfaas;
 pub mod server;
 pub mod signature;
+pub mod stack;
 pub mod status;
 pub mod upload;

@@ -1,0 +1,56 @@
+//! git-tar's settings, read once at start.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use shared::config::{base_url_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::github_app::AppCredentials;
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `repository_url`: the registry (and prefix) images are pushed to.
+    pub repository_url: String,
+    /// `github_api_url`: where installation tokens for private clones come from.
+    pub github_api_url: Url,
+    /// The App's credentials, when `github_app_id` and the `private-key` secret are there (private repositories).
+    pub app: Option<AppCredentials>,
+    /// `clone_timeout`: the longest a clone may take.
+    pub clone_timeout: Duration,
+    /// `max_parallel_builds`: functions handed to buildshiprun at once.
+    pub max_parallel_builds: usize,
+    /// `max_repo_bytes`: the largest checkout accepted.
+    pub max_repo_bytes: u64,
+    /// `max_functions`: the most functions one stack.yml may have.
+    pub max_functions: usize,
+    /// `build_timeout`: how long one function's build and deployment may take at buildshiprun.
+    pub build_timeout: Duration,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        let app =
+            match (env_string("github_app_id"), secrets.read("private-key")?.or(secrets.read("derek-private-key")?)) {
+                (Some(id), Some(key)) => Some(
+                    AppCredentials::from_pem(&id, &key)
+                        .map_err(|e| ConfigError::Invalid { name: "private-key".into(), reason: e.to_string() })?,
+                ),
+                _ => None,
+            };
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            repository_url: env_string("repository_url").unwrap_or_default(),
+            github_api_url: base_url_or("github_api_url", "https://api.github.com/")?,
+            app,
+            clone_timeout: duration_or("clone_timeout", Duration::from_secs(120))?,
+            max_parallel_builds: usize::try_from(u64_or("max_parallel_builds", 4)?.max(1)).unwrap_or(4),
+            max_repo_bytes: bytes_or("max_repo_bytes", 200 << 20)?,
+            max_functions: usize::try_from(u64_or("max_functions", 32)?).unwrap_or(32),
+            build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            server: ServerConfig::from_env_with_timeout(DEFAULT_MAX_BODY_BYTES, Duration::from_secs(900))?,
+        })
+    }
+}

@@ -1,0 +1,315 @@
+//! git-tar: turns a push into one build context per function. It clones the repository at exactly the pushed SHA,
+//! reads `stack.yml`, shrinkwraps each function as `faas-cli build --shrinkwrap` does, tars it, and hands every tar
+//! to buildshiprun, then reports the whole push on the `stack-deploy` status.
+//!
+//! # Layout
+//! - [`config`]: `repository_url`, `clone_timeout`, `max_parallel_builds`, limits, the App key for private clones.
+//! - [`clone`]: `git` at one SHA, safely.
+//! - [`shrinkwrap`]: the faas-cli build-context layout (public: the repository's own stack is checked with it).
+//! - [`tarball`]: the build tar and its signature.
+//! - [`error`]: the answers; failures a user can fix are also commit statuses.
+
+pub mod clone;
+pub mod config;
+pub mod error;
+pub mod shrinkwrap;
+pub mod tarball;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::any;
+use axum::{Json, Router};
+use futures_util::stream::{self, StreamExt};
+use reqwest::header::{HeaderMap as ClientHeaders, HeaderValue};
+use serde_json::json;
+use shared::audit::AuditClient;
+use shared::build::BuildConfig;
+use shared::config::Secret;
+use shared::event::{
+    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PushEvent, StatusEvent, StatusState,
+    OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
+};
+use shared::gateway::GatewayClient;
+use shared::github_app::InstallationTokens;
+use shared::naming::{build_image_name, service_name};
+use shared::signature::verify_cloud;
+use shared::stack::Stack;
+use shared::status::StatusClient;
+
+pub use crate::config::Config;
+pub use crate::error::GitTarError;
+
+/// The function every build tar is handed to.
+pub const BUILDSHIPRUN_FUNCTION: &str = "buildshiprun";
+/// The function that removes functions no longer in stack.yml.
+pub const GARBAGE_COLLECT_FUNCTION: &str = "garbage-collect";
+
+struct AppState {
+    config: Config,
+    gateway: GatewayClient,
+    statuses: StatusClient,
+    audit: AuditClient,
+    tokens: Option<InstallationTokens>,
+}
+
+/// The function's router, without the runtime layers (see `shared::server::with_runtime`).
+pub fn app(config: Config) -> Router {
+    let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone());
+    let tokens = config
+        .app
+        .clone()
+        .map(|app| InstallationTokens::new(config.github_api_url.clone(), app, gateway.http().clone()));
+    let state = AppState {
+        statuses: StatusClient::new(gateway.clone()),
+        audit: AuditClient::new(config.common.audit_url.clone(), config.common.payload_secret.clone()),
+        gateway,
+        tokens,
+        config,
+    };
+    Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
+}
+
+/// What became of one function.
+struct FunctionOutcome {
+    function: String,
+    result: Result<String, String>,
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, GitTarError> {
+    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
+    let push: PushEvent = serde_json::from_slice(&body)
+        .map_err(|e| GitTarError::BadRequest(format!("the body is not a push event: {e}")))?;
+    if !is_commit_sha(&push.after) {
+        return Err(GitTarError::BadRequest(format!("`after` is not a commit SHA: `{}`", push.after)));
+    }
+    let status_event = StatusEvent::from(&push);
+    let started = std::time::Instant::now();
+    let result = process(&state, &push, &status_event).await;
+    let mut audit = AuditEvent::new("git-tar", String::new());
+    audit.owner = Some(push.repository.owner.login.clone());
+    audit.repo = Some(push.repository.name.clone());
+    audit.sha = Some(push.after.clone());
+    audit.delivery = Some(push.delivery.clone());
+    match &result {
+        Ok(summary) => {
+            audit.message = format!("handed on: {summary}");
+            tracing::info!(delivery = %push.delivery, repo = %push.repository.full_name, sha = %push.after, seconds = started.elapsed().as_secs_f64(), "{summary}");
+        }
+        Err(error) => {
+            audit.message = format!("failed: {error}");
+            tracing::warn!(delivery = %push.delivery, repo = %push.repository.full_name, sha = %push.after, %error, "push failed");
+            if matches!(error, GitTarError::Push(_) | GitTarError::Io(_)) {
+                let failure = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Failure, error.to_string());
+                state.statuses.report_or_log(&status_event, vec![failure]).await;
+            }
+        }
+    }
+    state.audit.record(audit);
+    result.map(|summary| Json(json!({ "status": "success", "message": summary })))
+}
+
+/// Clone, read, shrinkwrap, hand on, report. The work folder is removed whatever happens.
+async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent) -> Result<String, GitTarError> {
+    let clone_url = &push.repository.clone_url;
+    if !(clone_url.starts_with("https://") || clone_url.starts_with("http://")) {
+        return Err(GitTarError::Push(format!("the clone URL `{clone_url}` is not http(s)")));
+    }
+    let work = tempfile::Builder::new().prefix("git-tar-").tempdir()?;
+    let repo = work.path().join("repo");
+    std::fs::create_dir(&repo)?;
+    let token = installation_token(state, push).await?;
+    clone::clone_at(clone_url, &push.after, &repo, token.as_ref(), state.config.clone_timeout)
+        .await
+        .map_err(|e| GitTarError::Push(e.to_string()))?;
+    let size = tree_size(&repo)?;
+    if size > state.config.max_repo_bytes {
+        return Err(GitTarError::Push(format!(
+            "the repository is {size} bytes, over the limit of {} (max_repo_bytes)",
+            state.config.max_repo_bytes
+        )));
+    }
+    let stack = Stack::read(&repo).map_err(|e| GitTarError::Push(e.to_string()))?;
+    if stack.functions.len() > state.config.max_functions {
+        return Err(GitTarError::Push(format!(
+            "stack.yml has {} functions, over the limit of {}",
+            stack.functions.len(),
+            state.config.max_functions
+        )));
+    }
+    let owner = &push.repository.owner.login;
+    let mut events = Vec::new();
+    for (name, function) in &stack.functions {
+        let service = service_name(owner, name).map_err(|e| GitTarError::Push(e.to_string()))?;
+        if function.image.trim().is_empty() {
+            return Err(GitTarError::Push(format!("function `{name}` has no image in stack.yml")));
+        }
+        let environment = function.resolved_environment(name, &repo).map_err(|e| GitTarError::Push(e.to_string()))?;
+        let image = if function.skip_build {
+            function.image.clone()
+        } else {
+            build_image_name(&state.config.repository_url, &function.image, &push.after)
+        };
+        events.push(BuildEvent {
+            service,
+            function: name.clone(),
+            owner: owner.clone(),
+            repo: push.repository.name.clone(),
+            sha: push.after.clone(),
+            clone_url: clone_url.clone(),
+            installation_id: push.installation_id,
+            delivery: push.delivery.clone(),
+            image,
+            skip_build: function.skip_build,
+            environment,
+            secrets: function.secrets.clone(),
+            labels: function.labels.clone(),
+            annotations: function.annotations.clone(),
+            limits: function.limits.clone(),
+            requests: function.requests.clone(),
+        });
+    }
+    let tars = work.path().join("tars");
+    let contexts = work.path().join("build");
+    std::fs::create_dir_all(&tars)?;
+    let extra_copy = stack.configuration.as_ref().map(|c| c.copy.clone()).unwrap_or_default();
+    let mut prepared = Vec::new();
+    for event in events {
+        let function = &stack.functions[&event.function];
+        let tar = if event.skip_build {
+            None
+        } else {
+            let wrapped = shrinkwrap::shrinkwrap(&repo, &event.function, function, &extra_copy, &contexts)
+                .map_err(|e| GitTarError::Push(e.to_string()))?;
+            let config =
+                BuildConfig { image_ref: event.image.clone(), build_args: wrapped.build_args, platforms: Vec::new() };
+            let path = tars.join(format!("{}.tar", event.function));
+            tarball::write_build_tar(&wrapped.context, &config, &path)?;
+            Some(path)
+        };
+        prepared.push((event, tar));
+    }
+    drop(std::fs::remove_dir_all(&repo));
+    let pending =
+        prepared.iter().map(|(e, _)| CommitStatus::new(&e.function, StatusState::Pending, "building")).collect();
+    state.statuses.report_or_log(status_event, pending).await;
+    let hand_ons: Vec<_> = prepared.iter().map(|(event, tar)| hand_on(state, event, tar.as_deref())).collect();
+    let outcomes: Vec<FunctionOutcome> =
+        stream::iter(hand_ons).buffer_unordered(state.config.max_parallel_builds).collect().await;
+    let (deployed, failed): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|o| o.result.is_ok());
+    let mut deployed_names: Vec<String> = deployed.iter().map(|o| o.function.clone()).collect();
+    deployed_names.sort();
+    let summary = if failed.is_empty() {
+        format!("deployed {}", deployed_names.join(", "))
+    } else {
+        let failures: Vec<String> = failed
+            .iter()
+            .map(|o| format!("{} ({})", o.function, o.result.as_ref().err().map_or("", String::as_str)))
+            .collect();
+        format!("failed: {}", failures.join("; "))
+    };
+    let state_now = if failed.is_empty() { StatusState::Success } else { StatusState::Failure };
+    state
+        .statuses
+        .report_or_log(status_event, vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, state_now, summary.clone())])
+        .await;
+    let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
+    garbage_collect(state, push, keep).await;
+    if failed.is_empty() {
+        Ok(summary)
+    } else {
+        Err(GitTarError::Reported(summary))
+    }
+}
+
+/// An installation token for a private repository; public ones are cloned anonymously.
+async fn installation_token(state: &AppState, push: &PushEvent) -> Result<Option<Secret>, GitTarError> {
+    if !push.repository.private {
+        return Ok(None);
+    }
+    let (Some(tokens), Some(installation)) = (&state.tokens, push.installation_id) else {
+        return Err(GitTarError::Push("the repository is private: git-tar needs the GitHub App (github_app_id and the private-key secret) and an installation to clone it".into()));
+    };
+    tokens
+        .token(installation)
+        .await
+        .map(Some)
+        .map_err(|e| GitTarError::Push(format!("no token to clone the private repository: {e}")))
+}
+
+/// Sends one function to buildshiprun and waits for its answer.
+async fn hand_on(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> FunctionOutcome {
+    let result = send(state, event, tar).await;
+    if let Err(reason) = &result {
+        tracing::warn!(function = %event.function, %reason, "function not deployed");
+    }
+    FunctionOutcome { function: event.function.clone(), result }
+}
+
+async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Result<String, String> {
+    let mut headers = ClientHeaders::new();
+    headers.insert(OFC_EVENT_HEADER, HeaderValue::from_str(&event.to_header_value()).map_err(|e| e.to_string())?);
+    headers.insert("content-type", HeaderValue::from_static("application/x-tar"));
+    let secret = state.config.common.payload_secret.expose().as_bytes();
+    let (body, signature) = match tar {
+        Some(path) => {
+            let signature = tarball::sign_file(path, secret).map_err(|e| e.to_string())?;
+            let file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+            (reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)), signature)
+        }
+        None => (reqwest::Body::from(Vec::<u8>::new()), shared::signature::sign_sha256(secret, b"")),
+    };
+    let response = state
+        .gateway
+        .invoke_presigned(BUILDSHIPRUN_FUNCTION, body, &signature, headers, state.config.build_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() && answer.get("deployed").is_some() {
+        Ok(answer["deployed"].as_str().unwrap_or("deployed").to_owned())
+    } else {
+        Err(answer["error"].as_str().map_or_else(|| format!("buildshiprun answered {status}"), str::to_owned))
+    }
+}
+
+/// Asks garbage-collect to remove this repository's functions that are no longer in stack.yml.
+async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) {
+    let request = GarbageCollectRequest {
+        owner: push.repository.owner.login.clone(),
+        repo: push.repository.name.clone(),
+        functions: keep,
+    };
+    let body = Bytes::from(serde_json::to_vec(&request).expect("requests serialise"));
+    match state.gateway.invoke(GARBAGE_COLLECT_FUNCTION, body, ClientHeaders::new(), Duration::from_secs(60)).await {
+        Ok(response) if response.status().is_success() => {}
+        Ok(response) => tracing::warn!(status = response.status().as_u16(), "garbage-collect did not succeed"),
+        Err(error) => tracing::warn!(%error, "garbage-collect could not be reached"),
+    }
+}
+
+/// The bytes of every file in the checkout, `.git` excluded.
+fn tree_size(root: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() && entry.file_name() != ".git" {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                total += entry.metadata()?.len();
+            }
+        }
+    }
+    Ok(total)
+}

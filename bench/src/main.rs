@@ -2,20 +2,26 @@
 //!
 //! # Layout
 //! - [`intake`]: scenario 1, gh-push alone under load.
+//! - [`gittar`]: git-tar: push to last tar handed on, memory on a 100 MiB context.
+//! - [`builder`]: of-builder: cold and cached builds, memory on a 100 MiB context.
+//! - [`statuses`]: github-status: statuses per second, token requests for a burst.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
 //! - [`stats`]: min/p50/p99/max summaries.
 //!
 //! Run `cargo build --release --workspace --bins && target/release/bench` (see the README).
 
+mod builder;
+mod gittar;
 mod intake;
 mod load;
 mod process;
 mod stats;
+mod statuses;
 
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: bench [intake] [--seconds N]";
+const USAGE: &str = "usage: bench [intake] [git-tar] [builder] [statuses] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
-            "intake" => scenarios.push(arg),
+            "intake" | "git-tar" | "builder" | "statuses" => scenarios.push(arg),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -34,13 +40,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if scenarios.is_empty() {
-        scenarios.push("intake".into());
+        scenarios.extend(["intake", "git-tar", "builder", "statuses"].map(String::from));
     }
     let binaries = std::env::current_exe()?.parent().context("the bench binary has a folder")?.to_owned();
     println!("machine: {} cores", std::thread::available_parallelism().map_or(0, std::num::NonZero::get));
     for scenario in scenarios {
-        if scenario == "intake" {
-            intake::run(&binaries, seconds).await?;
+        match scenario.as_str() {
+            "intake" => intake::run(&binaries, seconds).await?,
+            "git-tar" => gittar::run(&binaries).await?,
+            "builder" => builder::run(&binaries).await?,
+            _ => statuses::run(&binaries).await?,
         }
     }
     Ok(())

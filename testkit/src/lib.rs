@@ -356,3 +356,58 @@ pub fn secrets_dir(secrets: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// A router served on `127.0.0.1:<random port>` with the function runtime's layers; stops when dropped.
+pub struct ServedFunction {
+    pub address: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ServedFunction {
+    /// Serves `app` wrapped by `shared::server::with_runtime` with test settings.
+    pub async fn start(app: Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let address = listener.local_addr().expect("a bound address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = shared::server::with_runtime(app, &shared::server::ServerConfig::for_tests(32 << 20));
+        tokio::spawn(shared::server::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Self { address, _stop: stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+}
+
+/// A function's `CommonConfig` for tests: this gateway, no audit, the given payload secret.
+pub fn common_config(gateway: &RecordingGateway, payload_secret: &str) -> shared::config::CommonConfig {
+    shared::config::CommonConfig {
+        gateway_url: gateway.url().parse().expect("a URL"),
+        audit_url: None,
+        payload_secret: shared::config::Secret::new(payload_secret),
+    }
+}
+
+/// A function labelled as deployed from `owner/repo` by OpenFaaS Cloud (or not, with `cloud` false).
+pub fn labelled_function(name: &str, owner: &str, repo: &str, cloud: bool) -> FunctionStatus {
+    let mut labels = BTreeMap::from([
+        ("Git-Owner".to_owned(), owner.to_owned()),
+        ("Git-Repo".to_owned(), repo.to_owned()),
+        ("Git-SHA".to_owned(), "6113728f27ae82c7b1a177c8d03f9e96e0adf246".to_owned()),
+        ("Git-DeployTime".to_owned(), "1763645000".to_owned()),
+    ]);
+    if cloud {
+        labels.insert("Git-Cloud".to_owned(), "1".to_owned());
+    }
+    FunctionStatus {
+        name: name.to_owned(),
+        image: format!("registry:5000/{owner}/{name}@sha256:00"),
+        labels: Some(labels),
+        replicas: 1,
+        available_replicas: 1,
+        invocation_count: 3.0,
+        ..FunctionStatus::default()
+    }
+}

@@ -1,0 +1,106 @@
+//! audit-event: receives the audit events every function sends, writes each as one JSON line on stdout, and
+//! forwards a one-line summary to Slack when `slack_url` is set, without making the sender wait for Slack.
+//!
+//! # Layout
+//! - [`Config`]: the payload secret and `slack_url`.
+//! - [`summary`]: the line Slack gets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use reqwest::Url;
+use shared::config::{optional_url, CommonConfig, ConfigError, SecretStore};
+use shared::event::AuditEvent;
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+use shared::signature::{verify_cloud, SignatureError};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `slack_url`: an incoming-webhook URL; unset sends nothing to Slack.
+    pub slack_url: Option<Url>,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            slack_url: optional_url("slack_url")?,
+            server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for AuditError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+struct AppState {
+    config: Config,
+    http: reqwest::Client,
+}
+
+pub fn app(config: Config) -> Router {
+    Router::new()
+        .route("/", any(handle))
+        .route("/{*path}", any(handle))
+        .with_state(Arc::new(AppState { config, http: reqwest::Client::new() }))
+}
+
+/// `[source] message (owner/repo@sha7)`: what a channel reads at a glance.
+pub fn summary(event: &AuditEvent) -> String {
+    let source = format!("[{}] {}", event.source, event.message);
+    match (&event.owner, &event.repo) {
+        (Some(owner), Some(repo)) => {
+            let sha = event.sha.as_deref().map(|s| format!("@{}", s.get(..7).unwrap_or(s))).unwrap_or_default();
+            format!("{source} ({owner}/{repo}{sha})")
+        }
+        _ => source,
+    }
+}
+
+async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, AuditError> {
+    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
+    let event: AuditEvent = serde_json::from_slice(&body)
+        .map_err(|e| AuditError::BadRequest(format!("the body is not an audit event: {e}")))?;
+    println!("{}", serde_json::to_string(&event).expect("audit events serialise"));
+    if let Some(url) = state.config.slack_url.clone() {
+        let http = state.http.clone();
+        let text = summary(&event);
+        tokio::spawn(async move {
+            let sent = http
+                .post(url)
+                .json(&serde_json::json!({ "text": text }))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status);
+            if let Err(error) = sent {
+                tracing::warn!(error = %shared::gateway::error_chain(&error), "the audit summary did not reach Slack");
+            }
+        });
+    }
+    Ok(StatusCode::ACCEPTED)
+}

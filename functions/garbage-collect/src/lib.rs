@@ -1,0 +1,112 @@
+//! garbage-collect: removes the functions of one repository that its stack.yml no longer has. It only ever touches
+//! functions labelled `Git-Cloud: 1` with this owner and repository.
+//!
+//! # Layout
+//! - [`Config`]: the gateway, its admin credentials, the payload secret.
+//! - [`collectable`]: the safety rule, in one place.
+//! - [`GcError`]: the answers.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use shared::config::{CommonConfig, ConfigError, SecretStore};
+use shared::event::GarbageCollectRequest;
+use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
+use shared::openfaas::{labels, FunctionStatus};
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+use shared::signature::{verify_cloud, SignatureError};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `basic-auth-user` / `basic-auth-password`: listing and deleting need the gateway's admin.
+    pub credentials: BasicAuth,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            credentials: BasicAuth {
+                user: secrets.required("basic-auth-user")?.expose().to_owned(),
+                password: secrets.required("basic-auth-password")?,
+            },
+            server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+impl IntoResponse for GcError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+        };
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+struct AppState {
+    config: Config,
+    gateway: GatewayClient,
+}
+
+pub fn app(config: Config) -> Router {
+    let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
+        .with_credentials(config.credentials.clone());
+    Router::new()
+        .route("/", any(handle))
+        .route("/{*path}", any(handle))
+        .with_state(Arc::new(AppState { config, gateway }))
+}
+
+/// Whether `function` belongs to `owner/repo` through our labels and is not in `keep`.
+/// Owner and repository compare case-insensitively, as GitHub names them.
+pub fn collectable(function: &FunctionStatus, request: &GarbageCollectRequest) -> bool {
+    function.label(labels::GIT_CLOUD) == Some("1")
+        && function.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(&request.owner))
+        && function.label(labels::GIT_REPO).is_some_and(|r| r.eq_ignore_ascii_case(&request.repo))
+        && !request.functions.iter().any(|keep| keep == &function.name)
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, GcError> {
+    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
+    let request: GarbageCollectRequest = serde_json::from_slice(&body)
+        .map_err(|e| GcError::BadRequest(format!("the body is not a garbage-collect request: {e}")))?;
+    if request.owner.trim().is_empty() || request.repo.trim().is_empty() {
+        return Err(GcError::BadRequest("owner and repo are required".into()));
+    }
+    let functions = state.gateway.list_functions().await?;
+    let mut deleted = Vec::new();
+    for function in functions.iter().filter(|f| collectable(f, &request)) {
+        match state.gateway.delete(&function.name).await {
+            Ok(()) => deleted.push(function.name.clone()),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(owner = %request.owner, repo = %request.repo, deleted = ?deleted, "garbage collected");
+    Ok(Json(serde_json::json!({ "owner": request.owner, "repo": request.repo, "deleted": deleted })))
+}

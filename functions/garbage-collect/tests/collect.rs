@@ -1,0 +1,92 @@
+//! garbage-collect against a recording gateway double holding functions of several owners and repositories.
+
+use garbage_collect::Config;
+use serde_json::{json, Value};
+use shared::config::Secret;
+use shared::gateway::BasicAuth;
+use shared::server::ServerConfig;
+use shared::signature::sign_sha256;
+use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction};
+
+const SECRET: &str = "payload";
+
+async fn start() -> (RecordingGateway, ServedFunction) {
+    let gateway = RecordingGateway::with_credentials("admin", "pw").await;
+    for function in [
+        labelled_function("octo-old", "octo", "fns", true),
+        labelled_function("octo-kept", "octo", "fns", true),
+        labelled_function("octo-other-repo", "octo", "website", true),
+        labelled_function("mallory-old", "mallory", "fns", true),
+        labelled_function("octo-manual", "octo", "fns", false),
+    ] {
+        gateway.add_function(function);
+    }
+    let config = Config {
+        common: common_config(&gateway, SECRET),
+        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        server: ServerConfig::for_tests(1 << 20),
+    };
+    let served = ServedFunction::start(garbage_collect::app(config)).await;
+    (gateway, served)
+}
+
+async fn collect(served: &ServedFunction, body: &Value, signed: bool) -> (u16, Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut request = reqwest::Client::new().post(served.url()).body(body.clone());
+    if signed {
+        request = request.header("X-Cloud-Signature", sign_sha256(SECRET.as_bytes(), &body));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn names(gateway: &RecordingGateway) -> Vec<String> {
+    gateway.functions().into_iter().map(|f| f.name).collect()
+}
+
+#[tokio::test]
+async fn deletes_only_this_repositorys_functions_that_are_no_longer_in_the_stack() {
+    let (gateway, served) = start().await;
+    let (status, answer) =
+        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": ["octo-kept"]}), true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!(["octo-old"]));
+    assert_eq!(names(&gateway), vec!["mallory-old", "octo-kept", "octo-manual", "octo-other-repo"]);
+}
+
+#[tokio::test]
+async fn an_empty_list_removes_all_of_the_repositorys_cloud_functions_and_nothing_else() {
+    let (gateway, served) = start().await;
+    let (status, answer) = collect(&served, &json!({"owner": "OCTO", "repo": "fns", "functions": []}), true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        names(&gateway),
+        vec!["mallory-old", "octo-manual", "octo-other-repo"],
+        "other owners, other repos and unlabelled functions stay"
+    );
+}
+
+#[tokio::test]
+async fn refuses_unsigned_and_malformed_requests() {
+    let (gateway, served) = start().await;
+    assert_eq!(collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": []}), false).await.0, 401);
+    assert_eq!(collect(&served, &json!({"owner": "", "repo": "fns"}), true).await.0, 400);
+    assert_eq!(collect(&served, &json!({"nothing": true}), true).await.0, 400);
+    assert_eq!(gateway.functions().len(), 5);
+}
+
+#[tokio::test]
+async fn answers_502_when_the_gateway_refuses_its_credentials() {
+    let gateway = RecordingGateway::with_credentials("admin", "another-password").await;
+    let config = Config {
+        common: common_config(&gateway, SECRET),
+        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        server: ServerConfig::for_tests(1 << 20),
+    };
+    let served = ServedFunction::start(garbage_collect::app(config)).await;
+    let (status, answer) = collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": []}), true).await;
+    assert_eq!(status, 502);
+    assert!(answer["error"].as_str().unwrap().contains("401"), "{answer}");
+    assert!(!answer.to_string().contains("pw\""), "no password in errors");
+}

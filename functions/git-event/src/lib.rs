@@ -1,0 +1,169 @@
+//! git-event: when a GitHub App is uninstalled from a repository or an account, the functions built from them are
+//! removed. `installation_repositories` (removed) and `installation` (deleted) deliveries, verified like gh-push's,
+//! become garbage-collect calls with an empty list of functions to keep.
+//!
+//! # Layout
+//! - [`Config`]: the webhook secret, the gateway and its credentials.
+//! - [`InstallationEvent`]: the part of both payloads that matters.
+//! - [`EventError`]: the answers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::config::{bool_or, CommonConfig, ConfigError, Secret, SecretStore};
+use shared::event::GarbageCollectRequest;
+use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
+use shared::openfaas::labels;
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+use shared::signature::{verify_github, SignatureError};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub validate_hmac: bool,
+    pub webhook_secret: Option<Secret>,
+    pub credentials: BasicAuth,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        let validate_hmac = bool_or("validate_hmac", true)?;
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            webhook_secret: if validate_hmac {
+                Some(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
+            } else {
+                None
+            },
+            validate_hmac,
+            credentials: BasicAuth {
+                user: secrets.required("basic-auth-user")?.expose().to_owned(),
+                password: secrets.required("basic-auth-password")?,
+            },
+            server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The gateway or garbage-collect failed: 502, so GitHub shows the delivery as failed and it can be redelivered.
+    #[error("the functions could not be removed: {0}")]
+    Gateway(#[from] GatewayError),
+}
+
+impl IntoResponse for EventError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+        };
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// `installation` and `installation_repositories` payloads, as far as this function reads them.
+#[derive(Debug, Deserialize)]
+pub struct InstallationEvent {
+    pub action: String,
+    pub installation: Installation,
+    #[serde(default)]
+    pub repositories_removed: Vec<RemovedRepository>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Installation {
+    pub id: u64,
+    pub account: Account,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Account {
+    pub login: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemovedRepository {
+    pub name: String,
+}
+
+struct AppState {
+    config: Config,
+    gateway: GatewayClient,
+}
+
+pub fn app(config: Config) -> Router {
+    let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
+        .with_credentials(config.credentials.clone());
+    Router::new()
+        .route("/", any(handle))
+        .route("/{*path}", any(handle))
+        .with_state(Arc::new(AppState { config, gateway }))
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, EventError> {
+    if state.config.validate_hmac {
+        let secret = state.config.webhook_secret.as_ref().expect("validate_hmac requires the webhook secret at start");
+        verify_github(&headers, &body, secret.expose().as_bytes())?;
+    }
+    let kind = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if kind != "installation" && kind != "installation_repositories" {
+        return Ok(Json(serde_json::json!({ "message": format!("ignored: `{kind}` events") })));
+    }
+    let event: InstallationEvent = serde_json::from_slice(&body)
+        .map_err(|e| EventError::BadRequest(format!("the body is not an {kind} event: {e}")))?;
+    let owner = event.installation.account.login.clone();
+    let repos: BTreeSet<String> = match (kind, event.action.as_str()) {
+        ("installation_repositories", "removed") => event.repositories_removed.iter().map(|r| r.name.clone()).collect(),
+        ("installation", "deleted") => state
+            .gateway
+            .list_functions()
+            .await?
+            .iter()
+            .filter(|f| {
+                f.label(labels::GIT_CLOUD) == Some("1")
+                    && f.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(&owner))
+            })
+            .filter_map(|f| f.label(labels::GIT_REPO).map(str::to_owned))
+            .collect(),
+        (_, action) => return Ok(Json(serde_json::json!({ "message": format!("ignored: {kind} `{action}`") }))),
+    };
+    for repo in &repos {
+        let request = GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), functions: Vec::new() };
+        let body = Bytes::from(serde_json::to_vec(&request).expect("requests serialise"));
+        let response = state
+            .gateway
+            .invoke("garbage-collect", body, reqwest::header::HeaderMap::new(), Duration::from_secs(60))
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            return Err(GatewayError::Status {
+                what: "garbage-collect".into(),
+                status,
+                body: response.text().await.unwrap_or_default(),
+            }
+            .into());
+        }
+    }
+    tracing::info!(%owner, installation = event.installation.id, repos = ?repos, "functions of uninstalled repositories removed");
+    Ok(Json(serde_json::json!({ "owner": owner, "removed_repositories": repos })))
+}

@@ -1,0 +1,128 @@
+//! list-functions: an owner's functions, as the dashboard shows them, read from the gateway's `/system/functions`.
+//!
+//! # Layout
+//! - [`Config`]: the gateway and its admin credentials.
+//! - [`is_github_login`]: which `user` values are accepted.
+//! - [`ListedFunction`]: one function as answered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use shared::config::{CommonConfig, ConfigError, SecretStore};
+use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
+use shared::openfaas::labels;
+use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub credentials: BasicAuth,
+    pub server: ServerConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secrets = SecretStore::from_env();
+        Ok(Self {
+            common: CommonConfig::from_env(&secrets)?,
+            credentials: BasicAuth {
+                user: secrets.required("basic-auth-user")?.expose().to_owned(),
+                password: secrets.required("basic-auth-password")?,
+            },
+            server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+impl IntoResponse for ListError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+        };
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// One function of the owner.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedFunction {
+    pub name: String,
+    pub image: String,
+    pub sha: String,
+    pub repo: String,
+    /// Unix seconds of the deployment (`Git-DeployTime`).
+    pub deploy_time: String,
+    pub replicas: u64,
+    pub available_replicas: u64,
+    pub invocation_count: f64,
+}
+
+/// A GitHub login: 1 to 39 letters, digits or single hyphens, not starting or ending with a hyphen.
+pub fn is_github_login(login: &str) -> bool {
+    !login.is_empty()
+        && login.len() <= 39
+        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !login.starts_with('-')
+        && !login.ends_with('-')
+        && !login.contains("--")
+}
+
+struct AppState {
+    gateway: GatewayClient,
+}
+
+pub fn app(config: Config) -> Router {
+    let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
+        .with_credentials(config.credentials);
+    Router::new().route("/", get(list)).route("/{*path}", get(list)).with_state(Arc::new(AppState { gateway }))
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<ListedFunction>>, ListError> {
+    let user = query
+        .get("user")
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ListError::BadRequest("the `user` query parameter is required".into()))?;
+    if !is_github_login(user) {
+        return Err(ListError::BadRequest(format!("`{user}` is not a GitHub login")));
+    }
+    let functions = state.gateway.list_functions().await?;
+    let mut listed: Vec<ListedFunction> = functions
+        .into_iter()
+        .filter(|f| {
+            f.label(labels::GIT_CLOUD) == Some("1")
+                && f.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(user))
+        })
+        .map(|f| ListedFunction {
+            sha: f.label(labels::GIT_SHA).unwrap_or_default().to_owned(),
+            repo: f.label(labels::GIT_REPO).unwrap_or_default().to_owned(),
+            deploy_time: f.label(labels::GIT_DEPLOY_TIME).unwrap_or_default().to_owned(),
+            name: f.name,
+            image: f.image,
+            replicas: f.replicas,
+            available_replicas: f.available_replicas,
+            invocation_count: f.invocation_count,
+        })
+        .collect();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(listed))
+}

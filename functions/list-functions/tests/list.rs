@@ -1,0 +1,55 @@
+//! list-functions against a recording gateway double.
+
+use list_functions::Config;
+use serde_json::Value;
+use shared::config::Secret;
+use shared::gateway::BasicAuth;
+use shared::server::ServerConfig;
+use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction};
+
+async fn start() -> (RecordingGateway, ServedFunction) {
+    let gateway = RecordingGateway::with_credentials("admin", "pw").await;
+    gateway.add_function(labelled_function("octo-b", "octo", "fns", true));
+    gateway.add_function(labelled_function("octo-a", "Octo", "web", true));
+    gateway.add_function(labelled_function("mallory-x", "mallory", "fns", true));
+    gateway.add_function(labelled_function("octo-manual", "octo", "fns", false));
+    let config = Config {
+        common: common_config(&gateway, "p"),
+        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        server: ServerConfig::for_tests(1 << 20),
+    };
+    let served = ServedFunction::start(list_functions::app(config)).await;
+    (gateway, served)
+}
+
+async fn get(served: &ServedFunction, query: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{}{query}", served.url())).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn lists_an_owners_cloud_functions_with_their_details() {
+    let (_gateway, served) = start().await;
+    let (status, answer) = get(&served, "?user=octo").await;
+    assert_eq!(status, 200, "{answer}");
+    let names: Vec<&str> = answer.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["octo-a", "octo-b"], "case-insensitive owner, only Git-Cloud functions, sorted");
+    let first = &answer[0];
+    assert_eq!(first["repo"], "web");
+    assert_eq!(first["sha"], "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+    assert_eq!(first["deployTime"], "1763645000");
+    assert_eq!(first["replicas"], 1);
+    assert_eq!(first["invocationCount"], 3.0);
+    assert!(first["image"].as_str().unwrap().contains("@sha256:"));
+}
+
+#[tokio::test]
+async fn refuses_a_missing_or_invalid_user() {
+    let (_gateway, served) = start().await;
+    assert_eq!(get(&served, "").await.0, 400);
+    assert_eq!(get(&served, "?user=").await.0, 400);
+    assert_eq!(get(&served, "?user=..%2Fadmin").await.0, 400);
+    assert_eq!(get(&served, "?user=-octo").await.0, 400);
+    assert_eq!(get(&served, &format!("?user={}", "a".repeat(40))).await.0, 400);
+}

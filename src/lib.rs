@@ -5,8 +5,14 @@
 //! - [`github_double`]: a GitHub API double (App tokens checked by JWT, commit statuses).
 //! - [`git_server`]: serves local git repositories over HTTP (`git http-backend`).
 //! - [`registry`]: starts Debian's `docker-registry` on a loopback port.
+//! - [`state`]: the state folder (secrets, endpoints, queue, logs).
+//! - [`up`]: `ofc up`, starting and supervising every part.
+//! - [`push`]: `ofc push`, the webhook GitHub would send, and following the statuses.
 
 pub mod gateway;
 pub mod git_server;
 pub mod github_double;
+pub mod push;
 pub mod registry;
+pub mod state;
+pub mod up;

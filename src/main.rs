@@ -1,28 +1,108 @@
-//! `ofc`: runs the whole OpenFaaS Cloud pipeline on one machine (the local stack).
-//!
-//! The stack itself is built out in a later issue; for now the binary explains its commands.
+//! `ofc`: runs the whole OpenFaaS Cloud pipeline on one machine (`ofc up`) and pushes local repositories to it
+//! (`ofc push`), with no OpenFaaS cluster and no GitHub account.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use openfaas_cloud::push::{PushOptions, DEFAULT_OWNER};
+use openfaas_cloud::up::UpOptions;
 
 const USAGE: &str = "\
 ofc: OpenFaaS Cloud on one machine
 
 USAGE:
-    ofc up   [--state DIR] [--gateway-port N]   start the gateway, functions, builder, registry and GitHub double
-    ofc push PATH [--branch B] [--owner O] [--state DIR]
-                                                send the push webhook for the local repository at PATH
+    ofc up   [--state DIR] [--gateway-port N] [--stack DIR]
+        start the gateway, every function of DIR/stack.yml (default: this repository), of-builder,
+        the registry, the GitHub API double and the git server; Ctrl-C stops them all
+    ofc push PATH [--branch B] [--owner O] [--state DIR] [--timeout SECONDS]
+        send the push webhook for the git repository at PATH and follow its commit statuses
 ";
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> anyhow::Result<String> {
+    args.next().with_context(|| format!("{flag} needs a value\n\n{USAGE}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ofc: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let mut state = PathBuf::from(".ofc");
+    match command.as_deref() {
         None | Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Some(other) => {
-            eprintln!("ofc: `{other}` is not available yet in this build\n\n{USAGE}");
-            ExitCode::from(2)
+        Some("up") => {
+            let mut gateway_port = 8080;
+            let mut repository = None;
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--state" => state = PathBuf::from(value(&mut args, "--state")?),
+                    "--gateway-port" => {
+                        gateway_port =
+                            value(&mut args, "--gateway-port")?.parse().context("--gateway-port takes a port number")?
+                    }
+                    "--stack" => repository = Some(PathBuf::from(value(&mut args, "--stack")?)),
+                    other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            let repository = repository.unwrap_or_else(|| {
+                if PathBuf::from("stack.yml").is_file() {
+                    PathBuf::from(".")
+                } else {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                }
+            });
+            let binaries = std::env::current_exe()?.parent().context("ofc has a folder")?.to_owned();
+            shared::server::init_tracing();
+            openfaas_cloud::up::up(
+                UpOptions { state, gateway_port, repository, binaries },
+                shared::server::shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
+        Some("push") => {
+            let mut path = None;
+            let mut branch = None;
+            let mut owner = DEFAULT_OWNER.to_owned();
+            let mut timeout = Duration::from_secs(600);
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--state" => state = PathBuf::from(value(&mut args, "--state")?),
+                    "--branch" => branch = Some(value(&mut args, "--branch")?),
+                    "--owner" => owner = value(&mut args, "--owner")?,
+                    "--timeout" => {
+                        timeout = Duration::from_secs(
+                            value(&mut args, "--timeout")?.parse().context("--timeout takes seconds")?,
+                        )
+                    }
+                    other if path.is_none() && !other.starts_with('-') => path = Some(PathBuf::from(other)),
+                    other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            let path = path.with_context(|| format!("ofc push needs the path of a git repository\n\n{USAGE}"))?;
+            let succeeded = openfaas_cloud::push::push(&PushOptions { path, branch, owner, state, timeout }).await?;
+            if succeeded {
+                println!("stack-deploy succeeded");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("stack-deploy failed (see the statuses above)");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

@@ -121,7 +121,7 @@ impl Gateway {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(std::io::Error::other)?;
-        Ok(Self {
+        let gateway = Self {
             inner: Arc::new(Inner {
                 config,
                 routes: RwLock::new(HashMap::new()),
@@ -131,7 +131,29 @@ impl Gateway {
                 inflight: Mutex::new(HashSet::new()),
                 next_id: AtomicU64::new(0),
             }),
-        })
+        };
+        gateway.reset_waits()?;
+        Ok(gateway)
+    }
+
+    /// Calls left in the queue by an earlier run are due at once: the functions they wait for have just started.
+    fn reset_waits(&self) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(self.queue_dir())? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "tmp") {
+                std::fs::remove_file(&path)?;
+                continue;
+            }
+            if let Ok(mut job) =
+                std::fs::read(&path).map_err(drop).and_then(|b| serde_json::from_slice::<Job>(&b).map_err(drop))
+            {
+                if job.not_before_ms != 0 {
+                    job.not_before_ms = 0;
+                    self.write_job(&job)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Routes `/function/<name>` to a process listening at `base_url` (ending in `/`).
@@ -147,9 +169,9 @@ impl Gateway {
 
     /// Async calls still waiting in the queue.
     pub fn queued(&self) -> usize {
-        std::fs::read_dir(self.queue_dir())
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
-            .unwrap_or(0)
+        std::fs::read_dir(self.queue_dir()).map_or(0, |d| {
+            d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()
+        })
     }
 
     fn queue_dir(&self) -> PathBuf {

@@ -51,8 +51,9 @@ async fn run() -> anyhow::Result<ExitCode> {
                 match arg.as_str() {
                     "--state" => state = PathBuf::from(value(&mut args, "--state")?),
                     "--gateway-port" => {
-                        gateway_port =
-                            value(&mut args, "--gateway-port")?.parse().context("--gateway-port takes a port number")?
+                        gateway_port = value(&mut args, "--gateway-port")?
+                            .parse()
+                            .context("--gateway-port takes a port number")?;
                     }
                     "--stack" => repository = Some(PathBuf::from(value(&mut args, "--stack")?)),
                     other => bail!("unknown argument `{other}`\n\n{USAGE}"),
@@ -87,7 +88,7 @@ async fn run() -> anyhow::Result<ExitCode> {
                     "--timeout" => {
                         timeout = Duration::from_secs(
                             value(&mut args, "--timeout")?.parse().context("--timeout takes seconds")?,
-                        )
+                        );
                     }
                     other if path.is_none() && !other.starts_with('-') => path = Some(PathBuf::from(other)),
                     other => bail!("unknown argument `{other}`\n\n{USAGE}"),

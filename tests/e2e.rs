@@ -1,0 +1,241 @@
+//! The whole pipeline as a user runs it: the real `ofc up` process (gateway, GitHub double, git server, registry,
+//! of-builder with Buildah, every function as its own process) and `ofc push` of real git repositories.
+//! `cargo test --workspace` builds every function binary next to `ofc` before this runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openfaas_cloud::registry::RegistryClient;
+use openfaas_cloud::state::StateDir;
+use serde_json::Value;
+use shared::openfaas::FunctionStatus;
+
+const OFC: &str = env!("CARGO_BIN_EXE_ofc");
+
+struct Stack {
+    child: Child,
+    state: tempfile::TempDir,
+    gateway: String,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn up() -> Stack {
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(state.path().join("ofc-up.log")).unwrap();
+    let child = Command::new(OFC)
+        .args([
+            "up",
+            "--state",
+            state.path().to_str().unwrap(),
+            "--gateway-port",
+            &port.to_string(),
+            "--stack",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut stack = Stack { child, state, gateway: format!("http://127.0.0.1:{port}/") };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !stack.state.path().join("endpoints.json").exists() {
+        if let Some(status) = stack.child.try_wait().unwrap() {
+            panic!(
+                "ofc up exited ({status}): {}",
+                std::fs::read_to_string(stack.state.path().join("ofc-up.log")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "ofc up did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stack
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=Octo", "-c", "user.email=octo@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The example repository, as its own git repository.
+fn example_repo(parent: &Path) -> PathBuf {
+    let repo = parent.join("fns");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello"), &repo);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    commit(&repo, "first");
+    repo
+}
+
+fn commit(repo: &Path, message: &str) -> String {
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+impl Stack {
+    fn push(&self, repo: &Path) -> (bool, String) {
+        let output = Command::new(OFC)
+            .args([
+                "push",
+                repo.to_str().unwrap(),
+                "--owner",
+                "octo",
+                "--state",
+                self.state.path().to_str().unwrap(),
+                "--timeout",
+                "120",
+            ])
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    fn state(&self) -> StateDir {
+        StateDir::new(self.state.path())
+    }
+
+    async fn functions(&self) -> Vec<FunctionStatus> {
+        let state = self.state();
+        reqwest::Client::new()
+            .get(format!("{}system/functions", self.gateway))
+            .basic_auth(state.secret("basic-auth-user").unwrap(), Some(state.secret("basic-auth-password").unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn statuses(&self, repo: &str, sha: &str) -> Vec<Value> {
+        let endpoints = self.state().endpoints().unwrap();
+        reqwest::get(format!("{}repos/octo/{repo}/commits/{sha}/statuses", endpoints.github_api))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collects() {
+    let stack = up();
+    let work = tempfile::tempdir().unwrap();
+    let repo = example_repo(work.path());
+    let sha = git(&repo, &["rev-parse", "HEAD"]);
+    let (ok, output) = stack.push(&repo);
+    assert!(ok, "{output}");
+    assert!(output.contains("stack-deploy   success"), "{output}");
+
+    let endpoints = stack.state().endpoints().unwrap();
+    let registry = RegistryClient::new(&endpoints.registry);
+    let functions = stack.functions().await;
+    assert_eq!(functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["octo-greet", "octo-hello"]);
+    for (function, image, tag) in [("octo-hello", "hello", "latest"), ("octo-greet", "greet", "0.1")] {
+        let manifest = registry
+            .manifest(image, &format!("{tag}-{sha}"))
+            .await
+            .unwrap_or_else(|e| panic!("{image} in the registry: {e}"));
+        let deployed = functions.iter().find(|f| f.name == function).unwrap();
+        assert_eq!(deployed.image, format!("{}/{image}@{}", endpoints.registry, manifest.digest), "pinned by digest");
+        assert_eq!(deployed.label("Git-Owner"), Some("octo"));
+        assert_eq!(deployed.label("Git-Repo"), Some("fns"));
+        assert_eq!(deployed.label("Git-SHA"), Some(sha.as_str()));
+        assert_eq!(deployed.available_replicas, 0, "no container runtime here");
+    }
+    let hello = functions.iter().find(|f| f.name == "octo-hello").unwrap();
+    assert_eq!(hello.env_vars.as_ref().unwrap()["greeting"], "Hello from OpenFaaS Cloud");
+
+    let statuses = stack.statuses("fns", &sha).await;
+    for context in ["stack-deploy", "hello", "greet"] {
+        let states: Vec<&str> =
+            statuses.iter().rev().filter(|s| s["context"] == context).map(|s| s["state"].as_str().unwrap()).collect();
+        assert_eq!(states.first(), Some(&"pending"), "{context}: {states:?}");
+        assert_eq!(states.last(), Some(&"success"), "{context}: {states:?}");
+    }
+    let hello_status = statuses.iter().find(|s| s["context"] == "hello" && s["state"] == "success").unwrap();
+    assert_eq!(hello_status["target_url"], format!("{}function/octo-hello", stack.gateway));
+    let invoked = reqwest::get(format!("{}function/octo-hello", stack.gateway)).await.unwrap();
+    assert_eq!(invoked.status(), 503, "deployed but not runnable here, and it says why");
+
+    // Second push: greet is removed from stack.yml, hello changes.
+    let stack_yml = std::fs::read_to_string(repo.join("stack.yml")).unwrap();
+    let without_greet = stack_yml.split("  greet:").next().unwrap().to_owned();
+    std::fs::write(repo.join("stack.yml"), without_greet).unwrap();
+    std::fs::write(repo.join("hello/index.html"), "<h1>v2</h1>\n").unwrap();
+    let second = commit(&repo, "second");
+    let (ok, output) = stack.push(&repo);
+    assert!(ok, "{output}");
+    assert!(output.contains("deployed octo-hello (updated)"), "an update is a PUT: {output}");
+    let functions = stack.functions().await;
+    assert_eq!(
+        functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        vec!["octo-hello"],
+        "greet was garbage-collected"
+    );
+    assert_eq!(functions[0].label("Git-SHA"), Some(second.as_str()));
+}
+
+#[tokio::test]
+async fn a_broken_dockerfile_fails_with_its_reason_and_a_bad_signature_is_refused() {
+    let stack = up();
+    let work = tempfile::tempdir().unwrap();
+    let repo = example_repo(work.path());
+    std::fs::write(repo.join("hello/Dockerfile"), "FROM scratch\nCOPY missing-file.txt /\n").unwrap();
+    commit(&repo, "broken");
+    let (ok, output) = stack.push(&repo);
+    assert!(!ok, "{output}");
+    assert!(output.contains("stack-deploy   failure"), "{output}");
+    assert!(output.contains("missing-file.txt"), "the reason is shown: {output}");
+
+    let before = stack.functions().await.len();
+    let response = reqwest::Client::new()
+        .post(format!("{}function/gh-push", stack.gateway))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "forged")
+        .header("X-Hub-Signature-256", "sha256=0000000000000000000000000000000000000000000000000000000000000000")
+        .body(r#"{"ref":"refs/heads/main"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(stack.functions().await.len(), before, "nothing was built");
+}

@@ -190,7 +190,11 @@ impl GitHubDouble {
 
     /// Serves the double on `127.0.0.1:<random port>` until the handle is dropped.
     pub async fn start(&self) -> std::io::Result<RunningDouble> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+    }
+
+    /// Serves the double on an already bound listener until the handle is dropped.
+    pub fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<RunningDouble> {
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = self.router();

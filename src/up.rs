@@ -96,7 +96,20 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
     let user = state.secret("basic-auth-user")?;
     let password = state.secret("basic-auth-password")?;
 
-    let registry_port = free_port()?;
+    // A restart keeps the ports it had: queued calls carry clone URLs, and deployments carry image names, that
+    // name them.
+    let previous = state.endpoints().ok();
+    let reuse = |url: Option<&str>| -> anyhow::Result<std::net::TcpListener> {
+        let port = url.and_then(|u| u.trim_end_matches('/').rsplit(':').next()).and_then(|p| p.parse::<u16>().ok());
+        if let Some(listener) = port.and_then(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()) {
+            return Ok(listener);
+        }
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
+    };
+    let registry_port = {
+        let listener = reuse(previous.as_ref().map(|e| e.registry.as_str()))?;
+        listener.local_addr()?.port()
+    };
     let registry = RegistryProcess::start_on(
         &state.root.join("registry"),
         ([127, 0, 0, 1], registry_port).into(),
@@ -107,8 +120,12 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
 
     let github = GitHubDouble::new(APP_ID, &public_key);
     github.add_installation(INSTALLATION_ID, "*");
-    let github = github.start().await?;
-    let git = GitServer::start(&state.repos()).await?;
+    let into_tokio = |listener: std::net::TcpListener| -> anyhow::Result<tokio::net::TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(tokio::net::TcpListener::from_std(listener)?)
+    };
+    let github = github.serve(into_tokio(reuse(previous.as_ref().map(|e| e.github_api.as_str()))?)?)?;
+    let git = GitServer::serve(into_tokio(reuse(previous.as_ref().map(|e| e.git.as_str()))?)?, &state.repos())?;
 
     let gateway = Gateway::new(GatewayConfig::new(&state.root, &user, &password))?;
     let gateway_url = format!("http://{gateway_address}/");
@@ -119,7 +136,7 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
     gateway.spawn_worker();
 
     let mut children = Vec::new();
-    let builder_port = free_port()?;
+    let builder_port = reuse(previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
     let builder_url = format!("http://127.0.0.1:{builder_port}/");
     let builder_env = BTreeMap::from([
         ("port".to_owned(), builder_port.to_string()),

@@ -150,5 +150,33 @@ fn shrinkwrapping_the_stack_gives_each_context_what_its_dockerfile_needs() {
             "{name}: the handler's template/ is skipped, as faas-cli does"
         );
         assert_eq!(wrapped.build_args["FUNCTION"], *name);
+        for source in copy_sources(&dockerfile) {
+            assert!(
+                context.join(&source).exists(),
+                "{name}: the Dockerfile copies `{source}`, which is not in the context"
+            );
+        }
     }
+}
+
+/// The context paths a Dockerfile's `COPY`/`ADD` instructions read (not those copying from another stage).
+fn copy_sources(dockerfile: &str) -> Vec<String> {
+    let mut sources = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        let Some(instruction) = words.next() else { continue };
+        if !instruction.eq_ignore_ascii_case("COPY") && !instruction.eq_ignore_ascii_case("ADD") {
+            continue;
+        }
+        let arguments: Vec<&str> = words.collect();
+        if arguments.iter().any(|a| a.starts_with("--from")) {
+            continue;
+        }
+        let paths: Vec<&str> = arguments.into_iter().filter(|a| !a.starts_with("--")).collect();
+        if let Some((_, sources_only)) = paths.split_last() {
+            sources.extend(sources_only.iter().map(|s| (*s).to_owned()));
+        }
+    }
+    assert!(!sources.is_empty(), "the template copies something from its context");
+    sources
 }

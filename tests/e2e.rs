@@ -38,9 +38,14 @@ fn free_port() -> u16 {
 }
 
 fn up() -> Stack {
-    let state = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(state.path().join("ofc-up.log")).unwrap();
+    up_in(tempfile::tempdir().unwrap(), free_port())
+}
+
+fn up_in(state: tempfile::TempDir, port: u16) -> Stack {
+    let endpoints = state.path().join("endpoints.json");
+    let written = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let before = written(&endpoints);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(state.path().join("ofc-up.log")).unwrap();
     let child = Command::new(OFC)
         .args([
             "up",
@@ -57,7 +62,7 @@ fn up() -> Stack {
         .unwrap();
     let mut stack = Stack { child, state, gateway: format!("http://127.0.0.1:{port}/") };
     let deadline = Instant::now() + Duration::from_secs(90);
-    while !stack.state.path().join("endpoints.json").exists() {
+    while written(&endpoints) == before {
         if let Some(status) = stack.child.try_wait().unwrap() {
             panic!(
                 "ofc up exited ({status}): {}",
@@ -238,4 +243,106 @@ async fn a_broken_dockerfile_fails_with_its_reason_and_a_bad_signature_is_refuse
         .unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(stack.functions().await.len(), before, "nothing was built");
+}
+
+/// Stops `ofc up` as Ctrl-C would, and hands back its state folder.
+fn stop(mut stack: Stack) -> tempfile::TempDir {
+    let _ = Command::new("kill").arg("-TERM").arg(stack.child.id().to_string()).status();
+    let _ = stack.child.wait();
+    let state = tempfile::tempdir().unwrap();
+    let kept = std::mem::replace(&mut stack.state, state);
+    drop(stack);
+    kept
+}
+
+fn queued_for(state: &Path, function: &str) -> usize {
+    let needle = format!("\"function\":\"{function}\"");
+    let Ok(entries) = std::fs::read_dir(state.join("queue")) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)))
+        .count()
+}
+
+#[tokio::test]
+async fn a_job_waiting_in_the_queue_completes_after_the_stack_restarts() {
+    let port = free_port();
+    let stack = up_in(tempfile::tempdir().unwrap(), port);
+    let work = tempfile::tempdir().unwrap();
+    let repo = example_repo(work.path());
+    let sha = git(&repo, &["rev-parse", "HEAD"]);
+    let mut push = Command::new(OFC)
+        .args([
+            "push",
+            repo.to_str().unwrap(),
+            "--owner",
+            "octo",
+            "--state",
+            stack.state.path().to_str().unwrap(),
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queued_for(stack.state.path(), "git-tar") == 0 {
+        assert!(Instant::now() < deadline, "the push never reached the queue");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let state = stop(stack);
+    let _ = push.kill();
+    let _ = push.wait();
+    assert_eq!(queued_for(state.path(), "git-tar"), 1, "the git-tar call is still in the queue after the stop");
+
+    let stack = up_in(state, port);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let statuses = stack.statuses("fns", &sha).await;
+        let done = statuses.iter().find(|s| s["context"] == "stack-deploy" && s["state"] != "pending");
+        if let Some(done) = done {
+            assert_eq!(done["state"], "success", "{done}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued job did not complete after the restart: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let names: Vec<String> = stack.functions().await.into_iter().map(|f| f.name).collect();
+    assert_eq!(names, vec!["octo-greet", "octo-hello"]);
+}
+
+#[test]
+fn up_refuses_a_port_in_use_and_a_broken_stack_with_a_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let state = tempfile::tempdir().unwrap();
+    let output = Command::new(OFC)
+        .args(["up", "--state", state.path().to_str().unwrap(), "--gateway-port", &port])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is in use"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("stack.yml"), "functions:\n  a: [oops\n").unwrap();
+    let output = Command::new(OFC)
+        .args([
+            "up",
+            "--state",
+            state.path().to_str().unwrap(),
+            "--gateway-port",
+            &free_port().to_string(),
+            "--stack",
+            broken.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stack.yml") && stderr.contains("line"), "{stderr}");
 }

@@ -480,24 +480,9 @@ async fn system_functions(State(gateway): State<Gateway>, method: Method, header
                 .get(&deployment.service)
                 .and_then(|d| d.created_at.clone())
                 .unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
-            let status = FunctionStatus {
-                name: deployment.service.clone(),
-                image: deployment.image.clone(),
-                namespace: deployment.namespace.clone().or_else(|| Some("openfaas-fn".into())),
-                env_process: deployment.env_process.clone(),
-                env_vars: Some(deployment.env_vars.clone()),
-                constraints: Some(deployment.constraints.clone()),
-                secrets: Some(deployment.secrets.clone()),
-                labels: Some(deployment.labels.clone()),
-                annotations: Some(deployment.annotations.clone()),
-                limits: deployment.limits.clone(),
-                requests: deployment.requests.clone(),
-                read_only_root_filesystem: deployment.read_only_root_filesystem,
-                replicas: 1,
-                available_replicas: 0,
-                created_at: Some(created_at),
-                ..FunctionStatus::default()
-            };
+            let mut status = FunctionStatus::from_deployment(&deployment, 0);
+            status.namespace = status.namespace.or_else(|| Some("openfaas-fn".into()));
+            status.created_at = Some(created_at);
             tracing::info!(function = %deployment.service, image = %deployment.image, action = if method == Method::POST { "deployed" } else { "updated" }, "deployment recorded");
             deployments.insert(deployment.service.clone(), status);
             gateway.save_deployments(&deployments);

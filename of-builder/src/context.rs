@@ -2,9 +2,10 @@
 //! computed, every entry is checked before a single one is unpacked, and then only `config` and `context/` land.
 
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use shared::build::{BuildConfig, CONFIG_ENTRY, CONTEXT_DIR};
+use shared::stack::normalise;
 
 use crate::error::BuilderError;
 
@@ -122,24 +123,6 @@ fn check(tar_path: &Path, max_context_bytes: u64) -> Result<BuildConfig, Builder
         return Err(BuilderError::BadTar(format!("`config` names no usable image (`{}`)", config.image_ref)));
     }
     Ok(config)
-}
-
-/// The path with `.` removed, or `None` when it is absolute or climbs out with `..`.
-fn normalise(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -49,6 +49,16 @@ pub struct BasicAuth {
     pub password: Secret,
 }
 
+impl BasicAuth {
+    /// The `basic-auth-user` and `basic-auth-password` secrets, as the gateway's own are mounted.
+    pub fn from_secrets(secrets: &crate::config::SecretStore) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            user: secrets.required("basic-auth-user")?.expose().to_owned(),
+            password: secrets.required("basic-auth-password")?,
+        })
+    }
+}
+
 /// Talks to one gateway. Cheap to clone: the HTTP connection pool is shared.
 #[derive(Debug, Clone)]
 pub struct GatewayClient {

@@ -87,6 +87,27 @@ pub struct FunctionStatus {
 }
 
 impl FunctionStatus {
+    /// What a gateway lists for `deployment` once it has `available` of its one replica running.
+    pub fn from_deployment(deployment: &FunctionDeployment, available_replicas: u64) -> Self {
+        Self {
+            name: deployment.service.clone(),
+            image: deployment.image.clone(),
+            namespace: deployment.namespace.clone(),
+            env_process: deployment.env_process.clone(),
+            env_vars: Some(deployment.env_vars.clone()),
+            constraints: Some(deployment.constraints.clone()),
+            secrets: Some(deployment.secrets.clone()),
+            labels: Some(deployment.labels.clone()),
+            annotations: Some(deployment.annotations.clone()),
+            limits: deployment.limits.clone(),
+            requests: deployment.requests.clone(),
+            read_only_root_filesystem: deployment.read_only_root_filesystem,
+            replicas: 1,
+            available_replicas,
+            ..Self::default()
+        }
+    }
+
     /// The value of one label, when the function has it.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.as_ref()?.get(name).map(String::as_str)

@@ -195,8 +195,13 @@ impl StackFunction {
 
 /// `root/relative` when `relative` stays inside `root` (no absolute path, no climbing out with `..`).
 pub fn inside(root: &Path, relative: &str) -> Option<PathBuf> {
+    normalise(Path::new(relative)).map(|p| root.join(p))
+}
+
+/// A relative path with `.` and `..` resolved, or `None` when it is absolute or climbs above its start.
+pub fn normalise(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
-    for component in Path::new(relative).components() {
+    for component in path.components() {
         match component {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
@@ -208,7 +213,7 @@ pub fn inside(root: &Path, relative: &str) -> Option<PathBuf> {
             Component::RootDir | Component::Prefix(_) => return None,
         }
     }
-    Some(root.join(out))
+    Some(out)
 }
 
 #[cfg(test)]

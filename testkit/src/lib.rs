@@ -299,7 +299,7 @@ fn system_answer(app: &AppState, request: &RecordedRequest) -> Response {
             if request.method == Method::PUT && !exists {
                 return (StatusCode::NOT_FOUND, "function not found").into_response();
             }
-            state.functions.insert(deployment.service.clone(), status_of(&deployment));
+            state.functions.insert(deployment.service.clone(), FunctionStatus::from_deployment(&deployment, 1));
             if request.method == Method::POST {
                 StatusCode::ACCEPTED.into_response()
             } else {
@@ -317,27 +317,6 @@ fn system_answer(app: &AppState, request: &RecordedRequest) -> Response {
             }
         }
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
-    }
-}
-
-/// The `FunctionStatus` the gateway would list for a deployment.
-pub fn status_of(deployment: &FunctionDeployment) -> FunctionStatus {
-    FunctionStatus {
-        name: deployment.service.clone(),
-        image: deployment.image.clone(),
-        namespace: deployment.namespace.clone(),
-        env_process: deployment.env_process.clone(),
-        env_vars: Some(deployment.env_vars.clone()),
-        constraints: Some(deployment.constraints.clone()),
-        secrets: Some(deployment.secrets.clone()),
-        labels: Some(deployment.labels.clone()),
-        annotations: Some(deployment.annotations.clone()),
-        limits: deployment.limits.clone(),
-        requests: deployment.requests.clone(),
-        read_only_root_filesystem: deployment.read_only_root_filesystem,
-        replicas: 1,
-        available_replicas: 1,
-        ..FunctionStatus::default()
     }
 }
 

@@ -39,10 +39,7 @@ impl Config {
             builder_url: base_url_or("builder_url", "http://of-builder:8080/")?,
             gateway_public_url,
             default_memory_limit: env_string("default_memory_limit"),
-            credentials: BasicAuth {
-                user: secrets.required("basic-auth-user")?.expose().to_owned(),
-                password: secrets.required("basic-auth-password")?,
-            },
+            credentials: BasicAuth::from_secrets(&secrets)?,
             max_retries: u32::try_from(u64_or("max_retries", 3)?).unwrap_or(3),
             retry_wait: duration_or("retry_wait", Duration::from_secs(1))?,
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,

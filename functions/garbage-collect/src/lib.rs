@@ -34,10 +34,7 @@ impl Config {
         let secrets = SecretStore::from_env();
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
-            credentials: BasicAuth {
-                user: secrets.required("basic-auth-user")?.expose().to_owned(),
-                password: secrets.required("basic-auth-password")?,
-            },
+            credentials: BasicAuth::from_secrets(&secrets)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }

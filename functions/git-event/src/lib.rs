@@ -46,10 +46,7 @@ impl Config {
                 None
             },
             validate_hmac,
-            credentials: BasicAuth {
-                user: secrets.required("basic-auth-user")?.expose().to_owned(),
-                password: secrets.required("basic-auth-password")?,
-            },
+            credentials: BasicAuth::from_secrets(&secrets)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }

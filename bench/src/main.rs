@@ -5,6 +5,7 @@
 //! - [`gittar`]: git-tar: push to last tar handed on, memory on a 100 MiB context.
 //! - [`builder`]: of-builder: cold and cached builds, memory on a 100 MiB context.
 //! - [`statuses`]: github-status: statuses per second, token requests for a burst.
+//! - [`pipeline`]: through `ofc up`: push to live (cold, warm) and concurrent pushes (scale).
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
 //! - [`stats`]: min/p50/p99/max summaries.
@@ -15,13 +16,14 @@ mod builder;
 mod gittar;
 mod intake;
 mod load;
+mod pipeline;
 mod process;
 mod stats;
 mod statuses;
 
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: bench [intake] [git-tar] [builder] [statuses] [--seconds N]";
+const USAGE: &str = "usage: bench [intake] [git-tar] [builder] [statuses] [push] [scale] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
-            "intake" | "git-tar" | "builder" | "statuses" => scenarios.push(arg),
+            "intake" | "git-tar" | "builder" | "statuses" | "push" | "scale" => scenarios.push(arg),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -40,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if scenarios.is_empty() {
-        scenarios.extend(["intake", "git-tar", "builder", "statuses"].map(String::from));
+        scenarios.extend(["intake", "git-tar", "builder", "statuses", "push", "scale"].map(String::from));
     }
     let binaries = std::env::current_exe()?.parent().context("the bench binary has a folder")?.to_owned();
     println!("machine: {} cores", std::thread::available_parallelism().map_or(0, std::num::NonZero::get));
@@ -49,6 +51,8 @@ async fn main() -> anyhow::Result<()> {
             "intake" => intake::run(&binaries, seconds).await?,
             "git-tar" => gittar::run(&binaries).await?,
             "builder" => builder::run(&binaries).await?,
+            "push" => pipeline::push_to_live(&binaries)?,
+            "scale" => pipeline::scale(&binaries, &[10, 25, 50])?,
             _ => statuses::run(&binaries).await?,
         }
     }

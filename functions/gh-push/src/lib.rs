@@ -38,6 +38,8 @@ pub use crate::error::GhPushError;
 
 /// The function that clones and shrinkwraps a push.
 pub const GIT_TAR_FUNCTION: &str = "git-tar";
+/// The function that removes the functions of uninstalled repositories.
+pub const GIT_EVENT_FUNCTION: &str = "git-event";
 const SOURCE: &str = "gh-push";
 
 /// What every request shares.
@@ -125,6 +127,9 @@ async fn process(
     match event_type {
         "" => return Err(GhPushError::BadRequest("the X-GitHub-Event header is missing".into())),
         "ping" => return Ok((Outcome::ignored("pong"), None)),
+        "installation" | "installation_repositories" => {
+            return forward_to_git_event(state, headers, body).await.map(|o| (o, None))
+        }
         "push" => {}
         other => return Ok((Outcome::ignored(format!("ignored: `{other}` events are not built")), None)),
     }
@@ -203,6 +208,30 @@ async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Op
             state.statuses.report_or_log(&status_event, vec![failed]).await;
             Err(error.into())
         }
+    }
+}
+
+/// A GitHub App has one webhook URL, so the installation events that git-event acts on arrive here: they are passed
+/// on unchanged (body and GitHub's headers, so git-event verifies the same signature).
+async fn forward_to_git_event(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Outcome, GhPushError> {
+    let mut forwarded = ClientHeaders::new();
+    for name in ["x-github-event", "x-github-delivery", "x-hub-signature-256", "x-hub-signature", "content-type"] {
+        if let Some(value) = headers.get(name).and_then(|v| reqwest::header::HeaderValue::from_bytes(v.as_bytes()).ok())
+        {
+            forwarded.insert(name, value);
+        }
+    }
+    let response = state
+        .gateway
+        .invoke(GIT_EVENT_FUNCTION, Bytes::copy_from_slice(body), forwarded, std::time::Duration::from_secs(60))
+        .await?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(Outcome::ignored("passed on to git-event"))
+    } else {
+        let what = "git-event".to_owned();
+        Err(shared::gateway::GatewayError::Status { what, status, body: response.text().await.unwrap_or_default() }
+            .into())
     }
 }
 

@@ -201,10 +201,31 @@ async fn answers_a_ping_with_pong() {
 async fn ignores_other_event_types() {
     let gateway = RecordingGateway::start().await;
     let gh_push = start(config(&gateway)).await;
-    let (status, answer) = gh_push.send(&Delivery::new("installation", INSTALLATION)).await;
+    let (status, answer) = gh_push.send(&Delivery::new("issues", r#"{"action":"opened"}"#)).await;
     assert_eq!(status, 200);
-    assert!(answer["message"].as_str().unwrap().contains("installation"), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("issues"), "{answer}");
     assert!(queued(&gateway).is_empty());
+    assert!(gateway.requests_to("/function/git-event").is_empty());
+}
+
+#[tokio::test]
+async fn passes_installation_events_on_to_git_event_unchanged() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let delivery = Delivery::new("installation", INSTALLATION);
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 200, "{answer}");
+    let forwarded = gateway.requests_to("/function/git-event");
+    assert_eq!(forwarded.len(), 1);
+    assert_eq!(forwarded[0].body, delivery.body, "the body is unchanged, so git-event verifies the same signature");
+    assert_eq!(forwarded[0].header("x-hub-signature-256"), delivery.signature.as_deref());
+    assert_eq!(forwarded[0].header("x-github-event"), Some("installation"));
+    assert_eq!(forwarded[0].header("x-github-delivery"), Some(delivery.id.as_str()));
+    assert!(queued(&gateway).is_empty());
+
+    gateway.reply("POST", "/function/git-event", vec![Reply::status(500)]);
+    let (status, _) = gh_push.send(&Delivery::new("installation_repositories", INSTALLATION)).await;
+    assert_eq!(status, 502, "a failure there shows as a failed delivery, so GitHub can redeliver it");
 }
 
 #[tokio::test]

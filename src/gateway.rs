@@ -5,8 +5,9 @@
 //!   answer, replayed with its original headers and body, retried with backoff on 429/502/503/504 or an unreachable
 //!   function, and its answer POSTed to `X-Callback-Url` when one was given. A restart loses nothing.
 //! - `/system/functions` (GET, POST, PUT, DELETE) and `/system/function/NAME`, behind basic auth: user functions'
-//!   deployments are recorded (and kept in the state folder). No container runtime works on this machine, so they
-//!   are listed with 0 available replicas and invoking one answers 503 saying so.
+//!   deployments are recorded (and kept in the state folder) and, with a [`FunctionRuntime`], started: a new
+//!   replica replaces the old one once it answers, so an update has no gap. Without a runtime, or while a replica
+//!   cannot start, the function is listed with 0 available replicas and invoking it answers 503 saying why.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use shared::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
 
+use crate::runtime::{FunctionRuntime, Replica};
+
 /// The gateway's settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -39,6 +42,8 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     /// Async calls replayed at once.
     pub max_inflight: usize,
+    /// Runs deployed user functions; `None` lists them with 0 available replicas.
+    pub runtime: Option<Arc<FunctionRuntime>>,
 }
 
 impl GatewayConfig {
@@ -52,6 +57,7 @@ impl GatewayConfig {
             max_retry_wait: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(600),
             max_inflight: 8,
+            runtime: None,
         }
     }
 }
@@ -81,6 +87,30 @@ struct Inner {
     wake: tokio::sync::Notify,
     inflight: Mutex<HashSet<String>>,
     next_id: AtomicU64,
+    /// User functions' replicas, by function name.
+    replicas: Mutex<HashMap<String, ReplicaSlot>>,
+    /// Replica starts under way, awaited when the gateway stops.
+    starting: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set once the gateway stops: a replica that comes up afterwards is stopped at once.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// A user function's replica, and why it has none.
+#[derive(Default)]
+struct ReplicaSlot {
+    running: Option<Replica>,
+    /// Bumped by every deployment, so a slow start that has been superseded does not replace a newer replica.
+    generation: u64,
+    /// Why the latest start failed.
+    problem: Option<String>,
+}
+
+/// Where a call to a function goes.
+enum Target {
+    Url(String),
+    /// Deployed, but nothing answers: the reason.
+    Unavailable(String),
+    Missing,
 }
 
 /// The gateway; cheap to clone.
@@ -130,6 +160,9 @@ impl Gateway {
                 wake: tokio::sync::Notify::new(),
                 inflight: Mutex::new(HashSet::new()),
                 next_id: AtomicU64::new(0),
+                replicas: Mutex::new(HashMap::new()),
+                starting: Mutex::new(Vec::new()),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         gateway.reset_waits()?;
@@ -164,7 +197,119 @@ impl Gateway {
 
     /// The user functions deployed so far.
     pub fn deployments(&self) -> Vec<FunctionStatus> {
-        self.inner.deployments.lock().expect("deployments lock").values().cloned().collect()
+        let deployments = self.inner.deployments.lock().expect("deployments lock");
+        deployments.values().map(|d| self.with_replicas(d)).collect()
+    }
+
+    /// `status` with its available replicas as they are now.
+    fn with_replicas(&self, status: &FunctionStatus) -> FunctionStatus {
+        let mut status = status.clone();
+        let running =
+            self.inner.replicas.lock().expect("replicas lock").get(&status.name).is_some_and(|s| s.running.is_some());
+        status.replicas = 1;
+        status.available_replicas = u64::from(running);
+        status
+    }
+
+    /// Starts every recorded deployment (after a restart of the stack).
+    pub fn start_deployed(&self) {
+        let deployments: Vec<FunctionStatus> =
+            self.inner.deployments.lock().expect("deployments lock").values().cloned().collect();
+        for deployment in deployments {
+            self.schedule_start(deployment);
+        }
+    }
+
+    /// Starts a replica of `status` in the background; once it answers it replaces the function's current one.
+    fn schedule_start(&self, status: FunctionStatus) {
+        let Some(runtime) = self.inner.config.runtime.clone() else { return };
+        let name = status.name.clone();
+        let generation = {
+            let mut slots = self.inner.replicas.lock().expect("replicas lock");
+            let slot = slots.entry(name.clone()).or_default();
+            slot.generation += 1;
+            slot.problem = None;
+            slot.generation
+        };
+        let gateway = self.clone();
+        let task = tokio::spawn(async move {
+            let started = runtime.start(&status).await;
+            let retired = {
+                let mut slots = gateway.inner.replicas.lock().expect("replicas lock");
+                let current = slots.get_mut(&name).filter(|slot| slot.generation == generation);
+                match (started, current) {
+                    (Ok(replica), Some(slot)) if !gateway.inner.stopping.load(Ordering::SeqCst) => {
+                        slot.problem = None;
+                        slot.running.replace(replica)
+                    }
+                    // Superseded, deleted or stopping: this replica is not wanted any more.
+                    (Ok(replica), _) => Some(replica),
+                    (Err(error), slot) => {
+                        tracing::error!(function = %name, image = %status.image, %error, "replica could not start");
+                        if let Some(slot) = slot {
+                            slot.problem = Some(error.to_string());
+                        }
+                        None
+                    }
+                }
+            };
+            if let Some(mut replica) = retired {
+                runtime.stop(&mut replica).await;
+            }
+        });
+        let mut starting = self.inner.starting.lock().expect("starting lock");
+        starting.retain(|t| !t.is_finished());
+        starting.push(task);
+    }
+
+    /// Stops a deleted function's replica.
+    fn remove_replica(&self, name: &str) {
+        let Some(runtime) = self.inner.config.runtime.clone() else { return };
+        let removed = self.inner.replicas.lock().expect("replicas lock").remove(name);
+        if let Some(mut replica) = removed.and_then(|slot| slot.running) {
+            tokio::spawn(async move { runtime.stop(&mut replica).await });
+        }
+    }
+
+    /// Stops every replica (and waits for starts under way), leaving no process behind.
+    pub async fn stop_functions(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let starting = std::mem::take(&mut *self.inner.starting.lock().expect("starting lock"));
+        for task in starting {
+            let _ = task.await;
+        }
+        let Some(runtime) = self.inner.config.runtime.clone() else { return };
+        let running: Vec<Replica> =
+            self.inner.replicas.lock().expect("replicas lock").drain().filter_map(|(_, slot)| slot.running).collect();
+        let stops = running.into_iter().map(|mut replica| {
+            let runtime = runtime.clone();
+            async move { runtime.stop(&mut replica).await }
+        });
+        futures_util::future::join_all(stops).await;
+    }
+
+    /// Where a call to `name` goes: a system function's process, a user function's replica, or why neither.
+    fn target(&self, name: &str) -> Target {
+        if let Some(base) = self.inner.routes.read().expect("routes lock").get(name) {
+            return Target::Url(base.clone());
+        }
+        let mut deployments = self.inner.deployments.lock().expect("deployments lock");
+        let Some(deployed) = deployments.get_mut(name) else { return Target::Missing };
+        let slots = self.inner.replicas.lock().expect("replicas lock");
+        let slot = slots.get(name);
+        if let Some(replica) = slot.and_then(|s| s.running.as_ref()) {
+            deployed.invocation_count += 1.0;
+            return Target::Url(format!("http://127.0.0.1:{}/", replica.port));
+        }
+        let why = match (&self.inner.config.runtime, slot.and_then(|s| s.problem.as_ref())) {
+            (None, _) => "no container runtime is in use (`ofc up --runtime none`)".to_owned(),
+            (Some(_), Some(problem)) => format!("its replica could not start: {problem}"),
+            (Some(_), None) => "its replica is starting".to_owned(),
+        };
+        Target::Unavailable(format!(
+            "function {name} is deployed (image {}) but has no running replica: {why}",
+            deployed.image
+        ))
     }
 
     /// Async calls still waiting in the queue.
@@ -246,10 +391,10 @@ impl Gateway {
     async fn replay(&self, mut job: Job) {
         let started = Instant::now();
         let body = base64::engine::general_purpose::STANDARD.decode(&job.body_base64).unwrap_or_default();
-        let target = self.inner.routes.read().expect("routes lock").get(&job.function).cloned();
-        let outcome = match target {
-            None => Err(format!("function {} is not running", job.function)),
-            Some(base) => {
+        let outcome = match self.target(&job.function) {
+            Target::Missing => Err(format!("function {} is not running", job.function)),
+            Target::Unavailable(reason) => Err(reason),
+            Target::Url(base) => {
                 let mut request = self
                     .inner
                     .http
@@ -365,16 +510,10 @@ struct FunctionPath {
 
 async fn invoke(State(gateway): State<Gateway>, UrlPath(path): UrlPath<FunctionPath>, request: Request) -> Response {
     let name = function_name(&path.name).to_owned();
-    let target = gateway.inner.routes.read().expect("routes lock").get(&name).cloned();
-    let Some(base) = target else {
-        if let Some(deployed) = gateway.inner.deployments.lock().expect("deployments lock").get(&name) {
-            let message = format!(
-                "function {name} is deployed (image {}) but has no running replica: no container runtime works on this machine (podman and docker cannot run containers here)",
-                deployed.image
-            );
-            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
-        }
-        return (StatusCode::NOT_FOUND, format!("no such function: {name}")).into_response();
+    let base = match gateway.target(&name) {
+        Target::Url(base) => base,
+        Target::Unavailable(reason) => return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        Target::Missing => return (StatusCode::NOT_FOUND, format!("no such function: {name}")).into_response(),
     };
     let (parts, body) = request.into_parts();
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -417,8 +556,7 @@ async fn enqueue(State(gateway): State<Gateway>, UrlPath(path): UrlPath<Function
     if request.method() != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, "async calls are POSTs").into_response();
     }
-    let known = gateway.inner.routes.read().expect("routes lock").contains_key(&name);
-    if !known {
+    if matches!(gateway.target(&name), Target::Missing) {
         return (StatusCode::NOT_FOUND, format!("no such function: {name}")).into_response();
     }
     let (parts, body) = request.into_parts();
@@ -463,9 +601,11 @@ async fn system_functions(State(gateway): State<Gateway>, method: Method, header
     if !gateway.authorised(&headers) {
         return unauthorised();
     }
+    if method == Method::GET {
+        return Json(gateway.deployments()).into_response();
+    }
     let mut deployments = gateway.inner.deployments.lock().expect("deployments lock");
     match method {
-        Method::GET => Json(deployments.values().cloned().collect::<Vec<_>>()).into_response(),
         Method::POST | Method::PUT => {
             let Ok(deployment) = serde_json::from_slice::<FunctionDeployment>(&body) else {
                 return (StatusCode::BAD_REQUEST, "the body is not a FunctionDeployment").into_response();
@@ -484,8 +624,10 @@ async fn system_functions(State(gateway): State<Gateway>, method: Method, header
             status.namespace = status.namespace.or_else(|| Some("openfaas-fn".into()));
             status.created_at = Some(created_at);
             tracing::info!(function = %deployment.service, image = %deployment.image, action = if method == Method::POST { "deployed" } else { "updated" }, "deployment recorded");
-            deployments.insert(deployment.service.clone(), status);
+            deployments.insert(deployment.service.clone(), status.clone());
             gateway.save_deployments(&deployments);
+            drop(deployments);
+            gateway.schedule_start(status);
             if method == Method::POST {
                 StatusCode::ACCEPTED.into_response()
             } else {
@@ -501,6 +643,8 @@ async fn system_functions(State(gateway): State<Gateway>, method: Method, header
             }
             tracing::info!(function = %request.function_name, "deployment removed");
             gateway.save_deployments(&deployments);
+            drop(deployments);
+            gateway.remove_replica(&request.function_name);
             StatusCode::OK.into_response()
         }
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
@@ -515,8 +659,9 @@ async fn system_function(
     if !gateway.authorised(&headers) {
         return unauthorised();
     }
-    match gateway.inner.deployments.lock().expect("deployments lock").get(function_name(&name)) {
-        Some(status) => Json(status.clone()).into_response(),
+    let found = gateway.inner.deployments.lock().expect("deployments lock").get(function_name(&name)).cloned();
+    match found {
+        Some(status) => Json(gateway.with_replicas(&status)).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no such function: {name}")).into_response(),
     }
 }

@@ -13,9 +13,10 @@ const USAGE: &str = "\
 ofc: OpenFaaS Cloud on one machine
 
 USAGE:
-    ofc up   [--state DIR] [--gateway-port N] [--stack DIR]
+    ofc up   [--state DIR] [--gateway-port N] [--stack DIR] [--runtime buildah|none]
         start the gateway, every function of DIR/stack.yml (default: this repository), of-builder,
-        the registry, the GitHub API double and the git server; Ctrl-C stops them all
+        the registry, the GitHub API double and the git server; Ctrl-C stops them all.
+        Deployed functions run with `buildah run` (chroot isolation) unless --runtime none
     ofc push PATH [--branch B] [--owner O] [--state DIR] [--timeout SECONDS]
         send the push webhook for the git repository at PATH and follow its commit statuses
 ";
@@ -47,6 +48,7 @@ async fn run() -> anyhow::Result<ExitCode> {
         Some("up") => {
             let mut gateway_port = 8080;
             let mut repository = None;
+            let mut run_functions = true;
             while let Some(arg) = args.next() {
                 match arg.as_str() {
                     "--state" => state = PathBuf::from(value(&mut args, "--state")?),
@@ -56,6 +58,13 @@ async fn run() -> anyhow::Result<ExitCode> {
                             .context("--gateway-port takes a port number")?;
                     }
                     "--stack" => repository = Some(PathBuf::from(value(&mut args, "--stack")?)),
+                    "--runtime" => {
+                        run_functions = match value(&mut args, "--runtime")?.as_str() {
+                            "buildah" => true,
+                            "none" => false,
+                            other => bail!("--runtime takes buildah or none, not `{other}`"),
+                        };
+                    }
                     other => bail!("unknown argument `{other}`\n\n{USAGE}"),
                 }
             }
@@ -69,7 +78,7 @@ async fn run() -> anyhow::Result<ExitCode> {
             let binaries = std::env::current_exe()?.parent().context("ofc has a folder")?.to_owned();
             shared::server::init_tracing();
             openfaas_cloud::up::up(
-                UpOptions { state, gateway_port, repository, binaries },
+                UpOptions { state, gateway_port, repository, binaries, run_functions },
                 shared::server::shutdown_signal(),
             )
             .await?;

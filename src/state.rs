@@ -36,6 +36,11 @@ impl StateDir {
         self.root.join("secrets")
     }
 
+    /// User functions' secrets, one file each (what `faas-cli secret create` makes on OpenFaaS).
+    pub fn function_secrets(&self) -> PathBuf {
+        self.root.join("function-secrets")
+    }
+
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
@@ -64,7 +69,14 @@ impl StateDir {
 
     /// Creates the folders, and every secret that is not there yet. Returns the App's public key.
     pub fn prepare(&self) -> std::io::Result<String> {
-        for dir in [self.secrets(), self.logs(), self.repos(), self.root.join("queue"), self.root.join("registry")] {
+        for dir in [
+            self.secrets(),
+            self.function_secrets(),
+            self.logs(),
+            self.repos(),
+            self.root.join("queue"),
+            self.root.join("registry"),
+        ] {
             std::fs::create_dir_all(dir)?;
         }
         let random = || Alphanumeric.sample_string(&mut rand::thread_rng(), 40);

@@ -15,6 +15,7 @@ use crate::gateway::{Gateway, GatewayConfig};
 use crate::git_server::GitServer;
 use crate::github_double::GitHubDouble;
 use crate::registry::RegistryProcess;
+use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
 use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
 
 /// What `ofc up` is started with.
@@ -26,6 +27,8 @@ pub struct UpOptions {
     pub repository: PathBuf,
     /// Where the workspace's binaries are (next to `ofc`).
     pub binaries: PathBuf,
+    /// Run deployed user functions (with Buildah's chroot isolation); off, they are only recorded.
+    pub run_functions: bool,
 }
 
 /// A child process, killed (with its process group) when dropped.
@@ -85,7 +88,7 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
     })?;
     let stack = Stack::read(&options.repository)
         .with_context(|| format!("{}/stack.yml cannot be used", options.repository.display()))?;
-    for name in stack.functions.keys() {
+    for name in stack.functions.keys().map(String::as_str).chain(["of-builder", "ofc-watchdog"]) {
         let binary = options.binaries.join(name);
         if !binary.is_file() {
             bail!("{} is missing: build the workspace first (`cargo build --workspace --bins`)", binary.display());
@@ -127,13 +130,31 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
     let github = github.serve(into_tokio(reuse(previous.as_ref().map(|e| e.github_api.as_str()))?)?)?;
     let git = GitServer::serve(into_tokio(reuse(previous.as_ref().map(|e| e.git.as_str()))?)?, &state.repos())?;
 
-    let gateway = Gateway::new(GatewayConfig::new(&state.root, &user, &password))?;
+    // Templates start FROM the watchdog image, which no registry here can serve: it goes into the builder's storage.
+    let builder_storage = BuildahStorage { root: state.root.join("buildah") };
+    build_watchdog_image(&builder_storage, &options.binaries.join("ofc-watchdog"))
+        .await
+        .with_context(|| format!("the base image {WATCHDOG_IMAGE} could not be built"))?;
+    let mut gateway_config = GatewayConfig::new(&state.root, &user, &password);
+    if options.run_functions {
+        let runtime = FunctionRuntime::new(RuntimeConfig {
+            root: state.root.join("runtime"),
+            logs: state.logs(),
+            secrets: state.function_secrets(),
+            insecure_registry: true,
+            start_timeout: Duration::from_secs(30),
+        })?;
+        runtime.remove_leftovers().await;
+        gateway_config.runtime = Some(std::sync::Arc::new(runtime));
+    }
+    let gateway = Gateway::new(gateway_config)?;
     let gateway_url = format!("http://{gateway_address}/");
     let router = gateway.router();
     tokio::spawn(async move {
         let _ = axum::serve(gateway_listener, router).await;
     });
     gateway.spawn_worker();
+    gateway.start_deployed();
 
     let mut children = Vec::new();
     let builder_port = reuse(previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
@@ -188,12 +209,22 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
     println!("  git server   {}", endpoints.git);
     println!("  registry     {}", endpoints.registry);
     println!("  of-builder   {}", endpoints.builder);
+    if options.run_functions {
+        println!(
+            "  functions    deployed functions run with `buildah run` (chroot isolation), FROM {WATCHDOG_IMAGE}; \
+             their secrets are read from {}",
+            state.function_secrets().display()
+        );
+    } else {
+        println!("  functions    deployed functions are recorded, not run (--runtime none)");
+    }
     for (name, port) in &ports {
         println!("  {name:<12} http://127.0.0.1:{port}/  ({gateway_url}function/{name})");
     }
     println!("logs in {}; push a repository with `ofc push PATH`; Ctrl-C stops everything", state.logs().display());
     shutdown.await;
     println!("stopping");
+    gateway.stop_functions().await;
     drop(children);
     drop(registry);
     Ok(())

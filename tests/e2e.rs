@@ -21,7 +21,7 @@ struct Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
@@ -149,6 +149,21 @@ impl Stack {
             .unwrap()
     }
 
+    /// Invokes `function` until it answers with `expected` in its body (a replica starts after the deployment).
+    async fn invoke_when_live(&self, function: &str, expected: &str) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = reqwest::get(format!("{}function/{function}", self.gateway)).await.unwrap();
+            let status = answer.status().as_u16();
+            let body = answer.text().await.unwrap_or_default();
+            if status == 200 && body.contains(expected) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{function} did not answer with {expected:?}: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn statuses(&self, repo: &str, sha: &str) -> Vec<Value> {
         let endpoints = self.state().endpoints().unwrap();
         reqwest::get(format!("{}repos/octo/{repo}/commits/{sha}/statuses", endpoints.github_api))
@@ -184,7 +199,6 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
         assert_eq!(deployed.label("Git-Owner"), Some("octo"));
         assert_eq!(deployed.label("Git-Repo"), Some("fns"));
         assert_eq!(deployed.label("Git-SHA"), Some(sha.as_str()));
-        assert_eq!(deployed.available_replicas, 0, "no container runtime here");
     }
     let hello = functions.iter().find(|f| f.name == "octo-hello").unwrap();
     assert_eq!(hello.env_vars.as_ref().unwrap()["greeting"], "Hello from OpenFaaS Cloud");
@@ -198,8 +212,11 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     }
     let hello_status = statuses.iter().find(|s| s["context"] == "hello" && s["state"] == "success").unwrap();
     assert_eq!(hello_status["target_url"], format!("{}function/octo-hello", stack.gateway));
-    let invoked = reqwest::get(format!("{}function/octo-hello", stack.gateway)).await.unwrap();
-    assert_eq!(invoked.status(), 503, "deployed but not runnable here, and it says why");
+    // Both run: `buildah run` starts them FROM the watchdog image, and the gateway reaches them.
+    assert_eq!(stack.invoke_when_live("octo-hello", "Hello from OpenFaaS Cloud").await, 200);
+    assert_eq!(stack.invoke_when_live("octo-greet", "Greetings").await, 200);
+    let functions = stack.functions().await;
+    assert!(functions.iter().all(|f| f.available_replicas == 1 && f.replicas == 1), "{functions:?}");
 
     // Second push: greet is removed from stack.yml, hello changes.
     let stack_yml = std::fs::read_to_string(repo.join("stack.yml")).unwrap();
@@ -217,6 +234,20 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
         "greet was garbage-collected"
     );
     assert_eq!(functions[0].label("Git-SHA"), Some(second.as_str()));
+    // The new replica replaces the old one; the collected function is gone.
+    stack.invoke_when_live("octo-hello", "v2").await;
+    let gone = reqwest::get(format!("{}function/octo-greet", stack.gateway)).await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let state = stop(stack);
+    let left: Vec<String> = replica_processes(state.path());
+    assert!(left.is_empty(), "replicas left running after the stack stopped: {left:?}");
+}
+
+/// Processes still running from the state folder's runtime storage (the replicas' `buildah run`).
+fn replica_processes(state: &Path) -> Vec<String> {
+    let needle = state.join("runtime").display().to_string();
+    let output = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.contains(&needle)).map(str::to_owned).collect()
 }
 
 #[tokio::test]

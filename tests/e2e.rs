@@ -341,6 +341,10 @@ async fn a_job_waiting_in_the_queue_completes_after_the_stack_restarts() {
     }
     let names: Vec<String> = stack.functions().await.into_iter().map(|f| f.name).collect();
     assert_eq!(names, vec!["octo-greet", "octo-hello"]);
+
+    // Deployed functions come back with the stack, as they would on a cluster.
+    let stack = up_in(stop(stack), port);
+    stack.invoke_when_live("octo-hello", "Hello from OpenFaaS Cloud").await;
 }
 
 #[test]

@@ -237,6 +237,7 @@ fn spawn(binary: &Path, name: &str, env: &BTreeMap<String, String>, state: &Stat
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .envs(std::env::var("log_format").ok().map(|f| ("log_format", f)))
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))

@@ -5,7 +5,9 @@
 //! - [`gittar`]: git-tar: push to last tar handed on, memory on a 100 MiB context.
 //! - [`builder`]: of-builder: cold and cached builds, memory on a 100 MiB context.
 //! - [`statuses`]: github-status: statuses per second, token requests for a burst.
-//! - [`pipeline`]: through `ofc up`: push to live (cold, warm) and concurrent pushes (scale).
+//! - [`pipeline`]: through `ofc up`: pipeline overhead (minus git and the builder), push to live (cold, warm) and
+//!   concurrent pushes (scale).
+//! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
 //! - [`stats`]: min/p50/p99/max summaries.
@@ -13,6 +15,7 @@
 //! Run `cargo build --release --workspace --bins && target/release/bench` (see the README).
 
 mod builder;
+mod cost;
 mod gittar;
 mod intake;
 mod load;
@@ -23,7 +26,8 @@ mod statuses;
 
 use anyhow::Context as _;
 
-const USAGE: &str = "usage: bench [intake] [git-tar] [builder] [statuses] [push] [scale] [--seconds N]";
+const USAGE: &str =
+    "usage: bench [intake] [overhead] [git-tar] [builder] [statuses] [push] [scale] [cost] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -33,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
-            "intake" | "git-tar" | "builder" | "statuses" | "push" | "scale" => scenarios.push(arg),
+            "intake" | "overhead" | "git-tar" | "builder" | "statuses" | "push" | "scale" | "cost" => {
+                scenarios.push(arg);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -42,7 +48,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if scenarios.is_empty() {
-        scenarios.extend(["intake", "git-tar", "builder", "statuses", "push", "scale"].map(String::from));
+        scenarios.extend(
+            ["intake", "overhead", "git-tar", "builder", "statuses", "push", "scale", "cost"].map(String::from),
+        );
     }
     let binaries = std::env::current_exe()?.parent().context("the bench binary has a folder")?.to_owned();
     println!("machine: {} cores", std::thread::available_parallelism().map_or(0, std::num::NonZero::get));
@@ -51,6 +59,8 @@ async fn main() -> anyhow::Result<()> {
             "intake" => intake::run(&binaries, seconds).await?,
             "git-tar" => gittar::run(&binaries).await?,
             "builder" => builder::run(&binaries).await?,
+            "overhead" => pipeline::overhead(&binaries, 10)?,
+            "cost" => cost::run(&binaries)?,
             "push" => pipeline::push_to_live(&binaries)?,
             "scale" => pipeline::scale(&binaries, &[10, 25, 50])?,
             _ => statuses::run(&binaries).await?,

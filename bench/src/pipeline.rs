@@ -20,16 +20,31 @@ impl Drop for Up {
 }
 
 fn up(binaries: &Path) -> anyhow::Result<Up> {
+    up_with(binaries, false)
+}
+
+/// A running `ofc up` (stopped when dropped).
+pub fn start_stack(binaries: &Path) -> anyhow::Result<impl Drop> {
+    up(binaries)
+}
+
+/// `ofc up`; with `timings`, every part logs JSON at info level (ofc's own log in `ofc.log` of the state folder).
+fn up_with(binaries: &Path, timings: bool) -> anyhow::Result<Up> {
     let state = tempfile::tempdir()?;
     let port = crate::process::free_port()?;
-    let child = Command::new(binaries.join("ofc"))
+    let mut command = Command::new(binaries.join("ofc"));
+    command
         .args(["up", "--state", &state.path().display().to_string(), "--gateway-port", &port.to_string()])
         .arg("--stack")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+        .stdout(Stdio::null());
+    if timings {
+        command.env("RUST_LOG", "info").env("log_format", "json");
+        command.stderr(Stdio::from(std::fs::File::create(state.path().join("ofc.log"))?));
+    } else {
+        command.env("RUST_LOG", "warn").stderr(Stdio::null());
+    }
+    let child = command.spawn()?;
     let up = Up { child, state };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !up.state.path().join("endpoints.json").exists() {
@@ -127,4 +142,95 @@ pub fn scale(binaries: &Path, sizes: &[usize]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One JSON log line's time and fields.
+struct LogLine {
+    at: chrono::DateTime<chrono::Utc>,
+    fields: serde_json::Value,
+}
+
+/// The JSON lines of `path` that say `message`.
+fn log_lines(path: &Path, message: &str) -> anyhow::Result<Vec<LogLine>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|fields| fields["message"] == message)
+        .filter_map(|fields| {
+            let at = chrono::DateTime::parse_from_rfc3339(fields["timestamp"].as_str()?).ok()?.to_utc();
+            Some(LogLine { at, fields })
+        })
+        .collect())
+}
+
+fn seconds(fields: &serde_json::Value) -> Duration {
+    Duration::from_secs_f64(fields["seconds"].as_f64().unwrap_or(0.0))
+}
+
+/// Pipeline overhead: from the webhook's arrival at the gateway to each deployment request the gateway receives,
+/// for pushes whose builds are cache hits, minus the time inside git (git-tar's clone) and inside the builder
+/// (buildshiprun's call to of-builder). The times come from the parts' own JSON logs.
+pub fn overhead(binaries: &Path, runs: usize) -> anyhow::Result<()> {
+    let up = up_with(binaries, true)?;
+    let logs = up.state.path().join("logs");
+    let work = tempfile::tempdir()?;
+    let repo = example(work.path(), "hello", "overhead")?;
+    timed_push(binaries, &up, &repo)?;
+    let (mut total, mut inside_git, mut inside_builder, mut overhead) = (vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        // Outside every function's build context: the builds are cache hits.
+        std::fs::write(repo.join("NOTES.md"), format!("run {run}\n"))?;
+        git(&repo, &["add", "-A"])?;
+        git(&repo, &["commit", "-q", "-m", "notes"])?;
+        let sha =
+            String::from_utf8(Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&repo).output()?.stdout)?
+                .trim()
+                .to_owned();
+        timed_push(binaries, &up, &repo)?;
+        let arrival = log_lines(&up.state.path().join("ofc.log"), "invoked")?
+            .into_iter()
+            .filter(|l| l.fields["function"] == "gh-push")
+            .map(|l| l.at - chrono::Duration::from_std(seconds(&l.fields)).unwrap_or_default())
+            .next_back()
+            .context_missing("gh-push's invocation in ofc's log")?;
+        let git_time = log_lines(&logs.join("git-tar.log"), "cloned")?
+            .into_iter()
+            .find(|l| l.fields["sha"] == sha.as_str())
+            .map(|l| seconds(&l.fields))
+            .context_missing("git-tar's clone in its log")?;
+        inside_git.push(git_time);
+        let builds = log_lines(&logs.join("buildshiprun.log"), "built")?;
+        for deployment in
+            log_lines(&up.state.path().join("ofc.log"), "deployment recorded")?.into_iter().filter(|l| l.at > arrival)
+        {
+            let service = deployment.fields["function"].as_str().unwrap_or_default().to_owned();
+            let build = builds
+                .iter()
+                .find(|b| b.fields["sha"] == sha.as_str() && b.fields["service"] == service.as_str())
+                .map(|b| seconds(&b.fields))
+                .context_missing("buildshiprun's build in its log")?;
+            let end_to_end = (deployment.at - arrival).to_std().unwrap_or_default();
+            total.push(end_to_end);
+            inside_builder.push(build);
+            overhead.push(end_to_end.saturating_sub(git_time + build));
+        }
+    }
+    println!("pipeline overhead (webhook at the gateway → deployment request at the gateway; cache-hit builds of examples/hello, {runs} pushes × 2 functions)");
+    println!("   end to end:             {}", Summary::new(total).line());
+    println!("   inside git (clone):     {}", Summary::new(inside_git).line());
+    println!("   inside the builder:     {}", Summary::new(inside_builder).line());
+    println!("   overhead (the rest):    {}   target: p50 < 100 ms", Summary::new(overhead).line());
+    Ok(())
+}
+
+/// `Option` → a clear error naming what was not found in the logs.
+trait MissingContext<T> {
+    fn context_missing(self, what: &str) -> anyhow::Result<T>;
+}
+
+impl<T> MissingContext<T> for Option<T> {
+    fn context_missing(self, what: &str) -> anyhow::Result<T> {
+        self.ok_or_else(|| anyhow::anyhow!("{what} was not found"))
+    }
 }

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use hyper::Request;
 
 use crate::load::{fixed_rate, saturate, MakeRequest};
-use crate::process::{free_port, rss_kib, Child};
+use crate::process::{cpu_time, free_port, rss_kib, Child};
 use crate::stats::Summary;
 
 const PUSH: &str = include_str!("../../functions/gh-push/tests/fixtures/push.json");
@@ -66,9 +66,20 @@ pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()>
 
     println!("1. webhook intake: gh-push, signed {} B push events, every one queued (202)", PUSH.len());
     println!("   gh-push idle RSS: {:.1} MiB", idle as f64 / 1024.0);
+    let (gh_push_before, bench_before) = (cpu_time(gh_push.pid())?, cpu_time(std::process::id())?);
     let saturation = saturate(address, 16, Duration::from_secs(seconds), make.clone()).await?;
     let throughput = saturation.latencies.len() as f64 / saturation.elapsed.as_secs_f64();
     println!("   saturation (16 connections, {seconds} s): {throughput:.0} req/s, answers {:?}", saturation.statuses);
+    // What bounds saturation on this machine: the CPU each request costs, in gh-push and in the load generator
+    // with the gateway double (the same cores); 20,000 req/s on 2 cores leaves 100 µs per request for all of it.
+    let requests = saturation.latencies.len().max(1) as f64;
+    let per_request = |before: Duration, after: Duration| (after - before).as_secs_f64() * 1e6 / requests;
+    println!(
+        "   CPU per request: gh-push {:.0} µs, load generator + gateway double {:.0} µs (cores: {})",
+        per_request(gh_push_before, cpu_time(gh_push.pid())?),
+        per_request(bench_before, cpu_time(std::process::id())?),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
     println!("   saturation latency: {}", Summary::new(saturation.latencies).line());
     let rated = fixed_rate(address, 8, 1000, Duration::from_secs(seconds), make).await?;
     println!("   at 1,000 req/s ({seconds} s): {}, answers {:?}", Summary::new(rated.latencies).line(), rated.statuses);

@@ -17,6 +17,10 @@ impl Child {
         );
         let mut command = Command::new(binary);
         command.env_clear().stdout(Stdio::null()).stderr(Stdio::null());
+        // Experiments with the runtime's threads (`TOKIO_WORKER_THREADS`) reach the measured process.
+        if let Some(threads) = std::env::var_os("TOKIO_WORKER_THREADS") {
+            command.env("TOKIO_WORKER_THREADS", threads);
+        }
         for (name, value) in env {
             command.env(name, value);
         }
@@ -73,4 +77,16 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// The most resident memory the process has had, in KiB.
 pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_field(pid, "VmHWM:")
+}
+
+/// CPU time the whole process (every thread) has used so far: utime + stime of `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(") ").map(|(_, rest)| rest).ok_or_else(|| anyhow::anyhow!("odd /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Ok(Duration::from_millis(ticks * 10))
 }

@@ -73,7 +73,7 @@ pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()>
     // What bounds saturation on this machine: the CPU each request costs, in gh-push and in the load generator
     // with the gateway double (the same cores); 20,000 req/s on 2 cores leaves 100 µs per request for all of it.
     let requests = saturation.latencies.len().max(1) as f64;
-    let per_request = |before: Duration, after: Duration| (after - before).as_secs_f64() * 1e6 / requests;
+    let per_request = |before: Duration, after: Duration| after.saturating_sub(before).as_secs_f64() * 1e6 / requests;
     println!(
         "   CPU per request: gh-push {:.0} µs, load generator + gateway double {:.0} µs (cores: {})",
         per_request(gh_push_before, cpu_time(gh_push.pid())?),

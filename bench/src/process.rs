@@ -17,6 +17,10 @@ impl Child {
         );
         let mut command = Command::new(binary);
         command.env_clear().stdout(Stdio::null()).stderr(Stdio::null());
+        // `BENCH_CHILD_LOGS=1` shows the measured processes' logs, to find out why a figure is off.
+        if std::env::var_os("BENCH_CHILD_LOGS").is_some() {
+            command.stderr(Stdio::inherit());
+        }
         // Experiments with the runtime's threads (`TOKIO_WORKER_THREADS`) reach the measured process.
         if let Some(threads) = std::env::var_os("TOKIO_WORKER_THREADS") {
             command.env("TOKIO_WORKER_THREADS", threads);

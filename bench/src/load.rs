@@ -16,7 +16,11 @@ pub type MakeRequest = Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>;
 
 /// What a run saw.
 pub struct LoadResult {
+    /// From each request's scheduled time (open loop) or its send (closed loop) to its whole answer.
     pub latencies: Vec<Duration>,
+    /// From each request's actual send to its whole answer: without the generator's own lateness (tokio's timer
+    /// wakes up to 1 ms after the scheduled time).
+    pub from_send: Vec<Duration>,
     pub elapsed: Duration,
     /// Answers by status code.
     pub statuses: std::collections::BTreeMap<u16, u64>,
@@ -46,6 +50,7 @@ pub async fn saturate(
         let mut sender = connect(address).await?;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut from_send = Vec::new();
             let mut statuses = std::collections::BTreeMap::new();
             while started.elapsed() < duration {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -55,9 +60,10 @@ pub async fn saturate(
                 let status = response.status().as_u16();
                 response.into_body().collect().await?;
                 latencies.push(sent.elapsed());
+                from_send.push(sent.elapsed());
                 *statuses.entry(status).or_insert(0u64) += 1;
             }
-            anyhow::Ok((latencies, statuses))
+            anyhow::Ok((latencies, from_send, statuses))
         }));
     }
     merge(tasks, started).await
@@ -80,35 +86,44 @@ pub async fn fixed_rate(
         let mut sender = connect(address).await?;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut from_send = Vec::new();
             let mut statuses = std::collections::BTreeMap::new();
             let mut n = c;
             while n < total {
                 let scheduled = started + interval.mul_f64(n as f64);
                 tokio::time::sleep_until(scheduled.into()).await;
-                let response = sender.send_request(make(n)).await?;
+                let request = make(n);
+                let sent = Instant::now();
+                let response = sender.send_request(request).await?;
                 let status = response.status().as_u16();
                 response.into_body().collect().await?;
                 latencies.push(scheduled.elapsed());
+                from_send.push(sent.elapsed());
                 *statuses.entry(status).or_insert(0u64) += 1;
                 n += connections as u64;
             }
-            anyhow::Ok((latencies, statuses))
+            anyhow::Ok((latencies, from_send, statuses))
         }));
     }
     merge(tasks, started).await
 }
 
-type TaskResult = (Vec<Duration>, std::collections::BTreeMap<u16, u64>);
+type TaskResult = (Vec<Duration>, Vec<Duration>, std::collections::BTreeMap<u16, u64>);
 
 async fn merge(
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<TaskResult>>>,
     started: Instant,
 ) -> anyhow::Result<LoadResult> {
-    let mut result =
-        LoadResult { latencies: Vec::new(), elapsed: Duration::ZERO, statuses: std::collections::BTreeMap::new() };
+    let mut result = LoadResult {
+        latencies: Vec::new(),
+        from_send: Vec::new(),
+        elapsed: Duration::ZERO,
+        statuses: std::collections::BTreeMap::new(),
+    };
     for task in tasks {
-        let (latencies, statuses) = task.await??;
+        let (latencies, from_send, statuses) = task.await??;
         result.latencies.extend(latencies);
+        result.from_send.extend(from_send);
         for (status, count) in statuses {
             *result.statuses.entry(status).or_insert(0) += count;
         }

@@ -24,6 +24,11 @@ impl AuditClient {
         Self { url, payload_secret, http: reqwest::Client::new() }
     }
 
+    /// Whether events are sent at all, so callers need not build one for nothing.
+    pub fn is_enabled(&self) -> bool {
+        self.url.is_some()
+    }
+
     /// Sends `event` in the background; a failure is logged, never returned, as auditing must not block a delivery.
     pub fn record(&self, event: AuditEvent) {
         let Some(url) = self.url.clone() else { return };

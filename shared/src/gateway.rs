@@ -1,12 +1,17 @@
 //! A client for the OpenFaaS gateway: invoking functions (sync and async, signed) and managing deployments.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 
+use axum::http::Uri;
+
 use crate::config::Secret;
+use crate::keepalive::KeepAliveClient;
 use crate::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
 use crate::signature::sign_sha256;
 
@@ -59,14 +64,21 @@ impl BasicAuth {
     }
 }
 
-/// Talks to one gateway. Cheap to clone: the HTTP connection pool is shared.
+/// Talks to one gateway. Cheap to clone: the HTTP connection pool and the URL cache are shared.
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
     base_url: Url,
     payload_secret: Secret,
     credentials: Option<BasicAuth>,
     http: reqwest::Client,
+    /// Parsed URLs of the paths called so far, as reqwest and hyper take them (parsing costs more than it seems).
+    urls: Arc<RwLock<HashMap<String, (Url, Uri)>>>,
+    /// For a plain-HTTP gateway: the lean client async calls go through (see [`KeepAliveClient`]).
+    keepalive: Option<KeepAliveClient>,
 }
+
+/// The URL cache holds the few functions and `/system` paths a function calls; past this, URLs are parsed each time.
+const MAX_CACHED_URLS: usize = 64;
 
 /// How long a management call (`/system/*`) or an async enqueue may take.
 const SHORT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +91,8 @@ impl GatewayClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .expect("the HTTP client builds with static settings");
-        Self { base_url, payload_secret, credentials: None, http }
+        let keepalive = (base_url.scheme() == "http").then(KeepAliveClient::new);
+        Self { base_url, payload_secret, credentials: None, http, urls: Arc::default(), keepalive }
     }
 
     /// Adds the admin credentials that `/system/*` calls need.
@@ -104,7 +117,21 @@ impl GatewayClient {
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base_url.join(path).expect("function paths are relative URLs")
+        self.parsed(path).0
+    }
+
+    /// `path` under the base URL, as a `Url` and as a `Uri`.
+    fn parsed(&self, path: &str) -> (Url, Uri) {
+        if let Some(parsed) = self.urls.read().expect("URL cache lock").get(path) {
+            return parsed.clone();
+        }
+        let url = self.base_url.join(path).expect("function paths are relative URLs");
+        let uri = Uri::try_from(url.as_str()).expect("a parsed URL is a valid URI");
+        let mut urls = self.urls.write().expect("URL cache lock");
+        if urls.len() < MAX_CACHED_URLS {
+            urls.insert(path.to_owned(), (url.clone(), uri.clone()));
+        }
+        (url, uri)
     }
 
     /// Calls `function/<name>` synchronously with a signed body and waits for its answer, whatever its status.
@@ -148,25 +175,35 @@ impl GatewayClient {
         body: Bytes,
         mut headers: HeaderMap,
     ) -> Result<Option<String>, GatewayError> {
-        let url = self.url(&format!("async-function/{name}"));
+        let (url, uri) = self.parsed(&format!("async-function/{name}"));
         headers.insert(HeaderName::from_static("x-cloud-signature"), header_value(&self.sign(&body)));
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let response = self
-            .http
-            .post(url.clone())
-            .headers(headers)
-            .body(body)
-            .timeout(SHORT_CALL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, &e))?;
-        let status = response.status();
+        let (status, answer_headers, answer) = if let Some(keepalive) = &self.keepalive {
+            let answer = keepalive
+                .post(uri, headers, body, SHORT_CALL_TIMEOUT)
+                .await
+                .map_err(|reason| GatewayError::Unreachable { url: shown(&url), reason })?;
+            (answer.status, answer.headers, String::from_utf8_lossy(&answer.body).into_owned())
+        } else {
+            let response = self
+                .http
+                .post(url.clone())
+                .headers(headers)
+                .body(body)
+                .timeout(SHORT_CALL_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| unreachable(&url, &e))?;
+            let (status, answer_headers) = (response.status(), response.headers().clone());
+            (status, answer_headers, response.text().await.unwrap_or_default())
+        };
         if !status.is_success() {
-            return Err(status_error(format!("async-function/{name}"), response).await);
+            let body = answer.trim().chars().take(300).collect();
+            return Err(GatewayError::Status { what: format!("async-function/{name}"), status, body });
         }
-        Ok(response.headers().get("x-call-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
+        Ok(answer_headers.get("x-call-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
     }
 
     async fn system(
@@ -237,13 +274,17 @@ fn header_value(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).expect("signatures are ASCII hex")
 }
 
-fn unreachable(url: &Url, error: &reqwest::Error) -> GatewayError {
-    // Only scheme, host and path: a URL never carries credentials here, but a query could carry anything.
+/// Only scheme, host and path: a URL never carries credentials here, but a query could carry anything.
+fn shown(url: &Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);
     let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+fn unreachable(url: &Url, error: &reqwest::Error) -> GatewayError {
     let reason = if error.is_timeout() { "timed out".to_owned() } else { error_chain(error) };
-    GatewayError::Unreachable { url: shown.to_string(), reason }
+    GatewayError::Unreachable { url: shown(url), reason }
 }
 
 /// An error and its causes on one line (reqwest's own message alone is often just "error sending request").

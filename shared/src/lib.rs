@@ -9,6 +9,7 @@
 //! - [`naming`]: deployed function names and image names.
 //! - [`stack`]: `stack.yml` in faas-cli's schema.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
+//! - [`keepalive`]: the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
 //! - [`audit`]: sends audit events without blocking the caller.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod event;
 pub mod gateway;
 pub mod github_app;
+pub mod keepalive;
 pub mod naming;
 pub mod openfaas;
 pub mod server;

@@ -82,19 +82,14 @@ impl Outcome {
 }
 
 async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let delivery = header(&headers, "x-github-delivery").unwrap_or_default().to_owned();
-    let event_type = header(&headers, "x-github-event").unwrap_or_default().to_owned();
-    let result = process(&state, &headers, &body, &delivery, &event_type).await;
-    let mut audit = AuditEvent::new(SOURCE, String::new());
-    audit.delivery = (!delivery.is_empty()).then(|| delivery.clone());
-    let response = match result {
-        Ok((outcome, push)) => {
-            if let Some(push) = &push {
-                audit.owner = Some(push.repository.owner.login.clone());
-                audit.repo = Some(push.repository.name.clone());
-                audit.sha = Some(push.after.clone());
-            }
-            audit.message = format!("{} ({})", outcome.message, outcome.status.as_u16());
+    let delivery = header(&headers, "x-github-delivery").unwrap_or_default();
+    let event_type = header(&headers, "x-github-event").unwrap_or_default();
+    let result = process(&state, &headers, &body, delivery, event_type).await;
+    if state.audit.is_enabled() {
+        state.audit.record(audit_event(&result, delivery));
+    }
+    match result {
+        Ok((outcome, _)) => {
             tracing::info!(%delivery, event = %event_type, status = outcome.status.as_u16(), "{}", outcome.message);
             let mut answer = json!({ "message": outcome.message });
             if let (Some(answer), Some(extra)) = (answer.as_object_mut(), outcome.extra.as_object()) {
@@ -103,13 +98,26 @@ async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
             (outcome.status, Json(answer)).into_response()
         }
         Err(error) => {
-            audit.message = format!("refused: {error} ({})", error.status().as_u16());
             tracing::warn!(%delivery, event = %event_type, status = error.status().as_u16(), %error, "delivery refused");
             error.into_response()
         }
+    }
+}
+
+/// What the audit log keeps of a delivery: the answer, and whose push it was.
+fn audit_event(result: &Result<(Outcome, Option<GitHubPush>), GhPushError>, delivery: &str) -> AuditEvent {
+    let message = match result {
+        Ok((outcome, _)) => format!("{} ({})", outcome.message, outcome.status.as_u16()),
+        Err(error) => format!("refused: {error} ({})", error.status().as_u16()),
     };
-    state.audit.record(audit);
-    response
+    let mut audit = AuditEvent::new(SOURCE, message);
+    audit.delivery = (!delivery.is_empty()).then(|| delivery.to_owned());
+    if let Ok((_, Some(push))) = result {
+        audit.owner = Some(push.repository.owner.login.clone());
+        audit.repo = Some(push.repository.name.clone());
+        audit.sha = Some(push.after.clone());
+    }
+    audit
 }
 
 /// The checks in order: signature before anything reads the body, then the event, then the filters.

@@ -69,6 +69,8 @@ pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
     let body = serde_json::to_vec(&payload)?;
     let secret = state.secret("github-webhook-secret")?;
     let http = reqwest::Client::new();
+    // A commit pushed before already carries statuses (its last `stack-deploy` among them): only newer ones count.
+    let earlier = statuses(&http, &endpoints.github_api, &options.owner, &name, &sha).await?.len();
     let response = http
         .post(format!("{}function/gh-push", endpoints.gateway))
         .header("Content-Type", "application/json")
@@ -87,7 +89,24 @@ pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
         bail!("gh-push did not queue the build ({status}): {answer}");
     }
     println!("pushed {}/{name} {branch} at {sha} (delivery {delivery})", options.owner);
-    follow(&http, &endpoints.github_api, &options.owner, &name, &sha, options.timeout).await
+    follow(&http, &endpoints.github_api, &options.owner, &name, &sha, earlier, options.timeout).await
+}
+
+/// The commit's statuses, newest first, as GitHub lists them.
+async fn statuses(
+    http: &reqwest::Client,
+    github_api: &str,
+    owner: &str,
+    repo: &str,
+    sha: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let url = format!("{github_api}repos/{owner}/{repo}/commits/{sha}/statuses");
+    let response = http.get(&url).send().await.context("the GitHub double could not be reached")?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("the GitHub double answered {status} for the statuses of {sha}");
+    }
+    Ok(response.json().await?)
 }
 
 /// The push event GitHub sends, in its shape.
@@ -119,22 +138,22 @@ fn payload(owner: &str, name: &str, branch: &str, sha: &str, clone_url: &str, pa
     })
 }
 
-/// Prints each status as it appears until `stack-deploy` is no longer pending.
+/// Prints each status written after the first `earlier` ones as it appears, until `stack-deploy` is no longer
+/// pending.
 async fn follow(
     http: &reqwest::Client,
     github_api: &str,
     owner: &str,
     repo: &str,
     sha: &str,
+    earlier: usize,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
-    let url = format!("{github_api}repos/{owner}/{repo}/commits/{sha}/statuses");
     let started = Instant::now();
-    let mut seen = 0usize;
+    let mut seen = earlier;
     let mut latest: BTreeMap<String, String> = BTreeMap::new();
     loop {
-        let statuses: Vec<Value> =
-            http.get(&url).send().await.context("the GitHub double could not be reached")?.json().await?;
+        let statuses = statuses(http, github_api, owner, repo, sha).await?;
         // The API lists newest first; print oldest first.
         for status in statuses.iter().rev().skip(seen) {
             let context = status["context"].as_str().unwrap_or_default();
@@ -153,6 +172,6 @@ async fn follow(
         if started.elapsed() > timeout {
             bail!("stack-deploy did not end within {} s", timeout.as_secs());
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

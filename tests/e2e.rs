@@ -218,6 +218,17 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     let functions = stack.functions().await;
     assert!(functions.iter().all(|f| f.available_replicas == 1 && f.replicas == 1), "{functions:?}");
 
+    // The same commit pushed again is built again, and followed to its own end, not to the earlier success.
+    let (ok, output) = stack.push(&repo);
+    assert!(ok, "{output}");
+    assert!(output.contains("stack-deploy   pending"), "the new run's statuses are followed: {output}");
+    assert!(output.contains("stack-deploy   success"), "{output}");
+    assert_eq!(
+        output.matches("stack-deploy   success").count(),
+        1,
+        "the earlier run's statuses are not shown: {output}"
+    );
+
     // Second push: greet is removed from stack.yml, hello changes.
     let stack_yml = std::fs::read_to_string(repo.join("stack.yml")).unwrap();
     let without_greet = stack_yml.split("  greet:").next().unwrap().to_owned();

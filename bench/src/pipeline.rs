@@ -109,12 +109,16 @@ pub fn push_to_live(binaries: &Path) -> anyhow::Result<()> {
     let repo = example(work.path(), "hello", "cold")?;
     let cold = timed_push(binaries, &up, &repo)?;
     let mut warm = Vec::new();
-    for _ in 0..5 {
+    for run in 0..5 {
+        // A new commit whose build contexts are unchanged: every build is a cache hit, every function an update.
+        std::fs::write(repo.join("NOTES.md"), format!("run {run}\n"))?;
+        git(&repo, &["add", "-A"])?;
+        git(&repo, &["commit", "-q", "-m", "notes"])?;
         warm.push(timed_push(binaries, &up, &repo)?);
     }
     println!("push to live (ofc push of examples/hello, 2 functions, send → stack-deploy success)");
     println!("   cold (empty build cache): {:.2} s", cold.as_secs_f64());
-    println!("   warm (unchanged): {}", Summary::new(warm).line());
+    println!("   warm (new commit, build cache hits): {}   target: < 5 s", Summary::new(warm).line());
     Ok(())
 }
 

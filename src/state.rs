@@ -28,8 +28,10 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// The folder at `root`, made absolute: its paths are handed to processes (git, buildah, the functions) that
+    /// run in other working directories.
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_owned() }
+        Self { root: std::path::absolute(root).unwrap_or_else(|_| root.to_owned()) }
     }
 
     pub fn secrets(&self) -> PathBuf {
@@ -98,5 +100,18 @@ impl StateDir {
             std::fs::write(&public, &key.public_pem)?;
         }
         std::fs::read_to_string(public)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_state_folder_is_made_absolute_for_the_processes_that_use_it() {
+        let state = StateDir::new(Path::new(".ofc"));
+        assert!(state.root.is_absolute(), "{}", state.root.display());
+        assert_eq!(state.root, std::env::current_dir().unwrap().join(".ofc"));
+        assert!(state.repos().is_absolute());
     }
 }

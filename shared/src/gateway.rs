@@ -72,10 +72,14 @@ pub struct GatewayClient {
     credentials: Option<BasicAuth>,
     http: reqwest::Client,
     /// Parsed URLs of the paths called so far, as reqwest and hyper take them (parsing costs more than it seems).
-    urls: Arc<RwLock<HashMap<String, (Url, Uri)>>>,
-    /// For a plain-HTTP gateway: the lean client async calls go through (see [`KeepAliveClient`]).
+    urls: Arc<RwLock<HashMap<String, ParsedUrl>>>,
+    /// For a plain-HTTP gateway without credentials in its URL: the lean client async calls go through (see
+    /// [`KeepAliveClient`]).
     keepalive: Option<KeepAliveClient>,
 }
+
+/// A path under the gateway, parsed once: as reqwest takes it, and as hyper does where it can.
+type ParsedUrl = (Url, Option<Uri>);
 
 /// The URL cache holds the few functions and `/system` paths a function calls; past this, URLs are parsed each time.
 const MAX_CACHED_URLS: usize = 64;
@@ -91,7 +95,8 @@ impl GatewayClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .expect("the HTTP client builds with static settings");
-        let keepalive = (base_url.scheme() == "http").then(KeepAliveClient::new);
+        let plain = base_url.scheme() == "http" && base_url.username().is_empty() && base_url.password().is_none();
+        let keepalive = plain.then(KeepAliveClient::new);
         Self { base_url, payload_secret, credentials: None, http, urls: Arc::default(), keepalive }
     }
 
@@ -120,13 +125,13 @@ impl GatewayClient {
         self.parsed(path).0
     }
 
-    /// `path` under the base URL, as a `Url` and as a `Uri`.
-    fn parsed(&self, path: &str) -> (Url, Uri) {
+    /// `path` under the base URL, as a `Url` and, where hyper can take it, as a `Uri`.
+    fn parsed(&self, path: &str) -> ParsedUrl {
         if let Some(parsed) = self.urls.read().expect("URL cache lock").get(path) {
             return parsed.clone();
         }
         let url = self.base_url.join(path).expect("function paths are relative URLs");
-        let uri = Uri::try_from(url.as_str()).expect("a parsed URL is a valid URI");
+        let uri = Uri::try_from(url.as_str()).ok();
         let mut urls = self.urls.write().expect("URL cache lock");
         if urls.len() < MAX_CACHED_URLS {
             urls.insert(path.to_owned(), (url.clone(), uri.clone()));
@@ -180,7 +185,7 @@ impl GatewayClient {
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let (status, answer_headers, answer) = if let Some(keepalive) = &self.keepalive {
+        let (status, answer_headers, answer) = if let (Some(keepalive), Some(uri)) = (&self.keepalive, uri) {
             let answer = keepalive
                 .post(uri, headers, body, SHORT_CALL_TIMEOUT)
                 .await

@@ -155,6 +155,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_gateway_url_with_credentials_is_called_through_reqwest_which_sends_them() {
+        let (port, peers) = gateway(StatusCode::ACCEPTED).await;
+        let gateway = client(&format!("http://admin:secret@127.0.0.1:{port}/"));
+        let call = gateway.invoke_async("git-tar", Bytes::from_static(b"{}"), HeaderMap::new()).await;
+        assert_eq!(call.expect("queued").as_deref(), Some("call-1"));
+        assert_eq!(peers.lock().expect("peers").len(), 1);
+    }
+
+    #[tokio::test]
     async fn a_refusal_carries_the_gateways_answer_and_an_absent_gateway_is_unreachable() {
         let (port, _) = gateway(StatusCode::SERVICE_UNAVAILABLE).await;
         let refused = client(&format!("http://127.0.0.1:{port}/"))

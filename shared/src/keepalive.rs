@@ -155,7 +155,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_gateway_url_with_credentials_is_called_through_reqwest_which_sends_them() {
+    async fn a_gateway_url_with_credentials_is_called_through_reqwest() {
         let (port, peers) = gateway(StatusCode::ACCEPTED).await;
         let gateway = client(&format!("http://admin:secret@127.0.0.1:{port}/"));
         let call = gateway.invoke_async("git-tar", Bytes::from_static(b"{}"), HeaderMap::new()).await;

@@ -190,7 +190,7 @@ impl GatewayClient {
                 .post(uri, headers, body, SHORT_CALL_TIMEOUT)
                 .await
                 .map_err(|reason| GatewayError::Unreachable { url: shown(&url), reason })?;
-            (answer.status, answer.headers, String::from_utf8_lossy(&answer.body).into_owned())
+            (answer.status, answer.headers, answer.body)
         } else {
             let response = self
                 .http
@@ -202,10 +202,10 @@ impl GatewayClient {
                 .await
                 .map_err(|e| unreachable(&url, &e))?;
             let (status, answer_headers) = (response.status(), response.headers().clone());
-            (status, answer_headers, response.text().await.unwrap_or_default())
+            (status, answer_headers, response.bytes().await.unwrap_or_default())
         };
         if !status.is_success() {
-            let body = answer.trim().chars().take(300).collect();
+            let body = String::from_utf8_lossy(&answer).trim().chars().take(300).collect();
             return Err(GatewayError::Status { what: format!("async-function/{name}"), status, body });
         }
         Ok(answer_headers.get("x-call-id").and_then(|v| v.to_str().ok()).map(str::to_owned))

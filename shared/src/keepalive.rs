@@ -3,7 +3,7 @@
 //! costs about a tenth of gh-push's CPU per webhook; this client is hyper's pooled client and nothing else.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -22,9 +22,9 @@ use hyper_util::rt::TokioExecutor;
 const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// Resolves host names with hickory, as reqwest does here, so static binaries in scratch images need no glibc NSS.
-/// IP literals never reach it.
+/// IP literals never reach it: hyper's connector parses those itself.
 #[derive(Clone, Default)]
-pub struct HickoryResolve {
+struct HickoryResolve {
     /// Built on first use: it reads `/etc/resolv.conf`, and must be built inside the runtime.
     resolver: Arc<OnceLock<TokioResolver>>,
 }
@@ -43,9 +43,6 @@ impl tower::Service<Name> for HickoryResolve {
     fn call(&mut self, name: Name) -> Self::Future {
         let state = self.resolver.clone();
         Box::pin(async move {
-            if let Ok(ip) = name.as_str().parse::<IpAddr>() {
-                return Ok(vec![SocketAddr::new(ip, 0)].into_iter());
-            }
             let resolver = if let Some(resolver) = state.get() {
                 resolver
             } else {

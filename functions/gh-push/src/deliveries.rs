@@ -81,12 +81,9 @@ impl DeliveryLog {
     }
 
     /// How many ids are remembered (confirmed or being queued).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.inner.lock().expect("delivery log lock").seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -219,13 +219,14 @@ async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent)
             .collect();
         format!("failed: {}", failures.join("; "))
     };
+    // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone.
+    let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
+    garbage_collect(state, push, keep).await;
     let state_now = if failed.is_empty() { StatusState::Success } else { StatusState::Failure };
     state
         .statuses
         .report_or_log(status_event, vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, state_now, summary.clone())])
         .await;
-    let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
-    garbage_collect(state, push, keep).await;
     if failed.is_empty() {
         Ok(summary)
     } else {

@@ -271,6 +271,11 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     let request: GarbageCollectRequest = gc[0].json();
     assert_eq!((request.owner.as_str(), request.repo.as_str()), ("octo", "fns"));
     assert_eq!(request.functions, vec!["octo-hello".to_owned(), "octo-web".to_owned()]);
+    // A green commit means the removed functions are already gone: collection comes before the last status.
+    let paths: Vec<String> = harness.gateway.requests().into_iter().map(|r| r.path).collect();
+    let collected = paths.iter().position(|p| p == "/function/garbage-collect").unwrap();
+    let reported = paths.iter().rposition(|p| p == "/async-function/github-status").unwrap();
+    assert!(collected < reported, "{paths:?}");
 }
 
 #[tokio::test]

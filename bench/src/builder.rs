@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use openfaas_cloud::registry::RegistryProcess;
+use doubles::registry::RegistryProcess;
 use shared::build::{BuildConfig, BuildResult, BuildStatus};
 use shared::signature::sign_sha256;
 

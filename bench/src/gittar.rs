@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use openfaas_cloud::git_server::GitServer;
+use doubles::git_server::GitServer;
 use shared::event::{Owner, PushEvent, Repository};
 use shared::signature::sign_sha256;
 

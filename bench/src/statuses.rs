@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openfaas_cloud::github_double::{generate_app_key, GitHubDouble};
+use doubles::github_double::{AppKey, GitHubDouble};
 use shared::event::{CommitStatus, StatusEvent, StatusReport, StatusState};
 use shared::signature::sign_sha256;
 
@@ -13,7 +13,7 @@ use crate::stats::Summary;
 const PAYLOAD_SECRET: &str = "bench-payload-secret";
 
 pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
-    let key = generate_app_key();
+    let key = AppKey::generate();
     let github = GitHubDouble::new("4242", &key.public_pem);
     github.add_installation(1, "octo");
     let github = github.start().await?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use of_builder::{BackendKind, Config};
-use openfaas_cloud::registry::RegistryProcess;
+use doubles::registry::RegistryProcess;
 use serde_json::Value;
 use shared::build::{BuildConfig, BuildResult, BuildStatus};
 use shared::config::{CommonConfig, Secret};

@@ -10,12 +10,14 @@
 //! - [`stack`]: `stack.yml` in faas-cli's schema.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
 //! - [`keepalive`]: the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
+//! - [`app_key`]: generating an App key pair, for the local stack and the tests that play GitHub.
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
 //! - [`audit`]: sends audit events without blocking the caller.
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
 
+pub mod app_key;
 pub mod audit;
 pub mod build;
 pub mod config;

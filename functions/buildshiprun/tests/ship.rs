@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use buildshiprun::Config;
-use openfaas_cloud::registry::RegistryProcess;
+use doubles::registry::RegistryProcess;
 use serde_json::Value;
 use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use git_tar::Config;
-use openfaas_cloud::git_server::GitServer;
+use doubles::git_server::GitServer;
 use serde_json::Value;
 use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};

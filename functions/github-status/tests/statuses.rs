@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use github_status::Config;
-use openfaas_cloud::github_double::{generate_app_key, to_pkcs8, AppKey, Endpoint, Fault, GitHubDouble, RunningDouble};
+use doubles::github_double::{to_pkcs8, AppKey, Endpoint, Fault, GitHubDouble, RunningDouble};
 use serde_json::{json, Value};
 use shared::config::{CommonConfig, Secret};
 use shared::event::{CommitStatus, StatusEvent, StatusReport, StatusState};
@@ -22,7 +22,7 @@ const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 
 fn app_key() -> &'static AppKey {
     static KEY: OnceLock<AppKey> = OnceLock::new();
-    KEY.get_or_init(generate_app_key)
+    KEY.get_or_init(AppKey::generate)
 }
 
 struct Harness {
@@ -327,7 +327,7 @@ async fn accepts_a_pkcs8_key() {
 
 #[tokio::test]
 async fn a_jwt_signed_with_another_key_gets_no_token() {
-    let other = generate_app_key();
+    let other = AppKey::generate();
     let harness = start_with(github().await, |c| {
         c.app = Some(AppCredentials::from_pem(APP_ID, &Secret::new(other.private_pem.clone())).unwrap());
     })

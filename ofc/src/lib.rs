@@ -2,19 +2,13 @@
 //!
 //! # Layout
 //! - [`gateway`]: the embedded OpenFaaS gateway (function routes, the async queue, `/system/functions`).
-//! - [`github_double`]: a GitHub API double (App tokens checked by JWT, commit statuses).
-//! - [`git_server`]: serves local git repositories over HTTP (`git http-backend`).
-//! - [`registry`]: starts Debian's `docker-registry` on a loopback port.
 //! - [`runtime`]: runs deployed user functions with `buildah run` (chroot isolation), and builds the watchdog image.
 //! - [`state`]: the state folder (secrets, endpoints, queue, logs).
 //! - [`up`]: `ofc up`, starting and supervising every part.
 //! - [`push`]: `ofc push`, the webhook GitHub would send, and following the statuses.
 
 pub mod gateway;
-pub mod git_server;
-pub mod github_double;
 pub mod push;
-pub mod registry;
 pub mod runtime;
 pub mod state;
 pub mod up;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The registry's configuration, kept in the repository (`registry/config.yml`).
-pub const CONFIG: &str = include_str!("../registry/config.yml");
+/// The registry's configuration, kept in the repository (`doubles/registry.yml`).
+pub const CONFIG: &str = include_str!("../registry.yml");
 
 /// The accepted manifest types: OCI and Docker v2, single images and indexes.
 const MANIFEST_TYPES: &str =

@@ -12,9 +12,9 @@ use anyhow::{bail, Context as _};
 use shared::stack::Stack;
 
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::git_server::GitServer;
-use crate::github_double::GitHubDouble;
-use crate::registry::RegistryProcess;
+use doubles::git_server::GitServer;
+use doubles::github_double::GitHubDouble;
+use doubles::registry::RegistryProcess;
 use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
 use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
 

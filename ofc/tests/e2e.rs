@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use openfaas_cloud::registry::RegistryClient;
-use openfaas_cloud::state::StateDir;
+use doubles::registry::RegistryClient;
+use ofc::state::StateDir;
 use serde_json::Value;
 use shared::openfaas::FunctionStatus;
 
@@ -54,7 +54,7 @@ fn up_in(state: tempfile::TempDir, port: u16) -> Stack {
             "--gateway-port",
             &port.to_string(),
             "--stack",
-            env!("CARGO_MANIFEST_DIR"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
         ])
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
@@ -89,7 +89,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// The example repository, as its own git repository.
 fn example_repo(parent: &Path) -> PathBuf {
     let repo = parent.join("fns");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello"), &repo);
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello"), &repo);
     git(&repo, &["init", "-q", "-b", "main"]);
     commit(&repo, "first");
     repo

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use openfaas_cloud::push::{PushOptions, DEFAULT_OWNER};
-use openfaas_cloud::up::UpOptions;
+use ofc::push::{PushOptions, DEFAULT_OWNER};
+use ofc::up::UpOptions;
 
 const USAGE: &str = "\
 ofc: OpenFaaS Cloud on one machine
@@ -72,12 +72,12 @@ async fn run() -> anyhow::Result<ExitCode> {
                 if PathBuf::from("stack.yml").is_file() {
                     PathBuf::from(".")
                 } else {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
                 }
             });
             let binaries = std::env::current_exe()?.parent().context("ofc has a folder")?.to_owned();
             shared::server::init_tracing();
-            openfaas_cloud::up::up(
+            ofc::up::up(
                 UpOptions { state, gateway_port, repository, binaries, run_functions },
                 shared::server::shutdown_signal(),
             )
@@ -104,7 +104,7 @@ async fn run() -> anyhow::Result<ExitCode> {
                 }
             }
             let path = path.with_context(|| format!("ofc push needs the path of a git repository\n\n{USAGE}"))?;
-            let succeeded = openfaas_cloud::push::push(&PushOptions { path, branch, owner, state, timeout }).await?;
+            let succeeded = ofc::push::push(&PushOptions { path, branch, owner, state, timeout }).await?;
             if succeeded {
                 println!("stack-deploy succeeded");
                 Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use shared::stack::Stack;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The secrets DESIGN section 4 names (and the seed's older name for the App key).
 const SECRETS: &[&str] = &[

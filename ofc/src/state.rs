@@ -95,7 +95,7 @@ impl StateDir {
         }
         let public = self.root.join("app-public-key.pem");
         if !self.secrets().join("private-key").exists() || !public.exists() {
-            let key = crate::github_double::generate_app_key();
+            let key = shared::app_key::AppKey::generate();
             std::fs::write(self.secrets().join("private-key"), key.private_pem)?;
             std::fs::write(&public, &key.public_pem)?;
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use openfaas_cloud::gateway::{Gateway, GatewayConfig};
+use ofc::gateway::{Gateway, GatewayConfig};
 use shared::openfaas::FunctionDeployment;
 use testkit::{RecordingGateway, Reply};
 

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openfaas_cloud::gateway::{Gateway, GatewayConfig};
-use openfaas_cloud::registry::RegistryProcess;
-use openfaas_cloud::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
+use ofc::gateway::{Gateway, GatewayConfig};
+use doubles::registry::RegistryProcess;
+use ofc::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
 use shared::openfaas::FunctionDeployment;
 
 fn watchdog_binary() -> std::path::PathBuf {

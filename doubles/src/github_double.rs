@@ -21,39 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::distributions::{Alphanumeric, DistString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-/// An App key pair, as PEM text.
-#[derive(Clone)]
-pub struct AppKey {
-    /// PKCS#1 `RSA PRIVATE KEY`, as GitHub hands it out.
-    pub private_pem: String,
-    /// SPKI `PUBLIC KEY`.
-    pub public_pem: String,
-}
-
-impl std::fmt::Debug for AppKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AppKey(***)")
-    }
-}
-
-/// Generates a 2048-bit App key pair, as GitHub does for an App.
-pub fn generate_app_key() -> AppKey {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::{EncodePublicKey, LineEnding};
-    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key generation");
-    let private_pem = private.to_pkcs1_pem(LineEnding::LF).expect("PKCS#1 encoding").to_string();
-    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("SPKI encoding");
-    AppKey { private_pem, public_pem }
-}
-
-/// The same key pair's private key as PKCS#8 (`BEGIN PRIVATE KEY`), the other format GitHub keys come in.
-pub fn to_pkcs8(private_pem: &str) -> String {
-    use rsa::pkcs1::DecodeRsaPrivateKey;
-    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-    let key = rsa::RsaPrivateKey::from_pkcs1_pem(private_pem).expect("a PKCS#1 key");
-    key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding").to_string()
-}
+pub use shared::app_key::{to_pkcs8, AppKey};
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -485,7 +453,7 @@ mod tests {
 
     #[test]
     fn checks_the_app_jwt_as_github_does() {
-        let key = generate_app_key();
+        let key = AppKey::generate();
         let double = GitHubDouble::new("42", &key.public_pem);
         let state = double.lock();
         let now = Utc::now().timestamp();
@@ -495,7 +463,7 @@ mod tests {
         assert!(verify_app_jwt(&state, &jwt(&key, now - 60, now + 1200, &json!(42))).is_err(), "exp too far ahead");
         assert!(verify_app_jwt(&state, &jwt(&key, now - 700, now - 100, &json!(42))).is_err(), "expired");
         assert!(verify_app_jwt(&state, &jwt(&key, now + 300, now + 540, &json!(42))).is_err(), "iat in the future");
-        let other = generate_app_key();
+        let other = AppKey::generate();
         assert!(
             verify_app_jwt(&state, &jwt(&other, now - 60, now + 540, &json!(42))).is_err(),
             "signed with another key"

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use of_builder::{BackendKind, Config};
 use doubles::registry::RegistryProcess;
+use of_builder::{BackendKind, Config};
 use serde_json::Value;
 use shared::build::{BuildConfig, BuildResult, BuildStatus};
 use shared::config::{CommonConfig, Secret};

@@ -12,11 +12,11 @@ use anyhow::{bail, Context as _};
 use shared::stack::Stack;
 
 use crate::gateway::{Gateway, GatewayConfig};
+use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
+use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
 use doubles::git_server::GitServer;
 use doubles::github_double::GitHubDouble;
 use doubles::registry::RegistryProcess;
-use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
-use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
 
 /// What `ofc up` is started with.
 #[derive(Debug, Clone)]

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ofc::gateway::{Gateway, GatewayConfig};
 use doubles::registry::RegistryProcess;
+use ofc::gateway::{Gateway, GatewayConfig};
 use ofc::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
 use shared::openfaas::FunctionDeployment;
 

@@ -19,13 +19,13 @@ impl std::fmt::Debug for AppKey {
 impl AppKey {
     /// Generates a 2048-bit App key pair, as GitHub does for an App.
     pub fn generate() -> AppKey {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::{EncodePublicKey, LineEnding};
-    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key generation");
-    let private_pem = private.to_pkcs1_pem(LineEnding::LF).expect("PKCS#1 encoding").to_string();
-    let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("SPKI encoding");
-    AppKey { private_pem, public_pem }
-}
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::{EncodePublicKey, LineEnding};
+        let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key generation");
+        let private_pem = private.to_pkcs1_pem(LineEnding::LF).expect("PKCS#1 encoding").to_string();
+        let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).expect("SPKI encoding");
+        AppKey { private_pem, public_pem }
+    }
 }
 
 /// The same key pair's private key as PKCS#8 (`BEGIN PRIVATE KEY`), the other format GitHub keys come in.
@@ -35,4 +35,3 @@ pub fn to_pkcs8(private_pem: &str) -> String {
     let key = rsa::RsaPrivateKey::from_pkcs1_pem(private_pem).expect("a PKCS#1 key");
     key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding").to_string()
 }
-

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use git_tar::Config;
 use doubles::git_server::GitServer;
+use git_tar::Config;
 use serde_json::Value;
 use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};

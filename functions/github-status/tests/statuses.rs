@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use github_status::Config;
 use doubles::github_double::{to_pkcs8, AppKey, Endpoint, Fault, GitHubDouble, RunningDouble};
+use github_status::Config;
 use serde_json::{json, Value};
 use shared::config::{CommonConfig, Secret};
 use shared::event::{CommitStatus, StatusEvent, StatusReport, StatusState};

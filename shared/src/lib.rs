@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: settings from the environment and secret files, read once at start; errors name the setting.
 //! - [`signature`]: GitHub's webhook HMAC and our `X-Cloud-Signature`, verified in constant time.
+//! - [`error`]: the one JSON error body (`{"error": …}`) every answer of refusal carries.
+//! - [`retry`]: the one exponential backoff every retry uses.
 //! - [`event`]: the JSON that travels between functions (`PushEvent`, `BuildEvent`, `StatusReport`…).
 //! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.
 //! - [`build`]: the build tar's `config` and of-builder's `BuildResult`.
@@ -21,12 +23,14 @@ pub mod app_key;
 pub mod audit;
 pub mod build;
 pub mod config;
+pub mod error;
 pub mod event;
 pub mod gateway;
 pub mod github_app;
 pub mod keepalive;
 pub mod naming;
 pub mod openfaas;
+pub mod retry;
 pub mod server;
 pub mod signature;
 pub mod stack;

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`RecordingGateway`]: an OpenFaaS gateway double on a loopback port that records every request, answers
 //!   scripted replies, and otherwise behaves as the gateway's API reference says (`/function`, `/async-function`,
-//!   a stateful `/system/functions` behind basic auth).
+//!   a stateful `/system/functions` behind basic auth, the one of [`doubles::functions_api`]).
 //! - [`secrets_dir`]: a temporary secrets folder, as OpenFaaS mounts one.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -14,11 +14,13 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use axum::Router;
-use base64::Engine as _;
+use doubles::functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use serde::de::DeserializeOwned;
-use shared::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
+use shared::openfaas::FunctionStatus;
 use tokio::sync::Notify;
 
 /// One request as the gateway double received it.
@@ -105,8 +107,6 @@ impl Reply {
 struct GatewayState {
     requests: Vec<RecordedRequest>,
     scripts: HashMap<(Method, String), VecDeque<Reply>>,
-    functions: BTreeMap<String, FunctionStatus>,
-    credentials: Option<(String, String)>,
     next_call_id: u64,
 }
 
@@ -114,6 +114,8 @@ struct GatewayState {
 pub struct RecordingGateway {
     address: SocketAddr,
     state: Arc<Mutex<GatewayState>>,
+    /// `/system/functions`, the same implementation the local stack's gateway uses.
+    functions: FunctionsApi,
     arrived: Arc<Notify>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -132,25 +134,37 @@ impl RecordingGateway {
 
     /// Starts a gateway double whose `/system/*` routes require this basic-auth user and password.
     pub async fn with_credentials(user: &str, password: &str) -> Self {
-        Self::start_with(Some((user.to_owned(), password.to_owned()))).await
+        Self::start_with(Some(Credentials { user: user.to_owned(), password: password.to_owned() })).await
     }
 
-    async fn start_with(credentials: Option<(String, String)>) -> Self {
-        let state = Arc::new(Mutex::new(GatewayState { credentials, ..GatewayState::default() }));
+    async fn start_with(credentials: Option<Credentials>) -> Self {
+        let state = Arc::new(Mutex::new(GatewayState::default()));
         let arrived = Arc::new(Notify::new());
-        let app =
-            Router::new().fallback(handle).with_state(AppState { state: state.clone(), arrived: arrived.clone() });
+        let functions = FunctionsApi::new(BTreeMap::new(), Arc::new(NoHooks));
+        let mut system = functions.router();
+        if let Some(credentials) = credentials {
+            system = require_basic_auth(system, credentials);
+        }
+        let app = AppState { state: state.clone(), arrived: arrived.clone() };
+        let router = Router::new()
+            .route("/healthz", get(|| async { StatusCode::OK }))
+            .route("/function/{*rest}", any(|| async { StatusCode::OK }))
+            .route("/async-function/{*rest}", post(enqueue))
+            .with_state(app.clone())
+            .nest("/system", system)
+            .fallback(|| async { (StatusCode::NOT_FOUND, "no such route on the gateway") })
+            .layer(axum::middleware::from_fn_with_state(app, record_and_script));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let address = listener.local_addr().expect("a bound address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
+            let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
                 })
                 .await;
         });
-        Self { address, state, arrived, _shutdown: tx }
+        Self { address, state, functions, arrived, _shutdown: tx }
     }
 
     /// The base URL, ending in `/`, as functions take it in `gateway_url`.
@@ -170,12 +184,12 @@ impl RecordingGateway {
 
     /// Seeds a deployed function.
     pub fn add_function(&self, function: FunctionStatus) {
-        self.state.lock().unwrap().functions.insert(function.name.clone(), function);
+        self.functions.insert(function);
     }
 
     /// The deployed functions, as the double's `/system/functions` state holds them.
     pub fn functions(&self) -> Vec<FunctionStatus> {
-        self.state.lock().unwrap().functions.values().cloned().collect()
+        self.functions.list()
     }
 
     /// Every request received so far, in order.
@@ -207,7 +221,8 @@ impl RecordingGateway {
     }
 }
 
-async fn handle(State(app): State<AppState>, request: Request) -> Response {
+/// Records every request; answers a scripted reply when there is one, and otherwise what the real gateway would.
+async fn record_and_script(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let recorded = RecordedRequest {
@@ -215,116 +230,42 @@ async fn handle(State(app): State<AppState>, request: Request) -> Response {
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers.clone(),
-        body,
+        body: body.clone(),
     };
     let scripted = {
         let mut state = app.state.lock().unwrap();
         state.requests.push(recorded.clone());
-        let key = (recorded.method.clone(), recorded.path.clone());
+        let key = (recorded.method, recorded.path);
         state
             .scripts
             .get_mut(&key)
             .and_then(|queue| if queue.len() > 1 { queue.pop_front() } else { queue.front().cloned() })
     };
     app.arrived.notify_waiters();
-    if let Some(reply) = scripted {
-        if let Some(delay) = reply.delay {
-            tokio::time::sleep(delay).await;
-        }
-        let mut response = Response::new(Body::from(reply.body));
-        *response.status_mut() = reply.status;
-        for (name, value) in reply.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                response.headers_mut().insert(name, value);
-            }
-        }
+    let Some(reply) = scripted else {
+        let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+        app.arrived.notify_waiters();
         return response;
+    };
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
     }
-    default_answer(&app, &recorded)
-}
-
-/// What the real gateway would answer.
-fn default_answer(app: &AppState, request: &RecordedRequest) -> Response {
-    let path = request.path.as_str();
-    if path == "/healthz" {
-        return StatusCode::OK.into_response();
-    }
-    if path.starts_with("/async-function/") {
-        if request.method != Method::POST {
-            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = reply.status;
+    for (name, value) in reply.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().insert(name, value);
         }
-        let mut state = app.state.lock().unwrap();
-        state.next_call_id += 1;
-        let call_id = format!("call-{}", state.next_call_id);
-        return (StatusCode::ACCEPTED, [("x-call-id", call_id)]).into_response();
     }
-    if path.starts_with("/function/") {
-        return StatusCode::OK.into_response();
-    }
-    if path.starts_with("/system/") {
-        return system_answer(app, request);
-    }
-    (StatusCode::NOT_FOUND, "no such route on the gateway").into_response()
+    response
 }
 
-fn system_answer(app: &AppState, request: &RecordedRequest) -> Response {
+/// An async call is accepted with a call id, as the real gateway does.
+async fn enqueue(State(app): State<AppState>) -> Response {
     let mut state = app.state.lock().unwrap();
-    if let Some((user, password)) = &state.credentials {
-        if !basic_auth_matches(&request.headers, user, password) {
-            return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Basic realm=\"Restricted\"")], "unauthorized")
-                .into_response();
-        }
-    }
-    let path = request.path.as_str();
-    if let Some(name) = path.strip_prefix("/system/function/") {
-        return match (&request.method, state.functions.get(name)) {
-            (&Method::GET, Some(function)) => axum::Json(function.clone()).into_response(),
-            (&Method::GET, None) => (StatusCode::NOT_FOUND, "function not found").into_response(),
-            _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
-        };
-    }
-    if path != "/system/functions" {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match request.method {
-        Method::GET => axum::Json(state.functions.values().cloned().collect::<Vec<_>>()).into_response(),
-        Method::POST | Method::PUT => {
-            let Ok(deployment) = serde_json::from_slice::<FunctionDeployment>(&request.body) else {
-                return (StatusCode::BAD_REQUEST, "body is not a FunctionDeployment").into_response();
-            };
-            if deployment.service.is_empty() || deployment.image.is_empty() {
-                return (StatusCode::BAD_REQUEST, "service and image are required").into_response();
-            }
-            let exists = state.functions.contains_key(&deployment.service);
-            if request.method == Method::PUT && !exists {
-                return (StatusCode::NOT_FOUND, "function not found").into_response();
-            }
-            state.functions.insert(deployment.service.clone(), FunctionStatus::from_deployment(&deployment, 1));
-            if request.method == Method::POST {
-                StatusCode::ACCEPTED.into_response()
-            } else {
-                StatusCode::OK.into_response()
-            }
-        }
-        Method::DELETE => {
-            let Ok(delete) = serde_json::from_slice::<DeleteFunctionRequest>(&request.body) else {
-                return (StatusCode::BAD_REQUEST, "body is not {\"functionName\": ...}").into_response();
-            };
-            if state.functions.remove(&delete.function_name).is_some() {
-                StatusCode::OK.into_response()
-            } else {
-                (StatusCode::NOT_FOUND, "function not found").into_response()
-            }
-        }
-        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
-    }
-}
-
-fn basic_auth_matches(headers: &HeaderMap, user: &str, password: &str) -> bool {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return false };
-    let Some(encoded) = value.strip_prefix("Basic ") else { return false };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-    decoded == format!("{user}:{password}").as_bytes()
+    state.next_call_id += 1;
+    let call_id = format!("call-{}", state.next_call_id);
+    (StatusCode::ACCEPTED, [("x-call-id", call_id)]).into_response()
 }
 
 /// A temporary secrets folder holding `(name, value)` files, as OpenFaaS mounts secrets.

@@ -1,0 +1,255 @@
+//! The one `/system/functions` of the local stack and the tests' gateway double, so both answer list, deploy,
+//! update and delete with OpenFaaS's status codes (`reference/openfaas-gateway-api.md`); what differs between them
+//! (keeping deployments on disk, starting replicas) comes in through [`FunctionHooks`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use shared::error::ErrorResponse;
+use shared::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
+
+/// The namespace OpenFaaS deploys user functions to when a deployment names none.
+pub const DEFAULT_NAMESPACE: &str = "openfaas-fn";
+
+/// Why a `/system/functions` request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionsError {
+    #[error("the body is not a FunctionDeployment: {0}")]
+    NotADeployment(String),
+    #[error("the body is not {{\"functionName\": ...}}: {0}")]
+    NotADeletion(String),
+    #[error("service and image are required")]
+    MissingField,
+    #[error("no such function: {0}")]
+    NotFound(String),
+}
+
+impl IntoResponse for FunctionsError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotADeployment(_) | Self::NotADeletion(_) | Self::MissingField => StatusCode::BAD_REQUEST,
+        };
+        ErrorResponse::new(status, self).into_response()
+    }
+}
+
+/// What a gateway adds to the bookkeeping; every method has a default that does nothing.
+pub trait FunctionHooks: Send + Sync + 'static {
+    /// Replicas answering now; `None` keeps the recorded count.
+    fn available_replicas(&self, _name: &str) -> Option<u64> {
+        None
+    }
+
+    /// Every deployment after a change, while the change is held (to keep them on disk in order).
+    fn changed(&self, _all: &BTreeMap<String, FunctionStatus>) {}
+
+    /// A function was deployed or updated.
+    fn deployed(&self, _status: &FunctionStatus) {}
+
+    /// A function was deleted.
+    fn removed(&self, _name: &str) {}
+}
+
+/// Hooks that add nothing: a double of a healthy cluster, where every deployed function has its replica.
+pub struct NoHooks;
+
+impl FunctionHooks for NoHooks {}
+
+/// The deployed functions, by name; cheap to clone.
+#[derive(Clone)]
+pub struct FunctionsApi {
+    functions: Arc<Mutex<BTreeMap<String, FunctionStatus>>>,
+    hooks: Arc<dyn FunctionHooks>,
+}
+
+/// `name.namespace` → `name`, as either is accepted.
+pub fn function_name(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
+impl FunctionsApi {
+    pub fn new(functions: BTreeMap<String, FunctionStatus>, hooks: Arc<dyn FunctionHooks>) -> Self {
+        Self { functions: Arc::new(Mutex::new(functions)), hooks }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FunctionStatus>> {
+        self.functions.lock().expect("functions lock")
+    }
+
+    fn with_replicas(&self, mut status: FunctionStatus) -> FunctionStatus {
+        if let Some(available) = self.hooks.available_replicas(&status.name) {
+            status.replicas = 1;
+            status.available_replicas = available;
+        }
+        status
+    }
+
+    /// Every deployed function, as `GET /system/functions` lists them.
+    pub fn list(&self) -> Vec<FunctionStatus> {
+        let functions: Vec<FunctionStatus> = self.lock().values().cloned().collect();
+        functions.into_iter().map(|f| self.with_replicas(f)).collect()
+    }
+
+    /// One function (`name` or `name.namespace`).
+    pub fn get(&self, name: &str) -> Result<FunctionStatus, FunctionsError> {
+        let found = self.lock().get(function_name(name)).cloned();
+        found.map(|f| self.with_replicas(f)).ok_or_else(|| FunctionsError::NotFound(name.to_owned()))
+    }
+
+    /// Seeds a function as if it had been deployed, with no hook called.
+    pub fn insert(&self, status: FunctionStatus) {
+        self.lock().insert(status.name.clone(), status);
+    }
+
+    /// Runs `change` on a deployed function's record (counting an invocation, say).
+    pub fn update<R>(&self, name: &str, change: impl FnOnce(&mut FunctionStatus) -> R) -> Option<R> {
+        self.lock().get_mut(name).map(change)
+    }
+
+    /// Records a deployment (`POST`, 202) or an update of an existing one (`PUT`, 200; 404 when there is none).
+    pub fn deploy(&self, deployment: &FunctionDeployment, update: bool) -> Result<StatusCode, FunctionsError> {
+        if deployment.service.is_empty() || deployment.image.is_empty() {
+            return Err(FunctionsError::MissingField);
+        }
+        let mut functions = self.lock();
+        let previous = functions.get(&deployment.service);
+        if update && previous.is_none() {
+            return Err(FunctionsError::NotFound(deployment.service.clone()));
+        }
+        let created_at = previous.and_then(|d| d.created_at.clone()).unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+        let mut status = FunctionStatus::from_deployment(deployment, 1);
+        status.namespace = status.namespace.or_else(|| Some(DEFAULT_NAMESPACE.into()));
+        status.created_at = Some(created_at);
+        functions.insert(deployment.service.clone(), status.clone());
+        self.hooks.changed(&functions);
+        drop(functions);
+        let action = if update { "updated" } else { "deployed" };
+        tracing::info!(function = %status.name, image = %status.image, action, "deployment recorded");
+        self.hooks.deployed(&status);
+        Ok(if update { StatusCode::OK } else { StatusCode::ACCEPTED })
+    }
+
+    /// Deletes a function (200; 404 when there is none).
+    pub fn delete(&self, name: &str) -> Result<StatusCode, FunctionsError> {
+        let mut functions = self.lock();
+        if functions.remove(name).is_none() {
+            return Err(FunctionsError::NotFound(name.to_owned()));
+        }
+        self.hooks.changed(&functions);
+        drop(functions);
+        tracing::info!(function = %name, "deployment removed");
+        self.hooks.removed(name);
+        Ok(StatusCode::OK)
+    }
+
+    /// `/functions` and `/function/{name}`, to be nested under `/system` (behind [`require_basic_auth`]).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/functions", get(list).post(create).put(replace).delete(remove))
+            .route("/function/{name}", get(one))
+            .with_state(self.clone())
+    }
+}
+
+async fn list(State(api): State<FunctionsApi>) -> Json<Vec<FunctionStatus>> {
+    Json(api.list())
+}
+
+async fn one(
+    State(api): State<FunctionsApi>,
+    Path(name): Path<String>,
+) -> Result<Json<FunctionStatus>, FunctionsError> {
+    api.get(&name).map(Json)
+}
+
+fn deployment(body: &[u8]) -> Result<FunctionDeployment, FunctionsError> {
+    serde_json::from_slice(body).map_err(|e| FunctionsError::NotADeployment(e.to_string()))
+}
+
+async fn create(State(api): State<FunctionsApi>, body: Bytes) -> Result<StatusCode, FunctionsError> {
+    api.deploy(&deployment(&body)?, false)
+}
+
+async fn replace(State(api): State<FunctionsApi>, body: Bytes) -> Result<StatusCode, FunctionsError> {
+    api.deploy(&deployment(&body)?, true)
+}
+
+async fn remove(State(api): State<FunctionsApi>, body: Bytes) -> Result<StatusCode, FunctionsError> {
+    let request: DeleteFunctionRequest =
+        serde_json::from_slice(&body).map_err(|e| FunctionsError::NotADeletion(e.to_string()))?;
+    api.delete(&request.function_name)
+}
+
+/// The gateway's admin user and password, which `/system/*` asks for.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl Credentials {
+    /// Whether `authorization` (a header's value) carries these credentials; compared in constant time.
+    pub fn accept(&self, authorization: Option<&str>) -> bool {
+        let Some(encoded) = authorization.and_then(|v| v.strip_prefix("Basic ")) else { return false };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+        let expected = format!("{}:{}", self.user, self.password);
+        decoded.len() == expected.len()
+            && decoded.iter().zip(expected.as_bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Wraps `router` in one basic-auth check: a request without the credentials is answered 401.
+pub fn require_basic_auth(router: Router, credentials: Credentials) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(Arc::new(credentials), check_basic_auth))
+}
+
+async fn check_basic_auth(State(credentials): State<Arc<Credentials>>, request: Request, next: Next) -> Response {
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if credentials.accept(authorization) {
+        return next.run(request).await;
+    }
+    let mut response = ErrorResponse::new(StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+    response
+        .headers_mut()
+        .insert("www-authenticate", axum::http::HeaderValue::from_static("Basic realm=\"Restricted\""));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str) -> FunctionDeployment {
+        FunctionDeployment { service: name.into(), image: "r/fn:1".into(), ..FunctionDeployment::default() }
+    }
+
+    #[test]
+    fn deploy_update_and_delete_answer_as_openfaas_does() {
+        let api = FunctionsApi::new(BTreeMap::new(), Arc::new(NoHooks));
+        assert!(matches!(api.deploy(&deployment("a"), true), Err(FunctionsError::NotFound(_))));
+        assert_eq!(api.deploy(&deployment("a"), false).unwrap(), StatusCode::ACCEPTED);
+        assert_eq!(api.deploy(&deployment("a"), true).unwrap(), StatusCode::OK);
+        assert_eq!(api.get("a.openfaas-fn").unwrap().namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+        assert_eq!(api.list().len(), 1);
+        assert_eq!(api.delete("a").unwrap(), StatusCode::OK);
+        assert!(matches!(api.delete("a"), Err(FunctionsError::NotFound(_))));
+    }
+
+    #[test]
+    fn credentials_are_checked() {
+        let credentials = Credentials { user: "admin".into(), password: "pw".into() };
+        let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:pw"));
+        assert!(credentials.accept(Some(&good)));
+        assert!(!credentials.accept(Some("Basic YWRtaW46eA==")));
+        assert!(!credentials.accept(None));
+    }
+}

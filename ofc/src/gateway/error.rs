@@ -1,0 +1,54 @@
+//! The gateway's one error type, and the one place it becomes an HTTP answer (an [`ErrorResponse`] body), so every
+//! refusal of the embedded gateway reads the same way.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::error::ErrorResponse;
+
+/// Why a call through the gateway was not answered by the function.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no such function: {0}")]
+    NoSuchFunction(String),
+    /// Deployed, but no replica answers; the text says why.
+    #[error("{reason}")]
+    Unavailable { function: String, reason: String },
+    #[error("function {function} could not be reached: {reason}")]
+    Unreachable { function: String, reason: String, timed_out: bool },
+    #[error("the body could not be read")]
+    UnreadableBody,
+    #[error("the call could not be queued: {0}")]
+    NotQueued(#[from] std::io::Error),
+}
+
+impl GatewayError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NoSuchFunction(_) => StatusCode::NOT_FOUND,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unreachable { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::NotQueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn function(&self) -> Option<&str> {
+        match self {
+            Self::NoSuchFunction(function)
+            | Self::Unavailable { function, .. }
+            | Self::Unreachable { function, .. } => Some(function),
+            Self::UnreadableBody | Self::NotQueued(_) => None,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let mut response = ErrorResponse::new(self.status(), &self);
+        if let Some(function) = self.function() {
+            response = response.for_function(function);
+        }
+        response.into_response()
+    }
+}

@@ -1,0 +1,185 @@
+//! The embedded gateway: the part of the OpenFaaS gateway API the functions use (`reference/openfaas-gateway-api.md`).
+//!
+//! - [`proxy`]: `/function/NAME[/rest]`, any method, path and query proxied to the function's process.
+//! - [`queue`]: `/async-function/NAME[/rest]`, the on-disk queue and the worker that replays it.
+//! - [`system`]: `/system/functions` and `/system/function/NAME` behind basic auth; deployments are kept in the
+//!   state folder and, with a [`FunctionRuntime`], started by [`replicas`]. Without a runtime, or while a replica
+//!   cannot start, a function is listed with 0 available replicas and invoking it answers 503 saying why.
+//! - [`error`]: the gateway's one error type and its HTTP answers.
+
+mod error;
+mod proxy;
+mod queue;
+mod replicas;
+mod system;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::routing::{any, get, post};
+use axum::Router;
+use doubles::functions_api::FunctionsApi;
+use shared::openfaas::FunctionStatus;
+
+pub use self::error::GatewayError;
+use self::queue::Queue;
+use self::replicas::Replicas;
+use crate::runtime::FunctionRuntime;
+
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Holds `queue/` and `functions.json`.
+    pub state_dir: PathBuf,
+    pub user: String,
+    pub password: String,
+    /// Tries of one async call before it is given up.
+    pub max_attempts: u32,
+    pub initial_retry_wait: Duration,
+    pub max_retry_wait: Duration,
+    /// How long a function may take to answer (the seed asks 300 s for builds).
+    pub upstream_timeout: Duration,
+    /// Async calls replayed at once.
+    pub max_inflight: usize,
+    /// Runs deployed user functions; `None` lists them with 0 available replicas.
+    pub runtime: Option<Arc<FunctionRuntime>>,
+}
+
+impl GatewayConfig {
+    pub fn new(state_dir: &Path, user: &str, password: &str) -> Self {
+        Self {
+            state_dir: state_dir.to_owned(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            max_attempts: 6,
+            initial_retry_wait: Duration::from_millis(500),
+            max_retry_wait: Duration::from_secs(30),
+            upstream_timeout: Duration::from_secs(600),
+            max_inflight: 8,
+            runtime: None,
+        }
+    }
+}
+
+struct Inner {
+    config: GatewayConfig,
+    /// System functions (name → base URL of their process), which `ofc up` starts rather than deploys.
+    routes: RwLock<HashMap<String, String>>,
+    /// User functions deployed through `/system/functions`.
+    functions: FunctionsApi,
+    replicas: Arc<Replicas>,
+    queue: Queue,
+    http: reqwest::Client,
+}
+
+/// The gateway; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Hop-by-hop headers are the connection's, not the request's.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+impl Gateway {
+    /// A gateway keeping its queue and deployments under `config.state_dir`.
+    pub fn new(config: GatewayConfig) -> std::io::Result<Self> {
+        let queue = Queue::open(config.state_dir.join("queue"))?;
+        let replicas = Arc::new(Replicas::new(config.runtime.clone()));
+        let functions = system::open(&config.state_dir, replicas.clone());
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let routes = RwLock::new(HashMap::new());
+        Ok(Self { inner: Arc::new(Inner { config, routes, functions, replicas, queue, http }) })
+    }
+
+    /// Routes `/function/<name>` to a process listening at `base_url` (ending in `/`).
+    pub fn set_route(&self, name: &str, base_url: &str) {
+        self.inner.routes.write().expect("routes lock").insert(name.to_owned(), base_url.to_owned());
+        self.inner.queue.wake.notify_one();
+    }
+
+    /// The user functions deployed so far, with their available replicas as they are now.
+    pub fn deployments(&self) -> Vec<FunctionStatus> {
+        self.inner.functions.list()
+    }
+
+    /// Starts every recorded deployment (after a restart of the stack).
+    pub fn start_deployed(&self) {
+        for deployment in self.inner.functions.list() {
+            self.inner.replicas.schedule_start(deployment);
+        }
+    }
+
+    /// Stops every replica (and waits for starts under way), leaving no process behind.
+    pub async fn stop_functions(&self) {
+        self.inner.replicas.stop_all().await;
+    }
+
+    /// Async calls still waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.inner.queue.len()
+    }
+
+    /// Whether `name` is a system function or a deployed one.
+    fn knows(&self, name: &str) -> bool {
+        self.inner.routes.read().expect("routes lock").contains_key(name) || self.inner.functions.get(name).is_ok()
+    }
+
+    /// The base URL a call to `name` goes to (a system function's process, a user function's replica), counting the
+    /// call; or why there is none.
+    fn target(&self, name: &str) -> Result<String, GatewayError> {
+        if let Some(url) = self.inner.routes.read().expect("routes lock").get(name) {
+            return Ok(url.clone());
+        }
+        let found = self.inner.functions.update(name, |deployed| match self.inner.replicas.port(name) {
+            Ok(port) => {
+                deployed.invocation_count += 1.0;
+                Ok(format!("http://127.0.0.1:{port}/"))
+            }
+            Err(why) => Err(GatewayError::Unavailable {
+                function: name.to_owned(),
+                reason: format!(
+                    "function {name} is deployed (image {}) but has no running replica: {why}",
+                    deployed.image
+                ),
+            }),
+        });
+        found.unwrap_or_else(|| Err(GatewayError::NoSuchFunction(name.to_owned())))
+    }
+
+    /// Every route of the gateway; `/system/*` behind one basic-auth layer.
+    pub fn router(&self) -> Router {
+        let config = &self.inner.config;
+        Router::new()
+            .route("/healthz", get(|| async { "OK" }))
+            .route("/function/{name}", any(proxy::invoke))
+            .route("/function/{name}/{*rest}", any(proxy::invoke))
+            .route("/async-function/{name}", post(queue::enqueue))
+            .route("/async-function/{name}/{*rest}", post(queue::enqueue))
+            .with_state(self.clone())
+            .nest("/system", system::router(&self.inner.functions, &config.user, &config.password))
+            .layer(axum::extract::DefaultBodyLimit::disable())
+    }
+}

@@ -1,0 +1,59 @@
+//! `/system/*` of the embedded gateway: the shared [`FunctionsApi`] behind one basic-auth layer, with the local
+//! stack's additions through its hooks: deployments kept in `functions.json`, and replicas started and stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use doubles::functions_api::{require_basic_auth, Credentials, FunctionHooks, FunctionsApi};
+use shared::openfaas::FunctionStatus;
+
+use super::replicas::Replicas;
+
+/// The local stack's additions to the bookkeeping of deployments.
+struct StackHooks {
+    /// `functions.json`, rewritten on every change so a restart starts the same functions.
+    saved: PathBuf,
+    replicas: Arc<Replicas>,
+}
+
+impl FunctionHooks for StackHooks {
+    fn available_replicas(&self, name: &str) -> Option<u64> {
+        Some(self.replicas.available(name))
+    }
+
+    fn changed(&self, all: &BTreeMap<String, FunctionStatus>) {
+        let temporary = self.saved.with_extension("tmp");
+        let written = serde_json::to_vec_pretty(all)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&temporary, b))
+            .and_then(|()| std::fs::rename(&temporary, &self.saved));
+        if let Err(error) = written {
+            tracing::error!(%error, "could not save the deployments");
+        }
+    }
+
+    fn deployed(&self, status: &FunctionStatus) {
+        self.replicas.schedule_start(status.clone());
+    }
+
+    fn removed(&self, name: &str) {
+        self.replicas.remove(name);
+    }
+}
+
+/// The deployments recorded under `state_dir` by an earlier run (none when there is no readable file).
+pub(super) fn open(state_dir: &Path, replicas: Arc<Replicas>) -> FunctionsApi {
+    let saved = state_dir.join("functions.json");
+    let deployments = match std::fs::read(&saved) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => BTreeMap::new(),
+    };
+    FunctionsApi::new(deployments, Arc::new(StackHooks { saved, replicas }))
+}
+
+/// `/functions` and `/function/{name}`, to nest under `/system`, all behind the admin's credentials.
+pub(super) fn router(api: &FunctionsApi, user: &str, password: &str) -> Router {
+    require_basic_auth(api.router(), Credentials { user: user.to_owned(), password: password.to_owned() })
+}

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use shared::openfaas::FunctionStatus;
 use tokio::process::Command;
 
+use crate::process::{free_port, ChildProcess};
+
 /// Why a replica could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -172,9 +174,9 @@ pub struct FunctionRuntime {
 #[derive(Debug)]
 pub struct Replica {
     pub port: u16,
-    pub image: String,
     container: String,
-    child: tokio::process::Child,
+    /// `buildah run`, leading the process group of the function it runs.
+    process: ChildProcess,
 }
 
 /// The part of `buildah inspect` that says how to start a container.
@@ -212,19 +214,11 @@ fn log_tail(path: &Path) -> String {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl FunctionRuntime {
     pub fn new(config: RuntimeConfig) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.root)?;
         std::fs::create_dir_all(&config.logs)?;
         Ok(Self { storage: BuildahStorage { root: config.root.clone() }, config, next: AtomicU64::new(0) })
-    }
-
-    pub fn config(&self) -> &RuntimeConfig {
-        &self.config
     }
 
     fn buildah(&self) -> Command {
@@ -297,12 +291,13 @@ impl FunctionRuntime {
         let log_path = self.config.logs.join(format!("function-{}.log", function.name));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).process_group(0);
-        let child = command.spawn().map_err(|e| RuntimeError::Buildah { step: "run", message: e.to_string() })?;
-        let mut replica = Replica { port, image: function.image.clone(), container: container.to_owned(), child };
+        let process = ChildProcess::spawn(&function.name, &mut command, true)
+            .map_err(|e| RuntimeError::Buildah { step: "run", message: e.to_string() })?;
+        let mut replica = Replica { port, container: container.to_owned(), process };
         let deadline = Instant::now() + self.config.start_timeout;
         let http = reqwest::Client::new();
         loop {
-            if let Some(status) = replica.child.try_wait()? {
+            if let Some(status) = replica.process.try_wait()? {
                 let _ = self.run_buildah("rm", &["rm", container]).await;
                 return Err(RuntimeError::Exited { status: status.to_string(), log: log_tail(&log_path) });
             }
@@ -322,13 +317,7 @@ impl FunctionRuntime {
 
     /// SIGTERM to the replica's process group, SIGKILL after a grace period, then its container is removed.
     pub async fn stop(&self, replica: &mut Replica) {
-        if let Some(pid) = replica.child.id() {
-            let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status().await;
-            if tokio::time::timeout(Duration::from_secs(5), replica.child.wait()).await.is_err() {
-                let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
-                let _ = replica.child.wait().await;
-            }
-        }
+        replica.process.stop(Duration::from_secs(5)).await;
         if let Err(error) = self.run_buildah("rm", &["rm", &replica.container]).await {
             tracing::warn!(container = %replica.container, %error, "could not remove a stopped replica's container");
         }

@@ -48,8 +48,23 @@ async fn poll(url: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
     }
 }
 
-#[tokio::test]
-async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
+/// A registry holding the test images, and a gateway whose runtime runs them.
+struct Harness {
+    dir: tempfile::TempDir,
+    registry: RegistryProcess,
+    gateway: Gateway,
+    /// The gateway's base URL.
+    url: String,
+    /// The runtime's Buildah storage: every replica's process names it.
+    runtime_root: std::path::PathBuf,
+    /// Serves `/home/app/public` (the watchdog's static mode).
+    image: String,
+    /// FROM scratch: nothing to run.
+    no_command: String,
+    http: reqwest::Client,
+}
+
+async fn start() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let registry = RegistryProcess::start(&dir.path().join("registry")).await.unwrap();
     let builder = BuildahStorage { root: dir.path().join("builder") };
@@ -81,74 +96,92 @@ async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let router = gateway.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let http = reqwest::Client::new();
-    let deploy = |method: reqwest::Method, deployment: FunctionDeployment| {
-        http.request(method, format!("{url}system/functions")).basic_auth("admin", Some("pw")).json(&deployment).send()
-    };
+    Harness { dir, registry, gateway, url, runtime_root, image, no_command, http: reqwest::Client::new() }
+}
+
+impl Harness {
+    async fn deploy(&self, method: reqwest::Method, deployment: &FunctionDeployment) -> u16 {
+        let request = self.http.request(method, format!("{}system/functions", self.url));
+        request.basic_auth("admin", Some("pw")).json(deployment).send().await.unwrap().status().as_u16()
+    }
+
+    async fn list(&self) -> Vec<serde_json::Value> {
+        let request = self.http.get(format!("{}system/functions", self.url)).basic_auth("admin", Some("pw"));
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Deploys a function that cannot start, and checks that invoking it says why.
+    async fn assert_cannot_start(&self, deployment: &FunctionDeployment, why: &str) {
+        assert_eq!(self.deploy(reqwest::Method::POST, deployment).await, 202);
+        let invoke = format!("{}function/{}", self.url, deployment.service);
+        let (status, body) = poll(&invoke, |_, b| !b.contains("is starting")).await;
+        assert_eq!(status, 503);
+        assert!(body.contains(why), "{body}");
+    }
+
+    /// Waits until at most `count` replica processes run.
+    async fn wait_for_replicas(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while processes_under(&self.runtime_root).iter().filter(|p| p.contains(" run ")).count() > count {
+            assert!(Instant::now() < deadline, "left running: {:?}", processes_under(&self.runtime_root));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
+    let harness = start().await;
+    let url = harness.url.clone();
 
     // The env and the secret reach the replica: it serves its secrets folder.
     let mut deployment = FunctionDeployment {
         service: "octo-site".into(),
-        image: image.clone(),
+        image: harness.image.clone(),
         secrets: vec!["api-key".into()],
         ..FunctionDeployment::default()
     };
     deployment.env_vars.insert("static_path".into(), "/var/openfaas/secrets".into());
-    assert_eq!(deploy(reqwest::Method::POST, deployment.clone()).await.unwrap().status(), 202);
+    assert_eq!(harness.deploy(reqwest::Method::POST, &deployment).await, 202);
     let (_, body) = poll(&format!("{url}function/octo-site/api-key"), |s, _| s == 200).await;
     assert_eq!(body, "s3cret");
-    let listed: Vec<serde_json::Value> = http
-        .get(format!("{url}system/functions"))
-        .basic_auth("admin", Some("pw"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = harness.list().await;
     assert_eq!(listed[0]["availableReplicas"], 1);
     assert!(listed[0]["invocationCount"].as_f64().unwrap() >= 1.0);
 
     // An update starts a new replica and retires the old one.
     deployment.env_vars.clear();
-    assert_eq!(deploy(reqwest::Method::PUT, deployment.clone()).await.unwrap().status(), 200);
+    assert_eq!(harness.deploy(reqwest::Method::PUT, &deployment).await, 200);
     poll(&format!("{url}function/octo-site"), |s, b| s == 200 && b == "<h1>live</h1>").await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_under(&runtime_root).iter().filter(|p| p.contains(" run ")).count() > 1 {
-        assert!(Instant::now() < deadline, "the old replica was not stopped: {:?}", processes_under(&runtime_root));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    harness.wait_for_replicas(1).await;
 
     // What cannot start says why.
-    let broken =
-        FunctionDeployment { service: "octo-files".into(), image: no_command, ..FunctionDeployment::default() };
-    assert_eq!(deploy(reqwest::Method::POST, broken).await.unwrap().status(), 202);
-    let (status, body) = poll(&format!("{url}function/octo-files"), |_, b| !b.contains("is starting")).await;
-    assert_eq!(status, 503);
-    assert!(body.contains("neither an entrypoint nor a command"), "{body}");
+    let broken = FunctionDeployment {
+        service: "octo-files".into(),
+        image: harness.no_command.clone(),
+        ..FunctionDeployment::default()
+    };
+    harness.assert_cannot_start(&broken, "neither an entrypoint nor a command").await;
     let missing = FunctionDeployment {
         service: "octo-secretive".into(),
-        image: image.clone(),
+        image: harness.image.clone(),
         secrets: vec!["nope".into()],
         ..FunctionDeployment::default()
     };
-    assert_eq!(deploy(reqwest::Method::POST, missing).await.unwrap().status(), 202);
-    let (status, body) = poll(&format!("{url}function/octo-secretive"), |_, b| !b.contains("is starting")).await;
-    assert_eq!(status, 503);
-    assert!(body.contains("secret nope does not exist"), "{body}");
+    harness.assert_cannot_start(&missing, "secret nope does not exist").await;
 
     // Delete stops the replica; stopping the gateway stops the rest.
     let delete = serde_json::json!({"functionName": "octo-site"});
-    let deleted =
-        http.delete(format!("{url}system/functions")).basic_auth("admin", Some("pw")).json(&delete).send().await;
-    assert_eq!(deleted.unwrap().status(), 200);
+    let deleted = harness.http.delete(format!("{url}system/functions")).basic_auth("admin", Some("pw")).json(&delete);
+    assert_eq!(deleted.send().await.unwrap().status(), 200);
     assert_eq!(reqwest::get(format!("{url}function/octo-site")).await.unwrap().status(), 404);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !processes_under(&runtime_root).is_empty() {
-        assert!(Instant::now() < deadline, "left running: {:?}", processes_under(&runtime_root));
+    while !processes_under(&harness.runtime_root).is_empty() {
+        assert!(Instant::now() < deadline, "left running: {:?}", processes_under(&harness.runtime_root));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    gateway.stop_functions().await;
-    assert!(processes_under(&runtime_root).is_empty());
-    drop(registry);
+    harness.gateway.stop_functions().await;
+    assert!(processes_under(&harness.runtime_root).is_empty());
+    drop(harness.registry);
+    drop(harness.dir);
 }

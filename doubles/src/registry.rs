@@ -98,6 +98,18 @@ impl RegistryProcess {
     pub fn client(&self) -> RegistryClient {
         RegistryClient::new(&self.host_port())
     }
+
+    /// SIGTERM, so it finishes what it is writing; killed (when dropped) if it has not exited within `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        let _ = tokio::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().await;
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for RegistryProcess {

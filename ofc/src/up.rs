@@ -1,6 +1,7 @@
 //! `ofc up`: the whole pipeline on one machine. The gateway, the GitHub double and the git server run in this
 //! process; the registry, of-builder and every function of the repository's `stack.yml` run as child processes,
-//! configured from stack.yml exactly as OpenFaaS would configure them. Ctrl-C or SIGTERM stops every child.
+//! configured from stack.yml exactly as OpenFaaS would configure them. Ctrl-C or SIGTERM stops every part
+//! ([`LocalStack::shutdown`]): the gateway drains, then every child gets SIGTERM and, after a bounded wait, SIGKILL.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,14 +10,24 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use doubles::git_server::GitServer;
+use doubles::github_double::{GitHubDouble, RunningDouble};
+use doubles::registry::RegistryProcess;
 use shared::stack::Stack;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::gateway::{Gateway, GatewayConfig};
+use crate::process::{free_port, ChildProcess};
 use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
 use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
-use doubles::git_server::GitServer;
-use doubles::github_double::GitHubDouble;
-use doubles::registry::RegistryProcess;
+
+/// How long the gateway may take to finish the requests under way once it stops accepting.
+const GATEWAY_DRAIN: Duration = Duration::from_secs(10);
+/// How long a child may take to exit after SIGTERM before it is killed.
+const CHILD_GRACE: Duration = Duration::from_secs(10);
+/// How long of-builder and each function may take to answer their health check.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 
 /// What `ofc up` is started with.
 #[derive(Debug, Clone)]
@@ -31,25 +42,34 @@ pub struct UpOptions {
     pub run_functions: bool,
 }
 
-/// A child process, killed (with its process group) when dropped.
-struct ChildProcess {
-    name: String,
-    child: tokio::process::Child,
+/// The running stack, until [`LocalStack::shutdown`].
+pub struct LocalStack {
+    state: StateDir,
+    endpoints: Endpoints,
+    run_functions: bool,
+    gateway: Gateway,
+    /// Tells the gateway's server to stop accepting and drain.
+    gateway_stop: oneshot::Sender<()>,
+    gateway_server: JoinHandle<()>,
+    /// Replays the async queue; aborted at shutdown (what it had not finished stays on disk).
+    worker: JoinHandle<()>,
+    /// of-builder and the stack's functions, with the port each listens on.
+    children: Vec<(ChildProcess, u16)>,
+    registry: RegistryProcess,
+    /// Served in this process until dropped.
+    _github: RunningDouble,
+    _git: GitServer,
 }
 
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            tracing::debug!(name = %self.name, pid, "stopping");
-            // SIGTERM first, so functions drain; the kill below makes sure.
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-        }
-        let _ = self.child.start_kill();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// The state folder, ready, and what an earlier run left.
+struct Prepared {
+    state: StateDir,
+    public_key: String,
+    user: String,
+    password: String,
+    /// Where the parts listened last time: a restart keeps the ports, because queued calls carry clone URLs, and
+    /// deployments carry image names, that name them.
+    previous: Option<Endpoints>,
 }
 
 fn require_tool(tool: &str, package: &str) -> anyhow::Result<()> {
@@ -59,6 +79,20 @@ fn require_tool(tool: &str, package: &str) -> anyhow::Result<()> {
         bail!("`{tool}` is not installed: install it with `apt-get install {package}`");
     }
     Ok(())
+}
+
+/// The port of `url` (as kept in endpoints.json) when it is free again, otherwise any free port.
+fn reuse(url: Option<&str>) -> anyhow::Result<std::net::TcpListener> {
+    let port = url.and_then(|u| u.trim_end_matches('/').rsplit(':').next()).and_then(|p| p.parse::<u16>().ok());
+    if let Some(listener) = port.and_then(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()) {
+        return Ok(listener);
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
+}
+
+fn into_tokio(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(listener)?)
 }
 
 async fn wait_healthy(name: &str, address: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -79,13 +113,105 @@ async fn wait_healthy(name: &str, address: SocketAddr, path: &str, timeout: Dura
 
 /// Starts everything, prints where it listens, and runs until `shutdown` completes.
 pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let stack = LocalStack::start(&options).await?;
+    stack.print_summary();
+    shutdown.await;
+    println!("stopping");
+    stack.shutdown().await;
+    Ok(())
+}
+
+impl LocalStack {
+    /// Starts every part, in order, and waits until of-builder and the functions answer.
+    pub async fn start(options: &UpOptions) -> anyhow::Result<Self> {
+        let stack = check_prerequisites(options)?;
+        let gateway_address: SocketAddr = ([127, 0, 0, 1], options.gateway_port).into();
+        let gateway_listener = tokio::net::TcpListener::bind(gateway_address).await.with_context(|| {
+            format!("port {} is in use: stop what listens there or pass --gateway-port", options.gateway_port)
+        })?;
+        let prepared = prepare_state(&options.state)?;
+        let registry = start_registry(&prepared).await?;
+        let (github, git) = start_doubles(&prepared)?;
+        let gateway_url = format!("http://{gateway_address}/");
+        let (gateway, gateway_stop, gateway_server, worker) =
+            start_gateway(options, &prepared, gateway_listener).await?;
+        let builder = start_builder(options, &prepared)?;
+        let endpoints = Endpoints {
+            gateway: gateway_url,
+            github_api: github.url(),
+            registry: registry.host_port(),
+            builder: format!("http://127.0.0.1:{}/", builder.1),
+            git: git.url(),
+        };
+        let mut children = vec![builder];
+        children.extend(start_functions(options, &stack, &prepared.state, &endpoints, &gateway)?);
+        wait_ready(&children).await?;
+        prepared.state.write_endpoints(&endpoints)?;
+        Ok(Self {
+            state: prepared.state,
+            endpoints,
+            run_functions: options.run_functions,
+            gateway,
+            gateway_stop,
+            gateway_server,
+            worker,
+            children,
+            registry,
+            _github: github,
+            _git: git,
+        })
+    }
+
+    /// Where every part listens, and how to use the stack.
+    pub fn print_summary(&self) {
+        let endpoints = &self.endpoints;
+        println!("OpenFaaS Cloud is up (state in {})", self.state.root.display());
+        println!("  gateway      {}", endpoints.gateway);
+        println!("  github api   {}", endpoints.github_api);
+        println!("  git server   {}", endpoints.git);
+        println!("  registry     {}", endpoints.registry);
+        println!("  of-builder   {}", endpoints.builder);
+        if self.run_functions {
+            println!(
+                "  functions    deployed functions run with `buildah run` (chroot isolation), FROM {WATCHDOG_IMAGE}; \
+                 their secrets are read from {}",
+                self.state.function_secrets().display()
+            );
+        } else {
+            println!("  functions    deployed functions are recorded, not run (--runtime none)");
+        }
+        for (child, port) in self.children.iter().filter(|(c, _)| c.name() != "of-builder") {
+            let name = child.name();
+            println!("  {name:<12} http://127.0.0.1:{port}/  ({}function/{name})", endpoints.gateway);
+        }
+        println!(
+            "logs in {}; push a repository with `ofc push PATH`; Ctrl-C stops everything",
+            self.state.logs().display()
+        );
+    }
+
+    /// Stops accepting calls and drains the gateway (bounded), stops the queue worker and the replicas, then each
+    /// child: SIGTERM, a bounded wait, SIGKILL.
+    pub async fn shutdown(mut self) {
+        let _ = self.gateway_stop.send(());
+        if tokio::time::timeout(GATEWAY_DRAIN, &mut self.gateway_server).await.is_err() {
+            tracing::warn!(seconds = GATEWAY_DRAIN.as_secs(), "the gateway did not drain in time");
+            self.gateway_server.abort();
+        }
+        self.worker.abort();
+        let _ = self.worker.await;
+        self.gateway.stop_functions().await;
+        let stops = self.children.iter_mut().map(|(child, _)| child.stop(CHILD_GRACE));
+        futures_util::future::join_all(stops).await;
+        self.registry.stop(CHILD_GRACE).await;
+    }
+}
+
+/// The tools, stack.yml and the workspace's binaries that `ofc up` needs; the stack.
+fn check_prerequisites(options: &UpOptions) -> anyhow::Result<Stack> {
     for (tool, package) in [("git", "git"), ("buildah", "buildah"), ("docker-registry", "docker-registry")] {
         require_tool(tool, package)?;
     }
-    let gateway_address: SocketAddr = ([127, 0, 0, 1], options.gateway_port).into();
-    let gateway_listener = tokio::net::TcpListener::bind(gateway_address).await.with_context(|| {
-        format!("port {} is in use: stop what listens there or pass --gateway-port", options.gateway_port)
-    })?;
     let stack = Stack::read(&options.repository)
         .with_context(|| format!("{}/stack.yml cannot be used", options.repository.display()))?;
     for name in stack.functions.keys().map(String::as_str).chain(["of-builder", "ofc-watchdog"]) {
@@ -94,48 +220,53 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
             bail!("{} is missing: build the workspace first (`cargo build --workspace --bins`)", binary.display());
         }
     }
-    let state = StateDir::new(&options.state);
+    Ok(stack)
+}
+
+fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
+    let state = StateDir::new(root);
     let public_key = state.prepare().context("the state folder cannot be prepared")?;
     let user = state.secret("basic-auth-user")?;
     let password = state.secret("basic-auth-password")?;
-
-    // A restart keeps the ports it had: queued calls carry clone URLs, and deployments carry image names, that
-    // name them.
     let previous = state.endpoints().ok();
-    let reuse = |url: Option<&str>| -> anyhow::Result<std::net::TcpListener> {
-        let port = url.and_then(|u| u.trim_end_matches('/').rsplit(':').next()).and_then(|p| p.parse::<u16>().ok());
-        if let Some(listener) = port.and_then(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()) {
-            return Ok(listener);
-        }
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
-    };
-    let registry_port = {
-        let listener = reuse(previous.as_ref().map(|e| e.registry.as_str()))?;
-        listener.local_addr()?.port()
-    };
-    let registry = RegistryProcess::start_on(
+    Ok(Prepared { state, public_key, user, password, previous })
+}
+
+async fn start_registry(prepared: &Prepared) -> anyhow::Result<RegistryProcess> {
+    let port = reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?.local_addr()?.port();
+    let state = &prepared.state;
+    RegistryProcess::start_on(
         &state.root.join("registry"),
-        ([127, 0, 0, 1], registry_port).into(),
+        ([127, 0, 0, 1], port).into(),
         Some(&state.logs().join("registry.log")),
     )
     .await
-    .context("the registry did not start")?;
+    .context("the registry did not start")
+}
 
-    let github = GitHubDouble::new(APP_ID, &public_key);
+/// The GitHub API double (knowing the App and its one installation) and the git server, in this process.
+fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServer)> {
+    let github = GitHubDouble::new(APP_ID, &prepared.public_key);
     github.add_installation(INSTALLATION_ID, "*");
-    let into_tokio = |listener: std::net::TcpListener| -> anyhow::Result<tokio::net::TcpListener> {
-        listener.set_nonblocking(true)?;
-        Ok(tokio::net::TcpListener::from_std(listener)?)
-    };
-    let github = github.serve(into_tokio(reuse(previous.as_ref().map(|e| e.github_api.as_str()))?)?)?;
-    let git = GitServer::serve(into_tokio(reuse(previous.as_ref().map(|e| e.git.as_str()))?)?, &state.repos())?;
+    let previous = prepared.previous.as_ref();
+    let github = github.serve(into_tokio(reuse(previous.map(|e| e.github_api.as_str()))?)?)?;
+    let git = GitServer::serve(into_tokio(reuse(previous.map(|e| e.git.as_str()))?)?, &prepared.state.repos())?;
+    Ok((github, git))
+}
 
-    // Templates start FROM the watchdog image, which no registry here can serve: it goes into the builder's storage.
+/// The base image templates start FROM (into the builder's storage: no registry here can serve it), then the
+/// gateway with its queue worker and the recorded deployments.
+async fn start_gateway(
+    options: &UpOptions,
+    prepared: &Prepared,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>, JoinHandle<()>)> {
+    let state = &prepared.state;
     let builder_storage = BuildahStorage { root: state.root.join("buildah") };
     build_watchdog_image(&builder_storage, &options.binaries.join("ofc-watchdog"))
         .await
         .with_context(|| format!("the base image {WATCHDOG_IMAGE} could not be built"))?;
-    let mut gateway_config = GatewayConfig::new(&state.root, &user, &password);
+    let mut config = GatewayConfig::new(&state.root, &prepared.user, &prepared.password);
     if options.run_functions {
         let runtime = FunctionRuntime::new(RuntimeConfig {
             root: state.root.join("runtime"),
@@ -145,88 +276,78 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
             start_timeout: Duration::from_secs(30),
         })?;
         runtime.remove_leftovers().await;
-        gateway_config.runtime = Some(std::sync::Arc::new(runtime));
+        config.runtime = Some(std::sync::Arc::new(runtime));
     }
-    let gateway = Gateway::new(gateway_config)?;
-    let gateway_url = format!("http://{gateway_address}/");
+    let gateway = Gateway::new(config)?;
+    let (stop, stopped) = oneshot::channel::<()>();
     let router = gateway.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(gateway_listener, router).await;
+    let server = tokio::spawn(async move {
+        let serving = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the gateway stopped");
+        }
     });
-    gateway.spawn_worker();
+    let worker = gateway.spawn_worker();
     gateway.start_deployed();
+    Ok((gateway, stop, server, worker))
+}
 
-    let mut children = Vec::new();
-    let builder_port = reuse(previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
-    let builder_url = format!("http://127.0.0.1:{builder_port}/");
-    let builder_env = BTreeMap::from([
-        ("port".to_owned(), builder_port.to_string()),
+/// of-builder, on the port it had last time when that is free.
+fn start_builder(options: &UpOptions, prepared: &Prepared) -> anyhow::Result<(ChildProcess, u16)> {
+    let state = &prepared.state;
+    let port = reuse(prepared.previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
+    let env = BTreeMap::from([
+        ("port".to_owned(), port.to_string()),
         ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
         ("builder_backend".to_owned(), "buildah".to_owned()),
         ("registry_insecure".to_owned(), "true".to_owned()),
         ("buildah_root".to_owned(), state.root.join("buildah").display().to_string()),
     ]);
-    children.push(spawn(&options.binaries.join("of-builder"), "of-builder", &builder_env, &state)?);
+    Ok((spawn(&options.binaries.join("of-builder"), "of-builder", &env, state)?, port))
+}
 
+/// Every function of stack.yml, configured as stack.yml says and pointed at the local parts, routed by the gateway.
+fn start_functions(
+    options: &UpOptions,
+    stack: &Stack,
+    state: &StateDir,
+    endpoints: &Endpoints,
+    gateway: &Gateway,
+) -> anyhow::Result<Vec<(ChildProcess, u16)>> {
+    let gateway_url = &endpoints.gateway;
     let overrides = BTreeMap::from([
         ("gateway_url".to_owned(), gateway_url.clone()),
         ("gateway_public_url".to_owned(), gateway_url.clone()),
-        ("github_api_url".to_owned(), github.url()),
-        ("builder_url".to_owned(), builder_url.clone()),
-        ("repository_url".to_owned(), registry.host_port()),
+        ("github_api_url".to_owned(), endpoints.github_api.clone()),
+        ("builder_url".to_owned(), endpoints.builder.clone()),
+        ("repository_url".to_owned(), endpoints.registry.clone()),
         ("audit_url".to_owned(), format!("{gateway_url}function/audit-event")),
         ("report_status".to_owned(), "true".to_owned()),
         ("validate_customers".to_owned(), "false".to_owned()),
         ("github_app_id".to_owned(), APP_ID.to_owned()),
         ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
     ]);
-    let mut ports = Vec::new();
+    let mut children = Vec::new();
     for (name, function) in &stack.functions {
         let mut env =
             function.resolved_environment(name, &options.repository).map_err(|e| anyhow::anyhow!("stack.yml: {e}"))?;
         env.extend(overrides.clone());
         let port = free_port()?;
         env.insert("port".into(), port.to_string());
-        children.push(spawn(&options.binaries.join(name), name, &env, &state)?);
+        children.push((spawn(&options.binaries.join(name), name, &env, state)?, port));
         gateway.set_route(name, &format!("http://127.0.0.1:{port}/"));
-        ports.push((name.clone(), port));
     }
-    wait_healthy("of-builder", ([127, 0, 0, 1], builder_port).into(), "/healthz", Duration::from_secs(30)).await?;
-    for (name, port) in &ports {
-        wait_healthy(name, ([127, 0, 0, 1], *port).into(), "/_/health", Duration::from_secs(30)).await?;
+    Ok(children)
+}
+
+/// Waits until of-builder and every function answer their health check.
+async fn wait_ready(children: &[(ChildProcess, u16)]) -> anyhow::Result<()> {
+    for (child, port) in children {
+        let path = if child.name() == "of-builder" { "/healthz" } else { "/_/health" };
+        wait_healthy(child.name(), ([127, 0, 0, 1], *port).into(), path, HEALTHY_WITHIN).await?;
     }
-    let endpoints = Endpoints {
-        gateway: gateway_url.clone(),
-        github_api: github.url(),
-        registry: registry.host_port(),
-        builder: builder_url,
-        git: git.url(),
-    };
-    state.write_endpoints(&endpoints)?;
-    println!("OpenFaaS Cloud is up (state in {})", state.root.display());
-    println!("  gateway      {}", endpoints.gateway);
-    println!("  github api   {}", endpoints.github_api);
-    println!("  git server   {}", endpoints.git);
-    println!("  registry     {}", endpoints.registry);
-    println!("  of-builder   {}", endpoints.builder);
-    if options.run_functions {
-        println!(
-            "  functions    deployed functions run with `buildah run` (chroot isolation), FROM {WATCHDOG_IMAGE}; \
-             their secrets are read from {}",
-            state.function_secrets().display()
-        );
-    } else {
-        println!("  functions    deployed functions are recorded, not run (--runtime none)");
-    }
-    for (name, port) in &ports {
-        println!("  {name:<12} http://127.0.0.1:{port}/  ({gateway_url}function/{name})");
-    }
-    println!("logs in {}; push a repository with `ofc push PATH`; Ctrl-C stops everything", state.logs().display());
-    shutdown.await;
-    println!("stopping");
-    gateway.stop_functions().await;
-    drop(children);
-    drop(registry);
     Ok(())
 }
 
@@ -243,6 +364,5 @@ fn spawn(binary: &Path, name: &str, env: &BTreeMap<String, String>, state: &Stat
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
-    let child = command.spawn().with_context(|| format!("{} cannot start", binary.display()))?;
-    Ok(ChildProcess { name: name.to_owned(), child })
+    ChildProcess::spawn(name, &mut command, false).with_context(|| format!("{} cannot start", binary.display()))
 }

@@ -23,9 +23,9 @@ use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, Runt
 use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
 
 /// How long the gateway may take to finish the requests under way once it stops accepting.
-const GATEWAY_DRAIN: Duration = Duration::from_secs(10);
+const GATEWAY_DRAIN: Duration = Duration::from_secs(3);
 /// How long a child may take to exit after SIGTERM before it is killed.
-const CHILD_GRACE: Duration = Duration::from_secs(10);
+const CHILD_GRACE: Duration = Duration::from_secs(5);
 /// How long of-builder and each function may take to answer their health check.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 

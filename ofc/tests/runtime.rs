@@ -77,10 +77,8 @@ async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
     let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");
     config.runtime = Some(Arc::new(runtime));
     let gateway = Gateway::new(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let router = gateway.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let served = testkit::ServedFunction::serve(gateway.router()).await;
+    let url = served.url();
     let http = reqwest::Client::new();
     let deploy = |method: reqwest::Method, deployment: FunctionDeployment| {
         http.request(method, format!("{url}system/functions")).basic_auth("admin", Some("pw")).json(&deployment).send()

@@ -48,6 +48,24 @@ async fn poll(url: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
     }
 }
 
+/// A gateway whose runtime runs replicas under `dir/runtime`, with the secret `api-key` to hand them.
+fn gateway_with_runtime(dir: &Path) -> Gateway {
+    let secrets = dir.join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("api-key"), "s3cret").unwrap();
+    let runtime = FunctionRuntime::new(RuntimeConfig {
+        root: dir.join("runtime"),
+        logs: dir.join("logs"),
+        secrets,
+        insecure_registry: true,
+        start_timeout: Duration::from_secs(20),
+    })
+    .unwrap();
+    let mut config = GatewayConfig::new(&dir.join("gateway"), "admin", "pw");
+    config.runtime = Some(Arc::new(runtime));
+    Gateway::new(config).unwrap()
+}
+
 #[tokio::test]
 async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,20 +81,7 @@ async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
     let no_command = push_image(&builder, &registry.host_port(), "scratch", "files:1", &site).await;
 
     let runtime_root = dir.path().join("runtime");
-    let secrets = dir.path().join("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    std::fs::write(secrets.join("api-key"), "s3cret").unwrap();
-    let runtime = FunctionRuntime::new(RuntimeConfig {
-        root: runtime_root.clone(),
-        logs: dir.path().join("logs"),
-        secrets,
-        insecure_registry: true,
-        start_timeout: Duration::from_secs(20),
-    })
-    .unwrap();
-    let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");
-    config.runtime = Some(Arc::new(runtime));
-    let gateway = Gateway::new(config).unwrap();
+    let gateway = gateway_with_runtime(dir.path());
     let served = testkit::ServedFunction::serve(gateway.router()).await;
     let url = served.url();
     let http = reqwest::Client::new();

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use doubles::registry::RegistryProcess;
 use shared::build::{BuildConfig, BuildResult, BuildStatus};
 use shared::signature::sign_sha256;
+use testkit::ports::free_port;
 
-use crate::process::{free_port, peak_rss_kib, rss_kib, Child};
+use crate::process::{peak_rss_kib, rss_kib, Child};
 use crate::stats::Summary;
 
 const PAYLOAD_SECRET: &str = "bench-payload-secret";
@@ -32,7 +33,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
     let registry = RegistryProcess::start(&dir.path().join("registry")).await?;
     std::fs::create_dir_all(dir.path().join("secrets"))?;
     std::fs::write(dir.path().join("secrets/payload-secret"), PAYLOAD_SECRET)?;
-    let port = free_port()?;
+    let port = free_port();
     let child = Child::spawn(
         &binaries.join("of-builder"),
         &[

@@ -43,7 +43,7 @@ pub fn run(binaries: &Path) -> anyhow::Result<()> {
          targets < 15 MB, git-tar < 40 MB)"
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/build-images");
-    let port = crate::process::free_port()?;
+    let port = testkit::ports::free_port();
     let output = Command::new(&script)
         .env("REGISTRY_PORT", port.to_string())
         .env("BINARIES", binaries)

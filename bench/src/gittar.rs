@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,21 +12,14 @@ use axum::response::IntoResponse;
 use doubles::git_server::GitServer;
 use shared::event::{Owner, PushEvent, Repository};
 use shared::signature::sign_sha256;
+use testkit::git::{commit, git, init_repo};
+use testkit::ports::free_port;
+use testkit::ServedFunction;
 
-use crate::process::{free_port, peak_rss_kib, rss_kib, Child};
+use crate::process::{peak_rss_kib, rss_kib, Child};
 use crate::stats::Summary;
 
 const PAYLOAD_SECRET: &str = "bench-payload-secret";
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()?;
-    anyhow::ensure!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
 
 /// Makes `<root>/bench/<name>.git` with `functions` dockerfile functions, one of them holding `big_bytes` of data.
 fn make_repo(root: &Path, name: &str, functions: usize, big_bytes: usize) -> anyhow::Result<String> {
@@ -45,19 +37,16 @@ fn make_repo(root: &Path, name: &str, functions: usize, big_bytes: usize) -> any
         std::fs::write(work.path().join("fn0/big.bin"), data)?;
     }
     std::fs::write(work.path().join("stack.yml"), stack)?;
-    git(work.path(), &["init", "-q", "-b", "main"])?;
-    git(work.path(), &["add", "-A"])?;
-    git(work.path(), &["commit", "-q", "-m", "bench"])?;
+    init_repo(work.path());
+    let sha = commit(work.path(), "bench");
     let bare = root.join("bench").join(format!("{name}.git"));
     std::fs::create_dir_all(root.join("bench"))?;
-    git(root, &["clone", "-q", "--bare", work.path().to_str().unwrap_or_default(), bare.to_str().unwrap_or_default()])?;
-    git(work.path(), &["rev-parse", "HEAD"])
+    git(root, &["clone", "-q", "--bare", work.path().to_str().unwrap_or_default(), bare.to_str().unwrap_or_default()]);
+    Ok(sha)
 }
 
 /// A gateway that reads each tar whole, answers at once, and notes when the last one arrived.
-async fn gateway(last_tar: Arc<Mutex<Option<Instant>>>) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
+async fn gateway(last_tar: Arc<Mutex<Option<Instant>>>) -> ServedFunction {
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
         let last_tar = last_tar.clone();
         async move {
@@ -72,9 +61,7 @@ async fn gateway(last_tar: Arc<Mutex<Option<Instant>>>) -> anyhow::Result<Socket
             StatusCode::OK.into_response()
         }
     });
-    let app = app.layer(axum::extract::DefaultBodyLimit::disable());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(address)
+    ServedFunction::serve(app.layer(axum::extract::DefaultBodyLimit::disable())).await
 }
 
 pub async fn run(binaries: &Path) -> anyhow::Result<()> {
@@ -83,16 +70,16 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
     let small = make_repo(root.path(), "three", 3, 0)?;
     let big = make_repo(root.path(), "big", 1, 100 << 20)?;
     let last_tar = Arc::new(Mutex::new(None));
-    let gateway = gateway(last_tar.clone()).await?;
+    let gateway = gateway(last_tar.clone()).await;
     let secrets = tempfile::tempdir()?;
     std::fs::write(secrets.path().join("payload-secret"), PAYLOAD_SECRET)?;
-    let port = free_port()?;
+    let port = free_port();
     let child = Child::spawn(
         &binaries.join("git-tar"),
         &[
             ("port", port.to_string()),
             ("secret_mount_path", secrets.path().display().to_string()),
-            ("gateway_url", format!("http://{gateway}/")),
+            ("gateway_url", gateway.url()),
             ("repository_url", "127.0.0.1:5000".into()),
             ("PATH", std::env::var("PATH").unwrap_or_default()),
             ("RUST_LOG", "warn".into()),

@@ -10,36 +10,35 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
+use testkit::ports::free_port;
+use testkit::ServedFunction;
 
 use crate::load::{fixed_rate, saturate, MakeRequest};
-use crate::process::{cpu_time, free_port, rss_kib, Child};
+use crate::process::{cpu_time, rss_kib, Child};
 use crate::stats::Summary;
 
 const PUSH: &str = include_str!("../../functions/gh-push/tests/fixtures/push.json");
 const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 
 /// A gateway that answers every async call with 202 at once, so gh-push alone is measured.
-async fn null_gateway() -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
+async fn null_gateway() -> ServedFunction {
     let app =
         axum::Router::new().fallback(|| async { (StatusCode::ACCEPTED, [("x-call-id", "bench")]).into_response() });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(address)
+    ServedFunction::serve(app).await
 }
 
 pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
-    let gateway = null_gateway().await?;
+    let gateway = null_gateway().await;
     let secrets = tempfile::tempdir()?;
     std::fs::write(secrets.path().join("github-webhook-secret"), WEBHOOK_SECRET)?;
     std::fs::write(secrets.path().join("payload-secret"), "bench-payload-secret")?;
-    let port = free_port()?;
+    let port = free_port();
     let gh_push = Child::spawn(
         &binaries.join("gh-push"),
         &[
             ("port", port.to_string()),
             ("secret_mount_path", secrets.path().display().to_string()),
-            ("gateway_url", format!("http://{gateway}/")),
+            ("gateway_url", gateway.url()),
             ("RUST_LOG", "warn".into()),
         ],
     )?;

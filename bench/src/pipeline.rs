@@ -5,18 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::git::{commit, init_repo};
+use testkit::process::ProcessGuard;
+
 use crate::stats::Summary;
 
+/// A running `ofc up`, stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
 struct Up {
-    child: std::process::Child,
+    _child: ProcessGuard,
     state: tempfile::TempDir,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
 }
 
 fn up(binaries: &Path) -> anyhow::Result<Up> {
@@ -24,14 +21,14 @@ fn up(binaries: &Path) -> anyhow::Result<Up> {
 }
 
 /// A running `ofc up` (stopped when dropped).
-pub fn start_stack(binaries: &Path) -> anyhow::Result<impl Drop> {
+pub fn start_stack(binaries: &Path) -> anyhow::Result<impl Sized> {
     up(binaries)
 }
 
 /// `ofc up`; with `timings`, every part logs JSON at info level (ofc's own log in `ofc.log` of the state folder).
 fn up_with(binaries: &Path, timings: bool) -> anyhow::Result<Up> {
     let state = tempfile::tempdir()?;
-    let port = crate::process::free_port()?;
+    let port = testkit::ports::free_port();
     let mut command = Command::new(binaries.join("ofc"));
     command
         .args(["up", "--state", &state.path().display().to_string(), "--gateway-port", &port.to_string()])
@@ -44,25 +41,13 @@ fn up_with(binaries: &Path, timings: bool) -> anyhow::Result<Up> {
     } else {
         command.env("RUST_LOG", "warn").stderr(Stdio::null());
     }
-    let child = command.spawn()?;
-    let up = Up { child, state };
+    let up = Up { _child: ProcessGuard::spawn(&mut command)?, state };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !up.state.path().join("endpoints.json").exists() {
         anyhow::ensure!(Instant::now() < deadline, "ofc up did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(up)
-}
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("git")
-        .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "git {args:?} failed");
-    Ok(())
 }
 
 /// A copy of `examples/hello` named `name`, as its own repository, with `marker` making its content unique.
@@ -72,9 +57,8 @@ fn example(parent: &Path, name: &str, marker: &str) -> anyhow::Result<PathBuf> {
     let status = Command::new("cp").arg("-r").arg(&source).arg(&repo).status()?;
     anyhow::ensure!(status.success(), "cp failed");
     std::fs::write(repo.join("hello/marker.txt"), marker)?;
-    git(&repo, &["init", "-q", "-b", "main"])?;
-    git(&repo, &["add", "-A"])?;
-    git(&repo, &["commit", "-q", "-m", "bench"])?;
+    init_repo(&repo);
+    commit(&repo, "bench");
     Ok(repo)
 }
 
@@ -112,8 +96,7 @@ pub fn push_to_live(binaries: &Path) -> anyhow::Result<()> {
     for run in 0..5 {
         // A new commit whose build contexts are unchanged: every build is a cache hit, every function an update.
         std::fs::write(repo.join("NOTES.md"), format!("run {run}\n"))?;
-        git(&repo, &["add", "-A"])?;
-        git(&repo, &["commit", "-q", "-m", "notes"])?;
+        commit(&repo, "notes");
         warm.push(timed_push(binaries, &up, &repo)?);
     }
     println!("push to live (ofc push of examples/hello, 2 functions, send → stack-deploy success)");
@@ -185,12 +168,7 @@ pub fn overhead(binaries: &Path, runs: usize) -> anyhow::Result<()> {
     for run in 0..runs {
         // Outside every function's build context: the builds are cache hits.
         std::fs::write(repo.join("NOTES.md"), format!("run {run}\n"))?;
-        git(&repo, &["add", "-A"])?;
-        git(&repo, &["commit", "-q", "-m", "notes"])?;
-        let sha =
-            String::from_utf8(Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&repo).output()?.stdout)?
-                .trim()
-                .to_owned();
+        let sha = commit(&repo, "notes");
         timed_push(binaries, &up, &repo)?;
         let arrival = log_lines(&up.state.path().join("ofc.log"), "invoked")?
             .into_iter()

@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed when dropped, so a failed benchmark leaves nothing behind.
-pub struct Child(std::process::Child);
+use testkit::process::ProcessGuard;
+
+/// A child process stopped when dropped, so a failed benchmark leaves nothing behind.
+pub struct Child(ProcessGuard);
 
 impl Child {
     pub fn spawn(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
@@ -28,7 +30,7 @@ impl Child {
         for (name, value) in env {
             command.env(name, value);
         }
-        Ok(Self(command.spawn()?))
+        Ok(Self(ProcessGuard::spawn(&mut command)?))
     }
 
     pub fn pid(&self) -> u32 {
@@ -52,17 +54,6 @@ impl Child {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn status_field(pid: u32, field: &str) -> anyhow::Result<u64> {

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use doubles::github_double::{AppKey, GitHubDouble};
 use shared::event::{CommitStatus, StatusEvent, StatusReport, StatusState};
 use shared::signature::sign_sha256;
+use testkit::ports::free_port;
 
-use crate::process::{free_port, rss_kib, Child};
+use crate::process::{rss_kib, Child};
 use crate::stats::Summary;
 
 const PAYLOAD_SECRET: &str = "bench-payload-secret";
@@ -20,7 +21,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
     let secrets = tempfile::tempdir()?;
     std::fs::write(secrets.path().join("payload-secret"), PAYLOAD_SECRET)?;
     std::fs::write(secrets.path().join("private-key"), &key.private_pem)?;
-    let port = free_port()?;
+    let port = free_port();
     let child = Child::spawn(
         &binaries.join("github-status"),
         &[

@@ -10,8 +10,9 @@ use of_builder::{BackendKind, Config};
 use serde_json::Value;
 use shared::build::{BuildConfig, BuildResult, BuildStatus};
 use shared::config::{CommonConfig, Secret};
-use shared::server::{serve, with_runtime, ServerConfig};
+use shared::server::ServerConfig;
 use shared::signature::sign_sha256;
+use testkit::ServedFunction;
 
 const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
 
@@ -20,7 +21,7 @@ struct Harness {
     registry: RegistryProcess,
     http: reqwest::Client,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _served: ServedFunction,
 }
 
 async fn start(max_context_bytes: u64) -> Harness {
@@ -41,14 +42,15 @@ async fn start(max_context_bytes: u64) -> Harness {
         build_timeout: Duration::from_secs(120),
         server: ServerConfig::for_tests(max_context_bytes + (16 << 20)),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let server = config.server.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, with_runtime(of_builder::app(config), &server), async {
-        let _ = stopped.await;
-    }));
-    Harness { address, registry, http: reqwest::Client::new(), _dirs: (registry_dir, buildah_dir), _stop: stop }
+    let served = ServedFunction::start_with(of_builder::app(config), &server).await;
+    Harness {
+        address: served.address,
+        registry,
+        http: reqwest::Client::new(),
+        _dirs: (registry_dir, buildah_dir),
+        _served: served,
+    }
 }
 
 /// A build tar: `config` and the given `context/` files.

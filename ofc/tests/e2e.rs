@@ -3,38 +3,24 @@
 //! `cargo test --workspace` builds every function binary next to `ofc` before this runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use doubles::registry::RegistryClient;
 use ofc::state::StateDir;
 use serde_json::Value;
 use shared::openfaas::FunctionStatus;
+use testkit::git::{commit, git, init_repo};
+use testkit::ports::free_port;
+use testkit::process::ProcessGuard;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
 
+/// A running `ofc up`, stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
 struct Stack {
-    child: Child,
+    child: ProcessGuard,
     state: tempfile::TempDir,
     gateway: String,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn up() -> Stack {
@@ -60,7 +46,7 @@ fn up_in(state: tempfile::TempDir, port: u16) -> Stack {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    let mut stack = Stack { child, state, gateway: format!("http://127.0.0.1:{port}/") };
+    let mut stack = Stack { child: ProcessGuard::new(child), state, gateway: format!("http://127.0.0.1:{port}/") };
     let deadline = Instant::now() + Duration::from_secs(90);
     while written(&endpoints) == before {
         if let Some(status) = stack.child.try_wait().unwrap() {
@@ -75,30 +61,13 @@ fn up_in(state: tempfile::TempDir, port: u16) -> Stack {
     stack
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Octo", "-c", "user.email=octo@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 /// The example repository, as its own git repository.
 fn example_repo(parent: &Path) -> PathBuf {
     let repo = parent.join("fns");
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello"), &repo);
-    git(&repo, &["init", "-q", "-b", "main"]);
+    init_repo(&repo);
     commit(&repo, "first");
     repo
-}
-
-fn commit(repo: &Path, message: &str) -> String {
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", message]);
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -288,13 +257,10 @@ async fn a_broken_dockerfile_fails_with_its_reason_and_a_bad_signature_is_refuse
 }
 
 /// Stops `ofc up` as Ctrl-C would, and hands back its state folder.
-fn stop(mut stack: Stack) -> tempfile::TempDir {
-    let _ = Command::new("kill").arg("-TERM").arg(stack.child.id().to_string()).status();
-    let _ = stack.child.wait();
-    let state = tempfile::tempdir().unwrap();
-    let kept = std::mem::replace(&mut stack.state, state);
-    drop(stack);
-    kept
+fn stop(stack: Stack) -> tempfile::TempDir {
+    let Stack { child, state, .. } = stack;
+    let _ = child.stop();
+    state
 }
 
 fn queued_for(state: &Path, function: &str) -> usize {

@@ -5,21 +5,13 @@ use std::time::Duration;
 
 use ofc::gateway::{Gateway, GatewayConfig};
 use shared::openfaas::FunctionDeployment;
-use testkit::{RecordingGateway, Reply};
+use testkit::ports::free_port;
+use testkit::{RecordingGateway, Reply, ServedFunction};
 
-async fn serve(gateway: &Gateway) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = gateway.router();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    (url, stop)
+/// The gateway's router on a loopback port: its URL, and the server, which stops when dropped.
+async fn serve(gateway: &Gateway) -> (String, ServedFunction) {
+    let served = ServedFunction::serve(gateway.router()).await;
+    (served.url(), served)
 }
 
 fn config(state: &std::path::Path) -> GatewayConfig {
@@ -55,11 +47,11 @@ async fn proxies_any_method_path_query_and_headers() {
 #[tokio::test]
 async fn an_async_call_survives_a_restart_and_is_replayed_with_its_headers_and_callback() {
     let state = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = free_port();
     let mut first_config = config(state.path());
     first_config.initial_retry_wait = Duration::from_secs(60);
     let first = Gateway::new(first_config).unwrap();
-    first.set_route("worker", &format!("http://{closed}/"));
+    first.set_route("worker", &format!("http://127.0.0.1:{closed}/"));
     let worker = first.spawn_worker();
     let (url, stop) = serve(&first).await;
     let callback = RecordingGateway::start().await;

@@ -54,6 +54,8 @@ struct Harness {
     registry: RegistryProcess,
     gateway: Gateway,
     /// The gateway's base URL.
+    /// Serves the gateway until the harness is dropped.
+    _served: testkit::ServedFunction,
     url: String,
     /// The runtime's Buildah storage: every replica's process names it.
     runtime_root: std::path::PathBuf,
@@ -92,11 +94,19 @@ async fn start() -> Harness {
     let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");
     config.runtime = Some(Arc::new(runtime));
     let gateway = Gateway::new(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let router = gateway.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Harness { dir, registry, gateway, url, runtime_root, image, no_command, http: reqwest::Client::new() }
+    let served = testkit::ServedFunction::serve(gateway.router()).await;
+    let url = served.url();
+    Harness {
+        dir,
+        registry,
+        gateway,
+        _served: served,
+        url,
+        runtime_root,
+        image,
+        no_command,
+        http: reqwest::Client::new(),
+    }
 }
 
 impl Harness {

@@ -6,6 +6,13 @@
 //!   a stateful `/system/functions` behind basic auth, the one of [`doubles::functions_api`]).
 //! - [`secrets_dir`]: a temporary secrets folder, as OpenFaaS mounts one.
 
+pub mod app;
+pub mod git;
+pub mod ports;
+pub mod process;
+
+pub use app::ServedFunction;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -275,30 +282,6 @@ pub fn secrets_dir(secrets: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(dir.path().join(name), value).expect("write a secret file");
     }
     dir
-}
-
-/// A router served on `127.0.0.1:<random port>` with the function runtime's layers; stops when dropped.
-pub struct ServedFunction {
-    pub address: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl ServedFunction {
-    /// Serves `app` wrapped by `shared::server::with_runtime` with test settings.
-    pub async fn start(app: Router) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let address = listener.local_addr().expect("a bound address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = shared::server::with_runtime(app, &shared::server::ServerConfig::for_tests(32 << 20));
-        tokio::spawn(shared::server::serve(listener, app, async {
-            let _ = stopped.await;
-        }));
-        Self { address, _stop: stop }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/", self.address)
-    }
 }
 
 /// A function's `CommonConfig` for tests: this gateway, no audit, the given payload secret.

@@ -2,19 +2,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Watchdog {
-    child: Child,
-    port: u16,
-}
+use testkit::ports::free_port;
+use testkit::process::ProcessGuard;
 
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+struct Watchdog {
+    _child: ProcessGuard,
+    port: u16,
 }
 
 impl Watchdog {
@@ -24,7 +20,7 @@ impl Watchdog {
 }
 
 fn start(env: &[(&str, &str)]) -> Watchdog {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_ofc-watchdog"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -34,12 +30,13 @@ fn start(env: &[(&str, &str)]) -> Watchdog {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = ProcessGuard::new(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the watchdog did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Watchdog { child, port }
+    Watchdog { _child: child, port }
 }
 
 fn site() -> tempfile::TempDir {

@@ -12,9 +12,10 @@ use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, StatusReport, StatusState};
 use shared::gateway::BasicAuth;
 use shared::openfaas::{FunctionDeployment, FunctionStatus};
-use shared::server::{serve, with_runtime, ServerConfig};
+use shared::server::ServerConfig;
 use shared::signature::sign_sha256;
-use testkit::{RecordingGateway, Reply};
+use testkit::ports::free_port;
+use testkit::{RecordingGateway, Reply, ServedFunction};
 
 const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
@@ -25,16 +26,6 @@ struct Harness {
     registry: RegistryProcess,
     http: reqwest::Client,
     _keep: Vec<Box<dyn std::any::Any + Send>>,
-}
-
-async fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, app, async {
-        let _ = stopped.await;
-    }));
-    (address, stop)
 }
 
 fn common() -> CommonConfig {
@@ -59,14 +50,8 @@ async fn start(builder_reachable: bool) -> Harness {
         build_timeout: Duration::from_secs(120),
         server: ServerConfig::for_tests(32 << 20),
     };
-    let (builder, builder_stop) =
-        serve_on_loopback(with_runtime(of_builder::app(builder_config), &ServerConfig::for_tests(32 << 20))).await;
-    let builder_url = if builder_reachable {
-        format!("http://{builder}/")
-    } else {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        format!("http://127.0.0.1:{port}/")
-    };
+    let builder = ServedFunction::start_with(of_builder::app(builder_config), &ServerConfig::for_tests(32 << 20)).await;
+    let builder_url = if builder_reachable { builder.url() } else { format!("http://127.0.0.1:{}/", free_port()) };
     let gateway = RecordingGateway::with_credentials("admin", "gateway-password").await;
     let mut common = common();
     common.gateway_url = gateway.url().parse().unwrap();
@@ -81,14 +66,13 @@ async fn start(builder_reachable: bool) -> Harness {
         build_timeout: Duration::from_secs(120),
         server: ServerConfig::for_tests(32 << 20),
     };
-    let (address, stop) =
-        serve_on_loopback(with_runtime(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20))).await;
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
     Harness {
-        address,
+        address: served.address,
         gateway,
         registry,
         http: reqwest::Client::new(),
-        _keep: vec![Box::new(registry_dir), Box::new(buildah_dir), Box::new(builder_stop), Box::new(stop)],
+        _keep: vec![Box::new(registry_dir), Box::new(buildah_dir), Box::new(builder), Box::new(served)],
     }
 }
 

@@ -3,11 +3,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gh-push");
+use testkit::ports::free_port;
+use testkit::process::ProcessGuard;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_gh-push");
 
 #[test]
 fn refuses_to_start_without_the_webhook_secret_and_names_it() {
@@ -42,7 +41,7 @@ fn refuses_to_start_with_a_malformed_timeout_and_names_it() {
 fn serves_health_checks_and_stops_on_sigterm() {
     let secrets = testkit::secrets_dir(&[("payload-secret", "p"), ("github-webhook-secret", "w")]);
     let port = free_port();
-    let mut child = Command::new(BINARY)
+    let child = Command::new(BINARY)
         .env_clear()
         .env("secret_mount_path", secrets.path())
         .env("port", port.to_string())
@@ -50,6 +49,7 @@ fn serves_health_checks_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child = ProcessGuard::new(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     let healthy = loop {
         let answer = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut stream| {
@@ -66,15 +66,7 @@ fn serves_health_checks_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(healthy);
-    let terminated = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    assert!(terminated.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "a graceful shutdown exits 0, got {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "gh-push did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // SIGTERM, then SIGKILL after 10 s: a graceful shutdown exits 0 within them.
+    let status = child.stop().unwrap();
+    assert!(status.success(), "gh-push did not stop on SIGTERM with a graceful shutdown (exit 0), got {status}");
 }

@@ -8,9 +8,10 @@ use gh_push::Config;
 use serde_json::Value;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{PushEvent, StatusReport, StatusState};
-use shared::server::{serve, with_runtime, ServerConfig};
+use shared::server::ServerConfig;
 use shared::signature::{sign_sha1, sign_sha256, verify_cloud};
-use testkit::{RecordingGateway, Reply};
+use testkit::ports::free_port;
+use testkit::{RecordingGateway, Reply, ServedFunction};
 
 const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
 const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
@@ -21,7 +22,7 @@ const INSTALLATION: &str = include_str!("fixtures/installation.json");
 struct GhPush {
     address: SocketAddr,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _served: ServedFunction,
 }
 
 fn config(gateway: &RecordingGateway) -> Config {
@@ -42,15 +43,9 @@ fn config(gateway: &RecordingGateway) -> Config {
 }
 
 async fn start(config: Config) -> GhPush {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let server = config.server.clone();
-    let app = with_runtime(gh_push::app(config), &server);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, app, async {
-        let _ = stopped.await;
-    }));
-    GhPush { address, http: reqwest::Client::new(), _stop: stop }
+    let served = ServedFunction::start_with(gh_push::app(config), &server).await;
+    GhPush { address: served.address, http: reqwest::Client::new(), _served: served }
 }
 
 struct Delivery {
@@ -355,12 +350,10 @@ async fn answers_502_when_the_gateway_fails_and_a_redelivery_then_succeeds() {
 
 #[tokio::test]
 async fn answers_502_when_the_gateway_cannot_be_reached() {
-    let unreachable = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = unreachable.local_addr().unwrap();
-    drop(unreachable);
+    let unreachable = free_port();
     let gateway = RecordingGateway::start().await;
     let mut config = config(&gateway);
-    config.common.gateway_url = format!("http://{address}/").parse().unwrap();
+    config.common.gateway_url = format!("http://127.0.0.1:{unreachable}/").parse().unwrap();
     let gh_push = start(config).await;
     let (status, answer) = gh_push.send(&Delivery::push(|_| {})).await;
     assert_eq!(status, 502, "{answer}");

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use doubles::git_server::GitServer;
@@ -14,22 +13,12 @@ use serde_json::Value;
 use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, GarbageCollectRequest, Owner, PushEvent, Repository, StatusReport, StatusState};
-use shared::server::{serve, with_runtime, ServerConfig};
+use shared::server::ServerConfig;
 use shared::signature::{sign_sha256, verify_cloud};
-use testkit::{RecordingGateway, Reply};
+use testkit::git::{git, init_repo};
+use testkit::{RecordingGateway, Reply, ServedFunction};
 
 const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Octo", "-c", "user.email=octo@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 /// A working repository whose commits are published to a bare repository the git server serves.
 struct Repo {
@@ -40,7 +29,7 @@ struct Repo {
 impl Repo {
     fn new(root: &Path, name: &str) -> Self {
         let work = tempfile::tempdir().unwrap();
-        git(work.path(), &["init", "-q"]);
+        init_repo(work.path());
         let bare = root.join("octo").join(format!("{name}.git"));
         std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
         Self { work, bare }
@@ -82,7 +71,7 @@ struct Harness {
     git: GitServer,
     root: tempfile::TempDir,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _served: ServedFunction,
 }
 
 async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
@@ -111,14 +100,9 @@ async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
         server: ServerConfig::for_tests(1 << 20),
     };
     edit(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let server = config.server.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, with_runtime(git_tar::app(config), &server), async {
-        let _ = stopped.await;
-    }));
-    Harness { address, gateway, git, root, http: reqwest::Client::new(), _stop: stop }
+    let served = ServedFunction::start_with(git_tar::app(config), &server).await;
+    Harness { address: served.address, gateway, git, root, http: reqwest::Client::new(), _served: served }
 }
 
 async fn start() -> Harness {

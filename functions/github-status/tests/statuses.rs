@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 use shared::config::{CommonConfig, Secret};
 use shared::event::{CommitStatus, StatusEvent, StatusReport, StatusState};
 use shared::github_app::AppCredentials;
-use shared::server::{serve, with_runtime, ServerConfig};
+use shared::server::ServerConfig;
 use shared::signature::sign_sha256;
+use testkit::ServedFunction;
 
 const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
 const APP_ID: &str = "4242";
@@ -29,7 +30,7 @@ struct Harness {
     github: RunningDouble,
     address: SocketAddr,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _served: ServedFunction,
 }
 
 async fn github() -> RunningDouble {
@@ -58,15 +59,9 @@ fn config(github: &RunningDouble, private_pem: &str) -> Config {
 async fn start_with(github: RunningDouble, edit: impl FnOnce(&mut Config)) -> Harness {
     let mut config = config(&github, &app_key().private_pem);
     edit(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let server = config.server.clone();
-    let app = with_runtime(github_status::app(config), &server);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, app, async {
-        let _ = stopped.await;
-    }));
-    Harness { github, address, http: reqwest::Client::new(), _stop: stop }
+    let served = ServedFunction::start_with(github_status::app(config), &server).await;
+    Harness { github, address: served.address, http: reqwest::Client::new(), _served: served }
 }
 
 async fn start() -> Harness {

@@ -279,6 +279,31 @@ pub struct GarbageCollectRequest {
     pub functions: Vec<String>,
 }
 
+/// What garbage-collect answers: the functions it deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarbageCollected {
+    pub owner: String,
+    pub repo: String,
+    /// Deployed names removed from the gateway.
+    #[serde(default)]
+    pub deleted: Vec<String>,
+}
+
+/// What buildshiprun answers git-tar for a function it deployed (a refusal is a [`crate::error::ErrorBody`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipResult {
+    /// The function's name in stack.yml.
+    pub function: String,
+    /// The deployed name (`<owner>-<function>`).
+    pub service: String,
+    /// The image deployed, pinned by digest when it was built.
+    pub image: String,
+    /// The built image's digest; empty when the build was skipped.
+    pub digest: String,
+    /// `created` for a new function, `updated` for an existing one.
+    pub deployed: String,
+}
+
 /// One audit record: which function did what with which delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {

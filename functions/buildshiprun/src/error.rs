@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,11 @@ impl IntoResponse for ShipError {
             }
             Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        (status, Json(serde_json::json!({ "function": function, "error": self.to_string() }))).into_response()
+        let response = ErrorResponse::new(status, &self);
+        match function {
+            Some(function) => response.for_function(function),
+            None => response,
+        }
+        .into_response()
     }
 }

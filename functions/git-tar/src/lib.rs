@@ -388,6 +388,9 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
         functions: keep,
     };
     match state.collector.collect(&request).await {
+        Ok(Some(collected)) if !collected.deleted.is_empty() => {
+            tracing::info!(deleted = ?collected.deleted, "functions no longer in stack.yml removed");
+        }
         Ok(_) => {}
         Err(GatewayError::Status { status, .. }) => {
             tracing::warn!(status = status.as_u16(), "garbage-collect did not succeed");

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
+use shared::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
@@ -24,6 +25,17 @@ pub enum ShipError {
     Unavailable { function: String, reason: String },
     #[error("buildshiprun could not use its temporary folder: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<UploadError> for ShipError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Signature(e) => Self::Signature(e),
+            UploadError::TooLarge(max) => Self::TooLarge(max),
+            UploadError::Body(reason) => Self::BadRequest(reason),
+            UploadError::Io(e) => Self::Io(e),
+        }
+    }
 }
 
 impl IntoResponse for ShipError {

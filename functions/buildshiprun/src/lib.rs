@@ -29,7 +29,7 @@ use shared::naming::{pin_by_digest, service_name};
 use shared::retry::Backoff;
 use shared::signature::{SignatureError, CLOUD_SIGNATURE};
 use shared::status::StatusClient;
-use shared::upload::{receive_signed, UploadError};
+use shared::upload::receive_signed;
 
 pub use crate::config::Config;
 use crate::deployment::deployment_for;
@@ -50,17 +50,6 @@ pub fn app(config: Config) -> Router {
         reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("static client settings");
     let state = AppState { statuses: StatusClient::new(gateway.clone()), gateway, http, config };
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
-}
-
-impl From<UploadError> for ShipError {
-    fn from(error: UploadError) -> Self {
-        match error {
-            UploadError::Signature(e) => Self::Signature(e),
-            UploadError::TooLarge(max) => Self::TooLarge(max),
-            UploadError::Body(reason) => Self::BadRequest(reason),
-            UploadError::Io(e) => Self::Io(e),
-        }
-    }
 }
 
 async fn handle(

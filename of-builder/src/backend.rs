@@ -117,7 +117,7 @@ impl BuildBackend for Buildah {
             return Err(BuilderError::Push(push_log.last().cloned().unwrap_or_else(|| "buildah push failed".into())));
         }
         log.extend(push_log);
-        let digest = std::fs::read_to_string(&digest_file)?.trim().to_owned();
+        let digest = tokio::fs::read_to_string(&digest_file).await?.trim().to_owned();
         Ok(BuildOutcome::Pushed { digest, log: tail(log) })
     }
 }
@@ -193,7 +193,7 @@ impl BuildBackend for Buildkit {
         if !ok {
             return Ok(BuildOutcome::Failed { log });
         }
-        let text = std::fs::read_to_string(&metadata)?;
+        let text = tokio::fs::read_to_string(&metadata).await?;
         let digest = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("containerimage.digest").and_then(|d| d.as_str()).map(str::to_owned))

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,6 @@ impl IntoResponse for BuilderError {
             Self::Backend(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Push(_) => StatusCode::BAD_GATEWAY,
         };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        ErrorResponse::new(status, &self).into_response()
     }
 }

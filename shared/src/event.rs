@@ -279,6 +279,36 @@ pub struct GarbageCollectRequest {
     pub functions: Vec<String>,
 }
 
+/// What garbage-collect answers: the functions it deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarbageCollected {
+    pub owner: String,
+    pub repo: String,
+    /// Deployed names removed from the gateway.
+    #[serde(default)]
+    pub deleted: Vec<String>,
+}
+
+/// What buildshiprun answers git-tar for a function it deployed (a refusal is a [`crate::error::ErrorBody`]).
+/// `deployed` is what marks a success; the other fields are informative and may be absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipResult {
+    /// The function's name in stack.yml.
+    #[serde(default)]
+    pub function: String,
+    /// The deployed name (`<owner>-<function>`).
+    #[serde(default)]
+    pub service: String,
+    /// The image deployed, pinned by digest when it was built.
+    #[serde(default)]
+    pub image: String,
+    /// The built image's digest; empty when the build was skipped.
+    #[serde(default)]
+    pub digest: String,
+    /// `created` for a new function, `updated` for an existing one.
+    pub deployed: String,
+}
+
 /// One audit record: which function did what with which delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -363,5 +393,25 @@ mod tests {
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["state"], "pending");
         assert!(json.get("target_url").is_none());
+    }
+
+    #[test]
+    fn a_ship_result_keeps_buildshiprun_s_names_and_needs_only_deployed() {
+        let shipped = ShipResult {
+            function: "hello".into(),
+            service: "octo-hello".into(),
+            image: "r/octo/hello@sha256:00".into(),
+            digest: "sha256:00".into(),
+            deployed: "created".into(),
+        };
+        let json = serde_json::to_value(&shipped).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"function": "hello", "service": "octo-hello", "image": "r/octo/hello@sha256:00",
+                               "digest": "sha256:00", "deployed": "created"})
+        );
+        let short: ShipResult = serde_json::from_str(r#"{"deployed": "updated"}"#).unwrap();
+        assert_eq!(short.deployed, "updated");
+        assert!(serde_json::from_str::<ShipResult>(r#"{"error": "no"}"#).is_err());
     }
 }

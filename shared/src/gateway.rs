@@ -151,6 +151,23 @@ impl GatewayClient {
         self.invoke_presigned(name, reqwest::Body::from(body), &signature, headers, timeout).await
     }
 
+    /// Like [`invoke`](Self::invoke), but an answer other than 2xx is a [`GatewayError::Status`] naming the function:
+    /// for callers that only go on when the function succeeded.
+    pub async fn invoke_ok(
+        &self,
+        name: &str,
+        body: Bytes,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let response = self.invoke(name, body, headers, timeout).await?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(status_error(name.to_owned(), response).await)
+        }
+    }
+
     /// Like [`invoke`](Self::invoke), for a streamed body whose signature the caller computed over the same bytes.
     pub async fn invoke_presigned(
         &self,
@@ -205,8 +222,7 @@ impl GatewayClient {
             (status, answer_headers, response.bytes().await.unwrap_or_default())
         };
         if !status.is_success() {
-            let body = String::from_utf8_lossy(&answer).trim().chars().take(300).collect();
-            return Err(GatewayError::Status { what: format!("async-function/{name}"), status, body });
+            return Err(answer_error(format!("async-function/{name}"), status, &answer));
         }
         Ok(answer_headers.get("x-call-id").and_then(|v| v.to_str().ok()).map(str::to_owned))
     }
@@ -304,9 +320,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     message
 }
 
+/// The one mapping of a non-2xx answer to an error: its status and the start of its body.
 async fn status_error(what: String, response: reqwest::Response) -> GatewayError {
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.trim().chars().take(300).collect();
+    let body = response.bytes().await.unwrap_or_default();
+    answer_error(what, status, &body)
+}
+
+fn answer_error(what: String, status: StatusCode, body: &[u8]) -> GatewayError {
+    let body = String::from_utf8_lossy(body).trim().chars().take(300).collect();
     GatewayError::Status { what, status, body }
 }

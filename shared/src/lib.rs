@@ -9,6 +9,7 @@
 //! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.
 //! - [`build`]: the build tar's `config` and of-builder's `BuildResult`.
 //! - [`naming`]: deployed function names and image names.
+//! - [`functions`]: the platform functions' names, which every invoke uses.
 //! - [`stack`]: `stack.yml` in faas-cli's schema.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
 //! - [`keepalive`]: the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
@@ -16,6 +17,7 @@
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
 //! - [`audit`]: sends audit events without blocking the caller.
+//! - [`garbage_collect`]: asks garbage-collect to remove a repository's functions.
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
 
@@ -25,6 +27,8 @@ pub mod build;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod functions;
+pub mod garbage_collect;
 pub mod gateway;
 pub mod github_app;
 pub mod keepalive;

@@ -108,6 +108,18 @@ impl FunctionStatus {
         }
     }
 
+    /// Whether this is a function the cloud deployed (`Git-Cloud: 1`) for `owner`, compared case-insensitively as
+    /// GitHub names are: the one rule by which garbage-collect, git-event and list-functions find a user's functions.
+    pub fn is_cloud_function_of(&self, owner: &str) -> bool {
+        self.label(labels::GIT_CLOUD) == Some("1")
+            && self.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(owner))
+    }
+
+    /// Whether this is a function the cloud deployed from `owner/repo` (see [`is_cloud_function_of`](Self::is_cloud_function_of)).
+    pub fn is_cloud_function_from(&self, owner: &str, repo: &str) -> bool {
+        self.is_cloud_function_of(owner) && self.label(labels::GIT_REPO).is_some_and(|r| r.eq_ignore_ascii_case(repo))
+    }
+
     /// The value of one label, when the function has it.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.as_ref()?.get(name).map(String::as_str)
@@ -157,5 +169,22 @@ mod tests {
         let status: FunctionStatus = serde_json::from_str(json).unwrap();
         assert_eq!(status.label(labels::GIT_OWNER), Some("octo"));
         assert!((status.invocation_count - 3.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_cloud_function_belongs_to_its_owner_and_repo_whatever_their_case() {
+        let labelled = |cloud: &str| FunctionStatus {
+            labels: Some(BTreeMap::from([
+                (labels::GIT_CLOUD.into(), cloud.into()),
+                (labels::GIT_OWNER.into(), "Octo".into()),
+                (labels::GIT_REPO.into(), "Fns".into()),
+            ])),
+            ..FunctionStatus::default()
+        };
+        assert!(labelled("1").is_cloud_function_of("octo"));
+        assert!(labelled("1").is_cloud_function_from("OCTO", "fns"));
+        assert!(!labelled("1").is_cloud_function_from("octo", "other"));
+        assert!(!labelled("0").is_cloud_function_of("octo"));
+        assert!(!FunctionStatus::default().is_cloud_function_of("octo"));
     }
 }

@@ -1,10 +1,12 @@
 //! The function runtime every binary shares: port, `/_/health`, timeouts, body limit, graceful shutdown, tracing.
 //!
-//! A function builds its own `Router` of handlers, then `serve`s it: tests bind `127.0.0.1:0` and pass the
-//! listener and a shutdown future in, production binds `0.0.0.0:$port` and waits for SIGTERM.
+//! A function builds its own `Router` of handlers (`app(config)`), then [`run`]s it: tests bind `127.0.0.1:0` and pass
+//! the listener and a shutdown future in; a binary's `main` is one call to [`run_function`], which binds
+//! `0.0.0.0:$port` and waits for SIGTERM.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -77,6 +79,67 @@ impl ServerConfig {
     fn handler_timeout(&self) -> Option<Duration> {
         [self.write_timeout, self.exec_timeout].into_iter().filter(|d| !d.is_zero()).min()
     }
+}
+
+/// What a function's configuration gives the runtime: its [`ServerConfig`], read with the rest at start.
+pub trait FunctionConfig {
+    fn server(&self) -> &ServerConfig;
+}
+
+/// Why a function binary stopped before or while serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is missing or invalid; the message names it.
+    #[error("{function} cannot start: {source}")]
+    Config { function: &'static str, source: ConfigError },
+    #[error("{function} cannot listen on port {port}: {source}")]
+    Bind { function: &'static str, port: u16, source: std::io::Error },
+    #[error("{function}'s server failed: {source}")]
+    Serve { function: &'static str, source: std::io::Error },
+}
+
+/// A function binary's whole `main`: tracing, configuration (a bad value stops the start, named), the port, then
+/// serving `app` with the runtime's layers until SIGTERM, draining in-flight requests. The exit code is non-zero
+/// when the start or the server failed; the reason is on stderr.
+pub async fn run_function<C: FunctionConfig>(
+    function: &'static str,
+    load: impl FnOnce() -> Result<C, ConfigError>,
+    app: impl FnOnce(C) -> Router,
+) -> ExitCode {
+    init_tracing();
+    match start(function, load, app).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "stopped");
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start<C: FunctionConfig>(
+    function: &'static str,
+    load: impl FnOnce() -> Result<C, ConfigError>,
+    app: impl FnOnce(C) -> Router,
+) -> Result<(), StartError> {
+    let config = load().map_err(|source| StartError::Config { function, source })?;
+    let server = config.server().clone();
+    let listener = bind(&server).await.map_err(|source| StartError::Bind { function, port: server.port, source })?;
+    tracing::info!(port = server.port, "{function} listening");
+    run(listener, &server, app(config), shutdown_signal())
+        .await
+        .map_err(|source| StartError::Serve { function, source })
+}
+
+/// Serves a function's handlers with the runtime's routes and limits on an already bound `listener` until
+/// `shutdown` completes: what [`run_function`] does after binding, and what tests call with `127.0.0.1:0`.
+pub async fn run(
+    listener: TcpListener,
+    config: &ServerConfig,
+    handlers: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve(listener, with_runtime(handlers, config), shutdown).await
 }
 
 /// Adds the runtime's routes and limits around a function's handlers.

@@ -4,10 +4,8 @@ use bytes::Bytes;
 use reqwest::header::HeaderMap;
 
 use crate::event::{CommitStatus, StatusEvent, StatusReport};
+use crate::functions::GITHUB_STATUS;
 use crate::gateway::{GatewayClient, GatewayError};
-
-/// The function that writes statuses to GitHub.
-pub const GITHUB_STATUS_FUNCTION: &str = "github-status";
 
 /// Sends statuses to github-status; every function reports through it.
 #[derive(Debug, Clone)]
@@ -24,7 +22,7 @@ impl StatusClient {
     pub async fn report(&self, event: &StatusEvent, statuses: Vec<CommitStatus>) -> Result<(), GatewayError> {
         let report = StatusReport { event: event.clone(), statuses };
         let body = Bytes::from(serde_json::to_vec(&report).expect("status reports serialise"));
-        self.gateway.invoke_async(GITHUB_STATUS_FUNCTION, body, HeaderMap::new()).await.map(drop)
+        self.gateway.invoke_async(GITHUB_STATUS, body, HeaderMap::new()).await.map(drop)
     }
 
     /// Like [`report`](Self::report), but a failure is only logged: for statuses that must not stop the work.

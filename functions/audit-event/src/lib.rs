@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`Config`]: the payload secret and `slack_url`.
 //! - [`summary`]: the line Slack gets.
+//! - [`error`]: the answers.
+
+pub mod error;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +14,15 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::{Json, Router};
+use axum::Router;
 use reqwest::Url;
 use shared::config::{optional_url, CommonConfig, ConfigError, SecretStore};
 use shared::event::AuditEvent;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::{verify_cloud, SignatureError};
+use shared::signature::verify_cloud;
+
+pub use crate::error::AuditError;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +30,12 @@ pub struct Config {
     /// `slack_url`: an incoming-webhook URL; unset sends nothing to Slack.
     pub slack_url: Option<Url>,
     pub server: ServerConfig,
+}
+
+impl shared::server::FunctionConfig for Config {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
 }
 
 impl Config {
@@ -36,24 +46,6 @@ impl Config {
             slack_url: optional_url("slack_url")?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error("signature refused: {0}")]
-    Signature(#[from] SignatureError),
-    #[error("{0}")]
-    BadRequest(String),
-}
-
-impl IntoResponse for AuditError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-        };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 

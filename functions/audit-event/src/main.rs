@@ -1,14 +1,8 @@
 //! audit-event's binary.
 
-use anyhow::Context as _;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::server::init_tracing();
-    let config = audit_event::Config::from_env().context("audit-event cannot start")?;
-    let server = config.server.clone();
-    let app = shared::server::with_runtime(audit_event::app(config), &server);
-    let listener =
-        shared::server::bind(&server).await.with_context(|| format!("cannot listen on port {}", server.port))?;
-    shared::server::serve(listener, app, shared::server::shutdown_signal()).await.context("server failed")
+async fn main() -> ExitCode {
+    shared::server::run_function(shared::functions::AUDIT_EVENT, audit_event::Config::from_env, audit_event::app).await
 }

@@ -2,8 +2,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
+use shared::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
@@ -26,6 +27,17 @@ pub enum ShipError {
     Io(#[from] std::io::Error),
 }
 
+impl From<UploadError> for ShipError {
+    fn from(error: UploadError) -> Self {
+        match error {
+            UploadError::Signature(e) => Self::Signature(e),
+            UploadError::TooLarge(max) => Self::TooLarge(max),
+            UploadError::Body(reason) => Self::BadRequest(reason),
+            UploadError::Io(e) => Self::Io(e),
+        }
+    }
+}
+
 impl IntoResponse for ShipError {
     fn into_response(self) -> Response {
         let (status, function) = match &self {
@@ -38,6 +50,11 @@ impl IntoResponse for ShipError {
             }
             Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        (status, Json(serde_json::json!({ "function": function, "error": self.to_string() }))).into_response()
+        let response = ErrorResponse::new(status, &self);
+        match function {
+            Some(function) => response.for_function(function),
+            None => response,
+        }
+        .into_response()
     }
 }

@@ -22,14 +22,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
-use serde_json::json;
 use shared::build::{BuildResult, BuildStatus};
-use shared::event::{BuildEvent, CommitStatus, StatusState, OFC_EVENT_HEADER};
+use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
 use shared::naming::{pin_by_digest, service_name};
+use shared::retry::Backoff;
 use shared::signature::{SignatureError, CLOUD_SIGNATURE};
 use shared::status::StatusClient;
-use shared::upload::{receive_signed, UploadError};
+use shared::upload::receive_signed;
 
 pub use crate::config::Config;
 use crate::deployment::deployment_for;
@@ -52,22 +52,11 @@ pub fn app(config: Config) -> Router {
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
 }
 
-impl From<UploadError> for ShipError {
-    fn from(error: UploadError) -> Self {
-        match error {
-            UploadError::Signature(e) => Self::Signature(e),
-            UploadError::TooLarge(max) => Self::TooLarge(max),
-            UploadError::Body(reason) => Self::BadRequest(reason),
-            UploadError::Io(e) => Self::Io(e),
-        }
-    }
-}
-
 async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ShipError> {
+) -> Result<Json<ShipResult>, ShipError> {
     let signature = header(&headers, CLOUD_SIGNATURE).ok_or(SignatureError::Missing)?.to_owned();
     let dir = tempfile::Builder::new().prefix("buildshiprun-").tempdir()?;
     let tar_path = dir.path().join("build.tar");
@@ -87,7 +76,7 @@ async fn handle(
         Ok(answer) => CommitStatus::new(
             &event.function,
             StatusState::Success,
-            format!("deployed {service} ({})", answer["deployed"].as_str().unwrap_or("")),
+            format!("deployed {service} ({})", answer.deployed),
         )
         .with_target_url(format!("{}function/{service}", state.config.gateway_public_url)),
         Err(error) => CommitStatus::new(&event.function, StatusState::Failure, error.to_string()),
@@ -109,7 +98,7 @@ async fn ship(
     tar: &Path,
     size: u64,
     signature: &str,
-) -> Result<serde_json::Value, ShipError> {
+) -> Result<ShipResult, ShipError> {
     let (image, digest) = if event.skip_build {
         (event.image.clone(), String::new())
     } else {
@@ -137,9 +126,13 @@ async fn ship(
                 reason: format!("the gateway kept failing: {reason}"),
             },
         })?;
-    Ok(
-        json!({ "function": event.function, "service": service, "image": image, "digest": digest, "deployed": deployed }),
-    )
+    Ok(ShipResult {
+        function: event.function.clone(),
+        service: service.to_owned(),
+        image,
+        digest,
+        deployed: deployed.to_owned(),
+    })
 }
 
 /// Sends the tar to of-builder, retrying while the builder cannot be reached or fails.
@@ -213,21 +206,23 @@ impl From<GatewayError> for Attempt {
     }
 }
 
-/// Runs `attempt` up to `max_retries + 1` times while it fails transiently, doubling the wait each time.
+/// Runs `attempt` up to `max_retries + 1` times while it fails transiently, doubling the wait from `retry_wait`
+/// each time (never capped before the last try).
 async fn retry<T, F, Fut>(state: &AppState, function: &str, mut attempt: F) -> Result<T, Attempt>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt>>,
 {
-    let mut wait = state.config.retry_wait;
+    let max_retries = state.config.max_retries;
+    let initial = state.config.retry_wait;
+    let backoff = Backoff::new(initial, initial.saturating_mul(1 << max_retries.min(20)));
     let mut tries = 0;
     loop {
         tries += 1;
         match attempt().await {
-            Err(Attempt::Transient(reason)) if tries <= state.config.max_retries => {
+            Err(Attempt::Transient(reason)) if tries <= max_retries => {
                 tracing::warn!(%function, try_number = tries, %reason, "transient fault, retrying");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
+                tokio::time::sleep(backoff.wait(tries)).await;
             }
             other => return other,
         }

@@ -1,15 +1,9 @@
 //! buildshiprun's binary: reads its configuration, then serves until SIGTERM.
 
-use anyhow::Context as _;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::server::init_tracing();
-    let config = buildshiprun::Config::from_env().context("buildshiprun cannot start")?;
-    let server = config.server.clone();
-    let app = shared::server::with_runtime(buildshiprun::app(config), &server);
-    let listener =
-        shared::server::bind(&server).await.with_context(|| format!("cannot listen on port {}", server.port))?;
-    tracing::info!(port = server.port, "buildshiprun listening");
-    shared::server::serve(listener, app, shared::server::shutdown_signal()).await.context("server failed")
+async fn main() -> ExitCode {
+    shared::server::run_function(shared::functions::BUILDSHIPRUN, buildshiprun::Config::from_env, buildshiprun::app)
+        .await
 }

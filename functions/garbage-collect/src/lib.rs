@@ -4,22 +4,25 @@
 //! # Layout
 //! - [`Config`]: the gateway, its admin credentials, the payload secret.
 //! - [`collectable`]: the safety rule, in one place.
-//! - [`GcError`]: the answers.
+//! - [`error`]: the answers.
+
+pub mod error;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use shared::config::{CommonConfig, ConfigError, SecretStore};
-use shared::event::GarbageCollectRequest;
-use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
-use shared::openfaas::{labels, FunctionStatus};
+use shared::event::{GarbageCollectRequest, GarbageCollected};
+use shared::gateway::{BasicAuth, GatewayClient};
+use shared::openfaas::FunctionStatus;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::{verify_cloud, SignatureError};
+use shared::signature::verify_cloud;
+
+pub use crate::error::GcError;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,6 +30,12 @@ pub struct Config {
     /// `basic-auth-user` / `basic-auth-password`: listing and deleting need the gateway's admin.
     pub credentials: BasicAuth,
     pub server: ServerConfig,
+}
+
+impl shared::server::FunctionConfig for Config {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
 }
 
 impl Config {
@@ -37,27 +46,6 @@ impl Config {
             credentials: BasicAuth::from_secrets(&secrets)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GcError {
-    #[error("signature refused: {0}")]
-    Signature(#[from] SignatureError),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
-}
-
-impl IntoResponse for GcError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
-        };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 
@@ -78,9 +66,7 @@ pub fn app(config: Config) -> Router {
 /// Whether `function` belongs to `owner/repo` through our labels and is not in `keep`.
 /// Owner and repository compare case-insensitively, as GitHub names them.
 pub fn collectable(function: &FunctionStatus, request: &GarbageCollectRequest) -> bool {
-    function.label(labels::GIT_CLOUD) == Some("1")
-        && function.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(&request.owner))
-        && function.label(labels::GIT_REPO).is_some_and(|r| r.eq_ignore_ascii_case(&request.repo))
+    function.is_cloud_function_from(&request.owner, &request.repo)
         && !request.functions.iter().any(|keep| keep == &function.name)
 }
 
@@ -88,7 +74,7 @@ async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, GcError> {
+) -> Result<Json<GarbageCollected>, GcError> {
     verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
     let request: GarbageCollectRequest = serde_json::from_slice(&body)
         .map_err(|e| GcError::BadRequest(format!("the body is not a garbage-collect request: {e}")))?;
@@ -105,5 +91,5 @@ async fn handle(
         }
     }
     tracing::info!(owner = %request.owner, repo = %request.repo, deleted = ?deleted, "garbage collected");
-    Ok(Json(serde_json::json!({ "owner": request.owner, "repo": request.repo, "deleted": deleted })))
+    Ok(Json(GarbageCollected { owner: request.owner, repo: request.repo, deleted }))
 }

@@ -1,14 +1,13 @@
 //! garbage-collect's binary.
 
-use anyhow::Context as _;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::server::init_tracing();
-    let config = garbage_collect::Config::from_env().context("garbage-collect cannot start")?;
-    let server = config.server.clone();
-    let app = shared::server::with_runtime(garbage_collect::app(config), &server);
-    let listener =
-        shared::server::bind(&server).await.with_context(|| format!("cannot listen on port {}", server.port))?;
-    shared::server::serve(listener, app, shared::server::shutdown_signal()).await.context("server failed")
+async fn main() -> ExitCode {
+    shared::server::run_function(
+        shared::functions::GARBAGE_COLLECT,
+        garbage_collect::Config::from_env,
+        garbage_collect::app,
+    )
+    .await
 }

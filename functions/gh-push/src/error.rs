@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use shared::error::ErrorResponse;
 use shared::gateway::GatewayError;
 use shared::signature::SignatureError;
 
@@ -36,6 +36,6 @@ impl GhPushError {
 
 impl IntoResponse for GhPushError {
     fn into_response(self) -> Response {
-        (self.status(), Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        ErrorResponse::new(self.status(), &self).into_response()
     }
 }

@@ -27,6 +27,7 @@ use shared::audit::AuditClient;
 use shared::event::{
     is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubPush, StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
 };
+use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;
 use shared::signature::verify_github;
 use shared::status::StatusClient;
@@ -35,12 +36,6 @@ pub use crate::config::Config;
 use crate::customers::Customers;
 use crate::deliveries::{Claim, DeliveryLog};
 pub use crate::error::GhPushError;
-
-/// The function that clones and shrinkwraps a push.
-pub const GIT_TAR_FUNCTION: &str = "git-tar";
-/// The function that removes the functions of uninstalled repositories.
-pub const GIT_EVENT_FUNCTION: &str = "git-event";
-const SOURCE: &str = "gh-push";
 
 /// What every request shares.
 struct AppState {
@@ -110,7 +105,7 @@ fn audit_event(result: &Result<(Outcome, Option<GitHubPush>), GhPushError>, deli
         Ok((outcome, _)) => format!("{} ({})", outcome.message, outcome.status.as_u16()),
         Err(error) => format!("refused: {error} ({})", error.status().as_u16()),
     };
-    let mut audit = AuditEvent::new(SOURCE, message);
+    let mut audit = AuditEvent::new(GH_PUSH, message);
     audit.delivery = (!delivery.is_empty()).then(|| delivery.to_owned());
     if let Ok((_, Some(push))) = result {
         audit.owner = Some(push.repository.owner.login.clone());
@@ -205,7 +200,7 @@ async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Op
         "x-github-delivery",
         delivery.parse().map_err(|_| GhPushError::BadRequest("the X-GitHub-Delivery header is not valid".into()))?,
     );
-    match state.gateway.invoke_async(GIT_TAR_FUNCTION, body, headers).await {
+    match state.gateway.invoke_async(GIT_TAR, body, headers).await {
         Ok(call_id) => Ok(call_id),
         Err(error) => {
             let failed = CommitStatus::new(
@@ -229,18 +224,11 @@ async fn forward_to_git_event(state: &AppState, headers: &HeaderMap, body: &[u8]
             forwarded.insert(name, value);
         }
     }
-    let response = state
+    state
         .gateway
-        .invoke(GIT_EVENT_FUNCTION, Bytes::copy_from_slice(body), forwarded, std::time::Duration::from_secs(60))
+        .invoke_ok(GIT_EVENT, Bytes::copy_from_slice(body), forwarded, std::time::Duration::from_secs(60))
         .await?;
-    let status = response.status();
-    if status.is_success() {
-        Ok(Outcome::ignored("passed on to git-event"))
-    } else {
-        let what = "git-event".to_owned();
-        Err(shared::gateway::GatewayError::Status { what, status, body: response.text().await.unwrap_or_default() }
-            .into())
-    }
+    Ok(Outcome::ignored("passed on to git-event"))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -1,6 +1,6 @@
 //! gh-push's binary: reads its configuration, then serves the webhook until SIGTERM.
 
-use anyhow::Context as _;
+use std::process::ExitCode;
 
 /// Every webhook allocates a few dozen small buffers; mimalloc serves them with far less CPU than glibc's malloc.
 #[global_allocator]
@@ -9,13 +9,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// One thread: a webhook costs about 40 µs of CPU, so one core takes 20,000 a second, and OpenFaaS scales out by
 /// replicas. A multi-threaded runtime spent a third more CPU a webhook on handing work between its threads.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    shared::server::init_tracing();
-    let config = gh_push::Config::from_env().context("gh-push cannot start")?;
-    let server = config.server.clone();
-    let app = shared::server::with_runtime(gh_push::app(config), &server);
-    let listener =
-        shared::server::bind(&server).await.with_context(|| format!("cannot listen on port {}", server.port))?;
-    tracing::info!(port = server.port, "gh-push listening");
-    shared::server::serve(listener, app, shared::server::shutdown_signal()).await.context("server failed")
+async fn main() -> ExitCode {
+    shared::server::run_function(shared::functions::GH_PUSH, gh_push::Config::from_env, gh_push::app).await
 }

@@ -5,25 +5,28 @@
 //! # Layout
 //! - [`Config`]: the webhook secret, the gateway and its credentials.
 //! - [`InstallationEvent`]: the part of both payloads that matters.
-//! - [`EventError`]: the answers.
+//! - [`error`]: the answers.
+
+pub mod error;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
 use serde::Deserialize;
 use shared::config::{bool_or, CommonConfig, ConfigError, Secret, SecretStore};
 use shared::event::GarbageCollectRequest;
-use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
+use shared::garbage_collect::GarbageCollectClient;
+use shared::gateway::{BasicAuth, GatewayClient};
 use shared::openfaas::labels;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::{verify_github, SignatureError};
+use shared::signature::verify_github;
+
+pub use crate::error::EventError;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +35,12 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     pub credentials: BasicAuth,
     pub server: ServerConfig,
+}
+
+impl shared::server::FunctionConfig for Config {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
 }
 
 impl Config {
@@ -49,28 +58,6 @@ impl Config {
             credentials: BasicAuth::from_secrets(&secrets)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum EventError {
-    #[error("signature refused: {0}")]
-    Signature(#[from] SignatureError),
-    #[error("{0}")]
-    BadRequest(String),
-    /// The gateway or garbage-collect failed: 502, so GitHub shows the delivery as failed and it can be redelivered.
-    #[error("the functions could not be removed: {0}")]
-    Gateway(#[from] GatewayError),
-}
-
-impl IntoResponse for EventError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
-        };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 
@@ -102,15 +89,17 @@ pub struct RemovedRepository {
 struct AppState {
     config: Config,
     gateway: GatewayClient,
+    collector: GarbageCollectClient,
 }
 
 pub fn app(config: Config) -> Router {
     let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
         .with_credentials(config.credentials.clone());
-    Router::new()
-        .route("/", any(handle))
-        .route("/{*path}", any(handle))
-        .with_state(Arc::new(AppState { config, gateway }))
+    Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(AppState {
+        config,
+        collector: GarbageCollectClient::new(gateway.clone()),
+        gateway,
+    }))
 }
 
 async fn handle(
@@ -136,30 +125,14 @@ async fn handle(
             .list_functions()
             .await?
             .iter()
-            .filter(|f| {
-                f.label(labels::GIT_CLOUD) == Some("1")
-                    && f.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(&owner))
-            })
+            .filter(|f| f.is_cloud_function_of(&owner))
             .filter_map(|f| f.label(labels::GIT_REPO).map(str::to_owned))
             .collect(),
         (_, action) => return Ok(Json(serde_json::json!({ "message": format!("ignored: {kind} `{action}`") }))),
     };
     for repo in &repos {
         let request = GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), functions: Vec::new() };
-        let body = Bytes::from(serde_json::to_vec(&request).expect("requests serialise"));
-        let response = state
-            .gateway
-            .invoke("garbage-collect", body, reqwest::header::HeaderMap::new(), Duration::from_secs(60))
-            .await?;
-        if !response.status().is_success() {
-            let status = response.status();
-            return Err(GatewayError::Status {
-                what: "garbage-collect".into(),
-                status,
-                body: response.text().await.unwrap_or_default(),
-            }
-            .into());
-        }
+        state.collector.collect(&request).await?;
     }
     tracing::info!(%owner, installation = event.installation.id, repos = ?repos, "functions of uninstalled repositories removed");
     Ok(Json(serde_json::json!({ "owner": owner, "removed_repositories": repos })))

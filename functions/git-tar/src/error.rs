@@ -3,6 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
+use shared::error::{ErrorBody, ErrorResponse};
 use shared::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,16 @@ impl IntoResponse for GitTarError {
             Self::Push(_) | Self::Reported(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(serde_json::json!({ "status": "failure", "error": self.to_string() }))).into_response()
+        let ErrorResponse { status, body } = ErrorResponse::new(status, &self);
+        (status, Json(Failure { status: "failure", body })).into_response()
     }
+}
+
+/// The shared error body plus `"status": "failure"`, the counterpart of the success answer's `"status": "success"`:
+/// the gateway's queue posts git-tar's answer to an `X-Callback-Url` as it is, so the field stays for those readers.
+#[derive(Serialize)]
+struct Failure {
+    status: &'static str,
+    #[serde(flatten)]
+    body: ErrorBody,
 }

@@ -15,9 +15,8 @@ pub mod error;
 pub mod shrinkwrap;
 pub mod tarball;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,15 +25,17 @@ use axum::routing::any;
 use axum::{Json, Router};
 use futures_util::stream::{self, StreamExt};
 use reqwest::header::{HeaderMap as ClientHeaders, HeaderValue};
-use serde_json::json;
 use shared::audit::AuditClient;
 use shared::build::BuildConfig;
 use shared::config::Secret;
+use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PushEvent, StatusEvent, StatusState,
-    OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
+    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PushEvent, ShipResult, StatusEvent,
+    StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
 };
-use shared::gateway::GatewayClient;
+use shared::functions::{BUILDSHIPRUN, GIT_TAR};
+use shared::garbage_collect::GarbageCollectClient;
+use shared::gateway::{GatewayClient, GatewayError};
 use shared::github_app::InstallationTokens;
 use shared::naming::{build_image_name, service_name};
 use shared::signature::verify_cloud;
@@ -44,16 +45,12 @@ use shared::status::StatusClient;
 pub use crate::config::Config;
 pub use crate::error::GitTarError;
 
-/// The function every build tar is handed to.
-pub const BUILDSHIPRUN_FUNCTION: &str = "buildshiprun";
-/// The function that removes functions no longer in stack.yml.
-pub const GARBAGE_COLLECT_FUNCTION: &str = "garbage-collect";
-
 struct AppState {
     config: Config,
     gateway: GatewayClient,
     statuses: StatusClient,
     audit: AuditClient,
+    collector: GarbageCollectClient,
     tokens: Option<InstallationTokens>,
 }
 
@@ -66,12 +63,20 @@ pub fn app(config: Config) -> Router {
         .map(|app| InstallationTokens::new(config.github_api_url.clone(), app, gateway.http().clone()));
     let state = AppState {
         statuses: StatusClient::new(gateway.clone()),
+        collector: GarbageCollectClient::new(gateway.clone()),
         audit: AuditClient::new(config.common.audit_url.clone(), config.common.payload_secret.clone()),
         gateway,
         tokens,
         config,
     };
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
+}
+
+/// git-tar's answer when every function was deployed (a failure is a [`GitTarError`]'s body).
+#[derive(serde::Serialize)]
+struct Handed {
+    status: &'static str,
+    message: String,
 }
 
 /// What became of one function.
@@ -84,7 +89,7 @@ async fn handle(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, GitTarError> {
+) -> Result<Json<Handed>, GitTarError> {
     verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
     let push: PushEvent = serde_json::from_slice(&body)
         .map_err(|e| GitTarError::BadRequest(format!("the body is not a push event: {e}")))?;
@@ -94,7 +99,7 @@ async fn handle(
     let status_event = StatusEvent::from(&push);
     let started = std::time::Instant::now();
     let result = process(&state, &push, &status_event).await;
-    let mut audit = AuditEvent::new("git-tar", String::new());
+    let mut audit = AuditEvent::new(GIT_TAR, String::new());
     audit.owner = Some(push.repository.owner.login.clone());
     audit.repo = Some(push.repository.name.clone());
     audit.sha = Some(push.after.clone());
@@ -114,7 +119,7 @@ async fn handle(
         }
     }
     state.audit.record(audit);
-    result.map(|summary| Json(json!({ "status": "success", "message": summary })))
+    result.map(|message| Json(Handed { status: "success", message }))
 }
 
 /// Clone, read, shrinkwrap, hand on, report. The work folder is removed whatever happens.
@@ -123,31 +128,102 @@ async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent)
     if !(clone_url.starts_with("https://") || clone_url.starts_with("http://")) {
         return Err(GitTarError::Push(format!("the clone URL `{clone_url}` is not http(s)")));
     }
-    let work = tempfile::Builder::new().prefix("git-tar-").tempdir()?;
-    let repo = work.path().join("repo");
-    std::fs::create_dir(&repo)?;
+    let work = blocking(|| tempfile::Builder::new().prefix("git-tar-").tempdir().map_err(GitTarError::from)).await?;
+    let result = build_and_hand_on(state, push, status_event, work.path()).await;
+    // Removing a checkout is file IO too: on a blocking thread, finished before the answer.
+    if let Err(error) = tokio::task::spawn_blocking(move || drop(work)).await {
+        tracing::warn!(%error, "the work folder could not be removed");
+    }
+    result
+}
+
+/// The steps of a push inside its work folder, in order.
+async fn build_and_hand_on(
+    state: &AppState,
+    push: &PushEvent,
+    status_event: &StatusEvent,
+    work: &Path,
+) -> Result<String, GitTarError> {
+    let repo = checkout(state, push, work).await?;
+    let (stack, events) = read_stack(state, push, repo.clone()).await?;
+    let prepared = prepare_tars(stack, events, repo, work.to_owned()).await?;
+    let pending =
+        prepared.iter().map(|(e, _)| CommitStatus::new(&e.function, StatusState::Pending, "building")).collect();
+    state.statuses.report_or_log(status_event, pending).await;
+    let hand_ons: Vec<_> = prepared.iter().map(|(event, tar)| hand_on(state, event, tar.as_deref())).collect();
+    let outcomes: Vec<FunctionOutcome> =
+        stream::iter(hand_ons).buffer_unordered(state.config.max_parallel_builds).collect().await;
+    let (summary, all_deployed) = summarise(&outcomes);
+    // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone.
+    let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
+    garbage_collect(state, push, keep).await;
+    let state_now = if all_deployed { StatusState::Success } else { StatusState::Failure };
+    state
+        .statuses
+        .report_or_log(status_event, vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, state_now, summary.clone())])
+        .await;
+    if all_deployed {
+        Ok(summary)
+    } else {
+        Err(GitTarError::Reported(summary))
+    }
+}
+
+/// Clones the push at its SHA into `work/repo` and checks the checkout's size; returns the checkout's path.
+async fn checkout(state: &AppState, push: &PushEvent, work: &Path) -> Result<PathBuf, GitTarError> {
+    let repo = work.join("repo");
+    tokio::fs::create_dir(&repo).await?;
     let token = installation_token(state, push).await?;
     let started = std::time::Instant::now();
-    clone::clone_at(clone_url, &push.after, &repo, token.as_ref(), state.config.clone_timeout)
+    clone::clone_at(&push.repository.clone_url, &push.after, &repo, token.as_ref(), state.config.clone_timeout)
         .await
         .map_err(|e| GitTarError::Push(e.to_string()))?;
     // The time inside git, which the pipeline-overhead benchmark subtracts.
     tracing::info!(sha = %push.after, seconds = started.elapsed().as_secs_f64(), "cloned");
-    let size = tree_size(&repo)?;
-    if size > state.config.max_repo_bytes {
+    let max_repo_bytes = state.config.max_repo_bytes;
+    let size = blocking({
+        let repo = repo.clone();
+        move || tree_size(&repo).map_err(GitTarError::from)
+    })
+    .await?;
+    if size > max_repo_bytes {
         return Err(GitTarError::Push(format!(
-            "the repository is {size} bytes, over the limit of {} (max_repo_bytes)",
-            state.config.max_repo_bytes
+            "the repository is {size} bytes, over the limit of {max_repo_bytes} (max_repo_bytes)"
         )));
     }
-    let stack = Stack::read(&repo).map_err(|e| GitTarError::Push(e.to_string()))?;
-    if stack.functions.len() > state.config.max_functions {
-        return Err(GitTarError::Push(format!(
-            "stack.yml has {} functions, over the limit of {}",
-            stack.functions.len(),
-            state.config.max_functions
-        )));
-    }
+    Ok(repo)
+}
+
+/// Reads stack.yml and turns each of its functions into the event buildshiprun gets (env files are read here).
+async fn read_stack(
+    state: &AppState,
+    push: &PushEvent,
+    repo: PathBuf,
+) -> Result<(Stack, Vec<BuildEvent>), GitTarError> {
+    let max_functions = state.config.max_functions;
+    let repository_url = state.config.repository_url.clone();
+    let push = push.clone();
+    blocking(move || {
+        let stack = Stack::read(&repo).map_err(|e| GitTarError::Push(e.to_string()))?;
+        if stack.functions.len() > max_functions {
+            return Err(GitTarError::Push(format!(
+                "stack.yml has {} functions, over the limit of {max_functions}",
+                stack.functions.len()
+            )));
+        }
+        let events = build_events(&stack, &push, &repo, &repository_url)?;
+        Ok((stack, events))
+    })
+    .await
+}
+
+/// One [`BuildEvent`] per function of `stack`, with its deployed name, image and resolved environment.
+fn build_events(
+    stack: &Stack,
+    push: &PushEvent,
+    repo: &Path,
+    repository_url: &str,
+) -> Result<Vec<BuildEvent>, GitTarError> {
     let owner = &push.repository.owner.login;
     let mut events = Vec::new();
     for (name, function) in &stack.functions {
@@ -155,11 +231,11 @@ async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent)
         if function.image.trim().is_empty() {
             return Err(GitTarError::Push(format!("function `{name}` has no image in stack.yml")));
         }
-        let environment = function.resolved_environment(name, &repo).map_err(|e| GitTarError::Push(e.to_string()))?;
+        let environment = function.resolved_environment(name, repo).map_err(|e| GitTarError::Push(e.to_string()))?;
         let image = if function.skip_build {
             function.image.clone()
         } else {
-            build_image_name(&state.config.repository_url, &function.image, &push.after)
+            build_image_name(repository_url, &function.image, &push.after)
         };
         events.push(BuildEvent {
             service,
@@ -167,7 +243,7 @@ async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent)
             owner: owner.clone(),
             repo: push.repository.name.clone(),
             sha: push.after.clone(),
-            clone_url: clone_url.clone(),
+            clone_url: push.repository.clone_url.clone(),
             installation_id: push.installation_id,
             delivery: push.delivery.clone(),
             image,
@@ -180,58 +256,67 @@ async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent)
             requests: function.requests.clone(),
         });
     }
-    let tars = work.path().join("tars");
-    let contexts = work.path().join("build");
-    std::fs::create_dir_all(&tars)?;
-    let extra_copy = stack.configuration.as_ref().map(|c| c.copy.clone()).unwrap_or_default();
-    let mut prepared = Vec::new();
-    for event in events {
-        let function = &stack.functions[&event.function];
-        let tar = if event.skip_build {
-            None
-        } else {
-            let wrapped = shrinkwrap::shrinkwrap(&repo, &event.function, function, &extra_copy, &contexts)
-                .map_err(|e| GitTarError::Push(e.to_string()))?;
-            let config =
-                BuildConfig { image_ref: event.image.clone(), build_args: wrapped.build_args, platforms: Vec::new() };
-            let path = tars.join(format!("{}.tar", event.function));
-            tarball::write_build_tar(&wrapped.context, &config, &path)?;
-            Some(path)
-        };
-        prepared.push((event, tar));
-    }
-    drop(std::fs::remove_dir_all(&repo));
-    let pending =
-        prepared.iter().map(|(e, _)| CommitStatus::new(&e.function, StatusState::Pending, "building")).collect();
-    state.statuses.report_or_log(status_event, pending).await;
-    let hand_ons: Vec<_> = prepared.iter().map(|(event, tar)| hand_on(state, event, tar.as_deref())).collect();
-    let outcomes: Vec<FunctionOutcome> =
-        stream::iter(hand_ons).buffer_unordered(state.config.max_parallel_builds).collect().await;
-    let (deployed, failed): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|o| o.result.is_ok());
-    let mut deployed_names: Vec<String> = deployed.iter().map(|o| o.function.clone()).collect();
-    deployed_names.sort();
-    let summary = if failed.is_empty() {
-        format!("deployed {}", deployed_names.join(", "))
+    Ok(events)
+}
+
+/// Shrinkwraps and tars every function that is built (`work/tars/<function>.tar`), then removes the checkout.
+async fn prepare_tars(
+    stack: Stack,
+    events: Vec<BuildEvent>,
+    repo: PathBuf,
+    work: PathBuf,
+) -> Result<Vec<(BuildEvent, Option<PathBuf>)>, GitTarError> {
+    blocking(move || {
+        let tars = work.join("tars");
+        let contexts = work.join("build");
+        std::fs::create_dir_all(&tars)?;
+        let extra_copy = stack.configuration.as_ref().map(|c| c.copy.clone()).unwrap_or_default();
+        let mut prepared = Vec::new();
+        for event in events {
+            let tar = if event.skip_build {
+                None
+            } else {
+                let function = &stack.functions[&event.function];
+                let wrapped = shrinkwrap::shrinkwrap(&repo, &event.function, function, &extra_copy, &contexts)
+                    .map_err(|e| GitTarError::Push(e.to_string()))?;
+                let config = BuildConfig {
+                    image_ref: event.image.clone(),
+                    build_args: wrapped.build_args,
+                    platforms: Vec::new(),
+                };
+                let path = tars.join(format!("{}.tar", event.function));
+                tarball::write_build_tar(&wrapped.context, &config, &path)?;
+                Some(path)
+            };
+            prepared.push((event, tar));
+        }
+        drop(std::fs::remove_dir_all(&repo));
+        Ok(prepared)
+    })
+    .await
+}
+
+/// The `stack-deploy` description, and whether every function was deployed.
+fn summarise(outcomes: &[FunctionOutcome]) -> (String, bool) {
+    let (deployed, failed): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.result.is_ok());
+    if failed.is_empty() {
+        let mut names: Vec<&str> = deployed.iter().map(|o| o.function.as_str()).collect();
+        names.sort_unstable();
+        (format!("deployed {}", names.join(", ")), true)
     } else {
         let failures: Vec<String> = failed
             .iter()
             .map(|o| format!("{} ({})", o.function, o.result.as_ref().err().map_or("", String::as_str)))
             .collect();
-        format!("failed: {}", failures.join("; "))
-    };
-    // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone.
-    let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
-    garbage_collect(state, push, keep).await;
-    let state_now = if failed.is_empty() { StatusState::Success } else { StatusState::Failure };
-    state
-        .statuses
-        .report_or_log(status_event, vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, state_now, summary.clone())])
-        .await;
-    if failed.is_empty() {
-        Ok(summary)
-    } else {
-        Err(GitTarError::Reported(summary))
+        (format!("failed: {}", failures.join("; ")), false)
     }
+}
+
+/// Runs file work on tokio's blocking threads, so a large checkout does not stall the server's.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, GitTarError> + Send + 'static,
+) -> Result<T, GitTarError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| GitTarError::Io(std::io::Error::other(e)))?
 }
 
 /// An installation token for a private repository; public ones are cloned anonymously.
@@ -262,27 +347,37 @@ async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Resul
     let mut headers = ClientHeaders::new();
     headers.insert(OFC_EVENT_HEADER, HeaderValue::from_str(&event.to_header_value()).map_err(|e| e.to_string())?);
     headers.insert("content-type", HeaderValue::from_static("application/x-tar"));
-    let secret = state.config.common.payload_secret.expose().as_bytes();
+    let secret = state.config.common.payload_secret.clone();
     let (body, signature) = match tar {
         Some(path) => {
-            let signature = tarball::sign_file(path, secret).map_err(|e| e.to_string())?;
+            let signature = {
+                let path = path.to_owned();
+                tokio::task::spawn_blocking(move || tarball::sign_file(&path, secret.expose().as_bytes()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?
+            };
             let file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
             (reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)), signature)
         }
-        None => (reqwest::Body::from(Vec::<u8>::new()), shared::signature::sign_sha256(secret, b"")),
+        None => {
+            (reqwest::Body::from(Vec::<u8>::new()), shared::signature::sign_sha256(secret.expose().as_bytes(), b""))
+        }
     };
     let response = state
         .gateway
-        .invoke_presigned(BUILDSHIPRUN_FUNCTION, body, &signature, headers, state.config.build_timeout)
+        .invoke_presigned(BUILDSHIPRUN, body, &signature, headers, state.config.build_timeout)
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let answer: serde_json::Value = response.json().await.unwrap_or_default();
-    if status.is_success() && answer.get("deployed").is_some() {
-        Ok(answer["deployed"].as_str().unwrap_or("deployed").to_owned())
-    } else {
-        Err(answer["error"].as_str().map_or_else(|| format!("buildshiprun answered {status}"), str::to_owned))
+    let answer = response.bytes().await.unwrap_or_default();
+    if status.is_success() {
+        if let Ok(shipped) = serde_json::from_slice::<ShipResult>(&answer) {
+            return Ok(shipped.deployed);
+        }
     }
+    Err(serde_json::from_slice::<ErrorBody>(&answer)
+        .map_or_else(|_| format!("buildshiprun answered {status}"), |e| e.error))
 }
 
 /// Asks garbage-collect to remove this repository's functions that are no longer in stack.yml.
@@ -292,10 +387,14 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
         repo: push.repository.name.clone(),
         functions: keep,
     };
-    let body = Bytes::from(serde_json::to_vec(&request).expect("requests serialise"));
-    match state.gateway.invoke(GARBAGE_COLLECT_FUNCTION, body, ClientHeaders::new(), Duration::from_secs(60)).await {
-        Ok(response) if response.status().is_success() => {}
-        Ok(response) => tracing::warn!(status = response.status().as_u16(), "garbage-collect did not succeed"),
+    match state.collector.collect(&request).await {
+        Ok(Some(collected)) if !collected.deleted.is_empty() => {
+            tracing::info!(deleted = ?collected.deleted, "functions no longer in stack.yml removed");
+        }
+        Ok(_) => {}
+        Err(GatewayError::Status { status, .. }) => {
+            tracing::warn!(status = status.as_u16(), "garbage-collect did not succeed");
+        }
         Err(error) => tracing::warn!(%error, "garbage-collect could not be reached"),
     }
 }

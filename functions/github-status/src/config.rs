@@ -24,6 +24,12 @@ pub struct Config {
     pub server: ServerConfig,
 }
 
+impl shared::server::FunctionConfig for Config {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();

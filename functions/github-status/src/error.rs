@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,6 @@ impl IntoResponse for StatusError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::GitHubUnavailable { .. } => StatusCode::BAD_GATEWAY,
         };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        ErrorResponse::new(status, &self).into_response()
     }
 }

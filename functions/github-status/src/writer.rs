@@ -7,6 +7,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::json;
 use shared::event::{CommitStatus, StatusEvent};
 use shared::github_app::{github_message, InstallationTokens, API_VERSION, USER_AGENT};
+use shared::retry::Backoff;
 
 use crate::error::StatusError;
 
@@ -38,7 +39,8 @@ pub struct StatusWriter {
     tokens: InstallationTokens,
     http: reqwest::Client,
     max_retries: u32,
-    max_retry_wait: Duration,
+    /// From 1 s, doubling, capped at `status_max_retry_wait`; GitHub's `Retry-After` wins within the cap.
+    backoff: Backoff,
 }
 
 impl StatusWriter {
@@ -49,7 +51,8 @@ impl StatusWriter {
         max_retries: u32,
         max_retry_wait: Duration,
     ) -> Self {
-        Self { api_url, tokens, http, max_retries, max_retry_wait }
+        let backoff = Backoff::new(Duration::from_secs(1), max_retry_wait);
+        Self { api_url, tokens, http, max_retries, backoff }
     }
 
     pub fn tokens(&self) -> &InstallationTokens {
@@ -97,8 +100,7 @@ impl StatusWriter {
                     if tries > self.max_retries {
                         return Err(StatusError::GitHubUnavailable { context: status.context.clone(), tries, reason });
                     }
-                    let backoff = Duration::from_secs(1 << (tries - 1).min(6));
-                    let wait = wait.unwrap_or(backoff).min(self.max_retry_wait);
+                    let wait = self.backoff.wait_or_asked(tries, wait);
                     tracing::warn!(context = %status.context, try_number = tries, wait_ms = wait.as_millis() as u64, %reason, "GitHub fault, retrying");
                     tokio::time::sleep(wait).await;
                 }

@@ -4,26 +4,35 @@
 //! - [`Config`]: the gateway and its admin credentials.
 //! - [`is_github_login`]: which `user` values are accepted.
 //! - [`ListedFunction`]: one function as answered.
+//! - [`error`]: the answers.
+
+pub mod error;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use shared::config::{CommonConfig, ConfigError, SecretStore};
-use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
+use shared::gateway::{BasicAuth, GatewayClient};
 use shared::openfaas::labels;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+pub use crate::error::ListError;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
     pub credentials: BasicAuth,
     pub server: ServerConfig,
+}
+
+impl shared::server::FunctionConfig for Config {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
 }
 
 impl Config {
@@ -34,24 +43,6 @@ impl Config {
             credentials: BasicAuth::from_secrets(&secrets)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
-}
-
-impl IntoResponse for ListError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
-        };
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
 }
 
@@ -105,10 +96,7 @@ async fn list(
     let functions = state.gateway.list_functions().await?;
     let mut listed: Vec<ListedFunction> = functions
         .into_iter()
-        .filter(|f| {
-            f.label(labels::GIT_CLOUD) == Some("1")
-                && f.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(user))
-        })
+        .filter(|f| f.is_cloud_function_of(user))
         .map(|f| ListedFunction {
             sha: f.label(labels::GIT_SHA).unwrap_or_default().to_owned(),
             repo: f.label(labels::GIT_REPO).unwrap_or_default().to_owned(),

@@ -1,14 +1,13 @@
 //! list-functions' binary.
 
-use anyhow::Context as _;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::server::init_tracing();
-    let config = list_functions::Config::from_env().context("list-functions cannot start")?;
-    let server = config.server.clone();
-    let app = shared::server::with_runtime(list_functions::app(config), &server);
-    let listener =
-        shared::server::bind(&server).await.with_context(|| format!("cannot listen on port {}", server.port))?;
-    shared::server::serve(listener, app, shared::server::shutdown_signal()).await.context("server failed")
+async fn main() -> ExitCode {
+    shared::server::run_function(
+        shared::functions::LIST_FUNCTIONS,
+        list_functions::Config::from_env,
+        list_functions::app,
+    )
+    .await
 }

@@ -1,0 +1,28 @@
+//! Why a collection was refused or failed, and the answer its caller (git-tar, git-event) gets for each.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::error::ErrorResponse;
+use shared::gateway::GatewayError;
+use shared::signature::SignatureError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+impl IntoResponse for GcError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+        };
+        ErrorResponse::new(status, &self).into_response()
+    }
+}

@@ -1,0 +1,29 @@
+//! Why an installation event was refused or failed, and the answer GitHub (through gh-push) gets for each.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::error::ErrorResponse;
+use shared::gateway::GatewayError;
+use shared::signature::SignatureError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    BadRequest(String),
+    /// The gateway or garbage-collect failed: 502, so GitHub shows the delivery as failed and it can be redelivered.
+    #[error("the functions could not be removed: {0}")]
+    Gateway(#[from] GatewayError),
+}
+
+impl IntoResponse for EventError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+        };
+        ErrorResponse::new(status, &self).into_response()
+    }
+}

@@ -1,0 +1,19 @@
+//! The platform's own functions, by the names they are deployed under, so that every invoke names its target from
+//! one list and a rename is one edit.
+
+/// Receives the GitHub App's webhook and queues git-tar.
+pub const GH_PUSH: &str = "gh-push";
+/// Turns GitHub App uninstall events into garbage-collect calls.
+pub const GIT_EVENT: &str = "git-event";
+/// Clones a push and hands one build tar per function to buildshiprun.
+pub const GIT_TAR: &str = "git-tar";
+/// Builds one function's tar and deploys it.
+pub const BUILDSHIPRUN: &str = "buildshiprun";
+/// Writes commit statuses to GitHub.
+pub const GITHUB_STATUS: &str = "github-status";
+/// Removes the functions a repository no longer has.
+pub const GARBAGE_COLLECT: &str = "garbage-collect";
+/// Lists an owner's functions for the dashboard.
+pub const LIST_FUNCTIONS: &str = "list-functions";
+/// Receives the audit events every function sends.
+pub const AUDIT_EVENT: &str = "audit-event";

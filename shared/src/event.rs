@@ -149,6 +149,22 @@ pub struct BuildEvent {
     pub limits: Option<FunctionResources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<FunctionResources>,
+    /// The owner's numeric GitHub id: ownership of a deployed name is decided by it, as logins can be renamed.
+    #[serde(default)]
+    pub owner_id: u64,
+    /// The pushed branch (without `refs/heads/`), for the deployment's labels.
+    #[serde(default)]
+    pub branch: String,
+    #[serde(default)]
+    pub private: bool,
+    /// stack.yml's `fprocess`: the deployment's `envProcess`, as faas-cli sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fprocess: Option<String>,
+    #[serde(default)]
+    pub readonly_root_filesystem: bool,
+    /// Placement constraints, passed to the deployment as stack.yml gives them.
+    #[serde(default)]
+    pub constraints: Vec<String>,
 }
 
 impl BuildEvent {

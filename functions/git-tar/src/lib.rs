@@ -254,6 +254,12 @@ fn build_events(
             annotations: function.annotations.clone(),
             limits: function.limits.clone(),
             requests: function.requests.clone(),
+            owner_id: push.repository.owner.id,
+            branch: push.git_ref.strip_prefix("refs/heads/").unwrap_or(&push.git_ref).to_owned(),
+            private: push.repository.private,
+            fprocess: function.fprocess.clone(),
+            readonly_root_filesystem: function.readonly_root_filesystem,
+            constraints: function.constraints.clone(),
         });
     }
     Ok(events)

@@ -20,6 +20,7 @@
 //! - [`garbage_collect`]: asks garbage-collect to remove a repository's functions.
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
+//! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
 
 pub mod app_key;
 pub mod audit;
@@ -32,6 +33,7 @@ pub mod garbage_collect;
 pub mod gateway;
 pub mod github_app;
 pub mod keepalive;
+pub mod log_store;
 pub mod naming;
 pub mod openfaas;
 pub mod retry;

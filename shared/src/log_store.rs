@@ -315,7 +315,10 @@ pub struct LogStore {
 
 impl fmt::Debug for LogStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogStore").field("location", &self.location).field("retention", &self.retention).finish()
+        f.debug_struct("LogStore")
+            .field("location", &self.location)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
     }
 }
 

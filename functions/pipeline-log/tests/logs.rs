@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -137,7 +138,7 @@ async fn a_signed_post_stores_a_log_with_the_payload_secret_scrubbed() {
     let (_dir, store) = folder_store();
     let served = serve(store.clone()).await;
     let mut record = build_record(10);
-    record.text.push_str(&format!("leaked {PAYLOAD_SECRET} and ghp_user_token\n"));
+    writeln!(record.text, "leaked {PAYLOAD_SECRET} and ghp_user_token").unwrap();
     let request = PutLogRequest {
         owner: "Octo".into(),
         repo: "fns".into(),

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -36,9 +37,10 @@ pub async fn serve(store: Arc<LogStore>) -> ServedFunction {
 /// A build's log as buildshiprun would keep it: `lines` lines of builder output and the usual metadata.
 pub fn build_record(lines: usize) -> LogRecord {
     let started = Utc::now() - Duration::seconds(42);
-    let text: String = (1..=lines)
-        .map(|n| format!("STEP {n}/{lines}: RUN cargo build --release  # line {n} of the builder's output\n"))
-        .collect();
+    let mut text = String::new();
+    for n in 1..=lines {
+        writeln!(text, "STEP {n}/{lines}: RUN cargo build --release  # line {n} of the builder's output").unwrap();
+    }
     LogRecord {
         meta: LogMeta {
             outcome: Outcome::Success,

@@ -1,0 +1,115 @@
+//! The S3 backend against a real S3-compatible server: moto's, started by the test on a loopback port.
+//!
+//! Needs `moto_server` on the PATH: `pip install 'moto[server]'` (`.ci/run` installs it).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::{build_record, secret, serve, SHA};
+use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStore;
+use shared::config::Secret;
+use shared::log_store::{signed_log_url, LogBackend, LogKey, LogStore, LogStoreConfig, S3Settings, DEFAULT_RETENTION};
+use testkit::ports::free_port;
+use testkit::process::ProcessGuard;
+
+const BUCKET: &str = "ofc-build-logs";
+
+/// moto's S3 on `127.0.0.1:<port>` with the bucket created, or a failure that says how to install it.
+async fn start_moto() -> (ProcessGuard, String) {
+    let port = free_port();
+    let spawned = ProcessGuard::spawn(
+        Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let guard = match spawned {
+        Ok(guard) => guard,
+        Err(e) => panic!(
+            "the S3 test needs moto's S3 server, and `moto_server` could not be started ({e}): \
+             install it with `pip install 'moto[server]'` (or `python3 -m pip install 'moto[server]'`)"
+        ),
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Creating the bucket is also the readiness probe: moto answers once it serves S3.
+        if let Ok(response) = client.put(format!("{endpoint}/{BUCKET}")).send().await {
+            assert!(response.status().is_success(), "moto refused to create the bucket: {}", response.status());
+            return (guard, endpoint);
+        }
+        assert!(Instant::now() < deadline, "moto_server did not answer on {endpoint} within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An object's bytes as the bucket holds them, read around the log store.
+async fn raw_object(endpoint: &str, path: &str) -> String {
+    let bucket = AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap();
+    let bytes = bucket.get(&path.into()).await.unwrap().bytes().await.unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn s3_store(endpoint: &str) -> Arc<LogStore> {
+    let config = LogStoreConfig {
+        backend: LogBackend::S3(S3Settings {
+            endpoint: Some(endpoint.to_owned()),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            access_key_id: Secret::new("testing"),
+            secret_access_key: Secret::new("testing"),
+        }),
+        retention: DEFAULT_RETENTION,
+    };
+    Arc::new(LogStore::open(&config).unwrap())
+}
+
+#[tokio::test]
+async fn stores_lists_serves_and_sweeps_logs_in_an_s3_bucket() {
+    let (_moto, endpoint) = start_moto().await;
+    let store = s3_store(&endpoint);
+    let key = LogKey::new("octo", "fns", SHA, "hello").unwrap();
+    let record = build_record(400);
+    let mut with_secret = record.clone();
+    with_secret.text.push_str("registry password s3cr3t-registry-pw\n");
+    store.put(&key, &with_secret, &["s3cr3t-registry-pw"]).await.unwrap();
+
+    // The object itself, read straight from the bucket with S3 credentials: one record, no secret in it.
+    let raw = raw_object(&endpoint, &format!("octo/fns/{SHA}/hello.log")).await;
+    assert!(raw.starts_with("{\"outcome\":\"success\""), "{raw:.80}");
+    assert!(!raw.contains("s3cr3t-registry-pw") && raw.contains("registry password ***"));
+
+    let listed = store.list("octo", "fns", SHA).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].function, "hello");
+    assert_eq!(store.latest("octo", "fns").await.unwrap().as_deref(), Some(SHA));
+
+    let served = serve(store.clone()).await;
+    let expires = Utc::now() + chrono::Duration::minutes(5);
+    let url = signed_log_url(&served.url().parse().unwrap(), &key, expires, &secret());
+    let response = reqwest::get(url.as_str()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let served_text = response.text().await.unwrap();
+    assert_eq!(served_text.lines().count(), 401, "the whole log through pipeline-log");
+    assert!(served_text.starts_with(&record.text));
+
+    assert_eq!(store.sweep().await.unwrap(), 0);
+    assert_eq!(store.sweep_before(Utc::now() + chrono::Duration::days(1)).await.unwrap(), 1);
+    assert!(store.list("octo", "fns", SHA).await.unwrap().is_empty());
+    let gone = reqwest::get(url.as_str()).await.unwrap();
+    assert_eq!(gone.status(), 404);
+}

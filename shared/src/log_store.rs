@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -23,6 +24,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{bool_or, env_string, parse_duration, ConfigError, Secret, SecretStore};
+use crate::gateway::{GatewayClient, GatewayError};
 use crate::signature::{sign_sha256, verify_signature};
 
 /// How long records are kept when `log_retention` is unset: long enough to read a month-old failure.
@@ -36,6 +38,8 @@ pub const SCRUBBED: &str = "***";
 /// `X-Cloud-Signature` of a body (both are keyed with `payload-secret`).
 const LINK_DOMAIN: &str = "ofc-log-link:v1\n";
 const RECORD_SUFFIX: &str = ".log";
+/// The function that serves logs and stores them for other functions (to join [`crate::functions`]).
+pub const PIPELINE_LOG: &str = "pipeline-log";
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +115,9 @@ fn check_part(name: &str, value: &str, max: usize) -> Result<(), LogStoreError> 
     if value.len() > max {
         return refuse(&format!("is longer than {max} characters"));
     }
-    if value.contains("..") || value.starts_with('.') {
-        return refuse("may not start with `.` or contain `..`");
+    // A leading dot is fine (GitHub's `.github` repository); `.` alone or any `..` is not.
+    if value == "." || value.contains("..") {
+        return refuse("may not be `.` or contain `..`");
     }
     if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return refuse("may hold only letters, digits, `-`, `_` and `.`");
@@ -519,6 +524,19 @@ pub struct PutLogResponse {
     pub bytes: u64,
 }
 
+/// Stores a log through pipeline-log (a signed `POST` via the gateway): for a writer that holds no store settings.
+pub async fn put_through_pipeline_log(
+    gateway: &GatewayClient,
+    request: &PutLogRequest,
+    timeout: Duration,
+) -> Result<PutLogResponse, GatewayError> {
+    let body = serde_json::to_vec(request).expect("a log request always serialises");
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let response = gateway.invoke_ok(PIPELINE_LOG, body.into(), headers, timeout).await?;
+    response.json().await.map_err(|e| GatewayError::BadAnswer { what: PIPELINE_LOG.into(), reason: e.to_string() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,12 +546,14 @@ mod tests {
     #[test]
     fn keys_refuse_paths_that_leave_their_folder() {
         assert!(LogKey::new("octo", "fns", SHA, "hello").is_ok());
+        assert!(LogKey::new("octo", ".github", SHA, "hello").is_ok());
         assert_eq!(LogKey::new("Octo", "fns", SHA, "hello").unwrap().owner(), "octo");
         for (owner, repo, sha, function) in [
             ("..", "fns", SHA, "hello"),
             ("octo", "a/b", SHA, "hello"),
             ("octo", "fns", SHA, "../x"),
-            ("octo", "fns", SHA, ".hidden"),
+            ("octo", "fns", SHA, "."),
+            ("octo", "fns", SHA, "a..b"),
             ("octo", "fns", "ZZZZZZZ", "hello"),
             ("octo", "fns", &SHA.to_uppercase(), "hello"),
             ("octo", "", SHA, "hello"),

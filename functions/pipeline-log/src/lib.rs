@@ -32,7 +32,7 @@ use shared::signature::verify_cloud;
 pub use crate::error::LogError;
 
 /// The function's name on the gateway.
-pub const FUNCTION_NAME: &str = "pipeline-log";
+pub const FUNCTION_NAME: &str = shared::log_store::PIPELINE_LOG;
 
 #[derive(Debug, Clone)]
 pub struct Config {

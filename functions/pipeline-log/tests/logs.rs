@@ -9,8 +9,10 @@ use chrono::{Duration, Utc};
 use common::{build_record, secret, serve, PAYLOAD_SECRET, SHA};
 use reqwest::StatusCode;
 use serde_json::Value;
+use shared::gateway::GatewayClient;
 use shared::log_store::{
-    signed_log_url, LogKey, LogStore, LogStoreConfig, Outcome, PutLogRequest, PutLogResponse, DEFAULT_RETENTION,
+    put_through_pipeline_log, signed_log_url, LogKey, LogStore, LogStoreConfig, Outcome, PutLogRequest, PutLogResponse,
+    DEFAULT_RETENTION,
 };
 use shared::signature::{sign_sha256, CLOUD_SIGNATURE};
 
@@ -200,4 +202,25 @@ async fn lists_a_commits_logs_and_finds_the_latest_sha() {
     assert!(listed.iter().all(|l| l.bytes > 0));
     assert_eq!(store.latest("octo", "fns").await.unwrap().as_deref(), Some(SHA));
     assert_eq!(store.latest("octo", "other").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_writer_without_the_store_writes_through_the_gateway_client() {
+    let (_dir, store) = folder_store();
+    let served = serve(store.clone()).await;
+    // pipeline-log answers any path, so its own address stands in for the gateway's `function/pipeline-log`.
+    let gateway = GatewayClient::new(served.url().parse().unwrap(), secret());
+    let record = build_record(3);
+    let request = PutLogRequest {
+        owner: "octo".into(),
+        repo: "fns".into(),
+        sha: SHA.into(),
+        function: "world".into(),
+        meta: record.meta.clone(),
+        log: record.text.clone(),
+        scrub: vec![],
+    };
+    let answer = put_through_pipeline_log(&gateway, &request, std::time::Duration::from_secs(10)).await.unwrap();
+    assert_eq!(answer.key, format!("octo/fns/{SHA}/world"));
+    assert_eq!(store.get(&key("world")).await.unwrap(), record);
 }

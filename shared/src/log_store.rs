@@ -233,9 +233,9 @@ pub struct S3Settings {
     pub bucket: String,
     /// `s3_region`, default `us-east-1` (what MinIO and most S3-compatible servers expect).
     pub region: String,
-    /// Secret `s3-access-key-id`.
+    /// Secret `s3-access-key` (the last release's name; `s3-access-key-id` is accepted too).
     pub access_key_id: Secret,
-    /// Secret `s3-secret-access-key`.
+    /// Secret `s3-secret-key` (the last release's name; `s3-secret-access-key` is accepted too).
     pub secret_access_key: Secret,
 }
 
@@ -262,8 +262,9 @@ impl LogStoreConfig {
         Self { backend: LogBackend::Folder(path.into()), retention: DEFAULT_RETENTION }
     }
 
-    /// `s3_bucket` set selects the bucket (`s3_url`, `s3_region`, `s3_tls`, secrets `s3-access-key-id` and
-    /// `s3-secret-access-key`); otherwise the folder `log_store_path`. `log_retention` applies to both.
+    /// `s3_bucket` set selects the bucket (`s3_url`, `s3_region`, `s3_tls`, secrets `s3-access-key` and
+    /// `s3-secret-key`, as the last OpenFaaS Cloud release named them); otherwise the folder `log_store_path`.
+    /// `log_retention` applies to both.
     pub fn from_env(secrets: &SecretStore) -> Result<Self, ConfigError> {
         let retention = match env_string("log_retention") {
             None => DEFAULT_RETENTION,
@@ -276,8 +277,8 @@ impl LogStoreConfig {
                 endpoint: s3_endpoint()?,
                 bucket,
                 region: env_string("s3_region").unwrap_or_else(|| "us-east-1".into()),
-                access_key_id: secrets.required("s3-access-key-id")?,
-                secret_access_key: secrets.required("s3-secret-access-key")?,
+                access_key_id: secrets.required_any(&["s3-access-key", "s3-access-key-id"])?,
+                secret_access_key: secrets.required_any(&["s3-secret-key", "s3-secret-access-key"])?,
             }),
             None => LogBackend::Folder(env_string("log_store_path").unwrap_or_else(|| DEFAULT_FOLDER.into()).into()),
         };

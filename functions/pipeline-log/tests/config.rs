@@ -22,9 +22,10 @@ fn log_store_settings_are_read_once_and_named_when_wrong() {
 
     set(&[("log_retention", "7d"), ("s3_bucket", "ofc-logs"), ("s3_url", "minio:9000"), ("s3_tls", "false")]);
     let err = LogStoreConfig::from_env(&secrets).unwrap_err().to_string();
-    assert!(err.contains("s3-access-key-id"), "{err}");
+    assert!(err.contains("s3-access-key"), "{err}");
 
-    std::fs::write(secrets_dir.path().join("s3-access-key-id"), "id\n").unwrap();
+    // The last release's secret names, and the longer AWS-style ones.
+    std::fs::write(secrets_dir.path().join("s3-access-key"), "id\n").unwrap();
     std::fs::write(secrets_dir.path().join("s3-secret-access-key"), "key\n").unwrap();
     let config = LogStoreConfig::from_env(&secrets).unwrap();
     assert_eq!(config.retention, std::time::Duration::from_secs(7 * 24 * 3600));

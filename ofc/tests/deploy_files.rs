@@ -18,6 +18,8 @@ const SECRETS: &[&str] = &[
     "derek-private-key",
     "basic-auth-user",
     "basic-auth-password",
+    "s3-access-key",
+    "s3-secret-key",
 ];
 
 /// The environment settings the functions read.
@@ -52,6 +54,13 @@ const SETTINGS: &[&str] = &[
     "max_retries",
     "retry_wait",
     "port",
+    "log_store_path",
+    "log_retention",
+    "log_sweep_interval",
+    "s3_url",
+    "s3_bucket",
+    "s3_region",
+    "s3_tls",
 ];
 
 fn stack() -> Stack {

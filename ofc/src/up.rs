@@ -133,8 +133,7 @@ impl LocalStack {
         let registry = start_registry(&prepared).await?;
         let (github, git) = start_doubles(&prepared)?;
         let gateway_url = format!("http://{gateway_address}/");
-        let (gateway, gateway_stop, gateway_server, worker) =
-            start_gateway(options, &prepared, gateway_listener).await?;
+        let (gateway, gateway_stop, gateway_server) = start_gateway(options, &prepared, gateway_listener).await?;
         let builder = start_builder(options, &prepared)?;
         let endpoints = Endpoints {
             gateway: gateway_url,
@@ -146,6 +145,8 @@ impl LocalStack {
         let mut children = vec![builder];
         children.extend(start_functions(options, &stack, &prepared.state, &endpoints, &gateway)?);
         wait_ready(&children).await?;
+        // Only now: a call queued by an earlier run replayed before its function answers would use up a try.
+        let worker = gateway.spawn_worker();
         prepared.state.write_endpoints(&endpoints)?;
         Ok(Self {
             state: prepared.state,
@@ -255,12 +256,12 @@ fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServe
 }
 
 /// The base image templates start FROM (into the builder's storage: no registry here can serve it), then the
-/// gateway with its queue worker and the recorded deployments.
+/// gateway with the recorded deployments (its queue worker starts once the functions answer).
 async fn start_gateway(
     options: &UpOptions,
     prepared: &Prepared,
     listener: tokio::net::TcpListener,
-) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>, JoinHandle<()>)> {
+) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>)> {
     let state = &prepared.state;
     let builder_storage = BuildahStorage { root: state.root.join("buildah") };
     build_watchdog_image(&builder_storage, &options.binaries.join("ofc-watchdog"))
@@ -289,9 +290,8 @@ async fn start_gateway(
             tracing::error!(%error, "the gateway stopped");
         }
     });
-    let worker = gateway.spawn_worker();
     gateway.start_deployed();
-    Ok((gateway, stop, server, worker))
+    Ok((gateway, stop, server))
 }
 
 /// of-builder, on the port it had last time when that is free.

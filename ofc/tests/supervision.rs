@@ -1,6 +1,7 @@
-//! How `ofc up` looks after its processes, through the real binary (`--runtime none`: no replicas are needed here):
-//! a child that dies is started again, `kill -9` of `ofc up` takes every child with it, and a call queued by an
-//! earlier run is replayed only once the functions answer. Processes are found through /proc, as an operator would.
+//! How `ofc up` looks after its processes, through the real binary (mostly `--runtime none`, where no replica is
+//! needed): a child that dies is started again, `kill -9` of `ofc up` takes every child with it (replicas under
+//! `buildah run` too), and a call queued by an earlier run is replayed only once the functions answer. Processes are
+//! found through /proc, as an operator would.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ struct Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -36,6 +40,10 @@ fn free_port() -> u16 {
 
 /// Starts `ofc up --runtime none` on `state` and waits until it has written endpoints.json (everything answers).
 fn up(state: tempfile::TempDir) -> Stack {
+    up_with(state, "none")
+}
+
+fn up_with(state: tempfile::TempDir, runtime: &str) -> Stack {
     let endpoints = state.path().join("endpoints.json");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(state.path().join("ofc-up.log")).unwrap();
     let port = free_port().to_string();
@@ -43,7 +51,7 @@ fn up(state: tempfile::TempDir) -> Stack {
         .args([
             "up",
             "--runtime",
-            "none",
+            runtime,
             "--gateway-port",
             &port,
             "--stack",
@@ -160,6 +168,35 @@ fn example_repo(parent: &Path) -> PathBuf {
     repo
 }
 
+impl Stack {
+    /// `ofc push` of `repo` as octo; its success and output.
+    fn push(&self, repo: &Path) -> (bool, String) {
+        let output = Command::new(OFC)
+            .args(["push", "--owner", "octo", "--timeout", "120"])
+            .arg("--state")
+            .arg(self.state.path())
+            .arg(repo)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success() && text.contains("stack-deploy   success"), text)
+    }
+}
+
+/// Waits until every process of `children` has ended (a zombie has: no one may be left to reap it).
+fn all_ended(children: &BTreeMap<u32, String>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let alive = |pid: u32| parent_and_liveness(pid).is_some_and(|(_, alive)| alive);
+        let left: Vec<_> = children.iter().filter(|(pid, _)| alive(**pid)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still running after kill -9 of ofc up: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_killed_builder_function_and_registry_are_started_again_and_a_push_still_succeeds() {
     let stack = up(tempfile::tempdir().unwrap());
@@ -177,16 +214,8 @@ fn a_killed_builder_function_and_registry_are_started_again_and_a_push_still_suc
     }
 
     let work = tempfile::tempdir().unwrap();
-    let repo = example_repo(work.path());
-    let output = Command::new(OFC)
-        .args(["push", "--owner", "octo", "--timeout", "120"])
-        .arg("--state")
-        .arg(stack.state.path())
-        .arg(&repo)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && text.contains("stack-deploy   success"), "{text}\n{}", stack.log());
+    let (ok, output) = stack.push(&example_repo(work.path()));
+    assert!(ok, "{output}\n{}", stack.log());
 }
 
 #[test]
@@ -199,16 +228,27 @@ fn kill_9_of_ofc_up_leaves_no_process_behind() {
     }
     kill(stack.child.id());
     let _ = stack.child.wait();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left: Vec<_> =
-            children.iter().filter(|(pid, _)| parent_and_liveness(**pid).is_some_and(|(_, alive)| alive)).collect();
-        if left.is_empty() {
-            break;
+    all_ended(&children, Duration::from_secs(5));
+}
+
+#[test]
+fn kill_9_of_ofc_up_takes_the_replicas_under_buildah_run_with_it() {
+    let mut stack = up_with(tempfile::tempdir().unwrap(), "buildah");
+    let work = tempfile::tempdir().unwrap();
+    let (ok, output) = stack.push(&example_repo(work.path()));
+    assert!(ok, "{output}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let children = loop {
+        let children = stack.descendants();
+        if children.values().filter(|p| *p == "fwatchdog").count() == 2 {
+            break children;
         }
-        assert!(Instant::now() < deadline, "still running after kill -9 of ofc up: {left:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        assert!(Instant::now() < deadline, "the two replicas did not start: {children:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    kill(stack.child.id());
+    let _ = stack.child.wait();
+    all_ended(&children, Duration::from_secs(5));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! gateway's routes and the other parts' settings name that port) after a backoff, until the stack shuts down.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,7 @@ const DROPPED_GRACE: Duration = Duration::from_secs(1);
 impl Supervised {
     /// Starts the child (an error when it cannot be spawned at all) and restarts it whenever it exits.
     pub fn start(spec: ChildSpec, policy: RestartPolicy) -> std::io::Result<Self> {
-        let child = ChildProcess::spawn(&spec.name, (spec.command)()?, false)?;
+        let child = start_process(&spec)?;
         let (pid_sender, pid) = watch::channel(Some(child.id()));
         let (stop, stopped) = oneshot::channel();
         let (name, port, health) = (spec.name.clone(), spec.port, spec.health);
@@ -110,6 +111,15 @@ impl Supervised {
     }
 }
 
+/// Starts one process of `spec`, in a process group of its own: a Ctrl-C in the terminal then reaches `ofc` alone,
+/// which stops the children in order (after the gateway has drained, so calls under way can finish) rather than
+/// seeing them die at once and restarting them.
+fn start_process(spec: &ChildSpec) -> std::io::Result<ChildProcess> {
+    let mut command = (spec.command)()?;
+    command.process_group(0);
+    ChildProcess::spawn(&spec.name, command, false)
+}
+
 /// Runs until told to stop (or until the [`Supervised`] is dropped), restarting `child` each time it exits.
 async fn supervise(
     spec: ChildSpec,
@@ -143,7 +153,7 @@ async fn supervise(
             _ = &mut stop => return,
             () = tokio::time::sleep(wait) => {}
         }
-        child = match (spec.command)().and_then(|command| ChildProcess::spawn(&spec.name, command, false)) {
+        child = match start_process(&spec) {
             Ok(started) => {
                 tracing::info!(name = %spec.name, pid = started.id(), port = spec.port, after_seconds = wait.as_secs_f64(), "restarted");
                 let _ = pid.send(Some(started.id()));

@@ -138,6 +138,12 @@ fn parent_and_liveness(pid: u32) -> Option<(u32, bool)> {
     Some((fields.next()?.parse().ok()?, state != "Z"))
 }
 
+/// The process group of `pid`, from /proc/PID/stat.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
+}
+
 fn kill(pid: u32) {
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success(), "kill -9 {pid}");
 }
@@ -249,6 +255,16 @@ fn kill_9_of_ofc_up_takes_the_replicas_under_buildah_run_with_it() {
     kill(stack.child.id());
     let _ = stack.child.wait();
     all_ended(&children, Duration::from_secs(5));
+}
+
+#[test]
+fn a_ctrl_c_in_the_terminal_reaches_ofc_alone_which_stops_its_children_in_order() {
+    let stack = up(tempfile::tempdir().unwrap());
+    let terminal_group = process_group(stack.child.id()).unwrap();
+    let children = stack.descendants();
+    let in_terminal_group: Vec<_> =
+        children.iter().filter(|(pid, _)| process_group(**pid) == Some(terminal_group)).collect();
+    assert!(in_terminal_group.is_empty(), "these would get the terminal's SIGINT themselves: {in_terminal_group:?}");
 }
 
 #[test]

@@ -144,6 +144,27 @@ fn process_group(pid: u32) -> Option<u32> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// The addresses `pid` listens on over TCP, as /proc/net/tcp{,6} spell them (`0100007F:1F90` is 127.0.0.1:8080).
+fn listening(pid: u32) -> Vec<String> {
+    let sockets: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| fds.filter_map(Result::ok).filter_map(|fd| std::fs::read_link(fd.path()).ok()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|link| link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let mut addresses = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for fields in text.lines().skip(1).map(|line| line.split_whitespace().collect::<Vec<_>>()) {
+            // local_address is the 2nd field, the state the 4th (0A: listening), the inode the 10th.
+            if fields.len() > 9 && fields[3] == "0A" && sockets.contains(fields[9]) {
+                addresses.push(fields[1].to_owned());
+            }
+        }
+    }
+    addresses
+}
+
 fn kill(pid: u32) {
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success(), "kill -9 {pid}");
 }
@@ -265,6 +286,17 @@ fn a_ctrl_c_in_the_terminal_reaches_ofc_alone_which_stops_its_children_in_order(
     let in_terminal_group: Vec<_> =
         children.iter().filter(|(pid, _)| process_group(**pid) == Some(terminal_group)).collect();
     assert!(in_terminal_group.is_empty(), "these would get the terminal's SIGINT themselves: {in_terminal_group:?}");
+}
+
+#[test]
+fn the_gateway_the_doubles_and_the_registry_listen_on_loopback_only() {
+    let stack = up(tempfile::tempdir().unwrap());
+    let registry = stack.pid_of("docker-registry").unwrap();
+    for (name, pid) in [("ofc", stack.child.id()), ("docker-registry", registry)] {
+        let addresses = listening(pid);
+        assert!(!addresses.is_empty(), "{name} listens");
+        assert!(addresses.iter().all(|a| a.starts_with("0100007F:")), "{name} listens beyond loopback: {addresses:?}");
+    }
 }
 
 #[test]

@@ -132,23 +132,22 @@ async fn supervise(
     let mut restarts = 0u32;
     loop {
         let started = Instant::now();
-        if let Some(running) = child.as_mut() {
-            let status = tokio::select! {
+        let exited = match child.as_mut() {
+            Some(running) => tokio::select! {
                 grace = &mut stop => {
                     running.stop(grace.unwrap_or(DROPPED_GRACE)).await;
                     return;
                 }
-                status = running.wait() => status,
-            };
-            if started.elapsed() >= policy.steady_after {
-                restarts = 0;
-            }
-            let status = status.map_or_else(|e| format!("unknown ({e})"), |s| s.to_string());
-            tracing::error!(name = %spec.name, %status, "exited unexpectedly; restarting it");
-        }
+                status = running.wait() => Some(status.map_or_else(|e| format!("unknown ({e})"), |s| s.to_string())),
+            },
+            None => None,
+        };
         let _ = pid.send(None);
-        restarts = restarts.saturating_add(1);
+        restarts = if started.elapsed() >= policy.steady_after { 1 } else { restarts.saturating_add(1) };
         let wait = policy.backoff.wait(restarts);
+        if let Some(status) = exited {
+            tracing::error!(name = %spec.name, %status, restart_in_seconds = wait.as_secs_f64(), "exited unexpectedly; restarting it");
+        }
         tokio::select! {
             _ = &mut stop => return,
             () = tokio::time::sleep(wait) => {}

@@ -5,37 +5,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use testkit::git::{commit, init_repo};
+use testkit::ports::free_port;
+use testkit::process::ProcessGuard;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
 
-/// A running `ofc up --runtime none`, stopped (SIGTERM, then SIGKILL) when dropped.
+/// A running `ofc up`, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Stack {
-    child: Child,
+    child: ProcessGuard,
     state: tempfile::TempDir,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts `ofc up --runtime none` on `state` and waits until it has written endpoints.json (everything answers).
@@ -63,7 +45,7 @@ fn up_with(state: tempfile::TempDir, runtime: &str) -> Stack {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
-    let mut stack = Stack { child, state };
+    let mut stack = Stack { child: ProcessGuard::new(child), state };
     let deadline = Instant::now() + Duration::from_secs(90);
     while !endpoints.exists() {
         if let Some(status) = stack.child.try_wait().unwrap() {
@@ -169,16 +151,6 @@ fn kill(pid: u32) {
     assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success(), "kill -9 {pid}");
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Octo", "-c", "user.email=octo@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
 /// The example repository as its own git repository, with one commit.
 fn example_repo(parent: &Path) -> PathBuf {
     let repo = parent.join("fns");
@@ -189,9 +161,8 @@ fn example_repo(parent: &Path) -> PathBuf {
         .status()
         .unwrap();
     assert!(copied.success());
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "first"]);
+    init_repo(&repo);
+    commit(&repo, "first");
     repo
 }
 
@@ -254,7 +225,7 @@ fn kill_9_of_ofc_up_leaves_no_process_behind() {
         assert!(programs.contains(expected), "{expected} runs under ofc up: {children:?}");
     }
     kill(stack.child.id());
-    let _ = stack.child.wait();
+    let _ = stack.child.child_mut().wait();
     all_ended(&children, Duration::from_secs(5));
 }
 
@@ -274,7 +245,7 @@ fn kill_9_of_ofc_up_takes_the_replicas_under_buildah_run_with_it() {
         std::thread::sleep(Duration::from_millis(100));
     };
     kill(stack.child.id());
-    let _ = stack.child.wait();
+    let _ = stack.child.child_mut().wait();
     all_ended(&children, Duration::from_secs(5));
 }
 

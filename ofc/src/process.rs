@@ -60,18 +60,17 @@ pub struct ChildProcess {
     child: Child,
     /// Started as the leader of its own process group (`buildah run` and what it runs): signals go to the group.
     group: bool,
-    /// Kept once seen, since a reaped child cannot be asked again.
-    exited: Option<ExitStatus>,
 }
 
 impl ChildProcess {
-    /// Spawns `command` (built with [`command`]; with `group`, `process_group(0)`) from the spawning thread.
+    /// Spawns `command` (built with [`command`]; with `group`, `process_group(0)`) from the spawning thread. Blocks
+    /// for as long as a fork and exec take.
     pub fn spawn(name: &str, command: Command, group: bool) -> std::io::Result<Self> {
+        let gone = || std::io::Error::other("the spawning thread is gone");
         let (answer, answered) = mpsc::channel();
-        let gone = |_| std::io::Error::other("the spawning thread is gone");
-        spawner().send((command, answer)).map_err(|_| std::io::Error::other("the spawning thread is gone"))?;
-        let child = answered.recv().map_err(gone)??;
-        Ok(Self { name: name.to_owned(), child, group, exited: None })
+        spawner().send((command, answer)).map_err(|_| gone())?;
+        let child = answered.recv().map_err(|_| gone())??;
+        Ok(Self { name: name.to_owned(), child, group })
     }
 
     pub fn name(&self) -> &str {
@@ -82,12 +81,9 @@ impl ChildProcess {
         self.child.id()
     }
 
-    /// Its exit status, if it has exited.
+    /// Its exit status, if it has exited (kept by `Child` once reaped).
     pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
-        if self.exited.is_none() {
-            self.exited = self.child.try_wait()?;
-        }
-        Ok(self.exited)
+        self.child.try_wait()
     }
 
     /// Waits until it exits.

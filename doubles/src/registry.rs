@@ -31,6 +31,27 @@ pub enum RegistryError {
     Io(#[from] std::io::Error),
 }
 
+/// Makes `command` (`docker-registry`, or a launcher followed by it) serve a registry on `address` storing into
+/// `storage_dir`, with [`CONFIG`]; its stderr is left to the caller. For a caller that runs the process itself (the
+/// local stack supervises it); [`RegistryProcess`] runs it for tests.
+pub fn serve_command(
+    command: &mut std::process::Command,
+    storage_dir: &Path,
+    address: SocketAddr,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(storage_dir)?;
+    let config_path = storage_dir.join("config.yml");
+    std::fs::write(&config_path, CONFIG)?;
+    command
+        .arg("serve")
+        .arg(&config_path)
+        .env("REGISTRY_HTTP_ADDR", address.to_string())
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", storage_dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Ok(())
+}
+
 /// A running `docker-registry`; stopped when dropped.
 pub struct RegistryProcess {
     address: SocketAddr,
@@ -46,23 +67,13 @@ impl RegistryProcess {
 
     /// Starts on a given address, logging to `log` when given.
     pub async fn start_on(storage_dir: &Path, address: SocketAddr, log: Option<&Path>) -> Result<Self, RegistryError> {
-        std::fs::create_dir_all(storage_dir)?;
-        let config_path = storage_dir.join("config.yml");
-        std::fs::write(&config_path, CONFIG)?;
         let output = match log {
             Some(path) => Stdio::from(std::fs::File::create(path)?),
             None => Stdio::null(),
         };
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .env("REGISTRY_HTTP_ADDR", address.to_string())
-            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", storage_dir.join("data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(output)
-            .spawn()
-            .map_err(|e| RegistryError::Missing(e.to_string()))?;
+        let mut command = std::process::Command::new("docker-registry");
+        serve_command(&mut command, storage_dir, address)?;
+        let child = command.stderr(output).spawn().map_err(|e| RegistryError::Missing(e.to_string()))?;
         let mut registry = Self { address, child };
         let client = RegistryClient::new(&registry.host_port());
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`gateway`]: the embedded OpenFaaS gateway (function routes, the async queue, `/system/functions`).
 //! - [`runtime`]: runs deployed user functions with `buildah run` (chroot isolation), and builds the watchdog image.
-//! - [`process`]: child processes (stopped with SIGTERM, a bounded wait, then SIGKILL) and free ports.
+//! - [`process`]: child processes (stopped with SIGTERM, a bounded wait, then SIGKILL; killed with `ofc`) and free
+//!   ports.
+//! - [`supervisor`]: restarts a child that exits, on the same port, with backoff.
 //! - [`state`]: the state folder (secrets, endpoints, queue, logs).
 //! - [`up`]: `ofc up`, starting and supervising every part.
 //! - [`push`]: `ofc push`, the webhook GitHub would send, and following the statuses.
@@ -13,4 +15,5 @@ pub mod process;
 pub mod push;
 pub mod runtime;
 pub mod state;
+pub mod supervisor;
 pub mod up;

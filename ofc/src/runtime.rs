@@ -3,6 +3,7 @@
 //! gets its own loopback port, handed to it as `port` (the watchdog's setting) with `bind_address=127.0.0.1`.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,8 +54,19 @@ pub struct BuildahStorage {
 }
 
 impl BuildahStorage {
+    /// `buildah` on this storage, for a step awaited to its end.
     pub fn command(&self) -> Command {
-        let mut command = Command::new("buildah");
+        let mut command = Command::from(self.on_storage(std::process::Command::new("buildah")));
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// `buildah` on this storage, run so that it dies with `ofc` (for `buildah run`, which lasts).
+    fn lasting_command(&self) -> std::process::Command {
+        self.on_storage(crate::process::command("buildah"))
+    }
+
+    fn on_storage(&self, mut command: std::process::Command) -> std::process::Command {
         command
             .arg("--root")
             .arg(self.root.join("storage"))
@@ -62,8 +74,7 @@ impl BuildahStorage {
             .arg(self.root.join("run"))
             .arg("--storage-driver")
             .arg("vfs")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+            .stdin(Stdio::null());
         command
     }
 
@@ -221,10 +232,6 @@ impl FunctionRuntime {
         Ok(Self { storage: BuildahStorage { root: config.root.clone() }, config, next: AtomicU64::new(0) })
     }
 
-    fn buildah(&self) -> Command {
-        self.storage.command()
-    }
-
     async fn run_buildah(&self, step: &'static str, args: &[&str]) -> Result<String, RuntimeError> {
         self.storage.run(step, args).await
     }
@@ -272,7 +279,7 @@ impl FunctionRuntime {
         }
         env.insert("port".into(), port.to_string());
         env.insert("bind_address".into(), "127.0.0.1".into());
-        let mut command = self.buildah();
+        let mut command = self.storage.lasting_command();
         command.args(["run", "--isolation", "chroot"]);
         for (name, value) in &env {
             command.arg("--env").arg(format!("{name}={value}"));
@@ -291,7 +298,7 @@ impl FunctionRuntime {
         let log_path = self.config.logs.join(format!("function-{}.log", function.name));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).process_group(0);
-        let process = ChildProcess::spawn(&function.name, &mut command, true)
+        let process = ChildProcess::spawn(&function.name, command, true)
             .map_err(|e| RuntimeError::Buildah { step: "run", message: e.to_string() })?;
         let mut replica = Replica { port, container: container.to_owned(), process };
         let deadline = Instant::now() + self.config.start_timeout;

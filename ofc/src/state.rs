@@ -1,6 +1,9 @@
 //! The state folder (`.ofc/` by default): the local stack's whole memory, so scripts and tests can find things.
 //! What a first run lacks (secrets, the App's key pair, gateway credentials) is generated and reused later.
+//! Only its owner may read it: the folders are 0700 and the secrets' files 0600, also when an earlier run (or the
+//! user, for function secrets) left them readable by others.
 
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rand::distributions::{Alphanumeric, DistString};
@@ -69,8 +72,10 @@ impl StateDir {
         std::fs::write(self.endpoints_file(), serde_json::to_vec_pretty(endpoints).map_err(std::io::Error::other)?)
     }
 
-    /// Creates the folders, and every secret that is not there yet. Returns the App's public key.
+    /// Creates the folders (0700), and every secret that is not there yet (0600). Returns the App's public key.
     pub fn prepare(&self) -> std::io::Result<String> {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root)?;
+        restrict(&self.root, 0o700)?;
         for dir in [
             self.secrets(),
             self.function_secrets(),
@@ -79,7 +84,8 @@ impl StateDir {
             self.root.join("queue"),
             self.root.join("registry"),
         ] {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+            restrict(&dir, 0o700)?;
         }
         let random = || Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
         for (name, value) in [
@@ -90,17 +96,39 @@ impl StateDir {
         ] {
             let path = self.secrets().join(name);
             if !path.exists() {
-                std::fs::write(path, value)?;
+                write_secret(&path, value.as_bytes())?;
             }
         }
         let public = self.root.join("app-public-key.pem");
         if !self.secrets().join("private-key").exists() || !public.exists() {
             let key = shared::app_key::AppKey::generate();
-            std::fs::write(self.secrets().join("private-key"), key.private_pem)?;
+            write_secret(&self.secrets().join("private-key"), key.private_pem.as_bytes())?;
             std::fs::write(&public, &key.public_pem)?;
+        }
+        for dir in [self.secrets(), self.function_secrets()] {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    restrict(&entry.path(), 0o600)?;
+                }
+            }
         }
         std::fs::read_to_string(public)
     }
+}
+
+/// Sets `path`'s permission bits to `mode` unless they are already.
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    if std::fs::metadata(path)?.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Writes a new secret's file, readable by its owner only from the start.
+fn write_secret(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?.write_all(value)
 }
 
 #[cfg(test)]
@@ -113,5 +141,43 @@ mod tests {
         assert!(state.root.is_absolute(), "{}", state.root.display());
         assert_eq!(state.root, std::env::current_dir().unwrap().join(".ofc"));
         assert!(state.repos().is_absolute());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_state_folders_are_private_and_the_secrets_readable_by_their_owner_only() {
+        let parent = tempfile::tempdir().unwrap();
+        let state = StateDir::new(&parent.path().join("state"));
+        state.prepare().unwrap();
+        for dir in [&state.root, &state.secrets(), &state.function_secrets(), &state.logs(), &state.repos()] {
+            assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        }
+        let secrets: Vec<_> = std::fs::read_dir(state.secrets()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(secrets.len(), 5, "{secrets:?}");
+        for secret in &secrets {
+            assert_eq!(mode(secret), 0o600, "{}", secret.display());
+        }
+    }
+
+    #[test]
+    fn an_earlier_runs_readable_state_is_made_private_on_the_next_start() {
+        let parent = tempfile::tempdir().unwrap();
+        let state = StateDir::new(&parent.path().join("state"));
+        state.prepare().unwrap();
+        let user_secret = state.function_secrets().join("api-key");
+        std::fs::write(&user_secret, "s3cret").unwrap();
+        for (path, loose) in [(&user_secret, 0o644), (&state.secrets().join("payload-secret"), 0o644)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(loose)).unwrap();
+        }
+        std::fs::set_permissions(&state.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(state.secrets(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        state.prepare().unwrap();
+        assert_eq!(mode(&user_secret), 0o600);
+        assert_eq!(mode(&state.secrets().join("payload-secret")), 0o600);
+        assert_eq!(mode(&state.root), 0o700);
+        assert_eq!(mode(&state.secrets()), 0o700);
     }
 }

@@ -1,32 +1,34 @@
 //! `ofc up`: the whole pipeline on one machine. The gateway, the GitHub double and the git server run in this
 //! process; the registry, of-builder and every function of the repository's `stack.yml` run as child processes,
-//! configured from stack.yml exactly as OpenFaaS would configure them. Ctrl-C or SIGTERM stops every part
-//! ([`LocalStack::shutdown`]): the gateway drains, then every child gets SIGTERM and, after a bounded wait, SIGKILL.
+//! configured from stack.yml exactly as OpenFaaS would configure them, each restarted when it exits
+//! ([`crate::supervisor`]) and killed by the kernel if `ofc` dies ([`crate::process`]). Ctrl-C or SIGTERM stops every
+//! part ([`LocalStack::shutdown`]): the gateway drains, then every child gets SIGTERM and, after a bounded wait,
+//! SIGKILL.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use doubles::git_server::GitServer;
 use doubles::github_double::{GitHubDouble, RunningDouble};
-use doubles::registry::RegistryProcess;
 use shared::stack::Stack;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::process::{free_port, ChildProcess};
+use crate::process::free_port;
 use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
 use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
+use crate::supervisor::{ChildSpec, RestartPolicy, Supervised};
 
 /// How long the gateway may take to finish the requests under way once it stops accepting.
 const GATEWAY_DRAIN: Duration = Duration::from_secs(3);
 /// How long a child may take to exit after SIGTERM before it is killed.
 const CHILD_GRACE: Duration = Duration::from_secs(5);
-/// How long of-builder and each function may take to answer their health check.
+/// How long the registry, of-builder and each function may take to answer their health check.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 
 /// What `ofc up` is started with.
@@ -53,9 +55,10 @@ pub struct LocalStack {
     gateway_server: JoinHandle<()>,
     /// Replays the async queue; aborted at shutdown (what it had not finished stays on disk).
     worker: JoinHandle<()>,
-    /// of-builder and the stack's functions, with the port each listens on.
-    children: Vec<(ChildProcess, u16)>,
-    registry: RegistryProcess,
+    /// of-builder and the stack's functions, each restarted when it exits.
+    children: Vec<Supervised>,
+    /// Stopped after the others, which push to it.
+    registry: Supervised,
     /// Served in this process until dropped.
     _github: RunningDouble,
     _git: GitServer,
@@ -95,22 +98,6 @@ fn into_tokio(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::Tcp
     Ok(tokio::net::TcpListener::from_std(listener)?)
 }
 
-async fn wait_healthy(name: &str, address: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(response) = http.get(format!("http://{address}{path}")).timeout(Duration::from_secs(2)).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{name} did not become healthy on {address} within {} s (see its log)", timeout.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Starts everything, prints where it listens, and runs until `shutdown` completes.
 pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let stack = LocalStack::start(&options).await?;
@@ -130,22 +117,24 @@ impl LocalStack {
             format!("port {} is in use: stop what listens there or pass --gateway-port", options.gateway_port)
         })?;
         let prepared = prepare_state(&options.state)?;
-        let registry = start_registry(&prepared).await?;
+        let registry = start_registry(&prepared)?;
+        registry.wait_healthy(HEALTHY_WITHIN).await.context("the registry did not start")?;
         let (github, git) = start_doubles(&prepared)?;
         let gateway_url = format!("http://{gateway_address}/");
-        let (gateway, gateway_stop, gateway_server, worker) =
-            start_gateway(options, &prepared, gateway_listener).await?;
+        let (gateway, gateway_stop, gateway_server) = start_gateway(options, &prepared, gateway_listener).await?;
         let builder = start_builder(options, &prepared)?;
         let endpoints = Endpoints {
             gateway: gateway_url,
             github_api: github.url(),
-            registry: registry.host_port(),
-            builder: format!("http://127.0.0.1:{}/", builder.1),
+            registry: format!("127.0.0.1:{}", registry.port()),
+            builder: format!("http://127.0.0.1:{}/", builder.port()),
             git: git.url(),
         };
         let mut children = vec![builder];
         children.extend(start_functions(options, &stack, &prepared.state, &endpoints, &gateway)?);
         wait_ready(&children).await?;
+        // Only now: a call queued by an earlier run replayed before its function answers would use up a try.
+        let worker = gateway.spawn_worker();
         prepared.state.write_endpoints(&endpoints)?;
         Ok(Self {
             state: prepared.state,
@@ -180,8 +169,8 @@ impl LocalStack {
         } else {
             println!("  functions    deployed functions are recorded, not run (--runtime none)");
         }
-        for (child, port) in self.children.iter().filter(|(c, _)| c.name() != "of-builder") {
-            let name = child.name();
+        for child in self.children.iter().filter(|c| c.name() != "of-builder") {
+            let (name, port) = (child.name(), child.port());
             println!("  {name:<12} http://127.0.0.1:{port}/  ({}function/{name})", endpoints.gateway);
         }
         println!(
@@ -201,7 +190,7 @@ impl LocalStack {
         self.worker.abort();
         let _ = self.worker.await;
         self.gateway.stop_functions().await;
-        let stops = self.children.iter_mut().map(|(child, _)| child.stop(CHILD_GRACE));
+        let stops = self.children.into_iter().map(|child| child.stop(CHILD_GRACE));
         futures_util::future::join_all(stops).await;
         self.registry.stop(CHILD_GRACE).await;
     }
@@ -209,7 +198,9 @@ impl LocalStack {
 
 /// The tools, stack.yml and the workspace's binaries that `ofc up` needs; the stack.
 fn check_prerequisites(options: &UpOptions) -> anyhow::Result<Stack> {
-    for (tool, package) in [("git", "git"), ("buildah", "buildah"), ("docker-registry", "docker-registry")] {
+    let tools =
+        [("git", "git"), ("buildah", "buildah"), ("docker-registry", "docker-registry"), ("setpriv", "util-linux")];
+    for (tool, package) in tools {
         require_tool(tool, package)?;
     }
     let stack = Stack::read(&options.repository)
@@ -232,16 +223,19 @@ fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
     Ok(Prepared { state, public_key, user, password, previous })
 }
 
-async fn start_registry(prepared: &Prepared) -> anyhow::Result<RegistryProcess> {
+/// The registry, on the port it had last time when that is free (deployments name it in their images).
+fn start_registry(prepared: &Prepared) -> anyhow::Result<Supervised> {
     let port = reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?.local_addr()?.port();
-    let state = &prepared.state;
-    RegistryProcess::start_on(
-        &state.root.join("registry"),
-        ([127, 0, 0, 1], port).into(),
-        Some(&state.logs().join("registry.log")),
-    )
-    .await
-    .context("the registry did not start")
+    let storage = prepared.state.root.join("registry");
+    let log = prepared.state.logs().join("registry.log");
+    let command = move || {
+        let mut command = crate::process::command("docker-registry");
+        doubles::registry::serve_command(&mut command, &storage, ([127, 0, 0, 1], port).into())?;
+        command.stderr(append(&log)?);
+        Ok(command)
+    };
+    let spec = ChildSpec { name: "registry".into(), port, health: "/v2/", command: Box::new(command) };
+    Supervised::start(spec, RestartPolicy::default()).context("the registry cannot start")
 }
 
 /// The GitHub API double (knowing the App and its one installation) and the git server, in this process.
@@ -255,12 +249,12 @@ fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServe
 }
 
 /// The base image templates start FROM (into the builder's storage: no registry here can serve it), then the
-/// gateway with its queue worker and the recorded deployments.
+/// gateway with the recorded deployments (its queue worker starts once the functions answer).
 async fn start_gateway(
     options: &UpOptions,
     prepared: &Prepared,
     listener: tokio::net::TcpListener,
-) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>, JoinHandle<()>)> {
+) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>)> {
     let state = &prepared.state;
     let builder_storage = BuildahStorage { root: state.root.join("buildah") };
     build_watchdog_image(&builder_storage, &options.binaries.join("ofc-watchdog"))
@@ -289,13 +283,12 @@ async fn start_gateway(
             tracing::error!(%error, "the gateway stopped");
         }
     });
-    let worker = gateway.spawn_worker();
     gateway.start_deployed();
-    Ok((gateway, stop, server, worker))
+    Ok((gateway, stop, server))
 }
 
 /// of-builder, on the port it had last time when that is free.
-fn start_builder(options: &UpOptions, prepared: &Prepared) -> anyhow::Result<(ChildProcess, u16)> {
+fn start_builder(options: &UpOptions, prepared: &Prepared) -> anyhow::Result<Supervised> {
     let state = &prepared.state;
     let port = reuse(prepared.previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
     let env = BTreeMap::from([
@@ -305,7 +298,7 @@ fn start_builder(options: &UpOptions, prepared: &Prepared) -> anyhow::Result<(Ch
         ("registry_insecure".to_owned(), "true".to_owned()),
         ("buildah_root".to_owned(), state.root.join("buildah").display().to_string()),
     ]);
-    Ok((spawn(&options.binaries.join("of-builder"), "of-builder", &env, state)?, port))
+    supervise(&options.binaries.join("of-builder"), "of-builder", port, env, state)
 }
 
 /// Every function of stack.yml, configured as stack.yml says and pointed at the local parts, routed by the gateway.
@@ -315,7 +308,7 @@ fn start_functions(
     state: &StateDir,
     endpoints: &Endpoints,
     gateway: &Gateway,
-) -> anyhow::Result<Vec<(ChildProcess, u16)>> {
+) -> anyhow::Result<Vec<Supervised>> {
     let gateway_url = &endpoints.gateway;
     let overrides = BTreeMap::from([
         ("gateway_url".to_owned(), gateway_url.clone()),
@@ -336,33 +329,54 @@ fn start_functions(
         env.extend(overrides.clone());
         let port = free_port()?;
         env.insert("port".into(), port.to_string());
-        children.push((spawn(&options.binaries.join(name), name, &env, state)?, port));
+        children.push(supervise(&options.binaries.join(name), name, port, env, state)?);
         gateway.set_route(name, &format!("http://127.0.0.1:{port}/"));
     }
     Ok(children)
 }
 
 /// Waits until of-builder and every function answer their health check.
-async fn wait_ready(children: &[(ChildProcess, u16)]) -> anyhow::Result<()> {
-    for (child, port) in children {
-        let path = if child.name() == "of-builder" { "/healthz" } else { "/_/health" };
-        wait_healthy(child.name(), ([127, 0, 0, 1], *port).into(), path, HEALTHY_WITHIN).await?;
+async fn wait_ready(children: &[Supervised]) -> anyhow::Result<()> {
+    for child in children {
+        child.wait_healthy(HEALTHY_WITHIN).await?;
     }
     Ok(())
 }
 
-fn spawn(binary: &Path, name: &str, env: &BTreeMap<String, String>, state: &StateDir) -> anyhow::Result<ChildProcess> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(state.logs().join(format!("{name}.log")))?;
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-        .envs(std::env::var("log_format").ok().map(|f| ("log_format", f)))
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
-    ChildProcess::spawn(name, &mut command, false).with_context(|| format!("{} cannot start", binary.display()))
+/// `path` opened for appending (a child's log, kept across its restarts).
+fn append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Starts `binary` with only `env` (and PATH, RUST_LOG, log_format), logging to `logs/NAME.log`, and keeps it
+/// running on `port`.
+fn supervise(
+    binary: &Path,
+    name: &str,
+    port: u16,
+    env: BTreeMap<String, String>,
+    state: &StateDir,
+) -> anyhow::Result<Supervised> {
+    let log = state.logs().join(format!("{name}.log"));
+    let program = binary.to_owned();
+    let command = move || {
+        let log = append(&log)?;
+        let mut command = crate::process::command(&program);
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(std::env::var("log_format").ok().map(|f| ("log_format", f)))
+            // Loopback only, for a server that reads `bind_address` as ofc-watchdog does (`shared::server` reads
+            // no address setting yet and binds 0.0.0.0).
+            .env("bind_address", "127.0.0.1")
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        Ok(command)
+    };
+    let health = if name == "of-builder" { "/healthz" } else { "/_/health" };
+    let spec = ChildSpec { name: name.to_owned(), port, health, command: Box::new(command) };
+    Supervised::start(spec, RestartPolicy::default()).with_context(|| format!("{} cannot start", binary.display()))
 }

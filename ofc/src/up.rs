@@ -321,6 +321,8 @@ fn start_functions(
         ("validate_customers".to_owned(), "false".to_owned()),
         ("github_app_id".to_owned(), APP_ID.to_owned()),
         ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
+        // Build logs live in the state folder, where `ofc logs` and pipeline-log find them.
+        ("log_store_path".to_owned(), state.logs().join("builds").display().to_string()),
     ]);
     let mut children = Vec::new();
     for (name, function) in &stack.functions {

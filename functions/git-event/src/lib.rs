@@ -22,7 +22,6 @@ use shared::config::{bool_or, CommonConfig, ConfigError, Secret, SecretStore};
 use shared::event::GarbageCollectRequest;
 use shared::garbage_collect::GarbageCollectClient;
 use shared::gateway::{BasicAuth, GatewayClient};
-use shared::openfaas::labels;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 use shared::signature::verify_github;
 
@@ -79,6 +78,9 @@ pub struct Installation {
 #[derive(Debug, Deserialize)]
 pub struct Account {
     pub login: String,
+    /// The account's numeric id: functions are matched by it where they carry one (a login can change hands).
+    #[serde(default)]
+    pub id: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +120,7 @@ async fn handle(
     let event: InstallationEvent = serde_json::from_slice(&body)
         .map_err(|e| EventError::BadRequest(format!("the body is not an {kind} event: {e}")))?;
     let owner = event.installation.account.login.clone();
+    let owner_id = Some(event.installation.account.id).filter(|id| *id != 0);
     let repos: BTreeSet<String> = match (kind, event.action.as_str()) {
         ("installation_repositories", "removed") => event.repositories_removed.iter().map(|r| r.name.clone()).collect(),
         ("installation", "deleted") => state
@@ -125,13 +128,14 @@ async fn handle(
             .list_functions()
             .await?
             .iter()
-            .filter(|f| f.is_cloud_function_of(&owner))
-            .filter_map(|f| f.label(labels::GIT_REPO).map(str::to_owned))
+            .filter(|f| f.is_cloud_function_of(&owner, owner_id))
+            .filter_map(|f| f.repo().map(str::to_owned))
             .collect(),
         (_, action) => return Ok(Json(serde_json::json!({ "message": format!("ignored: {kind} `{action}`") }))),
     };
     for repo in &repos {
-        let request = GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), functions: Vec::new() };
+        let request =
+            GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), owner_id, functions: Vec::new() };
         state.collector.collect(&request).await?;
     }
     tracing::info!(%owner, installation = event.installation.id, repos = ?repos, "functions of uninstalled repositories removed");

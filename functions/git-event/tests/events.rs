@@ -66,7 +66,10 @@ async fn removed_repositories_are_garbage_collected() {
     });
     assert_eq!(deliver(&served, "installation_repositories", &payload, WEBHOOK).await, 200);
     let calls = collected(&gateway);
-    assert_eq!(calls, vec![GarbageCollectRequest { owner: "octo".into(), repo: "fns".into(), functions: vec![] }]);
+    assert_eq!(
+        calls,
+        vec![GarbageCollectRequest { owner: "octo".into(), repo: "fns".into(), owner_id: Some(1), functions: vec![] }]
+    );
 }
 
 #[tokio::test]

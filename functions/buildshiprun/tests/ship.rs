@@ -402,8 +402,8 @@ async fn the_loser_of_a_race_for_a_new_name_fails_clearly() {
 
 #[tokio::test]
 async fn refuses_what_the_operator_s_policy_does_not_allow_naming_field_value_and_bound() {
-    let harness = start(true).await;
     type Change = fn(&mut BuildEvent);
+    let harness = start(true).await;
     let cases: [(Change, &[&str]); 9] = [
         (|e| e.limits = Some(memory("512Mi")), &["limits.memory", "512Mi", "max_memory_limit 256Mi"]),
         (|e| e.requests = Some(memory("1Gi")), &["requests.memory", "1Gi", "max_memory_limit 256Mi"]),

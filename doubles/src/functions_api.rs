@@ -30,12 +30,16 @@ pub enum FunctionsError {
     MissingField,
     #[error("no such function: {0}")]
     NotFound(String),
+    /// A `POST` for a name that is deployed: as on OpenFaaS, creating never replaces (two first deployments race).
+    #[error("function {0} already exists")]
+    AlreadyExists(String),
 }
 
 impl IntoResponse for FunctionsError {
     fn into_response(self) -> Response {
         let status = match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyExists(_) => StatusCode::CONFLICT,
             Self::NotADeployment(_) | Self::NotADeletion(_) | Self::MissingField => StatusCode::BAD_REQUEST,
         };
         ErrorResponse::new(status, self).into_response()
@@ -124,6 +128,9 @@ impl FunctionsApi {
         let previous = functions.get(&deployment.service);
         if update && previous.is_none() {
             return Err(FunctionsError::NotFound(deployment.service.clone()));
+        }
+        if !update && previous.is_some() {
+            return Err(FunctionsError::AlreadyExists(deployment.service.clone()));
         }
         let created_at = previous.and_then(|d| d.created_at.clone()).unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
         let mut status = FunctionStatus::from_deployment(deployment, 1);
@@ -238,6 +245,7 @@ mod tests {
         assert!(matches!(api.deploy(&deployment("a"), true), Err(FunctionsError::NotFound(_))));
         assert_eq!(api.deploy(&deployment("a"), false).unwrap(), StatusCode::ACCEPTED);
         assert_eq!(api.deploy(&deployment("a"), true).unwrap(), StatusCode::OK);
+        assert!(matches!(api.deploy(&deployment("a"), false), Err(FunctionsError::AlreadyExists(_))));
         assert_eq!(api.get("a.openfaas-fn").unwrap().namespace.as_deref(), Some(DEFAULT_NAMESPACE));
         assert_eq!(api.list().len(), 1);
         assert_eq!(api.delete("a").unwrap(), StatusCode::OK);

@@ -54,6 +54,26 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 600)]
         timeout: u64,
     },
+    /// Manage the secrets user functions mount (what `faas-cli secret create` does on OpenFaaS).
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretAction {
+    /// Store stdin (never echoed) as owner O's secret NAME: the file `<o>-<NAME>` that a function of O whose
+    /// stack.yml says `secrets: [NAME]` mounts.
+    Set {
+        name: String,
+        /// The GitHub owner the secret belongs to (as `ofc push --owner`).
+        #[arg(long, value_name = "O", default_value = DEFAULT_OWNER)]
+        owner: String,
+        /// The state folder of the stack.
+        #[arg(long, value_name = "DIR", default_value = ".ofc")]
+        state: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,6 +97,7 @@ async fn main() -> ExitCode {
             let timeout = Duration::from_secs(timeout);
             push(PushOptions { path, branch, owner, state, timeout }).await
         }
+        Some(Command::Secret { action: SecretAction::Set { name, owner, state } }) => secret_set(&name, &owner, &state),
     };
     result.unwrap_or_else(|error| {
         eprintln!("ofc: {error:#}");
@@ -107,4 +128,23 @@ async fn push(options: PushOptions) -> anyhow::Result<ExitCode> {
         eprintln!("stack-deploy failed (see the statuses above)");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Writes the secret the way buildshiprun binds it (`<owner>-<name>`, owner lower-cased), readable by its owner only.
+fn secret_set(name: &str, owner: &str, state: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let bound = shared::naming::owner_secret_name(owner, name);
+    anyhow::ensure!(shared::naming::is_valid_secret_name(&bound), "`{bound}` is not a valid secret name");
+    let mut value = Vec::new();
+    std::io::stdin().read_to_end(&mut value).context("reading the secret from stdin")?;
+    let trimmed = value.strip_suffix(b"\n").unwrap_or(&value);
+    let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+    let dir = ofc::state::StateDir::new(state).function_secrets();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(&bound);
+    let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut file, trimmed)?;
+    println!("secret {bound} set ({} bytes) in {}", trimmed.len(), dir.display());
+    Ok(ExitCode::SUCCESS)
 }

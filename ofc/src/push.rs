@@ -109,6 +109,16 @@ async fn statuses(
     Ok(response.json().await?)
 }
 
+/// The numeric id GitHub would give the account `owner`: one per login (case-insensitive), stable across runs, so
+/// that ownership, decided by the id, separates the local stack's owners as it does GitHub's (FNV-1a, never 0).
+pub fn account_id(owner: &str) -> u64 {
+    let hash = owner
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    hash % 1_000_000_000 + 1
+}
+
 /// The push event GitHub sends, in its shape.
 fn payload(owner: &str, name: &str, branch: &str, sha: &str, clone_url: &str, path: &Path) -> Value {
     let message = git(path, &["log", "-1", "--format=%s"]).unwrap_or_default();
@@ -128,12 +138,12 @@ fn payload(owner: &str, name: &str, branch: &str, sha: &str, clone_url: &str, pa
         "commits": [commit.clone()], "head_commit": commit,
         "repository": {
             "id": 1, "name": name, "full_name": format!("{owner}/{name}"), "private": false,
-            "owner": {"login": owner, "id": 1, "type": "User"},
+            "owner": {"login": owner, "id": account_id(owner), "type": "User"},
             "html_url": clone_url, "clone_url": clone_url, "default_branch": branch, "master_branch": branch,
             "created_at": now.timestamp(), "pushed_at": now.timestamp()
         },
         "pusher": {"name": owner, "email": format!("{owner}@localhost")},
-        "sender": {"login": owner, "id": 1, "type": "User"},
+        "sender": {"login": owner, "id": account_id(owner), "type": "User"},
         "installation": {"id": INSTALLATION_ID}
     })
 }

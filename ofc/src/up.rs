@@ -319,6 +319,8 @@ fn start_functions(
         ("audit_url".to_owned(), format!("{gateway_url}function/audit-event")),
         ("report_status".to_owned(), "true".to_owned()),
         ("validate_customers".to_owned(), "false".to_owned()),
+        // The local stack builds the examples' `lang: dockerfile` functions (the deployed stack.yml does not).
+        ("enable_dockerfile_lang".to_owned(), "true".to_owned()),
         ("github_app_id".to_owned(), APP_ID.to_owned()),
         ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
         // Build logs live in the state folder, where `ofc logs` and pipeline-log find them.

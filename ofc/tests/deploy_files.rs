@@ -61,6 +61,17 @@ const SETTINGS: &[&str] = &[
     "s3_bucket",
     "s3_region",
     "s3_tls",
+    "enable_dockerfile_lang",
+    "readonly_root_filesystem",
+    "allow_writable_root_filesystem",
+    "scaling_min_limit",
+    "scaling_max_limit",
+    "allowed_openfaas_labels",
+    "allowed_annotations",
+    "allowed_build_args",
+    "reserved_secrets",
+    "max_memory_limit",
+    "max_cpu_limit",
 ];
 
 fn stack() -> Stack {
@@ -114,7 +125,7 @@ fn the_seeds_timeouts_are_kept() {
         |function: &str, key: &str| stack.functions[function].environment.get(key).cloned().unwrap_or_default();
     assert_eq!(timeout("buildshiprun", "write_timeout"), "300s");
     assert_eq!(timeout("buildshiprun", "read_timeout"), "300s");
-    assert_eq!(timeout("git-tar", "write_timeout"), "120s");
+    assert_eq!(timeout("git-tar", "write_timeout"), "15m", "the last release's (ofc/tests/deadlines.rs)");
     assert_eq!(timeout("gh-push", "write_timeout"), "10s");
 }
 

@@ -158,11 +158,8 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     let registry = RegistryClient::new(&endpoints.registry);
     let functions = stack.functions().await;
     assert_eq!(functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["octo-greet", "octo-hello"]);
-    for (function, image, tag) in [("octo-hello", "hello", "latest"), ("octo-greet", "greet", "0.1")] {
-        let manifest = registry
-            .manifest(image, &format!("{tag}-{sha}"))
-            .await
-            .unwrap_or_else(|e| panic!("{image} in the registry: {e}"));
+    for (function, image) in [("octo-hello", "octo/fns-hello"), ("octo-greet", "octo/fns-greet")] {
+        let manifest = registry.manifest(image, &sha).await.unwrap_or_else(|e| panic!("{image} in the registry: {e}"));
         let deployed = functions.iter().find(|f| f.name == function).unwrap();
         assert_eq!(deployed.image, format!("{}/{image}@{}", endpoints.registry, manifest.digest), "pinned by digest");
         assert_eq!(deployed.label("Git-Owner"), Some("octo"));

@@ -160,11 +160,18 @@ pub struct BuildEvent {
     /// stack.yml's `fprocess`: the deployment's `envProcess`, as faas-cli sends it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fprocess: Option<String>,
-    #[serde(default)]
-    pub readonly_root_filesystem: bool,
+    /// stack.yml's `readonly_root_filesystem`; `None` when it says nothing, so the operator's default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_root_filesystem: Option<bool>,
     /// Placement constraints, passed to the deployment as stack.yml gives them.
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// stack.yml's `lang`: buildshiprun refuses `dockerfile` unless the operator enables it.
+    #[serde(default)]
+    pub lang: String,
+    /// stack.yml's own `build_args` (not the template's), checked against the operator's allowlist.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
 }
 
 impl BuildEvent {
@@ -290,6 +297,10 @@ pub struct StatusReport {
 pub struct GarbageCollectRequest {
     pub owner: String,
     pub repo: String,
+    /// The owner's numeric id: when given, only functions deployed for this id are removed (see
+    /// `FunctionStatus::is_cloud_function_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<u64>,
     /// Deployed names (`<owner>-<function>`) to keep; an empty list removes all of the repository's functions.
     #[serde(default)]
     pub functions: Vec<String>,

@@ -17,3 +17,19 @@ pub const GARBAGE_COLLECT: &str = "garbage-collect";
 pub const LIST_FUNCTIONS: &str = "list-functions";
 /// Receives the audit events every function sends.
 pub const AUDIT_EVENT: &str = "audit-event";
+
+/// Serves stored build logs behind signed, expiring links.
+pub const PIPELINE_LOG: &str = "pipeline-log";
+
+/// Every function above: the deployed names no user function may take.
+pub const ALL: &[&str] = &[
+    GH_PUSH,
+    GIT_EVENT,
+    GIT_TAR,
+    BUILDSHIPRUN,
+    GITHUB_STATUS,
+    GARBAGE_COLLECT,
+    LIST_FUNCTIONS,
+    AUDIT_EVENT,
+    PIPELINE_LOG,
+];

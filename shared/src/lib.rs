@@ -17,6 +17,7 @@
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
 //! - [`audit`]: sends audit events without blocking the caller.
+//! - [`customers`]: the customers list (`validate_customers`) gh-push and git-event check owners against.
 //! - [`garbage_collect`]: asks garbage-collect to remove a repository's functions.
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
@@ -26,6 +27,7 @@ pub mod app_key;
 pub mod audit;
 pub mod build;
 pub mod config;
+pub mod customers;
 pub mod error;
 pub mod event;
 pub mod functions;

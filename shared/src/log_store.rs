@@ -38,8 +38,8 @@ pub const SCRUBBED: &str = "***";
 /// `X-Cloud-Signature` of a body (both are keyed with `payload-secret`).
 const LINK_DOMAIN: &str = "ofc-log-link:v1\n";
 const RECORD_SUFFIX: &str = ".log";
-/// The function that serves logs and stores them for other functions (to join [`crate::functions`]).
-pub const PIPELINE_LOG: &str = "pipeline-log";
+/// The function that serves logs and stores them for other functions.
+pub use crate::functions::PIPELINE_LOG;
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]

@@ -40,16 +40,70 @@ pub fn split_image_tag(image: &str) -> (&str, &str) {
     }
 }
 
-/// The image a push builds: `<repository_url>/<image>:<tag or latest>-<sha>`.
-/// With an empty `repository_url` the image keeps the name stack.yml gives it.
-pub fn build_image_name(repository_url: &str, stack_image: &str, sha: &str) -> String {
-    let (name, tag) = split_image_tag(stack_image.trim());
-    let prefix = repository_url.trim().trim_end_matches('/');
+/// The image a push builds: `<repository_url>/<owner>/<repo>-<function>:<sha>`, lower-cased and valid as a registry
+/// name, so that every owner has their own registry namespace and a stack.yml's `image:` cannot write over another
+/// owner's (or the platform's) image. With an empty `repository_url` the name starts at the owner.
+pub fn build_image_name(repository_url: &str, owner: &str, repo: &str, function: &str, sha: &str) -> String {
+    let prefix = repository_url.trim().trim_end_matches('/').to_ascii_lowercase();
+    let owner = registry_component(owner);
+    let repo = registry_component(repo);
+    let function = registry_component(function);
+    let name = if repo.is_empty() { function } else { format!("{repo}-{function}") };
+    let tag = sha.to_ascii_lowercase();
     if prefix.is_empty() {
-        format!("{name}:{tag}-{sha}")
+        format!("{owner}/{name}:{tag}")
     } else {
-        format!("{prefix}/{name}:{tag}-{sha}")
+        format!("{prefix}/{owner}/{name}:{tag}")
     }
+}
+
+/// One path component of a registry name: lower-case letters and digits, joined by `-` (a repository's `.` and `_`
+/// become `-`, which is valid wherever it stands between two letters or digits).
+fn registry_component(value: &str) -> String {
+    let mapped: String =
+        value.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    mapped.trim_matches('-').to_owned()
+}
+
+/// The name a function's `secrets: [name]` entry binds: `<owner>-<name>` with the owner lower-cased (the last
+/// release's rule), so that a user can only mount the secrets created for them.
+pub fn owner_secret_name(owner: &str, secret: &str) -> String {
+    format!("{}-{secret}", owner.to_ascii_lowercase())
+}
+
+/// Whether `name` can be a secret's name on both orchestrators: a DNS-1123 subdomain (lower-case letters, digits,
+/// `-` and `.`, starting and ending with a letter or digit, at most 253 characters).
+pub fn is_valid_secret_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 253
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// The secrets the platform itself mounts (every secret the platform's stack.yml names, and the registry's): a user
+/// function must never be given one of them.
+pub const PLATFORM_SECRETS: &[&str] = &[
+    "payload-secret",
+    "github-webhook-secret",
+    "private-key",
+    "derek-private-key",
+    "basic-auth-user",
+    "basic-auth-password",
+    "customers",
+    "registry-secret",
+    "swarm-pull-secret",
+    "s3-access-key",
+    "s3-secret-key",
+    "s3-access-key-id",
+    "s3-secret-access-key",
+];
+
+/// Deployed names no push may take: the platform's own functions and services, whichever owner and function
+/// would form them (owner `gh` with function `push` is `gh-push`).
+pub fn is_reserved_service(name: &str) -> bool {
+    crate::functions::ALL.contains(&name) || name == "of-builder"
 }
 
 /// The image reference pinned by digest: `<name without tag>@<digest>`, so a deployment runs exactly what was built.
@@ -72,18 +126,35 @@ mod tests {
     }
 
     #[test]
-    fn image_names_follow_the_original_rule() {
-        let sha = "thesha";
+    fn images_are_namespaced_by_owner_and_repository() {
+        let sha = "ABC123";
         assert_eq!(
-            build_image_name("registry:5000", "alexellis2/func:0.1", sha),
-            "registry:5000/alexellis2/func:0.1-thesha"
+            build_image_name("registry:5000", "AlexEllis", "Fns", "hello", sha),
+            "registry:5000/alexellis/fns-hello:abc123"
         );
         assert_eq!(
-            build_image_name("registry:5000/", "alexellis2/func", sha),
-            "registry:5000/alexellis2/func:latest-thesha"
+            build_image_name("Registry:5000/", "octo", "my_repo.js", "fn", sha),
+            "registry:5000/octo/my-repo-js-fn:abc123"
         );
-        assert_eq!(build_image_name("", "func", sha), "func:latest-thesha");
-        assert_eq!(build_image_name("r:5000", "host:5001/ns/func", sha), "r:5000/host:5001/ns/func:latest-thesha");
+        assert_eq!(build_image_name("", "octo", ".github", "fn", sha), "octo/github-fn:abc123");
+        // Two owners whose names join alike still get different images.
+        assert_ne!(build_image_name("r", "alex", "ellis", "x", sha), build_image_name("r", "alex-ellis", "", "x", sha));
+    }
+
+    #[test]
+    fn secrets_are_bound_to_their_lower_case_owner() {
+        assert_eq!(owner_secret_name("AlexEllis", "db"), "alexellis-db");
+        assert!(is_valid_secret_name("alexellis-db"));
+        assert!(!is_valid_secret_name("alexellis-DB"));
+        assert!(!is_valid_secret_name("alex/../db"));
+        assert!(!is_valid_secret_name("alex-"));
+    }
+
+    #[test]
+    fn the_platform_s_functions_are_reserved() {
+        assert!(is_reserved_service(&service_name("gh", "push").unwrap()));
+        assert!(is_reserved_service("buildshiprun"));
+        assert!(!is_reserved_service("gh-pushy"));
     }
 
     #[test]

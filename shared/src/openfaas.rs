@@ -13,6 +13,28 @@ pub mod labels {
     pub const GIT_REPO: &str = "Git-Repo";
     pub const GIT_SHA: &str = "Git-SHA";
     pub const GIT_DEPLOY_TIME: &str = "Git-DeployTime";
+
+    /// The last release's namespace for the platform's labels (`sdk.FunctionLabelPrefix`): a user label under it,
+    /// or under `Git-`, could claim another owner's function, so buildshiprun refuses them.
+    pub const CLOUD_PREFIX: &str = "com.openfaas.cloud.";
+    /// OpenFaaS' own namespace: only the labels the operator allows (the scaling ones by default) may be set.
+    pub const OPENFAAS_PREFIX: &str = "com.openfaas.";
+    /// The seed's namespace (`Git-Owner`…).
+    pub const GIT_PREFIX: &str = "Git-";
+    pub const CLOUD: &str = "com.openfaas.cloud.git-cloud";
+    pub const OWNER: &str = "com.openfaas.cloud.git-owner";
+    /// The owner's numeric GitHub id: what decides ownership, as a login can be renamed and taken by someone else.
+    pub const OWNER_ID: &str = "com.openfaas.cloud.git-owner-id";
+    pub const REPO: &str = "com.openfaas.cloud.git-repo";
+    pub const SHA: &str = "com.openfaas.cloud.git-sha";
+    pub const BRANCH: &str = "com.openfaas.cloud.git-branch";
+    pub const DEPLOY_TIME: &str = "com.openfaas.cloud.git-deploytime";
+    pub const PRIVATE: &str = "com.openfaas.cloud.git-private";
+    /// The scaling labels OpenFaaS reads; a user may set them within the operator's bounds.
+    pub const SCALE_MIN: &str = "com.openfaas.scale.min";
+    pub const SCALE_MAX: &str = "com.openfaas.scale.max";
+    pub const SCALE_FACTOR: &str = "com.openfaas.scale.factor";
+    pub const SCALE_ZERO: &str = "com.openfaas.scale.zero";
 }
 
 /// `POST`/`PUT /system/functions` body.
@@ -108,16 +130,42 @@ impl FunctionStatus {
         }
     }
 
-    /// Whether this is a function the cloud deployed (`Git-Cloud: 1`) for `owner`, compared case-insensitively as
-    /// GitHub names are: the one rule by which garbage-collect, git-event and list-functions find a user's functions.
-    pub fn is_cloud_function_of(&self, owner: &str) -> bool {
-        self.label(labels::GIT_CLOUD) == Some("1")
-            && self.label(labels::GIT_OWNER).is_some_and(|o| o.eq_ignore_ascii_case(owner))
+    /// Whether the cloud deployed this function (`Git-Cloud: 1` or `com.openfaas.cloud.git-cloud: 1`); the
+    /// platform's own functions and those deployed by hand are not, and a push may never replace them.
+    pub fn is_cloud_function(&self) -> bool {
+        self.label(labels::GIT_CLOUD) == Some("1") || self.label(labels::CLOUD) == Some("1")
+    }
+
+    /// The owner's numeric id the deployment carries, when it carries one (deployments before the id label have none).
+    pub fn owner_id(&self) -> Option<u64> {
+        self.label(labels::OWNER_ID).and_then(|id| id.parse().ok()).filter(|id| *id != 0)
+    }
+
+    /// The repository the deployment came from.
+    pub fn repo(&self) -> Option<&str> {
+        self.label(labels::REPO).or_else(|| self.label(labels::GIT_REPO))
+    }
+
+    /// Whether this is a cloud function of `owner`: by the owner id when both sides have one (a renamed login
+    /// keeps its functions, and whoever takes the old login gets none of them), else by the login compared
+    /// case-insensitively as GitHub names are. The one rule by which garbage-collect, git-event, list-functions
+    /// and buildshiprun find a user's functions.
+    pub fn is_cloud_function_of(&self, owner: &str, owner_id: Option<u64>) -> bool {
+        if !self.is_cloud_function() {
+            return false;
+        }
+        match (self.owner_id(), owner_id.filter(|id| *id != 0)) {
+            (Some(theirs), Some(ours)) => theirs == ours,
+            _ => self
+                .label(labels::OWNER)
+                .or_else(|| self.label(labels::GIT_OWNER))
+                .is_some_and(|o| o.eq_ignore_ascii_case(owner)),
+        }
     }
 
     /// Whether this is a function the cloud deployed from `owner/repo` (see [`is_cloud_function_of`](Self::is_cloud_function_of)).
-    pub fn is_cloud_function_from(&self, owner: &str, repo: &str) -> bool {
-        self.is_cloud_function_of(owner) && self.label(labels::GIT_REPO).is_some_and(|r| r.eq_ignore_ascii_case(repo))
+    pub fn is_cloud_function_from(&self, owner: &str, owner_id: Option<u64>, repo: &str) -> bool {
+        self.is_cloud_function_of(owner, owner_id) && self.repo().is_some_and(|r| r.eq_ignore_ascii_case(repo))
     }
 
     /// The value of one label, when the function has it.
@@ -181,10 +229,25 @@ mod tests {
             ])),
             ..FunctionStatus::default()
         };
-        assert!(labelled("1").is_cloud_function_of("octo"));
-        assert!(labelled("1").is_cloud_function_from("OCTO", "fns"));
-        assert!(!labelled("1").is_cloud_function_from("octo", "other"));
-        assert!(!labelled("0").is_cloud_function_of("octo"));
-        assert!(!FunctionStatus::default().is_cloud_function_of("octo"));
+        assert!(labelled("1").is_cloud_function_of("octo", None));
+        assert!(labelled("1").is_cloud_function_from("OCTO", Some(5), "fns"));
+        assert!(!labelled("1").is_cloud_function_from("octo", None, "other"));
+        assert!(!labelled("0").is_cloud_function_of("octo", None));
+        assert!(!FunctionStatus::default().is_cloud_function_of("octo", None));
+    }
+
+    #[test]
+    fn the_owner_id_decides_over_the_login() {
+        let function = FunctionStatus {
+            labels: Some(BTreeMap::from([
+                (labels::CLOUD.into(), "1".into()),
+                (labels::OWNER.into(), "octo".into()),
+                (labels::OWNER_ID.into(), "42".into()),
+            ])),
+            ..FunctionStatus::default()
+        };
+        assert!(function.is_cloud_function_of("renamed", Some(42)), "a renamed login keeps its functions");
+        assert!(!function.is_cloud_function_of("octo", Some(7)), "whoever takes the old login gets none");
+        assert!(function.is_cloud_function_of("octo", None));
     }
 }

@@ -98,8 +98,9 @@ pub struct StackFunction {
     pub copy: Vec<String>,
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// `None` when stack.yml says nothing, so the operator's default applies.
     #[serde(default)]
-    pub readonly_root_filesystem: bool,
+    pub readonly_root_filesystem: Option<bool>,
     #[serde(default)]
     pub namespace: Option<String>,
     #[serde(default)]

@@ -7,6 +7,8 @@ use shared::config::{base_url, base_url_or, duration_or, env_string, u64_or, Com
 use shared::gateway::BasicAuth;
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
 
+use crate::policy::Policy;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -24,6 +26,8 @@ pub struct Config {
     pub retry_wait: Duration,
     /// How long a build may take at of-builder.
     pub build_timeout: Duration,
+    /// The operator's deploy policy: labels, annotations, scaling, resources, secrets, build args, languages.
+    pub policy: Policy,
     pub server: ServerConfig,
 }
 
@@ -49,6 +53,7 @@ impl Config {
             max_retries: u32::try_from(u64_or("max_retries", 3)?).unwrap_or(3),
             retry_wait: duration_or("retry_wait", Duration::from_secs(1))?,
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            policy: Policy::from_env()?,
             server: ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(300))?,
             common,
         })

@@ -1,58 +1,149 @@
-//! The `FunctionDeployment` a build becomes: the stack's settings plus the labels that tie it to its repository.
+//! The `FunctionDeployment` a build becomes: the stack's settings, checked by the operator's policy, plus the
+//! labels that tie it to its owner and repository.
+
+use std::collections::BTreeMap;
 
 use shared::event::{BuildEvent, FunctionResources};
-use shared::openfaas::{labels, FunctionDeployment};
+use shared::openfaas::{labels, FunctionDeployment, FunctionStatus};
 
-/// The deployment of `event`'s function as `service`, running `image`.
+use crate::policy::Policy;
+
+/// The deployment of `event`'s function as `service`, running `image`, or why the policy refuses it.
 pub fn deployment_for(
     event: &BuildEvent,
     service: &str,
     image: &str,
     default_memory_limit: Option<&str>,
-) -> FunctionDeployment {
+    policy: &Policy,
+) -> Result<FunctionDeployment, String> {
+    let secrets = policy.check(event)?;
     let mut function_labels = event.labels.clone();
-    // The Git-* labels are ours: a stack.yml cannot claim another owner's or repository's functions through them.
-    function_labels.insert(labels::GIT_CLOUD.into(), "1".into());
-    function_labels.insert(labels::GIT_OWNER.into(), event.owner.clone());
-    function_labels.insert(labels::GIT_REPO.into(), event.repo.clone());
-    function_labels.insert(labels::GIT_SHA.into(), event.sha.clone());
-    function_labels.insert(labels::GIT_DEPLOY_TIME.into(), chrono::Utc::now().timestamp().to_string());
+    function_labels.entry(labels::SCALE_MIN.into()).or_insert_with(|| policy.scaling_min_limit.to_string());
+    function_labels.entry(labels::SCALE_MAX.into()).or_insert_with(|| policy.scaling_max_limit.to_string());
+    function_labels.extend(platform_labels(event));
     let limits = match (&event.limits, default_memory_limit) {
         (Some(limits), _) if !limits.is_empty() => Some(limits.clone()),
         (_, Some(memory)) => Some(FunctionResources { memory: Some(memory.to_owned()), cpu: None }),
         _ => None,
     };
-    FunctionDeployment {
+    Ok(FunctionDeployment {
         service: service.to_owned(),
         image: image.to_owned(),
+        env_process: event.fprocess.clone(),
         env_vars: event.environment.clone(),
-        secrets: event.secrets.clone(),
+        constraints: event.constraints.clone(),
+        secrets,
         labels: function_labels,
         annotations: event.annotations.clone(),
         limits,
         requests: event.requests.clone().filter(|r| !r.is_empty()),
+        read_only_root_filesystem: policy.read_only_root(event)?,
         ..FunctionDeployment::default()
+    })
+}
+
+/// The seed's `Git-*` labels and the last release's `com.openfaas.cloud.git-*` ones: ours alone (the policy refuses
+/// a stack.yml that sets them), so a push cannot claim another owner's or repository's functions through them.
+fn platform_labels(event: &BuildEvent) -> BTreeMap<String, String> {
+    let now = chrono::Utc::now().timestamp().to_string();
+    let private = if event.private { "1" } else { "0" };
+    [
+        (labels::GIT_CLOUD, "1"),
+        (labels::GIT_OWNER, event.owner.as_str()),
+        (labels::GIT_REPO, event.repo.as_str()),
+        (labels::GIT_SHA, event.sha.as_str()),
+        (labels::GIT_DEPLOY_TIME, now.as_str()),
+        (labels::CLOUD, "1"),
+        (labels::OWNER, event.owner.as_str()),
+        (labels::OWNER_ID, &event.owner_id.to_string()),
+        (labels::REPO, event.repo.as_str()),
+        (labels::SHA, event.sha.as_str()),
+        (labels::BRANCH, event.branch.as_str()),
+        (labels::DEPLOY_TIME, now.as_str()),
+        (labels::PRIVATE, private),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect()
+}
+
+/// Whether the push `event` may replace the deployed function `existing`: only its owner's own cloud function from
+/// the same repository. The message says who has the name, so the user knows to pick another.
+pub fn may_replace(existing: &FunctionStatus, event: &BuildEvent) -> Result<(), String> {
+    let name = &existing.name;
+    if !existing.is_cloud_function() {
+        return Err(format!(
+            "`{name}` exists and was not deployed by OpenFaaS Cloud (a platform function or one deployed by hand): rename the function"
+        ));
+    }
+    if !existing.is_cloud_function_of(&event.owner, Some(event.owner_id)) {
+        return Err(format!("`{name}` belongs to another owner: rename the function"));
+    }
+    match existing.repo() {
+        Some(repo) if !repo.eq_ignore_ascii_case(&event.repo) => Err(format!(
+            "`{name}` is deployed from repository {}/{repo}: remove it there or rename the function",
+            event.owner
+        )),
+        _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    #[test]
-    fn git_labels_cannot_be_overridden_by_the_stack() {
-        let event = BuildEvent {
+    fn event() -> BuildEvent {
+        BuildEvent {
             owner: "octo".into(),
+            owner_id: 42,
             repo: "fns".into(),
             sha: "abc".into(),
-            labels: BTreeMap::from([("Git-Owner".into(), "someone-else".into()), ("team".into(), "a".into())]),
+            branch: "main".into(),
+            labels: BTreeMap::from([("team".into(), "a".into())]),
             ..BuildEvent::default()
-        };
-        let deployment = deployment_for(&event, "octo-fn", "img@sha256:1", Some("30Mi"));
+        }
+    }
+
+    #[test]
+    fn platform_labels_are_set_beside_the_user_s() {
+        let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
         assert_eq!(deployment.labels["Git-Owner"], "octo");
         assert_eq!(deployment.labels["team"], "a");
         assert_eq!(deployment.labels["Git-Cloud"], "1");
+        assert_eq!(deployment.labels[labels::OWNER_ID], "42");
+        assert_eq!(deployment.labels[labels::BRANCH], "main");
+        assert_eq!(deployment.labels[labels::PRIVATE], "0");
+        assert_eq!(deployment.labels[labels::SCALE_MAX], "4");
         assert_eq!(deployment.limits.unwrap().memory.as_deref(), Some("30Mi"));
+        assert!(deployment.read_only_root_filesystem, "read-only by default");
+    }
+
+    #[test]
+    fn a_stack_cannot_set_the_platform_s_labels() {
+        for label in ["Git-Owner", "git-repo", "com.openfaas.cloud.git-owner-id", "com.openfaas.health.http.path"] {
+            let mut event = event();
+            event.labels.insert(label.into(), "someone-else".into());
+            let refusal = deployment_for(&event, "octo-fn", "i", None, &Policy::default()).unwrap_err();
+            assert!(refusal.contains(label), "{refusal}");
+        }
+    }
+
+    #[test]
+    fn a_function_of_another_owner_id_or_repository_is_not_replaced() {
+        let existing = |id: &str, repo: &str| FunctionStatus {
+            name: "octo-fn".into(),
+            labels: Some(BTreeMap::from([
+                (labels::CLOUD.into(), "1".into()),
+                (labels::OWNER.into(), "octo".into()),
+                (labels::OWNER_ID.into(), id.into()),
+                (labels::REPO.into(), repo.into()),
+            ])),
+            ..FunctionStatus::default()
+        };
+        assert!(may_replace(&existing("42", "fns"), &event()).is_ok());
+        assert!(may_replace(&existing("7", "fns"), &event()).unwrap_err().contains("another owner"));
+        assert!(may_replace(&existing("42", "other"), &event()).unwrap_err().contains("octo/other"));
+        let by_hand = FunctionStatus { name: "octo-fn".into(), ..FunctionStatus::default() };
+        assert!(may_replace(&by_hand, &event()).unwrap_err().contains("not deployed by OpenFaaS Cloud"));
     }
 }

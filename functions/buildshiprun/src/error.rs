@@ -20,6 +20,9 @@ pub enum ShipError {
     /// The gateway refused the deployment (a 4xx): not retried.
     #[error("{function}: the gateway refused the deployment: {reason}")]
     DeployRefused { function: String, reason: String },
+    /// The operator's policy or the name's owner refuses the deployment: nothing is built or deployed.
+    #[error("{function}: {reason}")]
+    Refused { function: String, reason: String },
     /// The builder or gateway kept failing: 502 so the queue may retry later.
     #[error("{function}: {reason}")]
     Unavailable { function: String, reason: String },
@@ -44,6 +47,7 @@ impl IntoResponse for ShipError {
             Self::Signature(_) => (StatusCode::UNAUTHORIZED, None),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            Self::Refused { function, .. } => (StatusCode::FORBIDDEN, Some(function.clone())),
             Self::BuildFailed { function, .. } => (StatusCode::UNPROCESSABLE_ENTITY, Some(function.clone())),
             Self::DeployRefused { function, .. } | Self::Unavailable { function, .. } => {
                 (StatusCode::BAD_GATEWAY, Some(function.clone()))

@@ -4,13 +4,15 @@
 //!
 //! # Layout
 //! - [`config`]: `builder_url`, `gateway_public_url`, `default_memory_limit`, the gateway credentials, retries.
-//! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits).
+//! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits), and who may replace a name.
+//! - [`policy`]: the operator's bounds (labels, annotations, scaling, resources, secrets, build args, `dockerfile`).
 //! - [`error`]: every failure and its answer; a failure is also a `failure` commit status.
 //! - the handler below: receive, build (with retries), deploy (with retries), report.
 
 pub mod config;
 pub mod deployment;
 pub mod error;
+pub mod policy;
 
 use std::future::Future;
 use std::path::Path;
@@ -25,14 +27,15 @@ use axum::{Json, Router};
 use shared::build::{BuildResult, BuildStatus};
 use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
-use shared::naming::{pin_by_digest, service_name};
+use shared::naming::{is_reserved_service, pin_by_digest, service_name};
+use shared::openfaas::FunctionDeployment;
 use shared::retry::Backoff;
 use shared::signature::{SignatureError, CLOUD_SIGNATURE};
 use shared::status::StatusClient;
 use shared::upload::receive_signed;
 
 pub use crate::config::Config;
-use crate::deployment::deployment_for;
+use crate::deployment::{deployment_for, may_replace};
 pub use crate::error::ShipError;
 
 struct AppState {
@@ -99,6 +102,15 @@ async fn ship(
     size: u64,
     signature: &str,
 ) -> Result<ShipResult, ShipError> {
+    let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
+    if is_reserved_service(service) {
+        return Err(refused(format!(
+            "`{service}` is the name of one of the platform's functions: rename the function"
+        )));
+    }
+    // Checked before the build with a placeholder image, so a refused stack costs no build.
+    let default_memory = state.config.default_memory_limit.as_deref();
+    deployment_for(event, service, &event.image, default_memory, &state.config.policy).map_err(refused)?;
     let (image, digest) = if event.skip_build {
         (event.image.clone(), String::new())
     } else {
@@ -117,15 +129,17 @@ async fn ship(
         }
         (pin_by_digest(&result.image, &result.digest), result.digest)
     };
-    let deployment = deployment_for(event, service, &image, state.config.default_memory_limit.as_deref());
-    let deployed =
-        retry(state, &event.function, || deploy(&state.gateway, &deployment)).await.map_err(|error| match error {
+    let deployment = deployment_for(event, service, &image, default_memory, &state.config.policy).map_err(refused)?;
+    let deployed = retry(state, &event.function, || deploy(&state.gateway, event, &deployment)).await.map_err(
+        |error| match error {
             Attempt::Refused(reason) => ShipError::DeployRefused { function: event.function.clone(), reason },
+            Attempt::NotYours(reason) => refused(reason),
             Attempt::Transient(reason) => ShipError::Unavailable {
                 function: event.function.clone(),
                 reason: format!("the gateway kept failing: {reason}"),
             },
-        })?;
+        },
+    )?;
     Ok(ShipResult {
         function: event.function.clone(),
         service: service.to_owned(),
@@ -170,23 +184,38 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
     })
     .await
     .map_err(|error| match error {
-        Attempt::Refused(reason) => ShipError::BuildFailed { function: event.function.clone(), reason },
+        Attempt::Refused(reason) | Attempt::NotYours(reason) => {
+            ShipError::BuildFailed { function: event.function.clone(), reason }
+        }
         Attempt::Transient(reason) => ShipError::Unavailable { function: event.function.clone(), reason },
     })
 }
 
-/// `created` for a new function (POST), `updated` for an existing one (PUT).
+/// `created` for a new function (POST), `updated` for the owner's existing one (PUT). A name deployed by anyone
+/// else is refused; when two first deployments race, the gateway refuses the second POST and the loser finds the
+/// winner's function, which it may replace only if it is its own.
 async fn deploy(
     gateway: &GatewayClient,
-    deployment: &shared::openfaas::FunctionDeployment,
+    event: &BuildEvent,
+    deployment: &FunctionDeployment,
 ) -> Result<&'static str, Attempt> {
-    let exists = gateway.get_function(&deployment.service).await.map_err(Attempt::from)?.is_some();
-    if exists {
+    if let Some(existing) = gateway.get_function(&deployment.service).await.map_err(Attempt::from)? {
+        may_replace(&existing, event).map_err(Attempt::NotYours)?;
         gateway.update(deployment).await.map_err(Attempt::from)?;
-        Ok("updated")
-    } else {
-        gateway.deploy(deployment).await.map_err(Attempt::from)?;
-        Ok("created")
+        return Ok("updated");
+    }
+    match gateway.deploy(deployment).await {
+        Ok(()) => Ok("created"),
+        Err(error) => match gateway.get_function(&deployment.service).await.map_err(Attempt::from)? {
+            Some(existing) => {
+                may_replace(&existing, event).map_err(|reason| {
+                    Attempt::NotYours(format!("{reason} (it was deployed while this push was deploying it)"))
+                })?;
+                gateway.update(deployment).await.map_err(Attempt::from)?;
+                Ok("updated")
+            }
+            None => Err(Attempt::from(error)),
+        },
     }
 }
 
@@ -194,6 +223,8 @@ async fn deploy(
 enum Attempt {
     Transient(String),
     Refused(String),
+    /// The name belongs to someone else: final, and no deployment was made.
+    NotYours(String),
 }
 
 impl From<GatewayError> for Attempt {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use buildshiprun::policy::Policy;
 use buildshiprun::Config;
 use doubles::registry::RegistryProcess;
 use serde_json::Value;
@@ -11,7 +12,7 @@ use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, StatusReport, StatusState};
 use shared::gateway::BasicAuth;
-use shared::openfaas::{FunctionDeployment, FunctionStatus};
+use shared::openfaas::FunctionDeployment;
 use shared::server::ServerConfig;
 use shared::signature::sign_sha256;
 use testkit::ports::free_port;
@@ -37,6 +38,10 @@ fn common() -> CommonConfig {
 }
 
 async fn start(builder_reachable: bool) -> Harness {
+    start_with(builder_reachable, Policy::default()).await
+}
+
+async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
     let registry_dir = tempfile::tempdir().unwrap();
     let buildah_dir = tempfile::tempdir().unwrap();
     let registry = RegistryProcess::start(registry_dir.path()).await.unwrap();
@@ -64,6 +69,7 @@ async fn start(builder_reachable: bool) -> Harness {
         max_retries: 3,
         retry_wait: Duration::from_millis(20),
         build_timeout: Duration::from_secs(120),
+        policy,
         server: ServerConfig::for_tests(32 << 20),
     };
     let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
@@ -81,6 +87,8 @@ fn event(harness: &Harness, function: &str) -> BuildEvent {
         service: format!("octo-{function}"),
         function: function.into(),
         owner: "octo".into(),
+        owner_id: 42,
+        branch: "main".into(),
         repo: "fns".into(),
         sha: SHA.into(),
         clone_url: "http://127.0.0.1/octo/fns.git".into(),
@@ -150,7 +158,7 @@ async fn builds_and_deploys_a_new_function_pinned_by_digest() {
     assert_eq!(deployment.service, "octo-hello");
     assert_eq!(deployment.image, format!("{}/octo/hello@{}", harness.registry.host_port(), manifest.digest));
     assert_eq!(deployment.env_vars["write_debug"], "true");
-    assert_eq!(deployment.secrets, vec!["api-key".to_owned()]);
+    assert_eq!(deployment.secrets, vec!["octo-api-key".to_owned()], "secrets are the owner's");
     assert_eq!(deployment.annotations["topic"], "cron");
     assert_eq!(deployment.limits.as_ref().unwrap().memory.as_deref(), Some("30Mi"), "default_memory_limit applies");
     for (label, value) in
@@ -171,11 +179,7 @@ async fn builds_and_deploys_a_new_function_pinned_by_digest() {
 #[tokio::test]
 async fn updates_an_existing_function_with_put() {
     let harness = start(true).await;
-    harness.gateway.add_function(FunctionStatus {
-        name: "octo-hello".into(),
-        image: "old".into(),
-        ..FunctionStatus::default()
-    });
+    harness.gateway.add_function(testkit::labelled_function("octo-hello", "octo", "fns", true));
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
@@ -276,4 +280,178 @@ async fn refuses_unsigned_requests_and_bad_events() {
     bad_name.function = "Not_A_Name".into();
     assert_eq!(harness.send(&bad_name, tar(&event, DOCKERFILE)).await.0, 400);
     assert!(harness.gateway.requests_to("/system/").is_empty());
+}
+
+/// Sends `event` and expects a 403 whose answer and failure status both contain every one of `why`, with nothing
+/// built and nothing deployed.
+async fn assert_refused(harness: &Harness, event: &BuildEvent, why: &[&str]) {
+    let (status, answer) = harness.send(event, tar(event, DOCKERFILE)).await;
+    assert_eq!(status, 403, "{answer}");
+    let failure = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(failure.state, StatusState::Failure);
+    for part in why {
+        assert!(answer["error"].as_str().unwrap().contains(part), "{part} in {answer}");
+        assert!(failure.description.contains(part), "{part} in {}", failure.description);
+    }
+    let changes: Vec<_> =
+        harness.gateway.requests_to("/system/functions").into_iter().filter(|r| r.method != "GET").collect();
+    assert!(changes.is_empty(), "nothing is deployed: {changes:?}");
+}
+
+#[tokio::test]
+async fn carries_fprocess_read_only_root_and_constraints_to_the_deployment() {
+    let harness = start(true).await;
+    let mut event = event(&harness, "hello");
+    event.fprocess = Some("cat".into());
+    event.constraints = vec!["node.platform.os == linux".into()];
+    event.labels.insert("com.openfaas.scale.max".into(), "2".into());
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    let deployment: FunctionDeployment = harness.gateway.requests_to("/system/functions")[0].json();
+    assert_eq!(deployment.env_process.as_deref(), Some("cat"));
+    assert_eq!(deployment.constraints, event.constraints);
+    assert!(deployment.read_only_root_filesystem, "read-only unless the operator lets a user turn it off");
+    for (label, value) in [
+        ("com.openfaas.cloud.git-owner", "octo"),
+        ("com.openfaas.cloud.git-owner-id", "42"),
+        ("com.openfaas.cloud.git-repo", "fns"),
+        ("com.openfaas.cloud.git-sha", SHA),
+        ("com.openfaas.cloud.git-branch", "main"),
+        ("com.openfaas.cloud.git-private", "0"),
+        ("com.openfaas.scale.max", "2"),
+        ("com.openfaas.scale.min", "1"),
+    ] {
+        assert_eq!(deployment.labels[label], value, "label {label}");
+    }
+    assert!(deployment.labels["com.openfaas.cloud.git-deploytime"].parse::<i64>().is_ok());
+}
+
+#[tokio::test]
+async fn refuses_the_platform_s_secrets_and_invalid_secret_names() {
+    let harness = start(true).await;
+    let mut event = event(&harness, "hello");
+    event.secrets = vec!["db".into(), "payload-secret".into()];
+    assert_refused(&harness, &event, &["payload-secret", "platform's own secrets"]).await;
+    // Owner `basic` naming `auth-user` would bind the gateway's admin user.
+    event.owner = "basic".into();
+    event.secrets = vec!["auth-user".into()];
+    assert_refused(&harness, &event, &["basic-auth-user"]).await;
+    event.secrets = vec!["../db".into()];
+    assert_refused(&harness, &event, &["not a valid secret name"]).await;
+}
+
+#[tokio::test]
+async fn refuses_the_platform_s_function_names() {
+    let harness = start(true).await;
+    let mut event = event(&harness, "push");
+    event.owner = "gh".into();
+    assert_refused(&harness, &event, &["gh-push", "platform's functions"]).await;
+}
+
+#[tokio::test]
+async fn refuses_to_replace_another_owner_s_function_with_the_same_name() {
+    let harness = start(true).await;
+    // `alex-ellis`'s function `x` and `alex`'s function `ellis-x` are both `alex-ellis-x`.
+    let mut theirs = testkit::labelled_function("alex-ellis-x", "alex-ellis", "fns", true);
+    theirs.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "7".into());
+    harness.gateway.add_function(theirs.clone());
+    let mut event = event(&harness, "ellis-x");
+    event.owner = "alex".into();
+    assert_refused(&harness, &event, &["alex-ellis-x", "another owner"]).await;
+    assert_eq!(harness.gateway.functions(), vec![theirs], "their deployment is unchanged");
+}
+
+#[tokio::test]
+async fn the_owner_id_decides_when_a_login_changes_hands() {
+    let harness = start(true).await;
+    let mut theirs = testkit::labelled_function("octo-hello", "octo", "fns", true);
+    theirs.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "7".into());
+    harness.gateway.add_function(theirs);
+    assert_refused(&harness, &event(&harness, "hello"), &["another owner"]).await;
+}
+
+#[tokio::test]
+async fn refuses_to_replace_a_function_not_deployed_by_the_cloud() {
+    let harness = start(true).await;
+    harness.gateway.add_function(testkit::labelled_function("octo-hello", "octo", "fns", false));
+    assert_refused(&harness, &event(&harness, "hello"), &["not deployed by OpenFaaS Cloud"]).await;
+}
+
+#[tokio::test]
+async fn refuses_to_replace_a_function_of_another_repository_of_the_owner() {
+    let harness = start(true).await;
+    harness.gateway.add_function(testkit::labelled_function("octo-hello", "octo", "other", true));
+    assert_refused(&harness, &event(&harness, "hello"), &["octo/other"]).await;
+}
+
+#[tokio::test]
+async fn the_loser_of_a_race_for_a_new_name_fails_clearly() {
+    let harness = start(true).await;
+    let theirs = testkit::labelled_function("octo-hello", "someone", "fns", true);
+    harness.gateway.add_function(theirs.clone());
+    // The first look finds no function: the other push deploys it between that look and this push's POST.
+    let found = Reply::status(200).body(serde_json::to_string(&theirs).unwrap());
+    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(404), found]);
+    let event = event(&harness, "hello");
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("another owner"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("while this push was deploying"), "{answer}");
+    assert_eq!(harness.gateway.functions(), vec![theirs], "the winner's deployment is unchanged");
+}
+
+#[tokio::test]
+async fn refuses_what_the_operator_s_policy_does_not_allow_naming_field_value_and_bound() {
+    type Change = fn(&mut BuildEvent);
+    let harness = start(true).await;
+    let cases: [(Change, &[&str]); 9] = [
+        (|e| e.limits = Some(memory("512Mi")), &["limits.memory", "512Mi", "max_memory_limit 256Mi"]),
+        (|e| e.requests = Some(memory("1Gi")), &["requests.memory", "1Gi", "max_memory_limit 256Mi"]),
+        (|e| drop(e.labels.insert("Git-Owner".into(), "x".into())), &["label `Git-Owner`", "reserved"]),
+        (|e| drop(e.labels.insert("com.openfaas.cloud.git-repo".into(), "x".into())), &["com.openfaas.cloud.git-repo"]),
+        (
+            |e| drop(e.labels.insert("com.openfaas.scale.max".into(), "50".into())),
+            &["com.openfaas.scale.max", "50", "scaling_max_limit 4"],
+        ),
+        (
+            |e| drop(e.annotations.insert("prometheus.io.scrape".into(), "x".into())),
+            &["prometheus.io.scrape", "allowed_annotations: topic, schedule"],
+        ),
+        (
+            |e| drop(e.build_args.insert("GO111MODULE".into(), "on".into())),
+            &["build_args `GO111MODULE`", "allowed_build_args: none"],
+        ),
+        (|e| e.lang = "dockerfile".into(), &["dockerfile", "enable_dockerfile_lang=false"]),
+        (
+            |e| e.readonly_root_filesystem = Some(false),
+            &["readonly_root_filesystem", "allow_writable_root_filesystem=false"],
+        ),
+    ];
+    for (change, why) in cases {
+        let mut event = event(&harness, "hello");
+        change(&mut event);
+        assert_refused(&harness, &event, why).await;
+    }
+}
+
+#[tokio::test]
+async fn allows_what_the_operator_enables() {
+    let policy = Policy {
+        enable_dockerfile_lang: true,
+        allow_writable_root_filesystem: true,
+        allowed_build_args: vec!["GO111MODULE".into()],
+        ..Policy::default()
+    };
+    let harness = start_with(true, policy).await;
+    let mut event = event(&harness, "hello");
+    event.lang = "dockerfile".into();
+    event.readonly_root_filesystem = Some(false);
+    event.build_args.insert("GO111MODULE".into(), "on".into());
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(!harness.gateway.functions()[0].read_only_root_filesystem);
+}
+
+fn memory(value: &str) -> shared::event::FunctionResources {
+    shared::event::FunctionResources { memory: Some(value.into()), cpu: None }
 }

@@ -66,7 +66,7 @@ pub fn app(config: Config) -> Router {
 /// Whether `function` belongs to `owner/repo` through our labels and is not in `keep`.
 /// Owner and repository compare case-insensitively, as GitHub names them.
 pub fn collectable(function: &FunctionStatus, request: &GarbageCollectRequest) -> bool {
-    function.is_cloud_function_from(&request.owner, &request.repo)
+    function.is_cloud_function_from(&request.owner, request.owner_id, &request.repo)
         && !request.functions.iter().any(|keep| keep == &function.name)
 }
 

@@ -90,3 +90,27 @@ async fn answers_502_when_the_gateway_refuses_its_credentials() {
     assert!(answer["error"].as_str().unwrap().contains("401"), "{answer}");
     assert!(!answer.to_string().contains("pw\""), "no password in errors");
 }
+
+#[tokio::test]
+async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_their_login() {
+    let gateway = RecordingGateway::with_credentials("admin", "pw").await;
+    let with_id = |name: &str, login: &str, id: &str| {
+        let mut function = labelled_function(name, login, "fns", true);
+        function.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), id.into());
+        function
+    };
+    // `octo` was renamed `octocat`; a newcomer took the login `octo`.
+    gateway.add_function(with_id("octo-renamed", "octocat", "1"));
+    gateway.add_function(with_id("octo-newcomer", "octo", "2"));
+    let config = Config {
+        common: common_config(&gateway, SECRET),
+        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        server: ServerConfig::for_tests(1 << 20),
+    };
+    let served = ServedFunction::start(garbage_collect::app(config)).await;
+    let request = json!({"owner": "octo", "owner_id": 1, "repo": "fns", "functions": []});
+    let (status, answer) = collect(&served, &request, true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!(["octo-renamed"]));
+    assert_eq!(names(&gateway), vec!["octo-newcomer"]);
+}

@@ -1,31 +1,11 @@
 //! gh-push's settings, read once at start.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::Url;
 use shared::config::{bool_or, duration_or, env_string, required, CommonConfig, ConfigError, Secret, SecretStore};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
-/// Where the list of allowed GitHub logins comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CustomersSource {
-    Url(Url),
-    File(PathBuf),
-}
-
-impl CustomersSource {
-    /// `http(s)://…` is fetched; anything else is a file path.
-    pub fn parse(value: &str) -> Result<Self, ConfigError> {
-        if value.starts_with("http://") || value.starts_with("https://") {
-            Url::parse(value)
-                .map(Self::Url)
-                .map_err(|e| ConfigError::Invalid { name: "customers_url".into(), reason: format!("`{value}`: {e}") })
-        } else {
-            Ok(Self::File(PathBuf::from(value)))
-        }
-    }
-}
+pub use shared::customers::CustomersSource;
 
 /// Everything gh-push is configured with.
 #[derive(Debug, Clone)]

@@ -12,6 +12,12 @@ pub enum EventError {
     Signature(#[from] SignatureError),
     #[error("{0}")]
     BadRequest(String),
+    /// `validate_customers` is on and the account is not on the list: nothing of it is touched.
+    #[error("Customer: \"{0}\" not found in customers ACL")]
+    NotACustomer(String),
+    /// The list could not be read: 502, so GitHub can redeliver once it can.
+    #[error(transparent)]
+    CustomersUnavailable(#[from] shared::customers::CustomersUnavailable),
     /// The gateway or garbage-collect failed: 502, so GitHub shows the delivery as failed and it can be redelivered.
     #[error("the functions could not be removed: {0}")]
     Gateway(#[from] GatewayError),
@@ -22,7 +28,8 @@ impl IntoResponse for EventError {
         let status = match &self {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+            Self::NotACustomer(_) => StatusCode::FORBIDDEN,
+            Self::CustomersUnavailable(_) | Self::Gateway(_) => StatusCode::BAD_GATEWAY,
         };
         ErrorResponse::new(status, &self).into_response()
     }

@@ -3,7 +3,7 @@
 //! become garbage-collect calls with an empty list of functions to keep.
 //!
 //! # Layout
-//! - [`Config`]: the webhook secret, the gateway and its credentials.
+//! - [`Config`]: the webhook secret, the gateway and its credentials, the customers list (as gh-push checks it).
 //! - [`InstallationEvent`]: the part of both payloads that matters.
 //! - [`error`]: the answers.
 
@@ -11,6 +11,7 @@ pub mod error;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,11 +19,11 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared::config::{bool_or, CommonConfig, ConfigError, Secret, SecretStore};
+use shared::config::{bool_or, duration_or, CommonConfig, ConfigError, Secret, SecretStore};
+use shared::customers::{Customers, CustomersSource};
 use shared::event::GarbageCollectRequest;
 use shared::garbage_collect::GarbageCollectClient;
 use shared::gateway::{BasicAuth, GatewayClient};
-use shared::openfaas::labels;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 use shared::signature::verify_github;
 
@@ -34,6 +35,11 @@ pub struct Config {
     pub validate_hmac: bool,
     pub webhook_secret: Option<Secret>,
     pub credentials: BasicAuth,
+    /// `validate_customers` / `customers_url`: only the listed owners' installation events are acted on, as gh-push
+    /// builds only their pushes.
+    pub customers: Option<CustomersSource>,
+    /// `customers_cache_ttl`: how long a fetched customers list is trusted.
+    pub customers_ttl: Duration,
     pub server: ServerConfig,
 }
 
@@ -56,6 +62,8 @@ impl Config {
             },
             validate_hmac,
             credentials: BasicAuth::from_secrets(&secrets)?,
+            customers: CustomersSource::from_env()?,
+            customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }
@@ -79,6 +87,9 @@ pub struct Installation {
 #[derive(Debug, Deserialize)]
 pub struct Account {
     pub login: String,
+    /// The account's numeric id: functions are matched by it where they carry one (a login can change hands).
+    #[serde(default)]
+    pub id: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,15 +101,19 @@ struct AppState {
     config: Config,
     gateway: GatewayClient,
     collector: GarbageCollectClient,
+    customers: Option<Customers>,
 }
 
 pub fn app(config: Config) -> Router {
     let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
         .with_credentials(config.credentials.clone());
+    let customers =
+        config.customers.clone().map(|source| Customers::new(source, config.customers_ttl, gateway.http().clone()));
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(AppState {
         config,
         collector: GarbageCollectClient::new(gateway.clone()),
         gateway,
+        customers,
     }))
 }
 
@@ -118,6 +133,12 @@ async fn handle(
     let event: InstallationEvent = serde_json::from_slice(&body)
         .map_err(|e| EventError::BadRequest(format!("the body is not an {kind} event: {e}")))?;
     let owner = event.installation.account.login.clone();
+    let owner_id = Some(event.installation.account.id).filter(|id| *id != 0);
+    if let Some(customers) = &state.customers {
+        if !customers.contains(&owner).await? {
+            return Err(EventError::NotACustomer(owner));
+        }
+    }
     let repos: BTreeSet<String> = match (kind, event.action.as_str()) {
         ("installation_repositories", "removed") => event.repositories_removed.iter().map(|r| r.name.clone()).collect(),
         ("installation", "deleted") => state
@@ -125,13 +146,14 @@ async fn handle(
             .list_functions()
             .await?
             .iter()
-            .filter(|f| f.is_cloud_function_of(&owner))
-            .filter_map(|f| f.label(labels::GIT_REPO).map(str::to_owned))
+            .filter(|f| f.is_cloud_function_of(&owner, owner_id))
+            .filter_map(|f| f.repo().map(str::to_owned))
             .collect(),
         (_, action) => return Ok(Json(serde_json::json!({ "message": format!("ignored: {kind} `{action}`") }))),
     };
     for repo in &repos {
-        let request = GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), functions: Vec::new() };
+        let request =
+            GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), owner_id, functions: Vec::new() };
         state.collector.collect(&request).await?;
     }
     tracing::info!(%owner, installation = event.installation.id, repos = ?repos, "functions of uninstalled repositories removed");

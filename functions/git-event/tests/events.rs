@@ -3,6 +3,7 @@
 use git_event::Config;
 use serde_json::{json, Value};
 use shared::config::Secret;
+use shared::customers::CustomersSource;
 use shared::event::GarbageCollectRequest;
 use shared::gateway::BasicAuth;
 use shared::server::ServerConfig;
@@ -12,6 +13,10 @@ use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction
 const WEBHOOK: &str = "webhook-secret";
 
 async fn start() -> (RecordingGateway, ServedFunction) {
+    start_with(None).await
+}
+
+async fn start_with(customers: Option<CustomersSource>) -> (RecordingGateway, ServedFunction) {
     let gateway = RecordingGateway::with_credentials("admin", "pw").await;
     gateway.add_function(labelled_function("octo-a", "octo", "fns", true));
     gateway.add_function(labelled_function("octo-b", "octo", "web", true));
@@ -21,6 +26,8 @@ async fn start() -> (RecordingGateway, ServedFunction) {
         validate_hmac: true,
         webhook_secret: Some(Secret::new(WEBHOOK)),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        customers,
+        customers_ttl: std::time::Duration::from_secs(60),
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(git_event::app(config)).await;
@@ -66,7 +73,10 @@ async fn removed_repositories_are_garbage_collected() {
     });
     assert_eq!(deliver(&served, "installation_repositories", &payload, WEBHOOK).await, 200);
     let calls = collected(&gateway);
-    assert_eq!(calls, vec![GarbageCollectRequest { owner: "octo".into(), repo: "fns".into(), functions: vec![] }]);
+    assert_eq!(
+        calls,
+        vec![GarbageCollectRequest { owner: "octo".into(), repo: "fns".into(), owner_id: Some(1), functions: vec![] }]
+    );
 }
 
 #[tokio::test]
@@ -93,4 +103,22 @@ async fn refuses_a_wrong_signature() {
     let payload = json!({"action": "deleted", "installation": {"id": 7, "account": {"login": "octo"}}});
     assert_eq!(deliver(&served, "installation", &payload, "not-the-secret").await, 401);
     assert!(gateway.requests_to("/function/").is_empty());
+}
+
+#[tokio::test]
+async fn only_the_customers_installation_events_are_acted_on() {
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(list.path(), "# customers\nOcto\n").unwrap();
+    let (gateway, served) = start_with(Some(CustomersSource::File(list.path().to_owned()))).await;
+    let removed = |login: &str| {
+        json!({
+            "action": "removed",
+            "installation": {"id": 7, "account": {"login": login, "id": 9}},
+            "repositories_removed": [{"id": 1, "name": "fns", "full_name": format!("{login}/fns"), "private": false}],
+        })
+    };
+    assert_eq!(deliver(&served, "installation_repositories", &removed("mallory"), WEBHOOK).await, 403);
+    assert!(collected(&gateway).is_empty(), "nothing is collected for an owner who is not a customer");
+    assert_eq!(deliver(&served, "installation_repositories", &removed("octo"), WEBHOOK).await, 200);
+    assert_eq!(collected(&gateway).len(), 1);
 }

@@ -235,7 +235,7 @@ fn build_events(
         let image = if function.skip_build {
             function.image.clone()
         } else {
-            build_image_name(repository_url, &function.image, &push.after)
+            build_image_name(repository_url, owner, &push.repository.name, name, &push.after)
         };
         events.push(BuildEvent {
             service,
@@ -260,6 +260,8 @@ fn build_events(
             fprocess: function.fprocess.clone(),
             readonly_root_filesystem: function.readonly_root_filesystem,
             constraints: function.constraints.clone(),
+            lang: function.lang.clone(),
+            build_args: function.build_args.clone(),
         });
     }
     Ok(events)
@@ -391,6 +393,7 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
     let request = GarbageCollectRequest {
         owner: push.repository.owner.login.clone(),
         repo: push.repository.name.clone(),
+        owner_id: Some(push.repository.owner.id).filter(|id| *id != 0),
         functions: keep,
     };
     match state.collector.collect(&request).await {

@@ -217,7 +217,7 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     assert_eq!(tars.len(), 2);
     let (hello_event, hello) = &tars["hello"];
     assert_eq!(hello_event.service, "octo-hello");
-    assert_eq!(hello_event.image, format!("127.0.0.1:5000/octo/hello:0.1-{sha}"));
+    assert_eq!(hello_event.image, format!("127.0.0.1:5000/octo/fns-hello:{sha}"));
     assert_eq!(hello_event.environment["greeting"], "hi", "environment wins over environment_file");
     assert_eq!(hello_event.environment["from_file"], "yes");
     assert_eq!(hello_event.secrets, vec!["api-key".to_owned()]);
@@ -238,7 +238,7 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     assert_eq!(hello["context/Dockerfile"], TEMPLATE_DOCKERFILE.as_bytes());
 
     let (web_event, web) = &tars["web"];
-    assert_eq!(web_event.image, format!("127.0.0.1:5000/octo/web:latest-{sha}"));
+    assert_eq!(web_event.image, format!("127.0.0.1:5000/octo/fns-web:{sha}"));
     assert_eq!(web["context/Dockerfile"], b"FROM scratch\nCOPY index.html /\n");
     assert!(web.contains_key("context/index.html"));
 

@@ -93,13 +93,18 @@ async fn list(
     if !is_github_login(user) {
         return Err(ListError::BadRequest(format!("`{user}` is not a GitHub login")));
     }
+    // `owner_id` narrows the list to the functions deployed for that GitHub id (a login can change hands).
+    let owner_id = match query.get("owner_id").map(|id| id.trim()).filter(|id| !id.is_empty()) {
+        Some(id) => Some(id.parse::<u64>().map_err(|_| ListError::BadRequest(format!("`{id}` is not an owner id")))?),
+        None => None,
+    };
     let functions = state.gateway.list_functions().await?;
     let mut listed: Vec<ListedFunction> = functions
         .into_iter()
-        .filter(|f| f.is_cloud_function_of(user))
+        .filter(|f| f.is_cloud_function_of(user, owner_id))
         .map(|f| ListedFunction {
             sha: f.label(labels::GIT_SHA).unwrap_or_default().to_owned(),
-            repo: f.label(labels::GIT_REPO).unwrap_or_default().to_owned(),
+            repo: f.repo().unwrap_or_default().to_owned(),
             deploy_time: f.label(labels::GIT_DEPLOY_TIME).unwrap_or_default().to_owned(),
             name: f.name,
             image: f.image,

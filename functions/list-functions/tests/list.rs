@@ -53,3 +53,16 @@ async fn refuses_a_missing_or_invalid_user() {
     assert_eq!(get(&served, "?user=-octo").await.0, 400);
     assert_eq!(get(&served, &format!("?user={}", "a".repeat(40))).await.0, 400);
 }
+
+#[tokio::test]
+async fn an_owner_id_narrows_the_list_to_that_owner_s_functions() {
+    let (gateway, served) = start().await;
+    let mut newcomer = labelled_function("octo-c", "octo", "fns", true);
+    newcomer.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "2".into());
+    gateway.add_function(newcomer);
+    let (status, answer) = get(&served, "?user=octo&owner_id=1").await;
+    assert_eq!(status, 200, "{answer}");
+    let names: Vec<&str> = answer.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["octo-a", "octo-b"], "the function of id 2 is not octo's (1), whatever its login");
+    assert_eq!(get(&served, "?user=octo&owner_id=x").await.0, 400);
+}

@@ -35,7 +35,7 @@ pub enum StackError {
     NotText { file: String },
     #[error("{file}: ${{…}} substitution failed: {source}")]
     Envsubst { file: String, source: crate::envsubst::EnvsubstError },
-    #[error("{file} is not valid YAML for a stack{}: {kind}", location.map(|(l, c)| format!(" at line {l}, column {c}")).unwrap_or_default())]
+    #[error("{file} is not valid YAML{}: {kind}", location.map(|(l, c)| format!(" at line {l}, column {c}")).unwrap_or_default())]
     Yaml { file: String, kind: String, location: Option<(usize, usize)> },
     /// faas-cli's own words.
     #[error("['openfaas'] is the only valid \"provider.name\" for the OpenFaaS CLI, but you gave: {0}")]
@@ -258,8 +258,8 @@ fn read_inside(root: &Path, relative: &str) -> Result<String, StackError> {
 }
 
 /// Parses YAML after the nesting check, refusing a key defined twice (yaml.v3 does; serde's maps would keep the
-/// last). Errors say where and what kind, never the text.
-fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, StackError> {
+/// last). Errors say where and what kind, never the text. `file` names the file in errors.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, StackError> {
     if let Some(line) = too_deep(text) {
         return Err(StackError::TooDeep { file: file.to_owned(), line });
     }

@@ -218,7 +218,7 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     let (hello_event, hello) = &tars["hello"];
     assert_eq!(hello_event.service, "octo-hello");
     assert_eq!(hello_event.image, format!("127.0.0.1:5000/octo/hello:0.1-{sha}"));
-    assert_eq!(hello_event.environment["greeting"], "hi", "environment wins over environment_file");
+    assert_eq!(hello_event.environment["greeting"], "overridden", "environment_file wins over environment (faas-cli)");
     assert_eq!(hello_event.environment["from_file"], "yes");
     assert_eq!(hello_event.secrets, vec!["api-key".to_owned()]);
     assert_eq!(hello_event.installation_id, Some(7));
@@ -280,7 +280,7 @@ async fn places_the_handler_in_the_templates_own_folder_with_build_options() {
     let repo = harness.repo("custom");
     repo.write(
         "stack.yml",
-        "functions:\n  api:\n    lang: node-ish\n    handler: ./api\n    image: octo/api\n    build_options: [dev]\n    \
+        "provider: {name: openfaas}\nfunctions:\n  api:\n    lang: node-ish\n    handler: ./api\n    image: octo/api\n    build_options: [dev]\n    \
          build_args:\n      ADDITIONAL_PACKAGE: curl\n      NODE_ENV: production\n",
     )
     .write("template/node-ish/Dockerfile", "FROM scratch\n")
@@ -293,7 +293,7 @@ async fn places_the_handler_in_the_templates_own_folder_with_build_options() {
     assert!(entries.contains_key("context/src/index.js"), "{:?}", entries.keys());
     assert!(!entries.contains_key("context/function/index.js"));
     let config: BuildConfig = serde_json::from_slice(&entries["config"]).unwrap();
-    assert_eq!(config.build_args["ADDITIONAL_PACKAGE"], "curl make gcc");
+    assert_eq!(config.build_args["ADDITIONAL_PACKAGE"], "curl gcc make", "de-duplicated and sorted, as faas-cli");
     assert_eq!(config.build_args["NODE_ENV"], "production");
 }
 
@@ -303,7 +303,7 @@ async fn deploys_skip_build_functions_from_their_image_without_a_tar() {
     let repo = harness.repo("connector");
     repo.write(
         "stack.yml",
-        "functions:\n  nats:\n    image: ghcr.io/openfaas/nats-connector:0.3.2\n    skip_build: true\n",
+        "provider: {name: openfaas}\nfunctions:\n  nats:\n    image: ghcr.io/openfaas/nats-connector:0.3.2\n    skip_build: true\n",
     );
     let sha = repo.commit("skip build");
     let (status, answer) = harness.send(&harness.push_event("connector", &sha)).await;
@@ -345,7 +345,7 @@ async fn fails_without_a_stack_file() {
 async fn fails_on_yaml_errors_with_line_and_column() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  hello:\n    lang: [oops\n");
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  hello:\n    lang: [oops\n");
         },
         "line",
     )
@@ -356,7 +356,7 @@ async fn fails_on_yaml_errors_with_line_and_column() {
 async fn fails_on_an_unknown_template_naming_it() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: cobol\n    handler: ./f\n    image: f\n")
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: cobol\n    handler: ./f\n    image: f\n")
                 .write("f/x", "x");
         },
         "cobol",
@@ -368,7 +368,7 @@ async fn fails_on_an_unknown_template_naming_it() {
 async fn fails_on_a_missing_handler_folder() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ./nowhere\n    image: f\n");
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./nowhere\n    image: f\n");
         },
         "nowhere",
     )
@@ -379,7 +379,7 @@ async fn fails_on_a_missing_handler_folder() {
 async fn fails_on_a_handler_path_escaping_the_repository() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ../../etc\n    image: f\n");
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ../../etc\n    image: f\n");
         },
         "leaves the repository",
     )
@@ -390,7 +390,7 @@ async fn fails_on_a_handler_path_escaping_the_repository() {
 async fn fails_on_an_environment_file_escaping_the_repository() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n    environment_file: [../../../etc/passwd]\n")
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n    environment_file: [../../../etc/passwd]\n")
                 .write("f/Dockerfile", "FROM scratch\n");
         },
         "leaves the repository",
@@ -402,7 +402,7 @@ async fn fails_on_an_environment_file_escaping_the_repository() {
 async fn fails_on_a_symlink_pointing_outside_the_repository() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
                 .write("f/Dockerfile", "FROM scratch\n")
                 .symlink("f/passwd", "/etc/passwd");
         },
@@ -415,7 +415,7 @@ async fn fails_on_a_symlink_pointing_outside_the_repository() {
 async fn fails_on_a_function_name_that_cannot_be_deployed() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  Bad_Name:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  Bad_Name:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
                 .write("f/Dockerfile", "FROM scratch\n");
         },
         "Bad_Name",

@@ -109,7 +109,8 @@ impl Copier<'_> {
         ancestors: &mut Vec<PathBuf>,
     ) -> Result<(), ShrinkwrapError> {
         let entries = std::fs::read_dir(source).map_err(|e| self.io(e))?;
-        let mut names: Vec<_> = entries.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>().map_err(|e| self.io(e))?;
+        let mut names: Vec<_> =
+            entries.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>().map_err(|e| self.io(e))?;
         names.sort();
         ancestors.push(source.to_owned());
         for name in names {
@@ -125,11 +126,19 @@ impl Copier<'_> {
 
     /// Copies `source` (a path inside a real folder of the repository) to `target`, following a link to its real
     /// target, which must lie inside the repository.
-    fn copy_entry(&mut self, source: &Path, target: &Path, ancestors: &mut Vec<PathBuf>) -> Result<(), ShrinkwrapError> {
+    fn copy_entry(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        ancestors: &mut Vec<PathBuf>,
+    ) -> Result<(), ShrinkwrapError> {
         let real = match source.canonicalize() {
             Ok(real) => real,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ShrinkwrapError::BrokenLink { function: self.function.to_owned(), path: self.shown(source) })
+                return Err(ShrinkwrapError::BrokenLink {
+                    function: self.function.to_owned(),
+                    path: self.shown(source),
+                })
             }
             Err(e) => return Err(self.io(e)),
         };
@@ -207,7 +216,8 @@ pub fn shrinkwrap(
     } else {
         let template = resolve_template(repo, name, &function.lang)?;
         copier.copy_tree(&template, &context, false, &mut Vec::new())?;
-        let manifest = read_manifest(&context.join("template.yml"), &format!("template/{}/template.yml", function.lang), name)?;
+        let manifest =
+            read_manifest(&context.join("template.yml"), &format!("template/{}/template.yml", function.lang), name)?;
         let folder = manifest.handler_folder.as_deref().filter(|f| !f.trim().is_empty()).unwrap_or("function");
         let destination = inside(&context, folder).ok_or_else(|| copier.escapes(folder))?;
         std::fs::create_dir_all(&destination).map_err(io)?;
@@ -268,7 +278,8 @@ fn read_manifest(path: &Path, shown: &str, function: &str) -> Result<TemplateMan
             Err(failed(format!("{shown} is larger than {} bytes", shared::stack::MAX_FILE_BYTES)))
         }
         Ok(_) => {
-            let bytes = std::fs::read(path).map_err(|source| ShrinkwrapError::Io { function: function.to_owned(), source })?;
+            let bytes =
+                std::fs::read(path).map_err(|source| ShrinkwrapError::Io { function: function.to_owned(), source })?;
             let text = String::from_utf8(bytes).map_err(|_| failed(format!("{shown} is not UTF-8 text")))?;
             parse_yaml(&text, shown).map_err(|e| failed(e.to_string()))
         }
@@ -301,7 +312,10 @@ fn packages_for(
 
 /// `ADDITIONAL_PACKAGE` as faas-cli's build sets it: the options' packages and the stack's own
 /// `ADDITIONAL_PACKAGE` (split on spaces), without duplicates, sorted, joined by one space, and always present.
-pub fn with_additional_packages(mut build_args: BTreeMap<String, String>, packages: Vec<String>) -> BTreeMap<String, String> {
+pub fn with_additional_packages(
+    mut build_args: BTreeMap<String, String>,
+    packages: Vec<String>,
+) -> BTreeMap<String, String> {
     let existing = build_args.remove("ADDITIONAL_PACKAGE").unwrap_or_default();
     let all: BTreeSet<String> = packages
         .into_iter()

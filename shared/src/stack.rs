@@ -135,25 +135,10 @@ pub struct StackFunction {
 
 /// YAML scalars (`true`, `3`, `"x"`) as the strings OpenFaaS passes on.
 fn scalar_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw: Option<BTreeMap<String, serde_yaml_ng::Value>> = Option::deserialize(deserializer)?;
-    raw.unwrap_or_default()
-        .into_iter()
-        .map(|(key, value)| {
-            let text = match value {
-                serde_yaml_ng::Value::Null => String::new(),
-                serde_yaml_ng::Value::Bool(b) => b.to_string(),
-                serde_yaml_ng::Value::Number(n) => n.to_string(),
-                serde_yaml_ng::Value::String(s) => s,
-                // No key or value in the message: errors never quote the file.
-                _ => {
-                    return Err(serde::de::Error::custom(
-                        "a value of this map must be a plain value, not a list or a map",
-                    ))
-                }
-            };
-            Ok((key, text))
-        })
-        .collect()
+    // Asked for a string, the YAML deserializer hands over a plain scalar's source text (`1.50` stays `1.50`, as
+    // yaml.v3 keeps it for faas-cli); `~` or nothing is null, which faas-cli passes on as "".
+    let raw: Option<BTreeMap<String, Option<String>>> = Option::deserialize(deserializer)?;
+    Ok(raw.unwrap_or_default().into_iter().map(|(key, value)| (key, value.unwrap_or_default())).collect())
 }
 
 /// A list, or a single string standing for a one-element list.
@@ -457,6 +442,13 @@ configuration:
         assert_eq!(hello.environment["write_debug"], "true");
         assert_eq!(hello.environment["retries"], "3");
         assert_eq!(hello.labels["com.openfaas.scale.min"], "2");
+        let scalars = Stack::parse(
+            "provider: {name: openfaas}\nfunctions:\n  f:\n    environment: {a: 1.50, b: 0x10, c: ~, d: TRUE, e: 08}\n",
+        )
+        .unwrap();
+        let env = &scalars.functions["f"].environment;
+        let env: Vec<&str> = env.values().map(String::as_str).collect();
+        assert_eq!(env, ["1.50", "0x10", "", "TRUE", "08"], "scalars keep their source text");
         assert_eq!(hello.limits.as_ref().unwrap().memory.as_deref(), Some("40Mi"));
         assert_eq!(hello.build_args["GO111MODULE"], "on");
         assert_eq!(hello.build_options, vec!["dev"]);

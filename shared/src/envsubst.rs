@@ -67,9 +67,8 @@ impl Node {
             _ => String::new(),
         };
         match name {
-            "," | ",," | "^" | "^^" | "##" | "%" | "%%" | ":" => String::new(),
             "#" if args.is_empty() => "0".to_owned(),
-            "#" => String::new(),
+            "," | ",," | "^" | "^^" | "#" | "##" | "%" | "%%" | ":" => String::new(),
             "/" | "//" | "/#" | "/%" => replaced(&args),
             _ => args.concat(),
         }

@@ -522,10 +522,9 @@ configuration:
         let started = std::time::Instant::now();
         let brackets = format!("functions: {}", "[".repeat(100_000));
         assert!(matches!(Stack::parse(&brackets).unwrap_err(), StackError::TooDeep { line: 1, .. }));
-        let mut blocks = String::from("functions:\n");
-        for depth in 1..200 {
-            blocks.push_str(&format!("{}k{depth}:\n", " ".repeat(depth)));
-        }
+        let blocks: String = std::iter::once("functions:\n".to_owned())
+            .chain((1..200).map(|d| format!("{}k:\n", " ".repeat(d))))
+            .collect();
         assert!(matches!(Stack::parse(&blocks).unwrap_err(), StackError::TooDeep { .. }));
         let dashes = format!("functions:\n{}x\n", "- ".repeat(100));
         assert!(matches!(Stack::parse(&dashes).unwrap_err(), StackError::TooDeep { .. }));

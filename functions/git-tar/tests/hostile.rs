@@ -139,17 +139,24 @@ async fn an_environment_file_linking_outside_the_repository_is_refused() {
 
 #[tokio::test]
 async fn a_handler_through_a_committed_link_to_a_folder_outside_is_refused() {
-    assert_push_fails(
-        |r| {
-            r.write(
-                "stack.yml",
-                &format!("{STACK_HEAD}  f:\n    lang: dockerfile\n    handler: ./esc/etc\n    image: f\n"),
-            )
-            .symlink("esc", "/");
-        },
-        "leaves the repository",
-    )
-    .await;
+    // A plain folder outside, with nothing in it that would trip any other check.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("inner")).unwrap();
+    std::fs::write(outside.path().join("inner/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(outside.path().join("inner/secret.txt"), SECRET).unwrap();
+    for (handler, target) in [("./esc/etc", "/"), ("./esc/inner", outside.path().to_str().unwrap())] {
+        assert_push_fails(
+            |r| {
+                r.write(
+                    "stack.yml",
+                    &format!("{STACK_HEAD}  f:\n    lang: dockerfile\n    handler: {handler}\n    image: f\n"),
+                )
+                .symlink("esc", target);
+            },
+            "leaves the repository",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -248,10 +248,17 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Res
     if let Some(line) = too_deep(text) {
         return Err(StackError::TooDeep { file: file.to_owned(), line });
     }
-    let yaml_error = |e: serde_yaml_ng::Error| StackError::Yaml {
-        file: file.to_owned(),
-        kind: error_kind(&e.to_string()),
-        location: e.location().map(|l| (l.line(), l.column())),
+    let yaml_error = |e: serde_yaml_ng::Error| {
+        let kind = error_kind(&e.to_string());
+        let location = e.location().map(|l| (l.line(), l.column()));
+        match location.filter(|_| kind == DUPLICATE_KEY).and_then(|(l, c)| repeated_key(text, l, c)) {
+            Some((again, first)) => StackError::Yaml {
+                file: file.to_owned(),
+                kind: format!("a key is defined twice (already defined at line {first})"),
+                location: Some(again),
+            },
+            None => StackError::Yaml { file: file.to_owned(), kind, location },
+        }
     };
     // A `Value` refuses duplicate keys at any depth; the typed parse then gives typed errors their place.
     serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).map_err(yaml_error)?;
@@ -266,7 +273,7 @@ fn error_kind(message: &str) -> String {
     let expected = message.rsplit_once(", expected ").map(|(_, e)| format!(" (expected {e})")).unwrap_or_default();
     let expected = if expected.contains(['"', '\'']) { String::new() } else { expected };
     if message.contains("duplicate") {
-        "a key is defined twice in the mapping that starts here".into()
+        DUPLICATE_KEY.into()
     } else if message.contains("invalid type") {
         format!("a value has the wrong type{expected}")
     } else if message.contains("invalid value") || message.contains("unknown variant") {
@@ -283,6 +290,32 @@ fn error_kind(message: &str) -> String {
         // libyaml's fixed problem texts: "did not find expected key", "mapping values are not allowed in this context".
         message.to_owned()
     }
+}
+
+/// serde reports a repeated key at the start of its mapping; [`repeated_key`] then finds the key itself.
+const DUPLICATE_KEY: &str = "a key is defined twice in the mapping that starts here";
+
+/// yaml.v3 (faas-cli) names the line of the repeated key and of its first definition; serde names only where the
+/// mapping starts (`line`, `column`). In a block mapping the keys are the lines at that column, so the first one
+/// seen twice is found by reading them: its (line, column) and the line of its first definition.
+fn repeated_key(text: &str, line: usize, column: usize) -> Option<((usize, usize), usize)> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, whole) in text.lines().enumerate().skip(line.checked_sub(1)?) {
+        let number = index + 1;
+        let rest = if number == line { whole.get(column - 1..)? } else { whole.trim_start_matches(' ') };
+        let indent = whole.len() - rest.len();
+        if rest.is_empty() || rest.starts_with('#') || indent + 1 > column {
+            continue;
+        }
+        if indent + 1 < column {
+            return None;
+        }
+        let key = rest.split_once(':')?.0.trim();
+        if let Some(first) = seen.insert(key, number) {
+            return Some(((number, column), first));
+        }
+    }
+    None
 }
 
 /// At most 64 characters of a value a message must name (faas-cli's provider and version errors do).
@@ -494,8 +527,13 @@ configuration:
     fn refuses_a_key_defined_twice_with_its_line_and_column() {
         let text = "provider: {name: openfaas}\nfunctions:\n  f:\n    image: a\n    image: b\n";
         let err = Stack::parse(text).unwrap_err();
-        assert!(matches!(err, StackError::Yaml { location: Some((4, 5)), .. }), "{err}");
-        assert!(err.to_string().contains("defined twice"), "{err}");
+        assert!(matches!(err, StackError::Yaml { location: Some((5, 5)), .. }), "{err}");
+        assert!(err.to_string().contains("already defined at line 4"), "{err}");
+        let text = "provider: {name: openfaas}\nfunctions:\n  f:\n    environment:\n      - a: 1\n        b: 2\n        a: 3\n";
+        let err = Stack::parse(text).unwrap_err().to_string();
+        assert!(err.contains("line 7, column 9") && err.contains("already defined at line 5"), "{err}");
+        let err = Stack::parse("provider: {name: openfaas}\nfunctions: {f: {image: a, image: b}}\n").unwrap_err();
+        assert!(err.to_string().contains("defined twice"), "flow mappings too: {err}");
         let text = "provider: {name: openfaas}\nfunctions:\n  f:\n    image: a\n  f:\n    image: b\n";
         assert!(Stack::parse(text).unwrap_err().to_string().contains("defined twice"));
     }

@@ -151,13 +151,13 @@ fn parse_cases() -> Vec<Case> {
             "function_defined_twice_is_refused_with_line_and_column",
             &format!("{HEAD}{F}{F}"),
             &[DOCKERFILE],
-            Expect::Fails(&["defined twice", "line 5, column 3"]),
+            Expect::Fails(&["defined twice", "line 9, column 3", "already defined at line 5"]),
         ),
         case(
             "field_defined_twice_is_refused_with_line_and_column",
             &format!("{HEAD}{F}    image: g\n"),
             &[DOCKERFILE],
-            Expect::Fails(&["defined twice", "line 6, column 5"]),
+            Expect::Fails(&["defined twice", "line 9, column 5", "already defined at line 8"]),
         ),
         case(
             "stack_yaml_is_read_before_stack_yml",

@@ -25,7 +25,7 @@ pub enum StackError {
     Missing,
     #[error("`{path}` leaves the repository (through `..`, an absolute path or a symbolic link) or points into .git")]
     Escapes { path: String },
-    #[error("{file} is not a regular file")]
+    #[error("{file} is not a regular file in the repository")]
     NotAFile { file: String },
     #[error("{file} is larger than {MAX_FILE_BYTES} bytes")]
     TooLarge { file: String },
@@ -231,10 +231,16 @@ impl StackFunction {
 /// [`MAX_FILE_BYTES`], UTF-8.
 fn read_inside(root: &Path, relative: &str) -> Result<String, StackError> {
     let escapes = || StackError::Escapes { path: relative.to_owned() };
-    let path = resolve_inside(root, relative)?.ok_or_else(escapes)?;
+    let not_a_file = || StackError::NotAFile { file: relative.to_owned() };
+    let path = match resolve_inside(root, relative) {
+        Ok(path) => path.ok_or_else(escapes)?,
+        // A link to nothing, or a name that is not there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_a_file()),
+        Err(e) => return Err(e.into()),
+    };
     let metadata = std::fs::metadata(&path)?;
     if !metadata.is_file() {
-        return Err(StackError::NotAFile { file: relative.to_owned() });
+        return Err(not_a_file());
     }
     if metadata.len() > MAX_FILE_BYTES {
         return Err(StackError::TooLarge { file: relative.to_owned() });

@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: `repository_url`, `clone_timeout`, `max_parallel_builds`, limits, the App key for private clones.
 //! - [`clone`]: `git` at one SHA, safely.
-//! - [`shrinkwrap`]: the faas-cli build-context layout (public: the repository's own stack is checked with it).
+//! - [`shrinkwrap`]: the faas-cli build-context layout, every path resolved inside the repository through its links
+//!   (public: the repository's own stack is checked with it).
 //! - [`tarball`]: the build tar and its signature.
 //! - [`error`]: the answers; failures a user can fix are also commit statuses.
 

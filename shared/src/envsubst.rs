@@ -6,10 +6,11 @@
 
 /// Why a text could not be substituted; drone/envsubst's messages, plus the line where the parse stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} (line {line})")]
+#[error("{kind} at line {line}, column {column}")]
 pub struct EnvsubstError {
     pub kind: EnvsubstErrorKind,
     pub line: usize,
+    pub column: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +36,10 @@ const MAX_DEPTH: usize = 32;
 /// Substitutes `text` with every variable unset.
 pub fn substitute(text: &str) -> Result<String, EnvsubstError> {
     let mut scanner = Scanner::new(text);
-    let nodes = scanner.parse_any().map_err(|kind| EnvsubstError { kind, line: scanner.line() })?;
+    let nodes = scanner.parse_any().map_err(|kind| {
+        let (line, column) = scanner.place();
+        EnvsubstError { kind, line, column }
+    })?;
     let mut out = String::with_capacity(text.len());
     for node in &nodes {
         out.push_str(&node.eval());
@@ -150,8 +154,11 @@ impl Scanner {
         Self { buf, removed, pos: 0, start: 0, width: 0, mode: 0, accept: Accept::Rune }
     }
 
-    fn line(&self) -> usize {
-        1 + self.buf[..self.pos.min(self.buf.len())].iter().filter(|c| **c == '\n').count()
+    /// The line and column (1-based) where the scan stopped.
+    fn place(&self) -> (usize, usize) {
+        let before = &self.buf[..self.pos.min(self.buf.len())];
+        let line_start = before.iter().rposition(|c| *c == '\n').map_or(0, |i| i + 1);
+        (1 + before.iter().filter(|c| **c == '\n').count(), 1 + before.len() - line_start)
     }
 
     fn read(&mut self) -> Option<char> {
@@ -421,7 +428,8 @@ mod tests {
         assert_eq!(kind("a\n${X"), Kind::MissingClosingBrace);
         assert_eq!(kind("${X-d}"), Kind::MissingClosingBrace);
         assert_eq!(kind("${X+d}"), Kind::MissingClosingBrace);
-        assert_eq!(substitute("a\nb\n${X").unwrap_err().line, 3);
+        let err = substitute("a\nb\n ${X").unwrap_err();
+        assert_eq!((err.line, err.column), (3, 5), "{err}");
         let deep = "${a:-".repeat(10_000);
         assert_eq!(kind(&deep), Kind::TooDeep);
     }

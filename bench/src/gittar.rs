@@ -24,7 +24,7 @@ const PAYLOAD_SECRET: &str = "bench-payload-secret";
 /// Makes `<root>/bench/<name>.git` with `functions` dockerfile functions, one of them holding `big_bytes` of data.
 fn make_repo(root: &Path, name: &str, functions: usize, big_bytes: usize) -> anyhow::Result<String> {
     let work = tempfile::tempdir()?;
-    let mut stack = String::from("functions:\n");
+    let mut stack = String::from("provider:\n  name: openfaas\nfunctions:\n");
     for i in 0..functions {
         let _ = write!(stack, "  fn{i}:\n    lang: dockerfile\n    handler: ./fn{i}\n    image: bench/fn{i}\n");
         std::fs::create_dir_all(work.path().join(format!("fn{i}")))?;

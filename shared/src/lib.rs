@@ -11,6 +11,7 @@
 //! - [`naming`]: deployed function names and image names.
 //! - [`functions`]: the platform functions' names, which every invoke uses.
 //! - [`stack`]: `stack.yml` in faas-cli's schema.
+//! - [`envsubst`]: `${VAR}` in stack.yml as faas-cli substitutes it, from an empty environment.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
 //! - [`keepalive`]: the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
 //! - [`app_key`]: generating an App key pair, for the local stack and the tests that play GitHub.
@@ -28,6 +29,7 @@ pub mod audit;
 pub mod build;
 pub mod config;
 pub mod customers;
+pub mod envsubst;
 pub mod error;
 pub mod event;
 pub mod functions;

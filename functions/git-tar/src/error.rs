@@ -16,6 +16,10 @@ pub enum GitTarError {
     /// The push cannot be built as it is: the user fixes it and pushes again (a 422, which no queue retries).
     #[error("{0}")]
     Push(String),
+    /// Functions of the push cannot be built as they are (names that clash, a handler that leaves the repository):
+    /// each gets a failure status with its reason, and `stack-deploy` fails with `summary`. Nothing is handed on.
+    #[error("{summary}")]
+    Refused { summary: String, functions: Vec<(String, String)> },
     /// Some functions failed; the `stack-deploy` status already says which and why.
     #[error("{0}")]
     Reported(String),
@@ -28,7 +32,7 @@ impl IntoResponse for GitTarError {
         let status = match &self {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Push(_) | Self::Reported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Push(_) | Self::Refused { .. } | Self::Reported(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let ErrorResponse { status, body } = ErrorResponse::new(status, &self);

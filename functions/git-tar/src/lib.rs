@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: `repository_url`, `clone_timeout`, `max_parallel_builds`, limits, the App key for private clones.
 //! - [`clone`]: `git` at one SHA, safely.
-//! - [`shrinkwrap`]: the faas-cli build-context layout (public: the repository's own stack is checked with it).
+//! - [`shrinkwrap`]: the faas-cli build-context layout, every path resolved inside the repository through its links
+//!   (public: the repository's own stack is checked with it).
 //! - [`tarball`]: the build tar and its signature.
 //! - [`error`]: the answers; failures a user can fix are also commit statuses.
 
@@ -15,6 +16,7 @@ pub mod error;
 pub mod shrinkwrap;
 pub mod tarball;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,9 +114,13 @@ async fn handle(
         Err(error) => {
             audit.message = format!("failed: {error}");
             tracing::warn!(delivery = %push.delivery, repo = %push.repository.full_name, sha = %push.after, %error, "push failed");
-            if matches!(error, GitTarError::Push(_) | GitTarError::Io(_)) {
-                let failure = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Failure, error.to_string());
-                state.statuses.report_or_log(&status_event, vec![failure]).await;
+            if matches!(error, GitTarError::Push(_) | GitTarError::Io(_) | GitTarError::Refused { .. }) {
+                let mut failures = Vec::new();
+                if let GitTarError::Refused { functions, .. } = error {
+                    failures.extend(functions.iter().map(|(f, why)| CommitStatus::new(f, StatusState::Failure, why)));
+                }
+                failures.push(CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Failure, error.to_string()));
+                state.statuses.report_or_log(&status_event, failures).await;
             }
         }
     }
@@ -225,13 +231,16 @@ fn build_events(
     repository_url: &str,
 ) -> Result<Vec<BuildEvent>, GitTarError> {
     let owner = &push.repository.owner.login;
+    let services = deployed_names(stack, owner)?;
     let mut events = Vec::new();
-    for (name, function) in &stack.functions {
-        let service = service_name(owner, name).map_err(|e| GitTarError::Push(e.to_string()))?;
+    for ((name, function), service) in stack.functions.iter().zip(services) {
         if function.image.trim().is_empty() {
             return Err(GitTarError::Push(format!("function `{name}` has no image in stack.yml")));
         }
-        let environment = function.resolved_environment(name, repo).map_err(|e| GitTarError::Push(e.to_string()))?;
+        let environment = function.resolved_environment(name, repo).map_err(|e| GitTarError::Refused {
+            summary: format!("nothing deployed: {e}"),
+            functions: vec![(name.clone(), e.to_string())],
+        })?;
         let image = if function.skip_build {
             function.image.clone()
         } else {
@@ -267,6 +276,31 @@ fn build_events(
     Ok(events)
 }
 
+/// Each function's deployed name, in the stack's order. Two functions whose names become the same deployed name
+/// (`hello` and `Hello` both deploy as `<owner>-hello`) would overwrite each other, so both are refused.
+fn deployed_names(stack: &Stack, owner: &str) -> Result<Vec<String>, GitTarError> {
+    let mut services = Vec::new();
+    let mut by_service: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for name in stack.functions.keys() {
+        let service = service_name(owner, name).map_err(|e| GitTarError::Push(e.to_string()))?;
+        by_service.entry(service.clone()).or_default().push(name);
+        services.push(service);
+    }
+    let mut functions = Vec::new();
+    let mut clashes = Vec::new();
+    for (service, names) in by_service.iter().filter(|(_, names)| names.len() > 1) {
+        let listed = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" and ");
+        let reason = format!("the function names {listed} would both be deployed as `{service}`: rename one");
+        functions.extend(names.iter().map(|n| ((*n).to_owned(), reason.clone())));
+        clashes.push(reason);
+    }
+    if clashes.is_empty() {
+        Ok(services)
+    } else {
+        Err(GitTarError::Refused { summary: format!("nothing deployed: {}", clashes.join("; ")), functions })
+    }
+}
+
 /// Shrinkwraps and tars every function that is built (`work/tars/<function>.tar`), then removes the checkout.
 async fn prepare_tars(
     stack: Stack,
@@ -286,7 +320,10 @@ async fn prepare_tars(
             } else {
                 let function = &stack.functions[&event.function];
                 let wrapped = shrinkwrap::shrinkwrap(&repo, &event.function, function, &extra_copy, &contexts)
-                    .map_err(|e| GitTarError::Push(e.to_string()))?;
+                    .map_err(|e| GitTarError::Refused {
+                        summary: format!("nothing deployed: {e}"),
+                        functions: vec![(event.function.clone(), e.to_string())],
+                    })?;
                 let config = BuildConfig {
                     image_ref: event.image.clone(),
                     build_args: wrapped.build_args,

@@ -1,188 +1,13 @@
 //! git-tar with real git: repositories made on disk, served over HTTP by `git http-backend`, cloned by git-tar on a
 //! random port, with a recording gateway double standing in for buildshiprun, github-status and garbage-collect.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
-use doubles::git_server::GitServer;
-use git_tar::Config;
-use serde_json::Value;
+use common::*;
 use shared::build::BuildConfig;
-use shared::config::{CommonConfig, Secret};
-use shared::event::{BuildEvent, GarbageCollectRequest, Owner, PushEvent, Repository, StatusReport, StatusState};
-use shared::server::ServerConfig;
-use shared::signature::{sign_sha256, verify_cloud};
-use testkit::git::{git, init_repo};
-use testkit::{RecordingGateway, Reply, ServedFunction};
-
-const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
-
-/// A working repository whose commits are published to a bare repository the git server serves.
-struct Repo {
-    work: tempfile::TempDir,
-    bare: PathBuf,
-}
-
-impl Repo {
-    fn new(root: &Path, name: &str) -> Self {
-        let work = tempfile::tempdir().unwrap();
-        init_repo(work.path());
-        let bare = root.join("octo").join(format!("{name}.git"));
-        std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
-        Self { work, bare }
-    }
-
-    fn write(&self, path: &str, content: &str) -> &Self {
-        let full = self.work.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-        self
-    }
-
-    fn symlink(&self, path: &str, target: &str) -> &Self {
-        let full = self.work.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(target, full).unwrap();
-        self
-    }
-
-    /// Commits everything and publishes the branch; returns the commit's SHA.
-    fn commit(&self, message: &str) -> String {
-        git(self.work.path(), &["add", "-A"]);
-        git(self.work.path(), &["commit", "-q", "-m", message]);
-        if self.bare.exists() {
-            git(self.work.path(), &["push", "-q", "--force", self.bare.to_str().unwrap(), "HEAD:refs/heads/main"]);
-        } else {
-            git(
-                self.bare.parent().unwrap(),
-                &["clone", "-q", "--bare", self.work.path().to_str().unwrap(), self.bare.to_str().unwrap()],
-            );
-        }
-        git(self.work.path(), &["rev-parse", "HEAD"])
-    }
-}
-
-struct Harness {
-    address: SocketAddr,
-    gateway: RecordingGateway,
-    git: GitServer,
-    root: tempfile::TempDir,
-    http: reqwest::Client,
-    _served: ServedFunction,
-}
-
-async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
-    let root = tempfile::tempdir().unwrap();
-    let git = GitServer::start(root.path()).await.unwrap();
-    let gateway = RecordingGateway::start().await;
-    gateway.reply(
-        "POST",
-        "/function/buildshiprun",
-        vec![Reply::status(200).json(&serde_json::json!({"deployed": "created"}))],
-    );
-    let mut config = Config {
-        common: CommonConfig {
-            gateway_url: gateway.url().parse().unwrap(),
-            audit_url: None,
-            payload_secret: Secret::new(PAYLOAD_SECRET),
-        },
-        repository_url: "127.0.0.1:5000".into(),
-        github_api_url: "http://127.0.0.1:9/".parse().unwrap(),
-        app: None,
-        clone_timeout: Duration::from_secs(30),
-        max_parallel_builds: 4,
-        max_repo_bytes: 10 << 20,
-        max_functions: 32,
-        build_timeout: Duration::from_secs(30),
-        server: ServerConfig::for_tests(1 << 20),
-    };
-    edit(&mut config);
-    let server = config.server.clone();
-    let served = ServedFunction::start_with(git_tar::app(config), &server).await;
-    Harness { address: served.address, gateway, git, root, http: reqwest::Client::new(), _served: served }
-}
-
-async fn start() -> Harness {
-    start_with(|_| {}).await
-}
-
-impl Harness {
-    fn repo(&self, name: &str) -> Repo {
-        Repo::new(self.root.path(), name)
-    }
-
-    fn push_event(&self, name: &str, sha: &str) -> PushEvent {
-        PushEvent {
-            delivery: "delivery-1".into(),
-            git_ref: "refs/heads/main".into(),
-            after: sha.into(),
-            installation_id: Some(7),
-            repository: Repository {
-                name: name.into(),
-                full_name: format!("octo/{name}"),
-                clone_url: self.git.clone_url("octo", name),
-                private: false,
-                default_branch: Some("main".into()),
-                owner: Owner { login: "octo".into(), id: 1 },
-            },
-        }
-    }
-
-    async fn send(&self, event: &PushEvent) -> (u16, Value) {
-        let body = serde_json::to_vec(event).unwrap();
-        let response = self
-            .http
-            .post(format!("http://{}/", self.address))
-            .header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &body))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    fn statuses(&self) -> Vec<StatusReport> {
-        self.gateway.requests_to("/async-function/github-status").iter().map(testkit::RecordedRequest::json).collect()
-    }
-
-    fn stack_deploy(&self) -> shared::event::CommitStatus {
-        self.statuses()
-            .iter()
-            .flat_map(|r| r.statuses.clone())
-            .rfind(|s| s.context == "stack-deploy")
-            .expect("a stack-deploy status")
-    }
-
-    /// Each tar handed to buildshiprun: its event header and its entries (path → content).
-    fn tars(&self) -> BTreeMap<String, (BuildEvent, BTreeMap<String, Vec<u8>>)> {
-        self.gateway
-            .requests_to("/function/buildshiprun")
-            .into_iter()
-            .map(|request| {
-                verify_cloud(&request.headers, &request.body, PAYLOAD_SECRET.as_bytes()).unwrap();
-                let event = BuildEvent::from_header_value(request.header("x-ofc-event").unwrap().as_bytes()).unwrap();
-                let mut entries = BTreeMap::new();
-                let mut archive = tar::Archive::new(request.body.as_ref());
-                for entry in archive.entries().unwrap() {
-                    let mut entry = entry.unwrap();
-                    let path = entry.path().unwrap().display().to_string();
-                    let mut content = Vec::new();
-                    if entry.header().entry_type() == tar::EntryType::Symlink {
-                        content = entry.link_name().unwrap().unwrap().display().to_string().into_bytes();
-                    } else {
-                        entry.read_to_end(&mut content).unwrap();
-                    }
-                    entries.insert(path, content);
-                }
-                (event.function.clone(), (event, entries))
-            })
-            .collect()
-    }
-}
+use shared::event::{BuildEvent, GarbageCollectRequest, StatusState};
+use shared::signature::verify_cloud;
+use testkit::Reply;
 
 const TEMPLATE_DOCKERFILE: &str = "FROM scratch\nARG ADDITIONAL_PACKAGE\nCOPY function/ /home/app/\n";
 
@@ -218,7 +43,7 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     let (hello_event, hello) = &tars["hello"];
     assert_eq!(hello_event.service, "octo-hello");
     assert_eq!(hello_event.image, format!("127.0.0.1:5000/octo/fns-hello:{sha}"));
-    assert_eq!(hello_event.environment["greeting"], "hi", "environment wins over environment_file");
+    assert_eq!(hello_event.environment["greeting"], "overridden", "environment_file wins over environment (faas-cli)");
     assert_eq!(hello_event.environment["from_file"], "yes");
     assert_eq!(hello_event.secrets, vec!["api-key".to_owned()]);
     assert_eq!(hello_event.installation_id, Some(7));
@@ -280,7 +105,7 @@ async fn places_the_handler_in_the_templates_own_folder_with_build_options() {
     let repo = harness.repo("custom");
     repo.write(
         "stack.yml",
-        "functions:\n  api:\n    lang: node-ish\n    handler: ./api\n    image: octo/api\n    build_options: [dev]\n    \
+        "provider: {name: openfaas}\nfunctions:\n  api:\n    lang: node-ish\n    handler: ./api\n    image: octo/api\n    build_options: [dev]\n    \
          build_args:\n      ADDITIONAL_PACKAGE: curl\n      NODE_ENV: production\n",
     )
     .write("template/node-ish/Dockerfile", "FROM scratch\n")
@@ -293,7 +118,7 @@ async fn places_the_handler_in_the_templates_own_folder_with_build_options() {
     assert!(entries.contains_key("context/src/index.js"), "{:?}", entries.keys());
     assert!(!entries.contains_key("context/function/index.js"));
     let config: BuildConfig = serde_json::from_slice(&entries["config"]).unwrap();
-    assert_eq!(config.build_args["ADDITIONAL_PACKAGE"], "curl make gcc");
+    assert_eq!(config.build_args["ADDITIONAL_PACKAGE"], "curl gcc make", "de-duplicated and sorted, as faas-cli");
     assert_eq!(config.build_args["NODE_ENV"], "production");
 }
 
@@ -303,7 +128,7 @@ async fn deploys_skip_build_functions_from_their_image_without_a_tar() {
     let repo = harness.repo("connector");
     repo.write(
         "stack.yml",
-        "functions:\n  nats:\n    image: ghcr.io/openfaas/nats-connector:0.3.2\n    skip_build: true\n",
+        "provider: {name: openfaas}\nfunctions:\n  nats:\n    image: ghcr.io/openfaas/nats-connector:0.3.2\n    skip_build: true\n",
     );
     let sha = repo.commit("skip build");
     let (status, answer) = harness.send(&harness.push_event("connector", &sha)).await;
@@ -314,20 +139,6 @@ async fn deploys_skip_build_functions_from_their_image_without_a_tar() {
     let event = BuildEvent::from_header_value(requests[0].header("x-ofc-event").unwrap().as_bytes()).unwrap();
     assert!(event.skip_build);
     assert_eq!(event.image, "ghcr.io/openfaas/nats-connector:0.3.2");
-}
-
-/// Pushes a repository made by `setup` and expects a `stack-deploy` failure whose description contains `reason`.
-async fn assert_push_fails(setup: impl FnOnce(&Repo), reason: &str) {
-    let harness = start().await;
-    let repo = harness.repo("broken");
-    setup(&repo);
-    let sha = repo.commit("broken");
-    let (status, answer) = harness.send(&harness.push_event("broken", &sha)).await;
-    assert_eq!(status, 422, "{answer}");
-    let failure = harness.stack_deploy();
-    assert_eq!(failure.state, StatusState::Failure);
-    assert!(failure.description.contains(reason), "`{reason}` in `{}`", failure.description);
-    assert!(harness.gateway.requests_to("/function/buildshiprun").is_empty(), "nothing is handed on");
 }
 
 #[tokio::test]
@@ -345,7 +156,7 @@ async fn fails_without_a_stack_file() {
 async fn fails_on_yaml_errors_with_line_and_column() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  hello:\n    lang: [oops\n");
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  hello:\n    lang: [oops\n");
         },
         "line",
     )
@@ -356,8 +167,11 @@ async fn fails_on_yaml_errors_with_line_and_column() {
 async fn fails_on_an_unknown_template_naming_it() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: cobol\n    handler: ./f\n    image: f\n")
-                .write("f/x", "x");
+            r.write(
+                "stack.yml",
+                "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: cobol\n    handler: ./f\n    image: f\n",
+            )
+            .write("f/x", "x");
         },
         "cobol",
     )
@@ -368,7 +182,7 @@ async fn fails_on_an_unknown_template_naming_it() {
 async fn fails_on_a_missing_handler_folder() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ./nowhere\n    image: f\n");
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./nowhere\n    image: f\n");
         },
         "nowhere",
     )
@@ -379,7 +193,7 @@ async fn fails_on_a_missing_handler_folder() {
 async fn fails_on_a_handler_path_escaping_the_repository() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ../../etc\n    image: f\n");
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ../../etc\n    image: f\n");
         },
         "leaves the repository",
     )
@@ -390,7 +204,7 @@ async fn fails_on_a_handler_path_escaping_the_repository() {
 async fn fails_on_an_environment_file_escaping_the_repository() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n    environment_file: [../../../etc/passwd]\n")
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n    environment_file: [../../../etc/passwd]\n")
                 .write("f/Dockerfile", "FROM scratch\n");
         },
         "leaves the repository",
@@ -402,9 +216,12 @@ async fn fails_on_an_environment_file_escaping_the_repository() {
 async fn fails_on_a_symlink_pointing_outside_the_repository() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
-                .write("f/Dockerfile", "FROM scratch\n")
-                .symlink("f/passwd", "/etc/passwd");
+            r.write(
+                "stack.yml",
+                "provider: {name: openfaas}\nfunctions:\n  f:\n    lang: dockerfile\n    handler: ./f\n    image: f\n",
+            )
+            .write("f/Dockerfile", "FROM scratch\n")
+            .symlink("f/passwd", "/etc/passwd");
         },
         "f/passwd",
     )
@@ -415,7 +232,7 @@ async fn fails_on_a_symlink_pointing_outside_the_repository() {
 async fn fails_on_a_function_name_that_cannot_be_deployed() {
     assert_push_fails(
         |r| {
-            r.write("stack.yml", "functions:\n  Bad_Name:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
+            r.write("stack.yml", "provider: {name: openfaas}\nfunctions:\n  Bad_Name:\n    lang: dockerfile\n    handler: ./f\n    image: f\n")
                 .write("f/Dockerfile", "FROM scratch\n");
         },
         "Bad_Name",

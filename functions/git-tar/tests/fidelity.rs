@@ -112,7 +112,7 @@ fn merge_cases() -> Vec<Case> {
             &[DOCKERFILE],
             Expect::Builds(|b| {
                 assert_eq!(b.event.fprocess.as_deref(), Some("./run"));
-                assert!(b.event.readonly_root_filesystem);
+                assert_eq!(b.event.readonly_root_filesystem, Some(true));
                 assert_eq!(b.event.constraints, ["node.role==worker"]);
             }),
         ),

@@ -96,3 +96,18 @@ pub fn registry_secrets(value: &Secret) -> Vec<Secret> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_config_s_auth_and_password_are_both_scrubbed() {
+        // `auth` is base64 of `builder:registry-pass`.
+        let config = Secret::new(r#"{"auths": {"r:5000": {"auth": "YnVpbGRlcjpyZWdpc3RyeS1wYXNz"}}}"#);
+        let found: Vec<String> = registry_secrets(&config).iter().map(|s| s.expose().to_owned()).collect();
+        assert!(found.contains(&"YnVpbGRlcjpyZWdpc3RyeS1wYXNz".to_owned()));
+        assert!(found.contains(&"registry-pass".to_owned()));
+        assert_eq!(registry_secrets(&Secret::new("plain")).len(), 1, "a value that is not JSON is scrubbed whole");
+    }
+}

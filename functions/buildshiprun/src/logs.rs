@@ -164,3 +164,29 @@ pub fn log_link(config: &Config, key: &LogKey) -> Url {
     let expires = Utc::now().checked_add_signed(retention).unwrap_or(DateTime::<Utc>::MAX_UTC);
     signed_log_url(&base, key, expires, &config.common.payload_secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_description_is_cut_to_what_github_keeps_on_a_character_boundary() {
+        let long = format!("build failed: {}", "é".repeat(200));
+        let cut = cut(&long, MAX_DESCRIPTION);
+        assert_eq!(cut.chars().count(), MAX_DESCRIPTION);
+        assert!(cut.starts_with("build failed: ") && cut.ends_with('…'));
+        assert_eq!(super::cut("short", MAX_DESCRIPTION), "short");
+    }
+
+    #[test]
+    fn a_timeout_reported_by_of_builder_reads_as_a_timeout() {
+        let mut trace = BuildTrace::default();
+        trace.step(BUILD, Instant::now());
+        let failed = ShipError::BuildFailed { function: "f".into(), reason: "x".into() };
+        assert_eq!(trace.outcome(Some(&failed)), Outcome::Failure);
+        trace.log.push("the build was stopped after 240 s (build_timeout)".into());
+        assert_eq!(trace.outcome(Some(&failed)), Outcome::Timeout);
+        assert!(failure_description(&trace, &failed).starts_with("build timed out: "));
+        assert_eq!(trace.outcome(None), Outcome::Success);
+    }
+}

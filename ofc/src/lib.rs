@@ -9,8 +9,10 @@
 //! - [`state`]: the state folder (secrets, endpoints, queue, logs).
 //! - [`up`]: `ofc up`, starting and supervising every part.
 //! - [`push`]: `ofc push`, the webhook GitHub would send, and following the statuses.
+//! - [`logs`]: `ofc logs`, the stored build logs, and the log tail a failed push prints.
 
 pub mod gateway;
+pub mod logs;
 pub mod process;
 pub mod push;
 pub mod runtime;

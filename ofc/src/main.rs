@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+use ofc::logs::LogsOptions;
 use ofc::push::{PushOptions, DEFAULT_OWNER};
 use ofc::up::UpOptions;
 
@@ -54,6 +55,21 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 600)]
         timeout: u64,
     },
+    /// Print the stored build logs of OWNER/REPO's newest push (or of --sha), every function under a header with
+    /// its outcome and duration, or FUNCTION's alone.
+    Logs {
+        /// The pushed repository, as OWNER/REPO (`local/hello` for `ofc push /tmp/hello`).
+        #[arg(value_name = "OWNER/REPO")]
+        target: String,
+        /// One function of the repository's stack.yml.
+        function: Option<String>,
+        /// The commit (a full SHA or a prefix of at least 7 digits); default: the newest push.
+        #[arg(long, value_name = "SHA")]
+        sha: Option<String>,
+        /// The state folder of the stack.
+        #[arg(long, value_name = "DIR", default_value = ".ofc")]
+        state: PathBuf,
+    },
     /// Manage the secrets user functions mount (what `faas-cli secret create` does on OpenFaaS).
     Secret {
         #[command(subcommand)]
@@ -97,6 +113,9 @@ async fn main() -> ExitCode {
             let timeout = Duration::from_secs(timeout);
             push(PushOptions { path, branch, owner, state, timeout }).await
         }
+        Some(Command::Logs { target, function, sha, state }) => {
+            logs(LogsOptions { target, function, sha, state }).await
+        }
         Some(Command::Secret { action: SecretAction::Set { name, owner, state } }) => secret_set(&name, &owner, &state),
     };
     result.unwrap_or_else(|error| {
@@ -128,6 +147,12 @@ async fn push(options: PushOptions) -> anyhow::Result<ExitCode> {
         eprintln!("stack-deploy failed (see the statuses above)");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Exits 0 whenever the logs were printed, failed builds' included: it reports, it does not judge.
+async fn logs(options: LogsOptions) -> anyhow::Result<ExitCode> {
+    ofc::logs::logs(&options).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes the secret the way buildshiprun binds it (`<owner>-<name>`, owner lower-cased), readable by its owner only.

@@ -33,7 +33,8 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Pushes, follows, and returns whether `stack-deploy` ended in success.
+/// Pushes, follows, and returns whether `stack-deploy` ended in success; on a failure, prints the failing
+/// functions' log tails from the stack's log store.
 pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
     let state = StateDir::new(&options.state);
     let endpoints = state
@@ -89,7 +90,17 @@ pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
         bail!("gh-push did not queue the build ({status}): {answer}");
     }
     println!("pushed {}/{name} {branch} at {sha} (delivery {delivery})", options.owner);
-    follow(&http, &endpoints.github_api, &options.owner, &name, &sha, earlier, options.timeout).await
+    let states = follow(&http, &endpoints.github_api, &options.owner, &name, &sha, earlier, options.timeout).await?;
+    let succeeded = states.get("stack-deploy").is_some_and(|state| state == "success");
+    if !succeeded {
+        let failed: Vec<String> = states
+            .iter()
+            .filter(|(context, state)| *context != "stack-deploy" && matches!(state.as_str(), "failure" | "error"))
+            .map(|(context, _)| context.clone())
+            .collect();
+        crate::logs::print_failure_tails(&state, &options.owner, &name, &sha, &failed).await;
+    }
+    Ok(succeeded)
 }
 
 /// The commit's statuses, newest first, as GitHub lists them.
@@ -149,7 +160,7 @@ fn payload(owner: &str, name: &str, branch: &str, sha: &str, clone_url: &str, pa
 }
 
 /// Prints each status written after the first `earlier` ones as it appears, until `stack-deploy` is no longer
-/// pending.
+/// pending; answers each context's last state.
 async fn follow(
     http: &reqwest::Client,
     github_api: &str,
@@ -158,7 +169,7 @@ async fn follow(
     sha: &str,
     earlier: usize,
     timeout: Duration,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<BTreeMap<String, String>> {
     let started = Instant::now();
     let mut seen = earlier;
     let mut latest: BTreeMap<String, String> = BTreeMap::new();
@@ -174,10 +185,8 @@ async fn follow(
             latest.insert(context.to_owned(), state.to_owned());
         }
         seen = statuses.len();
-        match latest.get("stack-deploy").map(String::as_str) {
-            Some("success") => return Ok(true),
-            Some("failure" | "error") => return Ok(false),
-            _ => {}
+        if latest.get("stack-deploy").is_some_and(|state| matches!(state.as_str(), "success" | "failure" | "error")) {
+            return Ok(latest);
         }
         if started.elapsed() > timeout {
             bail!("stack-deploy did not end within {} s", timeout.as_secs());

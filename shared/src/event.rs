@@ -334,6 +334,10 @@ pub struct ShipResult {
     pub digest: String,
     /// `created` for a new function, `updated` for an existing one.
     pub deployed: String,
+    /// The signed, expiring pipeline-log link to this build's log; absent when no log was stored (a skipped build,
+    /// a store that could not be written) and in answers from before build logs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
 }
 
 /// One audit record: which function did what with which delivery.
@@ -430,6 +434,7 @@ mod tests {
             image: "r/octo/hello@sha256:00".into(),
             digest: "sha256:00".into(),
             deployed: "created".into(),
+            log_url: None,
         };
         let json = serde_json::to_value(&shipped).unwrap();
         assert_eq!(
@@ -439,6 +444,7 @@ mod tests {
         );
         let short: ShipResult = serde_json::from_str(r#"{"deployed": "updated"}"#).unwrap();
         assert_eq!(short.deployed, "updated");
+        assert_eq!(short.log_url, None, "an answer from before build logs reads without a link");
         assert!(serde_json::from_str::<ShipResult>(r#"{"error": "no"}"#).is_err());
     }
 }

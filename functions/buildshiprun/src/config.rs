@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use reqwest::Url;
-use shared::config::{base_url, base_url_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::config::{
+    base_url, base_url_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
+};
 use shared::gateway::BasicAuth;
+use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
 
 use crate::policy::Policy;
@@ -26,6 +30,12 @@ pub struct Config {
     pub retry_wait: Duration,
     /// How long a build may take at of-builder.
     pub build_timeout: Duration,
+    /// Where every build's log is written, opened at start so that a folder or bucket that cannot be used stops the
+    /// start rather than losing the first build's log.
+    pub log_store: LogStore,
+    /// Registry credentials (secret `registry-secret`, a Docker `config.json`, when mounted): never written into a
+    /// stored log, like `payload-secret` and `basic-auth-password`.
+    pub registry_secrets: Vec<Secret>,
     /// The operator's deploy policy: labels, annotations, scaling, resources, secrets, build args, languages.
     pub policy: Policy,
     pub server: ServerConfig,
@@ -45,7 +55,17 @@ impl Config {
             Some(_) => base_url("gateway_public_url")?,
             None => common.gateway_url.clone(),
         };
+        let store_config = LogStoreConfig::from_env(&secrets)?;
+        let log_store = LogStore::open(&store_config).map_err(|e| ConfigError::Invalid {
+            name: match store_config.backend {
+                LogBackend::S3(_) => "s3_bucket".into(),
+                LogBackend::Folder(_) => "log_store_path".into(),
+            },
+            reason: e.to_string(),
+        })?;
         Ok(Self {
+            log_store,
+            registry_secrets: secrets.read("registry-secret")?.map(|s| registry_secrets(&s)).unwrap_or_default(),
             builder_url: base_url_or("builder_url", "http://of-builder:8080/")?,
             gateway_public_url,
             default_memory_limit: env_string("default_memory_limit"),
@@ -57,5 +77,37 @@ impl Config {
             server: ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(300))?,
             common,
         })
+    }
+}
+
+/// What of a Docker `config.json` could leak into a build log: the whole file, each `auth` (base64 of
+/// `user:password`), and each password, decoded. A value that is not JSON is scrubbed whole.
+pub fn registry_secrets(value: &Secret) -> Vec<Secret> {
+    let mut found = vec![value.clone()];
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(value.expose()) else { return found };
+    let auths = config["auths"].as_object().into_iter().flat_map(|auths| auths.values());
+    for auth in auths.filter_map(|entry| entry["auth"].as_str()) {
+        found.push(Secret::new(auth));
+        let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).ok();
+        let text = decoded.and_then(|bytes| String::from_utf8(bytes).ok());
+        if let Some((_, password)) = text.as_deref().and_then(|t| t.split_once(':')) {
+            found.push(Secret::new(password));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_config_s_auth_and_password_are_both_scrubbed() {
+        // `auth` is base64 of `builder:registry-pass`.
+        let config = Secret::new(r#"{"auths": {"r:5000": {"auth": "YnVpbGRlcjpyZWdpc3RyeS1wYXNz"}}}"#);
+        let found: Vec<String> = registry_secrets(&config).iter().map(|s| s.expose().to_owned()).collect();
+        assert!(found.contains(&"YnVpbGRlcjpyZWdpc3RyeS1wYXNz".to_owned()));
+        assert!(found.contains(&"registry-pass".to_owned()));
+        assert_eq!(registry_secrets(&Secret::new("plain")).len(), 1, "a value that is not JSON is scrubbed whole");
     }
 }

@@ -17,6 +17,9 @@ pub enum ShipError {
     /// The user's build failed: their Dockerfile or code, with the line that says why.
     #[error("{function}: the build failed: {reason}")]
     BuildFailed { function: String, reason: String },
+    /// of-builder did not answer within `build_timeout`: not retried, as another try would take as long.
+    #[error("{function}: the build did not finish within {seconds} s (build_timeout)")]
+    BuildTimedOut { function: String, seconds: u64 },
     /// The gateway refused the deployment (a 4xx): not retried.
     #[error("{function}: the gateway refused the deployment: {reason}")]
     DeployRefused { function: String, reason: String },
@@ -41,6 +44,21 @@ impl From<UploadError> for ShipError {
     }
 }
 
+impl ShipError {
+    /// Why, without the function's name: what a commit status (already named by the function) says after the
+    /// failing step.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::BuildFailed { reason, .. } | Self::Refused { reason, .. } | Self::Unavailable { reason, .. } => {
+                reason.clone()
+            }
+            Self::DeployRefused { reason, .. } => format!("the gateway refused the deployment: {reason}"),
+            Self::BuildTimedOut { seconds, .. } => format!("it did not finish within {seconds} s (build_timeout)"),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ShipError {
     fn into_response(self) -> Response {
         let (status, function) = match &self {
@@ -49,6 +67,7 @@ impl IntoResponse for ShipError {
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
             Self::Refused { function, .. } => (StatusCode::FORBIDDEN, Some(function.clone())),
             Self::BuildFailed { function, .. } => (StatusCode::UNPROCESSABLE_ENTITY, Some(function.clone())),
+            Self::BuildTimedOut { function, .. } => (StatusCode::GATEWAY_TIMEOUT, Some(function.clone())),
             Self::DeployRefused { function, .. } | Self::Unavailable { function, .. } => {
                 (StatusCode::BAD_GATEWAY, Some(function.clone()))
             }

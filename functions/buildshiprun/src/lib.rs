@@ -7,17 +7,20 @@
 //! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits), and who may replace a name.
 //! - [`policy`]: the operator's bounds (labels, annotations, scaling, resources, secrets, build args, `dockerfile`).
 //! - [`error`]: every failure and its answer; a failure is also a `failure` commit status.
-//! - the handler below: receive, build (with retries), deploy (with retries), report.
+//! - [`logs`]: every build's record in the log store (timings, outcome, the whole log, secrets scrubbed), and the
+//!   signed pipeline-log link a failure's status points to.
+//! - the handler below: receive, build (with retries), deploy (with retries), store the log, report.
 
 pub mod config;
 pub mod deployment;
 pub mod error;
+pub mod logs;
 pub mod policy;
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -37,6 +40,7 @@ use shared::upload::receive_signed;
 pub use crate::config::Config;
 use crate::deployment::{deployment_for, may_replace};
 pub use crate::error::ShipError;
+use crate::logs::{BuildTrace, BUILD, DEPLOY};
 
 struct AppState {
     config: Config,
@@ -74,7 +78,9 @@ async fn handle(
         })?;
     let service = service_name(&event.owner, &event.function).map_err(|e| ShipError::BadRequest(e.to_string()))?;
     let status_event = event.status_event();
-    let result = ship(&state, &event, &service, &tar_path, size, &signature).await;
+    let mut trace = BuildTrace::default();
+    let result = ship(&state, &event, &service, &tar_path, size, &signature, &mut trace).await;
+    let log_url = logs::store(&state.config, &event, &trace, &result).await;
     let status = match &result {
         Ok(answer) => CommitStatus::new(
             &event.function,
@@ -82,7 +88,14 @@ async fn handle(
             format!("deployed {service} ({})", answer.deployed),
         )
         .with_target_url(format!("{}function/{service}", state.config.gateway_public_url)),
-        Err(error) => CommitStatus::new(&event.function, StatusState::Failure, error.to_string()),
+        Err(error) => {
+            let status =
+                CommitStatus::new(&event.function, StatusState::Failure, logs::failure_description(&trace, error));
+            match &log_url {
+                Some(url) => status.with_target_url(url.to_string()),
+                None => status,
+            }
+        }
     };
     match &result {
         Ok(_) => tracing::info!(owner = %event.owner, repo = %event.repo, sha = %event.sha, %service, "deployed"),
@@ -91,9 +104,10 @@ async fn handle(
         }
     }
     state.statuses.report_or_log(&status_event, vec![status]).await;
-    result.map(Json)
+    result.map(|answer| Json(ShipResult { log_url: log_url.map(String::from), ..answer }))
 }
 
+/// Builds and deploys, noting in `trace` each step's time and what of-builder answered.
 async fn ship(
     state: &AppState,
     event: &BuildEvent,
@@ -101,6 +115,7 @@ async fn ship(
     tar: &Path,
     size: u64,
     signature: &str,
+    trace: &mut BuildTrace,
 ) -> Result<ShipResult, ShipError> {
     let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
     if is_reserved_service(service) {
@@ -117,36 +132,55 @@ async fn ship(
         if size == 0 {
             return Err(ShipError::BadRequest(format!("{}: the build tar is empty", event.function)));
         }
-        let started = std::time::Instant::now();
-        let result = build(state, event, tar, signature).await?;
-        // The time inside the builder, which the pipeline-overhead benchmark subtracts.
-        tracing::info!(%service, sha = %event.sha, seconds = started.elapsed().as_secs_f64(), "built");
-        if result.status == BuildStatus::Failure {
-            return Err(ShipError::BuildFailed {
-                function: event.function.clone(),
-                reason: meaningful_line(&result.log),
-            });
-        }
-        (pin_by_digest(&result.image, &result.digest), result.digest)
+        build_step(state, event, tar, signature, trace).await?
     };
     let deployment = deployment_for(event, service, &image, default_memory, &state.config.policy).map_err(refused)?;
-    let deployed = retry(state, &event.function, || deploy(&state.gateway, event, &deployment)).await.map_err(
-        |error| match error {
-            Attempt::Refused(reason) => ShipError::DeployRefused { function: event.function.clone(), reason },
-            Attempt::NotYours(reason) => refused(reason),
-            Attempt::Transient(reason) => ShipError::Unavailable {
-                function: event.function.clone(),
-                reason: format!("the gateway kept failing: {reason}"),
-            },
+    let started = Instant::now();
+    let deployed = retry(state, &event.function, || deploy(&state.gateway, event, &deployment)).await;
+    trace.step(DEPLOY, started);
+    let deployed = deployed.map_err(|error| match error {
+        Attempt::Refused(reason) => ShipError::DeployRefused { function: event.function.clone(), reason },
+        Attempt::NotYours(reason) => refused(reason),
+        Attempt::Transient(reason) => ShipError::Unavailable {
+            function: event.function.clone(),
+            reason: format!("the gateway kept failing: {reason}"),
         },
-    )?;
+        Attempt::TimedOut => ShipError::Unavailable {
+            function: event.function.clone(),
+            reason: "the gateway did not answer in time".into(),
+        },
+    })?;
     Ok(ShipResult {
         function: event.function.clone(),
         service: service.to_owned(),
         image,
         digest,
         deployed: deployed.to_owned(),
+        log_url: None,
     })
+}
+
+/// The build step: of-builder builds and pushes; answers the image pinned by digest, and the digest.
+async fn build_step(
+    state: &AppState,
+    event: &BuildEvent,
+    tar: &Path,
+    signature: &str,
+    trace: &mut BuildTrace,
+) -> Result<(String, String), ShipError> {
+    let started = Instant::now();
+    let result = build(state, event, tar, signature).await;
+    trace.step(BUILD, started);
+    let result = result?;
+    // The time inside the builder, which the pipeline-overhead benchmark subtracts.
+    tracing::info!(service = %event.service, sha = %event.sha, seconds = started.elapsed().as_secs_f64(), "built");
+    trace.log.clone_from(&result.log);
+    trace.image = Some(result.image.clone());
+    if result.status == BuildStatus::Failure {
+        return Err(ShipError::BuildFailed { function: event.function.clone(), reason: meaningful_line(&result.log) });
+    }
+    trace.digest = Some(result.digest.clone());
+    Ok((pin_by_digest(&result.image, &result.digest), result.digest))
 }
 
 /// Sends the tar to of-builder, retrying while the builder cannot be reached or fails.
@@ -165,7 +199,13 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
             .timeout(state.config.build_timeout)
             .send()
             .await
-            .map_err(|e| Attempt::Transient(format!("of-builder could not be reached: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                if e.is_timeout() {
+                    Attempt::TimedOut
+                } else {
+                    Attempt::Transient(format!("of-builder could not be reached: {}", error_chain(&e)))
+                }
+            })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
@@ -184,6 +224,9 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
     })
     .await
     .map_err(|error| match error {
+        Attempt::TimedOut => {
+            ShipError::BuildTimedOut { function: event.function.clone(), seconds: state.config.build_timeout.as_secs() }
+        }
         Attempt::Refused(reason) | Attempt::NotYours(reason) => {
             ShipError::BuildFailed { function: event.function.clone(), reason }
         }
@@ -225,6 +268,8 @@ enum Attempt {
     Refused(String),
     /// The name belongs to someone else: final, and no deployment was made.
     NotYours(String),
+    /// of-builder did not answer within `build_timeout`: final, as another try would take as long again.
+    TimedOut,
 }
 
 impl From<GatewayError> for Attempt {

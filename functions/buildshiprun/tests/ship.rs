@@ -1,7 +1,9 @@
 //! buildshiprun against the real of-builder (Buildah, a real registry) and a recording gateway double.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use buildshiprun::policy::Policy;
@@ -12,6 +14,7 @@ use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, StatusReport, StatusState};
 use shared::gateway::BasicAuth;
+use shared::log_store::{LogKey, LogStore, LogStoreConfig, Outcome};
 use shared::openfaas::FunctionDeployment;
 use shared::server::ServerConfig;
 use shared::signature::sign_sha256;
@@ -20,11 +23,16 @@ use testkit::{RecordingGateway, Reply, ServedFunction};
 
 const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+/// A Docker config.json holding `builder:registry-pass` for the registry, as the `registry-secret` secret.
+const REGISTRY_SECRET: &str = r#"{"auths": {"registry:5000": {"auth": "YnVpbGRlcjpyZWdpc3RyeS1wYXNz"}}}"#;
 
 struct Harness {
     address: SocketAddr,
+    builder_url: String,
     gateway: RecordingGateway,
     registry: RegistryProcess,
+    /// The build-log store buildshiprun writes to (a temporary folder).
+    logs: Arc<LogStore>,
     http: reqwest::Client,
     _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
@@ -58,6 +66,8 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
     let builder = ServedFunction::start_with(of_builder::app(builder_config), &ServerConfig::for_tests(32 << 20)).await;
     let builder_url = if builder_reachable { builder.url() } else { format!("http://127.0.0.1:{}/", free_port()) };
     let gateway = RecordingGateway::with_credentials("admin", "gateway-password").await;
+    let logs_dir = tempfile::tempdir().unwrap();
+    let logs = LogStore::open(&LogStoreConfig::folder(logs_dir.path())).unwrap();
     let mut common = common();
     common.gateway_url = gateway.url().parse().unwrap();
     let config = Config {
@@ -69,16 +79,26 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         max_retries: 3,
         retry_wait: Duration::from_millis(20),
         build_timeout: Duration::from_secs(120),
+        log_store: logs.clone(),
+        registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
         policy,
         server: ServerConfig::for_tests(32 << 20),
     };
     let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
     Harness {
         address: served.address,
+        builder_url: builder.url(),
         gateway,
         registry,
+        logs: Arc::new(logs),
         http: reqwest::Client::new(),
-        _keep: vec![Box::new(registry_dir), Box::new(buildah_dir), Box::new(builder), Box::new(served)],
+        _keep: vec![
+            Box::new(logs_dir),
+            Box::new(registry_dir),
+            Box::new(buildah_dir),
+            Box::new(builder),
+            Box::new(served),
+        ],
     }
 }
 
@@ -454,4 +474,164 @@ async fn allows_what_the_operator_enables() {
 
 fn memory(value: &str) -> shared::event::FunctionResources {
     shared::event::FunctionResources { memory: Some(value.into()), cpu: None }
+}
+
+/// A Dockerfile that fails after printing more than 200 lines (each `ARG` is a step of two lines, quick even with
+/// nothing to run), naming every secret buildshiprun knows on the way.
+fn long_failing_dockerfile() -> String {
+    let mut dockerfile = String::from("FROM scratch\n");
+    for n in 1..=110 {
+        writeln!(dockerfile, "ARG step{n}=value{n}").unwrap();
+    }
+    // Near the end, so that they are among the lines of-builder answers even while it cuts the log.
+    writeln!(dockerfile, "ARG token={PAYLOAD_SECRET}\nARG admin=gateway-password\nARG registry=registry-pass").unwrap();
+    dockerfile.push_str("COPY nowhere.txt /\n");
+    dockerfile
+}
+
+/// Where buildshiprun keeps the log of `function` of the test push.
+fn key(function: &str) -> LogKey {
+    LogKey::new("octo", "fns", SHA, function).unwrap()
+}
+
+impl Harness {
+    /// What of-builder answers for `tar` when asked directly: what buildshiprun received for the same build.
+    async fn build_directly(&self, tar: Vec<u8>) -> shared::build::BuildResult {
+        let response = self
+            .http
+            .post(format!("{}build", self.builder_url))
+            .header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &tar))
+            .header("content-type", "application/x-tar")
+            .body(tar)
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn stores_a_failed_build_s_whole_log_without_secrets_and_links_it_from_the_status() {
+    let harness = start(true).await;
+    let event = event(&harness, "broken");
+    // Built once first, so that buildshiprun's build and the one compared with it below both come from the cache
+    // and print the same lines.
+    harness.build_directly(tar(&event, &long_failing_dockerfile())).await;
+    let (status, answer) = harness.send(&event, tar(&event, &long_failing_dockerfile())).await;
+    assert_eq!(status, 422, "{answer}");
+
+    let record = harness.logs.get(&key("broken")).await.unwrap();
+    assert_eq!(record.meta.outcome, Outcome::Failure);
+    assert_eq!(record.meta.steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(), ["build"]);
+    for secret in [PAYLOAD_SECRET, "gateway-password", "registry-pass"] {
+        assert!(!record.text.contains(secret), "{secret} is scrubbed");
+    }
+    assert!(record.text.contains("ARG token=***"), "the scrubbed line is kept");
+    // Every line of-builder answered is stored, then buildshiprun's own last word. Only the error line differs
+    // between two builds (it names of-builder's temporary folder).
+    let received = harness.build_directly(tar(&event, &long_failing_dockerfile())).await.log;
+    let secrets = [PAYLOAD_SECRET, "gateway-password", "registry-pass"];
+    let expected: Vec<String> = received.iter().map(|line| shared::log_store::scrub(line, &secrets)).collect();
+    let stored: Vec<&str> = record.text.lines().collect();
+    assert_eq!(stored.len(), expected.len() + 1, "the whole log of-builder answered is stored");
+    let same = expected.len() - 1;
+    assert_eq!(stored[..same], expected[..same], "the whole log of-builder answered is stored");
+    assert!(stored[same].contains("nowhere.txt"), "{}", stored[same]);
+    let last = record.text.lines().last().unwrap();
+    assert!(last.starts_with("buildshiprun: build failed:") && last.contains("nowhere.txt"), "{last}");
+    // Until of-builder answers the whole log it cuts it to its last 200 lines; once it does, all of them are here.
+    if received.len() > 200 {
+        assert!(record.text.lines().count() > 200);
+        assert!(record.text.starts_with("STEP 1/"), "from the first line");
+    }
+
+    let failure = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(failure.state, StatusState::Failure);
+    assert!(failure.description.starts_with("build failed: "), "{}", failure.description);
+    assert!(failure.description.chars().count() <= 140, "{}", failure.description);
+    let link: reqwest::Url = failure.target_url.expect("a failure links to its log").parse().unwrap();
+    assert_eq!(link.as_str().split('?').next(), Some("https://cloud.example.com/function/pipeline-log"));
+    let pipeline_log = serve_pipeline_log(harness.logs.clone()).await;
+    let served = harness.http.get(format!("{}?{}", pipeline_log.url(), link.query().unwrap())).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap(), record.text);
+}
+
+#[tokio::test]
+async fn stores_a_successful_build_and_answers_its_log_link() {
+    let harness = start(true).await;
+    let event = event(&harness, "hello");
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    let record = harness.logs.get(&key("hello")).await.unwrap();
+    assert_eq!(record.meta.outcome, Outcome::Success);
+    assert_eq!(record.meta.digest.as_deref(), answer["digest"].as_str());
+    assert_eq!(record.meta.image.as_deref(), Some(event.image.as_str()));
+    assert_eq!(record.meta.steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(), ["build", "deploy"]);
+    assert!(record.text.contains("COPY handler.txt"), "{}", record.text);
+    let link = answer["log_url"].as_str().expect("the answer carries the log link");
+    assert!(link.starts_with("https://cloud.example.com/function/pipeline-log?owner=octo&repo=fns"), "{link}");
+    let success = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(success.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello"));
+}
+
+#[tokio::test]
+async fn stores_why_an_unreachable_builder_failed_the_build() {
+    let harness = start(false).await;
+    let event = event(&harness, "hello");
+    let (status, _) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 502);
+    let record = harness.logs.get(&key("hello")).await.unwrap();
+    assert_eq!(record.meta.outcome, Outcome::Failure);
+    assert!(record.text.contains("of-builder could not be reached"), "{}", record.text);
+    let failure = harness.statuses().last().unwrap().statuses[0].clone();
+    assert!(
+        failure.description.starts_with("build failed: of-builder could not be reached"),
+        "{}",
+        failure.description
+    );
+    assert!(failure.target_url.unwrap().contains("function/pipeline-log?"));
+}
+
+#[tokio::test]
+async fn a_log_store_that_cannot_be_written_does_not_hide_the_build_s_outcome() {
+    let harness = start(true).await;
+    // The store's folder becomes a file: every write fails.
+    let folder = harness.logs.location().to_owned();
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::write(&folder, "not a folder").unwrap();
+    let event = event(&harness, "broken");
+    let (status, answer) = harness.send(&event, tar(&event, "FROM scratch\nCOPY nowhere.txt /\n")).await;
+    assert_eq!(status, 422, "{answer}");
+    let failure = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(failure.state, StatusState::Failure);
+    assert!(failure.description.contains("nowhere.txt"), "{}", failure.description);
+    assert_eq!(failure.target_url, None, "no link to a log that was not stored");
+}
+
+#[test]
+fn a_malformed_log_store_setting_stops_the_start_naming_it() {
+    let secrets = tempfile::tempdir().unwrap();
+    for name in ["payload-secret", "basic-auth-user", "basic-auth-password"] {
+        std::fs::write(secrets.path().join(name), "x").unwrap();
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_buildshiprun"))
+        .env("secret_mount_path", secrets.path())
+        .env("log_retention", "soon")
+        .env("port", free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("log_retention"), "{stderr}");
+}
+
+async fn serve_pipeline_log(store: Arc<LogStore>) -> ServedFunction {
+    let config = pipeline_log::Config {
+        common: common(),
+        store,
+        sweep_interval: None,
+        server: ServerConfig::for_tests(32 << 20),
+    };
+    ServedFunction::start(pipeline_log::app(config)).await
 }

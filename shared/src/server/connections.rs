@@ -259,8 +259,8 @@ impl Future for Answer {
         if !this.connection.body_late.swap(false, Ordering::AcqRel) {
             return Poll::Ready(Ok(response));
         }
-        let mut late = ErrorResponse::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")
-            .into_response();
+        let mut late =
+            ErrorResponse::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time").into_response();
         // The rest of the body is still on its way: this connection cannot carry another request.
         late.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         Poll::Ready(Ok(late))

@@ -24,6 +24,7 @@
 pub mod app_key;
 pub mod audit;
 pub mod build;
+pub mod callback;
 pub mod config;
 pub mod error;
 pub mod event;

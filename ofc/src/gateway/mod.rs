@@ -131,6 +131,9 @@ impl Gateway {
         let functions = system::open(&config.state_dir, replicas.clone());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // Under the functions' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is
+            // never reused just as the function closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(std::io::Error::other)?;
         let routes = RwLock::new(HashMap::new());

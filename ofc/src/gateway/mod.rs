@@ -6,6 +6,10 @@
 //!   state folder and, with a [`FunctionRuntime`], started by [`replicas`]. Without a runtime, or while a replica
 //!   cannot start, a function is listed with 0 available replicas and invoking it answers 503 saying why.
 //! - [`error`]: the gateway's one error type and its HTTP answers.
+//!
+//! [`Gateway::serve`] serves it with `shared::server`'s accept loop, as every function is served: a header timeout
+//! that also closes idle keep-alive connections, a connection cap that closes the oldest idle connection to make
+//! room, and a deadline on each request's whole body (408). Bodies are bounded on both routes (413).
 
 mod error;
 mod proxy;

@@ -443,3 +443,25 @@ pub(super) async fn enqueue(
     response.headers_mut().insert(HeaderName::from_static("x-start-time"), HeaderValue::from(now_ms()));
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        assert_eq!(retry_after(&headers("120")), Some(Duration::from_secs(120)));
+        let in_a_minute = (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc2822();
+        let asked = retry_after(&headers(&in_a_minute)).unwrap();
+        assert!((Duration::from_secs(58)..=Duration::from_secs(60)).contains(&asked), "{asked:?}");
+        assert_eq!(retry_after(&headers("Mon, 01 Jan 2001 00:00:00 GMT")), Some(Duration::ZERO), "a past date");
+        assert_eq!(retry_after(&headers("soon")), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
+    }
+}

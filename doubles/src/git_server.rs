@@ -48,11 +48,10 @@ impl GitServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(root.to_owned());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let _ = shared::server::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await;
         });
         Ok(Self { address, root: root.to_owned(), _stop: stop })
     }

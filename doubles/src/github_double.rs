@@ -4,7 +4,7 @@
 //! It verifies the App's JWT (RS256 signature against the App's public key, `iat`, `exp`, `iss`), issues
 //! installation tokens that expire, checks the bearer token and its installation on every status write, records
 //! statuses and lists them newest first, and can be told to fail (5xx, 429 with `retry-after`, secondary rate
-//! limits, a 401, a slow answer).
+//! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -49,6 +49,17 @@ pub enum Fault {
     Delay(Duration),
 }
 
+/// How an endpoint answers while a rate-limit window lasts ([`GitHubDouble::rate_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// 429 with `retry-after`: the seconds left in the window.
+    TooManyRequests,
+    /// 403 "secondary rate limit" with `retry-after`.
+    Secondary,
+    /// 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset` at the window's end.
+    Primary,
+}
+
 /// A status as the double recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedStatus {
@@ -79,6 +90,8 @@ struct DoubleState {
     /// `(owner, repo, sha)` lower-cased → statuses, oldest first.
     statuses: HashMap<(String, String, String), Vec<RecordedStatus>>,
     faults: HashMap<Endpoint, VecDeque<Fault>>,
+    /// Rate-limit windows: every request to the endpoint is refused until the instant, as GitHub does.
+    limited: HashMap<Endpoint, (RateLimit, std::time::Instant)>,
     token_requests: u64,
     status_requests: u64,
     next_id: u64,
@@ -103,6 +116,7 @@ impl GitHubDouble {
                 tokens: HashMap::new(),
                 statuses: HashMap::new(),
                 faults: HashMap::new(),
+                limited: HashMap::new(),
                 token_requests: 0,
                 status_requests: 0,
                 next_id: 1,
@@ -127,6 +141,12 @@ impl GitHubDouble {
     /// Queues faults for an endpoint, answered one per request before normal service resumes.
     pub fn push_faults(&self, endpoint: Endpoint, faults: impl IntoIterator<Item = Fault>) {
         self.lock().faults.entry(endpoint).or_default().extend(faults);
+    }
+
+    /// Refuses every request to `endpoint` for `window` as a rate limit of this `kind`, each answer asking for the
+    /// time left: unlike a queued [`Fault`], a client that comes back too early is refused again.
+    pub fn rate_limit(&self, endpoint: Endpoint, kind: RateLimit, window: Duration) {
+        self.lock().limited.insert(endpoint, (kind, std::time::Instant::now() + window));
     }
 
     /// Statuses written for a commit, newest first (as GitHub lists them).
@@ -167,11 +187,10 @@ impl GitHubDouble {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = self.router();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            let _ = shared::server::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await;
         });
         Ok(RunningDouble { address, double: self.clone(), _stop: stop })
     }
@@ -210,9 +229,21 @@ fn github_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }))).into_response()
 }
 
+/// The fault a rate-limit window stands for while it lasts, asking for the whole seconds left.
+fn rate_limited(double: &GitHubDouble, endpoint: Endpoint) -> Option<Fault> {
+    let (kind, until) = *double.lock().limited.get(&endpoint)?;
+    let left = until.checked_duration_since(std::time::Instant::now()).filter(|left| !left.is_zero())?;
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    Some(match kind {
+        RateLimit::TooManyRequests => Fault::TooManyRequests { retry_after: seconds },
+        RateLimit::Secondary => Fault::SecondaryRateLimit { retry_after: seconds },
+        RateLimit::Primary => Fault::PrimaryRateLimit { reset_in: seconds },
+    })
+}
+
 /// Answers a fault, or `None` to go on normally (after a delay, if that was the fault).
 async fn fault_answer(double: &GitHubDouble, endpoint: Endpoint) -> Option<Response> {
-    let fault = double.take_fault(endpoint)?;
+    let fault = rate_limited(double, endpoint).or_else(|| double.take_fault(endpoint))?;
     let now = Utc::now().timestamp();
     Some(match fault {
         Fault::Status(code) => {

@@ -274,9 +274,9 @@ async fn start_gateway(
     }
     let gateway = Gateway::new(config)?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = gateway.router();
+    let serving = gateway.clone();
     let server = tokio::spawn(async move {
-        let serving = axum::serve(listener, router).with_graceful_shutdown(async {
+        let serving = serving.serve(listener, async {
             let _ = stopped.await;
         });
         if let Err(error) = serving.await {

@@ -92,7 +92,9 @@ impl GatewayClient {
     pub fn new(base_url: Url, payload_secret: Secret) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Under the servers' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is
+            // never reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("the HTTP client builds with static settings");
         let plain = base_url.scheme() == "http" && base_url.username().is_empty() && base_url.password().is_none();

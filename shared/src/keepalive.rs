@@ -86,7 +86,9 @@ impl KeepAliveClient {
         let mut connector = HttpConnector::new_with_resolver(HickoryResolve::default());
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        // Under the servers' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is never
+        // reused just as the server closes it.
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(5)).build(connector);
         Self { client }
     }
 

@@ -27,6 +27,7 @@
 pub mod app_key;
 pub mod audit;
 pub mod build;
+pub mod callback;
 pub mod config;
 pub mod customers;
 pub mod envsubst;

@@ -2,7 +2,10 @@
 //!
 //! A function builds its own `Router` of handlers (`app(config)`), then [`run`]s it: tests bind `127.0.0.1:0` and pass
 //! the listener and a shutdown future in; a binary's `main` is one call to [`run_function`], which binds
-//! `0.0.0.0:$port` and waits for SIGTERM.
+//! `0.0.0.0:$port` and waits for SIGTERM. Every listener of the stack (the embedded gateway's too) is served by
+//! [`serve_with_limits`], which bounds what idle and slow clients can hold (see [`connections`]).
+
+mod connections;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,10 +18,13 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{bytes_or, duration_or, env_string, ConfigError};
+pub use self::connections::{
+    serve_with_limits, BodyTimedOut, ConnectionLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
+use crate::config::{bytes_or, duration_or, env_string, u64_or, ConfigError};
 
 /// Request bodies most functions accept (DESIGN section 3).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
@@ -30,8 +36,13 @@ pub const BUILD_MAX_BODY_BYTES: u64 = 512 << 20;
 pub struct ServerConfig {
     /// `port`, default 8080.
     pub port: u16,
-    /// `read_timeout`: how long the request body may take to arrive.
+    /// `read_timeout`: how long the whole request body may take to arrive after its headers (then 408).
     pub read_timeout: Duration,
+    /// `read_header_timeout`, default 10 s: how long a client may take to send a request's headers, and how long a
+    /// keep-alive connection may stay idle, before it is closed.
+    pub read_header_timeout: Duration,
+    /// `max_connections`, default 1024: connections open at once; a new one beyond closes the oldest idle one.
+    pub max_connections: usize,
     /// `write_timeout`: how long the whole answer may take.
     pub write_timeout: Duration,
     /// `exec_timeout`: how long the handler may run; the shorter of this and `write_timeout` applies.
@@ -58,6 +69,8 @@ impl ServerConfig {
         Ok(Self {
             port,
             read_timeout: duration_or("read_timeout", default_timeout)?,
+            read_header_timeout: duration_or("read_header_timeout", DEFAULT_HEADER_TIMEOUT)?,
+            max_connections: max_connections()?,
             write_timeout: duration_or("write_timeout", default_timeout)?,
             exec_timeout: duration_or("exec_timeout", default_timeout)?,
             max_body_bytes: bytes_or("max_body_bytes", default_max_body_bytes)?,
@@ -69,15 +82,35 @@ impl ServerConfig {
         Self {
             port: 0,
             read_timeout: Duration::from_secs(60),
+            read_header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             write_timeout: Duration::from_secs(300),
             exec_timeout: Duration::from_secs(300),
             max_body_bytes,
         }
     }
 
-    /// How long a handler may run: a zero timeout means "no limit", as with the OpenFaaS watchdog.
-    fn handler_timeout(&self) -> Option<Duration> {
+    /// How long a handler may run: a zero timeout means "no limit", as with the OpenFaaS watchdog. Past it the
+    /// answer is 504, so a handler that waits (github-status on GitHub's rate limits) keeps within it.
+    pub fn handler_timeout(&self) -> Option<Duration> {
         [self.write_timeout, self.exec_timeout].into_iter().filter(|d| !d.is_zero()).min()
+    }
+
+    /// The bounds on this function's connections.
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout: self.read_header_timeout,
+            body_timeout: self.read_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+/// `max_connections`: a positive count.
+fn max_connections() -> Result<usize, ConfigError> {
+    match u64_or("max_connections", DEFAULT_MAX_CONNECTIONS as u64)? {
+        0 => Err(ConfigError::Invalid { name: "max_connections".into(), reason: "must be at least 1".into() }),
+        n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
     }
 }
 
@@ -139,19 +172,17 @@ pub async fn run(
     handlers: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve(listener, with_runtime(handlers, config), shutdown).await
+    serve_with_limits(listener, with_runtime(handlers, config), config.limits(), shutdown).await
 }
 
 /// Adds the runtime's routes and limits around a function's handlers.
 pub fn with_runtime(handlers: Router, config: &ServerConfig) -> Router {
     let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    // The body's deadline (`read_timeout`) is the connection's: see `serve_with_limits`.
     let mut app = handlers
         .route("/_/health", get(|| async { "OK" }))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit));
-    if !config.read_timeout.is_zero() {
-        app = app.layer(RequestBodyTimeoutLayer::new(config.read_timeout));
-    }
     if let Some(timeout) = config.handler_timeout() {
         app = app.layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, timeout));
     }
@@ -163,15 +194,14 @@ pub async fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port))).await
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `app` on `listener` with the default [`ConnectionLimits`] until `shutdown` completes, then drains
+/// in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_limits(listener, app, ConnectionLimits::default(), shutdown).await
 }
 
 /// Completes on SIGTERM (what OpenFaaS sends to stop a function) or Ctrl-C.

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use shared::server::{with_runtime, ServerConfig};
+use shared::server::{with_runtime, ConnectionLimits, ServerConfig};
 
 /// A router served on `127.0.0.1:<random port>`; it stops when dropped.
 #[derive(Debug)]
@@ -25,15 +25,20 @@ impl ServedFunction {
 
     /// Serves a function's `app` wrapped by `shared::server::with_runtime` with these settings, as its binary would.
     pub async fn start_with(app: Router, config: &ServerConfig) -> Self {
-        Self::serve(with_runtime(app, config)).await
+        Self::serve_limited(with_runtime(app, config), config.limits()).await
     }
 
     /// Serves `router` as it is, with no layers added (a gateway, a double).
     pub async fn serve(router: Router) -> Self {
+        Self::serve_limited(router, ConnectionLimits::default()).await
+    }
+
+    /// Serves `router` as it is, within these connection bounds (the header timeout, the cap, the body deadline).
+    pub async fn serve_limited(router: Router, limits: ConnectionLimits) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let address = listener.local_addr().expect("a bound address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(shared::server::serve(listener, router, async {
+        tokio::spawn(shared::server::serve_with_limits(listener, router, limits, async {
             let _ = stopped.await;
         }));
         Self { address, _stop: stop }

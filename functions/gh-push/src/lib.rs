@@ -1,5 +1,6 @@
 //! gh-push: the GitHub App's webhook endpoint. It verifies a delivery, decides whether it is a push to build, and
-//! queues git-tar through the gateway's async route, with a `pending` status on the commit.
+//! queues git-tar through the gateway's async route, with a `pending` status on the commit and an `X-Callback-Url`
+//! to github-status, so a build the queue gives up on ends as an `error` status rather than staying pending.
 //!
 //! # Layout
 //! - [`config`]: settings (`validate_hmac`, `validate_customers`, `customers_url`, `build_branch`…).
@@ -21,11 +22,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
-use reqwest::header::HeaderMap as ClientHeaders;
+use reqwest::header::{HeaderMap as ClientHeaders, HeaderValue};
 use serde_json::json;
 use shared::audit::AuditClient;
+use shared::callback::BuildRef;
 use shared::event::{
-    is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubPush, StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
+    is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubPush, PushEvent, StatusEvent, StatusState,
+    STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;
@@ -194,12 +197,15 @@ async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Op
     let status_event = StatusEvent::from(&event);
     let pending = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Pending, "build queued");
     state.statuses.report(&status_event, vec![pending]).await?;
-    let body = Bytes::from(serde_json::to_vec(&event).expect("push events serialise"));
+    let (body, callback) = git_tar_body(state, &event);
     let mut headers = ClientHeaders::new();
     headers.insert(
         "x-github-delivery",
         delivery.parse().map_err(|_| GhPushError::BadRequest("the X-GitHub-Delivery header is not valid".into()))?,
     );
+    if let Some(callback) = callback {
+        headers.insert("x-callback-url", callback);
+    }
     match state.gateway.invoke_async(GIT_TAR, body, headers).await {
         Ok(call_id) => Ok(call_id),
         Err(error) => {
@@ -212,6 +218,29 @@ async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Op
             Err(error.into())
         }
     }
+}
+
+/// git-tar's body (the push event) and its `X-Callback-Url`: the queue posts git-tar's final answer there, and
+/// github-status turns a failed one into an `error` status (see `shared::callback`). Both are written into one
+/// buffer and split, so the callback costs the webhook no allocation of its own.
+fn git_tar_body(state: &AppState, event: &PushEvent) -> (Bytes, Option<HeaderValue>) {
+    let mut buffer = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut buffer, event).expect("push events serialise");
+    let body_len = buffer.len();
+    let written = event.installation_id.is_some_and(|installation_id| {
+        let build = BuildRef {
+            owner: &event.repository.owner.login,
+            repo: &event.repository.name,
+            sha: &event.after,
+            installation_id,
+            delivery: &event.delivery,
+        };
+        let secret = state.config.common.payload_secret.expose().as_bytes();
+        build.write_url(&mut buffer, state.config.common.gateway_url.as_str(), secret)
+    });
+    let mut buffer = Bytes::from(buffer);
+    let body = buffer.split_to(body_len);
+    (body, written.then(|| HeaderValue::from_maybe_shared(buffer).ok()).flatten())
 }
 
 /// A GitHub App has one webhook URL, so the installation events that git-event acts on arrive here: they are passed

@@ -435,3 +435,29 @@ async fn answers_health_checks() {
     let response = gh_push.http.get(format!("http://{}/_/health", gh_push.address)).send().await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn git_tar_is_queued_with_a_signed_callback_to_github_status() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let delivery = Delivery::push(|_| {});
+    assert_eq!(gh_push.send(&delivery).await.0, 202);
+    let git_tar = &gateway.requests_to("/async-function/git-tar")[0];
+    let callback = git_tar.header("x-callback-url").expect("an X-Callback-Url");
+    let prefix = format!("{}function/github-status/failed?", gateway.url());
+    let query = callback.strip_prefix(&prefix).unwrap_or_else(|| panic!("{callback}"));
+    let fields: std::collections::HashMap<&str, &str> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    let build = shared::callback::BuildRef {
+        owner: fields["owner"],
+        repo: fields["repo"],
+        sha: fields["sha"],
+        installation_id: fields["installation"].parse().unwrap(),
+        delivery: fields["delivery"],
+    };
+    assert_eq!((build.owner, build.repo, build.sha), ("Octo", "fns", "6113728f27ae82c7b1a177c8d03f9e96e0adf246"));
+    assert_eq!((build.installation_id, build.delivery), (1_234_567, delivery.id.as_str()));
+    assert!(build.verify(fields["sig"], PAYLOAD_SECRET.as_bytes()));
+    // The body is still exactly the signed push event.
+    verify_cloud(&git_tar.headers, &git_tar.body, PAYLOAD_SECRET.as_bytes()).unwrap();
+    assert_eq!(git_tar.json::<PushEvent>().after, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+}

@@ -3,24 +3,34 @@
 //!
 //! # Layout
 //! - [`config`]: `report_status`, `github_app_id`, `github_api_url`, the App key, retry bounds.
-//! - [`writer`]: one status write, with token refresh on 401 and GitHub's retry rules.
-//! - [`error`]: the answers: 401 unsigned, 400 malformed, 502 when GitHub kept failing (the queue retries).
+//! - [`writer`]: one status write, with token refresh on 401 and GitHub's retry rules: a wait GitHub asks for
+//!   (`Retry-After`, or `x-ratelimit-reset` once `x-ratelimit-remaining` is 0) is made within the request's own time
+//!   (`exec_timeout`/`write_timeout`, less a margin); a longer one is answered 429 with `Retry-After`, which the
+//!   gateway's queue honours before replaying.
+//! - [`error`]: the answers: 401 unsigned, 400 malformed, 502 when GitHub kept failing, 429/503 deferred.
+//! - `POST /failed`: the `X-Callback-Url` of git-tar's async call (see `shared::callback`): when the queue's final
+//!   answer from git-tar is not a success, `stack-deploy` gets an `error` status saying the pipeline gave up.
 
 pub mod config;
 pub mod error;
 pub mod writer;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::routing::any;
+use axum::routing::{any, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::json;
-use shared::event::{is_commit_sha, StatusReport};
+use shared::callback::{BuildRef, FAILED_PATH};
+use shared::error::ErrorBody;
+use shared::event::{is_commit_sha, CommitStatus, StatusEvent, StatusReport, StatusState, STACK_DEPLOY_CONTEXT};
+use shared::functions::GIT_TAR;
 use shared::github_app::InstallationTokens;
-use shared::signature::verify_cloud;
+use shared::signature::{verify_cloud, SignatureError};
 
 pub use crate::config::Config;
 pub use crate::error::StatusError;
@@ -29,6 +39,17 @@ use crate::writer::{StatusWriter, WriteOutcome};
 struct AppState {
     config: Config,
     writer: Option<StatusWriter>,
+    /// How long a request may spend on GitHub, waits included: the handler's timeout less a margin to answer in.
+    budget: Duration,
+}
+
+/// The time a request's writes may take: the runtime answers 504 at the handler's timeout, so they stop a little
+/// before (a fifth of it, at most 2 s), leaving time to answer 429 and let the queue wait instead.
+fn budget(config: &Config) -> Duration {
+    config
+        .server
+        .handler_timeout()
+        .map_or(Duration::from_secs(300), |timeout| timeout.saturating_sub((timeout / 5).min(Duration::from_secs(2))))
 }
 
 /// The function's router, without the runtime layers (see `shared::server::with_runtime`).
@@ -41,8 +62,12 @@ pub fn app(config: Config) -> Router {
         let tokens = InstallationTokens::new(config.github_api_url.clone(), credentials, http.clone());
         StatusWriter::new(config.github_api_url.clone(), tokens, http, config.max_retries, config.max_retry_wait)
     });
-    let state = Arc::new(AppState { config, writer });
-    Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(state)
+    let state = Arc::new(AppState { budget: budget(&config), config, writer });
+    Router::new()
+        .route(&format!("/{FAILED_PATH}"), post(failed))
+        .route("/", any(handle))
+        .route("/{*path}", any(handle))
+        .with_state(state)
 }
 
 async fn handle(
@@ -50,10 +75,20 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, StatusError> {
+    let deadline = Instant::now() + state.budget;
     verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
     let report: StatusReport = serde_json::from_slice(&body)
         .map_err(|e| StatusError::BadRequest(format!("the body is not a status report: {e}")))?;
-    validate(&report)?;
+    write_report(&state, &report, deadline).await
+}
+
+/// Validates `report`, then writes its statuses in order (or logs them when `report_status` is off).
+async fn write_report(
+    state: &AppState,
+    report: &StatusReport,
+    deadline: Instant,
+) -> Result<Json<serde_json::Value>, StatusError> {
+    validate(report)?;
     let event = &report.event;
     let Some(writer) = state.writer.as_ref().filter(|_| state.config.report_status) else {
         for status in &report.statuses {
@@ -70,7 +105,7 @@ async fn handle(
     let mut written = Vec::new();
     let mut rejected = Vec::new();
     for status in &report.statuses {
-        match writer.write(installation_id, event, status).await? {
+        match writer.write(installation_id, event, status, deadline).await? {
             WriteOutcome::Written => {
                 tracing::info!(owner = %event.owner, repo = %event.repo, sha = %event.sha, context = %status.context, state = status.state.as_str(), "status written");
                 written.push(status.context.clone());
@@ -82,6 +117,72 @@ async fn handle(
         }
     }
     Ok(Json(json!({ "written": written, "rejected": rejected })))
+}
+
+/// The commit a pipeline callback names, and the MAC gh-push put on it.
+#[derive(Deserialize)]
+struct FailedQuery {
+    owner: String,
+    repo: String,
+    sha: String,
+    installation: u64,
+    delivery: String,
+    sig: String,
+}
+
+/// `POST /failed?…`: the gateway's queue reports git-tar's final answer. A success, or a 422 (git-tar already put
+/// the failure on the commit), needs nothing; anything else (the queue gave up on 429/502/503, or git-tar ran out
+/// of time) turns `stack-deploy` into `error`, so the commit does not stay pending.
+async fn failed(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<FailedQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, StatusError> {
+    let deadline = Instant::now() + state.budget;
+    let build = BuildRef {
+        owner: &query.owner,
+        repo: &query.repo,
+        sha: &query.sha,
+        installation_id: query.installation,
+        delivery: &query.delivery,
+    };
+    if !build.verify(&query.sig, state.config.common.payload_secret.expose().as_bytes()) {
+        return Err(StatusError::Signature(SignatureError::Mismatch));
+    }
+    let code = header_text(&headers, "x-function-status")
+        .and_then(|v| v.parse::<u16>().ok())
+        .ok_or_else(|| StatusError::BadRequest("X-Function-Status is missing".into()))?;
+    if (200..300).contains(&code) || code == 422 {
+        return Ok(Json(json!({ "written": [] })));
+    }
+    let function = header_text(&headers, "x-function-name").unwrap_or(GIT_TAR);
+    let description = format!("the build pipeline gave up: {function} answered {code}: {}", answer_text(&body));
+    tracing::warn!(owner = %query.owner, repo = %query.repo, sha = %query.sha, delivery = %query.delivery, %function, code, "{description}");
+    let event = StatusEvent {
+        owner: query.owner.clone(),
+        repo: query.repo.clone(),
+        sha: query.sha.clone(),
+        installation_id: Some(query.installation),
+        delivery: Some(query.delivery.clone()),
+    };
+    let status = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Error, description);
+    write_report(&state, &StatusReport { event, statuses: vec![status] }, deadline).await
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// What the function said: the `error` of its JSON error body, else its text (the status cuts it to fit).
+fn answer_text(body: &[u8]) -> String {
+    let said = serde_json::from_slice::<ErrorBody>(body)
+        .map_or_else(|_| String::from_utf8_lossy(body).trim().to_owned(), |b| b.error);
+    if said.is_empty() {
+        "no answer".to_owned()
+    } else {
+        said
+    }
 }
 
 /// Owner, repository and SHA go into an API path: only names GitHub itself allows get there.

@@ -1,6 +1,8 @@
 //! Writes one commit status to GitHub as the App's installation, with GitHub's faults handled as it asks.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
@@ -39,8 +41,11 @@ pub struct StatusWriter {
     tokens: InstallationTokens,
     http: reqwest::Client,
     max_retries: u32,
-    /// From 1 s, doubling, capped at `status_max_retry_wait`; GitHub's `Retry-After` wins within the cap.
+    /// From 1 s, doubling, capped at `status_max_retry_wait`.
     backoff: Backoff,
+    /// Installations GitHub asked to wait (rate limits are per installation), until when: later writes for them wait
+    /// or are deferred without calling GitHub, so queued calls cannot hammer it while the window lasts.
+    blocked: Mutex<HashMap<u64, Instant>>,
 }
 
 impl StatusWriter {
@@ -52,39 +57,33 @@ impl StatusWriter {
         max_retry_wait: Duration,
     ) -> Self {
         let backoff = Backoff::new(Duration::from_secs(1), max_retry_wait);
-        Self { api_url, tokens, http, max_retries, backoff }
+        Self { api_url, tokens, http, max_retries, backoff, blocked: Mutex::default() }
     }
 
     pub fn tokens(&self) -> &InstallationTokens {
         &self.tokens
     }
 
-    /// Writes `status` for the commit in `event` as installation `installation_id`.
+    /// Writes `status` for the commit in `event` as installation `installation_id`, finishing by `deadline` (the
+    /// request's own time): a wait GitHub asks for is made here when it fits, and deferred to the queue otherwise.
     pub async fn write(
         &self,
         installation_id: u64,
         event: &StatusEvent,
         status: &CommitStatus,
+        deadline: Instant,
     ) -> Result<WriteOutcome, StatusError> {
         let url = self
             .api_url
             .join(&format!("repos/{}/{}/statuses/{}", event.owner, event.repo, event.sha))
             .map_err(|e| StatusError::BadRequest(format!("the repository name cannot form a URL: {e}")))?;
-        let mut body = json!({
-            "state": status.state.as_str(),
-            "context": status.context,
-            "description": cut_description(&status.description),
-        });
-        if let Some(target_url) = checked_target_url(status.target_url.as_deref()) {
-            body["target_url"] = target_url.into();
-        } else if let Some(dropped) = &status.target_url {
-            tracing::warn!(context = %status.context, target_url = %dropped, "target_url dropped: only http and https URLs are linked");
-        }
+        let body = status_body(status);
         let mut tries = 0u32;
         let mut refreshed = false;
         loop {
+            self.wait_out_block(installation_id, &status.context, deadline).await?;
             tries += 1;
-            let failure = match self.try_write(installation_id, &url, &body).await {
+            let failure = match self.try_write(installation_id, &url, &body, deadline).await {
                 Ok(()) => return Ok(WriteOutcome::Written),
                 Err(failure) => failure,
             };
@@ -96,11 +95,24 @@ impl StatusWriter {
                     refreshed = true;
                     tries -= 1;
                 }
-                TryFailure::Transient { reason, wait } => {
+                TryFailure::Transient { reason, wait: Some(asked) } => {
+                    if tries > self.max_retries {
+                        let context = status.context.clone();
+                        return Err(StatusError::Deferred { context, reason, retry_after: asked, rate_limited: true });
+                    }
+                    // GitHub's own ask: never shortened, or the next try would only be refused again.
+                    tracing::warn!(context = %status.context, try_number = tries, wait_ms = asked.as_millis() as u64, %reason, "GitHub asked to wait");
+                    self.block(installation_id, Instant::now() + asked);
+                }
+                TryFailure::Transient { reason, wait: None } => {
                     if tries > self.max_retries {
                         return Err(StatusError::GitHubUnavailable { context: status.context.clone(), tries, reason });
                     }
-                    let wait = self.backoff.wait_or_asked(tries, wait);
+                    let wait = self.backoff.wait(tries);
+                    if Instant::now() + wait > deadline {
+                        let context = status.context.clone();
+                        return Err(StatusError::Deferred { context, reason, retry_after: wait, rate_limited: false });
+                    }
                     tracing::warn!(context = %status.context, try_number = tries, wait_ms = wait.as_millis() as u64, %reason, "GitHub fault, retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -108,7 +120,51 @@ impl StatusWriter {
         }
     }
 
-    async fn try_write(&self, installation_id: u64, url: &Url, body: &serde_json::Value) -> Result<(), TryFailure> {
+    fn block(&self, installation_id: u64, until: Instant) {
+        let mut blocked = self.blocked.lock().expect("blocked installations lock");
+        let entry = blocked.entry(installation_id).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// Waits out GitHub's ask for this installation when it ends before `deadline` (or is at most
+    /// `status_max_retry_wait`); otherwise the write is deferred to the queue with the time left.
+    async fn wait_out_block(&self, installation_id: u64, context: &str, deadline: Instant) -> Result<(), StatusError> {
+        let until = {
+            let mut blocked = self.blocked.lock().expect("blocked installations lock");
+            match blocked.get(&installation_id) {
+                Some(until) if *until > Instant::now() => *until,
+                Some(_) => {
+                    blocked.remove(&installation_id);
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+        };
+        let left = until - Instant::now();
+        if until > deadline || left > self.backoff.max {
+            return Err(StatusError::Deferred {
+                context: context.to_owned(),
+                reason: "GitHub's rate limit for this installation has not reset yet".into(),
+                retry_after: left,
+                rate_limited: true,
+            });
+        }
+        tokio::time::sleep_until(until.into()).await;
+        Ok(())
+    }
+
+    async fn try_write(
+        &self,
+        installation_id: u64,
+        url: &Url,
+        body: &serde_json::Value,
+        deadline: Instant,
+    ) -> Result<(), TryFailure> {
+        // A try that would outlast the request is not started: the answer would come after the 504.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TryFailure::Transient { reason: "no time left for another try".into(), wait: None });
+        }
         let token = self.tokens.token(installation_id).await.map_err(|e| {
             if e.is_transient() {
                 TryFailure::Transient { reason: e.to_string(), wait: None }
@@ -124,7 +180,7 @@ impl StatusWriter {
             .header("X-GitHub-Api-Version", API_VERSION)
             .header("User-Agent", USER_AGENT)
             .json(body)
-            .timeout(Duration::from_secs(30))
+            .timeout(left.min(Duration::from_secs(30)))
             .send()
             .await
             .map_err(|e| TryFailure::Transient { reason: shared::gateway::error_chain(&e), wait: None })?;
@@ -146,6 +202,21 @@ impl StatusWriter {
         }
         Err(TryFailure::Rejected(message))
     }
+}
+
+/// The JSON GitHub takes for `status`: the description cut to 140 characters, a target URL only if http(s).
+fn status_body(status: &CommitStatus) -> serde_json::Value {
+    let mut body = json!({
+        "state": status.state.as_str(),
+        "context": status.context,
+        "description": cut_description(&status.description),
+    });
+    if let Some(target_url) = checked_target_url(status.target_url.as_deref()) {
+        body["target_url"] = target_url.into();
+    } else if let Some(dropped) = &status.target_url {
+        tracing::warn!(context = %status.context, target_url = %dropped, "target_url dropped: only http and https URLs are linked");
+    }
+    body
 }
 
 /// A 403 that is a rate limit rather than a refusal.

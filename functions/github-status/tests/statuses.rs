@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use doubles::github_double::{to_pkcs8, AppKey, Endpoint, Fault, GitHubDouble, RunningDouble};
+use doubles::github_double::{to_pkcs8, AppKey, Endpoint, Fault, GitHubDouble, RateLimit, RunningDouble};
 use github_status::Config;
 use serde_json::{json, Value};
+use shared::callback::BuildRef;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{CommitStatus, StatusEvent, StatusReport, StatusState};
 use shared::github_app::AppCredentials;
@@ -356,4 +357,106 @@ async fn refuses_malformed_reports() {
     let (code, answer) = harness.send(&no_installation).await;
     assert_eq!(code, 400);
     assert!(answer["error"].as_str().unwrap().contains("installation_id"), "{answer}");
+}
+
+/// Sends `report` signed; the status, the `Retry-After` header and the body.
+async fn send_with_headers(harness: &Harness, report: &StatusReport) -> (u16, Option<u64>, Value) {
+    let body = serde_json::to_vec(report).unwrap();
+    let signature = sign_sha256(PAYLOAD_SECRET.as_bytes(), &body);
+    let response = harness
+        .http
+        .post(format!("http://{}/", harness.address))
+        .header("X-Cloud-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+    (code, retry_after, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A handler timeout of `seconds`, as `exec_timeout` sets it.
+fn exec_timeout(config: &mut Config, seconds: u64) {
+    config.server.exec_timeout = Duration::from_secs(seconds);
+    config.server.write_timeout = Duration::from_secs(seconds);
+}
+
+#[tokio::test]
+async fn defers_a_rate_limit_longer_than_its_time_with_429_and_retry_after() {
+    let github = github().await;
+    github.rate_limit(Endpoint::Statuses, RateLimit::TooManyRequests, Duration::from_secs(120));
+    let harness = start_with(github, |c| exec_timeout(c, 2)).await;
+    let one = report("octo", OCTO, vec![status("a", StatusState::Success, "")]);
+    let started = Instant::now();
+    let (code, retry_after, answer) = send_with_headers(&harness, &one).await;
+    assert_eq!(code, 429, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered before the 504, after {:?}", started.elapsed());
+    assert!(retry_after.is_some_and(|s| (115..=120).contains(&s)), "Retry-After {retry_after:?}");
+    // The window is the installation's: the next call is deferred without asking GitHub again.
+    let (code, retry_after, _) = send_with_headers(&harness, &one).await;
+    assert_eq!(code, 429);
+    assert!(retry_after.is_some_and(|s| s >= 115));
+    assert_eq!(harness.github.status_requests(), 1, "no tight loop against GitHub");
+}
+
+#[tokio::test]
+async fn waits_out_a_primary_rate_limit_that_fits_its_time() {
+    let github = github().await;
+    github.rate_limit(Endpoint::Statuses, RateLimit::Primary, Duration::from_secs(2));
+    let harness = start_with(github, |c| exec_timeout(c, 10)).await;
+    let started = Instant::now();
+    let (code, _, answer) =
+        send_with_headers(&harness, &report("octo", OCTO, vec![status("a", StatusState::Success, "")])).await;
+    assert_eq!(code, 200, "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited for the reset: {:?}", started.elapsed());
+    assert_eq!(harness.github.statuses("octo", "fns", SHA).len(), 1);
+    assert!(harness.github.status_requests() <= 3, "{} tries", harness.github.status_requests());
+}
+
+/// The callback URL gh-push would give git-tar's call, as a path and query on github-status.
+fn failed_path(installation_id: u64, secret: &str) -> String {
+    let build = BuildRef { owner: "octo", repo: "fns", sha: SHA, installation_id, delivery: "d-1" };
+    let mut url = Vec::new();
+    assert!(build.write_url(&mut url, "http://gateway/", secret.as_bytes()));
+    let url = String::from_utf8(url).unwrap();
+    format!("/failed?{}", url.split_once('?').unwrap().1)
+}
+
+async fn post_failed(harness: &Harness, path: &str, function_status: Option<&str>, body: &str) -> u16 {
+    let mut request = harness.http.post(format!("http://{}{path}", harness.address)).body(body.to_owned());
+    if let Some(status) = function_status {
+        request = request.header("X-Function-Status", status).header("X-Function-Name", "git-tar");
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_pipeline_that_gave_up_ends_as_an_error_on_stack_deploy() {
+    let harness = start().await;
+    let path = failed_path(OCTO, PAYLOAD_SECRET);
+    assert_eq!(post_failed(&harness, &path, Some("200"), "{}").await, 200);
+    assert_eq!(post_failed(&harness, &path, Some("422"), "{}").await, 200, "git-tar reported that one itself");
+    assert!(harness.github.statuses("octo", "fns", SHA).is_empty());
+    let answer = r#"{"error":"function git-tar could not be reached: connection refused"}"#;
+    assert_eq!(post_failed(&harness, &path, Some("503"), answer).await, 200);
+    let statuses = harness.github.statuses("octo", "fns", SHA);
+    assert_eq!(statuses.len(), 1);
+    assert_eq!((statuses[0].context.as_str(), statuses[0].state.as_str()), ("stack-deploy", "error"));
+    let description = statuses[0].description.as_deref().unwrap();
+    assert!(
+        description.starts_with("the build pipeline gave up: git-tar answered 503: function git-tar could not"),
+        "{description}"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_not_signed_by_gh_push_writes_nothing() {
+    let harness = start().await;
+    assert_eq!(post_failed(&harness, &failed_path(OCTO, "another secret"), Some("503"), "").await, 401);
+    let tampered = failed_path(OCTO, PAYLOAD_SECRET).replace("owner=octo", "owner=hubot");
+    assert_eq!(post_failed(&harness, &tampered, Some("503"), "").await, 401);
+    assert_eq!(post_failed(&harness, "/failed?owner=octo", Some("503"), "").await, 400);
+    assert_eq!(post_failed(&harness, &failed_path(OCTO, PAYLOAD_SECRET), None, "").await, 400);
+    assert_eq!(harness.github.status_requests(), 0);
 }

@@ -17,6 +17,8 @@ pub enum GatewayError {
     Unreachable { function: String, reason: String, timed_out: bool },
     #[error("the body could not be read")]
     UnreadableBody,
+    #[error("the body is larger than the gateway accepts ({limit} bytes)")]
+    TooLarge { limit: u64 },
     #[error("the call could not be queued: {0}")]
     NotQueued(#[from] std::io::Error),
 }
@@ -29,6 +31,7 @@ impl GatewayError {
             Self::Unreachable { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotQueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -38,7 +41,7 @@ impl GatewayError {
             Self::NoSuchFunction(function)
             | Self::Unavailable { function, .. }
             | Self::Unreachable { function, .. } => Some(function),
-            Self::UnreadableBody | Self::NotQueued(_) => None,
+            Self::UnreadableBody | Self::TooLarge { .. } | Self::NotQueued(_) => None,
         }
     }
 }

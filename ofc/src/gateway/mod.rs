@@ -6,6 +6,10 @@
 //!   state folder and, with a [`FunctionRuntime`], started by [`replicas`]. Without a runtime, or while a replica
 //!   cannot start, a function is listed with 0 available replicas and invoking it answers 503 saying why.
 //! - [`error`]: the gateway's one error type and its HTTP answers.
+//!
+//! [`Gateway::serve`] serves it with `shared::server`'s accept loop, as every function is served: a header timeout
+//! that also closes idle keep-alive connections, a connection cap that closes the oldest idle connection to make
+//! room, and a deadline on each request's whole body (408). Bodies are bounded on both routes (413).
 
 mod error;
 mod proxy;
@@ -22,6 +26,8 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use doubles::functions_api::FunctionsApi;
 use shared::openfaas::FunctionStatus;
+use shared::server::ConnectionLimits;
+use tokio::net::TcpListener;
 
 pub use self::error::GatewayError;
 use self::queue::Queue;
@@ -45,6 +51,17 @@ pub struct GatewayConfig {
     pub max_inflight: usize,
     /// Runs deployed user functions; `None` lists them with 0 available replicas.
     pub runtime: Option<Arc<FunctionRuntime>>,
+    /// The largest body `/function/NAME` passes on (build contexts travel this way to buildshiprun); beyond, 413.
+    pub max_body_bytes: u64,
+    /// The largest body `/async-function/NAME` queues; beyond, 413. Queued bodies go to disk as they arrive.
+    pub max_async_body_bytes: u64,
+    /// The function's answers after which a queued call is tried again, as the queue-worker's `httpRetryCodes`.
+    /// 504 is not among them: it means the function ran out of its own time, and a replay would run it twice.
+    pub retry_codes: Vec<u16>,
+    /// The longest `Retry-After` the queue honours; a longer ask waits this long.
+    pub max_retry_after: Duration,
+    /// The bounds on the gateway's own connections (header timeout, connection cap, body deadline).
+    pub limits: ConnectionLimits,
 }
 
 impl GatewayConfig {
@@ -59,6 +76,16 @@ impl GatewayConfig {
             upstream_timeout: Duration::from_secs(600),
             max_inflight: 8,
             runtime: None,
+            max_body_bytes: shared::server::BUILD_MAX_BODY_BYTES,
+            max_async_body_bytes: shared::server::DEFAULT_MAX_BODY_BYTES,
+            retry_codes: vec![429, 502, 503],
+            max_retry_after: Duration::from_secs(3600),
+            limits: ConnectionLimits {
+                header_timeout: shared::server::DEFAULT_HEADER_TIMEOUT,
+                // Build contexts of hundreds of MiB come this way, on loopback or in-cluster.
+                body_timeout: Duration::from_secs(300),
+                max_connections: 4096,
+            },
         }
     }
 }
@@ -108,6 +135,9 @@ impl Gateway {
         let functions = system::open(&config.state_dir, replicas.clone());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // Under the functions' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is
+            // never reused just as the function closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(std::io::Error::other)?;
         let routes = RwLock::new(HashMap::new());
@@ -167,6 +197,15 @@ impl Gateway {
             }),
         });
         found.unwrap_or_else(|| Err(GatewayError::NoSuchFunction(name.to_owned())))
+    }
+
+    /// Serves the gateway on `listener` within its connection bounds until `shutdown` completes, then drains.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        shared::server::serve_with_limits(listener, self.router(), self.inner.config.limits, shutdown).await
     }
 
     /// Every route of the gateway; `/system/*` behind one basic-auth layer.

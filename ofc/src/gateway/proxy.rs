@@ -4,10 +4,13 @@
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use doubles::functions_api::function_name;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 
 use super::{is_hop_by_hop, Gateway, GatewayError};
@@ -28,6 +31,8 @@ pub(super) async fn invoke(
     let name = function_name(&path.name).to_owned();
     let base = gateway.target(&name)?;
     let (parts, body) = request.into_parts();
+    let limit = gateway.inner.config.max_body_bytes;
+    check_length(&parts.headers, limit)?;
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let started = Instant::now();
     let mut upstream = gateway
@@ -35,16 +40,21 @@ pub(super) async fn invoke(
         .http
         .request(parts.method.clone(), format!("{base}{}{query}", path.rest))
         .timeout(gateway.inner.config.upstream_timeout)
-        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        .body(reqwest::Body::wrap_stream(limited(body, limit)));
     for (header, value) in &parts.headers {
         if !is_hop_by_hop(header.as_str()) {
             upstream = upstream.header(header, value);
         }
     }
-    let answer = upstream.send().await.map_err(|error| GatewayError::Unreachable {
-        function: name.clone(),
-        reason: shared::gateway::error_chain(&error),
-        timed_out: error.is_timeout(),
+    let answer = upstream.send().await.map_err(|error| {
+        if caused_by_size(&error) {
+            return GatewayError::TooLarge { limit };
+        }
+        GatewayError::Unreachable {
+            function: name.clone(),
+            reason: shared::gateway::error_chain(&error),
+            timed_out: error.is_timeout(),
+        }
     })?;
     tracing::info!(function = %name, method = %parts.method, status = answer.status().as_u16(), seconds = started.elapsed().as_secs_f64(), "invoked");
     let mut response = Response::builder().status(answer.status().as_u16());
@@ -56,4 +66,44 @@ pub(super) async fn invoke(
     Ok(response
         .body(Body::from_stream(answer.bytes_stream()))
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()))
+}
+
+/// A declared `Content-Length` over `limit` is refused before a byte of the body is read.
+pub(super) fn check_length(headers: &HeaderMap, limit: u64) -> Result<(), GatewayError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => Err(GatewayError::TooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+/// The body went over the gateway's limit while it was being passed on.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is larger than {0} bytes")]
+pub(super) struct BodyTooLarge(pub(super) u64);
+
+/// The body's chunks, ending in [`BodyTooLarge`] once more than `limit` bytes came (a chunked body declares no
+/// length), so the function never receives more than the limit.
+pub(super) fn limited(body: Body, limit: u64) -> impl Stream<Item = Result<Bytes, axum::BoxError>> + Send {
+    let mut seen = 0u64;
+    body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(axum::BoxError::from)?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            return Err(BodyTooLarge(limit).into());
+        }
+        Ok(chunk)
+    })
+}
+
+/// Whether `error` comes from the body going over the limit.
+fn caused_by_size(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<BodyTooLarge>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }

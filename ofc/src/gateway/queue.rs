@@ -1,6 +1,11 @@
 //! `/async-function/NAME[/rest]` and its worker: a call is written to the queue folder before it is answered 202, so
 //! a restart loses nothing; the worker replays it with its original headers and body, retries it with backoff on
-//! 429/502/503/504 or an unreachable function, and POSTs the answer to `X-Callback-Url` when one was given.
+//! the configured codes (429/502/503) or an unreachable function, waiting as long as a `Retry-After` on a 429 or 503
+//! asks, and POSTs the final answer to `X-Callback-Url` when one was given. A call the function did not answer in
+//! time, or answered 504, is not replayed: the function may still be working on it.
+//!
+//! A call's body goes to `<id>.body` as it arrives (at most `max_async_body_bytes`), never into memory; its
+//! metadata to `<id>.json`, written last, so a call exists once both are on disk.
 //!
 //! The worker never lists the folder: an index of due times, read once at start, mirrors it, and the worker sleeps
 //! until it is notified (a call queued, a route set, a call finished) or the earliest retry time comes.
@@ -11,18 +16,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use doubles::functions_api::function_name;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use shared::retry::Backoff;
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::proxy::FunctionPath;
+use super::proxy::{check_length, limited, BodyTooLarge, FunctionPath};
 use super::{is_hop_by_hop, now_ms, Gateway, GatewayError};
 
 /// One queued async call, as kept on disk.
@@ -34,7 +41,9 @@ pub(super) struct Job {
     /// The path after the function name, with its query.
     rest: String,
     headers: Vec<(String, String)>,
-    body_base64: String,
+    /// The body, for calls queued before bodies had their own file; newer calls keep it in `<id>.body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_base64: Option<String>,
     attempts: u32,
     /// Unix milliseconds before which the job is not tried again.
     not_before_ms: u64,
@@ -73,11 +82,20 @@ impl Queue {
     pub(super) fn open(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let mut due = BTreeMap::new();
+        let mut bodies = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|x| x == "tmp") {
-                std::fs::remove_file(&path)?;
-                continue;
+            match path.extension().and_then(|x| x.to_str()) {
+                Some("json") => {}
+                Some("tmp") => {
+                    std::fs::remove_file(&path)?;
+                    continue;
+                }
+                Some("body") => {
+                    bodies.push(path);
+                    continue;
+                }
+                _ => continue,
             }
             let Ok(mut job) = read_job(&path) else { continue };
             if job.not_before_ms != 0 {
@@ -85,6 +103,12 @@ impl Queue {
                 write_job(&dir, &job)?;
             }
             due.insert(job.id, 0);
+        }
+        // A body without its call: the gateway stopped while it arrived, before the call was answered 202.
+        for body in bodies {
+            if body.file_stem().and_then(|id| id.to_str()).is_none_or(|id| !due.contains_key(id)) {
+                std::fs::remove_file(&body)?;
+            }
         }
         Ok(Self { dir, due: Mutex::new(due), wake: Notify::new(), next_id: AtomicU64::new(0) })
     }
@@ -117,10 +141,51 @@ impl Queue {
         blocking(move || read_job(&path)).await
     }
 
+    fn body_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.body"))
+    }
+
     async fn remove(&self, id: &str) {
         self.due().remove(id);
         let path = self.dir.join(format!("{id}.json"));
-        let _ = blocking(move || std::fs::remove_file(path)).await;
+        let body = self.body_path(id);
+        let _ = blocking(move || {
+            let _ = std::fs::remove_file(body);
+            std::fs::remove_file(path)
+        })
+        .await;
+    }
+
+    /// Writes a call's body to its file as it arrives; over `limit` bytes, or unreadable, the file is removed.
+    async fn write_body(&self, id: &str, body: Body, limit: u64) -> Result<(), GatewayError> {
+        let path = self.body_path(id);
+        let written = async {
+            let mut file = tokio::fs::File::create(&path).await?;
+            let mut chunks = std::pin::pin!(limited(body, limit));
+            while let Some(chunk) = chunks.next().await {
+                match chunk {
+                    Ok(chunk) => file.write_all(&chunk).await?,
+                    Err(error) if error.is::<BodyTooLarge>() => return Err(GatewayError::TooLarge { limit }),
+                    Err(_) => return Err(GatewayError::UnreadableBody),
+                }
+            }
+            file.flush().await?;
+            Ok(())
+        };
+        let result = written.await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        result
+    }
+
+    /// A queued call's body, streamed from its file (or from the JSON of a call queued by an older gateway).
+    async fn body(&self, job: &Job) -> std::io::Result<reqwest::Body> {
+        if let Some(encoded) = &job.body_base64 {
+            return Ok(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default().into());
+        }
+        let file = tokio::fs::File::open(self.body_path(&job.id)).await?;
+        Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
     }
 
     /// The first call due now that is not running; otherwise when the next one is due.
@@ -149,6 +214,24 @@ struct Attempt {
     answer: Bytes,
     /// Why it is to be tried again.
     failure: Option<String>,
+    /// How long the function asked the queue to wait before the next try (`Retry-After` on a 429 or 503).
+    retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    fn failed(reason: String) -> Self {
+        Self { status: None, answer: Bytes::new(), failure: Some(reason), retry_after: None }
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, as the queue-worker reads it.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default())
 }
 
 impl Gateway {
@@ -217,8 +300,7 @@ impl Gateway {
         if let Some(reason) = &attempt.failure {
             job.attempts += 1;
             if job.attempts < self.inner.config.max_attempts {
-                let backoff = Backoff::new(self.inner.config.initial_retry_wait, self.inner.config.max_retry_wait);
-                let wait = backoff.wait(job.attempts);
+                let wait = self.retry_wait(job.attempts, attempt.retry_after);
                 job.not_before_ms = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
                 tracing::warn!(function = %job.function, call = %job.id, attempt = job.attempts, %reason, "async call failed, retrying");
                 if let Err(error) = queue.put(job.clone()).await {
@@ -234,15 +316,30 @@ impl Gateway {
         self.send_callback(&job, attempt, started).await;
     }
 
-    /// Sends the call to its function; a 429/502/503/504 or no answer is a failure to retry.
+    /// The wait before the next try: what the function asked (at least `initial_retry_wait`, at most
+    /// `max_retry_after`), else the backoff.
+    fn retry_wait(&self, attempts: u32, asked: Option<Duration>) -> Duration {
+        let config = &self.inner.config;
+        match asked {
+            Some(asked) => asked.max(config.initial_retry_wait).min(config.max_retry_after),
+            None => Backoff::new(config.initial_retry_wait, config.max_retry_wait).wait(attempts),
+        }
+    }
+
+    /// Sends the call to its function. One of `retry_codes`, or no connection, is a failure to retry; an answer
+    /// that does not come in time is final (the function may still be working on it).
     async fn attempt(&self, job: &Job) -> Attempt {
-        let failed = |reason| Attempt { status: None, answer: Bytes::new(), failure: Some(reason) };
         let base = match self.target(&job.function) {
             Ok(base) => base,
-            Err(GatewayError::NoSuchFunction(_)) => return failed(format!("function {} is not running", job.function)),
-            Err(error) => return failed(error.to_string()),
+            Err(GatewayError::NoSuchFunction(_)) => {
+                return Attempt::failed(format!("function {} is not running", job.function))
+            }
+            Err(error) => return Attempt::failed(error.to_string()),
         };
-        let body = base64::engine::general_purpose::STANDARD.decode(&job.body_base64).unwrap_or_default();
+        let body = match self.inner.queue.body(job).await {
+            Ok(body) => body,
+            Err(error) => return Attempt::failed(format!("the call's body could not be read: {error}")),
+        };
         let method = Method::from_bytes(job.method.as_bytes()).unwrap_or(Method::POST);
         let mut request = self
             .inner
@@ -257,11 +354,25 @@ impl Gateway {
         match request.send().await {
             Ok(response) => {
                 let status = response.status();
+                let asked = matches!(status.as_u16(), 429 | 503).then(|| retry_after(response.headers())).flatten();
                 let answer = response.bytes().await.unwrap_or_default();
-                let failure = matches!(status.as_u16(), 429 | 502 | 503 | 504).then(|| format!("answered {status}"));
-                Attempt { status: Some(status), answer, failure }
+                let retry = self.inner.config.retry_codes.contains(&status.as_u16());
+                let failure = retry.then(|| format!("answered {status}"));
+                Attempt { status: Some(status), answer, failure, retry_after: asked }
             }
-            Err(error) => failed(shared::gateway::error_chain(&error)),
+            Err(error) if error.is_timeout() && !error.is_connect() => {
+                tracing::warn!(function = %job.function, call = %job.id, "no answer within upstream_timeout; not replayed, the function may still be working on it");
+                Attempt {
+                    status: Some(StatusCode::GATEWAY_TIMEOUT),
+                    answer: Bytes::from(format!(
+                        "{} did not answer within the gateway's upstream_timeout",
+                        job.function
+                    )),
+                    failure: None,
+                    retry_after: None,
+                }
+            }
+            Err(error) => Attempt::failed(shared::gateway::error_chain(&error)),
         }
     }
 
@@ -301,9 +412,11 @@ pub(super) async fn enqueue(
         return Err(GatewayError::NoSuchFunction(name));
     }
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.map_err(|_| GatewayError::UnreadableBody)?;
+    let limit = gateway.inner.config.max_async_body_bytes;
+    check_length(&parts.headers, limit)?;
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let id = gateway.inner.queue.new_id();
+    gateway.inner.queue.write_body(&id, body, limit).await?;
     let headers = parts
         .headers
         .iter()
@@ -316,14 +429,39 @@ pub(super) async fn enqueue(
         method: parts.method.to_string(),
         rest: format!("{}{query}", path.rest),
         headers,
-        body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+        body_base64: None,
         attempts: 0,
         not_before_ms: 0,
     };
-    gateway.inner.queue.put(job).await?;
+    if let Err(error) = gateway.inner.queue.put(job).await {
+        let _ = tokio::fs::remove_file(gateway.inner.queue.body_path(&id)).await;
+        return Err(error.into());
+    }
     tracing::info!(function = %name, call = %id, "async call queued");
     let mut response = StatusCode::ACCEPTED.into_response();
     response.headers_mut().insert(HeaderName::from_static("x-call-id"), HeaderValue::from_str(&id).expect("ASCII id"));
     response.headers_mut().insert(HeaderName::from_static("x-start-time"), HeaderValue::from(now_ms()));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        assert_eq!(retry_after(&headers("120")), Some(Duration::from_secs(120)));
+        let in_a_minute = (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc2822();
+        let asked = retry_after(&headers(&in_a_minute)).unwrap();
+        assert!((Duration::from_secs(58)..=Duration::from_secs(60)).contains(&asked), "{asked:?}");
+        assert_eq!(retry_after(&headers("Mon, 01 Jan 2001 00:00:00 GMT")), Some(Duration::ZERO), "a past date");
+        assert_eq!(retry_after(&headers("soon")), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
+    }
 }

@@ -144,7 +144,11 @@ impl BuildBackend for Buildah {
     }
 
     async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
-        let (authfile, dev) = self.prepare(work)?;
+        // Handing a large context to the build user walks every file: off the async threads.
+        let (this, folder) = (self.clone(), work.to_owned());
+        let (authfile, dev) = tokio::task::spawn_blocking(move || this.prepare(&folder))
+            .await
+            .map_err(|e| BuilderError::Backend(format!("preparing the build folder stopped: {e}")))??;
         let mut options = Vec::new();
         if self.user.is_some() {
             // Capabilities exist only inside the build's user namespace, over the image's own files (`chown` in a

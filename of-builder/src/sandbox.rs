@@ -38,6 +38,13 @@ impl BuildUser {
     /// Looks `name` up in `/etc/passwd` and checks it has subordinate uid and gid ranges (rootless Buildah maps the
     /// image's users into them); the reason names what is missing.
     pub fn lookup(name: &str) -> Result<Self, String> {
+        // Entering the namespaces and dropping to the user takes root; as anyone else every build would fail.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let effective =
+            status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
+        if effective != Some("0") {
+            return Err("of-builder must run as root to start builds as a build user".into());
+        }
         Self::lookup_in(name, Path::new("/etc"))
     }
 

@@ -279,9 +279,12 @@ async fn run_logged(
     timeout: Duration,
     scrubber: &Scrubber,
 ) -> Result<(bool, Vec<String>), BuilderError> {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Its own process group: a build's processes (Buildah's helpers, the RUN step's children, a sandbox's whole PID
+    // namespace) outlive a killed parent, so a timeout or a dropped request kills the group.
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
     let program = command.as_std().get_program().to_string_lossy().into_owned();
     let mut child = command.spawn().map_err(|e| BuilderError::Backend(format!("`{program}` cannot run: {e}")))?;
+    let mut group = ProcessGroup(child.id());
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -294,26 +297,82 @@ async fn run_logged(
             }
         })
     };
-    let out_task = forward(Box::new(stdout), tx.clone());
-    let err_task = forward(Box::new(stderr), tx);
-    // On a timeout the child is killed first, so its output pipes close and the readers finish.
+    let readers = [forward(Box::new(stdout), tx.clone()), forward(Box::new(stderr), tx)];
+    // Lines are scrubbed and kept (or left out, past the log's limit) as they come, so memory stays bounded.
+    let scrubber = scrubber.clone();
+    let collector = tokio::spawn(async move {
+        let mut log = Log::default();
+        while let Some(line) = rx.recv().await {
+            log.push(scrubber.scrub(&line));
+        }
+        log
+    });
     let status = if let Ok(status) = tokio::time::timeout(timeout, child.wait()).await {
+        group.0 = None;
         Some(status?)
     } else {
+        group.kill();
         let _ = child.kill().await;
         None
     };
-    let _ = out_task.await;
-    let _ = err_task.await;
-    let mut log = Log::default();
-    while let Ok(line) = rx.try_recv() {
-        log.push(scrubber.scrub(&line));
+    for reader in readers {
+        // Once the group is gone the pipes close; a process that left the group cannot hold the answer back.
+        if tokio::time::timeout(Duration::from_secs(10), reader).await.is_err() {
+            tracing::warn!(%program, "a build process kept its output open");
+        }
     }
+    let mut log = collector.await.map_err(|e| BuilderError::Backend(format!("the log collector stopped: {e}")))?;
     let Some(status) = status else {
         log.push(format!("the build was stopped after {} s (build_timeout)", timeout.as_secs()));
         return Ok((false, log.into_lines()));
     };
     Ok((status.success(), log.into_lines()))
+}
+
+/// A running command's process group, killed when the build is stopped or its request dropped.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    /// Kills every process of the group, found in `/proc` (no signal call is reachable without `unsafe`, and
+    /// the `kill` of `sh` takes no group ids), a few rounds so a process forked meanwhile goes too. In a sandbox
+    /// the PID namespace's first process is one of them, and its end ends the whole namespace.
+    fn kill(&mut self) {
+        let Some(group) = self.0.take() else { return };
+        for _ in 0..5 {
+            let members = group_members(group);
+            if members.is_empty() {
+                return;
+            }
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -9 {}", members.join(" ")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// The ids of the live processes in process group `group`, read from `/proc/<pid>/stat`.
+fn group_members(group: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
+            // After the command name in parentheses: state, parent id, process group id.
+            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+            let state = fields.next()?;
+            let pgrp = fields.nth(1)?.parse::<u32>().ok()?;
+            (pgrp == group && state != "Z").then_some(name)
+        })
+        .collect()
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]

@@ -72,12 +72,13 @@ impl BuildUser {
     }
 
     /// `program args…` as this user in a fresh PID and mount namespace with a minimal `/dev`; `dev` is an empty
-    /// folder the new `/dev` is assembled in. `--kill-child` ends the whole namespace when of-builder kills `unshare`
-    /// (a timeout), so no build outlives its request.
+    /// folder the new `/dev` is assembled in. Not `unshare --kill-child`: the parent-death signal it sets is
+    /// cleared when `setpriv` changes the uid (measured: a timed-out build kept running), so a stopped build's
+    /// process group is killed instead (`backend::run_logged`), which ends the namespace with its first process.
     pub fn command(&self, dev: &Path, program: &str) -> Command {
         let mut command = Command::new("unshare");
         command
-            .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", ENTER, "sh"])
+            .args(["--pid", "--fork", "--mount-proc", "--", "sh", "-c", ENTER, "sh"])
             .arg(dev)
             .arg(&self.name)
             .arg(program);

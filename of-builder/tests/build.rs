@@ -440,3 +440,41 @@ async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
         harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["ok"], true, "buildah answers from inside the sandbox: {health}");
 }
+
+/// Needs root, uidmap, busybox-static and the build user (see `sandbox_prerequisites`).
+#[tokio::test]
+async fn a_sandboxed_build_that_times_out_leaves_no_process_behind() {
+    let user = sandbox_prerequisites();
+    let storage = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(storage.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let storage_root = storage.path().join("buildah");
+    let harness = start_with(16 << 20, |c| {
+        c.build_user = Some(user);
+        c.buildah_root = Some(storage_root.clone());
+        c.build_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let marker = format!("{}", 40_000 + std::process::id() % 20_000);
+    let mut config = config(&harness.registry, "sleeper");
+    config.build_args.insert("NAP".into(), marker.clone());
+    let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\nARG NAP\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \
+                      \"/bin/busybox sleep $NAP & /bin/busybox sleep $NAP\"]\n";
+    let mut tar = tar::Builder::new(Vec::new());
+    append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+    append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+    append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+    let result = harness.build(tar.into_inner().unwrap()).await;
+    assert_eq!(result.status, BuildStatus::Failure);
+    assert!(result.log.iter().any(|l| l.contains("build_timeout")), "{:?}", result.log);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let command = std::fs::read(path.join("cmdline")).ok()?;
+            let command = String::from_utf8_lossy(&command).replace('\0', " ");
+            (command.contains("sleep") && command.contains(&marker)).then(|| format!("{}: {command}", path.display()))
+        })
+        .collect();
+    assert!(survivors.is_empty(), "the build's processes end with it: {survivors:?}");
+}

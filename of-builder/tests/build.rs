@@ -478,3 +478,35 @@ async fn a_sandboxed_build_that_times_out_leaves_no_process_behind() {
         .collect();
     assert!(survivors.is_empty(), "the build's processes end with it: {survivors:?}");
 }
+
+/// Needs root, uidmap, busybox-static and the build user (see `sandbox_prerequisites`).
+#[tokio::test]
+async fn sandboxed_builds_run_side_by_side_on_one_storage() {
+    let user = sandbox_prerequisites();
+    let storage = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(storage.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let storage_root = storage.path().join("buildah");
+    let harness = start_with(16 << 20, |c| {
+        c.build_user = Some(user);
+        c.buildah_root = Some(storage_root.clone());
+    })
+    .await;
+    let tar_for = |name: &str| {
+        let config = config(&harness.registry, name);
+        let dockerfile = format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \
+             \"/bin/busybox echo {name} > /name.txt && /bin/busybox chown 1000:1000 /name.txt\"]\n"
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+        append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+        append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+        tar.into_inner().unwrap()
+    };
+    let (one, two) = tokio::join!(harness.build(tar_for("one")), harness.build(tar_for("two")));
+    for (name, result) in [("one", one), ("two", two)] {
+        assert_eq!(result.status, BuildStatus::Success, "{name}: {:?}", result.log);
+        let manifest = harness.registry.client().manifest(&format!("octo/{name}"), "latest-abc123").await.unwrap();
+        assert_eq!(manifest.digest, result.digest);
+    }
+}

@@ -9,9 +9,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::error::BuilderError;
-
-/// At most this many log lines travel back; the end of a log is where a failure is explained.
-const MAX_LOG_LINES: usize = 200;
+use crate::log::{Log, Scrubber};
+use crate::sandbox::BuildUser;
+use shared::config::Secret;
 
 /// What a build came to, when the builder itself worked.
 #[derive(Debug)]
@@ -41,22 +41,42 @@ pub struct Buildah {
     pub root: Option<PathBuf>,
     pub insecure_registry: bool,
     pub timeout: Duration,
+    /// Set: builds run sandboxed as this user (see `sandbox`); unset: as of-builder's own user.
+    pub user: Option<BuildUser>,
+    pub registry_auth: Option<Secret>,
+    pub scrubber: Scrubber,
 }
 
 impl Buildah {
-    fn base(&self) -> Command {
-        let mut command = Command::new("buildah");
-        if let Some(root) = &self.root {
+    /// The storage folder: the configured one, or for a build user a folder in its home (Buildah's own default
+    /// for root, `/var/lib/containers`, is not the user's).
+    fn storage(&self) -> Option<PathBuf> {
+        match (&self.root, &self.user) {
+            (Some(root), _) => Some(root.clone()),
+            (None, Some(user)) => Some(user.home.join("buildah")),
+            (None, None) => None,
+        }
+    }
+
+    /// `buildah` with its storage options, sandboxed when there is a build user; `dev` is an empty folder the
+    /// sandbox assembles its `/dev` in.
+    fn base(&self, dev: &Path) -> Command {
+        let mut command = match &self.user {
+            Some(user) => user.command(dev, "buildah"),
+            None => Command::new("buildah"),
+        };
+        if let Some(root) = self.storage() {
             command.arg("--root").arg(root.join("storage")).arg("--runroot").arg(root.join("run"));
         }
         command.arg("--storage-driver").arg("vfs");
         command
     }
 
-    /// `buildah bud` arguments: layer caching makes an unchanged rebuild fast.
-    pub fn build_args(config: &BuildConfig, context: &Path) -> Vec<String> {
+    /// `buildah bud` arguments, `options` before the context folder: layer caching makes an unchanged rebuild fast.
+    pub fn build_args(config: &BuildConfig, context: &Path, options: &[String]) -> Vec<String> {
         let mut args =
             vec!["bud".into(), "--isolation".into(), "chroot".into(), "--layers".into(), "--pull=false".into()];
+        args.extend_from_slice(options);
         for (name, value) in &config.build_args {
             args.push("--build-arg".into());
             args.push(format!("{name}={value}"));
@@ -74,6 +94,30 @@ impl Buildah {
         args.push(context.display().to_string());
         args
     }
+
+    /// Readies `work` for a build: with a build user, the storage and the work folder become the user's, and the
+    /// auth file is written there for it; answers the `--authfile` argument and the sandbox's `/dev` folder.
+    fn prepare(&self, work: &Path) -> Result<(Option<PathBuf>, PathBuf), BuilderError> {
+        let dev = work.join("dev");
+        std::fs::create_dir_all(&dev)?;
+        let authfile = match &self.registry_auth {
+            Some(auth) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let path = work.join("auth.json");
+                let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+                std::io::Write::write_all(&mut file, auth.expose().as_bytes())?;
+                Some(path)
+            }
+            None => None,
+        };
+        if let Some(user) = &self.user {
+            if let Some(root) = self.storage() {
+                user.prepare_storage(&root)?;
+            }
+            user.give(work)?;
+        }
+        Ok((authfile, dev))
+    }
 }
 
 impl BuildBackend for Buildah {
@@ -82,7 +126,8 @@ impl BuildBackend for Buildah {
     }
 
     async fn check(&self) -> Result<String, BuilderError> {
-        let output = self.base().arg("version").output().await.map_err(|e| {
+        let dev = tempfile::Builder::new().prefix("of-builder-check-").tempdir()?;
+        let output = self.base(dev.path()).arg("version").output().await.map_err(|e| {
             BuilderError::Backend(format!("`buildah` cannot run ({e}); install it with `apt-get install buildah`"))
         })?;
         if !output.status.success() {
@@ -99,26 +144,43 @@ impl BuildBackend for Buildah {
     }
 
     async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
-        let mut build = self.base();
-        build.args(Self::build_args(config, context));
-        let (ok, mut log) = run_logged(build, self.timeout).await?;
+        // Handing a large context to the build user walks every file: off the async threads.
+        let (this, folder) = (self.clone(), work.to_owned());
+        let (authfile, dev) = tokio::task::spawn_blocking(move || this.prepare(&folder))
+            .await
+            .map_err(|e| BuilderError::Backend(format!("preparing the build folder stopped: {e}")))??;
+        let mut options = Vec::new();
+        if self.user.is_some() {
+            // Capabilities exist only inside the build's user namespace, over the image's own files (`chown` in a
+            // Dockerfile keeps working); `chroot` is the one that would let a RUN step leave the image's root.
+            options.extend(["--cap-drop".to_owned(), "SYS_CHROOT".to_owned()]);
+        }
+        if let Some(authfile) = &authfile {
+            options.extend(["--authfile".to_owned(), authfile.display().to_string()]);
+        }
+        let mut build = self.base(&dev);
+        build.args(Self::build_args(config, context, &options));
+        let (ok, mut log) = run_logged(build, self.timeout, &self.scrubber).await?;
         if !ok {
             return Ok(BuildOutcome::Failed { log });
         }
         let digest_file = work.join("digest");
-        let mut push = self.base();
+        let mut push = self.base(&dev);
         push.arg("push");
         if self.insecure_registry {
             push.arg("--tls-verify=false");
         }
+        if let Some(authfile) = &authfile {
+            push.arg("--authfile").arg(authfile);
+        }
         push.arg("--digestfile").arg(&digest_file).arg(&config.image_ref).arg(format!("docker://{}", config.image_ref));
-        let (pushed, push_log) = run_logged(push, self.timeout).await?;
+        let (pushed, push_log) = run_logged(push, self.timeout, &self.scrubber).await?;
         if !pushed {
             return Err(BuilderError::Push(push_log.last().cloned().unwrap_or_else(|| "buildah push failed".into())));
         }
         log.extend(push_log);
         let digest = tokio::fs::read_to_string(&digest_file).await?.trim().to_owned();
-        Ok(BuildOutcome::Pushed { digest, log: tail(log) })
+        Ok(BuildOutcome::Pushed { digest, log })
     }
 }
 
@@ -128,6 +190,8 @@ pub struct Buildkit {
     pub host: String,
     pub insecure_registry: bool,
     pub timeout: Duration,
+    pub registry_auth: Option<Secret>,
+    pub scrubber: Scrubber,
 }
 
 impl Buildkit {
@@ -189,7 +253,14 @@ impl BuildBackend for Buildkit {
         let metadata = work.join("metadata.json");
         let mut command = Command::new("buildctl");
         command.args(self.build_args(config, context, &metadata));
-        let (ok, log) = run_logged(command, self.timeout).await?;
+        if let Some(auth) = &self.registry_auth {
+            // `buildctl` reads registry credentials from `$DOCKER_CONFIG/config.json`.
+            let docker = work.join("docker");
+            tokio::fs::create_dir_all(&docker).await?;
+            tokio::fs::write(docker.join("config.json"), auth.expose()).await?;
+            command.env("DOCKER_CONFIG", docker);
+        }
+        let (ok, log) = run_logged(command, self.timeout, &self.scrubber).await?;
         if !ok {
             return Ok(BuildOutcome::Failed { log });
         }
@@ -198,15 +269,22 @@ impl BuildBackend for Buildkit {
             .ok()
             .and_then(|v| v.get("containerimage.digest").and_then(|d| d.as_str()).map(str::to_owned))
             .ok_or_else(|| BuilderError::Backend("buildctl wrote no image digest".into()))?;
-        Ok(BuildOutcome::Pushed { digest, log: tail(log) })
+        Ok(BuildOutcome::Pushed { digest, log })
     }
 }
 
-/// Runs a command with its output captured line by line; `false` when it failed or ran past `timeout`.
-async fn run_logged(mut command: Command, timeout: Duration) -> Result<(bool, Vec<String>), BuilderError> {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+/// Runs a command with its output captured line by line, scrubbed; `false` when it failed or ran past `timeout`.
+async fn run_logged(
+    mut command: Command,
+    timeout: Duration,
+    scrubber: &Scrubber,
+) -> Result<(bool, Vec<String>), BuilderError> {
+    // Its own process group: a build's processes (Buildah's helpers, the RUN step's children, a sandbox's whole PID
+    // namespace) outlive a killed parent, so a timeout or a dropped request kills the group.
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
     let program = command.as_std().get_program().to_string_lossy().into_owned();
     let mut child = command.spawn().map_err(|e| BuilderError::Backend(format!("`{program}` cannot run: {e}")))?;
+    let mut group = ProcessGroup(child.id());
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -219,33 +297,82 @@ async fn run_logged(mut command: Command, timeout: Duration) -> Result<(bool, Ve
             }
         })
     };
-    let out_task = forward(Box::new(stdout), tx.clone());
-    let err_task = forward(Box::new(stderr), tx);
-    // On a timeout the child is killed first, so its output pipes close and the readers finish.
+    let readers = [forward(Box::new(stdout), tx.clone()), forward(Box::new(stderr), tx)];
+    // Lines are scrubbed and kept (or left out, past the log's limit) as they come, so memory stays bounded.
+    let scrubber = scrubber.clone();
+    let collector = tokio::spawn(async move {
+        let mut log = Log::default();
+        while let Some(line) = rx.recv().await {
+            log.push(scrubber.scrub(&line));
+        }
+        log
+    });
     let status = if let Ok(status) = tokio::time::timeout(timeout, child.wait()).await {
+        group.0 = None;
         Some(status?)
     } else {
+        group.kill();
         let _ = child.kill().await;
         None
     };
-    let _ = out_task.await;
-    let _ = err_task.await;
-    let mut log = Vec::new();
-    while let Ok(line) = rx.try_recv() {
-        log.push(line);
+    for reader in readers {
+        // Once the group is gone the pipes close; a process that left the group cannot hold the answer back.
+        if tokio::time::timeout(Duration::from_secs(10), reader).await.is_err() {
+            tracing::warn!(%program, "a build process kept its output open");
+        }
     }
+    let mut log = collector.await.map_err(|e| BuilderError::Backend(format!("the log collector stopped: {e}")))?;
     let Some(status) = status else {
         log.push(format!("the build was stopped after {} s (build_timeout)", timeout.as_secs()));
-        return Ok((false, tail(log)));
+        return Ok((false, log.into_lines()));
     };
-    Ok((status.success(), tail(log)))
+    Ok((status.success(), log.into_lines()))
 }
 
-fn tail(mut log: Vec<String>) -> Vec<String> {
-    if log.len() > MAX_LOG_LINES {
-        log.drain(..log.len() - MAX_LOG_LINES);
+/// A running command's process group, killed when the build is stopped or its request dropped.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    /// Kills every process of the group, found in `/proc` (no signal call is reachable without `unsafe`, and
+    /// the `kill` of `sh` takes no group ids), a few rounds so a process forked meanwhile goes too. In a sandbox
+    /// the PID namespace's first process is one of them, and its end ends the whole namespace.
+    fn kill(&mut self) {
+        let Some(group) = self.0.take() else { return };
+        for _ in 0..5 {
+            let members = group_members(group);
+            if members.is_empty() {
+                return;
+            }
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -9 {}", members.join(" ")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
-    log
+}
+
+/// The ids of the live processes in process group `group`, read from `/proc/<pid>/stat`.
+fn group_members(group: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
+            // After the command name in parentheses: state, parent id, process group id.
+            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+            let state = fields.next()?;
+            let pgrp = fields.nth(1)?.parse::<u32>().ok()?;
+            (pgrp == group && state != "Z").then_some(name)
+        })
+        .collect()
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[cfg(test)]
@@ -263,8 +390,13 @@ mod tests {
 
     #[test]
     fn buildctl_command_line_is_the_dockerfile_frontend_with_push() {
-        let buildkit =
-            Buildkit { host: "tcp://buildkitd:1234".into(), insecure_registry: true, timeout: Duration::from_secs(1) };
+        let buildkit = Buildkit {
+            host: "tcp://buildkitd:1234".into(),
+            insecure_registry: true,
+            timeout: Duration::from_secs(1),
+            registry_auth: None,
+            scrubber: Scrubber::default(),
+        };
         let args = buildkit.build_args(&config(), Path::new("/tmp/b/context"), Path::new("/tmp/b/metadata.json"));
         assert_eq!(
             args.join(" "),
@@ -277,10 +409,11 @@ mod tests {
 
     #[test]
     fn buildah_command_line_caches_layers_and_passes_build_args() {
-        let args = Buildah::build_args(&config(), Path::new("/tmp/b/context"));
+        let options = ["--cap-drop".to_owned(), "SYS_CHROOT".to_owned()];
+        let args = Buildah::build_args(&config(), Path::new("/tmp/b/context"), &options);
         assert_eq!(
             args.join(" "),
-            "bud --isolation chroot --layers --pull=false --build-arg GO_VERSION=1.22 -f /tmp/b/context/Dockerfile \
+            "bud --isolation chroot --layers --pull=false --cap-drop SYS_CHROOT --build-arg GO_VERSION=1.22 -f /tmp/b/context/Dockerfile \
              -t 127.0.0.1:5000/octo/fn:latest-abc /tmp/b/context"
         );
     }

@@ -3,8 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shared::config::{bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::config::{
+    bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
+};
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
+
+use crate::sandbox::BuildUser;
 
 /// Which builder runs the builds (`builder_backend`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,13 @@ pub struct Config {
     pub buildah_root: Option<PathBuf>,
     /// `build_timeout`: a build running longer is stopped and reported as failed.
     pub build_timeout: Duration,
+    /// `build_user`: the unprivileged user Buildah builds run as, each in its own PID namespace with a minimal
+    /// `/dev` (see `sandbox`). Unset, builds run as of-builder's own user, as before; set it wherever pushed
+    /// code is not fully trusted.
+    pub build_user: Option<BuildUser>,
+    /// The `registry-auth` secret: a registry auth file (`{"auths": {…}}`) used to push (and pull base images);
+    /// its credentials are scrubbed from build logs.
+    pub registry_auth: Option<Secret>,
     pub server: ServerConfig,
 }
 
@@ -53,6 +64,20 @@ impl Config {
                 })
             }
         };
+        let build_user = match env_string("build_user") {
+            None => None,
+            Some(name) => Some(
+                BuildUser::lookup(&name)
+                    .map_err(|reason| ConfigError::Invalid { name: "build_user".into(), reason })?,
+            ),
+        };
+        let registry_auth = secrets.read("registry-auth")?;
+        if let Some(auth) = &registry_auth {
+            serde_json::from_str::<serde_json::Value>(auth.expose()).map_err(|e| ConfigError::Invalid {
+                name: "registry-auth".into(),
+                reason: format!("not a registry auth file (JSON with `auths`): {e}"),
+            })?;
+        }
         let max_context_bytes = bytes_or("max_context_bytes", 512 << 20)?;
         let mut server = ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(600))?;
         // The tar carries headers and padding beyond the files' own bytes.
@@ -65,6 +90,8 @@ impl Config {
             registry_insecure: bool_or("registry_insecure", false)?,
             buildah_root: env_string("buildah_root").map(PathBuf::from),
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            build_user,
+            registry_auth,
             server,
         })
     }

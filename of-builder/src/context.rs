@@ -119,9 +119,12 @@ fn check(tar_path: &Path, max_context_bytes: u64) -> Result<BuildConfig, Builder
         }
     }
     let config = config.ok_or_else(|| BuilderError::BadTar("the tar has no `config` entry".into()))?;
-    if config.image_ref.trim().is_empty() || config.image_ref.contains(char::is_whitespace) {
-        return Err(BuilderError::BadTar(format!("`config` names no usable image (`{}`)", config.image_ref)));
-    }
+    crate::reference::check(&config.image_ref).map_err(|reason| {
+        BuilderError::BadTar(format!(
+            "`config` names no usable image: `ref` must be a registry reference, not `{}`: {reason}",
+            config.image_ref
+        ))
+    })?;
     Ok(config)
 }
 

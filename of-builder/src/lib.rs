@@ -5,12 +5,18 @@
 //! - [`config`]: `builder_backend`, `max_context_bytes`, `max_concurrent_builds`, `registry_insecure`…
 //! - [`context`]: receiving the tar into a fresh temporary folder, checking every entry before unpacking.
 //! - [`backend`]: the `BuildBackend` trait, Buildah and BuildKit.
+//! - [`sandbox`]: builds as an unprivileged user in their own PID namespace with a minimal `/dev` (`build_user`).
+//! - [`reference`]: `ref` must be a registry reference, never a transport that writes elsewhere.
+//! - [`log`]: the whole build log, with known secrets scrubbed.
 //! - [`error`]: the answers: 400 for a bad tar, 401 unsigned, 5xx only when the builder itself is broken.
 
 pub mod backend;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod log;
+pub mod reference;
+pub mod sandbox;
 
 use std::sync::Arc;
 
@@ -36,16 +42,22 @@ pub enum Backend {
 
 impl Backend {
     pub fn from_config(config: &Config) -> Self {
+        let scrubber = log::Scrubber::new(&config.common.payload_secret, config.registry_auth.as_ref());
         match &config.backend {
             BackendKind::Buildah => Self::Buildah(Buildah {
                 root: config.buildah_root.clone(),
                 insecure_registry: config.registry_insecure,
                 timeout: config.build_timeout,
+                user: config.build_user.clone(),
+                registry_auth: config.registry_auth.clone(),
+                scrubber,
             }),
             BackendKind::Buildkit { host } => Self::Buildkit(Buildkit {
                 host: host.clone(),
                 insecure_registry: config.registry_insecure,
                 timeout: config.build_timeout,
+                registry_auth: config.registry_auth.clone(),
+                scrubber,
             }),
         }
     }

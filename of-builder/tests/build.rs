@@ -25,10 +25,15 @@ struct Harness {
 }
 
 async fn start(max_context_bytes: u64) -> Harness {
+    start_with(max_context_bytes, |_| {}).await
+}
+
+/// Starts of-builder with the test defaults, changed by `adjust`.
+async fn start_with(max_context_bytes: u64, adjust: impl FnOnce(&mut Config)) -> Harness {
     let registry_dir = tempfile::tempdir().unwrap();
     let buildah_dir = tempfile::tempdir().unwrap();
     let registry = RegistryProcess::start(registry_dir.path()).await.unwrap();
-    let config = Config {
+    let mut config = Config {
         common: CommonConfig {
             gateway_url: "http://127.0.0.1:9/".parse().unwrap(),
             audit_url: None,
@@ -40,8 +45,11 @@ async fn start(max_context_bytes: u64) -> Harness {
         registry_insecure: true,
         buildah_root: Some(buildah_dir.path().to_owned()),
         build_timeout: Duration::from_secs(120),
+        build_user: None,
+        registry_auth: None,
         server: ServerConfig::for_tests(max_context_bytes + (16 << 20)),
     };
+    adjust(&mut config);
     let server = config.server.clone();
     let served = ServedFunction::start_with(of_builder::app(config), &server).await;
     Harness {
@@ -64,9 +72,13 @@ fn build_tar(config: &BuildConfig, files: &[(&str, &str)]) -> Vec<u8> {
 }
 
 fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    append_mode(builder, path, data, 0o644);
+}
+
+fn append_mode(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) {
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
-    header.set_mode(0o644);
+    header.set_mode(mode);
     header.set_entry_type(tar::EntryType::Regular);
     builder.append_data(&mut header, path, data).unwrap();
 }
@@ -250,4 +262,251 @@ async fn reports_a_working_backend_on_healthz() {
         harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["backend"], "buildah");
     assert_eq!(answer["ok"], true, "{answer}");
+}
+
+#[tokio::test]
+async fn refuses_a_ref_that_is_not_a_registry_reference() {
+    let harness = start(1 << 20).await;
+    let marker = tempfile::tempdir().unwrap();
+    let target = marker.path().join("image");
+    for reference in [
+        format!("dir:{}", target.display()),
+        format!("oci:{}:latest", target.display()),
+        format!("docker-archive:{}/a.tar", marker.path().display()),
+        "containers-storage:octo/fn:latest".to_owned(),
+        "dir:5000/octo/fn".to_owned(),
+        "octo/fn:latest".to_owned(),
+    ] {
+        let config = BuildConfig { image_ref: reference.clone(), ..BuildConfig::default() };
+        let tar = build_tar(&config, &[("Dockerfile", "FROM scratch\nCOPY a.txt /\n"), ("a.txt", "a\n")]);
+        let (status, answer) = harness.post(tar, true).await;
+        assert_eq!(status, 400, "{reference}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains("`ref`") && error.contains(&reference), "the error names the ref: {error}");
+    }
+    assert_eq!(std::fs::read_dir(marker.path()).unwrap().count(), 0, "nothing was written to the host folder");
+    assert!(!Path::new("5000").exists());
+}
+
+/// Needs busybox-static (the image's `seq`).
+#[tokio::test]
+async fn returns_the_whole_log_with_known_secrets_scrubbed() {
+    let password = format!("registry-password-{}", std::process::id());
+    let auth = format!(
+        r#"{{"auths": {{"registry.invalid": {{"auth": "{}"}}}}}}"#,
+        base64_encode(format!("robot:{password}").as_bytes())
+    );
+    let harness = start_with(16 << 20, |c| c.registry_auth = Some(Secret::new(auth))).await;
+    let config = config(&harness.registry, "chatty");
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"seq\", \"1\", \"400\"]\n\
+         LABEL leaked=\"{password}\" signed=\"{PAYLOAD_SECRET}\"\n"
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+    append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+    append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+    let result = harness.build(tar.into_inner().unwrap()).await;
+    assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
+    assert!(result.log.len() > 400, "every line comes back: {}", result.log.len());
+    assert!(result.log.iter().any(|l| l.starts_with("STEP 1/4: FROM scratch")), "{:?}", &result.log[..5]);
+    for n in ["1", "2", "200", "201", "400"] {
+        assert!(result.log.iter().any(|l| l == n), "line {n} is in the log");
+    }
+    assert!(result.log.iter().any(|l| l.contains("[redacted]")));
+    for line in &result.log {
+        assert!(!line.contains(&password) && !line.contains(PAYLOAD_SECRET), "a secret leaked: {line}");
+    }
+}
+
+/// Standard base64, so the test needs no extra crate.
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The build user `.ci/run` creates; the sandbox tests need root (to enter the namespaces and drop to it),
+/// `uidmap` (newuidmap) and `busybox-static` (the probe image's shell).
+const BUILD_USER: &str = "ofcbuild";
+
+/// Fails with what to install when the machine cannot run the sandbox tests.
+fn sandbox_prerequisites() -> of_builder::sandbox::BuildUser {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    assert!(root, "the sandbox tests run as root (run `.ci/run`, or cargo test as root)");
+    assert!(Path::new("/bin/busybox").exists(), "the sandbox tests need busybox-static (`.ci/run` installs it)");
+    of_builder::sandbox::BuildUser::lookup(BUILD_USER)
+        .unwrap_or_else(|e| panic!("the sandbox tests need the build user: {e} (`.ci/run` creates it)"))
+}
+
+/// The first disk of this machine (`/dev/vda`, `/dev/sda`, `/dev/nvme0n1`…) with its device numbers.
+fn host_disk() -> (String, String) {
+    let mut disks: Vec<_> = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !["loop", "ram", "zram", "nbd"].iter().any(|p| n.starts_with(p)))
+        .collect();
+    disks.sort();
+    let disk = disks.first().expect("this machine has a disk").clone();
+    let numbers = std::fs::read_to_string(format!("/sys/block/{disk}/dev")).unwrap().trim().to_owned();
+    (format!("/dev/{disk}"), numbers)
+}
+
+/// Needs root, uidmap, busybox-static and the build user (see `sandbox_prerequisites`).
+#[tokio::test]
+async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
+    let user = sandbox_prerequisites();
+    let storage = tempfile::tempdir().unwrap();
+    let storage_root = storage.path().join("buildah");
+    let harness = start_with(16 << 20, |c| {
+        c.build_user = Some(user);
+        c.buildah_root = Some(storage_root.clone());
+    })
+    .await;
+    std::fs::set_permissions(storage.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_path = secret_dir.path().join("root-only");
+    let secret = format!("host-secret-{}", std::process::id());
+    std::fs::write(&secret_path, &secret).unwrap();
+    std::fs::set_permissions(&secret_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut victim = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let (disk, numbers) = host_disk();
+    let (major, minor) = numbers.split_once(':').unwrap();
+
+    let mut config = config(&harness.registry, "probe");
+    for (name, value) in [
+        ("SECRET_PATH", secret_path.display().to_string()),
+        ("VICTIM", victim.id().to_string()),
+        ("DISK", disk),
+        ("DISK_MAJOR", major.to_owned()),
+        ("DISK_MINOR", minor.to_owned()),
+    ] {
+        config.build_args.insert(name.into(), value);
+    }
+    let dockerfile =
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+                      COPY hello.txt /app/hello.txt\nCOPY probe.sh /probe.sh\n\
+                      ARG SECRET_PATH\nARG VICTIM\nARG DISK\nARG DISK_MAJOR\nARG DISK_MINOR\nRUN sh /probe.sh\n";
+    let mut tar = tar::Builder::new(Vec::new());
+    append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+    append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+    append(&mut tar, "context/hello.txt", b"hello from the context\n");
+    append(&mut tar, "context/probe.sh", include_bytes!("probe/probe.sh"));
+    append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+    let result = harness.build(tar.into_inner().unwrap()).await;
+
+    assert_eq!(result.status, BuildStatus::Success, "an ordinary RUN step and COPY still work: {:?}", result.log);
+    assert!(result.log.iter().any(|l| l == "hello from the context"), "{:?}", result.log);
+    let probes: Vec<&String> = result.log.iter().filter(|l| l.starts_with("PROBE ")).collect();
+    for name in [
+        "read-host-file",
+        "read-via-proc-1-root",
+        "read-via-any-proc-root",
+        "signal-host-process",
+        "kill-host-process",
+        "open-block-device",
+        "make-block-device",
+        "chroot",
+        "new-user-namespace",
+    ] {
+        let line = format!("PROBE {name}: blocked");
+        assert!(probes.iter().any(|l| **l == line), "{name} is blocked: {probes:?}");
+    }
+    let count = |name: &str| -> usize {
+        let prefix = format!("PROBE {name}: ");
+        probes.iter().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.trim().parse().ok()).unwrap()
+    };
+    assert!(count("host-pids") < 20, "the build sees only its own processes: {probes:?}");
+    assert!(count("dev-entries") < 20, "the build sees a minimal /dev: {probes:?}");
+    assert!(result.log.iter().all(|l| !l.contains(&secret)), "the root-only file was not read");
+    assert!(victim.try_wait().unwrap().is_none(), "the host process is still running");
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    let manifest = harness.registry.client().manifest("octo/probe", "latest-abc123").await.unwrap();
+    assert_eq!(manifest.digest, result.digest);
+    let health: Value =
+        harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["ok"], true, "buildah answers from inside the sandbox: {health}");
+}
+
+/// Needs root, uidmap, busybox-static and the build user (see `sandbox_prerequisites`).
+#[tokio::test]
+async fn a_sandboxed_build_that_times_out_leaves_no_process_behind() {
+    let user = sandbox_prerequisites();
+    let storage = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(storage.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let storage_root = storage.path().join("buildah");
+    let harness = start_with(16 << 20, |c| {
+        c.build_user = Some(user);
+        c.buildah_root = Some(storage_root.clone());
+        c.build_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let marker = format!("{}", 40_000 + std::process::id() % 20_000);
+    let mut config = config(&harness.registry, "sleeper");
+    config.build_args.insert("NAP".into(), marker.clone());
+    let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\nARG NAP\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \
+                      \"/bin/busybox sleep $NAP & /bin/busybox sleep $NAP\"]\n";
+    let mut tar = tar::Builder::new(Vec::new());
+    append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+    append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+    append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+    let result = harness.build(tar.into_inner().unwrap()).await;
+    assert_eq!(result.status, BuildStatus::Failure);
+    assert!(result.log.iter().any(|l| l.contains("build_timeout")), "{:?}", result.log);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let command = std::fs::read(path.join("cmdline")).ok()?;
+            let command = String::from_utf8_lossy(&command).replace('\0', " ");
+            (command.contains("sleep") && command.contains(&marker)).then(|| format!("{}: {command}", path.display()))
+        })
+        .collect();
+    assert!(survivors.is_empty(), "the build's processes end with it: {survivors:?}");
+}
+
+/// Needs root, uidmap, busybox-static and the build user (see `sandbox_prerequisites`).
+#[tokio::test]
+async fn sandboxed_builds_run_side_by_side_on_one_storage() {
+    let user = sandbox_prerequisites();
+    let storage = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(storage.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let storage_root = storage.path().join("buildah");
+    let harness = start_with(16 << 20, |c| {
+        c.build_user = Some(user);
+        c.buildah_root = Some(storage_root.clone());
+    })
+    .await;
+    let tar_for = |name: &str| {
+        let config = config(&harness.registry, name);
+        let dockerfile = format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \
+             \"/bin/busybox echo {name} > /name.txt && /bin/busybox chown 1000:1000 /name.txt\"]\n"
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+        append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+        append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+        tar.into_inner().unwrap()
+    };
+    let (one, two) = tokio::join!(harness.build(tar_for("one")), harness.build(tar_for("two")));
+    for (name, result) in [("one", one), ("two", two)] {
+        assert_eq!(result.status, BuildStatus::Success, "{name}: {:?}", result.log);
+        let manifest = harness.registry.client().manifest(&format!("octo/{name}"), "latest-abc123").await.unwrap();
+        assert_eq!(manifest.digest, result.digest);
+    }
 }

@@ -61,6 +61,8 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         registry_insecure: true,
         buildah_root: Some(buildah_dir.path().to_owned()),
         build_timeout: Duration::from_secs(120),
+        build_user: None,
+        registry_auth: None,
         server: ServerConfig::for_tests(32 << 20),
     };
     let builder = ServedFunction::start_with(of_builder::app(builder_config), &ServerConfig::for_tests(32 << 20)).await;

@@ -330,7 +330,7 @@ fn start_functions(
         // Build logs live in the state folder, where `ofc logs` and pipeline-log find them.
         ("log_store_path".to_owned(), state.logs().join("builds").display().to_string()),
         // git-tar's template store: the local templates `ofc up` publishes on the git server, cached in the state.
-        ("custom_templates".to_owned(), format!("{}{}", endpoints.git, crate::templates::REPOSITORY)),
+        ("custom_templates".to_owned(), custom_templates(endpoints)),
         ("templates_cache_path".to_owned(), state.root.join("templates").display().to_string()),
     ]);
     let mut children = Vec::new();
@@ -344,6 +344,16 @@ fn start_functions(
         gateway.set_route(name, &format!("http://127.0.0.1:{port}/"));
     }
     Ok(children)
+}
+
+/// git-tar's `custom_templates`: the local templates first, then the repositories `ofc up` was given in its own
+/// `custom_templates` variable (e.g. the official ones, on a machine that can reach them).
+fn custom_templates(endpoints: &Endpoints) -> String {
+    let local = format!("{}{}", endpoints.git, crate::templates::REPOSITORY);
+    match std::env::var("custom_templates").ok().filter(|more| !more.trim().is_empty()) {
+        Some(more) => format!("{local} {more}"),
+        None => local,
+    }
 }
 
 /// Waits until of-builder and every function answer their health check.

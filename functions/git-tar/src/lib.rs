@@ -337,6 +337,7 @@ async fn choose(
         repo,
         work,
         timeout: state.config.clone_timeout,
+        max_bytes: state.config.max_repo_bytes,
     };
     resolve::choose_templates(&choosing, stack).await.map_err(|functions| GitTarError::Refused {
         summary: format!(
@@ -497,7 +498,7 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
 }
 
 /// The bytes of every file in the checkout, `.git` excluded.
-fn tree_size(root: &Path) -> std::io::Result<u64> {
+pub(crate) fn tree_size(root: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {

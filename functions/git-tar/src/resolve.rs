@@ -15,7 +15,7 @@ use std::time::Duration;
 use shared::stack::{resolve_inside, Stack, TemplateSource};
 
 use crate::shrinkwrap::Template;
-use crate::templates::{fetch_for_push, parse_reference, Catalogue, Snapshot, TemplateRepo};
+use crate::templates::{fetch_for_push, Catalogue, Snapshot, TemplateRepo};
 
 /// The template chosen for one function.
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct Choosing<'a> {
     /// Where a push's own template sources are fetched.
     pub work: &'a Path,
     pub timeout: Duration,
+    /// `max_repo_bytes`, which bounds a push's own template sources as it bounds the push.
+    pub max_bytes: u64,
 }
 
 const NOT_ALLOWED: &str =
@@ -160,24 +162,34 @@ async fn from_source(
         result.clone()
     } else {
         let dest = choosing.work.join("stack-templates").join(index.to_string());
-        let result = fetch_source(source, &dest, choosing.timeout).await.map(|commit| (dest, commit));
+        let result = fetch_source(source, &dest, choosing).await.map(|commit| (dest, commit));
         fetched.insert(source.to_owned(), result.clone());
         result
     };
     let (root, commit) = result?;
-    let dir = root.join("template").join(lang);
-    if !dir.join("template.yml").is_file() {
-        return Err(format!("language template: {lang} is not in {source}"));
-    }
+    // The source is the user's: its template folder must stay inside its checkout, as the repository's own must.
+    let dir = match resolve_inside(&root, &format!("template/{lang}")) {
+        Ok(Some(dir)) if dir.join("template.yml").is_file() => dir,
+        Ok(None) => return Err(format!("`template/{lang}` of {source} leaves its repository or points into .git")),
+        _ => return Err(format!("language template: {lang} is not in {source}")),
+    };
     Ok(Chosen { template: Template { root, dir }, commit: Some(commit), snapshot: None })
 }
 
-async fn fetch_source(source: &str, dest: &Path, timeout: Duration) -> Result<String, String> {
+async fn fetch_source(source: &str, dest: &Path, choosing: &Choosing<'_>) -> Result<String, String> {
     let repo = TemplateRepo::parse(source).map_err(|e| format!("configuration.templates: {e}"))?;
-    if let Some(reference) = &repo.reference {
-        parse_reference(reference).ok_or_else(|| format!("configuration.templates: `{source}` has a bad ref"))?;
+    let commit = fetch_for_push(&repo, dest, choosing.timeout)
+        .await
+        .map_err(|e| format!("{source} could not be fetched: {e}"))?;
+    let checkout = dest.to_owned();
+    let size = tokio::task::spawn_blocking(move || crate::tree_size(&checkout))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{source}: {e}"))?;
+    if size > choosing.max_bytes {
+        return Err(format!("{source} is {size} bytes, over the limit of {} (max_repo_bytes)", choosing.max_bytes));
     }
-    fetch_for_push(&repo, dest, timeout).await.map_err(|e| format!("{source} could not be fetched: {e}"))
+    Ok(commit)
 }
 
 /// `: the platform's templates are a, b, c` (and the repositories it could not fetch), for a missing language.

@@ -221,7 +221,14 @@ pub struct TemplateStore {
 impl TemplateStore {
     /// A store of `repos`, kept in `cache`, refreshed at most every `refresh`; each fetch may take `timeout`.
     pub fn new(repos: Vec<TemplateRepo>, cache: PathBuf, refresh: Duration, timeout: Duration) -> Self {
-        let state = repos
+        let mut unique: Vec<TemplateRepo> = Vec::new();
+        // A repository named twice would share its copies' folders; the second offers nothing the first does not.
+        for repo in repos {
+            if !unique.contains(&repo) {
+                unique.push(repo);
+            }
+        }
+        let state = unique
             .into_iter()
             .map(|repo| RepoState { entry: Entry { repo, snapshot: None, error: None }, checked: None })
             .collect();

@@ -1,8 +1,9 @@
 //! Lays out each function's build context as `faas-cli build --shrinkwrap` does, from the cloned repository:
 //! - `lang: dockerfile` (exactly; `Dockerfile` is another language, as in faas-cli's build): the handler folder is
 //!   the context;
-//! - any other `lang`: `template/<lang>/` is copied, and the handler goes into the template's handler folder
-//!   (`function/` unless its `template.yml` names another);
+//! - any other `lang`: the template's folder is copied (the one [`crate::resolve`] chose: from the operator's
+//!   store, or the repository's own `template/<lang>/` where allowed), and the handler goes into the template's
+//!   handler folder (`function/` unless its `template.yml` names another);
 //! - then each `configuration.copy` path (and our per-function `copy`) into the handler's destination, at the path
 //!   as written;
 //! - `build_options` become `ADDITIONAL_PACKAGE` as faas-cli's build makes it (de-duplicated, sorted, always set).

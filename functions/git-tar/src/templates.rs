@@ -183,9 +183,20 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    /// The first repository offering `lang`, and its `template/<lang>/`.
+    /// The first repository offering `lang`, and its `template/<lang>/`. `name@ref` (what current faas-cli calls
+    /// a template pulled from `url#ref`) asks for `name` from a repository pinned at `ref`.
     pub fn find(&self, lang: &str) -> Option<(Arc<Snapshot>, PathBuf)> {
-        self.entries.iter().filter_map(|e| e.snapshot.clone()).find_map(|s| s.template(lang).map(|t| (s, t)))
+        let exact =
+            self.entries.iter().filter_map(|e| e.snapshot.clone()).find_map(|s| s.template(lang).map(|t| (s, t)));
+        exact.or_else(|| {
+            let (name, reference) = lang.split_once('@')?;
+            let reference = parse_reference(reference)?;
+            self.entries
+                .iter()
+                .filter(|e| e.repo.reference.as_deref() == Some(reference.as_str()))
+                .filter_map(|e| e.snapshot.clone())
+                .find_map(|s| s.template(name).map(|t| (s, t)))
+        })
     }
 
     /// Every language the store offers, sorted, once.

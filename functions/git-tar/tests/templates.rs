@@ -221,6 +221,9 @@ async fn a_ref_pins_the_template_repository() {
     assert_eq!(entries["context/Dockerfile"], format!("{STORE_DOCKERFILE}# v1\n").as_bytes());
     let (status, answer) = push_app(&harness, "other").await;
     assert_eq!(status, 422, "`other` is only on main: {answer}");
+    assert_eq!(push_app(&harness, "demo@one").await.0, 200, "faas-cli's name for a template pulled from url#one");
+    let (status, answer) = push_app(&harness, "demo@two").await;
+    assert_eq!(status, 422, "no repository is pinned at `two`: {answer}");
     let (status, answer) = push_app(&harness, "shaped").await;
     assert_eq!(status, 200, "{answer}");
     let requests = harness.gateway.requests_to("/function/buildshiprun");

@@ -216,6 +216,9 @@ impl Catalogue {
 
 struct RepoState {
     entry: Entry,
+    /// Copies replaced by a newer commit that pushes may still be using: if the ref moves back to one of them, it
+    /// is served again rather than opened twice (the second copy's removal would take the first's folder).
+    retired: Vec<std::sync::Weak<Snapshot>>,
     /// When it was last looked at (fetched or not): the next look is `refresh` later.
     checked: Option<Instant>,
 }
@@ -241,7 +244,11 @@ impl TemplateStore {
         }
         let state = unique
             .into_iter()
-            .map(|repo| RepoState { entry: Entry { repo, snapshot: None, error: None }, checked: None })
+            .map(|repo| RepoState {
+                entry: Entry { repo, snapshot: None, error: None },
+                retired: Vec::new(),
+                checked: None,
+            })
             .collect();
         Self { cache, refresh, timeout, state: tokio::sync::Mutex::new(state) }
     }
@@ -257,12 +264,17 @@ impl TemplateStore {
             };
             if due {
                 repo.checked = Some(Instant::now());
-                match self.refreshed(&repo.entry).await {
+                match self.refreshed(&repo.entry, &repo.retired).await {
                     Ok(snapshot) => {
                         if repo.entry.snapshot.as_ref().is_none_or(|old| old.commit != snapshot.commit) {
                             tracing::info!(repository = %repo.entry.repo.shown(), commit = %snapshot.commit, languages = snapshot.languages.len(), "template repository fetched");
                         }
-                        repo.entry.snapshot = Some(snapshot);
+                        repo.retired.retain(|old| old.strong_count() > 0);
+                        if let Some(old) = repo.entry.snapshot.replace(snapshot.clone()) {
+                            if !Arc::ptr_eq(&old, &snapshot) {
+                                repo.retired.push(Arc::downgrade(&old));
+                            }
+                        }
                         repo.entry.error = None;
                     }
                     Err(error) => {
@@ -277,7 +289,11 @@ impl TemplateStore {
 
     /// The copy of `entry`'s repository at the commit its ref names now: the one served when unchanged, one left in
     /// the cache by an earlier run, or a new fetch.
-    async fn refreshed(&self, entry: &Entry) -> Result<Arc<Snapshot>, StoreError> {
+    async fn refreshed(
+        &self,
+        entry: &Entry,
+        retired: &[std::sync::Weak<Snapshot>],
+    ) -> Result<Arc<Snapshot>, StoreError> {
         let repo = &entry.repo;
         let folder = self.cache.join(repo.key());
         tokio::fs::create_dir_all(&folder).await?;
@@ -285,8 +301,12 @@ impl TemplateStore {
             Some(sha) => sha.to_owned(),
             None => remote_commit(&repo.url, repo.reference.as_deref(), &folder, self.timeout).await?,
         };
-        if let Some(current) = entry.snapshot.as_ref().filter(|s| s.commit.eq_ignore_ascii_case(&commit)) {
-            return Ok(current.clone());
+        let same = |s: &Arc<Snapshot>| s.commit.eq_ignore_ascii_case(&commit);
+        if let Some(current) = entry.snapshot.clone().filter(same) {
+            return Ok(current);
+        }
+        if let Some(again) = retired.iter().filter_map(std::sync::Weak::upgrade).find(same) {
+            return Ok(again);
         }
         let target = folder.join(&commit);
         if target.join("template").is_dir() {

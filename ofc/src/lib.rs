@@ -7,6 +7,7 @@
 //!   ports.
 //! - [`supervisor`]: restarts a child that exits, on the same port, with backoff.
 //! - [`state`]: the state folder (secrets, endpoints, queue, logs).
+//! - [`templates`]: the local stack's template repository (`ofc/templates/`), served to git-tar's store.
 //! - [`up`]: `ofc up`, starting and supervising every part.
 //! - [`push`]: `ofc push`, the webhook GitHub would send, and following the statuses.
 //! - [`logs`]: `ofc logs`, the stored build logs, and the log tail a failed push prints.
@@ -18,4 +19,5 @@ pub mod push;
 pub mod runtime;
 pub mod state;
 pub mod supervisor;
+pub mod templates;
 pub mod up;

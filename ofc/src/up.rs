@@ -120,6 +120,10 @@ impl LocalStack {
         let registry = start_registry(&prepared)?;
         registry.wait_healthy(HEALTHY_WITHIN).await.context("the registry did not start")?;
         let (github, git) = start_doubles(&prepared)?;
+        // git-tar's template store: the local templates, on the git server (`custom_templates` below).
+        let templates =
+            crate::templates::publish(&prepared.state.repos()).context("the templates cannot be published")?;
+        tracing::info!(commit = %templates, "local templates published");
         let gateway_url = format!("http://{gateway_address}/");
         let (gateway, gateway_stop, gateway_server) = start_gateway(options, &prepared, gateway_listener).await?;
         let builder = start_builder(options, &prepared)?;
@@ -325,6 +329,9 @@ fn start_functions(
         ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
         // Build logs live in the state folder, where `ofc logs` and pipeline-log find them.
         ("log_store_path".to_owned(), state.logs().join("builds").display().to_string()),
+        // git-tar's template store: the local templates `ofc up` publishes on the git server, cached in the state.
+        ("custom_templates".to_owned(), custom_templates(endpoints)),
+        ("templates_cache_path".to_owned(), state.root.join("templates").display().to_string()),
     ]);
     let mut children = Vec::new();
     for (name, function) in &stack.functions {
@@ -337,6 +344,16 @@ fn start_functions(
         gateway.set_route(name, &format!("http://127.0.0.1:{port}/"));
     }
     Ok(children)
+}
+
+/// git-tar's `custom_templates`: the local templates first, then the repositories `ofc up` was given in its own
+/// `custom_templates` variable (e.g. the official ones, on a machine that can reach them).
+fn custom_templates(endpoints: &Endpoints) -> String {
+    let local = format!("{}{}", endpoints.git, crate::templates::REPOSITORY);
+    match std::env::var("custom_templates").ok().filter(|more| !more.trim().is_empty()) {
+        Some(more) => format!("{local} {more}"),
+        None => local,
+    }
 }
 
 /// Waits until of-builder and every function answer their health check.

@@ -172,6 +172,12 @@ pub struct BuildEvent {
     /// stack.yml's own `build_args` (not the template's), checked against the operator's allowlist.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub build_args: BTreeMap<String, String>,
+    /// The commit of the operator's template repository the build context came from (`None` for `lang:
+    /// dockerfile` and the repository's own `template/`): deployed as the `com.openfaas.cloud.template-sha` label,
+    /// so a function can be traced to the template it was built with. A field, not a label, because the policy
+    /// refuses user labels under `com.openfaas.cloud.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_commit: Option<String>,
 }
 
 impl BuildEvent {

@@ -30,6 +30,8 @@ pub mod labels {
     pub const BRANCH: &str = "com.openfaas.cloud.git-branch";
     pub const DEPLOY_TIME: &str = "com.openfaas.cloud.git-deploytime";
     pub const PRIVATE: &str = "com.openfaas.cloud.git-private";
+    /// The commit of the operator's template repository a function was built from (see `BuildEvent::template_commit`).
+    pub const TEMPLATE_SHA: &str = "com.openfaas.cloud.template-sha";
     /// The scaling labels OpenFaaS reads; a user may set them within the operator's bounds.
     pub const SCALE_MIN: &str = "com.openfaas.scale.min";
     pub const SCALE_MAX: &str = "com.openfaas.scale.max";

@@ -63,6 +63,7 @@ fn platform_labels(event: &BuildEvent) -> BTreeMap<String, String> {
         (labels::PRIVATE, private),
     ]
     .into_iter()
+    .chain(event.template_commit.as_deref().map(|commit| (labels::TEMPLATE_SHA, commit)))
     .map(|(name, value)| (name.to_owned(), value.to_owned()))
     .collect()
 }
@@ -116,6 +117,10 @@ mod tests {
         assert_eq!(deployment.labels[labels::SCALE_MAX], "4");
         assert_eq!(deployment.limits.unwrap().memory.as_deref(), Some("30Mi"));
         assert!(deployment.read_only_root_filesystem, "read-only by default");
+        assert!(!deployment.labels.contains_key(labels::TEMPLATE_SHA), "no template: no label");
+        let built = BuildEvent { template_commit: Some("c0ffee".into()), ..event() };
+        let deployment = deployment_for(&built, "octo-fn", "img@sha256:1", None, &Policy::default()).unwrap();
+        assert_eq!(deployment.labels[labels::TEMPLATE_SHA], "c0ffee", "the template's commit is recorded");
     }
 
     #[test]

@@ -106,3 +106,45 @@ pub async fn clone_at(
     }
     Ok(())
 }
+
+/// Fetches `reference` of `url` (a branch, a tag, a full commit SHA, or the remote's HEAD when `None`) shallowly
+/// into `dest` (an empty folder), checks it out and returns its commit: how template repositories are fetched, with
+/// the same hardened `git` as a push's clone and no token (they are public).
+pub async fn fetch_ref(
+    url: &str,
+    reference: Option<&str>,
+    dest: &Path,
+    timeout: Duration,
+) -> Result<String, CloneError> {
+    let git = Git { dir: dest, token: None, deadline: Instant::now() + timeout, timeout };
+    git.run(&["init", "-q"]).await?;
+    git.run(&["remote", "add", "origin", "--", url]).await?;
+    git.run(&["fetch", "-q", "--no-tags", "--depth", "1", "--", "origin", reference.unwrap_or("HEAD")]).await?;
+    let commit = git.run(&["rev-parse", "--verify", "-q", "FETCH_HEAD^{commit}"]).await?;
+    git.run(&["checkout", "-q", "--detach", &commit]).await?;
+    Ok(commit)
+}
+
+/// The commit `reference` names at `url` now, asked with `git ls-remote` (one round trip, nothing downloaded), so
+/// that an unchanged template repository is not fetched again. `dir` is any existing folder (git's working folder).
+pub async fn remote_commit(
+    url: &str,
+    reference: Option<&str>,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<String, CloneError> {
+    let git = Git { dir, token: None, deadline: Instant::now() + timeout, timeout };
+    let pattern = reference.unwrap_or("HEAD");
+    let listed = git.run(&["ls-remote", "--", url, pattern]).await?;
+    let refs: Vec<(&str, &str)> = listed.lines().filter_map(|line| line.split_once('\t')).collect();
+    let wanted = match reference {
+        None => vec!["HEAD".to_owned()],
+        Some(r) => {
+            vec![format!("refs/heads/{r}"), format!("refs/tags/{r}^{{}}"), format!("refs/tags/{r}"), r.to_owned()]
+        }
+    };
+    wanted
+        .iter()
+        .find_map(|name| refs.iter().find(|(_, listed)| listed == name).map(|(commit, _)| (*commit).to_owned()))
+        .ok_or_else(|| CloneError::Failed(format!("`{pattern}` is neither a branch nor a tag of {url}")))
+}

@@ -1,11 +1,16 @@
 //! git-tar's settings, read once at start.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
-use shared::config::{base_url_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::config::{
+    base_url_or, bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore,
+};
 use shared::github_app::AppCredentials;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+use crate::templates::TemplateRepo;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,8 +31,23 @@ pub struct Config {
     pub max_functions: usize,
     /// `build_timeout`: how long one function's build and deployment may take at buildshiprun.
     pub build_timeout: Duration,
+    /// `custom_templates`: the operator's template repositories (`url[#ref]`, separated by commas or spaces), where
+    /// a function's `lang` is looked up, the first offering it winning.
+    pub custom_templates: Vec<TemplateRepo>,
+    /// `templates_refresh`: how old a template repository's copy may get before it is looked at again.
+    pub templates_refresh: Duration,
+    /// `templates_cache_path`: where the copies are kept, one folder per repository and commit.
+    pub templates_cache: PathBuf,
+    /// `enable_dockerfile_lang`: whether user build definitions are built: `lang: dockerfile` (checked by
+    /// buildshiprun), and, here, the repository's own `template/` and `configuration.templates` sources that are
+    /// not the operator's.
+    pub allow_user_templates: bool,
     pub server: ServerConfig,
 }
+
+/// The official OpenFaaS template repositories, the default of `custom_templates` (the last release always pulled
+/// the first).
+pub const DEFAULT_TEMPLATES: &str = "https://github.com/openfaas/templates.git";
 
 impl shared::server::FunctionConfig for Config {
     fn server(&self) -> &ServerConfig {
@@ -56,6 +76,14 @@ impl Config {
             max_repo_bytes: bytes_or("max_repo_bytes", 200 << 20)?,
             max_functions: usize::try_from(u64_or("max_functions", 32)?).unwrap_or(32),
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            custom_templates: TemplateRepo::parse_list(
+                &env_string("custom_templates").unwrap_or_else(|| DEFAULT_TEMPLATES.to_owned()),
+            )
+            .map_err(|reason| ConfigError::Invalid { name: "custom_templates".into(), reason })?,
+            templates_refresh: duration_or("templates_refresh", Duration::from_secs(300))?,
+            templates_cache: env_string("templates_cache_path")
+                .map_or_else(|| std::env::temp_dir().join("ofc-templates"), PathBuf::from),
+            allow_user_templates: bool_or("enable_dockerfile_lang", false)?,
             server: ServerConfig::from_env_with_timeout(DEFAULT_MAX_BODY_BYTES, Duration::from_secs(900))?,
         })
     }

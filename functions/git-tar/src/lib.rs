@@ -7,14 +7,18 @@
 //! - [`clone`]: `git` at one SHA, safely.
 //! - [`shrinkwrap`]: the faas-cli build-context layout, every path resolved inside the repository through its links
 //!   (public: the repository's own stack is checked with it).
+//! - [`templates`]: the operator's template store (`custom_templates`), fetched, cached by commit and refreshed.
+//! - [`resolve`]: which template each function is built with (the store; the repository's own only where allowed).
 //! - [`tarball`]: the build tar and its signature.
 //! - [`error`]: the answers; failures a user can fix are also commit statuses.
 
 pub mod clone;
 pub mod config;
 pub mod error;
+pub mod resolve;
 pub mod shrinkwrap;
 pub mod tarball;
+pub mod templates;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,7 @@ use shared::naming::{build_image_name, service_name};
 use shared::signature::verify_cloud;
 use shared::stack::Stack;
 use shared::status::StatusClient;
+use templates::TemplateStore;
 
 pub use crate::config::Config;
 pub use crate::error::GitTarError;
@@ -54,6 +59,8 @@ struct AppState {
     audit: AuditClient,
     collector: GarbageCollectClient,
     tokens: Option<InstallationTokens>,
+    /// The operator's templates, shared by every push.
+    templates: Arc<TemplateStore>,
 }
 
 /// The function's router, without the runtime layers (see `shared::server::with_runtime`).
@@ -63,7 +70,19 @@ pub fn app(config: Config) -> Router {
         .app
         .clone()
         .map(|app| InstallationTokens::new(config.github_api_url.clone(), app, gateway.http().clone()));
+    let templates = Arc::new(TemplateStore::new(
+        config.custom_templates.clone(),
+        config.templates_cache.clone(),
+        config.templates_refresh,
+        config.clone_timeout,
+    ));
+    // Fetched once at start, so the first push does not wait for the clones.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let warming = templates.clone();
+        runtime.spawn(async move { drop(warming.catalogue().await) });
+    }
     let state = AppState {
+        templates,
         statuses: StatusClient::new(gateway.clone()),
         collector: GarbageCollectClient::new(gateway.clone()),
         audit: AuditClient::new(config.common.audit_url.clone(), config.common.payload_secret.clone()),
@@ -152,7 +171,8 @@ async fn build_and_hand_on(
 ) -> Result<String, GitTarError> {
     let repo = checkout(state, push, work).await?;
     let (stack, events) = read_stack(state, push, repo.clone()).await?;
-    let prepared = prepare_tars(stack, events, repo, work.to_owned()).await?;
+    let templates = choose(state, &stack, &repo, work).await?;
+    let prepared = prepare_tars(stack, events, templates, repo, work.to_owned()).await?;
     let pending =
         prepared.iter().map(|(e, _)| CommitStatus::new(&e.function, StatusState::Pending, "building")).collect();
     state.statuses.report_or_log(status_event, pending).await;
@@ -271,6 +291,7 @@ fn build_events(
             constraints: function.constraints.clone(),
             lang: function.lang.clone(),
             build_args: function.build_args.clone(),
+            template_commit: None,
         });
     }
     Ok(events)
@@ -301,10 +322,37 @@ fn deployed_names(stack: &Stack, owner: &str) -> Result<Vec<String>, GitTarError
     }
 }
 
+/// The template of every function that needs one (see [`resolve`]); a function that has none refuses the push,
+/// each such function with its own reason.
+async fn choose(
+    state: &AppState,
+    stack: &Stack,
+    repo: &Path,
+    work: &Path,
+) -> Result<BTreeMap<String, resolve::Chosen>, GitTarError> {
+    let catalogue = state.templates.catalogue().await;
+    let choosing = resolve::Choosing {
+        catalogue: &catalogue,
+        allow_user_templates: state.config.allow_user_templates,
+        repo,
+        work,
+        timeout: state.config.clone_timeout,
+        max_bytes: state.config.max_repo_bytes,
+    };
+    resolve::choose_templates(&choosing, stack).await.map_err(|functions| GitTarError::Refused {
+        summary: format!(
+            "nothing deployed: {}",
+            functions.iter().map(|(_, why)| why.as_str()).collect::<Vec<_>>().join("; ")
+        ),
+        functions,
+    })
+}
+
 /// Shrinkwraps and tars every function that is built (`work/tars/<function>.tar`), then removes the checkout.
 async fn prepare_tars(
     stack: Stack,
     events: Vec<BuildEvent>,
+    mut templates: BTreeMap<String, resolve::Chosen>,
     repo: PathBuf,
     work: PathBuf,
 ) -> Result<Vec<(BuildEvent, Option<PathBuf>)>, GitTarError> {
@@ -314,16 +362,20 @@ async fn prepare_tars(
         std::fs::create_dir_all(&tars)?;
         let extra_copy = stack.configuration.as_ref().map(|c| c.copy.clone()).unwrap_or_default();
         let mut prepared = Vec::new();
-        for event in events {
+        for mut event in events {
             let tar = if event.skip_build {
                 None
             } else {
                 let function = &stack.functions[&event.function];
-                let wrapped = shrinkwrap::shrinkwrap(&repo, &event.function, function, &extra_copy, &contexts)
-                    .map_err(|e| GitTarError::Refused {
-                        summary: format!("nothing deployed: {e}"),
-                        functions: vec![(event.function.clone(), e.to_string())],
-                    })?;
+                let chosen = templates.remove(&event.function);
+                event.template_commit = chosen.as_ref().and_then(|c| c.commit.clone());
+                let template = chosen.as_ref().map(|c| &c.template);
+                let wrapped =
+                    shrinkwrap::shrinkwrap_with(&repo, &event.function, function, &extra_copy, template, &contexts)
+                        .map_err(|e| GitTarError::Refused {
+                            summary: format!("nothing deployed: {e}"),
+                            functions: vec![(event.function.clone(), e.to_string())],
+                        })?;
                 let config = BuildConfig {
                     image_ref: event.image.clone(),
                     build_args: wrapped.build_args,
@@ -446,7 +498,7 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
 }
 
 /// The bytes of every file in the checkout, `.git` excluded.
-fn tree_size(root: &Path) -> std::io::Result<u64> {
+pub(crate) fn tree_size(root: &Path) -> std::io::Result<u64> {
     let mut total = 0;
     let mut pending = vec![root.to_owned()];
     while let Some(dir) = pending.pop() {

@@ -1,8 +1,9 @@
 //! Lays out each function's build context as `faas-cli build --shrinkwrap` does, from the cloned repository:
 //! - `lang: dockerfile` (exactly; `Dockerfile` is another language, as in faas-cli's build): the handler folder is
 //!   the context;
-//! - any other `lang`: `template/<lang>/` is copied, and the handler goes into the template's handler folder
-//!   (`function/` unless its `template.yml` names another);
+//! - any other `lang`: the template's folder is copied (the one [`crate::resolve`] chose: from the operator's
+//!   store, or the repository's own `template/<lang>/` where allowed), and the handler goes into the template's
+//!   handler folder (`function/` unless its `template.yml` names another);
 //! - then each `configuration.copy` path (and our per-function `copy`) into the handler's destination, at the path
 //!   as written;
 //! - `build_options` become `ADDITIONAL_PACKAGE` as faas-cli's build makes it (de-duplicated, sorted, always set).
@@ -188,13 +189,38 @@ impl Copier<'_> {
     }
 }
 
-/// Shrinkwraps function `name` of the repository at `repo` into `out/<name>/`. `extra_copy` is the stack's
-/// `configuration.copy`.
+/// Where a function's template comes from: `dir` (its `template/<lang>/`) inside `root`, the tree every link in
+/// it must stay in (the repository for its own `template/`, a store copy for the operator's).
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+}
+
+/// Shrinkwraps function `name` of the repository at `repo` into `out/<name>/`, with the repository's own
+/// `template/<lang>/`. `extra_copy` is the stack's `configuration.copy`.
 pub fn shrinkwrap(
     repo: &Path,
     name: &str,
     function: &StackFunction,
     extra_copy: &[String],
+    out: &Path,
+) -> Result<Shrinkwrapped, ShrinkwrapError> {
+    let template = if function.lang == "dockerfile" {
+        None
+    } else {
+        Some(Template { root: repo.to_owned(), dir: resolve_template(repo, name, &function.lang)? })
+    };
+    shrinkwrap_with(repo, name, function, extra_copy, template.as_ref(), out)
+}
+
+/// Shrinkwraps function `name` with `template` (chosen by the caller; unused for `lang: dockerfile`).
+pub fn shrinkwrap_with(
+    repo: &Path,
+    name: &str,
+    function: &StackFunction,
+    extra_copy: &[String],
+    template: Option<&Template>,
     out: &Path,
 ) -> Result<Shrinkwrapped, ShrinkwrapError> {
     let io = |source: std::io::Error| ShrinkwrapError::Io { function: name.to_owned(), source };
@@ -206,23 +232,32 @@ pub fn shrinkwrap(
         std::fs::remove_dir_all(&context).map_err(io)?;
     }
     std::fs::create_dir_all(&context).map_err(io)?;
-    let dockerfile = function.lang == "dockerfile";
-    let (manifest, destination) = if dockerfile {
-        copier.copy_tree(&handler, &context, true, &mut Vec::new())?;
-        if !context.join("Dockerfile").is_file() {
-            return Err(ShrinkwrapError::NoDockerfile { function: name.to_owned() });
+    let (manifest, destination) = match template.filter(|_| function.lang != "dockerfile") {
+        None if function.lang != "dockerfile" => {
+            return Err(ShrinkwrapError::TemplateMissing { function: name.to_owned(), lang: function.lang.clone() })
         }
-        (dockerfile_manifest(repo, name)?, context.clone())
-    } else {
-        let template = resolve_template(repo, name, &function.lang)?;
-        copier.copy_tree(&template, &context, false, &mut Vec::new())?;
-        let manifest =
-            read_manifest(&context.join("template.yml"), &format!("template/{}/template.yml", function.lang), name)?;
-        let folder = manifest.handler_folder.as_deref().filter(|f| !f.trim().is_empty()).unwrap_or("function");
-        let destination = inside(&context, folder).ok_or_else(|| copier.escapes(folder))?;
-        std::fs::create_dir_all(&destination).map_err(io)?;
-        copier.copy_tree(&handler, &destination, true, &mut Vec::new())?;
-        (manifest, destination)
+        None => {
+            copier.copy_tree(&handler, &context, true, &mut Vec::new())?;
+            if !context.join("Dockerfile").is_file() {
+                return Err(ShrinkwrapError::NoDockerfile { function: name.to_owned() });
+            }
+            (dockerfile_manifest(repo, name)?, context.clone())
+        }
+        Some(template) => {
+            // The template's links are checked against its own tree, within the same budget.
+            let template_root = template.root.canonicalize().map_err(io)?;
+            let mut template_copier = Copier { root: template_root, function: name, entries: 0, bytes: 0 };
+            template_copier.copy_tree(&template.dir, &context, false, &mut Vec::new())?;
+            copier.entries = template_copier.entries;
+            copier.bytes = template_copier.bytes;
+            let shown = format!("template/{}/template.yml", function.lang);
+            let manifest = read_manifest(&context.join("template.yml"), &shown, name)?;
+            let folder = manifest.handler_folder.as_deref().filter(|f| !f.trim().is_empty()).unwrap_or("function");
+            let destination = inside(&context, folder).ok_or_else(|| copier.escapes(folder))?;
+            std::fs::create_dir_all(&destination).map_err(io)?;
+            copier.copy_tree(&handler, &destination, true, &mut Vec::new())?;
+            (manifest, destination)
+        }
     };
     for path in extra_copy.iter().chain(&function.copy) {
         copier.copy_extra(repo, path, &destination)?;
@@ -246,7 +281,7 @@ fn resolve_handler(repo: &Path, name: &str, function: &StackFunction) -> Result<
 }
 
 /// `template/<lang>/` of the repository: the name exactly as written (faas-cli compares it case-sensitively).
-fn resolve_template(repo: &Path, name: &str, lang: &str) -> Result<PathBuf, ShrinkwrapError> {
+pub fn resolve_template(repo: &Path, name: &str, lang: &str) -> Result<PathBuf, ShrinkwrapError> {
     let missing = || ShrinkwrapError::TemplateMissing { function: name.to_owned(), lang: lang.to_owned() };
     if lang.is_empty() || lang.contains(['/', '\\']) || lang == "." || lang == ".." {
         return Err(missing());

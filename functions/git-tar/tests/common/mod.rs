@@ -75,6 +75,11 @@ pub struct Harness {
 }
 
 pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
+    start_with_git(|config, _, _| edit(config)).await
+}
+
+/// Like [`start_with`], with the git server and its root folder at hand (to serve template repositories).
+pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -> Harness {
     let root = tempfile::tempdir().unwrap();
     let git = GitServer::start(root.path()).await.unwrap();
     let gateway = RecordingGateway::start().await;
@@ -97,9 +102,14 @@ pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Harness {
         max_repo_bytes: 10 << 20,
         max_functions: 32,
         build_timeout: Duration::from_secs(30),
+        custom_templates: Vec::new(),
+        templates_refresh: Duration::from_secs(300),
+        templates_cache: root.path().join("template-cache"),
+        // The repositories of most tests bring their own template/.
+        allow_user_templates: true,
         server: ServerConfig::for_tests(1 << 20),
     };
-    edit(&mut config);
+    edit(&mut config, &git, root.path());
     let server = config.server.clone();
     let served = ServedFunction::start_with(git_tar::app(config), &server).await;
     Harness { address: served.address, gateway, git, root, http: reqwest::Client::new(), _served: served }

@@ -56,6 +56,8 @@ pub fn serve_command(
 pub struct RegistryProcess {
     address: SocketAddr,
     child: std::process::Child,
+    /// The one account a registry started with [`RegistryProcess::start_with_credentials`] accepts.
+    credentials: Option<(String, String)>,
 }
 
 impl RegistryProcess {
@@ -73,9 +75,35 @@ impl RegistryProcess {
         };
         let mut command = std::process::Command::new("docker-registry");
         serve_command(&mut command, storage_dir, address)?;
-        let child = command.stderr(output).spawn().map_err(|e| RegistryError::Missing(e.to_string()))?;
-        let mut registry = Self { address, child };
-        let client = RegistryClient::new(&registry.host_port());
+        Self::spawn(command.stderr(output), address, None).await
+    }
+
+    /// Starts a registry that refuses every request without `user` and `password` (htpasswd basic auth, as a
+    /// registry an operator runs would): pushing to it needs of-builder's `registry-auth`.
+    pub async fn start_with_credentials(storage_dir: &Path, user: &str, password: &str) -> Result<Self, RegistryError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let address = ([127, 0, 0, 1], port).into();
+        let mut command = std::process::Command::new("docker-registry");
+        serve_command(&mut command, storage_dir, address)?;
+        let hash = bcrypt::hash(password, 4).map_err(|e| RegistryError::Http(format!("bcrypt: {e}")))?;
+        let htpasswd = storage_dir.join("htpasswd");
+        std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
+        command
+            .env("REGISTRY_AUTH", "htpasswd")
+            .env("REGISTRY_AUTH_HTPASSWD_REALM", "openfaas-cloud")
+            .env("REGISTRY_AUTH_HTPASSWD_PATH", &htpasswd)
+            .stderr(Stdio::null());
+        Self::spawn(&mut command, address, Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn spawn(
+        command: &mut std::process::Command,
+        address: SocketAddr,
+        credentials: Option<(String, String)>,
+    ) -> Result<Self, RegistryError> {
+        let child = command.spawn().map_err(|e| RegistryError::Missing(e.to_string()))?;
+        let mut registry = Self { address, child, credentials };
+        let client = registry.client();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if client.ping().await.is_ok() {
@@ -106,8 +134,13 @@ impl RegistryProcess {
         self.child.id()
     }
 
+    /// A client of this registry, signed in when it requires credentials.
     pub fn client(&self) -> RegistryClient {
-        RegistryClient::new(&self.host_port())
+        let client = RegistryClient::new(&self.host_port());
+        match &self.credentials {
+            Some((user, password)) => client.with_credentials(user, password),
+            None => client,
+        }
     }
 
     /// SIGTERM, so it finishes what it is writing; killed (when dropped) if it has not exited within `grace`.
@@ -144,18 +177,30 @@ pub struct Manifest {
 pub struct RegistryClient {
     base: String,
     http: reqwest::Client,
+    /// Basic-auth credentials, for a registry that requires them.
+    credentials: Option<(String, String)>,
 }
 
 impl RegistryClient {
     /// `host_port` as in image names, e.g. `127.0.0.1:5000`.
     pub fn new(host_port: &str) -> Self {
-        Self { base: format!("http://{host_port}/v2/"), http: reqwest::Client::new() }
+        Self { base: format!("http://{host_port}/v2/"), http: reqwest::Client::new(), credentials: None }
+    }
+
+    /// The same client, signing in with `user` and `password` (basic auth, as `docker login` does over plain HTTP).
+    #[must_use]
+    pub fn with_credentials(mut self, user: &str, password: &str) -> Self {
+        self.credentials = Some((user.to_owned(), password.to_owned()));
+        self
     }
 
     async fn get(&self, path: &str, accept: Option<&str>) -> Result<reqwest::Response, RegistryError> {
         let mut request = self.http.get(format!("{}{path}", self.base)).timeout(Duration::from_secs(10));
         if let Some(accept) = accept {
             request = request.header("Accept", accept);
+        }
+        if let Some((user, password)) = &self.credentials {
+            request = request.basic_auth(user, Some(password));
         }
         let response = request.send().await.map_err(|e| RegistryError::Http(e.to_string()))?;
         if response.status().is_success() {

@@ -510,3 +510,33 @@ async fn sandboxed_builds_run_side_by_side_on_one_storage() {
         assert_eq!(manifest.digest, result.digest);
     }
 }
+
+/// The operator's `registry-auth` (a docker `config.json`) is how of-builder signs in to a registry that requires it;
+/// without it the push is refused, and the answer says so.
+#[tokio::test]
+async fn pushes_to_a_registry_that_requires_credentials_only_with_registry_auth() {
+    let registry_dir = tempfile::tempdir().unwrap();
+    let password = format!("pw-{}", std::process::id());
+    let registry = RegistryProcess::start_with_credentials(registry_dir.path(), "robot", &password).await.unwrap();
+    let auth = format!(
+        r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+        registry.host_port(),
+        base64_encode(format!("robot:{password}").as_bytes())
+    );
+    let files = [("Dockerfile", "FROM scratch\nCOPY handler.txt /handler.txt\n"), ("handler.txt", "hi\n")];
+
+    let without = start(1 << 20).await;
+    let config = config(&registry, "private");
+    let (status, answer) = without.post(build_tar(&config, &files), true).await;
+    assert_ne!(status, 200, "a push without credentials is refused: {answer}");
+    let error = answer["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("push") && error.contains("auth"), "the answer says the push was not authorised: {answer}");
+    assert!(registry.client().tags("octo/private").await.is_err(), "nothing was pushed");
+
+    let with = start_with(1 << 20, |c| c.registry_auth = Some(Secret::new(auth))).await;
+    let result = with.build(build_tar(&config, &files)).await;
+    assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
+    let manifest = registry.client().manifest("octo/private", "latest-abc123").await.unwrap();
+    assert_eq!(manifest.digest, result.digest, "pushed with the operator's credentials");
+    assert!(result.log.iter().all(|l| !l.contains(&password)), "the password is not in the log");
+}

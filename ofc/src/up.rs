@@ -388,8 +388,7 @@ fn supervise(
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(std::env::var("log_format").ok().map(|f| ("log_format", f)))
-            // Loopback only, for a server that reads `bind_address` as ofc-watchdog does (`shared::server` reads
-            // no address setting yet and binds 0.0.0.0).
+            // Loopback only: every function (shared::server) and ofc-watchdog read `bind_address`.
             .env("bind_address", "127.0.0.1")
             .envs(&env)
             .stdin(Stdio::null())

@@ -260,10 +260,13 @@ fn a_ctrl_c_in_the_terminal_reaches_ofc_alone_which_stops_its_children_in_order(
 }
 
 #[test]
-fn the_gateway_the_doubles_and_the_registry_listen_on_loopback_only() {
+fn every_part_of_the_stack_listens_on_loopback_only() {
     let stack = up(tempfile::tempdir().unwrap());
-    let registry = stack.pid_of("docker-registry").unwrap();
-    for (name, pid) in [("ofc", stack.child.id()), ("docker-registry", registry)] {
+    let mut parts = vec![("ofc".to_owned(), stack.child.id())];
+    for name in ["docker-registry", "of-builder", "gh-push", "git-tar", "buildshiprun", "github-status"] {
+        parts.push((name.to_owned(), stack.pid_of(name).unwrap()));
+    }
+    for (name, pid) in parts {
         let addresses = listening(pid);
         assert!(!addresses.is_empty(), "{name} listens");
         assert!(addresses.iter().all(|a| a.starts_with("0100007F:")), "{name} listens beyond loopback: {addresses:?}");

@@ -2,7 +2,7 @@
 //!
 //! A function builds its own `Router` of handlers (`app(config)`), then [`run`]s it: tests bind `127.0.0.1:0` and pass
 //! the listener and a shutdown future in; a binary's `main` is one call to [`run_function`], which binds
-//! `0.0.0.0:$port` and waits for SIGTERM. Every listener of the stack (the embedded gateway's too) is served by
+//! `$bind_address:$port` (default `0.0.0.0`) and waits for SIGTERM. Every listener of the stack (the embedded gateway's too) is served by
 //! [`serve_with_limits`], which bounds what idle and slow clients can hold (see [`connections`]).
 
 mod connections;
@@ -34,6 +34,9 @@ pub const BUILD_MAX_BODY_BYTES: u64 = 512 << 20;
 /// The runtime settings OpenFaaS passes every function through its environment.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// `bind_address`, default `0.0.0.0` (a function container); the local stack binds `127.0.0.1`, so nothing on
+    /// the machine's other interfaces reaches a function past the gateway.
+    pub bind_address: std::net::IpAddr,
     /// `port`, default 8080.
     pub port: u16,
     /// `read_timeout`: how long the whole request body may take to arrive after its headers (then 408).
@@ -66,7 +69,15 @@ impl ServerConfig {
                 reason: format!("`{v}` is not a port number"),
             })?,
         };
+        let bind_address = match env_string("bind_address") {
+            None => Ipv4Addr::UNSPECIFIED.into(),
+            Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                name: "bind_address".into(),
+                reason: format!("`{v}` is not an IP address"),
+            })?,
+        };
         Ok(Self {
+            bind_address,
             port,
             read_timeout: duration_or("read_timeout", default_timeout)?,
             read_header_timeout: duration_or("read_header_timeout", DEFAULT_HEADER_TIMEOUT)?,
@@ -80,6 +91,7 @@ impl ServerConfig {
     /// Settings for tests: generous timeouts and the given body limit.
     pub fn for_tests(max_body_bytes: u64) -> Self {
         Self {
+            bind_address: Ipv4Addr::LOCALHOST.into(),
             port: 0,
             read_timeout: Duration::from_secs(60),
             read_header_timeout: DEFAULT_HEADER_TIMEOUT,
@@ -189,9 +201,9 @@ pub fn with_runtime(handlers: Router, config: &ServerConfig) -> Router {
     app.layer(TraceLayer::new_for_http())
 }
 
-/// Binds `0.0.0.0:<port>` as a function container does.
+/// Binds `<bind_address>:<port>`: every interface in a function container, loopback in the local stack.
 pub async fn bind(config: &ServerConfig) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port))).await
+    TcpListener::bind(SocketAddr::from((config.bind_address, config.port))).await
 }
 
 /// Serves `app` on `listener` with the default [`ConnectionLimits`] until `shutdown` completes, then drains

@@ -10,6 +10,7 @@
 //! endpoint, so run ids stay the same and the `external_id` takes the new delivery.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -238,7 +239,7 @@ fn output(status: &CommitStatus, details_url: Option<&str>, text: Option<String>
     let mut summary = status.description.clone();
     if let Some(url) = details_url {
         let what = if status.state == StatusState::Success { "The function" } else { "The whole log" };
-        summary.push_str(&format!("\n\n{what}: {url}"));
+        let _ = write!(summary, "\n\n{what}: {url}");
     }
     let mut output = json!({ "title": cut_chars(&title, 255), "summary": cut_chars(&summary, MAX_OUTPUT_CHARS) });
     if let Some(text) = text {
@@ -274,13 +275,15 @@ pub fn log_tail(log: &str, link: Option<&str>, limit: usize) -> String {
     let left_out = total - tail.chars().count();
     let mut text = String::with_capacity(tail.len() + 256);
     if left_out > 0 {
-        text.push_str(&format!("The first {left_out} characters of the log are left out"));
+        let _ = write!(text, "The first {left_out} characters of the log are left out");
         match link {
-            Some(link) => text.push_str(&format!("; the whole log: {link}\n\n")),
+            Some(link) => {
+                let _ = write!(text, "; the whole log: {link}\n\n");
+            }
             None => text.push_str(".\n\n"),
         }
     }
-    text.push_str(&format!("{fence}text\n{tail}\n{fence}\n"));
+    let _ = write!(text, "{fence}text\n{tail}\n{fence}\n");
     text
 }
 
@@ -408,7 +411,10 @@ mod tests {
 
     #[test]
     fn a_long_log_keeps_its_last_lines_within_the_limit() {
-        let log: String = (0..20_000).map(|n| format!("line {n} é\n")).collect();
+        let mut log = String::new();
+        for n in 0..20_000 {
+            let _ = writeln!(log, "line {n} é");
+        }
         let text = log_tail(&log, Some("https://example.com/log"), MAX_OUTPUT_CHARS);
         assert!(text.chars().count() <= MAX_OUTPUT_CHARS, "{}", text.chars().count());
         assert!(text.starts_with("The first "), "{}", &text[..80]);

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use doubles::github_double::{AppKey, GitHubDouble, RunningDouble};
+use doubles::github_double::{AppKey, Endpoint, Fault, GitHubDouble, RunningDouble};
 use github_status::Config;
 use serde_json::{json, Value};
 use shared::config::{CommonConfig, Secret};
@@ -264,4 +264,15 @@ async fn the_double_refuses_malformed_check_run_calls() {
     assert_eq!(calls.len(), 13);
     assert_eq!(calls.iter().filter(|c| c.answered == 422).count(), 9);
     assert_eq!(github.check_runs("octo", "fns", SHA).len(), 1, "only the valid one was kept");
+}
+
+#[tokio::test]
+async fn a_github_fault_on_a_check_run_call_is_retried_and_the_run_written_once() {
+    let github = github().await;
+    github.push_faults(Endpoint::CheckRuns, [Fault::Status(502), Fault::Status(500), Fault::Status(502)]);
+    let harness = start(&github, None).await;
+    harness.send("d-1", vec![pending("hello")]).await;
+    let runs = github.check_runs("octo", "fns", SHA);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "in_progress");
 }

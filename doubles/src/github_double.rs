@@ -410,7 +410,7 @@ async fn access_tokens(State(double): State<GitHubDouble>, Path(id): Path<u64>, 
         Json(json!({
             "token": token,
             "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "permissions": {"statuses": "write", "contents": "read", "metadata": "read"},
+            "permissions": {"statuses": "write", "checks": "write", "contents": "read", "metadata": "read"},
             "repository_selection": "all",
         })),
     )

@@ -1,4 +1,4 @@
-//! github-status: the only function that writes commit statuses to GitHub. Every other function queues its
+//! github-status: the only function that writes commit statuses (or, with `use_checks`, check runs) to GitHub. Every other
 //! statuses here, signed; this one authenticates as the GitHub App and writes them in order.
 //!
 //! # Layout

@@ -1,5 +1,6 @@
-//! github-status: the only function that writes commit statuses (or, with `use_checks`, check runs) to GitHub. Every other
-//! statuses here, signed; this one authenticates as the GitHub App and writes them in order.
+//! github-status: the only function that writes commit statuses (or, with `use_checks`, check runs) to GitHub.
+//! Every other function queues its statuses here, signed; this one authenticates as the GitHub App and writes them
+//! in order.
 //!
 //! # Layout
 //! - [`config`]: `report_status`, `github_app_id`, `github_api_url`, the App key, retry bounds.

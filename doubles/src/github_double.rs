@@ -4,7 +4,8 @@
 //! It verifies the App's JWT (RS256 signature against the App's public key, `iat`, `exp`, `iss`), issues
 //! installation tokens that expire, checks the bearer token and its installation on every status write, records
 //! statuses and lists them newest first, and can be told to fail (5xx, 429 with `retry-after`, secondary rate
-//! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window.
+//! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window. Check runs (create,
+//! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 pub use shared::app_key::{to_pkcs8, AppKey};
 
+mod check_runs;
+
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -30,6 +33,8 @@ pub enum Endpoint {
     AccessTokens,
     /// `POST /repos/{owner}/{repo}/statuses/{sha}`
     Statuses,
+    /// `POST /repos/{owner}/{repo}/check-runs`, `PATCH …/check-runs/{id}`, `GET …/commits/{ref}/check-runs`
+    CheckRuns,
 }
 
 /// A fault to answer with instead of the real thing, once.
@@ -75,6 +80,39 @@ pub struct RecordedStatus {
     pub api_version: Option<String>,
 }
 
+/// A check run as the double keeps it: GitHub's fields, and the installation that wrote it last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCheckRun {
+    pub id: u64,
+    pub owner: String,
+    pub repo: String,
+    pub name: String,
+    pub head_sha: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub external_id: Option<String>,
+    pub details_url: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub text: Option<String>,
+    pub installation_id: u64,
+    /// How many times it was updated after its creation.
+    pub updates: u32,
+}
+
+/// One call to a check-run route and the status it was answered with, refusals included, for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRunCall {
+    pub method: String,
+    pub path: String,
+    pub answered: u16,
+    /// GitHub's `message` when the call was refused.
+    pub message: Option<String>,
+}
+
 struct IssuedToken {
     installation_id: u64,
     expires_at: DateTime<Utc>,
@@ -89,6 +127,9 @@ struct DoubleState {
     tokens: HashMap<String, IssuedToken>,
     /// `(owner, repo, sha)` lower-cased → statuses, oldest first.
     statuses: HashMap<(String, String, String), Vec<RecordedStatus>>,
+    /// Every check run, by id (ids are shared with statuses, as GitHub's are unique across a repository).
+    check_runs: HashMap<u64, RecordedCheckRun>,
+    check_run_calls: Vec<CheckRunCall>,
     faults: HashMap<Endpoint, VecDeque<Fault>>,
     /// Rate-limit windows: every request to the endpoint is refused until the instant, as GitHub does.
     limited: HashMap<Endpoint, (RateLimit, std::time::Instant)>,
@@ -115,6 +156,8 @@ impl GitHubDouble {
                 installations: HashMap::new(),
                 tokens: HashMap::new(),
                 statuses: HashMap::new(),
+                check_runs: HashMap::new(),
+                check_run_calls: Vec::new(),
                 faults: HashMap::new(),
                 limited: HashMap::new(),
                 token_requests: 0,
@@ -155,6 +198,28 @@ impl GitHubDouble {
         self.lock().statuses.get(&key).map(|s| s.iter().rev().cloned().collect()).unwrap_or_default()
     }
 
+    /// The check runs of a commit, oldest first.
+    pub fn check_runs(&self, owner: &str, repo: &str, sha: &str) -> Vec<RecordedCheckRun> {
+        let state = self.lock();
+        let mut runs: Vec<_> = state
+            .check_runs
+            .values()
+            .filter(|r| {
+                r.owner.eq_ignore_ascii_case(owner)
+                    && r.repo.eq_ignore_ascii_case(repo)
+                    && r.head_sha.eq_ignore_ascii_case(sha)
+            })
+            .cloned()
+            .collect();
+        runs.sort_by_key(|r| r.id);
+        runs
+    }
+
+    /// Every call to the check-run routes, in order, with the status each was answered.
+    pub fn check_run_calls(&self) -> Vec<CheckRunCall> {
+        self.lock().check_run_calls.clone()
+    }
+
     /// How many installation tokens were issued or refused.
     pub fn token_requests(&self) -> u64 {
         self.lock().token_requests
@@ -172,6 +237,9 @@ impl GitHubDouble {
             .route("/repos/{owner}/{repo}/statuses/{sha}", post(create_status))
             .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(list_statuses))
             .route("/repos/{owner}/{repo}/commits/{sha}/status", get(combined_status))
+            .route("/repos/{owner}/{repo}/check-runs", post(check_runs::create))
+            .route("/repos/{owner}/{repo}/check-runs/{id}", axum::routing::patch(check_runs::update))
+            .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", get(check_runs::list))
             .fallback(|| async { github_error(StatusCode::NOT_FOUND, "Not Found") })
             .with_state(self.clone())
     }
@@ -342,7 +410,7 @@ async fn access_tokens(State(double): State<GitHubDouble>, Path(id): Path<u64>, 
         Json(json!({
             "token": token,
             "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "permissions": {"statuses": "write", "contents": "read", "metadata": "read"},
+            "permissions": {"statuses": "write", "checks": "write", "contents": "read", "metadata": "read"},
             "repository_selection": "all",
         })),
     )

@@ -46,6 +46,8 @@ async fn stack(exec_timeout: Duration, max_attempts: u32) -> Stack {
     let status_config = github_status::Config {
         common: common(&served_gateway.url()),
         report_status: true,
+        use_checks: false,
+        log_store: None,
         github_api_url: github.url().parse().unwrap(),
         app: Some(AppCredentials::from_pem(APP_ID, &Secret::new(key.private_pem.clone())).unwrap()),
         max_retries: 3,

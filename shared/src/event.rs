@@ -101,6 +101,67 @@ impl GitHubPush {
     }
 }
 
+/// A `check_suite` or `check_run` webhook payload (the part gh-push reads): a user pressed "Re-run" on the App's
+/// checks, and the commit is built again as a push of it would be.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubCheckEvent {
+    /// `rerequested` is the only action that builds; `requested`, `completed`, `created`… are ignored.
+    pub action: String,
+    /// Present in `check_suite` deliveries.
+    #[serde(default)]
+    pub check_suite: Option<CheckSuite>,
+    /// Present in `check_run` deliveries; its suite carries the branch.
+    #[serde(default)]
+    pub check_run: Option<CheckRun>,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
+}
+
+/// A check suite: the commit (`head_sha`) and branch (`head_branch`, null for a commit on no branch of this
+/// repository, such as a fork's pull request) the App's checks belong to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckSuite {
+    #[serde(default)]
+    pub head_branch: Option<String>,
+    pub head_sha: String,
+}
+
+/// A check run, with the suite it belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckRun {
+    pub head_sha: String,
+    #[serde(default)]
+    pub name: String,
+    pub check_suite: CheckSuite,
+}
+
+impl GitHubCheckEvent {
+    /// The suite the delivery is about: its own for `check_suite`, the run's for `check_run`.
+    pub fn suite(&self) -> Option<&CheckSuite> {
+        self.check_suite.as_ref().or_else(|| self.check_run.as_ref().map(|run| &run.check_suite))
+    }
+
+    /// The push that would have built this commit: `refs/heads/<head_branch>` at `head_sha`, so a re-run goes
+    /// through the same filters (branch, customers, delivery id) and reaches git-tar as the same `PushEvent`.
+    /// `None` when the suite has no branch.
+    pub fn to_push(&self) -> Option<GitHubPush> {
+        let suite = self.suite()?;
+        let branch = suite.head_branch.as_deref().filter(|b| !b.is_empty())?;
+        let head_sha = self.check_run.as_ref().map_or(suite.head_sha.as_str(), |run| run.head_sha.as_str());
+        Some(GitHubPush {
+            git_ref: format!("refs/heads/{branch}"),
+            before: String::new(),
+            after: head_sha.to_owned(),
+            created: false,
+            deleted: false,
+            forced: false,
+            repository: self.repository.clone(),
+            installation: self.installation.clone(),
+        })
+    }
+}
+
 /// CPU and memory for OpenFaaS `limits` and `requests` (e.g. `{"memory": "30Mi", "cpu": "100m"}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionResources {
@@ -414,6 +475,31 @@ mod tests {
         let header = event.to_header_value();
         assert!(header.is_ascii(), "{header}");
         assert_eq!(BuildEvent::from_header_value(header.as_bytes()).unwrap(), event);
+    }
+
+    #[test]
+    fn a_rerequested_check_suite_reads_as_the_push_of_its_commit() {
+        let json = serde_json::json!({
+            "action": "rerequested",
+            "check_suite": {"id": 5, "head_branch": "main", "head_sha": "b".repeat(40), "status": "queued"},
+            "repository": {"name": "fns", "full_name": "octo/fns", "clone_url": "https://github.com/octo/fns.git",
+                           "default_branch": "main", "owner": {"login": "octo", "id": 1}},
+            "installation": {"id": 42}
+        });
+        let check: GitHubCheckEvent = serde_json::from_value(json).unwrap();
+        let push = check.to_push().unwrap();
+        assert_eq!(push.git_ref, "refs/heads/main");
+        assert_eq!(push.after, "b".repeat(40));
+        assert_eq!(push.to_push_event("d").installation_id, Some(42));
+        let run = serde_json::json!({
+            "action": "rerequested",
+            "check_run": {"id": 9, "name": "hello", "head_sha": "c".repeat(40),
+                          "check_suite": {"id": 5, "head_branch": null, "head_sha": "c".repeat(40)}},
+            "repository": {"name": "fns", "full_name": "octo/fns", "clone_url": "https://github.com/octo/fns.git",
+                           "owner": {"login": "octo", "id": 1}}
+        });
+        let check: GitHubCheckEvent = serde_json::from_value(run).unwrap();
+        assert!(check.to_push().is_none(), "a suite on no branch is not built");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - [`customers`]: the cached list of owners that may build.
 //! - [`deliveries`]: delivery ids already queued, so redeliveries are not built twice.
 //! - [`error`]: every refusal and its HTTP answer.
-//! - [`app`] and the handler below: the order of checks, signature first.
+//! - [`app`] and the handler below: the order of checks, signature first. A `rerequested` `check_suite` or
+//!   `check_run` (the Re-run buttons of the App's check runs) is turned into the push of its commit and queued
+//!   like one.
 
 pub mod config;
 pub mod customers;
@@ -27,8 +29,8 @@ use serde_json::json;
 use shared::audit::AuditClient;
 use shared::callback::BuildRef;
 use shared::event::{
-    is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubPush, PushEvent, StatusEvent, StatusState,
-    STACK_DEPLOY_CONTEXT,
+    is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PushEvent, StatusEvent,
+    StatusState, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;
@@ -137,10 +139,33 @@ async fn process(
             return forward_to_git_event(state, headers, body).await.map(|o| (o, None))
         }
         "push" => {}
+        "check_suite" | "check_run" => return rerun(state, body, delivery, event_type).await,
         other => return Ok((Outcome::ignored(format!("ignored: `{other}` events are not built")), None)),
     }
     let push: GitHubPush = serde_json::from_slice(body)
         .map_err(|e| GhPushError::BadRequest(format!("the body is not a push event: {e}")))?;
+    let outcome = filter_and_queue(state, &push, delivery).await?;
+    Ok((outcome, Some(push)))
+}
+
+/// A `rerequested` check suite or run (the "Re-run" buttons on the App's checks) builds its commit again: the
+/// push of `head_sha` on `head_branch` goes through the same filters and queue as a pushed one. The whole commit is
+/// rebuilt, also for one function's button, since git-tar builds a commit's functions together.
+async fn rerun(
+    state: &AppState,
+    body: &[u8],
+    delivery: &str,
+    event_type: &str,
+) -> Result<(Outcome, Option<GitHubPush>), GhPushError> {
+    let check: GitHubCheckEvent = serde_json::from_slice(body)
+        .map_err(|e| GhPushError::BadRequest(format!("the body is not a `{event_type}` event: {e}")))?;
+    if check.action != "rerequested" {
+        let reason = format!("ignored: `{event_type}` action `{}` does not build (only `rerequested`)", check.action);
+        return Ok((Outcome::ignored(reason), None));
+    }
+    let Some(push) = check.to_push() else {
+        return Ok((Outcome::ignored(format!("ignored: the re-requested `{event_type}` is on no branch")), None));
+    };
     let outcome = filter_and_queue(state, &push, delivery).await?;
     Ok((outcome, Some(push)))
 }

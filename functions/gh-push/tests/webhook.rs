@@ -18,6 +18,8 @@ const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
 const PUSH: &str = include_str!("fixtures/push.json");
 const PING: &str = include_str!("fixtures/ping.json");
 const INSTALLATION: &str = include_str!("fixtures/installation.json");
+const CHECK_SUITE: &str = include_str!("fixtures/check_suite_rerequested.json");
+const CHECK_RUN: &str = include_str!("fixtures/check_run_rerequested.json");
 
 struct GhPush {
     address: SocketAddr,
@@ -460,4 +462,89 @@ async fn git_tar_is_queued_with_a_signed_callback_to_github_status() {
     // The body is still exactly the signed push event.
     verify_cloud(&git_tar.headers, &git_tar.body, PAYLOAD_SECRET.as_bytes()).unwrap();
     assert_eq!(git_tar.json::<PushEvent>().after, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+}
+
+fn check_delivery(event: &'static str, fixture: &str, edit: impl FnOnce(&mut Value)) -> Delivery {
+    let mut body: Value = serde_json::from_str(fixture).unwrap();
+    edit(&mut body);
+    Delivery::new(event, serde_json::to_vec(&body).unwrap())
+}
+
+#[tokio::test]
+async fn a_rerequested_check_suite_queues_its_commit_as_a_push_of_it_would() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let delivery = check_delivery("check_suite", CHECK_SUITE, |_| {});
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let git_tar = gateway.requests_to("/async-function/git-tar");
+    assert_eq!(git_tar.len(), 1);
+    verify_cloud(&git_tar[0].headers, &git_tar[0].body, PAYLOAD_SECRET.as_bytes()).unwrap();
+    let event: PushEvent = git_tar[0].json();
+    assert_eq!(event.delivery, delivery.id, "the re-run is its own delivery");
+    assert_eq!(event.git_ref, "refs/heads/main");
+    assert_eq!(event.after, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+    assert_eq!(event.installation_id, Some(1_234_567));
+    assert_eq!(event.repository.full_name, "Octo/fns");
+    assert_eq!(event.repository.clone_url, "https://github.com/Octo/fns.git");
+    assert_eq!(event.repository.owner.id, 21_031_067);
+    assert!(git_tar[0].header("x-callback-url").is_some(), "the same callback as a push");
+    let report: StatusReport = gateway.requests_to("/async-function/github-status")[0].json();
+    assert_eq!((report.statuses[0].context.as_str(), report.statuses[0].state), ("stack-deploy", StatusState::Pending));
+
+    let (status, answer) = gh_push.send(&delivery).await;
+    assert_eq!(status, 200, "a redelivery of the re-run is not queued twice: {answer}");
+    assert_eq!(gateway.requests_to("/async-function/git-tar").len(), 1);
+}
+
+#[tokio::test]
+async fn a_rerequested_check_run_rebuilds_its_commit() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let (status, answer) = gh_push.send(&check_delivery("check_run", CHECK_RUN, |_| {})).await;
+    assert_eq!(status, 202, "{answer}");
+    let event: PushEvent = gateway.requests_to("/async-function/git-tar")[0].json();
+    assert_eq!(
+        (event.git_ref.as_str(), event.after.as_str()),
+        ("refs/heads/main", "6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+    );
+}
+
+#[tokio::test]
+async fn refuses_an_unsigned_or_wrongly_signed_check_suite_delivery() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let mut unsigned = check_delivery("check_suite", CHECK_SUITE, |_| {});
+    unsigned.signature = None;
+    assert_eq!(gh_push.send(&unsigned).await.0, 401);
+    let mut wrong = check_delivery("check_suite", CHECK_SUITE, |_| {});
+    wrong.signature = Some(sign_sha256(b"another secret", &wrong.body));
+    assert_eq!(gh_push.send(&wrong).await.0, 401);
+    assert!(queued(&gateway).is_empty());
+}
+
+#[tokio::test]
+async fn ignores_other_check_actions_and_suites_on_no_branch_with_a_reason() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    for action in ["requested", "completed"] {
+        let delivery = check_delivery("check_suite", CHECK_SUITE, |v| v["action"] = action.into());
+        let (status, answer) = gh_push.send(&delivery).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(action), "{answer}");
+    }
+    let (status, answer) =
+        gh_push.send(&check_delivery("check_run", CHECK_RUN, |v| v["action"] = "created".into())).await;
+    assert_eq!(status, 200, "{answer}");
+    let no_branch = check_delivery("check_suite", CHECK_SUITE, |v| v["check_suite"]["head_branch"] = Value::Null);
+    let (status, answer) = gh_push.send(&no_branch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("no branch"), "{answer}");
+    let other_branch = check_delivery("check_suite", CHECK_SUITE, |v| v["check_suite"]["head_branch"] = "dev".into());
+    let (status, answer) = gh_push.send(&other_branch).await;
+    assert_eq!(status, 200, "a re-run builds only what a push would: {answer}");
+    assert!(queued(&gateway).is_empty());
+    let malformed = Delivery::new("check_suite", b"{\"action\": \"rerequested\"}".to_vec());
+    assert_eq!(gh_push.send(&malformed).await.0, 400);
 }

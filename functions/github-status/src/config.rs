@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use reqwest::Url;
+use shared::config::env_string;
 use shared::config::{base_url_or, bool_or, duration_or, required, u64_or, CommonConfig, ConfigError, SecretStore};
 use shared::github_app::AppCredentials;
+use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
 /// Everything github-status is configured with.
@@ -17,6 +19,13 @@ pub struct Config {
     pub github_api_url: Url,
     /// The App's id and key; `None` when `report_status` is off.
     pub app: Option<AppCredentials>,
+    /// `use_checks` (the last OpenFaaS Cloud release's name; default `false`): report as check runs, one per
+    /// function and one for `stack-deploy`, instead of commit statuses.
+    pub use_checks: bool,
+    /// Where build logs are kept, so a check run can show its log's tail: only with `use_checks`, and only when
+    /// `log_store_path` or `s3_bucket` is set (the default folder is another container's on OpenFaaS).
+    /// Opened at start, so a store that cannot be opened stops the start naming its setting.
+    pub log_store: Option<LogStore>,
     /// How often a status write is retried after a transient fault before the request fails with 502.
     pub max_retries: u32,
     /// The longest wait between two tries, whatever GitHub's `retry-after` asks.
@@ -44,9 +53,14 @@ impl Config {
         } else {
             None
         };
+        let use_checks = bool_or("use_checks", false)?;
+        let configured = env_string("log_store_path").is_some() || env_string("s3_bucket").is_some();
+        let log_store = if use_checks && configured { Some(open_log_store(&secrets)?) } else { None };
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
             report_status,
+            use_checks,
+            log_store,
             github_api_url: base_url_or("github_api_url", "https://api.github.com/")?,
             app,
             max_retries: u32::try_from(u64_or("status_max_retries", 4)?).unwrap_or(u32::MAX),
@@ -54,4 +68,16 @@ impl Config {
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }
+}
+
+/// The build-log store github-status reads tails from; failing to open it names the setting that chose it.
+fn open_log_store(secrets: &SecretStore) -> Result<LogStore, ConfigError> {
+    let config = LogStoreConfig::from_env(secrets)?;
+    LogStore::open(&config).map_err(|e| {
+        let name = match config.backend {
+            LogBackend::Folder(_) => "log_store_path",
+            LogBackend::S3(_) => "s3_bucket",
+        };
+        ConfigError::Invalid { name: name.into(), reason: e.to_string() }
+    })
 }

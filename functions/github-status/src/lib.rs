@@ -1,5 +1,6 @@
-//! github-status: the only function that writes commit statuses to GitHub. Every other function queues its
-//! statuses here, signed; this one authenticates as the GitHub App and writes them in order.
+//! github-status: the only function that writes commit statuses (or, with `use_checks`, check runs) to GitHub.
+//! Every other function queues its statuses here, signed; this one authenticates as the GitHub App and writes them
+//! in order.
 //!
 //! # Layout
 //! - [`config`]: `report_status`, `github_app_id`, `github_api_url`, the App key, retry bounds.
@@ -7,10 +8,14 @@
 //!   (`Retry-After`, or `x-ratelimit-reset` once `x-ratelimit-remaining` is 0) is made within the request's own time
 //!   (`exec_timeout`/`write_timeout`, less a margin); a longer one is answered 429 with `Retry-After`, which the
 //!   gateway's queue honours before replaying.
+//! - [`checks`]: with `use_checks=true`, check runs instead of statuses: one run per context, created by the first
+//!   `pending`, completed by the end, its text the build log's tail read from the log store; found again by the
+//!   id stored here or, after a restart, by the `external_id` it carries.
 //! - [`error`]: the answers: 401 unsigned, 400 malformed, 502 when GitHub kept failing, 429/503 deferred.
 //! - `POST /failed`: the `X-Callback-Url` of git-tar's async call (see `shared::callback`): when the queue's final
 //!   answer from git-tar is not a success, `stack-deploy` gets an `error` status saying the pipeline gave up.
 
+pub mod checks;
 pub mod config;
 pub mod error;
 pub mod writer;
@@ -32,6 +37,7 @@ use shared::functions::GIT_TAR;
 use shared::github_app::InstallationTokens;
 use shared::signature::{verify_cloud, SignatureError};
 
+use crate::checks::CheckRuns;
 pub use crate::config::Config;
 pub use crate::error::StatusError;
 use crate::writer::{StatusWriter, WriteOutcome};
@@ -39,6 +45,8 @@ use crate::writer::{StatusWriter, WriteOutcome};
 struct AppState {
     config: Config,
     writer: Option<StatusWriter>,
+    /// `Some` with `use_checks`: the check runs written, and the log store their text comes from.
+    checks: Option<CheckRuns>,
     /// How long a request may spend on GitHub, waits included: the handler's timeout less a margin to answer in.
     budget: Duration,
 }
@@ -62,7 +70,8 @@ pub fn app(config: Config) -> Router {
         let tokens = InstallationTokens::new(config.github_api_url.clone(), credentials, http.clone());
         StatusWriter::new(config.github_api_url.clone(), tokens, http, config.max_retries, config.max_retry_wait)
     });
-    let state = Arc::new(AppState { budget: budget(&config), config, writer });
+    let checks = config.use_checks.then(|| CheckRuns::new(config.log_store.clone()));
+    let state = Arc::new(AppState { budget: budget(&config), config, writer, checks });
     Router::new()
         .route(&format!("/{FAILED_PATH}"), post(failed))
         .route("/", any(handle))
@@ -105,7 +114,11 @@ async fn write_report(
     let mut written = Vec::new();
     let mut rejected = Vec::new();
     for status in &report.statuses {
-        match writer.write(installation_id, event, status, deadline).await? {
+        let outcome = match &state.checks {
+            Some(checks) => checks.write(writer, installation_id, event, status, deadline).await?,
+            None => writer.write(installation_id, event, status, deadline).await?,
+        };
+        match outcome {
             WriteOutcome::Written => {
                 tracing::info!(owner = %event.owner, repo = %event.repo, sha = %event.sha, context = %status.context, state = status.state.as_str(), "status written");
                 written.push(status.context.clone());

@@ -1,11 +1,12 @@
-//! Writes one commit status to GitHub as the App's installation, with GitHub's faults handled as it asks.
+//! Writes one commit status to GitHub as the App's installation, with GitHub's faults handled as it asks; the same
+//! calls ([`StatusWriter::send`]) carry the check runs of [`crate::checks`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::json;
 use shared::event::{CommitStatus, StatusEvent};
 use shared::github_app::{github_message, InstallationTokens, API_VERSION, USER_AGENT};
@@ -24,6 +25,15 @@ pub enum WriteOutcome {
     Rejected(String),
 }
 
+/// What GitHub answered a call, once its faults were handled.
+#[derive(Debug)]
+pub enum Sent {
+    /// A 2xx answer, its body unread.
+    Answered(reqwest::Response),
+    /// Refused for good: the reason, and GitHub's status code when it answered one.
+    Rejected(String, Option<StatusCode>),
+}
+
 /// Why one try failed.
 enum TryFailure {
     /// Worth another try, after GitHub's requested wait when it gave one.
@@ -33,7 +43,7 @@ enum TryFailure {
     },
     /// The token was refused: refresh it once.
     Unauthorized(String),
-    Rejected(String),
+    Rejected(String, Option<StatusCode>),
 }
 
 pub struct StatusWriter {
@@ -73,51 +83,89 @@ impl StatusWriter {
         status: &CommitStatus,
         deadline: Instant,
     ) -> Result<WriteOutcome, StatusError> {
-        let url = self
-            .api_url
-            .join(&format!("repos/{}/{}/statuses/{}", event.owner, event.repo, event.sha))
-            .map_err(|e| StatusError::BadRequest(format!("the repository name cannot form a URL: {e}")))?;
+        let url = self.repo_url(event, &format!("statuses/{}", event.sha))?;
         let body = status_body(status);
+        match self.send(installation_id, Method::POST, &url, Some(&body), &status.context, deadline).await? {
+            Sent::Answered(_) => Ok(WriteOutcome::Written),
+            Sent::Rejected(reason, _) => Ok(WriteOutcome::Rejected(reason)),
+        }
+    }
+
+    /// `repos/{owner}/{repo}/{rest}` under the API's base URL.
+    pub fn repo_url(&self, event: &StatusEvent, rest: &str) -> Result<Url, StatusError> {
+        self.api_url
+            .join(&format!("repos/{}/{}/{rest}", event.owner, event.repo))
+            .map_err(|e| StatusError::BadRequest(format!("the repository name cannot form a URL: {e}")))
+    }
+
+    /// One call to GitHub's API as installation `installation_id`, with GitHub's faults handled as it asks: a
+    /// refreshed token after a 401, waits it asks for within `deadline`, backoff after other faults; `label` names
+    /// the status or check run in logs and errors.
+    pub async fn send(
+        &self,
+        installation_id: u64,
+        method: Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        label: &str,
+        deadline: Instant,
+    ) -> Result<Sent, StatusError> {
         let mut tries = 0u32;
         let mut refreshed = false;
         loop {
-            self.wait_out_block(installation_id, &status.context, deadline).await?;
+            self.wait_out_block(installation_id, label, deadline).await?;
             tries += 1;
-            let failure = match self.try_write(installation_id, &url, &body, deadline).await {
-                Ok(()) => return Ok(WriteOutcome::Written),
+            let failure = match self.try_send(installation_id, &method, url, body, deadline).await {
+                Ok(response) => return Ok(Sent::Answered(response)),
                 Err(failure) => failure,
             };
             match failure {
-                TryFailure::Rejected(reason) => return Ok(WriteOutcome::Rejected(reason)),
-                TryFailure::Unauthorized(reason) if refreshed => return Ok(WriteOutcome::Rejected(reason)),
+                TryFailure::Rejected(reason, code) => return Ok(Sent::Rejected(reason, code)),
+                TryFailure::Unauthorized(reason) if refreshed => {
+                    return Ok(Sent::Rejected(reason, Some(StatusCode::UNAUTHORIZED)))
+                }
                 TryFailure::Unauthorized(_) => {
                     // GitHub revoked or expired the token early: one fresh token, and this try does not count.
                     refreshed = true;
                     tries -= 1;
                 }
-                TryFailure::Transient { reason, wait: Some(asked) } => {
-                    if tries > self.max_retries {
-                        let context = status.context.clone();
-                        return Err(StatusError::Deferred { context, reason, retry_after: asked, rate_limited: true });
-                    }
-                    // GitHub's own ask: never shortened, or the next try would only be refused again.
-                    tracing::warn!(context = %status.context, try_number = tries, wait_ms = asked.as_millis() as u64, %reason, "GitHub asked to wait");
-                    self.block(installation_id, Instant::now() + asked);
-                }
-                TryFailure::Transient { reason, wait: None } => {
-                    if tries > self.max_retries {
-                        return Err(StatusError::GitHubUnavailable { context: status.context.clone(), tries, reason });
-                    }
-                    let wait = self.backoff.wait(tries);
-                    if Instant::now() + wait > deadline {
-                        let context = status.context.clone();
-                        return Err(StatusError::Deferred { context, reason, retry_after: wait, rate_limited: false });
-                    }
-                    tracing::warn!(context = %status.context, try_number = tries, wait_ms = wait.as_millis() as u64, %reason, "GitHub fault, retrying");
-                    tokio::time::sleep(wait).await;
+                TryFailure::Transient { reason, wait } => {
+                    self.after_fault(installation_id, label, tries, reason, wait, deadline).await?;
                 }
             }
         }
+    }
+
+    /// After a transient fault: GitHub's own wait is recorded for the installation (never shortened, or the next
+    /// try would only be refused again), else a backoff is slept; past `max_retries` or the deadline, an error.
+    async fn after_fault(
+        &self,
+        installation_id: u64,
+        label: &str,
+        tries: u32,
+        reason: String,
+        wait: Option<Duration>,
+        deadline: Instant,
+    ) -> Result<(), StatusError> {
+        let context = label.to_owned();
+        if let Some(asked) = wait {
+            if tries > self.max_retries {
+                return Err(StatusError::Deferred { context, reason, retry_after: asked, rate_limited: true });
+            }
+            tracing::warn!(context = %label, try_number = tries, wait_ms = asked.as_millis() as u64, %reason, "GitHub asked to wait");
+            self.block(installation_id, Instant::now() + asked);
+            return Ok(());
+        }
+        if tries > self.max_retries {
+            return Err(StatusError::GitHubUnavailable { context, tries, reason });
+        }
+        let wait = self.backoff.wait(tries);
+        if Instant::now() + wait > deadline {
+            return Err(StatusError::Deferred { context, reason, retry_after: wait, rate_limited: false });
+        }
+        tracing::warn!(context = %label, try_number = tries, wait_ms = wait.as_millis() as u64, %reason, "GitHub fault, retrying");
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     fn block(&self, installation_id: u64, until: Instant) {
@@ -153,13 +201,14 @@ impl StatusWriter {
         Ok(())
     }
 
-    async fn try_write(
+    async fn try_send(
         &self,
         installation_id: u64,
+        method: &Method,
         url: &Url,
-        body: &serde_json::Value,
+        body: Option<&serde_json::Value>,
         deadline: Instant,
-    ) -> Result<(), TryFailure> {
+    ) -> Result<reqwest::Response, TryFailure> {
         // A try that would outlast the request is not started: the answer would come after the 504.
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -169,24 +218,27 @@ impl StatusWriter {
             if e.is_transient() {
                 TryFailure::Transient { reason: e.to_string(), wait: None }
             } else {
-                TryFailure::Rejected(e.to_string())
+                TryFailure::Rejected(e.to_string(), None)
             }
         })?;
-        let response = self
+        let mut request = self
             .http
-            .post(url.clone())
+            .request(method.clone(), url.clone())
             .bearer_auth(token.expose())
             .header("Accept", "application/vnd.github+json")
             .header("X-GitHub-Api-Version", API_VERSION)
             .header("User-Agent", USER_AGENT)
-            .json(body)
-            .timeout(left.min(Duration::from_secs(30)))
+            .timeout(left.min(Duration::from_secs(30)));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| TryFailure::Transient { reason: shared::gateway::error_chain(&e), wait: None })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response);
         }
         let headers = response.headers().clone();
         let message = format!("{status}: {}", github_message(&response.text().await.unwrap_or_default()));
@@ -200,7 +252,7 @@ impl StatusWriter {
         if status == StatusCode::FORBIDDEN && is_rate_limited(&headers) {
             return Err(TryFailure::Transient { reason: message, wait: requested_wait(&headers) });
         }
-        Err(TryFailure::Rejected(message))
+        Err(TryFailure::Rejected(message, Some(status)))
     }
 }
 

@@ -38,3 +38,24 @@ fn refuses_an_unreadable_key_without_printing_it() {
     assert!(stderr.contains("private-key"), "{stderr}");
     assert!(!stderr.contains("SECRETSTUFF"), "{stderr}");
 }
+
+#[test]
+fn refuses_a_malformed_use_checks_or_a_log_store_it_cannot_open_naming_the_setting() {
+    let secrets = testkit::secrets_dir(&[("payload-secret", "p")]);
+    let start = |env: &[(&str, &str)]| {
+        let mut command = Command::new(BINARY);
+        command.env_clear().env("secret_mount_path", secrets.path()).env("port", "0");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = start(&[("use_checks", "sometimes")]);
+    assert!(stderr.contains("use_checks"), "{stderr}");
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let folder = blocker.path().join("logs");
+    let stderr = start(&[("use_checks", "true"), ("log_store_path", folder.to_str().unwrap())]);
+    assert!(stderr.contains("log_store_path"), "{stderr}");
+}

@@ -49,6 +49,8 @@ fn config(github: &RunningDouble, private_pem: &str) -> Config {
             payload_secret: Secret::new(PAYLOAD_SECRET),
         },
         report_status: true,
+        use_checks: false,
+        log_store: None,
         github_api_url: github.url().parse().unwrap(),
         app: Some(AppCredentials::from_pem(APP_ID, &Secret::new(private_pem)).unwrap()),
         max_retries: 3,

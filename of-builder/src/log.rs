@@ -59,7 +59,7 @@ impl Scrubber {
         let mut line = line.to_owned();
         for secret in &self.secrets {
             if line.contains(secret.as_str()) {
-                line = line.replace(secret.as_str(), "[redacted]");
+                line = line.replace(secret.as_str(), shared::log_store::SCRUBBED);
             }
         }
         line
@@ -112,7 +112,7 @@ mod tests {
         let file = format!(r#"{{"auths": {{"reg.local": {{"auth": "{auth}", "identitytoken": "tok-123456"}}}}}}"#);
         let scrubber = Scrubber::new(&Secret::new("payload-key"), Some(&Secret::new(file)));
         let line = format!("a payload-key b {auth} c hunter2-password d tok-123456 e robot:hunter2-password");
-        assert_eq!(scrubber.scrub(&line), "a [redacted] b [redacted] c [redacted] d [redacted] e [redacted]");
+        assert_eq!(scrubber.scrub(&line), "a *** b *** c *** d *** e ***");
         assert_eq!(scrubber.scrub("STEP 1/2: FROM scratch"), "STEP 1/2: FROM scratch");
     }
 

@@ -1,0 +1,118 @@
+//! Each push's own record: a push that fails in git-tar leaves a `stack-deploy` record saying why, linked from its
+//! failing status through a signed pipeline-log link; a successful push leaves one with its timings.
+
+mod common;
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use common::*;
+use shared::config::Secret;
+use shared::event::{CommitStatus, StatusState};
+use shared::log_store::{verify_log_link, LogKey, LogRecord, Outcome};
+
+const STACK_HEAD: &str = "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n";
+
+async fn record(harness: &Harness, repo: &str, sha: &str, function: &str) -> LogRecord {
+    let key = LogKey::new("octo", repo, sha, function).unwrap();
+    harness.logs.get(&key).await.unwrap()
+}
+
+/// Checks that `status` links to `function`'s record of `repo` at `sha` with a link pipeline-log accepts.
+fn assert_linked(status: &CommitStatus, repo: &str, sha: &str, function: &str) {
+    let url: reqwest::Url = status.target_url.as_deref().expect("a link to the record").parse().unwrap();
+    assert!(url.as_str().starts_with("https://ofc.example/function/pipeline-log?"), "{url}");
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let key = LogKey::new(&query["owner"], &query["repo"], &query["sha"], &query["function"]).unwrap();
+    assert_eq!(key, LogKey::new("octo", repo, sha, function).unwrap());
+    let expires: i64 = query["expires"].parse().unwrap();
+    verify_log_link(&key, expires, &query["sig"], &Secret::new(PAYLOAD_SECRET), Utc::now()).unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_stack_yml_leaves_a_record_saying_why_linked_from_the_status() {
+    let harness = start().await;
+    let repo = harness.repo("malformed");
+    repo.write("stack.yml", "functions: [this is: not, a map\n");
+    let sha = repo.commit("malformed");
+    let (status, answer) = harness.send(&harness.push_event("malformed", &sha)).await;
+    assert_eq!(status, 422, "{answer}");
+
+    let failure = harness.stack_deploy();
+    assert_eq!(failure.state, StatusState::Failure);
+    assert!(failure.description.starts_with("parse failed: "), "{}", failure.description);
+    assert!(failure.description.chars().count() <= 140);
+    assert_linked(&failure, "malformed", &sha, "stack-deploy");
+
+    let stored = record(&harness, "malformed", &sha, "stack-deploy").await;
+    assert_eq!(stored.meta.outcome, Outcome::Failure);
+    assert!(stored.text.contains("git-tar: parse failed: "), "{}", stored.text);
+    assert!(stored.text.contains("stack.yml"), "the record says why: {}", stored.text);
+    let steps: Vec<&str> = stored.meta.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(steps, ["clone", "parse"]);
+}
+
+#[tokio::test]
+async fn a_clone_failure_leaves_a_record_linked_from_the_status() {
+    let harness = start().await;
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let (status, answer) = harness.send(&harness.push_event("missing", sha)).await;
+    assert_eq!(status, 422, "{answer}");
+
+    let failure = harness.stack_deploy();
+    assert_eq!(failure.state, StatusState::Failure);
+    assert!(failure.description.starts_with("clone failed: "), "{}", failure.description);
+    assert_linked(&failure, "missing", sha, "stack-deploy");
+    let stored = record(&harness, "missing", sha, "stack-deploy").await;
+    assert_eq!(stored.meta.outcome, Outcome::Failure);
+    assert!(stored.text.contains("git-tar: clone failed: "), "{}", stored.text);
+}
+
+#[tokio::test]
+async fn a_successful_push_leaves_a_success_record_with_timings() {
+    let harness = start().await;
+    let repo = harness.repo("fine");
+    repo.write(
+        "stack.yml",
+        &format!("{STACK_HEAD}  web:\n    lang: dockerfile\n    handler: ./web\n    image: octo/web\n"),
+    )
+    .write("web/Dockerfile", "FROM scratch\n");
+    let sha = repo.commit("fine");
+    let (status, answer) = harness.send(&harness.push_event("fine", &sha)).await;
+    assert_eq!(status, 200, "{answer}");
+    let success = harness.stack_deploy();
+    assert_eq!(success.state, StatusState::Success);
+
+    let stored = record(&harness, "fine", &sha, "stack-deploy").await;
+    assert_eq!(stored.meta.outcome, Outcome::Success);
+    let steps: Vec<&str> = stored.meta.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(steps, ["clone", "parse", "templates", "shrinkwrap", "hand-off"]);
+    assert!(stored.text.contains("  web: deployed (created)"), "{}", stored.text);
+    assert!(stored.text.contains("step clone: "), "{}", stored.text);
+}
+
+#[tokio::test]
+async fn a_refused_function_gets_its_own_record_and_secrets_are_scrubbed_from_both() {
+    let harness = start().await;
+    let repo = harness.repo("clash");
+    let upper = PAYLOAD_SECRET.to_uppercase();
+    let stack = format!(
+        "{STACK_HEAD}  {PAYLOAD_SECRET}:\n    lang: dockerfile\n    handler: ./a\n    image: octo/a\n  \
+         {upper}:\n    lang: dockerfile\n    handler: ./a\n    image: octo/b\n"
+    );
+    repo.write("stack.yml", &stack).write("a/Dockerfile", "FROM scratch\n");
+    let sha = repo.commit("clash");
+    let (status, answer) = harness.send(&harness.push_event("clash", &sha)).await;
+    assert_eq!(status, 422, "{answer}");
+
+    let stored = record(&harness, "clash", &sha, "stack-deploy").await;
+    assert!(stored.text.contains("would both be deployed as"), "{}", stored.text);
+    assert!(!stored.text.contains(PAYLOAD_SECRET), "{}", stored.text);
+    assert!(stored.text.contains("***"), "{}", stored.text);
+    let statuses: Vec<CommitStatus> = harness.statuses().iter().flat_map(|r| r.statuses.clone()).collect();
+    let own = statuses.iter().find(|s| s.context == upper).expect("the refused function's status");
+    assert_linked(own, "clash", &sha, &upper);
+    let function = record(&harness, "clash", &sha, &upper).await;
+    assert!(function.text.contains("refused"), "{}", function.text);
+    assert!(!function.text.contains(PAYLOAD_SECRET), "{}", function.text);
+}

@@ -91,23 +91,30 @@ async fn a_successful_push_leaves_a_success_record_with_timings() {
     assert!(stored.text.contains("step clone: "), "{}", stored.text);
 }
 
+/// One line of the App's private key, as a function name: a message that quotes it must not keep it.
+const KEY_LINE: &str = "mii-key-line-0123456789abcdef";
+
 #[tokio::test]
 async fn a_refused_function_gets_its_own_record_and_secrets_are_scrubbed_from_both() {
-    let harness = start().await;
+    let harness = start_with(|config| {
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{KEY_LINE}\n-----END RSA PRIVATE KEY-----\n");
+        config.app_private_key = Some(Secret::new(pem));
+    })
+    .await;
     let repo = harness.repo("clash");
     let upper = PAYLOAD_SECRET.to_uppercase();
-    let stack = format!(
-        "{STACK_HEAD}  {PAYLOAD_SECRET}:\n    lang: dockerfile\n    handler: ./a\n    image: octo/a\n  \
-         {upper}:\n    lang: dockerfile\n    handler: ./a\n    image: octo/b\n"
-    );
-    repo.write("stack.yml", &stack).write("a/Dockerfile", "FROM scratch\n");
+    let function = |name: &str| format!("  {name}:\n    lang: dockerfile\n    handler: ./a\n    image: octo/a\n");
+    let stack = [PAYLOAD_SECRET, &upper, KEY_LINE, &KEY_LINE.to_uppercase()].map(function).concat();
+    repo.write("stack.yml", &format!("{STACK_HEAD}{stack}")).write("a/Dockerfile", "FROM scratch\n");
     let sha = repo.commit("clash");
     let (status, answer) = harness.send(&harness.push_event("clash", &sha)).await;
     assert_eq!(status, 422, "{answer}");
 
     let stored = record(&harness, "clash", &sha, "stack-deploy").await;
     assert!(stored.text.contains("would both be deployed as"), "{}", stored.text);
-    assert!(!stored.text.contains(PAYLOAD_SECRET), "{}", stored.text);
+    for secret in [PAYLOAD_SECRET, KEY_LINE] {
+        assert!(!stored.text.contains(secret), "{}", stored.text);
+    }
     assert!(stored.text.contains("***"), "{}", stored.text);
     let statuses: Vec<CommitStatus> = harness.statuses().iter().flat_map(|r| r.statuses.clone()).collect();
     let own = statuses.iter().find(|s| s.context == upper).expect("the refused function's status");
@@ -115,4 +122,21 @@ async fn a_refused_function_gets_its_own_record_and_secrets_are_scrubbed_from_bo
     let function = record(&harness, "clash", &sha, &upper).await;
     assert!(function.text.contains("refused"), "{}", function.text);
     assert!(!function.text.contains(PAYLOAD_SECRET), "{}", function.text);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_written_still_leaves_the_status_without_a_link() {
+    let harness = start().await;
+    let logs = harness.root.path().join("logs");
+    std::fs::remove_dir_all(&logs).unwrap();
+    std::fs::write(&logs, "not a folder").unwrap();
+    let repo = harness.repo("unstored");
+    repo.write("stack.yml", "functions: [this is: not, a map\n");
+    let sha = repo.commit("malformed");
+    let (status, answer) = harness.send(&harness.push_event("unstored", &sha)).await;
+    assert_eq!(status, 422, "{answer}");
+    let failure = harness.stack_deploy();
+    assert_eq!(failure.state, StatusState::Failure);
+    assert!(failure.description.starts_with("parse failed: "), "{}", failure.description);
+    assert_eq!(failure.target_url, None, "no link to a record that is not there");
 }

@@ -155,36 +155,32 @@ async fn report(
     result: &Result<String, GitTarError>,
     links: pushlog::Links,
 ) {
-    let mut statuses = Vec::new();
-    let stack = match result {
-        Ok(summary) => CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Success, summary.clone()),
-        Err(
-            error
-            @ (GitTarError::Push(_) | GitTarError::Io(_) | GitTarError::Refused { .. } | GitTarError::Reported(_)),
-        ) => {
+    let statuses = match result {
+        Ok(summary) => vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Success, summary.clone())],
+        // Refused before any push was read: there is no commit to report on.
+        Err(GitTarError::Signature(_) | GitTarError::BadRequest(_)) => return,
+        Err(error) => {
+            let mut statuses = Vec::new();
             if let GitTarError::Refused { functions, .. } = error {
-                for (function, why) in functions {
-                    let status = CommitStatus::new(function, StatusState::Failure, why);
-                    statuses.push(match links.functions.get(function) {
-                        Some(link) => status.with_target_url(link.as_str()),
-                        None => status,
-                    });
-                }
+                statuses.extend(functions.iter().map(|(function, why)| {
+                    linked(CommitStatus::new(function, StatusState::Failure, why), links.functions.get(function))
+                }));
             }
-            let status = CommitStatus::new(
-                STACK_DEPLOY_CONTEXT,
-                StatusState::Failure,
-                pushlog::failure_description(trace, error),
-            );
-            match &links.stack {
-                Some(link) => status.with_target_url(link.as_str()),
-                None => status,
-            }
+            let description = pushlog::failure_description(trace, error);
+            let stack = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Failure, description);
+            statuses.push(linked(stack, links.stack.as_ref()));
+            statuses
         }
-        Err(_) => return,
     };
-    statuses.push(stack);
     state.statuses.report_or_log(status_event, statuses).await;
+}
+
+/// `status` with a link to its record, when one was stored.
+fn linked(status: CommitStatus, link: Option<&reqwest::Url>) -> CommitStatus {
+    match link {
+        Some(link) => status.with_target_url(link.as_str()),
+        None => status,
+    }
 }
 
 /// Clone, read, shrinkwrap, hand on. The work folder is removed whatever happens.

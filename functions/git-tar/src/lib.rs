@@ -271,7 +271,12 @@ async fn checkout(
     let started = std::time::Instant::now();
     clone::clone_at(&push.repository.clone_url, &push.after, &repo, token.as_ref(), state.config.clone_timeout)
         .await
-        .map_err(|e| GitTarError::Push(e.to_string()))?;
+        .map_err(|e| {
+        if matches!(e, clone::CloneError::Timeout(_)) {
+            trace.timed_out();
+        }
+        GitTarError::Push(e.to_string())
+    })?;
     // The time inside git, which the pipeline-overhead benchmark subtracts.
     tracing::info!(sha = %push.after, seconds = started.elapsed().as_secs_f64(), "cloned");
     let max_repo_bytes = state.config.max_repo_bytes;

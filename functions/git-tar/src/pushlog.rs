@@ -45,11 +45,20 @@ pub struct PushTrace {
     functions: Vec<(String, String)>,
     /// Secrets met during the push (an installation token), scrubbed from its records.
     secrets: Vec<Secret>,
+    /// Whether the failure was a time limit (`clone_timeout`), which the record's outcome says apart.
+    timed_out: bool,
 }
 
 impl Default for PushTrace {
     fn default() -> Self {
-        Self { started: Utc::now(), steps: Vec::new(), current: None, functions: Vec::new(), secrets: Vec::new() }
+        Self {
+            started: Utc::now(),
+            steps: Vec::new(),
+            current: None,
+            functions: Vec::new(),
+            secrets: Vec::new(),
+            timed_out: false,
+        }
     }
 }
 
@@ -86,6 +95,20 @@ impl PushTrace {
         }
     }
 
+    /// Notes that the step under way ran out of time.
+    pub fn timed_out(&mut self) {
+        self.timed_out = true;
+    }
+
+    /// How the push ended: a time limit reads as `timeout`.
+    pub fn outcome<T>(&self, result: &Result<T, GitTarError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) if self.timed_out => Outcome::Timeout,
+            Err(_) => Outcome::Failure,
+        }
+    }
+
     /// A secret the push used, kept out of its records.
     pub fn secret(&mut self, secret: Secret) {
         self.secrets.push(secret);
@@ -96,6 +119,7 @@ impl PushTrace {
 pub fn describe(trace: &PushTrace, error: &GitTarError) -> String {
     match (trace.step(), error) {
         (Some(step), GitTarError::Reported(summary)) => format!("{step} {summary}"),
+        (Some(step), error) if trace.timed_out => format!("{step} timed out: {error}"),
         (Some(step), error) => format!("{step} failed: {error}"),
         (None, error) => error.to_string(),
     }
@@ -135,7 +159,7 @@ pub async fn store(
     let secrets = secrets(config, trace);
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let meta = LogMeta {
-        outcome: if result.is_ok() { Outcome::Success } else { Outcome::Failure },
+        outcome: trace.outcome(result),
         started: trace.started,
         finished: Utc::now(),
         steps: trace.steps.clone(),
@@ -253,6 +277,19 @@ mod tests {
         assert_eq!(describe(&trace, &reported), "hand-off failed: f (no)");
         let steps: Vec<&str> = trace.steps.iter().map(|s| s.step.as_str()).collect();
         assert_eq!(steps, [CLONE, PARSE, HAND_OFF]);
+    }
+
+    #[test]
+    fn a_clone_that_runs_out_of_time_reads_as_a_timeout() {
+        let mut trace = PushTrace::default();
+        trace.begin(CLONE);
+        let error = GitTarError::Push("the clone took longer than 1 s (clone_timeout)".into());
+        assert_eq!(trace.outcome(&Err::<(), _>(GitTarError::Push("x".into()))), Outcome::Failure);
+        trace.timed_out();
+        assert_eq!(trace.outcome(&Err::<(), _>(error)), Outcome::Timeout);
+        let error = GitTarError::Push("the clone took longer than 1 s (clone_timeout)".into());
+        assert_eq!(describe(&trace, &error), "clone timed out: the clone took longer than 1 s (clone_timeout)");
+        assert_eq!(trace.outcome(&Ok::<(), GitTarError>(())), Outcome::Success);
     }
 
     #[test]

@@ -140,3 +140,18 @@ async fn a_store_that_cannot_be_written_still_leaves_the_status_without_a_link()
     assert!(failure.description.starts_with("parse failed: "), "{}", failure.description);
     assert_eq!(failure.target_url, None, "no link to a record that is not there");
 }
+
+#[tokio::test]
+async fn a_clone_that_runs_out_of_time_is_recorded_as_a_timeout() {
+    let harness = start_with(|config| config.clone_timeout = std::time::Duration::from_nanos(1)).await;
+    let repo = harness.repo("slow");
+    repo.write("stack.yml", STACK_HEAD);
+    let sha = repo.commit("slow");
+    let (status, answer) = harness.send(&harness.push_event("slow", &sha)).await;
+    assert_eq!(status, 422, "{answer}");
+    let failure = harness.stack_deploy();
+    assert!(failure.description.starts_with("clone timed out: "), "{}", failure.description);
+    let stored = record(&harness, "slow", &sha, "stack-deploy").await;
+    assert_eq!(stored.meta.outcome, Outcome::Timeout);
+    assert!(stored.text.contains("(clone_timeout)"), "{}", stored.text);
+}

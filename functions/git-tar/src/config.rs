@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use reqwest::Url;
 use shared::config::{
-    base_url_or, bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, SecretStore,
+    base_url, base_url_or, bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret,
+    SecretStore,
 };
 use shared::github_app::AppCredentials;
+use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
 use crate::templates::TemplateRepo;
@@ -21,6 +23,12 @@ pub struct Config {
     pub github_api_url: Url,
     /// The App's credentials, when `github_app_id` and the `private-key` secret are there (private repositories).
     pub app: Option<AppCredentials>,
+    /// The App's private key as read, kept only to scrub it from the push records git-tar stores.
+    pub app_private_key: Option<Secret>,
+    /// `gateway_public_url` (the gateway's own URL when unset): the base of the pipeline-log links in statuses.
+    pub gateway_public_url: Url,
+    /// Where git-tar keeps each push's own record (`<owner>/<repo>/<sha>/stack-deploy`), next to the builds'.
+    pub log_store: LogStore,
     /// `clone_timeout`: the longest a clone may take.
     pub clone_timeout: Duration,
     /// `max_parallel_builds`: functions handed to buildshiprun at once.
@@ -58,16 +66,24 @@ impl shared::server::FunctionConfig for Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
-        let app =
-            match (env_string("github_app_id"), secrets.read("private-key")?.or(secrets.read("derek-private-key")?)) {
-                (Some(id), Some(key)) => Some(
-                    AppCredentials::from_pem(&id, &key)
-                        .map_err(|e| ConfigError::Invalid { name: "private-key".into(), reason: e.to_string() })?,
-                ),
-                _ => None,
-            };
+        let private_key = secrets.read("private-key")?.or(secrets.read("derek-private-key")?);
+        let app = match (env_string("github_app_id"), &private_key) {
+            (Some(id), Some(key)) => Some(
+                AppCredentials::from_pem(&id, key)
+                    .map_err(|e| ConfigError::Invalid { name: "private-key".into(), reason: e.to_string() })?,
+            ),
+            _ => None,
+        };
+        let common = CommonConfig::from_env(&secrets)?;
+        let gateway_public_url = match env_string("gateway_public_url") {
+            Some(_) => base_url("gateway_public_url")?,
+            None => common.gateway_url.clone(),
+        };
         Ok(Self {
-            common: CommonConfig::from_env(&secrets)?,
+            log_store: open_log_store(&secrets)?,
+            gateway_public_url,
+            common,
+            app_private_key: private_key,
             repository_url: env_string("repository_url").unwrap_or_default(),
             github_api_url: base_url_or("github_api_url", "https://api.github.com/")?,
             app,
@@ -87,4 +103,16 @@ impl Config {
             server: ServerConfig::from_env_with_timeout(DEFAULT_MAX_BODY_BYTES, Duration::from_secs(900))?,
         })
     }
+}
+
+/// The log store named by `log_store_path` or `s3_bucket`; one that cannot be opened stops the start, named.
+fn open_log_store(secrets: &SecretStore) -> Result<LogStore, ConfigError> {
+    let store_config = LogStoreConfig::from_env(secrets)?;
+    LogStore::open(&store_config).map_err(|e| ConfigError::Invalid {
+        name: match store_config.backend {
+            LogBackend::S3(_) => "s3_bucket".into(),
+            LogBackend::Folder(_) => "log_store_path".into(),
+        },
+        reason: e.to_string(),
+    })
 }

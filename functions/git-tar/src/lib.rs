@@ -10,11 +10,13 @@
 //! - [`templates`]: the operator's template store (`custom_templates`), fetched, cached by commit and refreshed.
 //! - [`resolve`]: which template each function is built with (the store; the repository's own only where allowed).
 //! - [`tarball`]: the build tar and its signature.
+//! - [`pushlog`]: each push's own record in the log store, which a failing `stack-deploy` status links to.
 //! - [`error`]: the answers; failures a user can fix are also commit statuses.
 
 pub mod clone;
 pub mod config;
 pub mod error;
+pub mod pushlog;
 pub mod resolve;
 pub mod shrinkwrap;
 pub mod tarball;
@@ -30,6 +32,7 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
 use futures_util::stream::{self, StreamExt};
+use pushlog::PushTrace;
 use reqwest::header::{HeaderMap as ClientHeaders, HeaderValue};
 use shared::audit::AuditClient;
 use shared::build::BuildConfig;
@@ -119,7 +122,11 @@ async fn handle(
     }
     let status_event = StatusEvent::from(&push);
     let started = std::time::Instant::now();
-    let result = process(&state, &push, &status_event).await;
+    let mut trace = PushTrace::default();
+    let result = process(&state, &push, &status_event, &mut trace).await;
+    // Stored before `stack-deploy` is reported, so the status can link to the record.
+    let links = pushlog::store(&state.config, &push, &mut trace, &result).await;
+    report(&state, &status_event, &trace, &result, links).await;
     let mut audit = AuditEvent::new(GIT_TAR, String::new());
     audit.owner = Some(push.repository.owner.login.clone());
     audit.repo = Some(push.repository.name.clone());
@@ -133,28 +140,63 @@ async fn handle(
         Err(error) => {
             audit.message = format!("failed: {error}");
             tracing::warn!(delivery = %push.delivery, repo = %push.repository.full_name, sha = %push.after, %error, "push failed");
-            if matches!(error, GitTarError::Push(_) | GitTarError::Io(_) | GitTarError::Refused { .. }) {
-                let mut failures = Vec::new();
-                if let GitTarError::Refused { functions, .. } = error {
-                    failures.extend(functions.iter().map(|(f, why)| CommitStatus::new(f, StatusState::Failure, why)));
-                }
-                failures.push(CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Failure, error.to_string()));
-                state.statuses.report_or_log(&status_event, failures).await;
-            }
         }
     }
     state.audit.record(audit);
     result.map(|message| Json(Handed { status: "success", message }))
 }
 
-/// Clone, read, shrinkwrap, hand on, report. The work folder is removed whatever happens.
-async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent) -> Result<String, GitTarError> {
+/// Reports how the push ended on `stack-deploy` (and, for a refusal, on each refused function), a failure linking
+/// to its stored record when there is one.
+async fn report(
+    state: &AppState,
+    status_event: &StatusEvent,
+    trace: &PushTrace,
+    result: &Result<String, GitTarError>,
+    links: pushlog::Links,
+) {
+    let statuses = match result {
+        Ok(summary) => vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Success, summary.clone())],
+        // Refused before any push was read: there is no commit to report on.
+        Err(GitTarError::Signature(_) | GitTarError::BadRequest(_)) => return,
+        Err(error) => {
+            let mut statuses = Vec::new();
+            if let GitTarError::Refused { functions, .. } = error {
+                statuses.extend(functions.iter().map(|(function, why)| {
+                    linked(CommitStatus::new(function, StatusState::Failure, why), links.functions.get(function))
+                }));
+            }
+            let description = pushlog::failure_description(trace, error);
+            let stack = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Failure, description);
+            statuses.push(linked(stack, links.stack.as_ref()));
+            statuses
+        }
+    };
+    state.statuses.report_or_log(status_event, statuses).await;
+}
+
+/// `status` with a link to its record, when one was stored.
+fn linked(status: CommitStatus, link: Option<&reqwest::Url>) -> CommitStatus {
+    match link {
+        Some(link) => status.with_target_url(link.as_str()),
+        None => status,
+    }
+}
+
+/// Clone, read, shrinkwrap, hand on. The work folder is removed whatever happens.
+async fn process(
+    state: &AppState,
+    push: &PushEvent,
+    status_event: &StatusEvent,
+    trace: &mut PushTrace,
+) -> Result<String, GitTarError> {
+    trace.begin(pushlog::CLONE);
     let clone_url = &push.repository.clone_url;
     if !(clone_url.starts_with("https://") || clone_url.starts_with("http://")) {
         return Err(GitTarError::Push(format!("the clone URL `{clone_url}` is not http(s)")));
     }
     let work = blocking(|| tempfile::Builder::new().prefix("git-tar-").tempdir().map_err(GitTarError::from)).await?;
-    let result = build_and_hand_on(state, push, status_event, work.path()).await;
+    let result = build_and_hand_on(state, push, status_event, work.path(), trace).await;
     // Removing a checkout is file IO too: on a blocking thread, finished before the answer.
     if let Err(error) = tokio::task::spawn_blocking(move || drop(work)).await {
         tracing::warn!(%error, "the work folder could not be removed");
@@ -162,32 +204,41 @@ async fn process(state: &AppState, push: &PushEvent, status_event: &StatusEvent)
     result
 }
 
-/// The steps of a push inside its work folder, in order.
+/// The steps of a push inside its work folder, in order, each timed in `trace`.
 async fn build_and_hand_on(
     state: &AppState,
     push: &PushEvent,
     status_event: &StatusEvent,
     work: &Path,
+    trace: &mut PushTrace,
 ) -> Result<String, GitTarError> {
-    let repo = checkout(state, push, work).await?;
-    let (stack, events) = read_stack(state, push, repo.clone()).await?;
-    let templates = choose(state, &stack, &repo, work).await?;
-    let prepared = prepare_tars(stack, events, templates, repo, work.to_owned()).await?;
+    let repo = checkout(state, push, work, trace).await?;
+    trace.begin(pushlog::PARSE);
+    let (stack, events) = read_stack(state, push, repo.clone()).await.inspect_err(|e| refused(trace, e))?;
+    trace.listed(stack.functions.keys());
+    trace.begin(pushlog::TEMPLATES);
+    let templates = choose(state, &stack, &repo, work).await.inspect_err(|e| refused(trace, e))?;
+    trace.begin(pushlog::SHRINKWRAP);
+    let prepared =
+        prepare_tars(stack, events, templates, repo, work.to_owned()).await.inspect_err(|e| refused(trace, e))?;
+    trace.begin(pushlog::HAND_OFF);
     let pending =
         prepared.iter().map(|(e, _)| CommitStatus::new(&e.function, StatusState::Pending, "building")).collect();
     state.statuses.report_or_log(status_event, pending).await;
     let hand_ons: Vec<_> = prepared.iter().map(|(event, tar)| hand_on(state, event, tar.as_deref())).collect();
     let outcomes: Vec<FunctionOutcome> =
         stream::iter(hand_ons).buffer_unordered(state.config.max_parallel_builds).collect().await;
+    for outcome in &outcomes {
+        let what = match &outcome.result {
+            Ok(deployed) => format!("deployed ({deployed})"),
+            Err(reason) => format!("failed: {reason}"),
+        };
+        trace.became(&outcome.function, what);
+    }
     let (summary, all_deployed) = summarise(&outcomes);
     // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone.
     let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
     garbage_collect(state, push, keep).await;
-    let state_now = if all_deployed { StatusState::Success } else { StatusState::Failure };
-    state
-        .statuses
-        .report_or_log(status_event, vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, state_now, summary.clone())])
-        .await;
     if all_deployed {
         Ok(summary)
     } else {
@@ -195,15 +246,37 @@ async fn build_and_hand_on(
     }
 }
 
+/// Notes each function a refusal names, with its reason.
+fn refused(trace: &mut PushTrace, error: &GitTarError) {
+    if let GitTarError::Refused { functions, .. } = error {
+        for (function, why) in functions {
+            trace.became(function, format!("refused: {why}"));
+        }
+    }
+}
+
 /// Clones the push at its SHA into `work/repo` and checks the checkout's size; returns the checkout's path.
-async fn checkout(state: &AppState, push: &PushEvent, work: &Path) -> Result<PathBuf, GitTarError> {
+async fn checkout(
+    state: &AppState,
+    push: &PushEvent,
+    work: &Path,
+    trace: &mut PushTrace,
+) -> Result<PathBuf, GitTarError> {
     let repo = work.join("repo");
     tokio::fs::create_dir(&repo).await?;
     let token = installation_token(state, push).await?;
+    if let Some(token) = &token {
+        trace.secret(token.clone());
+    }
     let started = std::time::Instant::now();
     clone::clone_at(&push.repository.clone_url, &push.after, &repo, token.as_ref(), state.config.clone_timeout)
         .await
-        .map_err(|e| GitTarError::Push(e.to_string()))?;
+        .map_err(|e| {
+        if matches!(e, clone::CloneError::Timeout(_)) {
+            trace.timed_out();
+        }
+        GitTarError::Push(e.to_string())
+    })?;
     // The time inside git, which the pipeline-overhead benchmark subtracts.
     tracing::info!(sha = %push.after, seconds = started.elapsed().as_secs_f64(), "cloned");
     let max_repo_bytes = state.config.max_repo_bytes;

@@ -1,4 +1,5 @@
-//! Start-up configuration of the template store: read once, and a malformed value stops the start, named.
+//! Start-up configuration of the template store and the log store: read once, and a malformed value stops the
+//! start, named.
 //!
 //! One test in its own binary, because it changes the process's environment.
 
@@ -12,6 +13,8 @@ fn template_settings_are_read_once_and_named_when_wrong() {
     std::fs::write(secrets.path().join("payload-secret"), "p").unwrap();
     std::env::set_var("secret_mount_path", secrets.path());
     std::env::set_var("gateway_url", "http://127.0.0.1:8080/");
+    let logs = tempfile::tempdir().unwrap();
+    std::env::set_var("log_store_path", logs.path().join("builds"));
 
     let config = Config::from_env().unwrap();
     assert_eq!(config.custom_templates.len(), 1, "the official repository by default");
@@ -39,4 +42,19 @@ fn template_settings_are_read_once_and_named_when_wrong() {
     std::env::set_var("templates_refresh", "soon");
     let err = Config::from_env().unwrap_err().to_string();
     assert!(err.contains("templates_refresh"), "{err}");
+
+    std::env::set_var("templates_refresh", "30s");
+
+    // The push records' store: read once at start too, a malformed value named.
+    let config = Config::from_env().unwrap();
+    assert_eq!(config.log_store.location(), logs.path().join("builds").display().to_string());
+    assert_eq!(config.gateway_public_url.as_str(), "http://127.0.0.1:8080/", "the gateway's own URL when unset");
+    std::env::set_var("log_retention", "forever");
+    let err = Config::from_env().unwrap_err().to_string();
+    assert!(err.contains("log_retention"), "{err}");
+    std::env::remove_var("log_retention");
+    std::fs::write(logs.path().join("file"), "").unwrap();
+    std::env::set_var("log_store_path", logs.path().join("file"));
+    let err = Config::from_env().unwrap_err().to_string();
+    assert!(err.contains("log_store_path"), "{err}");
 }

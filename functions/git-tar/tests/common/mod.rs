@@ -13,6 +13,7 @@ use git_tar::Config;
 use serde_json::Value;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, Owner, PushEvent, Repository, StatusReport, StatusState};
+use shared::log_store::{LogStore, LogStoreConfig};
 use shared::server::ServerConfig;
 use shared::signature::{sign_sha256, verify_cloud};
 use testkit::git::{git, init_repo};
@@ -70,6 +71,8 @@ pub struct Harness {
     pub gateway: RecordingGateway,
     pub git: GitServer,
     pub root: tempfile::TempDir,
+    /// The store git-tar writes its push records to.
+    pub logs: LogStore,
     pub http: reqwest::Client,
     _served: ServedFunction,
 }
@@ -97,6 +100,9 @@ pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -
         repository_url: "127.0.0.1:5000".into(),
         github_api_url: "http://127.0.0.1:9/".parse().unwrap(),
         app: None,
+        app_private_key: None,
+        gateway_public_url: "https://ofc.example/".parse().unwrap(),
+        log_store: LogStore::open(&LogStoreConfig::folder(root.path().join("logs"))).unwrap(),
         clone_timeout: Duration::from_secs(30),
         max_parallel_builds: 4,
         max_repo_bytes: 10 << 20,
@@ -111,8 +117,9 @@ pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -
     };
     edit(&mut config, &git, root.path());
     let server = config.server.clone();
+    let logs = config.log_store.clone();
     let served = ServedFunction::start_with(git_tar::app(config), &server).await;
-    Harness { address: served.address, gateway, git, root, http: reqwest::Client::new(), _served: served }
+    Harness { address: served.address, gateway, git, root, logs, http: reqwest::Client::new(), _served: served }
 }
 
 pub async fn start() -> Harness {

@@ -206,8 +206,8 @@ impl Gateway {
         self.inner.followers.load(Ordering::SeqCst)
     }
 
-    /// Ends every followed log now and refuses none later: for a gateway served by another loop than
-    /// [`Gateway::serve`] (which does this when it stops).
+    /// Ends every followed log now (a follow asked for later ends after the lines already written): for a gateway
+    /// served by another loop than [`Gateway::serve`], which does this when it stops.
     pub fn end_follows(&self) {
         self.inner.shutdown.cancel();
     }

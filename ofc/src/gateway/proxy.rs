@@ -96,11 +96,12 @@ fn respond(answer: reqwest::Response, invocation: Invocation) -> Response {
             response = response.header(header.as_str(), value.as_bytes());
         }
     }
-    let body = answer.bytes_stream().map(move |chunk| {
-        let _counted = &invocation;
-        chunk
-    });
-    response.body(Body::from_stream(body)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+    // Recorded as the body's last item is asked for, before the answer's end is written (so a caller that has read
+    // the whole answer finds it counted); dropped with the body if the caller leaves first.
+    let recorded = futures_util::stream::once(async move { drop(invocation) })
+        .filter_map(|()| std::future::ready(None::<Result<Bytes, reqwest::Error>>));
+    let body = Body::from_stream(answer.bytes_stream().chain(recorded));
+    response.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 /// A declared `Content-Length` over `limit` is refused before a byte of the body is read.

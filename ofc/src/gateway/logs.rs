@@ -35,8 +35,10 @@ use crate::line_stamps::{parse_line, LogLine, MAX_LINE_BYTES};
 
 /// The most lines one request gets from what is already written.
 pub const MAX_TAIL: usize = 10_000;
-/// How far back from the end of a log the lines are looked for.
-pub const MAX_SCAN_BYTES: u64 = 64 << 20;
+/// How far back from the end of a log the lines are looked for (10,000 lines of up to 1.6 KB).
+pub const MAX_SCAN_BYTES: u64 = 16 << 20;
+/// The most a follow reads of a log at once; when more was appended, it reads on without waiting.
+const FOLLOW_READ_BYTES: u64 = 1 << 20;
 /// How often a followed log is looked at for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
@@ -149,6 +151,7 @@ pub(super) async fn logs(
             source,
             offset: end,
             partial: Vec::new(),
+            behind: false,
             shutdown: gateway.inner.shutdown.clone(),
             _count: FollowCount::new(&gateway.inner.followers),
         };
@@ -228,6 +231,8 @@ struct Follower {
     source: Arc<Source>,
     offset: u64,
     partial: Vec<u8>,
+    /// More was appended than the last read took.
+    behind: bool,
     shutdown: CancellationToken,
     _count: FollowCount,
 }
@@ -237,9 +242,10 @@ impl Follower {
     fn into_stream(self) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
         futures_util::stream::unfold(self, |mut follower| async move {
             loop {
+                let wait = if follower.behind { Duration::ZERO } else { FOLLOW_POLL };
                 tokio::select! {
                     () = follower.shutdown.cancelled() => return None,
-                    () = tokio::time::sleep(FOLLOW_POLL) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 match follower.read_new().await {
                     Ok(messages) if messages.is_empty() => {}
@@ -265,11 +271,14 @@ impl Follower {
             self.partial.clear();
         }
         if len == self.offset {
+            self.behind = false;
             return Ok(String::new());
         }
         file.seek(SeekFrom::Start(self.offset)).await?;
         let mut added = Vec::new();
-        file.take(len - self.offset).read_to_end(&mut added).await?;
+        let wanted = (len - self.offset).min(FOLLOW_READ_BYTES);
+        self.behind = len - self.offset > wanted;
+        file.take(wanted).read_to_end(&mut added).await?;
         self.offset += added.len() as u64;
         self.partial.extend_from_slice(&added);
         let complete = match self.partial.iter().rposition(|&b| b == b'\n') {

@@ -11,8 +11,10 @@
 //! - [`up`]: `ofc up`, starting and supervising every part.
 //! - [`push`]: `ofc push`, the webhook GitHub would send, and following the statuses.
 //! - [`logs`]: `ofc logs`, the stored build logs, and the log tail a failed push prints.
+//! - [`line_stamps`]: replicas' output stamped line by line with its time, and log lines' times read back.
 
 pub mod gateway;
+pub mod line_stamps;
 pub mod logs;
 pub mod process;
 pub mod push;

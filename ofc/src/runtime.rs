@@ -296,7 +296,7 @@ impl FunctionRuntime {
         }
         command.arg(container).arg("--").args(&argv);
         let log_path = self.config.logs.join(format!("function-{}.log", function.name));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let log = crate::line_stamps::stamped_log(&log_path, container)?;
         command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).process_group(0);
         let process = ChildProcess::spawn(&function.name, command, true)
             .map_err(|e| RuntimeError::Buildah { step: "run", message: e.to_string() })?;

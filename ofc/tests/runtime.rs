@@ -93,6 +93,7 @@ async fn start() -> Harness {
     .unwrap();
     let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");
     config.runtime = Some(Arc::new(runtime));
+    config.logs_dir = dir.path().join("logs");
     let gateway = Gateway::new(config).unwrap();
     let served = testkit::ServedFunction::serve(gateway.router()).await;
     let url = served.url();
@@ -158,6 +159,15 @@ async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
     let listed = harness.list().await;
     assert_eq!(listed[0]["availableReplicas"], 1);
     assert!(listed[0]["invocationCount"].as_f64().unwrap() >= 1.0);
+    // Its output is served by /system/logs, each line stamped with its time and the replica's container.
+    let logs = harness.http.get(format!("{url}system/logs?name=octo-site&tail=20")).basic_auth("admin", Some("pw"));
+    let logs = logs.send().await.unwrap().text().await.unwrap();
+    let listening = logs
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|message| message["text"].as_str().is_some_and(|text| text.contains("listening on port")))
+        .unwrap_or_else(|| panic!("no watchdog line in {logs}"));
+    assert!(listening["instance"].as_str().unwrap().starts_with("ofc-octo-site-"), "{listening}");
 
     // An update starts a new replica and retires the old one.
     deployment.env_vars.clear();

@@ -21,18 +21,28 @@ pub enum GatewayError {
     TooLarge { limit: u64 },
     #[error("the call could not be queued: {0}")]
     NotQueued(#[from] std::io::Error),
+    /// `/system/logs` without the function's `name`.
+    #[error("name the function: /system/logs?name=NAME")]
+    MissingName,
+    /// A `/system/logs` parameter that cannot be read (OpenFaaS answers these 422).
+    #[error("the log request cannot be read: {0}")]
+    BadLogQuery(String),
+    #[error("the function's log could not be read: {0}")]
+    LogUnreadable(std::io::Error),
 }
 
 impl GatewayError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status the caller gets (also counted in the gateway's metrics).
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::NoSuchFunction(_) => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unreachable { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
-            Self::UnreadableBody => StatusCode::BAD_REQUEST,
+            Self::UnreadableBody | Self::MissingName => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotQueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotQueued(_) | Self::LogUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BadLogQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -41,7 +51,12 @@ impl GatewayError {
             Self::NoSuchFunction(function)
             | Self::Unavailable { function, .. }
             | Self::Unreachable { function, .. } => Some(function),
-            Self::UnreadableBody | Self::TooLarge { .. } | Self::NotQueued(_) => None,
+            Self::UnreadableBody
+            | Self::TooLarge { .. }
+            | Self::NotQueued(_)
+            | Self::MissingName
+            | Self::BadLogQuery(_)
+            | Self::LogUnreadable(_) => None,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! - [`system`]: `/system/functions` and `/system/function/NAME` behind basic auth; deployments are kept in the
 //!   state folder and, with a [`FunctionRuntime`], started by [`replicas`]. Without a runtime, or while a replica
 //!   cannot start, a function is listed with 0 available replicas and invoking it answers 503 saying why.
+//! - [`logs`]: `/system/logs`, a function's runtime log as newline-delimited JSON, followed on request.
+//! - [`info`]: `/system/info` and `/metrics` (the OpenFaaS gateway's Prometheus metrics, counted by [`metrics`]).
 //! - [`error`]: the gateway's one error type and its HTTP answers.
 //!
 //! [`Gateway::serve`] serves it with `shared::server`'s accept loop, as every function is served: a header timeout
@@ -12,6 +14,9 @@
 //! room, and a deadline on each request's whole body (408). Bodies are bounded on both routes (413).
 
 mod error;
+mod info;
+mod logs;
+mod metrics;
 mod proxy;
 mod queue;
 mod replicas;
@@ -19,6 +24,7 @@ mod system;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,8 +34,11 @@ use doubles::functions_api::FunctionsApi;
 use shared::openfaas::FunctionStatus;
 use shared::server::ConnectionLimits;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use self::error::GatewayError;
+pub use self::logs::{MAX_SCAN_BYTES, MAX_TAIL};
+use self::metrics::Metrics;
 use self::queue::Queue;
 use self::replicas::Replicas;
 use crate::runtime::FunctionRuntime;
@@ -39,6 +48,9 @@ use crate::runtime::FunctionRuntime;
 pub struct GatewayConfig {
     /// Holds `queue/` and `functions.json`.
     pub state_dir: PathBuf,
+    /// The functions' logs, which `/system/logs` serves: `function-NAME.log` of a deployed function's replicas,
+    /// `NAME.log` of a platform function's process (`state_dir/logs` by default, where `ofc up` writes them).
+    pub logs_dir: PathBuf,
     pub user: String,
     pub password: String,
     /// Tries of one async call before it is given up.
@@ -68,6 +80,7 @@ impl GatewayConfig {
     pub fn new(state_dir: &Path, user: &str, password: &str) -> Self {
         Self {
             state_dir: state_dir.to_owned(),
+            logs_dir: state_dir.join("logs"),
             user: user.to_owned(),
             password: password.to_owned(),
             max_attempts: 6,
@@ -99,6 +112,11 @@ struct Inner {
     replicas: Arc<Replicas>,
     queue: Queue,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    /// Cancelled when the gateway stops serving, which ends every followed log (a drain would wait for them).
+    shutdown: CancellationToken,
+    /// Followed logs under way.
+    followers: Arc<AtomicUsize>,
 }
 
 /// The gateway; cheap to clone.
@@ -141,7 +159,18 @@ impl Gateway {
             .build()
             .map_err(std::io::Error::other)?;
         let routes = RwLock::new(HashMap::new());
-        Ok(Self { inner: Arc::new(Inner { config, routes, functions, replicas, queue, http }) })
+        let inner = Inner {
+            config,
+            routes,
+            functions,
+            replicas,
+            queue,
+            http,
+            metrics: Arc::default(),
+            shutdown: CancellationToken::new(),
+            followers: Arc::default(),
+        };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Routes `/function/<name>` to a process listening at `base_url` (ending in `/`).
@@ -170,6 +199,26 @@ impl Gateway {
     /// Async calls still waiting in the queue.
     pub fn queued(&self) -> usize {
         self.inner.queue.len()
+    }
+
+    /// Followed logs (`/system/logs?follow=true`) whose answer is still open.
+    pub fn following(&self) -> usize {
+        self.inner.followers.load(Ordering::SeqCst)
+    }
+
+    /// Ends every followed log now (a follow asked for later ends after the lines already written): for a gateway
+    /// served by another loop than [`Gateway::serve`], which does this when it stops.
+    pub fn end_follows(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// The log file of `name`: its process's for a platform function, its replicas' for a deployed one.
+    fn log_path(&self, name: &str) -> Option<PathBuf> {
+        let logs = &self.inner.config.logs_dir;
+        if self.inner.routes.read().expect("routes lock").contains_key(name) {
+            return Some(logs.join(format!("{name}.log")));
+        }
+        self.inner.functions.get(name).ok().map(|_| logs.join(format!("function-{name}.log")))
     }
 
     /// Whether `name` is a system function or a deployed one.
@@ -205,20 +254,32 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let follows = self.inner.shutdown.clone();
+        let shutdown = async move {
+            shutdown.await;
+            follows.cancel();
+        };
         shared::server::serve_with_limits(listener, self.router(), self.inner.config.limits, shutdown).await
     }
 
-    /// Every route of the gateway; `/system/*` behind one basic-auth layer.
+    /// Every route of the gateway; `/system/*` behind one basic-auth layer, `/metrics` open (as on OpenFaaS, where
+    /// Prometheus scrapes it without credentials; the gateway listens on loopback only).
     pub fn router(&self) -> Router {
         let config = &self.inner.config;
+        let system = Router::new()
+            .route("/logs", get(logs::logs))
+            .route("/info", get(info::info))
+            .with_state(self.clone())
+            .merge(self.inner.functions.router());
         Router::new()
             .route("/healthz", get(|| async { "OK" }))
+            .route("/metrics", get(info::metrics))
             .route("/function/{name}", any(proxy::invoke))
             .route("/function/{name}/{*rest}", any(proxy::invoke))
             .route("/async-function/{name}", post(queue::enqueue))
             .route("/async-function/{name}/{*rest}", post(queue::enqueue))
             .with_state(self.clone())
-            .nest("/system", system::router(&self.inner.functions, &config.user, &config.password))
+            .nest("/system", system::require_auth(system, &config.user, &config.password))
             .layer(axum::extract::DefaultBodyLimit::disable())
     }
 }

@@ -13,6 +13,7 @@ use doubles::functions_api::function_name;
 use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 
+use super::metrics::Invocation;
 use super::{is_hop_by_hop, Gateway, GatewayError};
 
 /// The function's name (or `name.namespace`) and the path after it.
@@ -23,13 +24,40 @@ pub(super) struct FunctionPath {
     pub(super) rest: String,
 }
 
+/// Proxies the call, counting it in the gateway's metrics once the function is known (a name the gateway does
+/// not know is answered 404 uncounted, which keeps the metrics' labels to deployed functions).
 pub(super) async fn invoke(
     State(gateway): State<Gateway>,
     Path(path): Path<FunctionPath>,
     request: Request,
 ) -> Result<Response, GatewayError> {
     let name = function_name(&path.name).to_owned();
-    let base = gateway.target(&name)?;
+    let target = gateway.target(&name);
+    if let Err(GatewayError::NoSuchFunction(_)) = target {
+        return Err(GatewayError::NoSuchFunction(name));
+    }
+    let mut invocation = gateway.inner.metrics.start(&name);
+    match forward(&gateway, &name, target, &path.rest, request).await {
+        Ok(answer) => {
+            invocation.answered(answer.status().as_u16());
+            Ok(respond(answer, invocation))
+        }
+        Err(error) => {
+            invocation.answered(error.status().as_u16());
+            Err(error)
+        }
+    }
+}
+
+/// Sends the call on to `target`, the function's base URL (or why it has none).
+async fn forward(
+    gateway: &Gateway,
+    name: &str,
+    target: Result<String, GatewayError>,
+    rest: &str,
+    request: Request,
+) -> Result<reqwest::Response, GatewayError> {
+    let base = target?;
     let (parts, body) = request.into_parts();
     let limit = gateway.inner.config.max_body_bytes;
     check_length(&parts.headers, limit)?;
@@ -38,7 +66,7 @@ pub(super) async fn invoke(
     let mut upstream = gateway
         .inner
         .http
-        .request(parts.method.clone(), format!("{base}{}{query}", path.rest))
+        .request(parts.method.clone(), format!("{base}{rest}{query}"))
         .timeout(gateway.inner.config.upstream_timeout)
         .body(reqwest::Body::wrap_stream(limited(body, limit)));
     for (header, value) in &parts.headers {
@@ -51,21 +79,29 @@ pub(super) async fn invoke(
             return GatewayError::TooLarge { limit };
         }
         GatewayError::Unreachable {
-            function: name.clone(),
+            function: name.to_owned(),
             reason: shared::gateway::error_chain(&error),
             timed_out: error.is_timeout(),
         }
     })?;
     tracing::info!(function = %name, method = %parts.method, status = answer.status().as_u16(), seconds = started.elapsed().as_secs_f64(), "invoked");
+    Ok(answer)
+}
+
+/// The function's answer, streamed back; `invocation` is recorded once the body has gone out (or the caller left).
+fn respond(answer: reqwest::Response, invocation: Invocation) -> Response {
     let mut response = Response::builder().status(answer.status().as_u16());
     for (header, value) in answer.headers() {
         if !is_hop_by_hop(header.as_str()) {
             response = response.header(header.as_str(), value.as_bytes());
         }
     }
-    Ok(response
-        .body(Body::from_stream(answer.bytes_stream()))
-        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response()))
+    // Recorded as the body's last item is asked for, before the answer's end is written (so a caller that has read
+    // the whole answer finds it counted); dropped with the body if the caller leaves first.
+    let recorded = futures_util::stream::once(async move { drop(invocation) })
+        .filter_map(|()| std::future::ready(None::<Result<Bytes, reqwest::Error>>));
+    let body = Body::from_stream(answer.bytes_stream().chain(recorded));
+    response.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 /// A declared `Content-Length` over `limit` is refused before a byte of the body is read.

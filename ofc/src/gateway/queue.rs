@@ -328,12 +328,24 @@ impl Gateway {
 
     /// Sends the call to its function. One of `retry_codes`, or no connection, is a failure to retry; an answer
     /// that does not come in time is final (the function may still be working on it).
+    /// Every try is counted in the gateway's metrics as a call through `/function/NAME` is.
     async fn attempt(&self, job: &Job) -> Attempt {
-        let base = match self.target(&job.function) {
+        let target = self.target(&job.function);
+        if let Err(GatewayError::NoSuchFunction(_)) = target {
+            return Attempt::failed(format!("function {} is not running", job.function));
+        }
+        let mut invocation = self.inner.metrics.start(&job.function);
+        // A try that reached no function is counted as `/function/NAME` would answer it: 503 without a replica,
+        // else 502.
+        let unreached = target.as_ref().err().map_or(502, |error| error.status().as_u16());
+        let attempt = self.try_once(job, target).await;
+        invocation.answered(attempt.status.map_or(unreached, |s| s.as_u16()));
+        attempt
+    }
+
+    async fn try_once(&self, job: &Job, target: Result<String, GatewayError>) -> Attempt {
+        let base = match target {
             Ok(base) => base,
-            Err(GatewayError::NoSuchFunction(_)) => {
-                return Attempt::failed(format!("function {} is not running", job.function))
-            }
             Err(error) => return Attempt::failed(error.to_string()),
         };
         let body = match self.inner.queue.body(job).await {

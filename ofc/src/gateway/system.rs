@@ -53,7 +53,7 @@ pub(super) fn open(state_dir: &Path, replicas: Arc<Replicas>) -> FunctionsApi {
     FunctionsApi::new(deployments, Arc::new(StackHooks { saved, replicas }))
 }
 
-/// `/functions` and `/function/{name}`, to nest under `/system`, all behind the admin's credentials.
-pub(super) fn router(api: &FunctionsApi, user: &str, password: &str) -> Router {
-    require_basic_auth(api.router(), Credentials { user: user.to_owned(), password: password.to_owned() })
+/// `/system`'s routes (`/functions`, `/function/{name}`, `/logs`, `/info`), all behind the admin's credentials.
+pub(super) fn require_auth(system: Router, user: &str, password: &str) -> Router {
+    require_basic_auth(system, Credentials { user: user.to_owned(), password: password.to_owned() })
 }

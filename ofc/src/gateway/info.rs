@@ -1,0 +1,56 @@
+//! `GET /system/info` and `GET /metrics`: what `faas-cli version` and Prometheus read from an OpenFaaS gateway.
+//!
+//! The info has OpenFaaS's shape (`provider{provider, orchestration, version{sha, release}}`, `version{commit_message,
+//! sha, release}`, `arch`). The gateway and its provider are one program here, so both versions are this crate's:
+//! the release is the crate's version and the sha the commit it was built from (`build.rs`; empty when it was built
+//! outside a git checkout). `arch` is named as OpenFaaS names it (Go's `amd64`, `arm64`), which is what its builds
+//! put there.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::Gateway;
+
+/// The commit this binary was built from, if known.
+const GIT_SHA: &str = env!("OFC_GIT_SHA");
+/// That commit's subject line, if known.
+const GIT_COMMIT_MESSAGE: &str = env!("OFC_GIT_COMMIT_MESSAGE");
+
+/// This machine's architecture as Go (and so OpenFaaS) names it.
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+pub(super) async fn info() -> Json<serde_json::Value> {
+    let release = env!("CARGO_PKG_VERSION");
+    Json(json!({
+        "provider": {
+            "provider": "ofc",
+            "orchestration": "local",
+            "version": {"sha": GIT_SHA, "release": release},
+        },
+        "version": {"commit_message": GIT_COMMIT_MESSAGE, "sha": GIT_SHA, "release": release},
+        "arch": arch(),
+    }))
+}
+
+pub(super) async fn metrics(State(gateway): State<Gateway>) -> Response {
+    let mut replicas: BTreeMap<String, u64> =
+        gateway.inner.functions.list().into_iter().map(|f| (f.name, f.available_replicas)).collect();
+    // A platform function is one supervised process.
+    for name in gateway.inner.routes.read().expect("routes lock").keys() {
+        replicas.insert(name.clone(), 1);
+    }
+    let text = gateway.inner.metrics.render(&replicas);
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}

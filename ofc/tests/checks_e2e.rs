@@ -3,16 +3,14 @@
 //! "Re-run all checks" button: the commit is built again and the same check runs are reset and completed again.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ofc::state::{StateDir, APP_ID, INSTALLATION_ID};
 use serde_json::{json, Value};
 use shared::config::Secret;
 use shared::github_app::{AppCredentials, InstallationTokens};
-use testkit::git::{commit, git, init_repo};
-use testkit::ports::free_port;
-use testkit::process::ProcessGuard;
+use testkit::git::git;
+use testkit::local_stack::{example_repo, Up};
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -26,30 +24,6 @@ fn stack_with_checks(dir: &Path) {
     let mut github = std::fs::read_to_string(Path::new(ROOT).join("github.yml")).unwrap();
     github.push_str("\n  use_checks: \"true\"\n");
     std::fs::write(dir.join("github.yml"), github).unwrap();
-}
-
-/// `ofc up --runtime none` on `stack`, until it has written its endpoints.
-fn up(state: &Path, stack: &Path) -> ProcessGuard {
-    let log = std::fs::File::create(state.join("ofc-up.log")).unwrap();
-    let port = free_port().to_string();
-    let args = ["up", "--state", state.to_str().unwrap(), "--gateway-port", &port, "--runtime", "none", "--stack"];
-    let child = Command::new(OFC)
-        .args(args)
-        .arg(stack)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut guard = ProcessGuard::new(child);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !state.join("endpoints.json").exists() {
-        if let Some(status) = guard.try_wait().unwrap() {
-            panic!("ofc up exited ({status}): {}", std::fs::read_to_string(state.join("ofc-up.log")).unwrap());
-        }
-        assert!(Instant::now() < deadline, "ofc up did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    guard
 }
 
 struct Local {
@@ -129,18 +103,6 @@ fn repository(state: &StateDir) -> Value {
            "default_branch": "main", "owner": {"login": "octo", "id": ofc::push::account_id("octo")}})
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 fn summary(runs: &[Value]) -> Vec<(u64, String, String, String)> {
     let mut listed: Vec<_> = runs
         .iter()
@@ -156,17 +118,13 @@ fn summary(runs: &[Value]) -> Vec<(u64, String, String, String)> {
 #[tokio::test]
 async fn a_pushed_commit_gets_check_runs_and_a_re_run_rebuilds_it_into_the_same_runs() {
     let root = tempfile::tempdir().unwrap();
-    let (state_dir, stack_dir) = (root.path().join("state"), root.path().join("stack"));
-    std::fs::create_dir_all(&state_dir).unwrap();
+    let stack_dir = root.path().join("stack");
     std::fs::create_dir_all(&stack_dir).unwrap();
     stack_with_checks(&stack_dir);
-    let _ofc = up(&state_dir, &stack_dir);
-    let local = Local::new(&state_dir);
+    let ofc = Up::new(OFC).stack(&stack_dir).start();
+    let local = Local::new(ofc.state_path());
 
-    let repo = root.path().join("fns");
-    copy_dir(&Path::new(ROOT).join("examples/hello"), &repo);
-    init_repo(&repo);
-    commit(&repo, "first");
+    let repo = example_repo(root.path(), "fns");
     let sha = git(&repo, &["rev-parse", "HEAD"]);
     let bare = local.state.repos().join("octo/fns.git");
     std::fs::create_dir_all(&bare).unwrap();

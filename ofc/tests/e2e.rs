@@ -10,7 +10,8 @@ use doubles::registry::RegistryClient;
 use ofc::state::StateDir;
 use serde_json::Value;
 use shared::openfaas::FunctionStatus;
-use testkit::git::{commit, git, init_repo};
+use testkit::git::{commit, git};
+use testkit::local_stack::{LocalStack, Up};
 use testkit::ports::free_port;
 use testkit::process::ProcessGuard;
 
@@ -28,58 +29,13 @@ fn up() -> Stack {
 }
 
 fn up_in(state: tempfile::TempDir, port: u16) -> Stack {
-    let endpoints = state.path().join("endpoints.json");
-    let written = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let before = written(&endpoints);
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(state.path().join("ofc-up.log")).unwrap();
-    let child = Command::new(OFC)
-        .args([
-            "up",
-            "--state",
-            state.path().to_str().unwrap(),
-            "--gateway-port",
-            &port.to_string(),
-            "--stack",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
-        ])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut stack = Stack { child: ProcessGuard::new(child), state, gateway: format!("http://127.0.0.1:{port}/") };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while written(&endpoints) == before {
-        if let Some(status) = stack.child.try_wait().unwrap() {
-            panic!(
-                "ofc up exited ({status}): {}",
-                std::fs::read_to_string(stack.state.path().join("ofc-up.log")).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "ofc up did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    stack
+    let LocalStack { child, state, gateway, .. } = Up::new(OFC).runtime("buildah").port(port).start_in(state);
+    Stack { child, state, gateway }
 }
 
 /// The example repository, as its own git repository.
 fn example_repo(parent: &Path) -> PathBuf {
-    let repo = parent.join("fns");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello"), &repo);
-    init_repo(&repo);
-    commit(&repo, "first");
-    repo
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
+    testkit::local_stack::example_repo(parent, "fns")
 }
 
 impl Stack {

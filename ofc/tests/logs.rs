@@ -3,13 +3,13 @@
 //! Runs the real `ofc up` (`cargo build --workspace --bins` first).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use ofc::state::StateDir;
 use serde_json::Value;
 use testkit::git::{commit, git, init_repo};
-use testkit::ports::free_port;
+use testkit::local_stack::{copy_dir, LocalStack, Up};
+
 use testkit::process::ProcessGuard;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
@@ -21,27 +21,7 @@ struct Stack {
 }
 
 fn up() -> Stack {
-    let state = tempfile::tempdir().unwrap();
-    let endpoints = state.path().join("endpoints.json");
-    let log = std::fs::File::create(state.path().join("ofc-up.log")).unwrap();
-    let child = Command::new(OFC)
-        .args(["up", "--runtime", "none", "--gateway-port", &free_port().to_string(), "--state"])
-        .arg(state.path())
-        .args(["--stack", concat!(env!("CARGO_MANIFEST_DIR"), "/..")])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut child = ProcessGuard::new(child);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !endpoints.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(state.path().join("ofc-up.log")).unwrap_or_default();
-            panic!("ofc up exited ({status}): {log}");
-        }
-        assert!(Instant::now() < deadline, "ofc up did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let LocalStack { child, state, .. } = Up::new(OFC).start();
     Stack { _child: child, state }
 }
 
@@ -63,7 +43,7 @@ impl Stack {
 /// The example repository with `hello`'s Dockerfile broken at its last step, as its own git repository.
 fn broken_example(parent: &Path) -> PathBuf {
     let repo = parent.join("fns");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello"), &repo);
+    copy_dir(&testkit::local_stack::repository_root().join("examples/hello"), &repo);
     let dockerfile = repo.join("hello/Dockerfile");
     let mut text = std::fs::read_to_string(&dockerfile).unwrap();
     text.push_str("COPY nowhere.txt /home/app/\n");
@@ -71,18 +51,6 @@ fn broken_example(parent: &Path) -> PathBuf {
     init_repo(&repo);
     commit(&repo, "broken");
     repo
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 #[tokio::test]

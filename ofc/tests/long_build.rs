@@ -4,12 +4,11 @@
 //! (`.ci/run`) or with `OFC_LONG_TESTS=1`, and is skipped in the quick loop. Needs busybox-static (the `sleep`).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use testkit::git::{commit, init_repo};
-use testkit::ports::free_port;
-use testkit::process::ProcessGuard;
+use testkit::local_stack::Up;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
 const BUILD_SECONDS: u64 = 180;
@@ -44,39 +43,19 @@ fn a_three_minute_build_ends_in_success_without_a_replay() {
         eprintln!("skipped: set CI or OFC_LONG_TESTS=1 to run the 3-minute build");
         return;
     }
-    let state = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(state.path().join("ofc-up.log")).unwrap();
-    let child = Command::new(OFC)
-        .args(["up", "--runtime", "none", "--gateway-port", &free_port().to_string(), "--state"])
-        .arg(state.path())
-        .args(["--stack", concat!(env!("CARGO_MANIFEST_DIR"), "/..")])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let _stack = ProcessGuard::new(child);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !state.path().join("endpoints.json").exists() {
-        assert!(Instant::now() < deadline, "ofc up did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let stack = Up::new(OFC).start();
+    let state = stack.state_path();
 
     let work = tempfile::tempdir().unwrap();
     let repo = slow_repository(work.path());
     let started = Instant::now();
-    let output = Command::new(OFC)
-        .arg("push")
-        .arg(&repo)
-        .args(["--timeout", "900", "--state"])
-        .arg(state.path())
-        .output()
-        .unwrap();
+    let output = stack.ofc(&["push", repo.to_str().unwrap(), "--timeout", "900"]);
     let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let ofc_log = std::fs::read_to_string(state.path().join("ofc-up.log")).unwrap_or_default();
+    let ofc_log = stack.log();
     assert!(output.status.success(), "the push succeeds: {printed}\n--- ofc up:\n{ofc_log}");
     assert!(started.elapsed() >= Duration::from_secs(BUILD_SECONDS), "the build really ran: {printed}");
     assert_eq!(printed.matches("stack-deploy   success").count(), 1, "{printed}");
-    let git_tar_log = std::fs::read_to_string(state.path().join("logs/git-tar.log")).unwrap_or_default();
+    let git_tar_log = std::fs::read_to_string(state.join("logs/git-tar.log")).unwrap_or_default();
     assert!(!ofc_log.contains("retrying") && !ofc_log.contains("given up"), "no replay: {ofc_log}");
     assert!(!git_tar_log.is_empty(), "git-tar logged its run");
 }

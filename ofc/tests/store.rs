@@ -2,13 +2,14 @@
 //! built from the templates `ofc up` serves (ofc/templates/), and its `exec` function runs a program offline.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ofc::state::StateDir;
 use shared::openfaas::{labels, FunctionStatus};
 use testkit::git::{commit, init_repo};
-use testkit::ports::free_port;
+use testkit::local_stack::{LocalStack, Up};
+
 use testkit::process::ProcessGuard;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
@@ -20,28 +21,8 @@ struct Stack {
 }
 
 fn up() -> Stack {
-    let state = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let endpoints = state.path().join("endpoints.json");
-    let log = std::fs::File::create(state.path().join("ofc-up.log")).unwrap();
-    let child = Command::new(OFC)
-        .args(["up", "--state", state.path().to_str().unwrap(), "--gateway-port", &port.to_string()])
-        .args(["--stack", concat!(env!("CARGO_MANIFEST_DIR"), "/..")])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut child = ProcessGuard::new(child);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !endpoints.is_file() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(state.path().join("ofc-up.log")).unwrap_or_default();
-            panic!("ofc up exited ({status}): {log}");
-        }
-        assert!(Instant::now() < deadline, "ofc up did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Stack { _child: child, state, gateway: format!("http://127.0.0.1:{port}/") }
+    let LocalStack { child, state, gateway, .. } = Up::new(OFC).runtime("buildah").start();
+    Stack { _child: child, state, gateway }
 }
 
 impl Stack {

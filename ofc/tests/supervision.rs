@@ -5,11 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::git::{commit, init_repo};
-use testkit::ports::free_port;
+use testkit::local_stack::{LocalStack, Up};
 use testkit::process::ProcessGuard;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
@@ -25,36 +24,9 @@ fn up(state: tempfile::TempDir) -> Stack {
     up_with(state, "none")
 }
 
-fn up_with(state: tempfile::TempDir, runtime: &str) -> Stack {
-    let endpoints = state.path().join("endpoints.json");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(state.path().join("ofc-up.log")).unwrap();
-    let port = free_port().to_string();
-    let child = Command::new(OFC)
-        .args([
-            "up",
-            "--runtime",
-            runtime,
-            "--gateway-port",
-            &port,
-            "--stack",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
-        ])
-        .arg("--state")
-        .arg(state.path())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut stack = Stack { child: ProcessGuard::new(child), state };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !endpoints.exists() {
-        if let Some(status) = stack.child.try_wait().unwrap() {
-            panic!("ofc up exited ({status}): {}", stack.log());
-        }
-        assert!(Instant::now() < deadline, "ofc up did not come up: {}", stack.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    stack
+fn up_with(state: tempfile::TempDir, runtime: &'static str) -> Stack {
+    let LocalStack { child, state, .. } = Up::new(OFC).runtime(runtime).start_in(state);
+    Stack { child, state }
 }
 
 impl Stack {
@@ -153,17 +125,7 @@ fn kill(pid: u32) {
 
 /// The example repository as its own git repository, with one commit.
 fn example_repo(parent: &Path) -> PathBuf {
-    let repo = parent.join("fns");
-    let copied = Command::new("cp")
-        .arg("-r")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello"))
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    init_repo(&repo);
-    commit(&repo, "first");
-    repo
+    testkit::local_stack::example_repo(parent, "fns")
 }
 
 impl Stack {

@@ -3,13 +3,13 @@
 //! ends in a failure status that says why, and the other owner's deployment is left as it was.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use ofc::state::StateDir;
 use shared::openfaas::FunctionStatus;
 use testkit::git::{commit, init_repo};
-use testkit::ports::free_port;
+use testkit::local_stack::{LocalStack, Up};
+
 use testkit::process::ProcessGuard;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
@@ -22,24 +22,8 @@ struct Stack {
 }
 
 fn up() -> Stack {
-    let state = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(state.path().join("ofc-up.log")).unwrap();
-    let child = Command::new(OFC)
-        .args(["up", "--runtime", "none", "--gateway-port", &port.to_string(), "--state"])
-        .arg(state.path())
-        .args(["--stack", concat!(env!("CARGO_MANIFEST_DIR"), "/..")])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let endpoints = state.path().join("endpoints.json");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !endpoints.is_file() {
-        assert!(Instant::now() < deadline, "ofc up did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Stack { _child: ProcessGuard::new(child), state, gateway: format!("http://127.0.0.1:{port}/") }
+    let LocalStack { child, state, gateway, .. } = Up::new(OFC).start();
+    Stack { _child: child, state, gateway }
 }
 
 /// A repository `fns` whose stack.yml is `stack` and whose every function `f` builds from `f/Dockerfile`.

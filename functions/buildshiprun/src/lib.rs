@@ -14,6 +14,7 @@
 pub mod config;
 pub mod deployment;
 pub mod error;
+pub mod identity;
 pub mod logs;
 pub mod policy;
 

@@ -73,8 +73,12 @@ const PER_PUSH_LABELS: [&str; 4] = [labels::GIT_SHA, labels::GIT_DEPLOY_TIME, la
 /// Whether deploying `deployment` would leave the running `existing` as it is: the same image (by digest), env,
 /// secrets, limits, requests, annotations, constraints, `envProcess`, root filesystem, and labels but the per-push
 /// ones. Then no redeploy runs: it would restart the function for nothing. Anything the gateway reports differently
-/// (even in form) counts as a change, so a doubt always redeploys.
+/// (even in form) counts as a change, so a doubt always redeploys; so is a function that should run and has no
+/// replica available (it may have failed to start for a reason since fixed, such as a missing secret).
 pub fn unchanged(existing: &FunctionStatus, deployment: &FunctionDeployment) -> bool {
+    if existing.replicas > 0 && existing.available_replicas == 0 {
+        return false;
+    }
     let empty = BTreeMap::new();
     let lasting = |labels: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         labels
@@ -166,6 +170,8 @@ mod tests {
         next.sha = "def".into();
         let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
         assert!(unchanged(&running, &again), "a new commit with the same image is the same deployment");
+        let not_running = FunctionStatus::from_deployment(&deployment, 0);
+        assert!(!unchanged(&not_running, &again), "a function with no replica available is redeployed");
         let changes: [(&str, Change); 10] = [
             ("image", |d| d.image = "img@sha256:2".into()),
             ("env", |d| drop(d.env_vars.insert("A".into(), "1".into()))),

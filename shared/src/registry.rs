@@ -104,15 +104,40 @@ impl RegistryClient {
         format!("{scheme}://{host}/v2/{repository}/manifests/{reference}")
     }
 
-    fn request(&self, method: reqwest::Method, image: &ImageRef, reference: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, self.url(&image.host, &image.repository, reference));
-        match self.auths.get(&image.host) {
-            Some(auth) => request.header(AUTHORIZATION, format!("Basic {auth}")),
-            None => request,
+    /// A request to `image`'s manifest `reference`, with the registry's Basic credentials or a `bearer` token.
+    fn request(
+        &self,
+        method: &reqwest::Method,
+        image: &ImageRef,
+        reference: &str,
+        bearer: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method.clone(), self.url(&image.host, &image.repository, reference));
+        match (bearer, self.auths.get(&image.host)) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
+            (None, None) => request,
         }
     }
 
+    /// Sends what `build` makes; when the registry answers 401 with a Bearer challenge (token authentication, as
+    /// Docker Hub, GHCR or Harbor ask), fetches a token for the challenge's scope and sends it again with it.
     async fn send(
+        &self,
+        image: &ImageRef,
+        build: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let response = self.send_once(image, build(None)).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let header = response.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
+        let Some(challenge) = header.and_then(bearer_challenge) else { return Ok(response) };
+        let token = self.token(image, &challenge).await?;
+        self.send_once(image, build(Some(&token))).await
+    }
+
+    async fn send_once(
         &self,
         image: &ImageRef,
         request: reqwest::RequestBuilder,
@@ -123,11 +148,40 @@ impl RegistryClient {
         })
     }
 
+    /// A token from the challenge's realm for its service and scope, asked with the registry's credentials.
+    async fn token(&self, image: &ImageRef, challenge: &BTreeMap<String, String>) -> Result<String, RegistryError> {
+        let realm = challenge.get("realm").map_or("", String::as_str);
+        let query: Vec<(&str, &str)> = ["service", "scope"]
+            .into_iter()
+            .filter_map(|name| challenge.get(name).map(|value| (name, value.as_str())))
+            .collect();
+        let mut request = self.http.get(realm).query(&query);
+        if let Some(auth) = self.auths.get(&image.host) {
+            request = request.header(AUTHORIZATION, format!("Basic {auth}"));
+        }
+        let response = self.send_once(image, request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegistryError::Status { what: format!("a token from {realm}"), status });
+        }
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| RegistryError::Unreachable { host: realm.to_owned(), reason: e.to_string() })?;
+        answer["token"]
+            .as_str()
+            .or_else(|| answer["access_token"].as_str())
+            .map(str::to_owned)
+            .ok_or(RegistryError::Status { what: format!("a token from {realm} (none in the answer)"), status })
+    }
+
     /// The digest `reference` (a tag) of `image`'s repository points to, or `None` when the registry has no such
     /// tag. A HEAD: nothing but headers travels.
     pub async fn digest_of(&self, image: &ImageRef, reference: &str) -> Result<Option<String>, RegistryError> {
-        let request = self.request(reqwest::Method::HEAD, image, reference).header(ACCEPT, MANIFEST_TYPES);
-        let response = self.send(image, request).await?;
+        let head = |bearer: Option<&str>| {
+            self.request(&reqwest::Method::HEAD, image, reference, bearer).header(ACCEPT, MANIFEST_TYPES)
+        };
+        let response = self.send(image, head).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
@@ -139,8 +193,10 @@ impl RegistryClient {
 
     /// The manifest `digest` of `image`'s repository, byte for byte.
     pub async fn manifest(&self, image: &ImageRef, digest: &str) -> Result<Manifest, RegistryError> {
-        let request = self.request(reqwest::Method::GET, image, digest).header(ACCEPT, MANIFEST_TYPES);
-        let response = self.send(image, request).await?;
+        let get = |bearer: Option<&str>| {
+            self.request(&reqwest::Method::GET, image, digest, bearer).header(ACCEPT, MANIFEST_TYPES)
+        };
+        let response = self.send(image, get).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(RegistryError::Status { what: format!("{}@{digest}", image.repository), status });
@@ -157,11 +213,12 @@ impl RegistryClient {
     /// Tags the manifest `digest` of `image`'s repository as `tag` too (the registry holds its layers already).
     pub async fn tag(&self, image: &ImageRef, digest: &str, tag: &str) -> Result<(), RegistryError> {
         let manifest = self.manifest(image, digest).await?;
-        let request = self
-            .request(reqwest::Method::PUT, image, tag)
-            .header(CONTENT_TYPE, manifest.media_type)
-            .body(manifest.bytes);
-        let response = self.send(image, request).await?;
+        let put = |bearer: Option<&str>| {
+            self.request(&reqwest::Method::PUT, image, tag, bearer)
+                .header(CONTENT_TYPE, manifest.media_type.clone())
+                .body(manifest.bytes.clone())
+        };
+        let response = self.send(image, put).await?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -169,6 +226,26 @@ impl RegistryClient {
             Err(RegistryError::Status { what: format!("PUT {}:{tag}", image.repository), status })
         }
     }
+}
+
+/// The parameters of a `Bearer realm="…",service="…",scope="…"` challenge; `None` for another scheme.
+fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
+    let (scheme, mut rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut parameters = BTreeMap::new();
+    while let Some((name, after)) = rest.split_once('=') {
+        let name = name.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let (value, next) = match after.strip_prefix('"') {
+            // A quoted value may hold commas (`scope="repository:o/f:pull,push"`).
+            Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        parameters.insert(name, value.to_owned());
+        rest = next;
+    }
+    parameters.contains_key("realm").then_some(parameters)
 }
 
 #[cfg(test)]
@@ -188,6 +265,62 @@ mod tests {
         for refused in ["alpine:3.20", "octo/fns", "registry:5000/", "plain"] {
             assert!(ImageRef::parse(refused).is_err(), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_bearer_challenge_gives_its_realm_service_and_scope() {
+        let challenge = bearer_challenge(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:o/f:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(challenge["realm"], "https://auth.example.com/token");
+        assert_eq!(challenge["service"], "registry.example.com");
+        assert_eq!(challenge["scope"], "repository:o/f:pull,push");
+        assert!(bearer_challenge(r#"Basic realm="registry""#).is_none());
+    }
+
+    /// A registry that asks for a token (as Docker Hub does), which its realm gives only for the right credentials.
+    async fn token_registry() -> String {
+        use axum::http::{HeaderMap, StatusCode as Code};
+        use axum::response::IntoResponse as _;
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let challenge = format!(r#"Bearer realm="http://{address}/token",service="test",scope="repository:o/f:pull""#);
+        let manifest = move |headers: HeaderMap| {
+            let challenge = challenge.clone();
+            async move {
+                if headers.get("authorization").is_some_and(|v| v == "Bearer t0k3n") {
+                    (Code::OK, [("docker-content-digest", "sha256:abc".to_owned())]).into_response()
+                } else {
+                    (Code::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response()
+                }
+            }
+        };
+        let token = |query: axum::extract::RawQuery, headers: HeaderMap| async move {
+            // `builder:pass`, and the challenge's service and scope.
+            let basic = headers.get("authorization").is_some_and(|v| v == "Basic YnVpbGRlcjpwYXNz");
+            let scoped = query.0.is_some_and(|q| q.contains("service=test") && q.contains("scope=repository"));
+            if basic && scoped {
+                r#"{"token": "t0k3n"}"#.into_response()
+            } else {
+                Code::UNAUTHORIZED.into_response()
+            }
+        };
+        let app = axum::Router::new().route("/v2/o/f/manifests/{reference}", get(manifest)).route("/token", get(token));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        address.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_registry_asking_for_a_token_is_answered_with_one_from_its_realm() {
+        let host = token_registry().await;
+        let image = ImageRef::parse(&format!("{host}/o/f:latest")).unwrap();
+        let auths = BTreeMap::from([(host.clone(), "YnVpbGRlcjpwYXNz".to_owned())]);
+        let digest = RegistryClient::new(false, auths).digest_of(&image, "build-1").await.unwrap();
+        assert_eq!(digest.as_deref(), Some("sha256:abc"));
+        let refused = RegistryClient::new(false, BTreeMap::new()).digest_of(&image, "build-1").await;
+        assert!(matches!(refused, Err(RegistryError::Status { .. })), "no credentials, no token: {refused:?}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ struct Harness {
     /// The build-log store buildshiprun writes to (a temporary folder).
     logs: Arc<LogStore>,
     http: reqwest::Client,
+    /// buildshiprun's settings, to start it again with other ones.
+    config: Config,
     _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
@@ -86,8 +88,10 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         policy,
         server: ServerConfig::for_tests(32 << 20),
     };
-    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    let served =
+        ServedFunction::start_with(buildshiprun::app(config.clone()), &ServerConfig::for_tests(32 << 20)).await;
     Harness {
+        config,
         address: served.address,
         builder_url: builder.url(),
         gateway,
@@ -689,6 +693,15 @@ impl Harness {
         tags.iter().filter(|t| t.starts_with("build-")).count()
     }
 
+    /// Starts buildshiprun again with the operator's `policy` and `default_memory_limit` changed, on the same
+    /// registry, builder and gateway; later sends go to it.
+    async fn restart_with(&mut self, policy: Policy, default_memory_limit: &str) {
+        let config = Config { policy, default_memory_limit: Some(default_memory_limit.into()), ..self.config.clone() };
+        let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+        self.address = served.address;
+        self._keep.push(Box::new(served));
+    }
+
     /// Whether `function`'s build at `sha` reused an earlier image rather than building, as its stored log says.
     async fn skipped(&self, function: &str, sha: &str) -> bool {
         let record = self.logs.get(&LogKey::new("octo", "fns", sha, function).unwrap()).await.unwrap();
@@ -808,4 +821,25 @@ async fn a_push_that_changes_one_of_three_functions_builds_and_deploys_one() {
         assert_eq!(harness.skipped(function, &sha(2)).await, function != "two", "{function}");
     }
     assert_eq!(harness.deployments_sent(), 4, "one redeployment");
+}
+
+#[tokio::test]
+async fn a_changed_operator_setting_redeploys_without_building() {
+    let mut harness = start(true).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    let settings = [
+        ("scaling_max_limit", Policy { scaling_max_limit: 3, ..Policy::default() }, "30Mi"),
+        ("default_memory_limit", Policy { scaling_max_limit: 3, ..Policy::default() }, "40Mi"),
+    ];
+    for (n, (what, policy, memory)) in (2..).zip(settings) {
+        harness.restart_with(policy, memory).await;
+        let event = event_at(&harness, "hello", &sha(n));
+        let (deployed, _) = harness.ship(&event, tar_of(&event, &files(HANDLER, 0o644), &[])).await;
+        assert_eq!(deployed, "updated", "a changed {what} redeploys");
+        assert!(harness.skipped("hello", &sha(n)).await, "a changed {what} builds nothing");
+    }
+    let running = &harness.gateway.functions()[0];
+    assert_eq!(running.label("com.openfaas.scale.max"), Some("3"));
+    assert_eq!(running.limits.as_ref().unwrap().memory.as_deref(), Some("40Mi"));
 }

@@ -36,7 +36,8 @@ struct Harness {
     http: reqwest::Client,
     /// buildshiprun's settings, to start it again with other ones.
     config: Config,
-    _keep: Vec<Box<dyn std::any::Any + Send>>,
+    /// What must live as long as the harness: folders, the builder, every buildshiprun started.
+    keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 fn common() -> CommonConfig {
@@ -98,7 +99,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         registry,
         logs: Arc::new(logs),
         http: reqwest::Client::new(),
-        _keep: vec![
+        keep: vec![
             Box::new(logs_dir),
             Box::new(registry_dir),
             Box::new(buildah_dir),
@@ -699,7 +700,7 @@ impl Harness {
         let config = Config { policy, default_memory_limit: Some(default_memory_limit.into()), ..self.config.clone() };
         let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
         self.address = served.address;
-        self._keep.push(Box::new(served));
+        self.keep.push(Box::new(served));
     }
 
     /// Whether `function`'s build at `sha` reused an earlier image rather than building, as its stored log says.

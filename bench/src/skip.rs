@@ -34,6 +34,7 @@ pub async fn unchanged(binaries: &Path) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let repo = example(work.path(), "hello", "unchanged")?;
     timed_push(binaries, &up, &repo).await?;
+    settle(binaries, &up, &repo).await?;
     let (mut from_start, mut from_webhook) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         std::fs::write(repo.join("NOTES.md"), format!("run {run}\n"))?;
@@ -63,6 +64,7 @@ pub async fn one_changed(binaries: &Path) -> anyhow::Result<()> {
         commit(&repo, "version");
         timed_push(binaries, &up, &repo).await?;
     }
+    settle(binaries, &up, &repo).await?;
     let (mut from_start, mut from_webhook) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         std::fs::write(repo.join("third/version.txt"), if run % 2 == 0 { "a" } else { "b" })?;
@@ -79,6 +81,20 @@ pub async fn one_changed(binaries: &Path) -> anyhow::Result<()> {
     println!("   ofc push start → every status green: {}   target: p50 < 500 ms", Summary::new(from_start).line());
     println!("   webhook accepted → every status green: {}", Summary::new(from_webhook).line());
     Ok(())
+}
+
+/// Pushes commits that change nothing until every function is `unchanged`: right after a deployment its replica
+/// may still be starting, and a function with no replica available is deployed again rather than left unchanged.
+async fn settle(binaries: &Path, up: &Up, repo: &Path) -> anyhow::Result<()> {
+    for attempt in 0..20 {
+        std::fs::write(repo.join("NOTES.md"), format!("settle {attempt}\n"))?;
+        commit(repo, "settle");
+        if timed_push(binaries, up, repo).await?.descriptions.values().all(|d| d.contains("unchanged")) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("the functions never ran unchanged")
 }
 
 /// A third function, `third`, a copy of `hello` with a file of its own.

@@ -7,6 +7,7 @@
 //! - [`statuses`]: github-status: statuses per second, token requests for a burst.
 //! - [`pipeline`]: through `ofc up`: pipeline overhead (minus git and the builder), push to live (cold, warm) and
 //!   concurrent pushes (scale).
+//! - [`skip`]: pushes that change nothing, or one function of three: what skipping builds and deployments saves.
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -21,13 +22,14 @@ mod intake;
 mod load;
 mod pipeline;
 mod process;
+mod skip;
 mod stats;
 mod statuses;
 
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [statuses] [push] [scale] [cost] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
-            "intake" | "overhead" | "git-tar" | "builder" | "statuses" | "push" | "scale" | "cost" => {
+            "intake" | "overhead" | "git-tar" | "builder" | "statuses" | "push" | "unchanged" | "one-changed"
+            | "scale" | "cost" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -49,7 +52,19 @@ async fn main() -> anyhow::Result<()> {
     }
     if scenarios.is_empty() {
         scenarios.extend(
-            ["intake", "overhead", "git-tar", "builder", "statuses", "push", "scale", "cost"].map(String::from),
+            [
+                "intake",
+                "overhead",
+                "git-tar",
+                "builder",
+                "statuses",
+                "push",
+                "unchanged",
+                "one-changed",
+                "scale",
+                "cost",
+            ]
+            .map(String::from),
         );
     }
     let binaries = std::env::current_exe()?.parent().context("the bench binary has a folder")?.to_owned();
@@ -62,6 +77,8 @@ async fn main() -> anyhow::Result<()> {
             "overhead" => pipeline::overhead(&binaries, 10)?,
             "cost" => cost::run(&binaries)?,
             "push" => pipeline::push_to_live(&binaries)?,
+            "unchanged" => skip::unchanged(&binaries).await?,
+            "one-changed" => skip::one_changed(&binaries).await?,
             "scale" => pipeline::scale(&binaries, &[10, 25, 50])?,
             _ => statuses::run(&binaries).await?,
         }

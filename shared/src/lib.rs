@@ -22,6 +22,7 @@
 //! - [`garbage_collect`]: asks garbage-collect to remove a repository's functions.
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
+//! - [`registry`]: the registry API calls that let a build whose image exists be skipped (HEAD, tag a manifest).
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
 
 pub mod app_key;
@@ -41,6 +42,7 @@ pub mod keepalive;
 pub mod log_store;
 pub mod naming;
 pub mod openfaas;
+pub mod registry;
 pub mod retry;
 pub mod server;
 pub mod signature;

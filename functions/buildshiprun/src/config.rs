@@ -1,11 +1,12 @@
 //! buildshiprun's settings, read once at start.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::Url;
 use shared::config::{
-    base_url, base_url_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
+    base_url, base_url_or, bool_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
 };
 use shared::gateway::BasicAuth;
 use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
@@ -36,6 +37,12 @@ pub struct Config {
     /// Registry credentials (secret `registry-secret`, a Docker `config.json`, when mounted): never written into a
     /// stored log, like `payload-secret` and `basic-auth-password`.
     pub registry_secrets: Vec<Secret>,
+    /// Each registry host's `auth` from the same `registry-secret`: buildshiprun looks up and tags images there to
+    /// skip builds whose image exists.
+    pub registry_auths: BTreeMap<String, String>,
+    /// `registry_insecure`: speak to the registry over plain HTTP, as of-builder's setting of the same name pushes
+    /// (loopback registries always are).
+    pub registry_insecure: bool,
     /// The operator's deploy policy: labels, annotations, scaling, resources, secrets, build args, languages.
     pub policy: Policy,
     pub server: ServerConfig,
@@ -63,9 +70,12 @@ impl Config {
             },
             reason: e.to_string(),
         })?;
+        let registry_secret = secrets.read("registry-secret")?;
         Ok(Self {
             log_store,
-            registry_secrets: secrets.read("registry-secret")?.map(|s| registry_secrets(&s)).unwrap_or_default(),
+            registry_secrets: registry_secret.as_ref().map(registry_secrets).unwrap_or_default(),
+            registry_auths: registry_secret.as_ref().map(registry_auths).unwrap_or_default(),
+            registry_insecure: bool_or("registry_insecure", false)?,
             builder_url: base_url_or("builder_url", "http://of-builder:8080/")?,
             gateway_public_url,
             default_memory_limit: env_string("default_memory_limit"),
@@ -97,6 +107,13 @@ pub fn registry_secrets(value: &Secret) -> Vec<Secret> {
     found
 }
 
+/// Each registry host's `auth` (base64 of `user:password`) in a Docker `config.json`; none when it is not JSON.
+pub fn registry_auths(value: &Secret) -> BTreeMap<String, String> {
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(value.expose()) else { return BTreeMap::new() };
+    let auths = config["auths"].as_object().into_iter().flatten();
+    auths.filter_map(|(host, entry)| Some((host.clone(), entry["auth"].as_str()?.trim().to_owned()))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +126,6 @@ mod tests {
         assert!(found.contains(&"YnVpbGRlcjpyZWdpc3RyeS1wYXNz".to_owned()));
         assert!(found.contains(&"registry-pass".to_owned()));
         assert_eq!(registry_secrets(&Secret::new("plain")).len(), 1, "a value that is not JSON is scrubbed whole");
+        assert_eq!(registry_auths(&config)["r:5000"], "YnVpbGRlcjpyZWdpc3RyeS1wYXNz");
     }
 }

@@ -68,6 +68,39 @@ fn platform_labels(event: &BuildEvent) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The labels that change on every push without changing what runs: the commit and the time of the deployment.
+const PER_PUSH_LABELS: [&str; 4] = [labels::GIT_SHA, labels::GIT_DEPLOY_TIME, labels::SHA, labels::DEPLOY_TIME];
+
+/// Whether deploying `deployment` would leave the running `existing` as it is: the same image (by digest), env,
+/// secrets, limits, requests, annotations, constraints, `envProcess`, root filesystem, and labels but the per-push
+/// ones. Then no redeploy runs: it would restart the function for nothing. Anything the gateway reports differently
+/// (even in form) counts as a change, so a doubt always redeploys; so is a function that should run and has no
+/// replica available (it may have failed to start for a reason since fixed, such as a missing secret).
+pub fn unchanged(existing: &FunctionStatus, deployment: &FunctionDeployment) -> bool {
+    if existing.replicas > 0 && existing.available_replicas == 0 {
+        return false;
+    }
+    let empty = BTreeMap::new();
+    let lasting = |labels: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        labels
+            .iter()
+            .filter(|(name, _)| !PER_PUSH_LABELS.contains(&name.as_str()))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    };
+    let resources = |r: Option<&FunctionResources>| r.filter(|r| !r.is_empty()).cloned();
+    existing.image == deployment.image
+        && existing.env_process == deployment.env_process
+        && existing.env_vars.as_ref().unwrap_or(&empty) == &deployment.env_vars
+        && existing.annotations.as_ref().unwrap_or(&empty) == &deployment.annotations
+        && lasting(existing.labels.as_ref().unwrap_or(&empty)) == lasting(&deployment.labels)
+        && existing.secrets.as_deref().unwrap_or_default() == deployment.secrets.as_slice()
+        && existing.constraints.as_deref().unwrap_or_default() == deployment.constraints.as_slice()
+        && resources(existing.limits.as_ref()) == resources(deployment.limits.as_ref())
+        && resources(existing.requests.as_ref()) == resources(deployment.requests.as_ref())
+        && existing.read_only_root_filesystem == deployment.read_only_root_filesystem
+}
+
 /// Whether the push `event` may replace the deployed function `existing`: only its owner's own cloud function from
 /// the same repository. The message says who has the name, so the user knows to pick another.
 pub fn may_replace(existing: &FunctionStatus, event: &BuildEvent) -> Result<(), String> {
@@ -130,6 +163,36 @@ mod tests {
             event.labels.insert(label.into(), "someone-else".into());
             let refusal = deployment_for(&event, "octo-fn", "i", None, &Policy::default()).unwrap_err();
             assert!(refusal.contains(label), "{refusal}");
+        }
+    }
+
+    #[test]
+    fn only_the_per_push_labels_may_differ_for_a_deployment_to_be_unchanged() {
+        type Change = fn(&mut FunctionDeployment);
+        let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        let running = FunctionStatus::from_deployment(&deployment, 1);
+        let mut next = event();
+        next.sha = "def".into();
+        let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        assert!(unchanged(&running, &again), "a new commit with the same image is the same deployment");
+        let not_running = FunctionStatus::from_deployment(&deployment, 0);
+        assert!(!unchanged(&not_running, &again), "a function with no replica available is redeployed");
+        let changes: [(&str, Change); 10] = [
+            ("image", |d| d.image = "img@sha256:2".into()),
+            ("env", |d| drop(d.env_vars.insert("A".into(), "1".into()))),
+            ("label", |d| drop(d.labels.insert("team".into(), "b".into()))),
+            ("annotation", |d| drop(d.annotations.insert("topic".into(), "t".into()))),
+            ("secret", |d| d.secrets.push("octo-db".into())),
+            ("limits", |d| d.limits = Some(FunctionResources { memory: Some("64Mi".into()), cpu: None })),
+            ("requests", |d| d.requests = Some(FunctionResources { memory: None, cpu: Some("100m".into()) })),
+            ("constraints", |d| d.constraints.push("node.role == worker".into())),
+            ("envProcess", |d| d.env_process = Some("cat".into())),
+            ("root filesystem", |d| d.read_only_root_filesystem = false),
+        ];
+        for (what, change) in changes {
+            let mut changed = again.clone();
+            change(&mut changed);
+            assert!(!unchanged(&running, &changed), "a changed {what} redeploys");
         }
     }
 

@@ -3,6 +3,8 @@
 //! commit status.
 //!
 //! # Layout
+//! - [`identity`], [`cache`]: a build's identity (SHA-256 of what decides its image) and the registry tag that
+//!   records it, so an unchanged build context is not built again.
 //! - [`config`]: `builder_url`, `gateway_public_url`, `default_memory_limit`, the gateway credentials, retries.
 //! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits), and who may replace a name.
 //! - [`policy`]: the operator's bounds (labels, annotations, scaling, resources, secrets, build args, `dockerfile`).
@@ -11,9 +13,11 @@
 //!   signed pipeline-log link a failure's status points to.
 //! - the handler below: receive, build (with retries), deploy (with retries), store the log, report.
 
+pub mod cache;
 pub mod config;
 pub mod deployment;
 pub mod error;
+pub mod identity;
 pub mod logs;
 pub mod policy;
 
@@ -32,18 +36,21 @@ use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
 use shared::naming::{is_reserved_service, pin_by_digest, service_name};
 use shared::openfaas::FunctionDeployment;
+use shared::registry::RegistryClient;
 use shared::retry::Backoff;
 use shared::signature::{SignatureError, CLOUD_SIGNATURE};
 use shared::status::StatusClient;
 use shared::upload::receive_signed;
 
 pub use crate::config::Config;
-use crate::deployment::{deployment_for, may_replace};
+use crate::deployment::{deployment_for, may_replace, unchanged};
 pub use crate::error::ShipError;
 use crate::logs::{BuildTrace, BUILD, DEPLOY};
 
 struct AppState {
     config: Config,
+    /// Where earlier builds are looked up and each new one is tagged with its identity.
+    registry: RegistryClient,
     gateway: GatewayClient,
     statuses: StatusClient,
     http: reqwest::Client,
@@ -55,7 +62,8 @@ pub fn app(config: Config) -> Router {
         .with_credentials(config.credentials.clone());
     let http =
         reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("static client settings");
-    let state = AppState { statuses: StatusClient::new(gateway.clone()), gateway, http, config };
+    let registry = RegistryClient::new(config.registry_insecure, config.registry_auths.clone());
+    let state = AppState { statuses: StatusClient::new(gateway.clone()), gateway, http, registry, config };
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
 }
 
@@ -126,14 +134,7 @@ async fn ship(
     // Checked before the build with a placeholder image, so a refused stack costs no build.
     let default_memory = state.config.default_memory_limit.as_deref();
     deployment_for(event, service, &event.image, default_memory, &state.config.policy).map_err(refused)?;
-    let (image, digest) = if event.skip_build {
-        (event.image.clone(), String::new())
-    } else {
-        if size == 0 {
-            return Err(ShipError::BadRequest(format!("{}: the build tar is empty", event.function)));
-        }
-        build_step(state, event, tar, signature, trace).await?
-    };
+    let (image, digest) = image_step(state, event, tar, size, signature, trace).await?;
     let deployment = deployment_for(event, service, &image, default_memory, &state.config.policy).map_err(refused)?;
     let started = Instant::now();
     let deployed = retry(state, &event.function, || deploy(&state.gateway, event, &deployment)).await;
@@ -158,6 +159,49 @@ async fn ship(
         deployed: deployed.to_owned(),
         log_url: None,
     })
+}
+
+/// The image to deploy, pinned by digest, and its digest: the stack's own for `skip_build`; the one built before
+/// from the same build identity when the registry holds it; else a new build, whose identity is then recorded.
+async fn image_step(
+    state: &AppState,
+    event: &BuildEvent,
+    tar: &Path,
+    size: u64,
+    signature: &str,
+    trace: &mut BuildTrace,
+) -> Result<(String, String), ShipError> {
+    if event.skip_build {
+        return Ok((event.image.clone(), String::new()));
+    }
+    if size == 0 {
+        return Err(ShipError::BadRequest(format!("{}: the build tar is empty", event.function)));
+    }
+    let started = Instant::now();
+    let identity = identity::of_tar(tar, event)
+        .await
+        .map_err(|error| tracing::warn!(service = %event.service, %error, "no build identity; building"))
+        .ok();
+    if let Some(identity) = &identity {
+        if let Some(digest) = cache::find(&state.registry, &event.image, identity).await {
+            trace.step(BUILD, started);
+            trace.log = vec![format!(
+                "build skipped: {} was built before from the same build context, build arguments, template and \
+                 builder ({}), reused as {digest}",
+                event.image,
+                identity.tag()
+            )];
+            trace.image = Some(event.image.clone());
+            trace.digest = Some(digest.clone());
+            tracing::info!(service = %event.service, sha = %event.sha, %digest, "build skipped: image reused");
+            return Ok((pin_by_digest(&event.image, &digest), digest));
+        }
+    }
+    let built = build_step(state, event, tar, signature, trace).await?;
+    if let Some(identity) = &identity {
+        cache::remember(&state.registry, &event.image, &built.1, identity).await;
+    }
+    Ok(built)
 }
 
 /// The build step: of-builder builds and pushes; answers the image pinned by digest, and the digest.
@@ -234,7 +278,11 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
     })
 }
 
-/// `created` for a new function (POST), `updated` for the owner's existing one (PUT). A name deployed by anyone
+/// What `deployed` says when the running function already is what this push would deploy: nothing was sent.
+pub const UNCHANGED: &str = "unchanged";
+
+/// `created` for a new function (POST), `updated` for the owner's existing one (PUT), `unchanged` when the owner's
+/// existing one already runs the same deployment (see [`unchanged`]). A name deployed by anyone
 /// else is refused; when two first deployments race, the gateway refuses the second POST and the loser finds the
 /// winner's function, which it may replace only if it is its own.
 async fn deploy(
@@ -244,6 +292,9 @@ async fn deploy(
 ) -> Result<&'static str, Attempt> {
     if let Some(existing) = gateway.get_function(&deployment.service).await.map_err(Attempt::from)? {
         may_replace(&existing, event).map_err(Attempt::NotYours)?;
+        if unchanged(&existing, deployment) {
+            return Ok(UNCHANGED);
+        }
         gateway.update(deployment).await.map_err(Attempt::from)?;
         return Ok("updated");
     }

@@ -34,7 +34,10 @@ struct Harness {
     /// The build-log store buildshiprun writes to (a temporary folder).
     logs: Arc<LogStore>,
     http: reqwest::Client,
-    _keep: Vec<Box<dyn std::any::Any + Send>>,
+    /// buildshiprun's settings, to start it again with other ones.
+    config: Config,
+    /// What must live as long as the harness: folders, the builder, every buildshiprun started.
+    keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 fn common() -> CommonConfig {
@@ -83,18 +86,22 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         build_timeout: Duration::from_secs(120),
         log_store: logs.clone(),
         registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
+        registry_auths: BTreeMap::new(),
+        registry_insecure: false,
         policy,
         server: ServerConfig::for_tests(32 << 20),
     };
-    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    let served =
+        ServedFunction::start_with(buildshiprun::app(config.clone()), &ServerConfig::for_tests(32 << 20)).await;
     Harness {
+        config,
         address: served.address,
         builder_url: builder.url(),
         gateway,
         registry,
         logs: Arc::new(logs),
         http: reqwest::Client::new(),
-        _keep: vec![
+        keep: vec![
             Box::new(logs_dir),
             Box::new(registry_dir),
             Box::new(buildah_dir),
@@ -636,4 +643,206 @@ async fn serve_pipeline_log(store: Arc<LogStore>) -> ServedFunction {
         server: ServerConfig::for_tests(32 << 20),
     };
     ServedFunction::start(pipeline_log::app(config)).await
+}
+
+/// A commit SHA of its own for the `n`th push of a test.
+fn sha(n: u32) -> String {
+    format!("{n:040x}")
+}
+
+/// `function`'s event at the commit `sha`: the image is tagged with that commit, as git-tar names it.
+fn event_at(harness: &Harness, function: &str, sha: &str) -> BuildEvent {
+    let mut event = event(harness, function);
+    event.sha = sha.into();
+    event.image = format!("{}/octo/{function}:latest-{sha}", harness.registry.host_port());
+    event
+}
+
+/// A build tar holding `files` (path under `context/`, bytes, mode) and `build_args`.
+fn tar_of(event: &BuildEvent, files: &[(&str, &[u8], u32)], build_args: &[(&str, &str)]) -> Vec<u8> {
+    let build_args = build_args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let config = BuildConfig { image_ref: event.image.clone(), build_args, platforms: vec![] };
+    let config = serde_json::to_vec(&config).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(config.len() as u64);
+    header.set_mode(0o644);
+    builder.append_data(&mut header, "config", config.as_slice()).unwrap();
+    for (path, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        // Each tar of git-tar has its own times: they must not matter.
+        header.set_mtime(u64::from(varying_time()));
+        builder.append_data(&mut header, format!("context/{path}"), *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn varying_time() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+}
+
+const HANDLER: &[u8] = b"hi\n";
+
+fn files(handler: &[u8], mode: u32) -> Vec<(&'static str, &[u8], u32)> {
+    vec![("Dockerfile", DOCKERFILE.as_bytes(), 0o644), ("handler.txt", handler, mode)]
+}
+
+impl Harness {
+    /// The build-identity tags in `function`'s repository: one per image actually built.
+    async fn builds(&self, function: &str) -> usize {
+        let tags = self.registry.client().tags(&format!("octo/{function}")).await.unwrap_or_default();
+        tags.iter().filter(|t| t.starts_with("build-")).count()
+    }
+
+    /// Starts buildshiprun again with the operator's `policy` and `default_memory_limit` changed, on the same
+    /// registry, builder and gateway; later sends go to it.
+    async fn restart_with(&mut self, policy: Policy, default_memory_limit: &str) {
+        let config = Config { policy, default_memory_limit: Some(default_memory_limit.into()), ..self.config.clone() };
+        let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+        self.address = served.address;
+        self.keep.push(Box::new(served));
+    }
+
+    /// Whether `function`'s build at `sha` reused an earlier image rather than building, as its stored log says.
+    async fn skipped(&self, function: &str, sha: &str) -> bool {
+        let record = self.logs.get(&LogKey::new("octo", "fns", sha, function).unwrap()).await.unwrap();
+        record.text.starts_with("build skipped: ")
+    }
+
+    /// The deployments sent (POST and PUT), whatever the function.
+    fn deployments_sent(&self) -> usize {
+        self.gateway.requests_to("/system/functions").iter().filter(|r| r.method != "GET").count()
+    }
+
+    /// Sends `event` with `tar`, expecting a 200, and answers `deployed` and the digest.
+    async fn ship(&self, event: &BuildEvent, tar: Vec<u8>) -> (String, String) {
+        let (status, answer) = self.send(event, tar).await;
+        assert_eq!(status, 200, "{answer}");
+        (answer["deployed"].as_str().unwrap().to_owned(), answer["digest"].as_str().unwrap().to_owned())
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_push_builds_nothing_and_redeploys_nothing() {
+    let harness = start(true).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    let (deployed, digest) = harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!((deployed.as_str(), harness.builds("hello").await, harness.deployments_sent()), ("created", 1, 1));
+
+    let next = event_at(&harness, "hello", &sha(2));
+    let (deployed, reused) = harness.ship(&next, tar_of(&next, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "unchanged");
+    assert_eq!(reused, digest, "the image built for the first push is reused");
+    assert_eq!(harness.builds("hello").await, 1, "nothing was built");
+    assert_eq!(harness.deployments_sent(), 1, "nothing was redeployed");
+    let tagged = harness.registry.client().manifest("octo/hello", &format!("latest-{}", sha(2))).await.unwrap();
+    assert_eq!(tagged.digest, digest, "the push's own tag names the reused image");
+
+    let status = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(status.state, StatusState::Success);
+    assert!(status.description.contains("unchanged"), "{}", status.description);
+    assert_eq!(status.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello"));
+    let record = harness.logs.get(&LogKey::new("octo", "fns", &sha(2), "hello").unwrap()).await.unwrap();
+    assert!(record.text.starts_with("build skipped: "), "{}", record.text);
+    assert_eq!(record.meta.digest.as_deref(), Some(digest.as_str()));
+}
+
+#[tokio::test]
+async fn a_changed_file_mode_build_arg_or_template_builds_again() {
+    type Push = fn(&BuildEvent) -> Vec<u8>;
+    let policy = Policy { allowed_build_args: vec!["MODE".into()], ..Policy::default() };
+    let harness = start_with(true, policy).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    let (_, mut digest) = harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    let pushes: [(&str, Push, bool); 4] = [
+        ("file", |e| tar_of(e, &files(b"changed\n", 0o644), &[]), true),
+        ("mode", |e| tar_of(e, &files(b"changed\n", 0o755), &[]), true),
+        ("build arg", |e| tar_of(e, &files(b"changed\n", 0o755), &[("MODE", "fast")]), false),
+        ("template", |e| tar_of(e, &files(b"changed\n", 0o755), &[("MODE", "fast")]), false),
+    ];
+    for (n, (what, push, changes_the_image)) in (2..).zip(pushes) {
+        let mut event = event_at(&harness, "hello", &sha(n));
+        if what == "template" {
+            event.lang = "node".into();
+        }
+        let (deployed, built) = harness.ship(&event, push(&event)).await;
+        assert_eq!(harness.builds("hello").await, n as usize, "a changed {what} builds again");
+        assert!(!harness.skipped("hello", &sha(n)).await, "a changed {what} builds again");
+        if changes_the_image {
+            assert_ne!(built, digest, "a changed {what} makes another image");
+            assert_eq!(deployed, "updated", "a changed {what} redeploys");
+        }
+        digest = built;
+    }
+}
+
+#[tokio::test]
+async fn a_changed_deployment_setting_redeploys_without_building() {
+    type Change = fn(&mut BuildEvent);
+    let harness = start(true).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    let changes: [(&str, Change); 5] = [
+        ("env", |e| drop(e.environment.insert("mode".into(), "fast".into()))),
+        ("limits", |e| e.limits = Some(memory("64Mi"))),
+        ("label", |e| drop(e.labels.insert("team".into(), "payments".into()))),
+        ("secrets", |e| e.secrets.push("db".into())),
+        ("envProcess", |e| e.fprocess = Some("cat".into())),
+    ];
+    let mut event = first;
+    for (n, (what, change)) in (2..).zip(changes) {
+        event = BuildEvent { sha: sha(n), image: event_at(&harness, "hello", &sha(n)).image, ..event };
+        change(&mut event);
+        let (deployed, _) = harness.ship(&event, tar_of(&event, &files(HANDLER, 0o644), &[])).await;
+        assert_eq!(deployed, "updated", "a changed {what} redeploys");
+        assert_eq!(harness.builds("hello").await, 1, "a changed {what} builds nothing");
+        assert!(harness.skipped("hello", &sha(n)).await, "a changed {what} builds nothing");
+    }
+    let running = &harness.gateway.functions()[0];
+    assert_eq!(running.env_process.as_deref(), Some("cat"));
+    assert_eq!(running.secrets.as_deref().unwrap(), ["octo-api-key", "octo-db"]);
+}
+
+#[tokio::test]
+async fn a_push_that_changes_one_of_three_functions_builds_and_deploys_one() {
+    let harness = start(true).await;
+    let functions = ["one", "two", "three"];
+    for function in functions {
+        let event = event_at(&harness, function, &sha(1));
+        harness.ship(&event, tar_of(&event, &files(function.as_bytes(), 0o644), &[])).await;
+    }
+    assert_eq!(harness.deployments_sent(), 3);
+    for function in functions {
+        let event = event_at(&harness, function, &sha(2));
+        let handler: &[u8] = if function == "two" { b"two, changed" } else { function.as_bytes() };
+        let (deployed, _) = harness.ship(&event, tar_of(&event, &files(handler, 0o644), &[])).await;
+        let expected = if function == "two" { "updated" } else { "unchanged" };
+        assert_eq!(deployed, expected, "{function}");
+        assert_eq!(harness.builds(function).await, if function == "two" { 2 } else { 1 }, "{function}");
+        assert_eq!(harness.skipped(function, &sha(2)).await, function != "two", "{function}");
+    }
+    assert_eq!(harness.deployments_sent(), 4, "one redeployment");
+}
+
+#[tokio::test]
+async fn a_changed_operator_setting_redeploys_without_building() {
+    let mut harness = start(true).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    let settings = [
+        ("scaling_max_limit", Policy { scaling_max_limit: 3, ..Policy::default() }, "30Mi"),
+        ("default_memory_limit", Policy { scaling_max_limit: 3, ..Policy::default() }, "40Mi"),
+    ];
+    for (n, (what, policy, memory)) in (2..).zip(settings) {
+        harness.restart_with(policy, memory).await;
+        let event = event_at(&harness, "hello", &sha(n));
+        let (deployed, _) = harness.ship(&event, tar_of(&event, &files(HANDLER, 0o644), &[])).await;
+        assert_eq!(deployed, "updated", "a changed {what} redeploys");
+        assert!(harness.skipped("hello", &sha(n)).await, "a changed {what} builds nothing");
+    }
+    let running = &harness.gateway.functions()[0];
+    assert_eq!(running.label("com.openfaas.scale.max"), Some("3"));
+    assert_eq!(running.limits.as_ref().unwrap().memory.as_deref(), Some("40Mi"));
 }

@@ -1,0 +1,334 @@
+//! The few calls of the Docker Registry HTTP API V2 buildshiprun needs to skip a build whose image already exists:
+//! whether a tag exists (HEAD), and giving an existing manifest another tag (GET by digest, PUT under the tag). The
+//! manifest's bytes are copied unchanged, so its digest, and what a deployment pinned by it runs, stays the same.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::StatusCode;
+
+/// Every manifest type a build can push: OCI and Docker v2, single images and indexes (multi-platform builds). A
+/// registry answers another type's representation when it is not listed, and its digest would differ.
+pub const MANIFEST_TYPES: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Why a registry call failed. Messages never carry credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("`{0}` is not an image reference with a registry host (`host[:port]/repository[:tag]`)")]
+    Reference(String),
+    #[error("the registry at {host} could not be reached: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("the registry answered {status} for {what}")]
+    Status { what: String, status: StatusCode },
+}
+
+/// An image reference split the way the registry API addresses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `host[:port]`, e.g. `registry:5000` or `127.0.0.1:5000`.
+    pub host: String,
+    /// The repository inside the registry, e.g. `octo/fns-hello`.
+    pub repository: String,
+    /// The tag, when the reference has one.
+    pub tag: Option<String>,
+    /// The digest, when the reference is pinned (`@sha256:…`).
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Parses `host[:port]/repository[:tag][@digest]`. The first part must name a host (a `.`, a `:` or
+    /// `localhost`, Docker's rule): a Docker Hub short name has no registry this client could address.
+    pub fn parse(image: &str) -> Result<Self, RegistryError> {
+        let refused = || RegistryError::Reference(image.to_owned());
+        let (host, rest) = image.split_once('/').ok_or_else(refused)?;
+        if !(host.contains('.') || host.contains(':') || host == "localhost") || rest.is_empty() {
+            return Err(refused());
+        }
+        let (name, digest) = match rest.split_once('@') {
+            Some((name, digest)) => (name, Some(digest.to_owned())),
+            None => (rest, None),
+        };
+        let (repository, tag) = match name.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag.to_owned())),
+            _ => (name, None),
+        };
+        if repository.is_empty() {
+            return Err(refused());
+        }
+        Ok(Self { host: host.to_owned(), repository: repository.to_owned(), tag, digest })
+    }
+
+    /// `host/repository:tag`.
+    pub fn with_tag(&self, tag: &str) -> String {
+        format!("{}/{}:{tag}", self.host, self.repository)
+    }
+}
+
+/// A manifest as the registry stored it: its exact bytes and media type, so a copy keeps its digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+/// A client for the registries images are pushed to.
+#[derive(Debug, Clone)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    /// `registry_insecure`: every registry is spoken to over plain HTTP. Loopback hosts always are (Docker's own
+    /// default), so the local stack's registry needs no setting.
+    insecure: bool,
+    /// `auth` (base64 of `user:password`) per registry host, from the `registry-secret` Docker `config.json`.
+    auths: BTreeMap<String, String>,
+}
+
+impl RegistryClient {
+    pub fn new(insecure: bool, auths: BTreeMap<String, String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("static client settings");
+        Self { http, insecure, auths }
+    }
+
+    fn url(&self, host: &str, repository: &str, reference: &str) -> String {
+        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let loopback =
+            bare == "localhost" || bare.starts_with("127.") || bare == "[::1]" || bare.ends_with(".localhost");
+        let scheme = if self.insecure || loopback { "http" } else { "https" };
+        format!("{scheme}://{host}/v2/{repository}/manifests/{reference}")
+    }
+
+    /// A request to `image`'s manifest `reference`, with the registry's Basic credentials or a `bearer` token.
+    fn request(
+        &self,
+        method: &reqwest::Method,
+        image: &ImageRef,
+        reference: &str,
+        bearer: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method.clone(), self.url(&image.host, &image.repository, reference));
+        match (bearer, self.auths.get(&image.host)) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
+            (None, None) => request,
+        }
+    }
+
+    /// Sends what `build` makes; when the registry answers 401 with a Bearer challenge (token authentication, as
+    /// Docker Hub, GHCR or Harbor ask), fetches a token for the challenge's scope and sends it again with it.
+    async fn send(
+        &self,
+        image: &ImageRef,
+        build: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let response = self.send_once(image, build(None)).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let header = response.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
+        let Some(challenge) = header.and_then(bearer_challenge) else { return Ok(response) };
+        let token = self.token(image, &challenge).await?;
+        self.send_once(image, build(Some(&token))).await
+    }
+
+    async fn send_once(
+        &self,
+        image: &ImageRef,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        request.send().await.map_err(|e| RegistryError::Unreachable {
+            host: image.host.clone(),
+            reason: crate::gateway::error_chain(&e),
+        })
+    }
+
+    /// A token from the challenge's realm for its service and scope, asked with the registry's credentials.
+    async fn token(&self, image: &ImageRef, challenge: &BTreeMap<String, String>) -> Result<String, RegistryError> {
+        let realm = challenge.get("realm").map_or("", String::as_str);
+        let query: Vec<(&str, &str)> = ["service", "scope"]
+            .into_iter()
+            .filter_map(|name| challenge.get(name).map(|value| (name, value.as_str())))
+            .collect();
+        let mut request = self.http.get(realm).query(&query);
+        if let Some(auth) = self.auths.get(&image.host) {
+            request = request.header(AUTHORIZATION, format!("Basic {auth}"));
+        }
+        let response = self.send_once(image, request).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegistryError::Status { what: format!("a token from {realm}"), status });
+        }
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| RegistryError::Unreachable { host: realm.to_owned(), reason: e.to_string() })?;
+        answer["token"]
+            .as_str()
+            .or_else(|| answer["access_token"].as_str())
+            .map(str::to_owned)
+            .ok_or(RegistryError::Status { what: format!("a token from {realm} (none in the answer)"), status })
+    }
+
+    /// The digest `reference` (a tag) of `image`'s repository points to, or `None` when the registry has no such
+    /// tag. A HEAD: nothing but headers travels.
+    pub async fn digest_of(&self, image: &ImageRef, reference: &str) -> Result<Option<String>, RegistryError> {
+        let head = |bearer: Option<&str>| {
+            self.request(&reqwest::Method::HEAD, image, reference, bearer).header(ACCEPT, MANIFEST_TYPES)
+        };
+        let response = self.send(image, head).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                Ok(response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned))
+            }
+            status => Err(RegistryError::Status { what: format!("{}:{reference}", image.repository), status }),
+        }
+    }
+
+    /// The manifest `digest` of `image`'s repository, byte for byte.
+    pub async fn manifest(&self, image: &ImageRef, digest: &str) -> Result<Manifest, RegistryError> {
+        let get = |bearer: Option<&str>| {
+            self.request(&reqwest::Method::GET, image, digest, bearer).header(ACCEPT, MANIFEST_TYPES)
+        };
+        let response = self.send(image, get).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegistryError::Status { what: format!("{}@{digest}", image.repository), status });
+        }
+        let media_type =
+            response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RegistryError::Unreachable { host: image.host.clone(), reason: e.to_string() })?;
+        Ok(Manifest { media_type, bytes })
+    }
+
+    /// Tags the manifest `digest` of `image`'s repository as `tag` too (the registry holds its layers already).
+    pub async fn tag(&self, image: &ImageRef, digest: &str, tag: &str) -> Result<(), RegistryError> {
+        let manifest = self.manifest(image, digest).await?;
+        let put = |bearer: Option<&str>| {
+            self.request(&reqwest::Method::PUT, image, tag, bearer)
+                .header(CONTENT_TYPE, manifest.media_type.clone())
+                .body(manifest.bytes.clone())
+        };
+        let response = self.send(image, put).await?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(RegistryError::Status { what: format!("PUT {}:{tag}", image.repository), status })
+        }
+    }
+}
+
+/// The parameters of a `Bearer realm="…",service="…",scope="…"` challenge; `None` for another scheme.
+fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
+    let (scheme, mut rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut parameters = BTreeMap::new();
+    while let Some((name, after)) = rest.split_once('=') {
+        let name = name.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let (value, next) = match after.strip_prefix('"') {
+            // A quoted value may hold commas (`scope="repository:o/f:pull,push"`).
+            Some(quoted) => quoted.split_once('"').unwrap_or((quoted, "")),
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        parameters.insert(name, value.to_owned());
+        rest = next;
+    }
+    parameters.contains_key("realm").then_some(parameters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_reference_splits_into_host_repository_tag_and_digest() {
+        let image = ImageRef::parse("127.0.0.1:5000/octo/fns-hello:latest-abc").unwrap();
+        assert_eq!(image.host, "127.0.0.1:5000");
+        assert_eq!(image.repository, "octo/fns-hello");
+        assert_eq!(image.tag.as_deref(), Some("latest-abc"));
+        assert_eq!(image.with_tag("build-1"), "127.0.0.1:5000/octo/fns-hello:build-1");
+        let pinned = ImageRef::parse("registry.example.com/o/f@sha256:00").unwrap();
+        assert_eq!((pinned.tag, pinned.digest.as_deref()), (None, Some("sha256:00")));
+        assert_eq!(ImageRef::parse("localhost/f").unwrap().tag, None);
+        for refused in ["alpine:3.20", "octo/fns", "registry:5000/", "plain"] {
+            assert!(ImageRef::parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_bearer_challenge_gives_its_realm_service_and_scope() {
+        let challenge = bearer_challenge(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:o/f:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(challenge["realm"], "https://auth.example.com/token");
+        assert_eq!(challenge["service"], "registry.example.com");
+        assert_eq!(challenge["scope"], "repository:o/f:pull,push");
+        assert!(bearer_challenge(r#"Basic realm="registry""#).is_none());
+    }
+
+    /// A registry that asks for a token (as Docker Hub does), which its realm gives only for the right credentials.
+    async fn token_registry() -> String {
+        use axum::http::{HeaderMap, StatusCode as Code};
+        use axum::response::IntoResponse as _;
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let challenge = format!(r#"Bearer realm="http://{address}/token",service="test",scope="repository:o/f:pull""#);
+        let manifest = move |headers: HeaderMap| {
+            let challenge = challenge.clone();
+            async move {
+                if headers.get("authorization").is_some_and(|v| v == "Bearer t0k3n") {
+                    (Code::OK, [("docker-content-digest", "sha256:abc".to_owned())]).into_response()
+                } else {
+                    (Code::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response()
+                }
+            }
+        };
+        let token = |query: axum::extract::RawQuery, headers: HeaderMap| async move {
+            // `builder:pass`, and the challenge's service and scope.
+            let basic = headers.get("authorization").is_some_and(|v| v == "Basic YnVpbGRlcjpwYXNz");
+            let scoped = query.0.is_some_and(|q| q.contains("service=test") && q.contains("scope=repository"));
+            if basic && scoped {
+                r#"{"token": "t0k3n"}"#.into_response()
+            } else {
+                Code::UNAUTHORIZED.into_response()
+            }
+        };
+        let app = axum::Router::new().route("/v2/o/f/manifests/{reference}", get(manifest)).route("/token", get(token));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        address.to_string()
+    }
+
+    #[tokio::test]
+    async fn a_registry_asking_for_a_token_is_answered_with_one_from_its_realm() {
+        let host = token_registry().await;
+        let image = ImageRef::parse(&format!("{host}/o/f:latest")).unwrap();
+        let auths = BTreeMap::from([(host.clone(), "YnVpbGRlcjpwYXNz".to_owned())]);
+        let digest = RegistryClient::new(false, auths).digest_of(&image, "build-1").await.unwrap();
+        assert_eq!(digest.as_deref(), Some("sha256:abc"));
+        let refused = RegistryClient::new(false, BTreeMap::new()).digest_of(&image, "build-1").await;
+        assert!(matches!(refused, Err(RegistryError::Status { .. })), "no credentials, no token: {refused:?}");
+    }
+
+    #[test]
+    fn loopback_registries_are_spoken_to_over_http_and_others_over_https() {
+        let client = RegistryClient::new(false, BTreeMap::new());
+        assert!(client.url("127.0.0.1:5000", "o/f", "t").starts_with("http://127.0.0.1:5000/v2/o/f/manifests/t"));
+        assert!(client.url("localhost:5000", "o/f", "t").starts_with("http://"));
+        assert!(client.url("registry.example.com", "o/f", "t").starts_with("https://"));
+        assert!(RegistryClient::new(true, BTreeMap::new()).url("registry:5000", "o/f", "t").starts_with("http://"));
+    }
+}

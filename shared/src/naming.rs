@@ -93,6 +93,7 @@ pub const PLATFORM_SECRETS: &[&str] = &[
     "basic-auth-password",
     "customers",
     "registry-secret",
+    "registry-auth",
     "swarm-pull-secret",
     "s3-access-key",
     "s3-secret-key",

@@ -82,7 +82,7 @@ pub struct RegistryClient {
     /// `registry_insecure`: every registry is spoken to over plain HTTP. Loopback hosts always are (Docker's own
     /// default), so the local stack's registry needs no setting.
     insecure: bool,
-    /// `auth` (base64 of `user:password`) per registry host, from the `registry-secret` Docker `config.json`.
+    /// `auth` (base64 of `user:password`) per registry host, from the `registry-auth` Docker `config.json`.
     auths: BTreeMap<String, String>,
 }
 

@@ -34,10 +34,10 @@ pub struct Config {
     /// Where every build's log is written, opened at start so that a folder or bucket that cannot be used stops the
     /// start rather than losing the first build's log.
     pub log_store: LogStore,
-    /// Registry credentials (secret `registry-secret`, a Docker `config.json`, when mounted): never written into a
+    /// Registry credentials (secret `registry-auth`, or the last release's `registry-secret`: a Docker `config.json`, when mounted): never written into a
     /// stored log, like `payload-secret` and `basic-auth-password`.
     pub registry_secrets: Vec<Secret>,
-    /// Each registry host's `auth` from the same `registry-secret`: buildshiprun looks up and tags images there to
+    /// Each registry host's `auth` from the same secret: buildshiprun looks up and tags images there to
     /// skip builds whose image exists.
     pub registry_auths: BTreeMap<String, String>,
     /// `registry_insecure`: speak to the registry over plain HTTP, as of-builder's setting of the same name pushes
@@ -70,7 +70,11 @@ impl Config {
             },
             reason: e.to_string(),
         })?;
-        let registry_secret = secrets.read("registry-secret")?;
+        // `registry-auth` is of-builder's name for the same file; `registry-secret` the last OpenFaaS Cloud release's.
+        let registry_secret = match secrets.read("registry-auth")? {
+            Some(auth) => Some(auth),
+            None => secrets.read("registry-secret")?,
+        };
         Ok(Self {
             log_store,
             registry_secrets: registry_secret.as_ref().map(registry_secrets).unwrap_or_default(),

@@ -62,7 +62,8 @@ struct Inputs<'a> {
 pub async fn of_tar(tar: &Path, event: &BuildEvent) -> Result<BuildIdentity, String> {
     let tar = tar.to_owned();
     let lang = event.lang.clone();
-    tokio::task::spawn_blocking(move || identity(&tar, &lang, None))
+    let template_commit = event.template_commit.clone();
+    tokio::task::spawn_blocking(move || identity(&tar, &lang, template_commit.as_deref()))
         .await
         .map_err(|e| format!("the identity task failed: {e}"))?
 }

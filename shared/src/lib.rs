@@ -23,6 +23,8 @@
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
+//! - [`sandbox`]: pushed code as an unprivileged user in its own PID namespace with a minimal `/dev` (builds and
+//!   the local stack's running functions).
 
 pub mod app_key;
 pub mod audit;
@@ -42,6 +44,7 @@ pub mod log_store;
 pub mod naming;
 pub mod openfaas;
 pub mod retry;
+pub mod sandbox;
 pub mod server;
 pub mod signature;
 pub mod stack;

@@ -182,3 +182,107 @@ fn replica_owners(root: &Path) -> Vec<u32> {
         })
         .collect()
 }
+
+#[test]
+fn up_without_the_build_user_fails_at_start_saying_how_to_create_it() {
+    let state = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ofc"))
+        .args(["up", "--sandbox", "no-such-build-user", "--gateway-port", "9", "--state"])
+        .arg(state.path())
+        .args(["--stack", concat!(env!("CARGO_MANIFEST_DIR"), "/..")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no user `no-such-build-user`"), "{stderr}");
+    assert!(stderr.contains("useradd --system") && stderr.contains("/etc/subuid"), "{stderr}");
+    assert!(stderr.contains("--sandbox none"), "{stderr}");
+    assert!(!state.path().join("endpoints.json").exists(), "nothing was started");
+}
+
+/// The sandbox's cost for a running function, printed: deploy → first answer and the replica's memory (the RSS of
+/// every process of its group), sandboxed and as root. `cargo test -p ofc --test sandbox -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn measure_what_the_sandbox_costs_a_running_function() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let registry = RegistryProcess::start(&dir.path().join("registry")).await.unwrap();
+    let builder = BuildahStorage::new(dir.path().join("builder"));
+    let watchdog = Path::new(env!("CARGO_BIN_EXE_ofc")).with_file_name("ofc-watchdog");
+    build_watchdog_image(&builder, &watchdog).await.unwrap();
+    let reference = format!("{}/site:1", registry.host_port());
+    let target = format!("docker://{reference}");
+    builder.run("push", &["push", "--quiet", "--tls-verify=false", WATCHDOG_IMAGE, &target]).await.unwrap();
+    for sandboxed in [true, false] {
+        let folder = dir.path().join(if sandboxed { "sandboxed" } else { "root" });
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let runtime = FunctionRuntime::new(RuntimeConfig {
+            root: folder.join("runtime"),
+            logs: folder.join("logs"),
+            secrets: folder.join("secrets"),
+            insecure_registry: true,
+            start_timeout: Duration::from_secs(30),
+            sandbox: sandboxed.then(|| Sandbox::new(build_user(), folder.join("dev")).unwrap()),
+        })
+        .unwrap();
+        let mut config = GatewayConfig::new(&folder.join("gateway"), "admin", "pw");
+        config.runtime = Some(Arc::new(runtime));
+        let gateway = Gateway::new(config).unwrap();
+        let served = testkit::ServedFunction::serve(gateway.router()).await;
+        let http = reqwest::Client::new();
+        for round in 0..5 {
+            let name = format!("octo-site-{round}");
+            let deployment =
+                FunctionDeployment { service: name.clone(), image: reference.clone(), ..Default::default() };
+            let started = Instant::now();
+            let deploy = http.post(format!("{}system/functions", served.url())).basic_auth("admin", Some("pw"));
+            assert_eq!(deploy.json(&deployment).send().await.unwrap().status(), 202);
+            let url = format!("{}function/{name}", served.url());
+            // The bare watchdog image serves an empty folder: any answer from the function itself (not the
+            // gateway's 503 while it starts) is the first one.
+            while http.get(&url).send().await.unwrap().status().is_server_error() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let rss = group_rss_kib(&folder.join("runtime"));
+            println!("sandboxed={sandboxed} round={round} deploy-to-answer={elapsed:.2}s replica-rss={rss}KiB");
+            let delete = serde_json::json!({"functionName": name});
+            let deleted = http.delete(format!("{}system/functions", served.url())).basic_auth("admin", Some("pw"));
+            deleted.json(&delete).send().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        gateway.stop_functions().await;
+    }
+    drop(registry);
+}
+
+/// The RSS (KiB) of every process in the process groups of the `buildah run` processes working on `root`.
+fn group_rss_kib(root: &Path) -> u64 {
+    let needle = root.display().to_string();
+    let stat = |path: &Path| -> Option<(u32, String)> {
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        let group = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(2)?.parse().ok()?;
+        let command = String::from_utf8_lossy(&std::fs::read(path.join("cmdline")).ok()?).replace('\0', " ");
+        Some((group, command))
+    };
+    let processes: Vec<(std::path::PathBuf, u32, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let (group, command) = stat(&path)?;
+            Some((path, group, command))
+        })
+        .collect();
+    let groups: Vec<u32> =
+        processes.iter().filter(|(_, _, c)| c.contains(&needle) && c.contains(" run ")).map(|(_, g, _)| *g).collect();
+    processes
+        .iter()
+        .filter(|(_, g, _)| groups.contains(g))
+        .filter_map(|(path, _, _)| {
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}

@@ -62,7 +62,7 @@ impl Buildah {
     /// sandbox assembles its `/dev` in.
     fn base(&self, dev: &Path) -> Command {
         let mut command = match &self.user {
-            Some(user) => user.command(dev, "buildah"),
+            Some(user) => Command::from(user.command(dev, "buildah")),
             None => Command::new("buildah"),
         };
         if let Some(root) = self.storage() {

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`gateway`]: the embedded OpenFaaS gateway (function routes, the async queue, `/system/functions`).
 //! - [`runtime`]: runs deployed user functions with `buildah run` (chroot isolation), and builds the watchdog image.
+//! - [`sandbox`]: `ofc up --sandbox USER` (default `ofcbuild`): builds and replicas run as that user, in their own
+//!   PID namespace with a minimal `/dev`.
 //! - [`process`]: child processes (stopped with SIGTERM, a bounded wait, then SIGKILL; killed with `ofc`) and free
 //!   ports.
 //! - [`supervisor`]: restarts a child that exits, on the same port, with backoff.
@@ -19,6 +21,7 @@ pub mod logs;
 pub mod process;
 pub mod push;
 pub mod runtime;
+pub mod sandbox;
 pub mod state;
 pub mod supervisor;
 pub mod templates;

@@ -37,6 +37,10 @@ enum Command {
         /// How deployed user functions run.
         #[arg(long, value_enum, default_value_t = Runtime::Buildah)]
         runtime: Runtime,
+        /// The unprivileged user pushed code (builds and deployed functions) runs as, each in its own PID namespace
+        /// with a minimal /dev; `none` runs it as root, for machines without that user.
+        #[arg(long, value_name = "USER|none", default_value = "ofcbuild")]
+        sandbox: String,
     },
     /// Send the push webhook for the git repository at PATH and follow its commit statuses.
     Push {
@@ -108,7 +112,10 @@ async fn main() -> ExitCode {
             let _ = Cli::command().print_help();
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Up { state, gateway_port, stack, runtime }) => up(state, gateway_port, stack, runtime).await,
+        Some(Command::Up { state, gateway_port, stack, runtime, sandbox }) => {
+            let sandbox_user = (sandbox != "none").then_some(sandbox);
+            up(state, gateway_port, stack, runtime, sandbox_user).await
+        }
         Some(Command::Push { path, branch, owner, state, timeout }) => {
             let timeout = Duration::from_secs(timeout);
             push(PushOptions { path, branch, owner, state, timeout }).await
@@ -124,7 +131,13 @@ async fn main() -> ExitCode {
     })
 }
 
-async fn up(state: PathBuf, gateway_port: u16, stack: Option<PathBuf>, runtime: Runtime) -> anyhow::Result<ExitCode> {
+async fn up(
+    state: PathBuf,
+    gateway_port: u16,
+    stack: Option<PathBuf>,
+    runtime: Runtime,
+    sandbox_user: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let repository = stack.unwrap_or_else(|| {
         if PathBuf::from("stack.yml").is_file() {
             PathBuf::from(".")
@@ -134,7 +147,8 @@ async fn up(state: PathBuf, gateway_port: u16, stack: Option<PathBuf>, runtime: 
     });
     let binaries = std::env::current_exe()?.parent().context("ofc has a folder")?.to_owned();
     shared::server::init_tracing();
-    let options = UpOptions { state, gateway_port, repository, binaries, run_functions: runtime == Runtime::Buildah };
+    let run_functions = runtime == Runtime::Buildah;
+    let options = UpOptions { state, gateway_port, repository, binaries, run_functions, sandbox_user };
     ofc::up::up(options, shared::server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,14 @@
 //! Runs deployed user functions on this machine with Buildah's chroot isolation (`buildah run`): the one container
 //! runtime that works here (podman's and docker's `run` are refused). A replica shares the host's network, so each
 //! gets its own loopback port, handed to it as `port` (the watchdog's setting) with `bind_address=127.0.0.1`.
+//!
+//! Sandboxed (`ofc up`'s default), every Buildah call, the replicas' `buildah run` included, runs as the build user
+//! in its own PID namespace with a minimal `/dev` (`shared::sandbox`, the build sandbox's one construction), and
+//! without `CAP_SYS_CHROOT`: a running function is the same pushed code a build runs. Rootless Buildah with chroot
+//! isolation keeps the host's network namespace, so the gateway still reaches the replica on loopback.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use shared::openfaas::FunctionStatus;
+use shared::sandbox::{BuildUser, DROPPED_CAPABILITY};
 use tokio::process::Command;
 
 use crate::process::{free_port, ChildProcess};
@@ -45,25 +52,70 @@ pub struct RuntimeConfig {
     pub insecure_registry: bool,
     /// How long a replica may take to listen.
     pub start_timeout: Duration,
+    /// Run replicas sandboxed as this user; `None` runs them as root (`ofc up --sandbox none`).
+    pub sandbox: Option<Sandbox>,
 }
 
-/// One Buildah storage (vfs, as of-builder uses it): `root/storage` and `root/run`.
+/// Who sandboxed Buildah calls run as, and the empty folder each sandbox assembles its `/dev` in (root's, outside
+/// the user's storage, so the user cannot swap it for a link).
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub user: BuildUser,
+    pub dev: PathBuf,
+}
+
+impl Sandbox {
+    /// Creates the `/dev` folder (root's, 0700).
+    pub fn new(user: BuildUser, dev: PathBuf) -> std::io::Result<Self> {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dev)?;
+        Ok(Self { user, dev })
+    }
+}
+
+/// One Buildah storage (vfs, as of-builder uses it): `root/storage` and `root/run`, used as root or, sandboxed,
+/// as the build user.
 #[derive(Debug, Clone)]
 pub struct BuildahStorage {
     pub root: PathBuf,
+    pub sandbox: Option<Sandbox>,
 }
 
 impl BuildahStorage {
+    /// Root's storage at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), sandbox: None }
+    }
+
+    /// The build user's storage at `root`, created for it (or checked to be its own).
+    pub fn sandboxed(root: impl Into<PathBuf>, sandbox: Sandbox) -> std::io::Result<Self> {
+        let root = root.into();
+        sandbox.user.prepare_storage(&root)?;
+        Ok(Self { root, sandbox: Some(sandbox) })
+    }
+
     /// `buildah` on this storage, for a step awaited to its end.
     pub fn command(&self) -> Command {
-        let mut command = Command::from(self.on_storage(std::process::Command::new("buildah")));
+        let program = match &self.sandbox {
+            Some(sandbox) => sandbox.user.command(&sandbox.dev, "buildah"),
+            None => std::process::Command::new("buildah"),
+        };
+        let mut command = Command::from(self.on_storage(program));
         command.kill_on_drop(true);
         command
     }
 
-    /// `buildah` on this storage, run so that it dies with `ofc` (for `buildah run`, which lasts).
+    /// `buildah` on this storage, run so that it dies with `ofc` (for `buildah run`, which lasts): sandboxed,
+    /// `unshare` has the parent-death signal and the namespace's first process has it from `unshare`.
     fn lasting_command(&self) -> std::process::Command {
-        self.on_storage(crate::process::command("buildah"))
+        let program = match &self.sandbox {
+            Some(sandbox) => {
+                let mut command = crate::process::command("unshare");
+                command.args(sandbox.user.unshare_args(&sandbox.dev, "buildah"));
+                command
+            }
+            None => crate::process::command("buildah"),
+        };
+        self.on_storage(program)
     }
 
     fn on_storage(&self, mut command: std::process::Command) -> std::process::Command {
@@ -133,13 +185,14 @@ pub async fn build_watchdog_image(builder: &BuildahStorage, binary: &Path) -> Re
     }
     let container = format!("ofc-watchdog-build-{}", std::process::id());
     let _ = builder.run("rm", &["rm", &container]).await;
+    let mut files = vec![(binary.to_owned(), PathBuf::from("/usr/bin/fwatchdog"))];
+    files.extend(linked_libraries(binary).await?.into_iter().map(|l| (l.clone(), l)));
+    let (stage, files) = builder.stage(files)?;
     builder.run("from", &["from", "--quiet", "--name", &container, "scratch"]).await?;
     let built = async {
-        let binary = binary.display().to_string();
-        builder.run("copy", &["copy", "--quiet", &container, &binary, "/usr/bin/fwatchdog"]).await?;
-        for library in linked_libraries(Path::new(&binary)).await? {
-            let library = library.display().to_string();
-            builder.run("copy", &["copy", "--quiet", &container, &library, &library]).await?;
+        for (source, target) in &files {
+            let (source, target) = (source.display().to_string(), target.display().to_string());
+            builder.run("copy", &["copy", "--quiet", &container, &source, &target]).await?;
         }
         let label = format!("{WATCHDOG_LABEL}={digest}");
         builder
@@ -169,7 +222,33 @@ pub async fn build_watchdog_image(builder: &BuildahStorage, binary: &Path) -> Re
     if built.is_err() {
         let _ = builder.run("rm", &["rm", &container]).await;
     }
+    if let Some(stage) = stage {
+        let _ = std::fs::remove_dir_all(stage);
+    }
     built.map(|_| true)
+}
+
+/// A file to copy into an image: where it is, and where it goes in the image.
+type Placed = (PathBuf, PathBuf);
+
+impl BuildahStorage {
+    /// Sandboxed, copies `files` (source, place in the image) into a folder of the storage the build user owns,
+    /// because the user cannot be assumed to read the workspace's binaries where they are; answers that folder and
+    /// the files as Buildah should copy them. Unsandboxed, the files stay where they are.
+    fn stage(&self, files: Vec<Placed>) -> Result<(Option<PathBuf>, Vec<Placed>), RuntimeError> {
+        let Some(sandbox) = &self.sandbox else { return Ok((None, files)) };
+        let stage = self.root.join(format!("stage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir(&stage)?;
+        let mut staged = Vec::new();
+        for (index, (source, target)) in files.into_iter().enumerate() {
+            let copy = stage.join(index.to_string());
+            std::fs::copy(&source, &copy)?;
+            staged.push((copy, target));
+        }
+        sandbox.user.give(&stage)?;
+        Ok((Some(stage), staged))
+    }
 }
 
 /// Starts and stops replicas.
@@ -227,9 +306,46 @@ fn log_tail(path: &Path) -> String {
 
 impl FunctionRuntime {
     pub fn new(config: RuntimeConfig) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.root)?;
         std::fs::create_dir_all(&config.logs)?;
-        Ok(Self { storage: BuildahStorage { root: config.root.clone() }, config, next: AtomicU64::new(0) })
+        let storage = if let Some(sandbox) = &config.sandbox {
+            BuildahStorage::sandboxed(&config.root, sandbox.clone())?
+        } else {
+            std::fs::create_dir_all(&config.root)?;
+            BuildahStorage::new(&config.root)
+        };
+        Ok(Self { storage, config, next: AtomicU64::new(0) })
+    }
+
+    /// Where a sandboxed replica's secrets are copied: the root's secrets are root's alone (0600), so each replica
+    /// gets its own copies, the build user's, removed with the replica.
+    fn secrets_copy(&self, container: &str) -> PathBuf {
+        self.config.root.join("secrets").join(container)
+    }
+
+    /// The host path to mount secret `name` from: the secrets folder's file, or sandboxed, a copy the build user
+    /// may read (0400, in a 0700 folder of its own).
+    fn secret_source(&self, container: &str, name: &str) -> Result<PathBuf, RuntimeError> {
+        let path = self.config.secrets.join(name);
+        if !path.is_file() || name.contains('/') {
+            return Err(RuntimeError::MissingSecret { name: name.to_owned(), path: path.display().to_string() });
+        }
+        let Some(sandbox) = &self.config.sandbox else { return Ok(path) };
+        let folder = self.secrets_copy(container);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
+        let copy = folder.join(name);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&copy)?;
+        std::io::Write::write_all(&mut file, &std::fs::read(&path)?)?;
+        // The folder above is created by root too: the user must pass through it.
+        sandbox.user.give(&self.config.root.join("secrets"))?;
+        Ok(copy)
+    }
+
+    /// Removes a container and, sandboxed, its secrets' copies.
+    async fn remove(&self, container: &str) -> Result<String, RuntimeError> {
+        if self.config.sandbox.is_some() {
+            let _ = std::fs::remove_dir_all(self.secrets_copy(container));
+        }
+        self.run_buildah("rm", &["rm", container]).await
     }
 
     async fn run_buildah(&self, step: &'static str, args: &[&str]) -> Result<String, RuntimeError> {
@@ -240,6 +356,9 @@ impl FunctionRuntime {
     pub async fn remove_leftovers(&self) {
         if let Err(error) = self.run_buildah("rm", &["rm", "--all"]).await {
             tracing::warn!(%error, "could not remove containers left by an earlier run");
+        }
+        if self.config.sandbox.is_some() {
+            let _ = std::fs::remove_dir_all(self.config.root.join("secrets"));
         }
     }
 
@@ -256,7 +375,7 @@ impl FunctionRuntime {
                 Ok(replica)
             }
             Err(error) => {
-                let _ = self.run_buildah("rm", &["rm", &container]).await;
+                let _ = self.remove(&container).await;
                 Err(error)
             }
         }
@@ -281,14 +400,14 @@ impl FunctionRuntime {
         env.insert("bind_address".into(), "127.0.0.1".into());
         let mut command = self.storage.lasting_command();
         command.args(["run", "--isolation", "chroot"]);
+        if self.config.sandbox.is_some() {
+            command.args(["--cap-drop", DROPPED_CAPABILITY]);
+        }
         for (name, value) in &env {
             command.arg("--env").arg(format!("{name}={value}"));
         }
         for secret in function.secrets.iter().flatten() {
-            let path = self.config.secrets.join(secret);
-            if !path.is_file() || secret.contains('/') {
-                return Err(RuntimeError::MissingSecret { name: secret.clone(), path: path.display().to_string() });
-            }
+            let path = self.secret_source(container, secret)?;
             command.arg("--volume").arg(format!("{}:/var/openfaas/secrets/{secret}:ro", path.display()));
         }
         if let Some(dir) = config.working_dir.filter(|d| !d.is_empty()) {
@@ -305,7 +424,7 @@ impl FunctionRuntime {
         let http = reqwest::Client::new();
         loop {
             if let Some(status) = replica.process.try_wait()? {
-                let _ = self.run_buildah("rm", &["rm", container]).await;
+                let _ = self.remove(container).await;
                 return Err(RuntimeError::Exited { status: status.to_string(), log: log_tail(&log_path) });
             }
             // Any HTTP answer means it listens (a function need not serve `/_/health`).
@@ -325,7 +444,7 @@ impl FunctionRuntime {
     /// SIGTERM to the replica's process group, SIGKILL after a grace period, then its container is removed.
     pub async fn stop(&self, replica: &mut Replica) {
         replica.process.stop(Duration::from_secs(5)).await;
-        if let Err(error) = self.run_buildah("rm", &["rm", &replica.container]).await {
+        if let Err(error) = self.remove(&replica.container).await {
             tracing::warn!(container = %replica.container, %error, "could not remove a stopped replica's container");
         }
     }

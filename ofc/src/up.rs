@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::process::free_port;
-use crate::runtime::{build_watchdog_image, BuildahStorage, FunctionRuntime, RuntimeConfig, WATCHDOG_IMAGE};
+use crate::runtime::{build_watchdog_image, FunctionRuntime, RuntimeConfig, Sandbox, WATCHDOG_IMAGE};
 use crate::state::{Endpoints, StateDir, APP_ID, INSTALLATION_ID};
 use crate::supervisor::{ChildSpec, RestartPolicy, Supervised};
 
@@ -42,6 +42,9 @@ pub struct UpOptions {
     pub binaries: PathBuf,
     /// Run deployed user functions (with Buildah's chroot isolation); off, they are only recorded.
     pub run_functions: bool,
+    /// The unprivileged user builds and deployed functions run as, sandboxed (`shared::sandbox`); `None` runs
+    /// them as root (`--sandbox none`).
+    pub sandbox_user: Option<String>,
 }
 
 /// The running stack, until [`LocalStack::shutdown`].
@@ -112,11 +115,13 @@ impl LocalStack {
     /// Starts every part, in order, and waits until of-builder and the functions answer.
     pub async fn start(options: &UpOptions) -> anyhow::Result<Self> {
         let stack = check_prerequisites(options)?;
+        let user = crate::sandbox::build_user(options.sandbox_user.as_deref())?;
         let gateway_address: SocketAddr = ([127, 0, 0, 1], options.gateway_port).into();
         let gateway_listener = tokio::net::TcpListener::bind(gateway_address).await.with_context(|| {
             format!("port {} is in use: stop what listens there or pass --gateway-port", options.gateway_port)
         })?;
         let prepared = prepare_state(&options.state)?;
+        let sandbox = user.map(|u| crate::sandbox::prepare(&prepared.state, u)).transpose()?;
         let registry = start_registry(&prepared)?;
         registry.wait_healthy(HEALTHY_WITHIN).await.context("the registry did not start")?;
         let (github, git) = start_doubles(&prepared)?;
@@ -125,8 +130,9 @@ impl LocalStack {
             crate::templates::publish(&prepared.state.repos()).context("the templates cannot be published")?;
         tracing::info!(commit = %templates, "local templates published");
         let gateway_url = format!("http://{gateway_address}/");
-        let (gateway, gateway_stop, gateway_server) = start_gateway(options, &prepared, gateway_listener).await?;
-        let builder = start_builder(options, &prepared)?;
+        let (gateway, gateway_stop, gateway_server) =
+            start_gateway(options, &prepared, sandbox.as_ref(), gateway_listener).await?;
+        let builder = start_builder(options, &prepared, sandbox.as_ref())?;
         let endpoints = Endpoints {
             gateway: gateway_url,
             github_api: github.url(),
@@ -257,21 +263,23 @@ fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServe
 async fn start_gateway(
     options: &UpOptions,
     prepared: &Prepared,
+    sandbox: Option<&Sandbox>,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>)> {
     let state = &prepared.state;
-    let builder_storage = BuildahStorage { root: state.root.join("buildah") };
+    let builder_storage = crate::sandbox::builder_storage(state, sandbox)?;
     build_watchdog_image(&builder_storage, &options.binaries.join("ofc-watchdog"))
         .await
         .with_context(|| format!("the base image {WATCHDOG_IMAGE} could not be built"))?;
     let mut config = GatewayConfig::new(&state.root, &prepared.user, &prepared.password);
     if options.run_functions {
         let runtime = FunctionRuntime::new(RuntimeConfig {
-            root: state.root.join("runtime"),
+            root: crate::sandbox::runtime_root(state, sandbox),
             logs: state.logs(),
             secrets: state.function_secrets(),
             insecure_registry: true,
             start_timeout: Duration::from_secs(30),
+            sandbox: sandbox.cloned(),
         })?;
         runtime.remove_leftovers().await;
         config.runtime = Some(std::sync::Arc::new(runtime));
@@ -292,16 +300,19 @@ async fn start_gateway(
 }
 
 /// of-builder, on the port it had last time when that is free.
-fn start_builder(options: &UpOptions, prepared: &Prepared) -> anyhow::Result<Supervised> {
+fn start_builder(options: &UpOptions, prepared: &Prepared, sandbox: Option<&Sandbox>) -> anyhow::Result<Supervised> {
     let state = &prepared.state;
     let port = reuse(prepared.previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
-    let env = BTreeMap::from([
+    let mut env = BTreeMap::from([
         ("port".to_owned(), port.to_string()),
         ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
         ("builder_backend".to_owned(), "buildah".to_owned()),
         ("registry_insecure".to_owned(), "true".to_owned()),
-        ("buildah_root".to_owned(), state.root.join("buildah").display().to_string()),
+        ("buildah_root".to_owned(), crate::sandbox::builder_root(state, sandbox).display().to_string()),
     ]);
+    if let Some(sandbox) = sandbox {
+        env.insert("build_user".to_owned(), sandbox.user.name.clone());
+    }
     supervise(&options.binaries.join("of-builder"), "of-builder", port, env, state)
 }
 

@@ -69,7 +69,7 @@ struct Harness {
 async fn start() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let registry = RegistryProcess::start(&dir.path().join("registry")).await.unwrap();
-    let builder = BuildahStorage { root: dir.path().join("builder") };
+    let builder = BuildahStorage::new(dir.path().join("builder"));
     assert!(build_watchdog_image(&builder, &watchdog_binary()).await.unwrap(), "built");
     assert!(!build_watchdog_image(&builder, &watchdog_binary()).await.unwrap(), "kept: same binary");
 
@@ -89,6 +89,7 @@ async fn start() -> Harness {
         secrets,
         insecure_registry: true,
         start_timeout: Duration::from_secs(20),
+        sandbox: None,
     })
     .unwrap();
     let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");

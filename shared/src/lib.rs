@@ -24,6 +24,8 @@
 //! - [`upload`]: large signed bodies streamed to a file and verified.
 //! - [`registry`]: the registry API calls that let a build whose image exists be skipped (HEAD, tag a manifest).
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
+//! - [`sandbox`]: pushed code as an unprivileged user in its own PID namespace with a minimal `/dev` (builds and
+//!   the local stack's running functions).
 
 pub mod app_key;
 pub mod audit;
@@ -44,6 +46,7 @@ pub mod naming;
 pub mod openfaas;
 pub mod registry;
 pub mod retry;
+pub mod sandbox;
 pub mod server;
 pub mod signature;
 pub mod stack;

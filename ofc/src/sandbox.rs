@@ -1,0 +1,71 @@
+//! `ofc up`'s sandbox for pushed code: of-builder's builds and the deployed functions' replicas run as the build
+//! user (`ofcbuild` by default, `--sandbox USER`), each in its own PID namespace with a minimal `/dev`
+//! (`shared::sandbox`), so the local stack, run as root, gives pushed code no more than an unprivileged user's reach.
+//! `--sandbox none` keeps running them as root, for machines without the user.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use shared::sandbox::{BuildUser, CREATE_USER};
+
+use crate::runtime::{BuildahStorage, Sandbox};
+use crate::state::StateDir;
+
+/// The build user named by `--sandbox` (`None` for `none`), with the tools the sandbox needs; the error says how
+/// to create the user, or how to do without.
+pub fn build_user(name: Option<&str>) -> anyhow::Result<Option<BuildUser>> {
+    let Some(name) = name else { return Ok(None) };
+    for (tool, package) in [("unshare", "util-linux"), ("newuidmap", "uidmap"), ("newgidmap", "uidmap")] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+        if !found {
+            bail!("the sandbox needs `{tool}`: install it with `apt-get install {package}` (or pass --sandbox none)");
+        }
+    }
+    match BuildUser::lookup(name) {
+        Ok(user) => Ok(Some(user)),
+        Err(reason) => bail!(
+            "pushed code runs sandboxed as the build user `{name}`, which cannot be used: {reason}.\n\
+             Create it as root (what .ci/run does):\n\n{CREATE_USER}\n\n\
+             or run everything as root with `ofc up --sandbox none`"
+        ),
+    }
+}
+
+/// Lets the build user pass through the state folder (0711: it cannot list it, and every folder inside stays
+/// 0700) to its own storage folders, checks nothing above blocks it, and readies the sandbox's `/dev` folder.
+pub fn prepare(state: &StateDir, user: BuildUser) -> anyhow::Result<Sandbox> {
+    std::fs::set_permissions(&state.root, std::fs::Permissions::from_mode(0o711))?;
+    if let Some(folder) = user.blocked_on_the_way_to(&state.root) {
+        bail!(
+            "the build user `{}` cannot pass through {} to its storage in {}: `chmod o+x` it, choose another \
+             --state, or pass --sandbox none",
+            user.name,
+            folder.display(),
+            state.root.display()
+        );
+    }
+    Sandbox::new(user, state.root.join("sandbox-dev")).context("the sandbox's /dev folder cannot be created")
+}
+
+/// of-builder's Buildah storage: the build user's when sandboxed (root's layers are unusable to rootless Buildah,
+/// so the two never share a folder).
+pub fn builder_root(state: &StateDir, sandbox: Option<&Sandbox>) -> PathBuf {
+    state.root.join(if sandbox.is_some() { "buildah-sandbox" } else { "buildah" })
+}
+
+/// The replicas' Buildah storage, likewise.
+pub fn runtime_root(state: &StateDir, sandbox: Option<&Sandbox>) -> PathBuf {
+    state.root.join(if sandbox.is_some() { "runtime-sandbox" } else { "runtime" })
+}
+
+/// of-builder's storage, the build user's when sandboxed, for building the watchdog image into it.
+pub fn builder_storage(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::Result<BuildahStorage> {
+    let root = builder_root(state, sandbox);
+    match sandbox {
+        Some(sandbox) => BuildahStorage::sandboxed(&root, sandbox.clone())
+            .with_context(|| format!("the build user's storage {} cannot be used", root.display())),
+        None => Ok(BuildahStorage::new(root)),
+    }
+}

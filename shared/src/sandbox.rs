@@ -1,0 +1,192 @@
+//! The sandbox pushed code runs in, one copy for the build (of-builder) and the local stack's running functions
+//! (`ofc`): a build's `RUN` steps and a deployed function are the same untrusted code, so they get the same walls.
+//!
+//! Every Buildah call runs as an unprivileged user (rootless Buildah: the image's root is that user, its other
+//! uids the user's `/etc/subuid` range), inside a fresh PID namespace (host processes are invisible, so they cannot
+//! be signalled or traced) and a fresh mount namespace whose `/dev` holds only `null`, `zero`, `full`, `random`,
+//! `urandom` and `tty` (no disks). `unshare` starts as root and does not set `no_new_privs`, so the setuid
+//! `newuidmap` Buildah needs for the user's uid range still works after the drop.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The capability `buildah run`/`bud` drop in the sandbox: capabilities exist only inside the user namespace, over
+/// the image's own files (`chown` in a Dockerfile keeps working); `chroot` is the one that would let code leave the
+/// image's root. `buildah run` wants the `CAP_` prefix; `bud` takes either.
+pub const DROPPED_CAPABILITY: &str = "CAP_SYS_CHROOT";
+
+/// The commands that create the build user with a subordinate id range no other user overlaps (`.ci/run` runs
+/// them), for error messages that say how to fix a machine.
+pub const CREATE_USER: &str = "useradd --system --create-home --home-dir /var/lib/ofcbuild --shell /usr/sbin/nologin \
+ofcbuild
+for f in /etc/subuid /etc/subgid; do
+  touch \"$f\"
+  grep -q '^ofcbuild:' \"$f\" || awk -F: 'BEGIN { s = 200000 } $2 + $3 > s { s = $2 + $3 } END { print \"ofcbuild:\" s \":65536\" }' \"$f\" >> \"$f\"
+done";
+
+/// An unprivileged local user pushed code runs as, resolved once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// Run as root inside the new namespaces: builds the minimal `/dev` in `$1`, moves it over `/dev` (only this
+/// mount namespace sees it), then becomes the user (`$2`) with a clean environment and runs the rest. The
+/// parent-death signal is set after the uid change (a change clears it), so the namespace's first process, and
+/// with it the whole namespace, dies with `unshare`.
+const ENTER: &str = r#"set -eu
+dev="$1"; user="$2"; shift 2
+mount -t tmpfs -o mode=755,nosuid,noexec,size=64k ofc-dev "$dev"
+for d in null zero full random urandom tty; do : > "$dev/$d"; mount --bind "/dev/$d" "$dev/$d"; done
+mkdir "$dev/pts" "$dev/shm"
+ln -s /proc/self/fd "$dev/fd"
+ln -s /proc/self/fd/0 "$dev/stdin"; ln -s /proc/self/fd/1 "$dev/stdout"; ln -s /proc/self/fd/2 "$dev/stderr"
+mount --move "$dev" /dev
+exec setpriv --reuid "$user" --regid "$user" --init-groups --reset-env --pdeathsig KILL "$@""#;
+
+impl BuildUser {
+    /// Looks `name` up in `/etc/passwd` and checks it has subordinate uid and gid ranges (rootless Buildah maps the
+    /// image's users into them); the reason names what is missing.
+    pub fn lookup(name: &str) -> Result<Self, String> {
+        // Entering the namespaces and dropping to the user takes root; as anyone else every call would fail.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let effective =
+            status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1));
+        if effective != Some("0") {
+            return Err("the sandbox needs root to start pushed code as the build user".into());
+        }
+        Self::lookup_in(name, Path::new("/etc"))
+    }
+
+    /// [`BuildUser::lookup`] against the files of `etc`.
+    pub fn lookup_in(name: &str, etc: &Path) -> Result<Self, String> {
+        let passwd = std::fs::read_to_string(etc.join("passwd")).map_err(|e| format!("/etc/passwd: {e}"))?;
+        let fields: Vec<&str> = passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() >= 7 && f[0] == name)
+            .ok_or_else(|| format!("no user `{name}` in /etc/passwd"))?;
+        let number = |i: usize| fields[i].parse::<u32>().map_err(|_| format!("/etc/passwd: bad id for `{name}`"));
+        let user = Self { name: name.to_owned(), uid: number(2)?, gid: number(3)?, home: PathBuf::from(fields[5]) };
+        if user.uid == 0 {
+            return Err(format!("`{name}` is root; the build user must be unprivileged"));
+        }
+        for file in ["subuid", "subgid"] {
+            let text = std::fs::read_to_string(etc.join(file)).unwrap_or_default();
+            let id = if file == "subuid" { user.uid } else { user.gid }.to_string();
+            let listed = text.lines().any(|l| l.split(':').next().is_some_and(|owner| owner == name || owner == id));
+            if !listed {
+                return Err(format!("`{name}` has no range in /etc/{file} (add `{name}:200000:65536`)"));
+            }
+        }
+        Ok(user)
+    }
+
+    /// `unshare`'s arguments that run `program args…` as this user in a fresh PID and mount namespace with a
+    /// minimal `/dev`; `dev` is an empty folder the new `/dev` is assembled in (it may be shared: each namespace
+    /// mounts over it privately). Callers put `unshare` in front, wrapped as they need (`setpriv --pdeathsig`).
+    pub fn unshare_args(&self, dev: &Path, program: impl AsRef<OsStr>) -> Vec<OsString> {
+        let mut args: Vec<OsString> =
+            ["--pid", "--fork", "--mount-proc", "--", "sh", "-c", ENTER, "sh"].iter().map(OsString::from).collect();
+        args.extend([dev.as_os_str().to_owned(), OsString::from(&self.name), program.as_ref().to_owned()]);
+        args
+    }
+
+    /// `program args…` in the sandbox ([`BuildUser::unshare_args`]). Not `unshare --kill-child`: the parent-death
+    /// signal it sets is cleared when `setpriv` changes the uid (measured), so `setpriv` sets it again after.
+    pub fn command(&self, dev: &Path, program: impl AsRef<OsStr>) -> std::process::Command {
+        let mut command = std::process::Command::new("unshare");
+        command.args(self.unshare_args(dev, program));
+        command
+    }
+
+    /// Hands `path` and everything below it (links themselves, never their targets) to the user.
+    pub fn give(&self, path: &Path) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid))?;
+        if std::fs::symlink_metadata(path)?.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                self.give(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates Buildah's storage folder for this user, or checks an existing one is the user's: storage written by
+    /// root holds root-owned layers rootless Buildah cannot use.
+    pub fn prepare_storage(&self, root: &Path) -> std::io::Result<()> {
+        if !root.exists() {
+            std::fs::create_dir_all(root)?;
+            std::os::unix::fs::chown(root, Some(self.uid), Some(self.gid))?;
+            return Ok(());
+        }
+        let owner = std::fs::metadata(root)?.uid();
+        if owner != self.uid {
+            return Err(std::io::Error::other(format!(
+                "buildah_root {} belongs to uid {owner}, not the build user `{}`: empty it or choose another folder",
+                root.display(),
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// The first folder above `path` (and `path` itself) the user cannot pass through, by the permission bits:
+    /// rootless Buildah opens its storage as the user, so every folder on the way must let it through.
+    pub fn blocked_on_the_way_to(&self, path: &Path) -> Option<PathBuf> {
+        path.ancestors().filter(|p| !p.as_os_str().is_empty()).find_map(|folder| {
+            let meta = std::fs::metadata(folder).ok()?;
+            let mode = meta.mode();
+            let passes = if meta.uid() == self.uid {
+                mode & 0o100 != 0
+            } else if meta.gid() == self.gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            };
+            (!passes).then(|| folder.to_owned())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn etc(passwd: &str, subuid: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("passwd"), passwd).unwrap();
+        std::fs::write(dir.path().join("subuid"), subuid).unwrap();
+        std::fs::write(dir.path().join("subgid"), subuid).unwrap();
+        dir
+    }
+
+    #[test]
+    fn resolves_a_user_with_subordinate_ranges_and_names_what_is_missing() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nofcbuild:x:999:995::/var/lib/ofcbuild:/usr/sbin/nologin\n";
+        let dir = etc(passwd, "ofcbuild:200000:65536\n");
+        let user = BuildUser::lookup_in("ofcbuild", dir.path()).unwrap();
+        assert_eq!((user.uid, user.gid, user.home.as_path()), (999, 995, Path::new("/var/lib/ofcbuild")));
+        assert!(BuildUser::lookup_in("nobody", dir.path()).unwrap_err().contains("no user `nobody`"));
+        assert!(BuildUser::lookup_in("root", dir.path()).unwrap_err().contains("unprivileged"));
+        let dir = etc(passwd, "someone:100000:65536\n");
+        assert!(BuildUser::lookup_in("ofcbuild", dir.path()).unwrap_err().contains("/etc/subuid"));
+    }
+
+    #[test]
+    fn names_the_folder_the_user_cannot_pass() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let user = BuildUser { name: "u".into(), uid: 4_000_000, gid: 4_000_000, home: PathBuf::from("/") };
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("state");
+        std::fs::create_dir(&inner).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(user.blocked_on_the_way_to(&inner.join("storage")), Some(dir.path().to_owned()));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(user.blocked_on_the_way_to(&inner.join("storage")), None);
+    }
+}

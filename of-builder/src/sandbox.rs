@@ -76,7 +76,12 @@ impl BuildUser {
     /// cleared when `setpriv` changes the uid (measured: a timed-out build kept running), so a stopped build's
     /// process group is killed instead (`backend::run_logged`), which ends the namespace with its first process.
     pub fn command(&self, dev: &Path, program: &str) -> Command {
-        let mut command = Command::new("unshare");
+        self.std_command(dev, program).into()
+    }
+
+    /// `command`, for a caller that waits synchronously (the storage probe at start, before the server runs).
+    pub fn std_command(&self, dev: &Path, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("unshare");
         command
             .args(["--pid", "--fork", "--mount-proc", "--", "sh", "-c", ENTER, "sh"])
             .arg(dev)

@@ -73,6 +73,14 @@ impl Backend {
         }
     }
 
+    /// Buildah's storage driver, chosen at start; none for BuildKit.
+    fn storage_driver(&self) -> Option<&'static str> {
+        match self {
+            Self::Buildah(b) => Some(b.driver.name()),
+            Self::Buildkit(_) => None,
+        }
+    }
+
     async fn check(&self) -> Result<String, BuilderError> {
         match self {
             Self::Buildah(b) => b.check().await,
@@ -117,7 +125,9 @@ pub fn serve(setup: Setup) -> Router {
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.backend.check().await {
         Ok(version) => {
-            Json(serde_json::json!({ "backend": state.backend.name(), "ok": true, "version": version })).into_response()
+            let storage = state.backend.storage_driver();
+            Json(serde_json::json!({ "backend": state.backend.name(), "ok": true, "version": version, "storage_driver": storage }))
+                .into_response()
         }
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

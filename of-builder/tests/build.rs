@@ -273,6 +273,7 @@ async fn reports_a_working_backend_on_healthz() {
         harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["backend"], "buildah");
     assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["storage_driver"], "vfs", "the driver chosen at start: {answer}");
 }
 
 #[tokio::test]

@@ -107,7 +107,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
 const TEMPLATE: &str = r#"FROM scratch
 LABEL com.openfaas.template="bench-shell" com.openfaas.scale.min="1"
 ENV PATH=/bin:/usr/bin HOME=/home/app
-COPY busybox /bin/busybox
+COPY --chmod=755 busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 RUN mkdir -p /etc /tmp /home/app && echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd
 RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' > /etc/group

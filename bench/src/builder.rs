@@ -48,7 +48,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
     let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     child.wait_healthy(address, Duration::from_secs(10)).await?;
     println!(
-        "of-builder, Buildah (vfs) and docker-registry (idle RSS {:.1} MiB)",
+        "of-builder, Buildah (buildah_storage_driver=auto) and docker-registry (idle RSS {:.1} MiB)",
         rss_kib(child.pid())? as f64 / 1024.0
     );
     let http = reqwest::Client::new();
@@ -99,5 +99,116 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
         peak_rss_kib(child.pid())? as f64 / 1024.0,
         before as f64 / 1024.0
     );
+    Ok(())
+}
+
+/// A realistic function template of 15 steps: nothing pulled, busybox copied in, `RUN` steps writing files (a
+/// 4 MiB one among them) and configuration-only steps. Each step is a layer Buildah caches (`--layers`).
+const TEMPLATE: &str = r#"FROM scratch
+LABEL com.openfaas.template="bench-shell" com.openfaas.scale.min="1"
+ENV PATH=/bin:/usr/bin HOME=/home/app
+COPY --chmod=755 busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -p /etc /tmp /home/app && echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd
+RUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1000:' > /etc/group
+WORKDIR /home/app
+COPY handler.sh function/handler.sh
+RUN chmod +x function/handler.sh && sh function/handler.sh > function/smoke.txt
+RUN dd if=/dev/urandom of=/home/app/data.bin bs=1M count=4 2>/dev/null
+RUN chown -R 1000:1000 /home/app
+ENV fprocess="sh function/handler.sh" write_timeout=10s
+USER 1000
+CMD ["sh", "function/handler.sh"]
+"#;
+
+/// Steps in `TEMPLATE`.
+const TEMPLATE_STEPS: u32 = 15;
+
+/// The of-builder settings of one measured setup: a storage driver, as root or sandboxed as `build_user`.
+fn builder_env(dir: &std::path::Path, port: u16, driver: &str, user: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("port", port.to_string()),
+        ("secret_mount_path", dir.join("secrets").display().to_string()),
+        ("registry_insecure", "true".into()),
+        ("buildah_root", dir.join("buildah").display().to_string()),
+        ("buildah_storage_driver", driver.to_owned()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    if let Some(user) = user {
+        env.push(("build_user", user.to_owned()));
+    }
+    env
+}
+
+/// Builds `tar` through of-builder at `address`; answers how long the request took.
+async fn timed_build(http: &reqwest::Client, address: std::net::SocketAddr, tar: Vec<u8>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = http
+        .post(format!("http://{address}/build"))
+        .header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &tar))
+        .body(tar)
+        .send()
+        .await?;
+    let result: BuildResult = response.json().await?;
+    anyhow::ensure!(result.status == BuildStatus::Success, "the build failed: {:?}", result.log);
+    Ok(started.elapsed())
+}
+
+/// Cold and warm (every step a cache hit) builds of `TEMPLATE` with one driver in one mode, in a fresh storage
+/// folder; prints the figures, or why the driver cannot run here.
+async fn template_builds(binaries: &std::path::Path, driver: &str, user: Option<&str>) -> anyhow::Result<()> {
+    let mode = user.map_or_else(|| "as root".to_owned(), |u| format!("sandboxed as {u}"));
+    let dir = tempfile::tempdir()?;
+    // A build user must be able to reach its storage folder inside.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+    let registry = RegistryProcess::start(&dir.path().join("registry")).await?;
+    std::fs::create_dir_all(dir.path().join("secrets"))?;
+    std::fs::write(dir.path().join("secrets/payload-secret"), PAYLOAD_SECRET)?;
+    let port = free_port();
+    let child = Child::spawn(&binaries.join("of-builder"), &builder_env(dir.path(), port, driver, user))?;
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // The start probes the driver (a small build) before it listens.
+    if child.wait_healthy(address, Duration::from_secs(90)).await.is_err() {
+        println!("   {driver:<7} {mode:<22} not usable here: of-builder refused it (BENCH_CHILD_LOGS=1 shows why)");
+        return Ok(());
+    }
+    let busybox = std::fs::read("/bin/busybox").map_err(|e| anyhow::anyhow!("/bin/busybox (busybox-static): {e}"))?;
+    let handler = b"#!/bin/sh\necho \"hello from $(pwd)\"\n".to_vec();
+    let image = format!("{}/bench/template:latest-1", registry.host_port());
+    let tar = build_tar(
+        &image,
+        &[("Dockerfile", TEMPLATE.as_bytes().to_vec()), ("busybox", busybox), ("handler.sh", handler)],
+    )?;
+    let http = reqwest::Client::new();
+    let cold = timed_build(&http, address, tar.clone()).await?;
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        warm.push(timed_build(&http, address, tar.clone()).await?);
+    }
+    let warm = Summary::new(warm).quantile(0.5);
+    let step = |d: Duration| d.as_secs_f64() / f64::from(TEMPLATE_STEPS);
+    println!(
+        "   {driver:<7} {mode:<22} cold {:>6.2} s ({:.3} s a step)   warm p50 {:>5.2} s ({:.3} s a step)   \
+         target cold < 5 s",
+        cold.as_secs_f64(),
+        step(cold),
+        warm.as_secs_f64(),
+        step(warm)
+    );
+    Ok(())
+}
+
+/// The 15-step template through of-builder with each storage driver, as root and (where the build user exists)
+/// sandboxed: what a step costs, cold and from cache, and which driver keeps a cold build under 5 s.
+pub async fn storage(binaries: &std::path::Path) -> anyhow::Result<()> {
+    println!("of-builder, 15-step template (FROM scratch, busybox, RUN steps), build and push: cold, then warm x3");
+    let sandboxed = std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("ofcbuild:")));
+    for driver in ["vfs", "overlay"] {
+        template_builds(binaries, driver, None).await?;
+        if sandboxed {
+            template_builds(binaries, driver, Some("ofcbuild")).await?;
+        }
+    }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`intake`]: scenario 1, gh-push alone under load.
 //! - [`gittar`]: git-tar: push to last tar handed on, memory on a 100 MiB context.
-//! - [`builder`]: of-builder: cold and cached builds, memory on a 100 MiB context.
+//! - [`builder`]: of-builder: cold and cached builds, memory on a 100 MiB context; a 15-step template on each
+//!   storage driver (`storage`).
 //! - [`statuses`]: github-status: statuses per second, token requests for a burst.
 //! - [`pipeline`]: through `ofc up`: pipeline overhead (minus git and the builder), push to live (cold, warm) and
 //!   concurrent pushes (scale).
@@ -29,7 +30,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -39,8 +40,8 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
-            "intake" | "overhead" | "git-tar" | "builder" | "statuses" | "push" | "unchanged" | "one-changed"
-            | "scale" | "cost" => {
+            "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
+            | "one-changed" | "scale" | "cost" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -57,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
                 "overhead",
                 "git-tar",
                 "builder",
+                "storage",
                 "statuses",
                 "push",
                 "unchanged",
@@ -74,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             "intake" => intake::run(&binaries, seconds).await?,
             "git-tar" => gittar::run(&binaries).await?,
             "builder" => builder::run(&binaries).await?,
+            "storage" => builder::storage(&binaries).await?,
             "overhead" => pipeline::overhead(&binaries, 10)?,
             "cost" => cost::run(&binaries)?,
             "push" => pipeline::push_to_live(&binaries)?,

@@ -11,6 +11,7 @@ use tokio::process::Command;
 use crate::error::BuilderError;
 use crate::log::{Log, Scrubber};
 use crate::sandbox::BuildUser;
+use crate::storage::{buildah_command, storage_base, StorageDriver};
 use shared::config::Secret;
 
 /// What a build came to, when the builder itself worked.
@@ -35,10 +36,12 @@ pub trait BuildBackend: Send + Sync {
     ) -> impl std::future::Future<Output = Result<BuildOutcome, BuilderError>> + Send;
 }
 
-/// Buildah with the vfs driver and chroot isolation: works unprivileged-ish, in containers and on CI machines.
+/// Buildah with chroot isolation: works unprivileged-ish, in containers and on CI machines.
 #[derive(Debug, Clone)]
 pub struct Buildah {
     pub root: Option<PathBuf>,
+    /// Chosen at start (`storage::choose`); each driver keeps its storage in its own subfolder of the root.
+    pub driver: StorageDriver,
     pub insecure_registry: bool,
     pub timeout: Duration,
     /// Set: builds run sandboxed as this user (see `sandbox`); unset: as of-builder's own user.
@@ -48,28 +51,15 @@ pub struct Buildah {
 }
 
 impl Buildah {
-    /// The storage folder: the configured one, or for a build user a folder in its home (Buildah's own default
-    /// for root, `/var/lib/containers`, is not the user's).
-    fn storage(&self) -> Option<PathBuf> {
-        match (&self.root, &self.user) {
-            (Some(root), _) => Some(root.clone()),
-            (None, Some(user)) => Some(user.home.join("buildah")),
-            (None, None) => None,
-        }
+    /// The storage folder, before the driver's subfolder (see `storage::storage_base`).
+    fn storage(&self) -> PathBuf {
+        storage_base(self.root.as_deref(), self.user.as_ref())
     }
 
     /// `buildah` with its storage options, sandboxed when there is a build user; `dev` is an empty folder the
     /// sandbox assembles its `/dev` in.
     fn base(&self, dev: &Path) -> Command {
-        let mut command = match &self.user {
-            Some(user) => Command::from(user.command(dev, "buildah")),
-            None => Command::new("buildah"),
-        };
-        if let Some(root) = self.storage() {
-            command.arg("--root").arg(root.join("storage")).arg("--runroot").arg(root.join("run"));
-        }
-        command.arg("--storage-driver").arg("vfs");
-        command
+        buildah_command(&self.storage(), self.driver, self.user.as_ref(), dev).into()
     }
 
     /// `buildah bud` arguments, `options` before the context folder: layer caching makes an unchanged rebuild fast.
@@ -111,9 +101,7 @@ impl Buildah {
             None => None,
         };
         if let Some(user) = &self.user {
-            if let Some(root) = self.storage() {
-                user.prepare_storage(&root)?;
-            }
+            user.prepare_storage(&self.storage())?;
             user.give(work)?;
         }
         Ok((authfile, dev))

@@ -9,6 +9,7 @@ use shared::config::{
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
 
 use crate::sandbox::BuildUser;
+use crate::storage::{self, DriverSetting, StorageDriver};
 
 /// Which builder runs the builds (`builder_backend`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +30,8 @@ pub struct Config {
     pub max_concurrent_builds: usize,
     /// `registry_insecure`: push over plain HTTP (a local registry on loopback).
     pub registry_insecure: bool,
-    /// `buildah_root`: Buildah's storage (layers and cache); default Buildah's own.
+    /// `buildah_root`: Buildah's storage (layers and cache), one subfolder per storage driver; default the build
+    /// user's `~/buildah`, or `/var/lib/containers/of-builder`.
     pub buildah_root: Option<PathBuf>,
     /// `build_timeout`: a build running longer is stopped and reported as failed.
     pub build_timeout: Duration,
@@ -95,4 +97,45 @@ impl Config {
             server,
         })
     }
+}
+
+/// What of-builder serves with: its settings and the storage driver chosen at start from
+/// `buildah_storage_driver`. Apart from `Config` so that code building a `Config` by hand (other services' tests)
+/// keeps Buildah's most portable driver without a probe.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub config: Config,
+    pub storage: StorageDriver,
+}
+
+impl shared::server::FunctionConfig for Setup {
+    fn server(&self) -> &ServerConfig {
+        &self.config.server
+    }
+}
+
+impl Setup {
+    /// Reads the settings, then resolves `buildah_storage_driver` (`auto` by default), logging the choice and why.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Config::from_env()?;
+        let setting = DriverSetting::parse(env_string("buildah_storage_driver").as_deref()).map_err(invalid)?;
+        Self::choose(config, setting)
+    }
+
+    /// Resolves `setting` for `config`'s Buildah the way its builds run (root or sandboxed as `build_user`); an
+    /// explicit `overlay` that does not work is an invalid `buildah_storage_driver`. BuildKit has no use for it.
+    pub fn choose(config: Config, setting: DriverSetting) -> Result<Self, ConfigError> {
+        if config.backend != BackendKind::Buildah {
+            return Ok(Self { config, storage: StorageDriver::Vfs });
+        }
+        let choice =
+            storage::choose(setting, config.buildah_root.as_deref(), config.build_user.as_ref()).map_err(invalid)?;
+        tracing::info!(driver = choice.driver.name(), why = %choice.why, "buildah storage driver");
+        Ok(Self { config, storage: choice.driver })
+    }
+}
+
+/// `buildah_storage_driver` is invalid for `reason`.
+fn invalid(reason: String) -> ConfigError {
+    ConfigError::Invalid { name: "buildah_storage_driver".into(), reason }
 }

@@ -5,6 +5,7 @@
 //! - [`config`]: `builder_backend`, `max_context_bytes`, `max_concurrent_builds`, `registry_insecure`…
 //! - [`context`]: receiving the tar into a fresh temporary folder, checking every entry before unpacking.
 //! - [`backend`]: the `BuildBackend` trait, Buildah and BuildKit.
+//! - [`storage`]: Buildah's storage driver, overlay where a probe at start shows it works, else vfs.
 //! - [`sandbox`]: builds as an unprivileged user in their own PID namespace with a minimal `/dev` (`build_user`).
 //! - [`reference`]: `ref` must be a registry reference, never a transport that writes elsewhere.
 //! - [`log`]: the whole build log, with known secrets scrubbed.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod log;
 pub mod reference;
 pub mod sandbox;
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -31,8 +33,9 @@ use shared::signature::{SignatureError, CLOUD_SIGNATURE};
 use tokio::sync::Semaphore;
 
 use crate::backend::{BuildBackend, BuildOutcome, Buildah, Buildkit};
-pub use crate::config::{BackendKind, Config};
+pub use crate::config::{BackendKind, Config, Setup};
 pub use crate::error::BuilderError;
+use crate::storage::StorageDriver;
 
 /// The configured backend.
 pub enum Backend {
@@ -41,11 +44,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &Config, storage: StorageDriver) -> Self {
         let scrubber = log::Scrubber::new(&config.common.payload_secret, config.registry_auth.as_ref());
         match &config.backend {
             BackendKind::Buildah => Self::Buildah(Buildah {
                 root: config.buildah_root.clone(),
+                driver: storage,
                 insecure_registry: config.registry_insecure,
                 timeout: config.build_timeout,
                 user: config.build_user.clone(),
@@ -66,6 +70,14 @@ impl Backend {
         match self {
             Self::Buildah(b) => b.name(),
             Self::Buildkit(b) => b.name(),
+        }
+    }
+
+    /// Buildah's storage driver, chosen at start; none for BuildKit.
+    fn storage_driver(&self) -> Option<&'static str> {
+        match self {
+            Self::Buildah(b) => Some(b.driver.name()),
+            Self::Buildkit(_) => None,
         }
     }
 
@@ -96,9 +108,15 @@ struct AppState {
     builds: Semaphore,
 }
 
-/// The service's router, without the runtime layers (see `shared::server::with_runtime`).
+/// The service's router with Buildah on vfs, without the runtime layers (see `shared::server::with_runtime`).
 pub fn app(config: Config) -> Router {
-    let backend = Backend::from_config(&config);
+    serve(Setup { config, storage: StorageDriver::Vfs })
+}
+
+/// The service's router with the storage driver chosen at start (`Setup::from_env`).
+pub fn serve(setup: Setup) -> Router {
+    let Setup { config, storage } = setup;
+    let backend = Backend::from_config(&config, storage);
     let builds = Semaphore::new(config.max_concurrent_builds);
     let state = Arc::new(AppState { config, backend, builds });
     Router::new().route("/build", post(build)).route("/healthz", get(healthz)).with_state(state)
@@ -107,7 +125,9 @@ pub fn app(config: Config) -> Router {
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.backend.check().await {
         Ok(version) => {
-            Json(serde_json::json!({ "backend": state.backend.name(), "ok": true, "version": version })).into_response()
+            let storage = state.backend.storage_driver();
+            Json(serde_json::json!({ "backend": state.backend.name(), "ok": true, "version": version, "storage_driver": storage }))
+                .into_response()
         }
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

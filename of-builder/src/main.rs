@@ -4,5 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::server::run_function("of-builder", of_builder::Config::from_env, of_builder::app).await
+    shared::server::run_function("of-builder", of_builder::Setup::from_env, of_builder::serve).await
 }

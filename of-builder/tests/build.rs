@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use doubles::registry::RegistryProcess;
-use of_builder::{BackendKind, Config};
+use of_builder::storage::{DriverSetting, StorageDriver};
+use of_builder::{BackendKind, Config, Setup};
 use serde_json::Value;
 use shared::build::{BuildConfig, BuildResult, BuildStatus};
 use shared::config::{CommonConfig, Secret};
@@ -28,12 +29,14 @@ async fn start(max_context_bytes: u64) -> Harness {
     start_with(max_context_bytes, |_| {}).await
 }
 
-/// Starts of-builder with the test defaults, changed by `adjust`.
+/// Starts of-builder with the test defaults (vfs), changed by `adjust`.
 async fn start_with(max_context_bytes: u64, adjust: impl FnOnce(&mut Config)) -> Harness {
-    let registry_dir = tempfile::tempdir().unwrap();
-    let buildah_dir = tempfile::tempdir().unwrap();
-    let registry = RegistryProcess::start(registry_dir.path()).await.unwrap();
-    let mut config = Config {
+    start_on(StorageDriver::Vfs, max_context_bytes, adjust).await
+}
+
+/// The test defaults: Buildah with its storage in `buildah_root`, pushing to a plain-HTTP registry.
+fn test_config(max_context_bytes: u64, buildah_root: &Path) -> Config {
+    Config {
         common: CommonConfig {
             gateway_url: "http://127.0.0.1:9/".parse().unwrap(),
             audit_url: None,
@@ -43,15 +46,23 @@ async fn start_with(max_context_bytes: u64, adjust: impl FnOnce(&mut Config)) ->
         max_context_bytes,
         max_concurrent_builds: 2,
         registry_insecure: true,
-        buildah_root: Some(buildah_dir.path().to_owned()),
+        buildah_root: Some(buildah_root.to_owned()),
         build_timeout: Duration::from_secs(120),
         build_user: None,
         registry_auth: None,
         server: ServerConfig::for_tests(max_context_bytes + (16 << 20)),
-    };
+    }
+}
+
+/// Starts of-builder on `storage` with the test defaults, changed by `adjust`.
+async fn start_on(storage: StorageDriver, max_context_bytes: u64, adjust: impl FnOnce(&mut Config)) -> Harness {
+    let registry_dir = tempfile::tempdir().unwrap();
+    let buildah_dir = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start(registry_dir.path()).await.unwrap();
+    let mut config = test_config(max_context_bytes, buildah_dir.path());
     adjust(&mut config);
     let server = config.server.clone();
-    let served = ServedFunction::start_with(of_builder::app(config), &server).await;
+    let served = ServedFunction::start_with(of_builder::serve(Setup { config, storage }), &server).await;
     Harness {
         address: served.address,
         registry,
@@ -262,6 +273,7 @@ async fn reports_a_working_backend_on_healthz() {
         harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["backend"], "buildah");
     assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["storage_driver"], "vfs", "the driver chosen at start: {answer}");
 }
 
 #[tokio::test]
@@ -539,4 +551,178 @@ async fn pushes_to_a_registry_that_requires_credentials_only_with_registry_auth(
     let manifest = registry.client().manifest("octo/private", "latest-abc123").await.unwrap();
     assert_eq!(manifest.digest, result.digest, "pushed with the operator's credentials");
     assert!(result.log.iter().all(|l| !l.contains(&password)), "the password is not in the log");
+}
+
+/// A context every storage driver must build alike: files copied in, a busybox shell for `RUN` steps creating
+/// files, directories and a link, and configuration-only steps.
+fn driver_context() -> Vec<(String, Vec<u8>, u32)> {
+    let dockerfile = "FROM scratch\nENV APP=/home/app\nLABEL com.openfaas.test=\"storage\"\n\
+                      COPY busybox /bin/busybox\nCOPY handler.txt /home/app/handler.txt\n\
+                      RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir -p /home/app/data && \
+                      echo built > /home/app/data/out.txt && /bin/busybox ln -s out.txt /home/app/data/link\"]\n\
+                      WORKDIR /home/app\nRUN [\"/bin/busybox\", \"rm\", \"/home/app/handler.txt\"]\n\
+                      CMD [\"/home/app/data/out.txt\"]\n";
+    vec![
+        ("Dockerfile".into(), dockerfile.as_bytes().to_vec(), 0o644),
+        ("busybox".into(), std::fs::read("/bin/busybox").unwrap(), 0o755),
+        ("handler.txt".into(), b"hello\n".to_vec(), 0o644),
+    ]
+}
+
+/// An image's file system as a container sees it (its layers applied in order, whiteouts removing), each file as
+/// `path type mode uid:gid link content-fingerprint`, leaving out the times a build stamps; and its layer count.
+/// Not the layers' own entries: overlay's diff re-states a directory a `RUN` step's mounts touched (`run/`) where
+/// vfs's comparison leaves it out, the same file system either way.
+async fn image_files(registry: &RegistryProcess, repository: &str) -> (BTreeMap<String, String>, usize) {
+    let client = registry.client();
+    let manifest = client.manifest(repository, "latest-abc123").await.unwrap();
+    let layers = manifest.json["layers"].as_array().unwrap();
+    let mut files = BTreeMap::new();
+    for layer in layers {
+        let blob = client.blob(repository, layer["digest"].as_str().unwrap()).await.unwrap();
+        let tar = gunzip(&blob);
+        let mut archive = tar::Archive::new(tar.as_slice());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string().trim_end_matches('/').to_owned();
+            let (folder, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(f, n)| (f, n));
+            if name == ".wh..wh..opq" {
+                files.retain(|p: &String, _| !p.starts_with(&format!("{folder}/")));
+                continue;
+            }
+            if let Some(removed) = name.strip_prefix(".wh.") {
+                let removed = if folder.is_empty() { removed.to_owned() } else { format!("{folder}/{removed}") };
+                files.retain(|p: &String, _| p != &removed && !p.starts_with(&format!("{removed}/")));
+                continue;
+            }
+            let header = entry.header().clone();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+            let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+            let (mode, uid, gid) = (header.mode().unwrap(), header.uid().unwrap(), header.gid().unwrap());
+            // A keyed SHA-256 with an empty key: a fingerprint of the content.
+            let fingerprint = sign_sha256(b"", &content);
+            files.insert(path, format!("{:?} {mode:o} {uid}:{gid} {link:?} {fingerprint}", header.entry_type()));
+        }
+    }
+    (files, layers.len())
+}
+
+/// `gzip -dc` of a layer blob.
+fn gunzip(blob: &[u8]) -> Vec<u8> {
+    let mut gzip = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = gzip.stdin.take().unwrap();
+    let blob = blob.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut input, &blob).unwrap());
+    let output = gzip.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(output.status.success(), "the layer is gzip");
+    output.stdout
+}
+
+/// Builds `driver_context` on `storage` (sandboxed as `user` when set); answers the image's files and config.
+async fn build_on(
+    storage: StorageDriver,
+    user: Option<of_builder::sandbox::BuildUser>,
+) -> ((BTreeMap<String, String>, usize), Value) {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(folder.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let root = folder.path().join("buildah");
+    let harness = start_on(storage, 16 << 20, |c| {
+        c.buildah_root = Some(root.clone());
+        c.build_user = user;
+    })
+    .await;
+    let config = config(&harness.registry, "same");
+    let mut builder = tar::Builder::new(Vec::new());
+    append(&mut builder, "config", serde_json::to_string(&config).unwrap().as_bytes());
+    for (path, data, mode) in driver_context() {
+        append_mode(&mut builder, &format!("context/{path}"), &data, mode);
+    }
+    let result = harness.build(builder.into_inner().unwrap()).await;
+    assert_eq!(result.status, BuildStatus::Success, "{storage:?}: {:?}", result.log);
+    let driver_folder = root.join(storage.name()).join("storage");
+    assert!(driver_folder.is_dir(), "{storage:?} keeps its storage in {}", driver_folder.display());
+    let image = harness.registry.client().image_config("octo/same", "latest-abc123").await.unwrap();
+    (image_files(&harness.registry, "octo/same").await, image["config"].clone())
+}
+
+/// Needs root, busybox-static and the build user; overlay must work here (see `auto_picks_overlay_here`).
+#[tokio::test]
+async fn overlay_builds_the_same_image_as_vfs_as_root_and_sandboxed() {
+    let user = sandbox_prerequisites();
+    let (vfs_files, vfs_config) = build_on(StorageDriver::Vfs, None).await;
+    assert!(vfs_files.0["home/app/data/link"].starts_with("Symlink"), "{vfs_files:#?}");
+    assert!(!vfs_files.0.contains_key("home/app/handler.txt"), "removed by the last step: {vfs_files:#?}");
+    let (files, config) = build_on(StorageDriver::Overlay, None).await;
+    assert_eq!(files, vfs_files, "overlay as root: the same file system in as many layers");
+    assert_eq!(config, vfs_config);
+    let (files, config) = build_on(StorageDriver::Overlay, Some(user)).await;
+    assert_eq!(files, vfs_files, "overlay sandboxed: the same file system in as many layers");
+    assert_eq!(config, vfs_config);
+}
+
+/// Needs root and the build user: measured here (kernel ≥ 5.13), overlay works as root and rootless.
+#[test]
+fn auto_picks_overlay_here() {
+    let user = sandbox_prerequisites();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(folder.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let as_root = Setup::choose(test_config(1 << 20, &folder.path().join("root")), DriverSetting::Auto).unwrap();
+    assert_eq!(as_root.storage, StorageDriver::Overlay);
+    let mut config = test_config(1 << 20, &folder.path().join("user"));
+    config.build_user = Some(user);
+    let sandboxed = Setup::choose(config, DriverSetting::Auto).unwrap();
+    assert_eq!(sandboxed.storage, StorageDriver::Overlay);
+    let vfs = Setup::choose(test_config(1 << 20, &folder.path().join("root")), DriverSetting::Vfs).unwrap();
+    assert_eq!(vfs.storage, StorageDriver::Vfs, "an explicit vfs is kept");
+}
+
+/// An overlay filesystem mounted for a test (overlay cannot stack its store on one), unmounted when dropped.
+struct OverlayMount {
+    folder: tempfile::TempDir,
+}
+
+impl OverlayMount {
+    fn new() -> Self {
+        let folder = tempfile::tempdir().unwrap();
+        for name in ["lower", "upper", "work", "merged"] {
+            std::fs::create_dir(folder.path().join(name)).unwrap();
+        }
+        let p = |name: &str| folder.path().join(name).display().to_string();
+        let options = format!("lowerdir={},upperdir={},workdir={}", p("lower"), p("upper"), p("work"));
+        let status = std::process::Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options, &p("merged")])
+            .status();
+        assert!(status.unwrap().success(), "mounting an overlay filesystem (the test runs as root)");
+        Self { folder }
+    }
+
+    fn merged(&self) -> std::path::PathBuf {
+        self.folder.path().join("merged")
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.merged()).status();
+    }
+}
+
+/// Needs root. Storage on an overlay filesystem, where Buildah's overlay driver cannot work.
+#[test]
+fn an_explicit_unusable_driver_fails_the_start_naming_the_setting() {
+    sandbox_prerequisites();
+    let mount = OverlayMount::new();
+    let config = test_config(1 << 20, &mount.merged().join("buildah"));
+    let error = Setup::choose(config.clone(), DriverSetting::Overlay).unwrap_err().to_string();
+    assert!(error.contains("buildah_storage_driver"), "{error}");
+    assert!(error.contains("not supported over overlayfs"), "the error carries Buildah's reason: {error}");
+    let auto = Setup::choose(config, DriverSetting::Auto).unwrap();
+    assert_eq!(auto.storage, StorageDriver::Vfs, "auto falls back to vfs where overlay does not work");
 }

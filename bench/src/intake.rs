@@ -35,16 +35,15 @@ pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()>
     std::fs::write(secrets.path().join("github-webhook-secret"), WEBHOOK_SECRET)?;
     std::fs::write(secrets.path().join("payload-secret"), "bench-payload-secret")?;
     let port = free_port();
-    let gh_push = Child::spawn(
-        &binaries.join("gh-push"),
-        &[
-            ("port", port.to_string()),
-            ("secret_mount_path", secrets.path().display().to_string()),
-            ("gateway_url", gateway.url()),
-            ("audit_url", format!("{}function/audit-event", gateway.url())),
-            ("RUST_LOG", "warn".into()),
-        ],
-    )?;
+    let mut env = vec![
+        ("port", port.to_string()),
+        ("secret_mount_path", secrets.path().display().to_string()),
+        ("gateway_url", gateway.url()),
+        ("audit_url", format!("{}function/audit-event", gateway.url())),
+        ("RUST_LOG", "warn".into()),
+    ];
+    env.extend(experiments());
+    let gh_push = Child::spawn(&binaries.join("gh-push"), &env)?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     gh_push.wait_healthy(address, Duration::from_secs(10)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -96,6 +95,21 @@ pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()>
     println!("     from its scheduled time:     {}", Summary::new(rated.latencies).line());
     println!("   gh-push peak RSS under load: {:.1} MiB", crate::process::peak_rss_kib(gh_push.pid())? as f64 / 1024.0);
     memory_after(&gh_push, idle).await
+}
+
+/// Settings of this run's environment passed on to gh-push, to find what its memory rests on: mimalloc's options
+/// (`MIMALLOC_PURGE_DELAY=0`…) and the delivery log's bound (`delivery_log_max_bytes=0` leaves it nearly empty).
+fn experiments() -> Vec<(&'static str, String)> {
+    let mut passed = Vec::new();
+    for name in
+        ["MIMALLOC_PURGE_DELAY", "MIMALLOC_ARENA_PURGE_MULT", "MIMALLOC_PURGE_DECOMMITS", "delivery_log_max_bytes"]
+    {
+        if let Ok(value) = std::env::var(name) {
+            println!("   gh-push runs with {name}={value}");
+            passed.push((name, value));
+        }
+    }
+    passed
 }
 
 /// How long after the load gh-push's memory is read again.

@@ -85,23 +85,8 @@ fn spawn_tidying(state: std::sync::Weak<AppState>) {
             every.tick().await;
             let Some(state) = state.upgrade() else { return };
             state.deliveries.tidy();
-            drop(state);
-            nudge_the_allocator();
         }
     });
-}
-
-/// Bigger than mimalloc's largest pooled block (512 KiB), so it gets a page of its own, given back when freed.
-const NUDGE_BYTES: usize = 1 << 20;
-
-/// Lets mimalloc give the memory of a burst back to the system while no webhook arrives. mimalloc returns freed
-/// pages only after a delay (1 s), and only from inside one of its calls that frees a page; an idle gh-push makes
-/// none, so a burst's pages stayed resident until the next one. Freeing a block of its own page is such a call,
-/// and the only safe way to make it (`mi_collect` is FFI: `unsafe` is forbidden here). The block is never written
-/// (no memory is touched beyond mimalloc's page header): it costs about a microsecond a second.
-fn nudge_the_allocator() {
-    let block: Vec<u8> = Vec::with_capacity(NUDGE_BYTES);
-    drop(std::hint::black_box(block));
 }
 
 /// What happened to one delivery, for the answer and the audit log.

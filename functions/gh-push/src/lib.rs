@@ -76,6 +76,10 @@ const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Tidies the delivery log every [`TIDY_EVERY`] until the router is dropped: without it, expiry only runs as a
 /// webhook arrives, so the memory of a burst stayed until the next one. Outside a runtime (a router built for a
 /// test with no runtime) there is nothing to run it on, and the log is tidied by webhooks alone.
+///
+/// Nothing is done about the allocator: 10 s after a burst, with the log empty, gh-push is 2 MiB above idle
+/// whether mimalloc purges at once (`MIMALLOC_PURGE_DELAY=0`) or is made to purge every second, so its retained
+/// pages are not what a burst leaves behind (the delivery log was: 100,000 ids, ~25 MiB).
 fn spawn_tidying(state: std::sync::Weak<AppState>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     runtime.spawn(async move {

@@ -129,6 +129,7 @@ async fn a_build_the_queue_gives_up_on_ends_as_an_error_on_stack_deploy() {
         customers_ttl: Duration::from_secs(60),
         build_branch: None,
         delivery_ttl: Duration::from_secs(3600),
+        delivery_log_max_bytes: gh_push::deliveries::DEFAULT_MAX_BYTES,
         server: ServerConfig::for_tests(1 << 20),
     };
     config.common.gateway_url = stack.gateway_url.parse().unwrap();

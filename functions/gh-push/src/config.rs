@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use shared::config::{bool_or, duration_or, env_string, required, CommonConfig, ConfigError, Secret, SecretStore};
+use shared::config::{
+    bool_or, bytes_or, duration_or, env_string, required, CommonConfig, ConfigError, Secret, SecretStore,
+};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
 pub use shared::customers::CustomersSource;
@@ -23,6 +25,10 @@ pub struct Config {
     pub build_branch: Option<String>,
     /// How long a delivery id is remembered, so a redelivery is not built twice.
     pub delivery_ttl: Duration,
+    /// `delivery_log_max_bytes` (a size: `4Mi`, `8MB`…; default 4 MiB, 20,000 to 30,000 ids): the most heap the
+    /// remembered delivery ids may take, past which the oldest are forgotten before their `delivery_ttl`. Without
+    /// it, a burst of webhooks kept gh-push tens of MiB larger for the rest of the hour.
+    pub delivery_log_max_bytes: u64,
     pub server: ServerConfig,
 }
 
@@ -54,6 +60,7 @@ impl Config {
             customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
             build_branch: env_string("build_branch"),
             delivery_ttl: duration_or("delivery_ttl", Duration::from_secs(3600))?,
+            delivery_log_max_bytes: bytes_or("delivery_log_max_bytes", crate::deliveries::DEFAULT_MAX_BYTES)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }

@@ -40,6 +40,7 @@ fn config(gateway: &RecordingGateway) -> Config {
         customers_ttl: Duration::from_secs(60),
         build_branch: None,
         delivery_ttl: Duration::from_secs(3600),
+        delivery_log_max_bytes: gh_push::deliveries::DEFAULT_MAX_BYTES,
         server: ServerConfig::for_tests(1 << 20),
     }
 }

@@ -355,6 +355,16 @@ impl LogStore {
         self.retention
     }
 
+    /// pipeline-log's link to `key` (under the gateway's public URL), valid for as long as the record is kept.
+    pub fn link(&self, gateway_public_url: &Url, key: &LogKey, secret: &Secret) -> Url {
+        let base = gateway_public_url.join("function/pipeline-log").expect("a relative path joins");
+        let retention = chrono::Duration::from_std(self.retention)
+            .or_else(|_| chrono::Duration::from_std(DEFAULT_RETENTION))
+            .expect("30 days fit");
+        let expires = Utc::now().checked_add_signed(retention).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        signed_log_url(&base, key, expires, secret)
+    }
+
     /// Stores a record under `key`, replacing any earlier one, with every one of `secrets` scrubbed from the text
     /// first. Answers the stored size in bytes.
     pub async fn put(&self, key: &LogKey, record: &LogRecord, secrets: &[&str]) -> Result<u64, LogStoreError> {

@@ -7,6 +7,20 @@ use crate::event::{CommitStatus, StatusEvent, StatusReport};
 use crate::functions::GITHUB_STATUS;
 use crate::gateway::{GatewayClient, GatewayError};
 
+/// What GitHub keeps of a commit status's description.
+pub const MAX_DESCRIPTION: usize = 140;
+
+/// `text` in at most [`MAX_DESCRIPTION`] characters, cut on a character boundary with an ellipsis: every writer of a
+/// description cuts it the same way, so the ellipsis always marks a cut.
+pub fn cut_description(text: &str) -> String {
+    if text.chars().count() <= MAX_DESCRIPTION {
+        return text.to_owned();
+    }
+    let mut kept: String = text.chars().take(MAX_DESCRIPTION - 1).collect();
+    kept.push('…');
+    kept
+}
+
 /// Sends statuses to github-status; every function reports through it.
 #[derive(Debug, Clone)]
 pub struct StatusClient {

@@ -7,12 +7,11 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use shared::event::{BuildEvent, ShipResult};
-use shared::log_store::{signed_log_url, LogKey, LogMeta, LogRecord, Outcome, StepTiming, DEFAULT_RETENTION};
+use shared::log_store::{LogKey, LogMeta, LogRecord, Outcome, StepTiming};
 
 use crate::{Config, ShipError};
 
-/// GitHub keeps at most this many characters of a status description.
-pub const MAX_DESCRIPTION: usize = 140;
+pub use shared::status::{cut_description, MAX_DESCRIPTION};
 /// The step that sends the tar to of-builder, which builds the image and pushes it to the registry in one call.
 pub const BUILD: &str = "build";
 /// The step that creates or updates the function through the gateway.
@@ -79,17 +78,7 @@ fn describe(trace: &BuildTrace, error: &ShipError) -> String {
 
 /// The failure status's description: the failing step and why, cut to what GitHub keeps.
 pub fn failure_description(trace: &BuildTrace, error: &ShipError) -> String {
-    cut(&describe(trace, error), MAX_DESCRIPTION)
-}
-
-/// `text` in at most `max` characters, an ellipsis marking a cut.
-pub fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut kept: String = text.chars().take(max.saturating_sub(1)).collect();
-    kept.push('…');
-    kept
+    cut_description(&describe(trace, error))
 }
 
 /// Writes the build's record and answers the signed link to it. A store that cannot be written is logged and
@@ -157,12 +146,7 @@ fn secrets(config: &Config) -> Vec<&str> {
 
 /// pipeline-log's link to `key`, valid for as long as the record is kept.
 pub fn log_link(config: &Config, key: &LogKey) -> Url {
-    let base = config.gateway_public_url.join("function/pipeline-log").expect("a relative path joins");
-    let retention = chrono::Duration::from_std(config.log_store.retention())
-        .or_else(|_| chrono::Duration::from_std(DEFAULT_RETENTION))
-        .expect("30 days fit");
-    let expires = Utc::now().checked_add_signed(retention).unwrap_or(DateTime::<Utc>::MAX_UTC);
-    signed_log_url(&base, key, expires, &config.common.payload_secret)
+    config.log_store.link(&config.gateway_public_url, key, &config.common.payload_secret)
 }
 
 #[cfg(test)]
@@ -172,10 +156,10 @@ mod tests {
     #[test]
     fn a_long_description_is_cut_to_what_github_keeps_on_a_character_boundary() {
         let long = format!("build failed: {}", "é".repeat(200));
-        let cut = cut(&long, MAX_DESCRIPTION);
+        let cut = cut_description(&long);
         assert_eq!(cut.chars().count(), MAX_DESCRIPTION);
         assert!(cut.starts_with("build failed: ") && cut.ends_with('…'));
-        assert_eq!(super::cut("short", MAX_DESCRIPTION), "short");
+        assert_eq!(cut_description("short"), "short");
     }
 
     #[test]

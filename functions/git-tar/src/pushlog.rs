@@ -12,12 +12,11 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use shared::config::Secret;
 use shared::event::{PushEvent, STACK_DEPLOY_CONTEXT};
-use shared::log_store::{signed_log_url, LogKey, LogMeta, LogRecord, Outcome, StepTiming, DEFAULT_RETENTION};
+use shared::log_store::{LogKey, LogMeta, LogRecord, Outcome, StepTiming};
 
 use crate::{Config, GitTarError};
 
-/// GitHub keeps at most this many characters of a status description.
-pub const MAX_DESCRIPTION: usize = 140;
+pub use shared::status::{cut_description, MAX_DESCRIPTION};
 /// Cloning the push at its SHA (with the installation token and the size check).
 pub const CLONE: &str = "clone";
 /// Reading stack.yml: parsing, substitution, limits, env files, deployed names.
@@ -127,17 +126,7 @@ pub fn describe(trace: &PushTrace, error: &GitTarError) -> String {
 
 /// The failing `stack-deploy` status's description: the failing step and why, cut to what GitHub keeps.
 pub fn failure_description(trace: &PushTrace, error: &GitTarError) -> String {
-    cut(&describe(trace, error), MAX_DESCRIPTION)
-}
-
-/// `text` in at most `max` characters, an ellipsis marking a cut.
-pub fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut kept: String = text.chars().take(max.saturating_sub(1)).collect();
-    kept.push('…');
-    kept
+    cut_description(&describe(trace, error))
 }
 
 /// The links to the records stored for one push: `stack-deploy`'s and each refused function's.
@@ -249,12 +238,7 @@ fn secrets(config: &Config, trace: &PushTrace) -> Vec<String> {
 
 /// pipeline-log's link to `key`, valid for as long as the record is kept.
 pub fn log_link(config: &Config, key: &LogKey) -> Url {
-    let base = config.gateway_public_url.join("function/pipeline-log").expect("a relative path joins");
-    let retention = chrono::Duration::from_std(config.log_store.retention())
-        .or_else(|_| chrono::Duration::from_std(DEFAULT_RETENTION))
-        .expect("30 days fit");
-    let expires = Utc::now().checked_add_signed(retention).unwrap_or(DateTime::<Utc>::MAX_UTC);
-    signed_log_url(&base, key, expires, &config.common.payload_secret)
+    config.log_store.link(&config.gateway_public_url, key, &config.common.payload_secret)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use shared::retry::Backoff;
 use crate::error::StatusError;
 
 /// GitHub refuses longer descriptions with 422.
-pub const MAX_DESCRIPTION_CHARS: usize = 140;
+pub use shared::status::MAX_DESCRIPTION as MAX_DESCRIPTION_CHARS;
 
 /// What became of one status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,15 +293,7 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// At most 140 characters, cut on a character boundary with an ellipsis.
-pub fn cut_description(description: &str) -> String {
-    if description.chars().count() <= MAX_DESCRIPTION_CHARS {
-        return description.to_owned();
-    }
-    let mut cut: String = description.chars().take(MAX_DESCRIPTION_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
+pub use shared::status::cut_description;
 
 /// The URL when it is an absolute http or https URL; anything else is not linked from a status.
 pub fn checked_target_url(url: Option<&str>) -> Option<String> {

@@ -118,6 +118,10 @@ impl BuildUser {
     /// Creates Buildah's storage folder for this user, or checks an existing one is the user's: storage written by
     /// root holds root-owned layers rootless Buildah cannot use.
     pub fn prepare_storage(&self, root: &Path) -> std::io::Result<()> {
+        // Builds run side by side: without this, one could see the folder another has just created and not yet
+        // handed to the user, and refuse it as root's.
+        static PREPARING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = PREPARING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !root.exists() {
             std::fs::create_dir_all(root)?;
             std::os::unix::fs::chown(root, Some(self.uid), Some(self.gid))?;

@@ -60,12 +60,25 @@ pub fn runtime_root(state: &StateDir, sandbox: Option<&Sandbox>) -> PathBuf {
     state.root.join(if sandbox.is_some() { "runtime-sandbox" } else { "runtime" })
 }
 
-/// of-builder's storage, the build user's when sandboxed, for building the watchdog image into it.
+/// The storage driver `ofc up` gives of-builder: the watchdog image is built into of-builder's storage before
+/// of-builder starts, so both must name the same driver and its folder (of-builder keeps one per driver); vfs works
+/// on every machine, where `auto` could choose differently from run to run.
+pub const BUILDER_STORAGE_DRIVER: &str = "vfs";
+
+/// of-builder's storage (its `vfs` folder), the build user's when sandboxed, for building the watchdog image into it.
 pub fn builder_storage(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::Result<BuildahStorage> {
-    let root = builder_root(state, sandbox);
+    let base = builder_root(state, sandbox);
+    let root = base.join(BUILDER_STORAGE_DRIVER);
     match sandbox {
-        Some(sandbox) => BuildahStorage::sandboxed(&root, sandbox.clone())
-            .with_context(|| format!("the build user's storage {} cannot be used", root.display())),
+        Some(sandbox) => {
+            // of-builder checks that its base folder is the build user's too, so it is made so first.
+            sandbox
+                .user
+                .prepare_storage(&base)
+                .with_context(|| format!("the build user's storage {} cannot be used", base.display()))?;
+            BuildahStorage::sandboxed(&root, sandbox.clone())
+                .with_context(|| format!("the build user's storage {} cannot be used", root.display()))
+        }
         None => Ok(BuildahStorage::new(root)),
     }
 }

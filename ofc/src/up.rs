@@ -309,6 +309,7 @@ fn start_builder(options: &UpOptions, prepared: &Prepared, sandbox: Option<&Sand
         ("builder_backend".to_owned(), "buildah".to_owned()),
         ("registry_insecure".to_owned(), "true".to_owned()),
         ("buildah_root".to_owned(), crate::sandbox::builder_root(state, sandbox).display().to_string()),
+        ("buildah_storage_driver".to_owned(), crate::sandbox::BUILDER_STORAGE_DRIVER.to_owned()),
     ]);
     if let Some(sandbox) = sandbox {
         env.insert("build_user".to_owned(), sandbox.user.name.clone());

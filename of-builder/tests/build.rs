@@ -362,19 +362,6 @@ fn sandbox_prerequisites() -> of_builder::sandbox::BuildUser {
         .unwrap_or_else(|e| panic!("the sandbox tests need the build user: {e} (`.ci/run` creates it)"))
 }
 
-/// The first disk of this machine (`/dev/vda`, `/dev/sda`, `/dev/nvme0n1`…) with its device numbers.
-fn host_disk() -> (String, String) {
-    let mut disks: Vec<_> = std::fs::read_dir("/sys/block")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !["loop", "ram", "zram", "nbd"].iter().any(|p| n.starts_with(p)))
-        .collect();
-    disks.sort();
-    let disk = disks.first().expect("this machine has a disk").clone();
-    let numbers = std::fs::read_to_string(format!("/sys/block/{disk}/dev")).unwrap().trim().to_owned();
-    (format!("/dev/{disk}"), numbers)
-}
-
 /// Needs root, uidmap, busybox-static and the build user (see `sandbox_prerequisites`).
 #[tokio::test]
 async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
@@ -394,7 +381,7 @@ async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
     std::fs::write(&secret_path, &secret).unwrap();
     std::fs::set_permissions(&secret_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut victim = std::process::Command::new("sleep").arg("600").spawn().unwrap();
-    let (disk, numbers) = host_disk();
+    let (disk, numbers) = testkit::local_stack::host_disk();
     let (major, minor) = numbers.split_once(':').unwrap();
 
     let mut config = config(&harness.registry, "probe");

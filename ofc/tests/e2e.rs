@@ -62,16 +62,7 @@ impl Stack {
     }
 
     async fn functions(&self) -> Vec<FunctionStatus> {
-        let state = self.state();
-        reqwest::Client::new()
-            .get(format!("{}system/functions", self.gateway))
-            .basic_auth(state.secret("basic-auth-user").unwrap(), Some(state.secret("basic-auth-password").unwrap()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::local_stack::deployed_functions(self.state.path(), &self.gateway).await
     }
 
     /// Invokes `function` until it answers with `expected` in its body (a replica starts after the deployment).

@@ -21,19 +21,6 @@ fn build_user() -> BuildUser {
     BuildUser::lookup("ofcbuild").unwrap_or_else(|e| panic!("the sandbox tests need the build user: {e}"))
 }
 
-/// The first disk of this machine (`/dev/vda`, `/dev/sda`…) and its device numbers.
-fn host_disk() -> (String, String) {
-    let mut disks: Vec<_> = std::fs::read_dir("/sys/block")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !["loop", "ram", "zram", "nbd"].iter().any(|p| n.starts_with(p)))
-        .collect();
-    disks.sort();
-    let disk = disks.first().expect("this machine has a disk").clone();
-    let numbers = std::fs::read_to_string(format!("/sys/block/{disk}/dev")).unwrap().trim().to_owned();
-    (format!("/dev/{disk}"), numbers)
-}
-
 /// The probe image: the watchdog image with busybox and the probe script, pushed to `registry`.
 async fn push_probe(builder: &BuildahStorage, registry: &str, files: &Path) -> String {
     let container = builder.run("from", &["from", "--quiet", "--pull=false", WATCHDOG_IMAGE]).await.unwrap();
@@ -70,7 +57,7 @@ async fn a_deployed_function_cannot_reach_the_host_but_still_answers() {
     std::fs::write(&root_only, &secret).unwrap();
     std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut victim = std::process::Command::new("sleep").arg("600").spawn().unwrap();
-    let (disk, numbers) = host_disk();
+    let (disk, numbers) = testkit::local_stack::host_disk();
     let (major, minor) = numbers.split_once(':').unwrap();
     let mut deployment = FunctionDeployment {
         service: "octo-probe".into(),

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ofc::state::StateDir;
 use shared::openfaas::{labels, FunctionStatus};
 use testkit::git::{commit, init_repo};
 use testkit::local_stack::{LocalStack, Up};
@@ -37,16 +36,7 @@ impl Stack {
     }
 
     async fn functions(&self) -> Vec<FunctionStatus> {
-        let state = StateDir::new(self.state.path());
-        reqwest::Client::new()
-            .get(format!("{}system/functions", self.gateway))
-            .basic_auth(state.secret("basic-auth-user").unwrap(), Some(state.secret("basic-auth-password").unwrap()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::local_stack::deployed_functions(self.state.path(), &self.gateway).await
     }
 
     /// POSTs `body` to `function` (GET when it is empty) until it answers 200 (a replica starts after the

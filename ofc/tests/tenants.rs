@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ofc::state::StateDir;
 use shared::openfaas::FunctionStatus;
 use testkit::git::{commit, init_repo};
 use testkit::local_stack::{LocalStack, Up};
@@ -60,16 +59,7 @@ impl Stack {
     }
 
     async fn functions(&self) -> Vec<FunctionStatus> {
-        let state = StateDir::new(self.state.path());
-        reqwest::Client::new()
-            .get(format!("{}system/functions", self.gateway))
-            .basic_auth(state.secret("basic-auth-user").unwrap(), Some(state.secret("basic-auth-password").unwrap()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        testkit::local_stack::deployed_functions(self.state.path(), &self.gateway).await
     }
 }
 

@@ -161,3 +161,37 @@ pub fn example_repo(parent: &Path, name: &str) -> PathBuf {
     crate::git::commit(&repo, "first");
     repo
 }
+
+/// The gateway's `/system/functions` of a local stack whose state folder is `state`, signed in with the admin
+/// credentials `ofc up` wrote there: what every end-to-end test compares deployments with.
+pub async fn deployed_functions(state: &Path, gateway: &str) -> Vec<shared::openfaas::FunctionStatus> {
+    let secret = |name: &str| {
+        std::fs::read_to_string(state.join("secrets").join(name))
+            .expect("ofc up wrote the admin secret")
+            .trim()
+            .to_owned()
+    };
+    reqwest::Client::new()
+        .get(format!("{gateway}system/functions"))
+        .basic_auth(secret("basic-auth-user"), Some(secret("basic-auth-password")))
+        .send()
+        .await
+        .expect("the gateway answers")
+        .json()
+        .await
+        .expect("a function list")
+}
+
+/// The first disk of this machine (`/dev/vda`, `/dev/sda`, `/dev/nvme0n1`…) with its device numbers: what the sandbox
+/// probes (a build step, a running function) try to open.
+pub fn host_disk() -> (String, String) {
+    let mut disks: Vec<_> = std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !["loop", "ram", "zram", "nbd"].iter().any(|p| n.starts_with(p)))
+        .collect();
+    disks.sort();
+    let disk = disks.first().expect("this machine has a disk").clone();
+    let numbers = std::fs::read_to_string(format!("/sys/block/{disk}/dev")).expect("its numbers").trim().to_owned();
+    (format!("/dev/{disk}"), numbers)
+}

@@ -20,6 +20,8 @@ pub const AUDIT_EVENT: &str = "audit-event";
 
 /// Serves stored build logs behind signed, expiring links.
 pub const PIPELINE_LOG: &str = "pipeline-log";
+/// The signed-in user's pages: functions, builds, runtime logs, traffic.
+pub const DASHBOARD: &str = "dashboard";
 
 /// Every function above: the deployed names no user function may take.
 pub const ALL: &[&str] = &[
@@ -32,4 +34,5 @@ pub const ALL: &[&str] = &[
     LIST_FUNCTIONS,
     AUDIT_EVENT,
     PIPELINE_LOG,
+    DASHBOARD,
 ];

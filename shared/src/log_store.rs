@@ -208,6 +208,17 @@ pub struct ListedLog {
     pub stored_at: DateTime<Utc>,
 }
 
+/// One function's build that has a log, as [`LogStore::builds`] lists it (without reading it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBuild {
+    /// The record's key: its SHA is the build's commit.
+    pub key: LogKey,
+    /// The stored record's size, metadata included.
+    pub bytes: u64,
+    /// When the record was written: when the build finished.
+    pub stored_at: DateTime<Utc>,
+}
+
 /// `text` with every occurrence of each non-empty secret replaced by [`SCRUBBED`]. Longer secrets go first, so a
 /// secret that contains another is scrubbed whole rather than leaving its remainder behind.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
@@ -410,6 +421,37 @@ impl LogStore {
         Ok(newest.and_then(|object| object.location.parts().nth(2).map(|sha| sha.as_ref().to_owned())))
     }
 
+    /// The builds of `function` from `owner/repo` that have a log, newest first, at most `limit`: what the
+    /// dashboard lists on a function's page. The function's name is matched case-insensitively (a service name is
+    /// lower-cased, a stack.yml's function name may not be); each entry's key reads the record with [`get`](Self::get).
+    pub async fn builds(
+        &self,
+        owner: &str,
+        repo: &str,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredBuild>, LogStoreError> {
+        let probe = LogKey::new(owner, repo, "0000000", function)?;
+        let prefix = ObjectPath::from(format!("{}/{}", probe.owner, probe.repo));
+        let objects: Vec<_> = self.objects.list(Some(&prefix)).try_collect().await.map_err(LogStoreError::Backend)?;
+        let mut builds: Vec<StoredBuild> = objects
+            .into_iter()
+            .filter_map(|object| {
+                let parts: Vec<String> = object.location.parts().map(|p| p.as_ref().to_owned()).collect();
+                let [_, _, sha, file] = parts.as_slice() else { return None };
+                let name = file.strip_suffix(RECORD_SUFFIX)?;
+                if !name.eq_ignore_ascii_case(function) {
+                    return None;
+                }
+                let key = LogKey::new(&probe.owner, &probe.repo, sha, name).ok()?;
+                Some(StoredBuild { key, bytes: object.size, stored_at: object.last_modified })
+            })
+            .collect();
+        builds.sort_by(|a, b| b.stored_at.cmp(&a.stored_at).then_with(|| b.key.sha.cmp(&a.key.sha)));
+        builds.truncate(limit);
+        Ok(builds)
+    }
+
     /// Removes records older than the retention; answers how many. pipeline-log runs it periodically.
     pub async fn sweep(&self) -> Result<usize, LogStoreError> {
         let retention = chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
@@ -593,6 +635,35 @@ mod tests {
         assert_eq!(verify_log_link(&key, expires + 1, &sig, &secret, now), Err(LinkError::Mismatch));
         let late = now + chrono::Duration::seconds(61);
         assert!(matches!(verify_log_link(&key, expires, &sig, &secret, late), Err(LinkError::Expired(_))));
+    }
+
+    #[tokio::test]
+    async fn builds_lists_one_function_s_logged_shas_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(&LogStoreConfig::folder(dir.path())).unwrap();
+        let now = Utc::now();
+        let meta = LogMeta {
+            outcome: Outcome::Success,
+            started: now,
+            finished: now,
+            steps: vec![],
+            image: None,
+            digest: None,
+        };
+        let record = LogRecord { meta, text: "ok".into() };
+        for (sha, function) in [("aaaaaaa", "hello"), ("bbbbbbb", "hello"), ("bbbbbbb", "other"), ("ccccccc", "Hello")]
+        {
+            store.put(&LogKey::new("octo", "fns", sha, function).unwrap(), &record, &[]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.put(&LogKey::new("octo", "web", "ddddddd", "hello").unwrap(), &record, &[]).await.unwrap();
+        let builds = store.builds("Octo", "fns", "hello", 10).await.unwrap();
+        let shas: Vec<&str> = builds.iter().map(|b| b.key.sha()).collect();
+        assert_eq!(shas, ["ccccccc", "bbbbbbb", "aaaaaaa"], "newest first, this repo and function only");
+        assert_eq!(builds[0].key.function(), "Hello", "the key reads the record as it was stored");
+        assert!(store.get(&builds[0].key).await.is_ok());
+        assert_eq!(store.builds("octo", "fns", "hello", 2).await.unwrap().len(), 2);
+        assert!(store.builds("octo", "none", "hello", 2).await.unwrap().is_empty());
     }
 
     #[test]

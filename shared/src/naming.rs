@@ -113,9 +113,79 @@ pub fn pin_by_digest(image: &str, digest: &str) -> String {
     format!("{name}@{digest}")
 }
 
+/// Where users reach a deployed function, the link statuses and the dashboard show.
+///
+/// With `gateway_pretty_url` set (e.g. `https://user.o6s.io/function`), the last release's rule: every `user` in it
+/// becomes the owner and every `function` the function's name (both lower-cased, as the service name is). The
+/// template is read once, left to right, so an owner or function whose own name holds `user` or `function` is not
+/// replaced a second time (the last release's two `strings.Replace` calls did that). Without it, the gateway's
+/// `{gateway_public_url}function/<service>`.
+pub fn function_url(
+    gateway_public_url: &str,
+    pretty: Option<&str>,
+    owner: &str,
+    function: &str,
+    service: &str,
+) -> String {
+    let Some(template) = pretty.map(str::trim).filter(|p| !p.is_empty()) else {
+        let base = gateway_public_url.trim();
+        let slash = if base.ends_with('/') { "" } else { "/" };
+        return format!("{base}{slash}function/{service}");
+    };
+    let (owner, function) = (owner.to_ascii_lowercase(), function.to_ascii_lowercase());
+    let mut url = String::with_capacity(template.len() + owner.len() + function.len());
+    let mut rest = template;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("user") {
+            url.push_str(&owner);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("function") {
+            url.push_str(&function);
+            rest = after;
+        } else {
+            let next = rest.chars().next().expect("not empty");
+            url.push(next);
+            rest = &rest[next.len_utf8()..];
+        }
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pretty_urls_replace_user_and_function_as_the_last_release_did() {
+        let pretty = Some("https://user.o6s.io/function");
+        assert_eq!(
+            function_url("https://gw/", pretty, "AlexEllis", "hello", "alexellis-hello"),
+            "https://alexellis.o6s.io/hello"
+        );
+        let local = Some("http://user.localhost:8081/function");
+        assert_eq!(function_url("http://gw/", local, "octo", "fn", "octo-fn"), "http://octo.localhost:8081/fn");
+    }
+
+    #[test]
+    fn pretty_urls_do_not_replace_inside_what_was_put_in() {
+        let pretty = Some("https://user.o6s.io/function");
+        assert_eq!(
+            function_url("https://gw/", pretty, "functionuser", "user-function", "functionuser-user-function"),
+            "https://functionuser.o6s.io/user-function"
+        );
+    }
+
+    #[test]
+    fn without_a_pretty_url_the_gateway_s_public_url_is_used() {
+        assert_eq!(
+            function_url("https://gw.example/", None, "octo", "fn", "octo-fn"),
+            "https://gw.example/function/octo-fn"
+        );
+        assert_eq!(
+            function_url("https://gw.example", Some("  "), "octo", "fn", "octo-fn"),
+            "https://gw.example/function/octo-fn"
+        );
+    }
 
     #[test]
     fn service_names_are_lower_case_dns_labels() {

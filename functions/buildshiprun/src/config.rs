@@ -21,6 +21,9 @@ pub struct Config {
     pub builder_url: Url,
     /// `gateway_public_url`: the base of the function links in statuses.
     pub gateway_public_url: Url,
+    /// `gateway_pretty_url` (e.g. `https://user.o6s.io/function`): when set, a deployed function's status links to
+    /// its pretty URL instead (see [`shared::naming::function_url`]).
+    pub gateway_pretty_url: Option<String>,
     /// `default_memory_limit`: the memory limit of functions whose stack.yml sets none (`30m` Swarm, `30Mi` k8s).
     pub default_memory_limit: Option<String>,
     /// `basic-auth-user` / `basic-auth-password`: the gateway's admin credentials.
@@ -82,6 +85,7 @@ impl Config {
             registry_insecure: bool_or("registry_insecure", false)?,
             builder_url: base_url_or("builder_url", "http://of-builder:8080/")?,
             gateway_public_url,
+            gateway_pretty_url: env_string("gateway_pretty_url"),
             default_memory_limit: env_string("default_memory_limit"),
             credentials: BasicAuth::from_secrets(&secrets)?,
             max_retries: u32::try_from(u64_or("max_retries", 3)?).unwrap_or(3),

@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`identity`], [`cache`]: a build's identity (SHA-256 of what decides its image) and the registry tag that
 //!   records it, so an unchanged build context is not built again.
-//! - [`config`]: `builder_url`, `gateway_public_url`, `default_memory_limit`, the gateway credentials, retries.
+//! - [`config`]: `builder_url`, `gateway_public_url`, `gateway_pretty_url`, `default_memory_limit`, the gateway credentials, retries.
 //! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits), and who may replace a name.
 //! - [`policy`]: the operator's bounds (labels, annotations, scaling, resources, secrets, build args, `dockerfile`).
 //! - [`error`]: every failure and its answer; a failure is also a `failure` commit status.
@@ -34,7 +34,7 @@ use axum::{Json, Router};
 use shared::build::{BuildResult, BuildStatus};
 use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
-use shared::naming::{is_reserved_service, pin_by_digest, service_name};
+use shared::naming::{function_url, is_reserved_service, pin_by_digest, service_name};
 use shared::openfaas::FunctionDeployment;
 use shared::registry::RegistryClient;
 use shared::retry::Backoff;
@@ -95,7 +95,13 @@ async fn handle(
             StatusState::Success,
             format!("deployed {service} ({})", answer.deployed),
         )
-        .with_target_url(format!("{}function/{service}", state.config.gateway_public_url)),
+        .with_target_url(function_url(
+            state.config.gateway_public_url.as_str(),
+            state.config.gateway_pretty_url.as_deref(),
+            &event.owner,
+            &event.function,
+            &service,
+        )),
         Err(error) => {
             let status =
                 CommitStatus::new(&event.function, StatusState::Failure, logs::failure_description(&trace, error));

@@ -79,6 +79,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         common,
         builder_url: builder_url.parse().unwrap(),
         gateway_public_url: "https://cloud.example.com/".parse().unwrap(),
+        gateway_pretty_url: None,
         default_memory_limit: Some("30Mi".into()),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("gateway-password") },
         max_retries: 3,

@@ -1,0 +1,194 @@
+//! The pages, as askama templates (`templates/`) and the rows they show. Everything a user pushed (names, log
+//! text, commit SHAs) reaches the HTML through askama's escaping.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+use shared::log_store::{LogRecord, Outcome, StepTiming, StoredBuild};
+use shared::session::Session;
+
+use crate::sources::{Invocations, LogLine, OwnedFunction};
+
+/// The links every page builds, from `dashboard_url`, `github_url` and the gateway's public or pretty URL.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub dashboard: String,
+    pub github: String,
+    pub gateway_public: String,
+    pub gateway_pretty: Option<String>,
+}
+
+impl Links {
+    pub fn function(&self, service: &str) -> String {
+        format!("{}functions/{service}", self.dashboard)
+    }
+
+    pub fn build(&self, service: &str, sha: &str) -> String {
+        format!("{}functions/{service}/builds/{sha}", self.dashboard)
+    }
+
+    pub fn follow(&self, service: &str) -> String {
+        format!("{}functions/{service}/logs?follow=true&tail=100", self.dashboard)
+    }
+
+    fn commit(&self, owner: &str, repo: &str, sha: &str) -> String {
+        format!("{}{owner}/{repo}/commit/{sha}", self.github)
+    }
+}
+
+/// One function as the list and its page show it.
+pub struct FunctionRow {
+    pub service: String,
+    pub page: String,
+    pub owner: String,
+    pub repo: String,
+    pub ready: bool,
+    pub replicas: u64,
+    pub available_replicas: u64,
+    pub invocations: u64,
+    pub short_sha: String,
+    pub commit_url: Option<String>,
+    pub url: String,
+}
+
+impl FunctionRow {
+    pub fn new(f: &OwnedFunction, links: &Links) -> Self {
+        let status = &f.status;
+        let has_commit = !f.sha.is_empty() && !f.repo.is_empty();
+        Self {
+            service: status.name.clone(),
+            page: links.function(&status.name),
+            owner: f.owner.clone(),
+            repo: f.repo.clone(),
+            ready: status.available_replicas > 0,
+            replicas: status.replicas,
+            available_replicas: status.available_replicas,
+            invocations: status.invocation_count.max(0.0).round() as u64,
+            short_sha: f.sha.chars().take(7).collect(),
+            commit_url: has_commit.then(|| links.commit(&f.owner, &f.repo, &f.sha)),
+            url: shared::naming::function_url(
+                &links.gateway_public,
+                links.gateway_pretty.as_deref(),
+                &f.owner,
+                &f.function,
+                &status.name,
+            ),
+        }
+    }
+}
+
+/// Who is signed in, for every page's header.
+pub struct Viewer {
+    pub login: String,
+    pub accounts: Vec<String>,
+}
+
+impl Viewer {
+    pub fn new(session: &Session) -> Self {
+        Self { login: session.user.login.clone(), accounts: session.accounts().map(|a| a.login.clone()).collect() }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "list.html")]
+pub struct ListPage {
+    pub home: String,
+    pub nonce: String,
+    pub viewer: Viewer,
+    pub rows: Vec<FunctionRow>,
+}
+
+/// One build of a function, as its page lists it.
+pub struct BuildRow {
+    pub sha: String,
+    pub short_sha: String,
+    pub page: String,
+    pub outcome: &'static str,
+    pub when: String,
+    pub duration: String,
+}
+
+impl BuildRow {
+    pub fn new(service: &str, build: &StoredBuild, record: Option<&LogRecord>, links: &Links) -> Self {
+        let sha = build.key.sha().to_owned();
+        Self {
+            short_sha: sha.chars().take(7).collect(),
+            page: links.build(service, &sha),
+            outcome: record.map_or("unknown", |r| outcome(r.meta.outcome)),
+            when: when(record.map_or(build.stored_at, |r| r.meta.started)),
+            duration: record.map_or_else(|| "-".into(), |r| duration_ms(r.meta.duration().as_millis() as u64)),
+            sha,
+        }
+    }
+}
+
+/// A runtime log line, shortened for the page.
+pub struct TailLine {
+    pub time: String,
+    pub instance: String,
+    pub text: String,
+}
+
+impl From<LogLine> for TailLine {
+    fn from(line: LogLine) -> Self {
+        let time = DateTime::parse_from_rfc3339(&line.timestamp)
+            .map_or(line.timestamp, |t| t.with_timezone(&Utc).format("%H:%M:%S").to_string());
+        Self { time, instance: line.instance, text: line.text }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "function.html")]
+pub struct FunctionPage {
+    pub home: String,
+    pub nonce: String,
+    pub viewer: Viewer,
+    pub function: FunctionRow,
+    pub builds: Vec<BuildRow>,
+    /// `Err` holds why the metrics are unavailable.
+    pub invocations: Result<Invocations, String>,
+    pub logs: Result<Vec<TailLine>, String>,
+    pub follow: String,
+}
+
+#[derive(Template)]
+#[template(path = "build.html")]
+pub struct BuildPage {
+    pub home: String,
+    pub nonce: String,
+    pub viewer: Viewer,
+    pub service: String,
+    pub function_page: String,
+    pub sha: String,
+    pub outcome: &'static str,
+    pub started: String,
+    pub duration: String,
+    pub steps: Vec<(String, String)>,
+    pub image: Option<String>,
+    pub log: String,
+}
+
+impl BuildPage {
+    pub fn steps(steps: &[StepTiming]) -> Vec<(String, String)> {
+        steps.iter().map(|s| (s.step.clone(), duration_ms(s.duration_ms))).collect()
+    }
+}
+
+pub fn outcome(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+        Outcome::Timeout => "timeout",
+    }
+}
+
+pub fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn duration_ms(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}

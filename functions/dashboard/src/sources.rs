@@ -1,0 +1,163 @@
+//! Where a page's facts come from: the gateway's `/system/functions` (the functions and who owns them), the
+//! `metrics` and `function-logs` functions (called as the signed-in user, with their session as the bearer), and
+//! the build-log store.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use shared::gateway::{error_chain, GatewayClient, GatewayError};
+use shared::openfaas::{labels, FunctionStatus};
+use shared::session::Session;
+
+use crate::error::PageError;
+
+/// The owner-scoped metrics function (the last release's name).
+pub const METRICS: &str = "metrics";
+/// The owner-scoped runtime-logs function (the last release's name).
+pub const FUNCTION_LOGS: &str = "function-logs";
+/// How many runtime log lines a function's page shows.
+pub const LOG_TAIL: u32 = 100;
+/// How long metrics or a log tail may take before the page shows them as unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `metrics`' answer: a function's invocations over a window, by class of status (the contract of issue 17).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Invocations {
+    pub function: String,
+    pub window_seconds: u64,
+    pub success: u64,
+    pub client_error: u64,
+    pub server_error: u64,
+    pub total: u64,
+    pub source: String,
+}
+
+/// One line of `function-logs`' NDJSON (OpenFaaS' logs API).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LogLine {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub instance: String,
+    #[serde(default)]
+    pub timestamp: String,
+    #[serde(default)]
+    pub text: String,
+}
+
+/// A cloud function the session may see, with what its labels say.
+#[derive(Debug, Clone)]
+pub struct OwnedFunction {
+    pub status: FunctionStatus,
+    /// The GitHub login it was deployed for.
+    pub owner: String,
+    pub repo: String,
+    /// The function's name in stack.yml (its service name without the owner's prefix).
+    pub function: String,
+    pub sha: String,
+}
+
+impl OwnedFunction {
+    /// The function as the session sees it: `None` when it is not a cloud function at all.
+    fn read(status: FunctionStatus) -> Option<Self> {
+        if !status.is_cloud_function() {
+            return None;
+        }
+        let owner = status.label(labels::OWNER).or_else(|| status.label(labels::GIT_OWNER))?.to_owned();
+        let repo = status.repo().unwrap_or_default().to_owned();
+        let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
+        let prefix = format!("{}-", owner.to_ascii_lowercase());
+        let function = status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned();
+        Some(Self { status, owner, repo, function, sha })
+    }
+
+    fn is_seen_by(&self, session: &Session) -> bool {
+        session.owns(&self.owner, self.status.owner_id())
+    }
+}
+
+/// The calls a page makes.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    gateway: GatewayClient,
+}
+
+impl Sources {
+    pub fn new(gateway: GatewayClient) -> Self {
+        Self { gateway }
+    }
+
+    /// Every cloud function of the session's accounts (one `/system/functions` for all of them), by name.
+    pub async fn functions_of(&self, session: &Session) -> Result<Vec<OwnedFunction>, GatewayError> {
+        let mut owned: Vec<OwnedFunction> = self
+            .gateway
+            .list_functions()
+            .await?
+            .into_iter()
+            .filter_map(OwnedFunction::read)
+            .filter(|f| f.is_seen_by(session))
+            .collect();
+        owned.sort_by(|a, b| a.status.name.cmp(&b.status.name));
+        Ok(owned)
+    }
+
+    /// The function `service` if the session may see it: 404 when there is no such cloud function, 403 when it is
+    /// another owner's.
+    pub async fn function_of(&self, session: &Session, service: &str) -> Result<OwnedFunction, PageError> {
+        let missing = || PageError::NotFound(format!("there is no function `{service}`"));
+        if !shared::naming::is_dns1123_label(service) {
+            return Err(missing());
+        }
+        let status = self.gateway.get_function(service).await?.ok_or_else(missing)?;
+        let owned = OwnedFunction::read(status).ok_or_else(missing)?;
+        if owned.is_seen_by(session) {
+            Ok(owned)
+        } else {
+            Err(PageError::NotYours(service.to_owned()))
+        }
+    }
+
+    /// The last hour's invocations of `service`, or why they are unavailable.
+    pub async fn invocations(&self, service: &str, token: &str) -> Result<Invocations, String> {
+        let response = self.call(METRICS, &[("name", service), ("window", "1h")], token, Some(CALL_TIMEOUT)).await?;
+        response.json().await.map_err(|e| format!("{METRICS} answered something else: {e}"))
+    }
+
+    /// The last [`LOG_TAIL`] lines `service` printed, or why they are unavailable.
+    pub async fn log_tail(&self, service: &str, token: &str) -> Result<Vec<LogLine>, String> {
+        let tail = LOG_TAIL.to_string();
+        let response = self.call(FUNCTION_LOGS, &[("name", service), ("tail", &tail)], token, Some(CALL_TIMEOUT)).await?;
+        let body = response.text().await.map_err(|e| format!("{FUNCTION_LOGS}: {}", error_chain(&e)))?;
+        Ok(body.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect())
+    }
+
+    /// `function-logs` as it answers, to stream on (`follow=true` keeps it open); no timeout past the connection.
+    pub async fn logs_stream(&self, query: &[(&str, &str)], token: &str) -> Result<reqwest::Response, String> {
+        self.call(FUNCTION_LOGS, query, token, None).await
+    }
+
+    /// `GET {gateway_url}function/<name>?query` as the session's user; an answer other than 2xx is an error.
+    async fn call(
+        &self,
+        name: &str,
+        query: &[(&str, &str)],
+        token: &str,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, String> {
+        let mut url: Url = self.gateway.base_url().join(&format!("function/{name}")).expect("a relative path joins");
+        url.query_pairs_mut().extend_pairs(query);
+        let mut request = self.gateway.http().get(url).bearer_auth(token);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request.send().await.map_err(|e| format!("{name} could not be reached: {}", error_chain(&e)))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(format!("{name} answered {}", response.status()))
+        }
+    }
+}

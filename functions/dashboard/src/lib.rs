@@ -77,6 +77,7 @@ pub fn app(config: Config) -> Router {
         .route("/functions/{service}", get(function))
         .route("/functions/{service}/logs", get(follow_logs))
         .route("/functions/{service}/builds/{sha}", get(build))
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), secure_pages))
         .with_state(state)
 }
@@ -85,11 +86,12 @@ pub fn app(config: Config) -> Router {
 #[derive(Debug, Clone)]
 pub struct Nonce(pub String);
 
-/// Every answer: a fresh nonce for the page, `no-store` (a page holds one user's data), a strict CSP, and an HTML
-/// error page for a failure.
+/// Every answer: a fresh nonce for the page, `no-store` (a page holds one user's data), a strict CSP, an HTML
+/// error page for a failure, and `Server-Timing`.
 async fn secure_pages(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let nonce = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     request.extensions_mut().insert(Nonce(nonce.clone()));
+    let started = std::time::Instant::now();
     let mut response = next.run(request).await;
     if let Some(failure) = response.extensions_mut().remove::<Failure>() {
         let page = render_failure(response.status(), &failure, &state.links.dashboard, &nonce);
@@ -104,6 +106,9 @@ async fn secure_pages(State(state): State<Arc<AppState>>, mut request: Request, 
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&csp).expect("base64 is a header value"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    // The page's own time (a streamed body's time to its headers), for browsers' developer tools and the tests.
+    let timing = format!("app;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);
+    headers.insert("server-timing", HeaderValue::from_str(&timing).expect("a number is a header value"));
     response
 }
 
@@ -220,6 +225,11 @@ async fn build(
         image: record.meta.image,
         log: record.text,
     })
+}
+
+/// Any other path: a page for a signed-in user only, like every other.
+async fn not_found(_signed_in: SignedIn) -> PageError {
+    PageError::NotFound("there is no such page".into())
 }
 
 #[derive(Debug, Deserialize)]

@@ -129,7 +129,8 @@ impl Sources {
     /// The last [`LOG_TAIL`] lines `service` printed, or why they are unavailable.
     pub async fn log_tail(&self, service: &str, token: &str) -> Result<Vec<LogLine>, String> {
         let tail = LOG_TAIL.to_string();
-        let response = self.call(FUNCTION_LOGS, &[("name", service), ("tail", &tail)], token, Some(CALL_TIMEOUT)).await?;
+        let response =
+            self.call(FUNCTION_LOGS, &[("name", service), ("tail", &tail)], token, Some(CALL_TIMEOUT)).await?;
         let body = response.text().await.map_err(|e| format!("{FUNCTION_LOGS}: {}", error_chain(&e)))?;
         Ok(body.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect())
     }

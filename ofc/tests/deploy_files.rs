@@ -20,6 +20,7 @@ const SECRETS: &[&str] = &[
     "basic-auth-password",
     "s3-access-key",
     "s3-secret-key",
+    "jwt-public-key",
 ];
 
 /// The environment settings the functions read.
@@ -75,6 +76,10 @@ const SETTINGS: &[&str] = &[
     "reserved_secrets",
     "max_memory_limit",
     "max_cpu_limit",
+    "gateway_pretty_url",
+    "dashboard_url",
+    "auth_url",
+    "github_url",
 ];
 
 fn stack() -> Stack {

@@ -19,7 +19,7 @@ use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,8 @@ pub const SCRUBBED: &str = "***";
 /// `X-Cloud-Signature` of a body (both are keyed with `payload-secret`).
 const LINK_DOMAIN: &str = "ofc-log-link:v1\n";
 const RECORD_SUFFIX: &str = ".log";
+/// How much of a record [`LogStore::meta`] reads first: a metadata line is a few hundred bytes.
+const META_PROBE_BYTES: u64 = 4096;
 /// The function that serves logs and stores them for other functions.
 pub use crate::functions::PIPELINE_LOG;
 
@@ -393,6 +395,19 @@ impl LogStore {
         LogRecord::decode(key, &bytes)
     }
 
+    /// Only the metadata of the record under `key`: its first line, read with a range request of a few KiB, so a
+    /// page listing builds does not read whole logs. A metadata line longer than that is read whole.
+    pub async fn meta(&self, key: &LogKey) -> Result<LogMeta, LogStoreError> {
+        let options = GetOptions { range: Some(GetRange::Bounded(0..META_PROBE_BYTES)), ..GetOptions::default() };
+        let result = self.objects.get_opts(&key.object(), options).await.map_err(|e| not_found_or(e, key))?;
+        let bytes = result.bytes().await.map_err(|e| not_found_or(e, key))?;
+        match bytes.iter().position(|&b| b == b'\n') {
+            Some(split) => serde_json::from_slice(&bytes[..split])
+                .map_err(|e| LogStoreError::Damaged { key: key.to_string(), reason: format!("metadata: {e}") }),
+            None => Ok(self.get(key).await?.meta),
+        }
+    }
+
     /// The functions of `owner/repo` at `sha` that have a log, by name.
     pub async fn list(&self, owner: &str, repo: &str, sha: &str) -> Result<Vec<ListedLog>, LogStoreError> {
         let probe = LogKey::new(owner, repo, sha, "x")?;
@@ -661,9 +676,24 @@ mod tests {
         let shas: Vec<&str> = builds.iter().map(|b| b.key.sha()).collect();
         assert_eq!(shas, ["ccccccc", "bbbbbbb", "aaaaaaa"], "newest first, this repo and function only");
         assert_eq!(builds[0].key.function(), "Hello", "the key reads the record as it was stored");
-        assert!(store.get(&builds[0].key).await.is_ok());
+        assert_eq!(store.meta(&builds[0].key).await.unwrap(), record.meta, "the metadata alone");
         assert_eq!(store.builds("octo", "fns", "hello", 2).await.unwrap().len(), 2);
         assert!(store.builds("octo", "none", "hello", 2).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn meta_reads_a_long_metadata_line_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(&LogStoreConfig::folder(dir.path())).unwrap();
+        let now = Utc::now();
+        let steps = (0..200).map(|i| StepTiming { step: format!("step-{i:04}"), duration_ms: i }).collect();
+        let meta = LogMeta { outcome: Outcome::Timeout, started: now, finished: now, steps, image: None, digest: None };
+        let key = LogKey::new("octo", "fns", SHA, "hello").unwrap();
+        store.put(&key, &LogRecord { meta: meta.clone(), text: "x".repeat(10_000) }, &[]).await.unwrap();
+        assert!(serde_json::to_vec(&meta).unwrap().len() > 4096, "longer than the first read");
+        assert_eq!(store.meta(&key).await.unwrap(), meta);
+        let missing = LogKey::new("octo", "fns", SHA, "gone").unwrap();
+        assert!(matches!(store.meta(&missing).await, Err(LogStoreError::NotFound(_))));
     }
 
     #[test]

@@ -184,11 +184,11 @@ async fn builds_of(state: &AppState, owned: &sources::OwnedFunction) -> Result<V
         return Ok(Vec::new());
     }
     let builds = state.store.builds(&owned.owner, &owned.repo, &owned.function, BUILDS_SHOWN).await?;
-    let records = join_all(builds.iter().map(|b| state.store.get(&b.key))).await;
+    let metas = join_all(builds.iter().map(|b| state.store.meta(&b.key))).await;
     Ok(builds
         .iter()
-        .zip(records)
-        .map(|(build, record)| BuildRow::new(&owned.status.name, build, record.ok().as_ref(), &state.links))
+        .zip(metas)
+        .map(|(build, meta)| BuildRow::new(&owned.status.name, build, meta.ok().as_ref(), &state.links))
         .collect())
 }
 

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use chrono::{DateTime, Utc};
-use shared::log_store::{LogRecord, Outcome, StepTiming, StoredBuild};
+use shared::log_store::{LogMeta, Outcome, StepTiming, StoredBuild};
 use shared::session::Session;
 
 use crate::sources::{Invocations, LogLine, OwnedFunction};
@@ -108,14 +108,15 @@ pub struct BuildRow {
 }
 
 impl BuildRow {
-    pub fn new(service: &str, build: &StoredBuild, record: Option<&LogRecord>, links: &Links) -> Self {
+    /// `meta` is `None` when the record's metadata could not be read: the build is still listed, by its SHA.
+    pub fn new(service: &str, build: &StoredBuild, meta: Option<&LogMeta>, links: &Links) -> Self {
         let sha = build.key.sha().to_owned();
         Self {
             short_sha: sha.chars().take(7).collect(),
             page: links.build(service, &sha),
-            outcome: record.map_or("unknown", |r| outcome(r.meta.outcome)),
-            when: when(record.map_or(build.stored_at, |r| r.meta.started)),
-            duration: record.map_or_else(|| "-".into(), |r| duration_ms(r.meta.duration().as_millis() as u64)),
+            outcome: meta.map_or("unknown", |m| outcome(m.outcome)),
+            when: when(meta.map_or(build.stored_at, |m| m.started)),
+            duration: meta.map_or_else(|| "-".into(), |m| duration_ms(m.duration().as_millis() as u64)),
             sha,
         }
     }

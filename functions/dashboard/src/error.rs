@@ -73,11 +73,15 @@ impl IntoResponse for PageError {
         if let Self::SignIn { login_url } = &self {
             return (status, [(header::LOCATION, login_url.as_str())]).into_response();
         }
-        if status.is_server_error() {
+        // A server-side failure is logged in full; the user reads what to do, never an internal address.
+        let message = if status.is_server_error() {
             tracing::error!(error = %self, "page failed");
-        }
+            "The dashboard could not reach the platform's services. Try again in a moment.".to_owned()
+        } else {
+            self.to_string()
+        };
         let mut response = status.into_response();
-        response.extensions_mut().insert(Failure { title: self.title(), message: self.to_string() });
+        response.extensions_mut().insert(Failure { title: self.title(), message });
         response
     }
 }

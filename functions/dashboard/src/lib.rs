@@ -114,6 +114,7 @@ async fn secure_pages(State(state): State<Arc<AppState>>, mut request: Request, 
 
 /// A request's verified session and the token that carries it (passed on to metrics and function-logs). Without a
 /// valid one the request is redirected to the login, which comes back to the same page under `dashboard_url`.
+/// Handlers take it first, so nothing else of a request is looked at before its session.
 pub struct SignedIn {
     pub session: Session,
     pub token: String,
@@ -144,9 +145,9 @@ fn html(page: &impl Template) -> Result<Response, PageError> {
 }
 
 async fn list(
+    signed_in: SignedIn,
     State(state): State<Arc<AppState>>,
     Extension(Nonce(nonce)): Extension<Nonce>,
-    signed_in: SignedIn,
 ) -> Result<Response, PageError> {
     let functions = state.sources.functions_of(&signed_in.session).await?;
     let rows = functions.iter().map(|f| FunctionRow::new(f, &state.links)).collect();
@@ -154,10 +155,10 @@ async fn list(
 }
 
 async fn function(
+    signed_in: SignedIn,
     State(state): State<Arc<AppState>>,
     Extension(Nonce(nonce)): Extension<Nonce>,
     Path(service): Path<String>,
-    signed_in: SignedIn,
 ) -> Result<Response, PageError> {
     let owned = state.sources.function_of(&signed_in.session, &service).await?;
     let token = signed_in.token.as_str();
@@ -193,10 +194,10 @@ async fn builds_of(state: &AppState, owned: &sources::OwnedFunction) -> Result<V
 }
 
 async fn build(
+    signed_in: SignedIn,
     State(state): State<Arc<AppState>>,
     Extension(Nonce(nonce)): Extension<Nonce>,
     Path((service, sha)): Path<(String, String)>,
-    signed_in: SignedIn,
 ) -> Result<Response, PageError> {
     let owned = state.sources.function_of(&signed_in.session, &service).await?;
     let key = LogKey::new(&owned.owner, &owned.repo, &sha, &owned.function)?;
@@ -240,10 +241,10 @@ struct FollowQuery {
 
 /// `function-logs`' NDJSON for the function, streamed through as it arrives (`follow=true` keeps it open).
 async fn follow_logs(
+    signed_in: SignedIn,
     State(state): State<Arc<AppState>>,
     Path(service): Path<String>,
     Query(query): Query<FollowQuery>,
-    signed_in: SignedIn,
 ) -> Result<Response, PageError> {
     state.sources.function_of(&signed_in.session, &service).await?;
     let follow = query.follow.unwrap_or(true).to_string();

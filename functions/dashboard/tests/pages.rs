@@ -377,3 +377,15 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[tokio::test]
+async fn a_failing_gateway_is_an_error_page_that_shows_no_internal_address() {
+    let dashboard = start().await;
+    dashboard.gateway.reply("GET", "/system/functions", vec![Reply::status(500).body("database on fire")]);
+    let page = dashboard.get("", Some(&alice_cookie())).await;
+    assert_eq!(page.status, 502);
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert!(page.body.contains("Try again in a moment"), "{}", page.body);
+    assert!(!page.body.contains("127.0.0.1") && !page.body.contains("on fire"), "{}", page.body);
+    assert_eq!(page.header("cache-control"), "no-store");
+}

@@ -389,3 +389,63 @@ async fn a_failing_gateway_is_an_error_page_that_shows_no_internal_address() {
     assert!(!page.body.contains("127.0.0.1") && !page.body.contains("on fire"), "{}", page.body);
     assert_eq!(page.header("cache-control"), "no-store");
 }
+
+/// A gateway whose `function-logs` sends a line only when the test says so, and whose `/system/function/<name>`
+/// knows alice-hello: what "follow" looks like from the dashboard's side.
+async fn following_gateway() -> (ServedFunction, tokio::sync::mpsc::Sender<String>) {
+    use axum::routing::get;
+    let (lines, mut receive) = tokio::sync::mpsc::channel::<String>(4);
+    let receive = Arc::new(tokio::sync::Mutex::new(Some(receive)));
+    let hello = function("alice-hello", "alice", ALICE, "fns", NEW_SHA);
+    let router =
+        axum::Router::new().route("/system/function/{name}", get(move || async move { axum::Json(hello) })).route(
+            "/function/function-logs",
+            get(move || async move {
+                let receive = receive.lock().await.take().expect("followed once");
+                let stream = futures_util::stream::unfold(receive, |mut receive| async move {
+                    let line = receive.recv().await?;
+                    Some((Ok::<_, std::io::Error>(format!("{line}\n")), receive))
+                });
+                axum::body::Body::from_stream(stream)
+            }),
+        );
+    (ServedFunction::serve(router).await, lines)
+}
+
+#[tokio::test]
+async fn follow_passes_each_line_on_as_it_arrives() {
+    let (gateway, lines) = following_gateway().await;
+    let logs = tempfile::tempdir().unwrap();
+    let config = Config {
+        common: shared::config::CommonConfig {
+            gateway_url: gateway.url().parse().unwrap(),
+            audit_url: None,
+            payload_secret: Secret::new("payload"),
+        },
+        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        sessions: keys().verifier.clone(),
+        dashboard_url: DASHBOARD_URL.parse().unwrap(),
+        auth_url: AUTH_URL.parse().unwrap(),
+        gateway_public_url: "http://gateway.example/".parse().unwrap(),
+        gateway_pretty_url: None,
+        github_url: "https://github.com/".parse().unwrap(),
+        store: Arc::new(LogStore::open(&LogStoreConfig::folder(logs.path())).unwrap()),
+        server: ServerConfig::for_tests(1 << 20),
+    };
+    let served = ServedFunction::start(dashboard::app(config)).await;
+    let mut response = reqwest::Client::new()
+        .get(format!("{}functions/alice-hello/logs?follow=true", served.url()))
+        .header("cookie", alice_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for text in ["first", "second"] {
+        lines.send(json!({"name": "alice-hello", "text": text}).to_string()).await.unwrap();
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk()).await.expect("in time").unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&chunk.expect("a line")).unwrap();
+        assert_eq!(line["text"], text, "each line arrives while the stream is still open");
+    }
+    drop(lines);
+    assert!(response.chunk().await.unwrap().is_none(), "the stream ends when function-logs ends it");
+}

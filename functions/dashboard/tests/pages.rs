@@ -394,7 +394,7 @@ async fn a_failing_gateway_is_an_error_page_that_shows_no_internal_address() {
 /// knows alice-hello: what "follow" looks like from the dashboard's side.
 async fn following_gateway() -> (ServedFunction, tokio::sync::mpsc::Sender<String>) {
     use axum::routing::get;
-    let (lines, mut receive) = tokio::sync::mpsc::channel::<String>(4);
+    let (lines, receive) = tokio::sync::mpsc::channel::<String>(4);
     let receive = Arc::new(tokio::sync::Mutex::new(Some(receive)));
     let hello = function("alice-hello", "alice", ALICE, "fns", NEW_SHA);
     let router =

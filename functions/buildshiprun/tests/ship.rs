@@ -284,6 +284,23 @@ async fn deploys_a_skip_build_function_from_its_image() {
 }
 
 #[tokio::test]
+async fn a_deployed_function_s_status_links_to_its_pretty_url_when_one_is_set() {
+    let mut harness = start(true).await;
+    let config = Config { gateway_pretty_url: Some("https://user.o6s.io/function".into()), ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+    let mut event = event(&harness, "nats");
+    event.skip_build = true;
+    event.image = "ghcr.io/openfaas/nats-connector:0.3.2".into();
+    let (status, answer) = harness.send(&event, Vec::new()).await;
+    assert_eq!(status, 200, "{answer}");
+    let statuses = harness.statuses();
+    let success = &statuses.last().unwrap().statuses[0];
+    assert_eq!(success.target_url.as_deref(), Some("https://octo.o6s.io/nats"));
+}
+
+#[tokio::test]
 async fn refuses_unsigned_requests_and_bad_events() {
     let harness = start(true).await;
     let event = event(&harness, "hello");

@@ -18,13 +18,12 @@ pub mod route;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, COOKIE, HOST, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use futures_util::StreamExt as _;
 use reqwest::Url;
 use shared::config::{base_url, duration_or, required, ConfigError};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
@@ -154,7 +153,7 @@ fn respond(answer: reqwest::Response) -> Response {
             response = response.header(name.as_str(), value.as_bytes());
         }
     }
-    let body = Body::from_stream(answer.bytes_stream().map(|chunk| chunk.map(Bytes::from)));
+    let body = Body::from_stream(answer.bytes_stream());
     response.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 

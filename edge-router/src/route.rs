@@ -74,6 +74,7 @@ fn system(rest: &str) -> Result<Route, RouteError> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)] // compared with `resolve`'s answer as it is
     fn upstream(path: &str, user_function: bool) -> Result<Route, RouteError> {
         Ok(Route::Upstream { path: path.to_owned(), user_function })
     }

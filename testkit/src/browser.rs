@@ -99,9 +99,10 @@ impl Browser {
             if let Ok(element) = self.client.find(Locator::Css(css)).await {
                 return element;
             }
-            let (url, text) =
-                if Instant::now() > deadline { (self.url().await, self.text().await) } else { Default::default() };
-            assert!(url.is_empty() && text.is_empty(), "no `{css}` on {url}: {text}");
+            if Instant::now() > deadline {
+                let (url, text) = (self.url().await, self.text().await);
+                unreachable_element(css, &url, &text);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -147,6 +148,11 @@ impl Browser {
     pub async fn resize(&self, width: u32, height: u32) {
         self.client.set_window_size(width, height).await.expect("resize the window");
     }
+}
+
+/// Fails the test: `css` never appeared on `url`, which shows `text`.
+fn unreachable_element(css: &str, url: &str, text: &str) -> ! {
+    panic!("no `{css}` on {url}: {text}")
 }
 
 /// `target/screenshots/`, made if needed (CI keeps `target/` as the artifact folder).

@@ -21,6 +21,7 @@
 //! - [`customers`]: the customers list (`validate_customers`) gh-push and git-event check owners against.
 //! - [`garbage_collect`]: asks garbage-collect to remove a repository's functions.
 //! - [`server`]: the HTTP runtime every function runs on.
+//! - [`session`]: a signed-in user's session (the `openfaas_cloud_token` cookie), signed by edge-auth alone.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
 //! - [`registry`]: the registry API calls that let a build whose image exists be skipped (HEAD, tag a manifest).
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
@@ -48,6 +49,7 @@ pub mod registry;
 pub mod retry;
 pub mod sandbox;
 pub mod server;
+pub mod session;
 pub mod signature;
 pub mod stack;
 pub mod status;

@@ -35,7 +35,7 @@ pub use crate::error::AuthError;
 use crate::github::{GitHubClient, Identity};
 
 /// The function's name on the gateway.
-pub const FUNCTION_NAME: &str = "edge-auth";
+pub const FUNCTION_NAME: &str = shared::functions::EDGE_AUTH;
 /// The cookie that ties GitHub's answer to the browser that asked: the state, then where to land.
 pub const STATE_COOKIE: &str = "ofc_oauth_state";
 /// How long a sign-in may take between `/login/` and GitHub's answer (GitHub's codes live as long).

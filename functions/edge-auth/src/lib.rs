@@ -40,6 +40,8 @@ pub const FUNCTION_NAME: &str = shared::functions::EDGE_AUTH;
 pub const STATE_COOKIE: &str = "ofc_oauth_state";
 /// How long a sign-in may take between `/login/` and GitHub's answer (GitHub's codes live as long).
 const STATE_LIFETIME_SECONDS: u64 = 600;
+/// The longest `r` followed: it travels in the state cookie, which browsers cap at about 4 KiB.
+const MAX_RETURN_URL_BYTES: usize = 2048;
 
 struct AppState {
     github: GitHubClient,
@@ -81,11 +83,15 @@ pub fn app(config: Config) -> Router {
 
 /// Where a sign-in may send the browser back to: an absolute http(s) URL on `cookie_root_domain` or one of its
 /// subdomains, or under `dashboard_url`; anything else (another host, `//evil`, `javascript:`, credentials in the
-/// URL, a downgrade from an https dashboard to http) lands on the dashboard. The URL is answered as parsed, so the
+/// URL, a downgrade from an https dashboard to http, a URL over 2 KiB) lands on the dashboard. The URL is answered as parsed, so the
 /// browser goes where the check looked.
 pub fn return_target(requested: Option<&str>, dashboard_url: &Url, cookie_root_domain: Option<&str>) -> Url {
     let allowed = |url: &Url| {
-        if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        if !matches!(url.scheme(), "http" | "https")
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.as_str().len() > MAX_RETURN_URL_BYTES
+        {
             return false;
         }
         if dashboard_url.scheme() == "https" && url.scheme() != "https" {

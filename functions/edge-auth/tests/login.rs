@@ -311,6 +311,7 @@ fn a_return_target_must_be_on_the_cookie_domain_or_under_the_dashboard() {
     assert_eq!(target("https:\\\\evil.example\\system.o6s.io"), home);
     assert_eq!(target("/dashboard/fn"), home, "only absolute URLs");
     assert_eq!(target("data:text/html,hi"), home);
+    assert_eq!(target(&format!("https://system.o6s.io/{}", "a".repeat(3000))), home, "too long for the cookie");
     assert_eq!(return_target(None, &dashboard, Some("system.o6s.io")), dashboard);
     assert_eq!(return_target(Some("https://system.o6s.io/"), &dashboard, None), dashboard, "no root domain set");
 }
@@ -324,4 +325,25 @@ async fn logout_clears_the_session_cookie() {
     assert!(cookie.starts_with(&format!("{COOKIE_NAME}=;")), "{cookie}");
     assert!(cookie.contains("Max-Age=0") && cookie.contains("Domain=system.localhost"), "{cookie}");
     assert!(response.text().await.unwrap().contains("Signed out"));
+}
+
+#[tokio::test]
+async fn github_unreachable_is_a_502_page_that_shows_no_secret() {
+    let platform = start(None).await;
+    let journey = platform.begin(None, "octo", "").await;
+    let Platform { github, edge, .. } = platform;
+    let address = github.url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+    drop(github);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(&address).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the double still answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("{}oauth2/authorized?{}", edge.url(), journey.callback.query().unwrap());
+    let response = browser().get(url).header(COOKIE, &journey.state_cookie).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert!(set_cookie(&response, COOKIE_NAME).is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains("GitHub could not be asked"), "{page}");
+    assert!(!page.contains(CLIENT_SECRET) && !page.contains(&query(&journey.callback, "code").unwrap()), "{page}");
 }

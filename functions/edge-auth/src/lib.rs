@@ -83,8 +83,8 @@ pub fn app(config: Config) -> Router {
 
 /// Where a sign-in may send the browser back to: an absolute http(s) URL on `cookie_root_domain` or one of its
 /// subdomains, or under `dashboard_url`; anything else (another host, `//evil`, `javascript:`, credentials in the
-/// URL, a downgrade from an https dashboard to http, a URL over 2 KiB) lands on the dashboard. The URL is answered as parsed, so the
-/// browser goes where the check looked.
+/// URL, a downgrade from an https dashboard to http, a URL over 2 KiB) lands on the dashboard. The URL is answered
+/// as parsed, so the browser goes where the check looked.
 pub fn return_target(requested: Option<&str>, dashboard_url: &Url, cookie_root_domain: Option<&str>) -> Url {
     let allowed = |url: &Url| {
         if !matches!(url.scheme(), "http" | "https")

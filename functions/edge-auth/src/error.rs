@@ -56,7 +56,8 @@ impl IntoResponse for AuthError {
         // Served at `{auth_url}oauth2/authorized`, so `../login/` is `{auth_url}login/` behind any prefix.
         let html = format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Sign-in refused</title></head>\n\
-             <body><h1>Sign-in refused</h1>\n<p>{}.</p>\n<p><a href=\"../login/\">Sign in again</a></p>\n</body></html>\n",
+             <body><h1>Sign-in refused</h1>\n<p>{}.</p>\n\
+             <p><a href=\"../login/\">Sign in again</a></p>\n</body></html>\n",
             escape(&reason)
         );
         (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()

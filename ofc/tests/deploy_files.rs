@@ -20,11 +20,21 @@ const SECRETS: &[&str] = &[
     "basic-auth-password",
     "s3-access-key",
     "s3-secret-key",
+    "jwt-private-key",
     "jwt-public-key",
+    "of-client-secret",
 ];
 
 /// The environment settings the functions read.
 const SETTINGS: &[&str] = &[
+    "client_id",
+    "auth_url",
+    "dashboard_url",
+    "cookie_root_domain",
+    "session_lifetime",
+    "oauth_provider_base_url",
+    "gateway_pretty_url",
+    "github_url",
     "gateway_url",
     "gateway_public_url",
     "audit_url",
@@ -76,10 +86,6 @@ const SETTINGS: &[&str] = &[
     "reserved_secrets",
     "max_memory_limit",
     "max_cpu_limit",
-    "gateway_pretty_url",
-    "dashboard_url",
-    "auth_url",
-    "github_url",
 ];
 
 fn stack() -> Stack {

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
+use shared::functions::{FUNCTION_LOGS, METRICS};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
 use shared::openfaas::{labels, FunctionStatus};
 use shared::session::Session;
 
 use crate::error::PageError;
 
-/// The owner-scoped metrics function (the last release's name).
-pub const METRICS: &str = "metrics";
-/// The owner-scoped runtime-logs function (the last release's name).
-pub const FUNCTION_LOGS: &str = "function-logs";
 /// How many runtime log lines a function's page shows.
 pub const LOG_TAIL: u32 = 100;
 /// How long metrics or a log tail may take before the page shows them as unavailable.

@@ -25,7 +25,7 @@ use askama::Template;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -245,6 +245,7 @@ async fn follow_logs(
     State(state): State<Arc<AppState>>,
     Path(service): Path<String>,
     Query(query): Query<FollowQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     state.sources.function_of(&signed_in.session, &service).await?;
     let follow = query.follow.unwrap_or(true).to_string();
@@ -254,6 +255,12 @@ async fn follow_logs(
         .logs_stream(&[("name", &service), ("tail", &tail), ("follow", &follow)], &signed_in.token)
         .await
         .map_err(PageError::Upstream)?;
-    let headers = [(header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8")];
-    Ok((headers, Body::from_stream(upstream.bytes_stream())).into_response())
+    // The page's script asks for NDJSON; a browser that opens the link without script shows plain text inline
+    // (an unknown type would be downloaded instead).
+    let wants_ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/x-ndjson") || accept.contains("application/json"));
+    let content_type = if wants_ndjson { "application/x-ndjson; charset=utf-8" } else { "text/plain; charset=utf-8" };
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(upstream.bytes_stream())).into_response())
 }

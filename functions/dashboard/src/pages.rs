@@ -193,3 +193,30 @@ pub fn duration_ms(ms: u64) -> String {
         _ => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_a_person_would_say_them() {
+        assert_eq!(duration_ms(850), "850 ms");
+        assert_eq!(duration_ms(3_500), "3.5 s");
+        assert_eq!(duration_ms(83_500), "1m 23s");
+        assert_eq!(duration_ms(3_600_000), "60m 00s");
+    }
+
+    #[test]
+    fn log_times_are_shortened_and_an_odd_one_is_kept_as_written() {
+        let line = |timestamp: &str| LogLine {
+            name: "f".into(),
+            namespace: "openfaas-fn".into(),
+            instance: "f-1".into(),
+            timestamp: timestamp.into(),
+            text: "hi".into(),
+        };
+        assert_eq!(TailLine::from(line("2026-11-27T05:00:01.123456789Z")).time, "05:00:01");
+        assert_eq!(TailLine::from(line("2026-11-27T06:00:01+01:00")).time, "05:00:01");
+        assert_eq!(TailLine::from(line("yesterday")).time, "yesterday");
+    }
+}

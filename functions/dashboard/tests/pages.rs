@@ -364,7 +364,19 @@ async fn follow_streams_function_logs_as_ndjson() {
     let session = alice_cookie();
     let page = dashboard.get("functions/alice-hello/logs?follow=true", Some(&session)).await;
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").starts_with("application/x-ndjson"));
+    assert!(page.header("content-type").starts_with("text/plain"), "a browser without script shows it inline");
+    let asked = dashboard
+        .http
+        .get(format!("{}functions/alice-hello/logs?follow=true", dashboard.served.url()))
+        .header("cookie", &session)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        asked.headers()["content-type"].to_str().unwrap().starts_with("application/x-ndjson"),
+        "what the script asks for"
+    );
     let lines: Vec<serde_json::Value> = page.body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["text"], "listening on 8080");

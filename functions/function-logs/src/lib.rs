@@ -26,7 +26,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, SecondsFormat};
+use chrono::{DateTime, SecondsFormat, Utc};
 use shared::config::{parse_bool, CommonConfig, ConfigError, SecretStore};
 use shared::gateway::{error_chain, BasicAuth, GatewayClient, GatewayError};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
@@ -89,7 +89,7 @@ impl LogQuery {
         let since = value("since")
             .map(|s| {
                 DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                    .map(|t| t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true))
                     .map_err(|_| LogsError::BadRequest(format!("`since` {s:?} is not an RFC 3339 time")))
             })
             .transpose()?;

@@ -73,9 +73,14 @@ pub fn invocations_query(service: &str, window: Duration) -> String {
 }
 
 impl Prometheus {
-    /// `base_url` ends in `/` (see [`shared::config::base_url`]).
+    /// The query API under `base_url` (a Prometheus served under a path prefix too).
     pub fn new(base_url: &Url, http: reqwest::Client) -> Self {
-        Self { query_url: base_url.join("api/v1/query").expect("a relative path joins"), http }
+        let mut base = base_url.clone();
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        Self { query_url: base.join("api/v1/query").expect("a relative path joins"), http }
     }
 
     /// `service`'s calls answered within `window`, by status code (Prometheus extrapolates an increase, so
@@ -97,7 +102,8 @@ impl Prometheus {
         let envelope: Envelope = match serde_json::from_slice(&body) {
             Ok(envelope) => envelope,
             Err(_) if !status.is_success() => {
-                let reason = String::from_utf8_lossy(&body).trim().chars().take(300).collect();
+                let text: String = String::from_utf8_lossy(&body).trim().chars().take(300).collect();
+                let reason = if text.is_empty() { "no answer".to_owned() } else { text };
                 return Err(PrometheusError::Refused { status: status.as_u16(), reason });
             }
             Err(e) => return Err(PrometheusError::BadAnswer(e.to_string())),

@@ -80,7 +80,7 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
-    pub fn parse(query: &HashMap<String, String>) -> Result<Self, LogsError> {
+    pub fn parse<S: std::hash::BuildHasher>(query: &HashMap<String, String, S>) -> Result<Self, LogsError> {
         let value = |name: &str| query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let name = access::service_from_query(query)?.to_owned();
         let tail = value("tail")
@@ -95,7 +95,9 @@ impl LogQuery {
             .transpose()?;
         let follow = match value("follow") {
             None => false,
-            Some(f) => parse_bool(f).ok_or_else(|| LogsError::BadRequest(format!("`follow` {f:?} is not true or false")))?,
+            Some(f) => {
+                parse_bool(f).ok_or_else(|| LogsError::BadRequest(format!("`follow` {f:?} is not true or false")))?
+            }
         };
         Ok(Self { name, tail, since, follow })
     }

@@ -90,12 +90,9 @@ async fn start() -> Stack {
     functions.insert(function_of("acme-api", ACME));
     functions.insert(function_of("mallory-x", MALLORY));
     functions.insert(shared::openfaas::FunctionStatus { name: "gh-push".into(), ..Default::default() });
-    let logs = LogsApi {
-        queries: Arc::default(),
-        appended: broadcast::channel(16).0,
-        open_follows: Arc::default(),
-    };
-    let system = functions.router().merge(Router::new().route("/logs", routing::get(system_logs)).with_state(logs.clone()));
+    let logs = LogsApi { queries: Arc::default(), appended: broadcast::channel(16).0, open_follows: Arc::default() };
+    let system =
+        functions.router().merge(Router::new().route("/logs", routing::get(system_logs)).with_state(logs.clone()));
     let credentials = Credentials { user: ADMIN.0.into(), password: ADMIN.1.into() };
     let gateway = ServedFunction::serve(Router::new().nest("/system", require_basic_auth(system, credentials))).await;
     let config = Config {

@@ -1,6 +1,7 @@
 //! Who may see a function's numbers: the signed-in session, when one of its accounts owns the function.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use shared::gateway::GatewayClient;
 use shared::naming::is_dns1123_label;
@@ -10,7 +11,7 @@ use shared::session::Session;
 use crate::MetricsError;
 
 /// The `name` query parameter: a deployed function's name (a DNS-1123 label, e.g. `octo-hello`).
-pub fn service_from_query(query: &HashMap<String, String>) -> Result<&str, MetricsError> {
+pub fn service_from_query<S: BuildHasher>(query: &HashMap<String, String, S>) -> Result<&str, MetricsError> {
     let name = query
         .get("name")
         .map(|n| n.trim())

@@ -94,8 +94,9 @@ mod tests {
             gateway_function_invocation_total{code=\"200\",function_name=\"nan.openfaas-fn\"} NaN\n";
         let counters = invocation_counters(text);
         assert_eq!(counters.len(), 3, "{counters:?}");
-        assert_eq!(counters[&key("octo-fn.openfaas-fn", "200")], 3.0);
-        assert_eq!(counters[&key("octo-fn.openfaas-fn", "500")], 1.0);
-        assert_eq!(counters[&key("we\"ird\\.openfaas-fn", "404")], 2.0);
+        let value = |function: &str, code: &str| counters[&key(function, code)] as u64;
+        assert_eq!(value("octo-fn.openfaas-fn", "200"), 3);
+        assert_eq!(value("octo-fn.openfaas-fn", "500"), 1);
+        assert_eq!(value("we\"ird\\.openfaas-fn", "404"), 2);
     }
 }

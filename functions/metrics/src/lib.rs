@@ -59,6 +59,28 @@ pub enum CountsFrom {
     Gateway { metrics_url: Url, interval: Duration },
 }
 
+impl CountsFrom {
+    /// `prometheus_url` when set; else `gateway_metrics_url` (default `{gateway_url}metrics`) every
+    /// `metrics_sample_interval` (default 30s, at least 1s).
+    pub fn from_env(common: &CommonConfig) -> Result<Self, ConfigError> {
+        if let Some(url) = optional_base_url("prometheus_url")? {
+            return Ok(Self::Prometheus(url));
+        }
+        let metrics_url = match optional_url("gateway_metrics_url")? {
+            Some(url) => url,
+            None => common.gateway_url.join("metrics").expect("a relative path joins"),
+        };
+        let interval = duration_or("metrics_sample_interval", DEFAULT_SAMPLE_INTERVAL)?;
+        if interval < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                name: "metrics_sample_interval".into(),
+                reason: "must be at least 1s".into(),
+            });
+        }
+        Ok(Self::Gateway { metrics_url, interval })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -80,23 +102,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
         let common = CommonConfig::from_env(&secrets)?;
-        let counts = match optional_base_url("prometheus_url")? {
-            Some(url) => CountsFrom::Prometheus(url),
-            None => {
-                let metrics_url = match optional_url("gateway_metrics_url")? {
-                    Some(url) => url,
-                    None => common.gateway_url.join("metrics").expect("a relative path joins"),
-                };
-                let interval = duration_or("metrics_sample_interval", DEFAULT_SAMPLE_INTERVAL)?;
-                if interval < Duration::from_secs(1) {
-                    return Err(ConfigError::Invalid {
-                        name: "metrics_sample_interval".into(),
-                        reason: "must be at least 1s".into(),
-                    });
-                }
-                CountsFrom::Gateway { metrics_url, interval }
-            }
-        };
+        let counts = CountsFrom::from_env(&common)?;
         Ok(Self {
             credentials: BasicAuth::from_secrets(&secrets)?,
             sessions: SessionVerifier::from_secrets(&secrets)?,

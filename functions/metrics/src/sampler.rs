@@ -107,11 +107,10 @@ impl Sampler {
         };
         let mut steps: Vec<BTreeMap<String, f64>> = {
             let snapshots = self.snapshots.lock().expect("snapshots lock");
-            let first_in_window =
-                snapshots.iter().position(|s| since.is_none_or(|since| s.taken >= since)).unwrap_or(
-                    // None within the window: the newest, so the answer still covers the window.
-                    snapshots.len().saturating_sub(1),
-                );
+            let first_in_window = snapshots.iter().position(|s| since.is_none_or(|since| s.taken >= since)).unwrap_or(
+                // None within the window: the newest, so the answer still covers the window.
+                snapshots.len().saturating_sub(1),
+            );
             snapshots.iter().skip(first_in_window).map(|s| of_service(&s.counters)).collect()
         };
         steps.push(of_service(&now));

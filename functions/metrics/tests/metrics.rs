@@ -71,7 +71,10 @@ struct PrometheusDouble {
     answer: Arc<Mutex<(StatusCode, Value)>>,
 }
 
-async fn query(State(prometheus): State<PrometheusDouble>, Query(params): Query<HashMap<String, String>>) -> impl IntoResponse {
+async fn query(
+    State(prometheus): State<PrometheusDouble>,
+    Query(params): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
     prometheus.queries.lock().unwrap().push(params.get("query").cloned().unwrap_or_default());
     let (status, body) = prometheus.answer.lock().unwrap().clone();
     (status, Json(body))

@@ -38,7 +38,15 @@ fn up_with(binaries: &Path, timings: bool) -> anyhow::Result<Up> {
     let port = testkit::ports::free_port();
     let mut command = Command::new(binaries.join("ofc"));
     command
-        .args(["up", "--state", &state.path().display().to_string(), "--gateway-port", &port.to_string()])
+        .args([
+            "up",
+            "--state",
+            &state.path().display().to_string(),
+            "--gateway-port",
+            &port.to_string(),
+            "--router-port",
+            "0",
+        ])
         .arg("--stack")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")))
         .stdout(Stdio::null());

@@ -31,6 +31,10 @@ enum Command {
         /// The gateway's port on 127.0.0.1.
         #[arg(long, value_name = "N", default_value_t = 8080)]
         gateway_port: u16,
+        /// The edge router's port on loopback: pretty URLs at http://<owner>.localhost:N/<function>, the dashboard
+        /// at http://system.localhost:N/dashboard/; 0 picks a free port (endpoints.json names it).
+        #[arg(long, value_name = "N", default_value_t = 8081)]
+        router_port: u16,
         /// The repository whose stack.yml lists the functions.
         #[arg(long, value_name = "DIR")]
         stack: Option<PathBuf>,
@@ -112,9 +116,10 @@ async fn main() -> ExitCode {
             let _ = Cli::command().print_help();
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Up { state, gateway_port, stack, runtime, sandbox }) => {
+        Some(Command::Up { state, gateway_port, router_port, stack, runtime, sandbox }) => {
             let sandbox_user = (sandbox != "none").then_some(sandbox);
-            up(state, gateway_port, stack, runtime, sandbox_user).await
+            let ports = Ports { gateway: gateway_port, router: router_port };
+            up(state, ports, stack, runtime, sandbox_user).await
         }
         Some(Command::Push { path, branch, owner, state, timeout }) => {
             let timeout = Duration::from_secs(timeout);
@@ -131,9 +136,15 @@ async fn main() -> ExitCode {
     })
 }
 
+/// The ports `ofc up` is asked to listen on.
+struct Ports {
+    gateway: u16,
+    router: u16,
+}
+
 async fn up(
     state: PathBuf,
-    gateway_port: u16,
+    ports: Ports,
     stack: Option<PathBuf>,
     runtime: Runtime,
     sandbox_user: Option<String>,
@@ -148,7 +159,15 @@ async fn up(
     let binaries = std::env::current_exe()?.parent().context("ofc has a folder")?.to_owned();
     shared::server::init_tracing();
     let run_functions = runtime == Runtime::Buildah;
-    let options = UpOptions { state, gateway_port, repository, binaries, run_functions, sandbox_user };
+    let options = UpOptions {
+        state,
+        gateway_port: ports.gateway,
+        router_port: ports.router,
+        repository,
+        binaries,
+        run_functions,
+        sandbox_user,
+    };
     ofc::up::up(options, shared::server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

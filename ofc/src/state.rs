@@ -17,6 +17,10 @@ pub struct Endpoints {
     pub registry: String,
     pub builder: String,
     pub git: String,
+    /// The edge router: pretty URLs, the dashboard and the login (`http://localhost:PORT/`; its hosts are
+    /// `<owner>.localhost`, `system.localhost` and `auth.system.localhost` on that port).
+    #[serde(default)]
+    pub router: String,
 }
 
 /// The App id the local GitHub double knows the App by.
@@ -93,6 +97,7 @@ impl StateDir {
             ("payload-secret", random()),
             ("basic-auth-user", "admin".to_owned()),
             ("basic-auth-password", random()),
+            ("of-client-secret", random()),
         ] {
             let path = self.secrets().join(name);
             if !path.exists() {
@@ -104,6 +109,13 @@ impl StateDir {
             let key = shared::app_key::AppKey::generate();
             write_secret(&self.secrets().join("private-key"), key.private_pem.as_bytes())?;
             std::fs::write(&public, &key.public_pem)?;
+        }
+        // The session keys: edge-auth signs with the private one, the dashboard and the others verify.
+        let jwt_public = self.secrets().join(shared::session::PUBLIC_KEY_SECRET);
+        if !self.secrets().join(shared::session::PRIVATE_KEY_SECRET).exists() || !jwt_public.exists() {
+            let key = shared::app_key::AppKey::generate();
+            write_secret(&self.secrets().join(shared::session::PRIVATE_KEY_SECRET), key.private_pem.as_bytes())?;
+            write_secret(&jwt_public, key.public_pem.as_bytes())?;
         }
         for dir in [self.secrets(), self.function_secrets()] {
             for entry in std::fs::read_dir(dir)? {
@@ -156,7 +168,7 @@ mod tests {
             assert_eq!(mode(dir), 0o700, "{}", dir.display());
         }
         let secrets: Vec<_> = std::fs::read_dir(state.secrets()).unwrap().map(|e| e.unwrap().path()).collect();
-        assert_eq!(secrets.len(), 5, "{secrets:?}");
+        assert_eq!(secrets.len(), 8, "{secrets:?}");
         for secret in &secrets {
             assert_eq!(mode(secret), 0o600, "{}", secret.display());
         }

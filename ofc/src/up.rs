@@ -36,6 +36,8 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 pub struct UpOptions {
     pub state: PathBuf,
     pub gateway_port: u16,
+    /// The edge router's port on 127.0.0.1 (0: any free one).
+    pub router_port: u16,
     /// The repository whose stack.yml lists the functions (this repository).
     pub repository: PathBuf,
     /// Where the workspace's binaries are (next to `ofc`).
@@ -120,6 +122,9 @@ impl LocalStack {
         let gateway_listener = tokio::net::TcpListener::bind(gateway_address).await.with_context(|| {
             format!("port {} is in use: stop what listens there or pass --gateway-port", options.gateway_port)
         })?;
+        let router_listener = std::net::TcpListener::bind(("127.0.0.1", options.router_port)).with_context(|| {
+            format!("port {} is in use: stop what listens there or pass --router-port", options.router_port)
+        })?;
         let prepared = prepare_state(&options.state)?;
         let sandbox = user.map(|u| crate::sandbox::prepare(&prepared.state, u)).transpose()?;
         let registry = start_registry(&prepared)?;
@@ -133,14 +138,18 @@ impl LocalStack {
         let (gateway, gateway_stop, gateway_server) =
             start_gateway(options, &prepared, sandbox.as_ref(), gateway_listener).await?;
         let builder = start_builder(options, &prepared, sandbox.as_ref())?;
+        let router_port = router_listener.local_addr()?.port();
         let endpoints = Endpoints {
             gateway: gateway_url,
             github_api: github.url(),
             registry: format!("127.0.0.1:{}", registry.port()),
             builder: format!("http://127.0.0.1:{}/", builder.port()),
             git: git.url(),
+            router: format!("http://localhost:{router_port}/"),
         };
-        let mut children = vec![builder];
+        drop(router_listener);
+        let router = start_router(options, &prepared.state, &endpoints, router_port)?;
+        let mut children = vec![builder, router];
         children.extend(start_functions(options, &stack, &prepared.state, &endpoints, &gateway)?);
         wait_ready(&children).await?;
         // Only now: a call queued by an earlier run replayed before its function answers would use up a try.
@@ -170,6 +179,9 @@ impl LocalStack {
         println!("  git server   {}", endpoints.git);
         println!("  registry     {}", endpoints.registry);
         println!("  of-builder   {}", endpoints.builder);
+        let edge = Edge::new(endpoints);
+        println!("  dashboard    {}  (sign in through the GitHub double)", edge.dashboard_url);
+        println!("  functions at {}  (e.g. http://alice.localhost:{}/hello)", edge.pretty_url, edge.port);
         if self.run_functions {
             println!(
                 "  functions    deployed functions run with `buildah run` (chroot isolation), FROM {WATCHDOG_IMAGE}; \
@@ -215,7 +227,7 @@ fn check_prerequisites(options: &UpOptions) -> anyhow::Result<Stack> {
     }
     let stack = Stack::read(&options.repository)
         .with_context(|| format!("{}/stack.yml cannot be used", options.repository.display()))?;
-    for name in stack.functions.keys().map(String::as_str).chain(["of-builder", "ofc-watchdog"]) {
+    for name in stack.functions.keys().map(String::as_str).chain(["of-builder", "ofc-watchdog", "edge-router"]) {
         let binary = options.binaries.join(name);
         if !binary.is_file() {
             bail!("{} is missing: build the workspace first (`cargo build --workspace --bins`)", binary.display());
@@ -317,6 +329,57 @@ fn start_builder(options: &UpOptions, prepared: &Prepared, sandbox: Option<&Sand
     supervise(&options.binaries.join("of-builder"), "of-builder", port, env, state)
 }
 
+/// The edge router (pretty URLs, the dashboard's and the login's hosts) in front of the gateway, on the port
+/// bound at start. Browsers resolve `*.localhost` to loopback, so `http://alice.localhost:PORT/hello` works as is.
+fn start_router(options: &UpOptions, state: &StateDir, endpoints: &Endpoints, port: u16) -> anyhow::Result<Supervised> {
+    let env = BTreeMap::from([
+        ("domain".to_owned(), Edge::DOMAIN.to_owned()),
+        ("upstream_url".to_owned(), endpoints.gateway.clone()),
+        ("port".to_owned(), port.to_string()),
+        // A followed runtime log streams for as long as the page is open.
+        ("write_timeout".to_owned(), "0".to_owned()),
+        ("exec_timeout".to_owned(), "0".to_owned()),
+    ]);
+    supervise(&options.binaries.join("edge-router"), "edge-router", port, env, state)
+}
+
+/// The local stack's public addresses, all on the router's port of `localhost`.
+struct Edge {
+    port: u16,
+    dashboard_url: String,
+    auth_url: String,
+    pretty_url: String,
+}
+
+impl Edge {
+    const DOMAIN: &'static str = "localhost";
+    /// The OAuth App `ofc up` registers with the GitHub double for edge-auth.
+    const CLIENT_ID: &'static str = "ofc-local";
+
+    fn new(endpoints: &Endpoints) -> Self {
+        let port = endpoints.router.trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let domain = Self::DOMAIN;
+        Self {
+            port,
+            dashboard_url: format!("http://system.{domain}:{port}/dashboard/"),
+            auth_url: format!("http://auth.system.{domain}:{port}/"),
+            pretty_url: format!("http://user.{domain}:{port}/function"),
+        }
+    }
+
+    /// What edge-auth, the dashboard and the status links need to know about the public addresses.
+    fn function_env(&self, github_double: &str) -> [(String, String); 6] {
+        [
+            ("auth_url".to_owned(), self.auth_url.clone()),
+            ("dashboard_url".to_owned(), self.dashboard_url.clone()),
+            ("cookie_root_domain".to_owned(), format!("system.{}", Self::DOMAIN)),
+            ("gateway_pretty_url".to_owned(), self.pretty_url.clone()),
+            ("oauth_provider_base_url".to_owned(), github_double.to_owned()),
+            ("client_id".to_owned(), Self::CLIENT_ID.to_owned()),
+        ]
+    }
+}
+
 /// Every function of stack.yml, configured as stack.yml says and pointed at the local parts, routed by the gateway.
 fn start_functions(
     options: &UpOptions,
@@ -350,6 +413,7 @@ fn start_functions(
         let mut env =
             function.resolved_environment(name, &options.repository).map_err(|e| anyhow::anyhow!("stack.yml: {e}"))?;
         env.extend(overrides.clone());
+        env.extend(Edge::new(endpoints).function_env(&endpoints.github_api));
         let port = free_port()?;
         env.insert("port".into(), port.to_string());
         children.push(supervise(&options.binaries.join(name), name, port, env, state)?);

@@ -20,6 +20,14 @@ pub const AUDIT_EVENT: &str = "audit-event";
 
 /// Serves stored build logs behind signed, expiring links.
 pub const PIPELINE_LOG: &str = "pipeline-log";
+/// Signs users in with GitHub OAuth and issues their session.
+pub const EDGE_AUTH: &str = "edge-auth";
+/// The signed-in user's functions, builds, logs and traffic.
+pub const DASHBOARD: &str = "dashboard";
+/// A function's runtime log, for its owner.
+pub const FUNCTION_LOGS: &str = "function-logs";
+/// A function's invocations by status class, for its owner.
+pub const METRICS: &str = "metrics";
 
 /// Every function above: the deployed names no user function may take.
 pub const ALL: &[&str] = &[
@@ -32,4 +40,8 @@ pub const ALL: &[&str] = &[
     LIST_FUNCTIONS,
     AUDIT_EVENT,
     PIPELINE_LOG,
+    EDGE_AUTH,
+    DASHBOARD,
+    FUNCTION_LOGS,
+    METRICS,
 ];

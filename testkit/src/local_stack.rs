@@ -68,7 +68,8 @@ impl Up {
         let log_path = state.path().join("ofc-up.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("ofc-up.log");
         let child = Command::new(&self.ofc)
-            .args(["up", "--runtime", self.runtime, "--gateway-port", &self.port.to_string(), "--state"])
+            .args(["up", "--runtime", self.runtime, "--gateway-port", &self.port.to_string(), "--router-port", "0"])
+            .arg("--state")
             .arg(state.path())
             .arg("--stack")
             .arg(&self.stack)

@@ -35,7 +35,7 @@ use shared::session::SessionVerifier;
 pub use crate::error::LogsError;
 
 /// The function's name on the gateway.
-pub const FUNCTION_NAME: &str = "function-logs";
+pub const FUNCTION_NAME: &str = shared::functions::FUNCTION_LOGS;
 /// How long the gateway may take to answer a log that is not followed (a followed one has no deadline).
 const TAIL_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -40,7 +40,7 @@ use crate::prometheus::Prometheus;
 use crate::sampler::Sampler;
 
 /// The function's name on the gateway.
-pub const FUNCTION_NAME: &str = "metrics";
+pub const FUNCTION_NAME: &str = shared::functions::METRICS;
 /// The longest window asked for, and the default; also how much the sampler keeps.
 pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
 /// The shortest window.

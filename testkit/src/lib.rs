@@ -5,9 +5,11 @@
 //!   scripted replies, and otherwise behaves as the gateway's API reference says (`/function`, `/async-function`,
 //!   a stateful `/system/functions` behind basic auth, the one of [`doubles::functions_api`]).
 //! - [`local_stack`]: `ofc up` as the end-to-end tests start it, and the example repository as a fixture.
+//! - [`browser`]: headless Chromium over WebDriver, with screenshots under `target/screenshots/`.
 //! - [`secrets_dir`]: a temporary secrets folder, as OpenFaaS mounts one.
 
 pub mod app;
+pub mod browser;
 pub mod git;
 pub mod local_stack;
 pub mod ports;

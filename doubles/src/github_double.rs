@@ -5,7 +5,9 @@
 //! installation tokens that expire, checks the bearer token and its installation on every status write, records
 //! statuses and lists them newest first, and can be told to fail (5xx, 429 with `retry-after`, secondary rate
 //! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window. Check runs (create,
-//! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded.
+//! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded. It also serves
+//! GitHub's OAuth web flow for a registered OAuth App, and `/user` and `/user/orgs` for the tokens it issues (see
+//! `oauth`), so the local stack can sign people in.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use serde_json::json;
 pub use shared::app_key::{to_pkcs8, AppKey};
 
 mod check_runs;
+mod oauth;
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +139,8 @@ struct DoubleState {
     token_requests: u64,
     status_requests: u64,
     next_id: u64,
+    /// OAuth Apps, authorization codes and user tokens.
+    oauth: oauth::OAuthState,
 }
 
 /// The double's state; cheap to clone, shared with its router.
@@ -163,6 +168,7 @@ impl GitHubDouble {
                 token_requests: 0,
                 status_requests: 0,
                 next_id: 1,
+                oauth: oauth::OAuthState::default(),
             })),
         }
     }
@@ -240,6 +246,10 @@ impl GitHubDouble {
             .route("/repos/{owner}/{repo}/check-runs", post(check_runs::create))
             .route("/repos/{owner}/{repo}/check-runs/{id}", axum::routing::patch(check_runs::update))
             .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", get(check_runs::list))
+            .route("/login/oauth/authorize", get(oauth::sign_in_page).post(oauth::authorize))
+            .route("/login/oauth/access_token", post(oauth::access_token))
+            .route("/user", get(oauth::user))
+            .route("/user/orgs", get(oauth::user_orgs))
             .fallback(|| async { github_error(StatusCode::NOT_FOUND, "Not Found") })
             .with_state(self.clone())
     }
@@ -291,6 +301,17 @@ impl std::ops::Deref for RunningDouble {
     fn deref(&self) -> &GitHubDouble {
         &self.double
     }
+}
+
+/// The numeric id GitHub would give the account `owner`: one per login (case-insensitive), stable across runs, so
+/// that ownership, decided by the id, separates the local stack's owners as it does GitHub's (FNV-1a, never 0).
+/// `ofc push`'s events and the double's `/user` and `/user/orgs` agree on it.
+pub fn account_id(owner: &str) -> u64 {
+    let hash = owner
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    hash % 1_000_000_000 + 1
 }
 
 fn github_error(status: StatusCode, message: &str) -> Response {

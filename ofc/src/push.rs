@@ -120,15 +120,8 @@ async fn statuses(
     Ok(response.json().await?)
 }
 
-/// The numeric id GitHub would give the account `owner`: one per login (case-insensitive), stable across runs, so
-/// that ownership, decided by the id, separates the local stack's owners as it does GitHub's (FNV-1a, never 0).
-pub fn account_id(owner: &str) -> u64 {
-    let hash = owner
-        .to_ascii_lowercase()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
-    hash % 1_000_000_000 + 1
-}
+/// The numeric id GitHub would give the account `owner` (the GitHub double's, which signs the same owners in).
+pub use doubles::github_double::account_id;
 
 /// The push event GitHub sends, in its shape.
 fn payload(owner: &str, name: &str, branch: &str, sha: &str, clone_url: &str, path: &Path) -> Value {

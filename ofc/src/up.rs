@@ -264,6 +264,8 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<Supervised> {
 fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServer)> {
     let github = GitHubDouble::new(APP_ID, &prepared.public_key);
     github.add_installation(INSTALLATION_ID, "*");
+    // edge-auth signs users in through the double's OAuth pages as this OAuth App.
+    github.add_oauth_app(Edge::CLIENT_ID, &prepared.state.secret("of-client-secret")?);
     let previous = prepared.previous.as_ref();
     let github = github.serve(into_tokio(reuse(previous.map(|e| e.github_api.as_str()))?)?)?;
     let git = GitServer::serve(into_tokio(reuse(previous.map(|e| e.git.as_str()))?)?, &prepared.state.repos())?;

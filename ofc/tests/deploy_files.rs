@@ -20,10 +20,19 @@ const SECRETS: &[&str] = &[
     "basic-auth-password",
     "s3-access-key",
     "s3-secret-key",
+    "jwt-private-key",
+    "jwt-public-key",
+    "of-client-secret",
 ];
 
 /// The environment settings the functions read.
 const SETTINGS: &[&str] = &[
+    "client_id",
+    "auth_url",
+    "dashboard_url",
+    "cookie_root_domain",
+    "session_lifetime",
+    "oauth_provider_base_url",
     "gateway_url",
     "gateway_public_url",
     "audit_url",

@@ -22,6 +22,18 @@ pub enum LogsError {
     Gateway(#[from] GatewayError),
 }
 
+impl From<shared::ownership::AccessError> for LogsError {
+    fn from(error: shared::ownership::AccessError) -> Self {
+        use shared::ownership::AccessError;
+        match error {
+            AccessError::BadName(why) => Self::BadRequest(why),
+            AccessError::NotFound(name) => Self::NotFound(name),
+            AccessError::Forbidden(name) => Self::Forbidden(name),
+            AccessError::Gateway(error) => Self::Gateway(error),
+        }
+    }
+}
+
 impl IntoResponse for LogsError {
     fn into_response(self) -> Response {
         let status = match &self {

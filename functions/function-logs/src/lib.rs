@@ -9,11 +9,9 @@
 //!
 //! # Layout
 //! - [`Config`]: the gateway and its admin credentials, and the key that verifies sessions.
-//! - [`access`]: the session of a request, and whether it may see a function.
 //! - [`LogQuery`]: the parameters, checked before they go on to the gateway.
 //! - [`error`]: the answers of refusal.
 
-pub mod access;
 pub mod error;
 
 use std::collections::HashMap;
@@ -82,7 +80,7 @@ pub struct LogQuery {
 impl LogQuery {
     pub fn parse<S: std::hash::BuildHasher>(query: &HashMap<String, String, S>) -> Result<Self, LogsError> {
         let value = |name: &str| query.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let name = access::service_from_query(query)?.to_owned();
+        let name = shared::ownership::requested_function(query)?.to_owned();
         let tail = value("tail")
             .map(|t| t.parse::<i64>().map_err(|_| LogsError::BadRequest(format!("`tail` {t:?} is not a number"))))
             .transpose()?;
@@ -136,7 +134,7 @@ async fn logs(
 ) -> Result<Response, LogsError> {
     let session = state.sessions.verify_request(&headers, chrono::Utc::now())?;
     let query = LogQuery::parse(&query)?;
-    access::owned_function(&state.gateway, &session, &query.name).await?;
+    shared::ownership::owned_function(&state.gateway, &session, &query.name).await?;
     let upstream = gateway_logs(&state, &query).await?;
     let content_type = upstream
         .headers()

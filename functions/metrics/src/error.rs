@@ -29,6 +29,18 @@ pub enum MetricsError {
     Scrape(#[from] ScrapeError),
 }
 
+impl From<shared::ownership::AccessError> for MetricsError {
+    fn from(error: shared::ownership::AccessError) -> Self {
+        use shared::ownership::AccessError;
+        match error {
+            AccessError::BadName(why) => Self::BadRequest(why),
+            AccessError::NotFound(name) => Self::NotFound(name),
+            AccessError::Forbidden(name) => Self::Forbidden(name),
+            AccessError::Gateway(error) => Self::Gateway(error),
+        }
+    }
+}
+
 impl IntoResponse for MetricsError {
     fn into_response(self) -> Response {
         let status = match &self {

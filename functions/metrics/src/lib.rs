@@ -7,14 +7,12 @@
 //!
 //! # Layout
 //! - [`Config`]: the gateway and its admin credentials, the session key, and where the counts come from.
-//! - [`access`]: the session of a request, and whether it may see a function.
 //! - [`prometheus`]: the counts from Prometheus's query API (`prometheus_url`).
 //! - [`sampler`]: without Prometheus, the gateway's own counters sampled in the background.
 //! - [`exposition`]: the counter read from the gateway's Prometheus text format.
 //! - [`Invocations`]: the answer.
 //! - [`error`]: the answers of refusal.
 
-pub mod access;
 pub mod error;
 pub mod exposition;
 pub mod prometheus;
@@ -216,9 +214,9 @@ async fn invocations(
     headers: HeaderMap,
 ) -> Result<Json<Invocations>, MetricsError> {
     let session = state.sessions.verify_request(&headers, chrono::Utc::now())?;
-    let name = access::service_from_query(&query)?;
+    let name = shared::ownership::requested_function(&query)?;
     let window = parse_window(query.get("window").map(String::as_str))?;
-    access::owned_function(&state.gateway, &session, name).await?;
+    shared::ownership::owned_function(&state.gateway, &session, name).await?;
     let answer = match &state.counter {
         Counter::Prometheus(prometheus) => {
             let codes = prometheus.increase(name, window).await?;

@@ -33,6 +33,68 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// The repository's HEAD, as the push event describes it.
+struct Head {
+    sha: String,
+    tree: String,
+    /// The first parent; `None` for a first commit.
+    parent: Option<String>,
+    /// The commit message's subject.
+    message: String,
+    /// The checked-out branch; `None` on a detached HEAD.
+    branch: Option<String>,
+    /// The repository's object folder, which the served copy borrows objects from.
+    objects: PathBuf,
+}
+
+impl Head {
+    /// Two `git` calls: `ofc push` is on the path of every push a user times.
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        let top = git(path, &["rev-parse", "--show-toplevel"])
+            .with_context(|| format!("{} is not a git repository (run `git init` and commit there)", path.display()))?;
+        if Path::new(&top) != path {
+            bail!(
+                "{} is inside the git repository {top}, not its root: push a repository's root folder",
+                path.display()
+            );
+        }
+        let revs = git(path, &["rev-parse", "--git-common-dir", "HEAD", "HEAD^{tree}", "--abbrev-ref", "HEAD"])
+            .context("the repository has no commit yet")?;
+        let mut lines = revs.lines().map(str::to_owned);
+        let mut next = || lines.next().context("git rev-parse answered fewer lines than asked");
+        let (common, sha, tree, branch) = (next()?, next()?, next()?, next()?);
+        let log = git(path, &["log", "-1", "--format=%P%x00%s"])?;
+        let (parents, message) = log.split_once('\0').unwrap_or((&log, ""));
+        Ok(Self {
+            sha,
+            tree,
+            parent: parents.split_whitespace().next().map(str::to_owned),
+            message: message.to_owned(),
+            branch: Some(branch).filter(|b| b != "HEAD"),
+            objects: path.join(common).join("objects"),
+        })
+    }
+}
+
+/// Makes `head` the served copy's `branch`. The copy borrows the repository's objects (git's alternates) rather
+/// than receiving a pack, so publishing is one ref update however large the repository is; objects the
+/// repository later prunes (an amended commit after `git gc`) are gone from the copy too, until pushed again.
+fn publish(bare: &Path, head: &Head, branch: &str) -> anyhow::Result<()> {
+    if !bare.join("HEAD").exists() {
+        std::fs::create_dir_all(bare)?;
+        git(bare, &["init", "-q", "--bare"])?;
+    }
+    let alternates = bare.join("objects/info/alternates");
+    let objects = head.objects.canonicalize().with_context(|| format!("{} is missing", head.objects.display()))?;
+    let line = format!("{}\n", objects.display());
+    if std::fs::read_to_string(&alternates).ok().as_deref() != Some(line.as_str()) {
+        std::fs::create_dir_all(alternates.parent().context("a parent folder")?)?;
+        std::fs::write(&alternates, line)?;
+    }
+    git(bare, &["update-ref", &format!("refs/heads/{branch}"), &head.sha])?;
+    Ok(())
+}
+
 /// Pushes, follows, and returns whether `stack-deploy` ended in success; on a failure, prints the failing
 /// functions' log tails from the stack's log store.
 pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
@@ -42,31 +104,14 @@ pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
         .with_context(|| format!("no running stack in {} (start it with `ofc up`)", state.root.display()))?;
     let path = options.path.canonicalize().with_context(|| format!("{} does not exist", options.path.display()))?;
     let name = path.file_name().and_then(|n| n.to_str()).context("the repository folder has no name")?.to_owned();
-    let top = git(&path, &["rev-parse", "--show-toplevel"])
-        .with_context(|| format!("{} is not a git repository (run `git init` and commit there)", path.display()))?;
-    if Path::new(&top) != path {
-        bail!("{} is inside the git repository {top}, not its root: push a repository's root folder", path.display());
-    }
-    let sha = git(&path, &["rev-parse", "HEAD"]).context("the repository has no commit yet")?;
-    let branch = match &options.branch {
-        Some(branch) => branch.clone(),
-        None => git(&path, &["rev-parse", "--abbrev-ref", "HEAD"])
-            .ok()
-            .filter(|b| b != "HEAD")
-            .unwrap_or_else(|| "main".into()),
-    };
+    let head = Head::read(&path)?;
+    let branch = options.branch.clone().or_else(|| head.branch.clone()).unwrap_or_else(|| "main".into());
     let bare = state.repos().join(&options.owner).join(format!("{name}.git"));
-    if !bare.exists() {
-        std::fs::create_dir_all(&bare)?;
-        git(&bare, &["init", "-q", "--bare"])?;
-    }
-    git(
-        &path,
-        &["push", "-q", "--force", bare.to_str().context("a UTF-8 path")?, &format!("HEAD:refs/heads/{branch}")],
-    )?;
+    publish(&bare, &head, &branch)?;
+    let sha = head.sha.clone();
     let clone_url = format!("{}{}/{name}.git", endpoints.git, options.owner);
     let delivery = uuid::Uuid::new_v4().to_string();
-    let payload = payload(&options.owner, &name, &branch, &sha, &clone_url, &path);
+    let payload = payload(&options.owner, &name, &branch, &head, &clone_url);
     let body = serde_json::to_vec(&payload)?;
     let secret = state.secret("github-webhook-secret")?;
     let http = reqwest::Client::new();
@@ -124,12 +169,12 @@ async fn statuses(
 pub use doubles::github_double::account_id;
 
 /// The push event GitHub sends, in its shape.
-fn payload(owner: &str, name: &str, branch: &str, sha: &str, clone_url: &str, path: &Path) -> Value {
-    let message = git(path, &["log", "-1", "--format=%s"]).unwrap_or_default();
-    let before = git(path, &["rev-parse", "HEAD~1"]).unwrap_or_else(|_| "0".repeat(40));
+fn payload(owner: &str, name: &str, branch: &str, head: &Head, clone_url: &str) -> Value {
+    let (sha, message) = (&head.sha, &head.message);
+    let before = head.parent.clone().unwrap_or_else(|| "0".repeat(40));
     let now = chrono::Utc::now();
     let commit = json!({
-        "id": sha, "tree_id": git(path, &["rev-parse", "HEAD^{tree}"]).unwrap_or_default(), "distinct": true, "message": message,
+        "id": sha, "tree_id": head.tree, "distinct": true, "message": message,
         "timestamp": now.to_rfc3339(), "url": format!("{clone_url}/commit/{sha}"),
         "author": {"name": owner, "email": format!("{owner}@localhost"), "username": owner},
         "committer": {"name": owner, "email": format!("{owner}@localhost"), "username": owner},
@@ -184,6 +229,12 @@ async fn follow(
         if started.elapsed() > timeout {
             bail!("stack-deploy did not end within {} s", timeout.as_secs());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Often at first, when an unchanged push ends within a few tenths of a second; then gently.
+        let pause =
+            if started.elapsed() < FAST_POLL_FOR { Duration::from_millis(20) } else { Duration::from_millis(100) };
+        tokio::time::sleep(pause).await;
     }
 }
+
+/// How long the statuses are polled every 20 ms before every 100 ms.
+const FAST_POLL_FOR: Duration = Duration::from_secs(5);

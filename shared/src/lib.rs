@@ -23,6 +23,7 @@
 //! - [`server`]: the HTTP runtime every function runs on.
 //! - [`session`]: a signed-in user's session (the `openfaas_cloud_token` cookie), signed by edge-auth alone.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
+//! - [`ownership`]: whose a deployed function is (the dashboard, function-logs and metrics show it to them only).
 //! - [`registry`]: the registry API calls that let a build whose image exists be skipped (HEAD, tag a manifest).
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
 //! - [`sandbox`]: pushed code as an unprivileged user in its own PID namespace with a minimal `/dev` (builds and
@@ -45,6 +46,7 @@ pub mod keepalive;
 pub mod log_store;
 pub mod naming;
 pub mod openfaas;
+pub mod ownership;
 pub mod registry;
 pub mod retry;
 pub mod sandbox;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use shared::functions::{FUNCTION_LOGS, METRICS};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
 use shared::openfaas::{labels, FunctionStatus};
+use shared::ownership::{owned_function, AccessError};
 use shared::session::Session;
 
 use crate::error::PageError;
@@ -58,21 +59,15 @@ pub struct OwnedFunction {
 }
 
 impl OwnedFunction {
-    /// The function as the session sees it: `None` when it is not a cloud function at all.
-    fn read(status: FunctionStatus) -> Option<Self> {
-        if !status.is_cloud_function() {
-            return None;
-        }
-        let owner = status.label(labels::OWNER).or_else(|| status.label(labels::GIT_OWNER))?.to_owned();
+    /// What the labels of a function the session may see ([`Session::may_see`]) say.
+    fn read(status: FunctionStatus) -> Self {
+        let owner = status.label(labels::OWNER).or_else(|| status.label(labels::GIT_OWNER)).unwrap_or_default();
+        let owner = owner.to_owned();
         let repo = status.repo().unwrap_or_default().to_owned();
         let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
         let prefix = format!("{}-", owner.to_ascii_lowercase());
         let function = status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned();
-        Some(Self { status, owner, repo, function, sha })
-    }
-
-    fn is_seen_by(&self, session: &Session) -> bool {
-        session.owns(&self.owner, self.status.owner_id())
+        Self { status, owner, repo, function, sha }
     }
 }
 
@@ -94,27 +89,28 @@ impl Sources {
             .list_functions()
             .await?
             .into_iter()
-            .filter_map(OwnedFunction::read)
-            .filter(|f| f.is_seen_by(session))
+            .filter(|f| session.may_see(f))
+            .map(OwnedFunction::read)
             .collect();
         owned.sort_by(|a, b| a.status.name.cmp(&b.status.name));
         Ok(owned)
     }
 
-    /// The function `service` if the session may see it: 404 when there is no such cloud function, 403 when it is
-    /// another owner's.
+    /// The function `service` if the session may see it, by the rule function-logs and metrics apply too
+    /// ([`shared::ownership`]): 404 when none is deployed, 403 when it is another owner's, the platform's own, or one
+    /// deployed by hand.
     pub async fn function_of(&self, session: &Session, service: &str) -> Result<OwnedFunction, PageError> {
-        let missing = || PageError::NotFound(format!("there is no function `{service}`"));
         if !shared::naming::is_dns1123_label(service) {
-            return Err(missing());
+            return Err(PageError::NotFound(format!("there is no function `{service}`")));
         }
-        let status = self.gateway.get_function(service).await?.ok_or_else(missing)?;
-        let owned = OwnedFunction::read(status).ok_or_else(missing)?;
-        if owned.is_seen_by(session) {
-            Ok(owned)
-        } else {
-            Err(PageError::NotYours(service.to_owned()))
-        }
+        let status = owned_function(&self.gateway, session, service).await.map_err(|error| match error {
+            AccessError::BadName(_) | AccessError::NotFound(_) => {
+                PageError::NotFound(format!("there is no function `{service}`"))
+            }
+            AccessError::Forbidden(_) => PageError::NotYours(service.to_owned()),
+            AccessError::Gateway(error) => PageError::Gateway(error),
+        })?;
+        Ok(OwnedFunction::read(status))
     }
 
     /// The last hour's invocations of `service`, or why they are unavailable.

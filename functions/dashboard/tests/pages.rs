@@ -311,7 +311,12 @@ async fn a_function_page_shows_builds_newest_first_invocations_and_the_log_tail(
 async fn another_owner_s_function_is_refused_and_an_unknown_one_is_not_found() {
     let dashboard = start().await;
     let session = alice_cookie();
-    for path in ["functions/bob-secret", "functions/bob-secret/logs?follow=true", "functions/alice-inherited"] {
+    for path in [
+        "functions/bob-secret",
+        "functions/bob-secret/logs?follow=true",
+        "functions/alice-inherited",
+        "functions/alice-manual",
+    ] {
         let page = dashboard.get(path, Some(&session)).await;
         assert_eq!(page.status, 403, "{path}");
         assert!(page.header("content-type").starts_with("text/html"), "{path}");
@@ -320,7 +325,7 @@ async fn another_owner_s_function_is_refused_and_an_unknown_one_is_not_found() {
     let page = dashboard.get(&format!("functions/bob-secret/builds/{OLD_SHA}"), Some(&session)).await;
     assert_eq!(page.status, 403);
     assert!(!page.body.contains("built"), "nothing of bob's log");
-    for path in ["functions/nobody-here", "functions/alice-manual", "functions/..%2F..%2Fetc", "functions/UPPER"] {
+    for path in ["functions/nobody-here", "functions/..%2F..%2Fetc", "functions/UPPER"] {
         assert_eq!(dashboard.get(path, Some(&session)).await.status, 404, "{path}");
     }
     let page = dashboard.get("functions/alice-hello/builds/abcdef0", Some(&session)).await;
@@ -402,15 +407,15 @@ async fn a_failing_gateway_is_an_error_page_that_shows_no_internal_address() {
     assert_eq!(page.header("cache-control"), "no-store");
 }
 
-/// A gateway whose `function-logs` sends a line only when the test says so, and whose `/system/function/<name>`
-/// knows alice-hello: what "follow" looks like from the dashboard's side.
+/// A gateway whose `function-logs` sends a line only when the test says so, and whose `/system/functions` lists
+/// alice-hello: what "follow" looks like from the dashboard's side.
 async fn following_gateway() -> (ServedFunction, tokio::sync::mpsc::Sender<String>) {
     use axum::routing::get;
     let (lines, receive) = tokio::sync::mpsc::channel::<String>(4);
     let receive = Arc::new(tokio::sync::Mutex::new(Some(receive)));
     let hello = function("alice-hello", "alice", ALICE, "fns", NEW_SHA);
     let router =
-        axum::Router::new().route("/system/function/{name}", get(move || async move { axum::Json(hello) })).route(
+        axum::Router::new().route("/system/functions", get(move || async move { axum::Json(vec![hello]) })).route(
             "/function/function-logs",
             get(move || async move {
                 let receive = receive.lock().await.take().expect("followed once");

@@ -45,6 +45,22 @@ async fn proxies_any_method_path_query_and_headers() {
 }
 
 #[tokio::test]
+async fn a_trailing_slash_reaches_the_function_s_root() {
+    let state = tempfile::tempdir().unwrap();
+    let function = RecordingGateway::start().await;
+    function.reply("GET", "/", vec![Reply::status(200).body("root")]);
+    let gateway = Gateway::new(config(state.path())).unwrap();
+    gateway.set_route("dashboard", &function.url());
+    let (url, _stop) = serve(&gateway).await;
+    for path in ["function/dashboard", "function/dashboard/", "function/dashboard/?x=1"] {
+        let response = reqwest::get(format!("{url}{path}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.text().await.unwrap(), "root", "{path}");
+    }
+    assert_eq!(function.requests_to("/").len(), 3);
+}
+
+#[tokio::test]
 async fn an_async_call_survives_a_restart_and_is_replayed_with_its_headers_and_callback() {
     let state = tempfile::tempdir().unwrap();
     let closed = free_port();

@@ -275,8 +275,12 @@ impl Gateway {
             .route("/healthz", get(|| async { "OK" }))
             .route("/metrics", get(info::metrics))
             .route("/function/{name}", any(proxy::invoke))
+            // `/function/NAME/` is the function's root too (the edge router sends `/dashboard/` there); a wildcard
+            // does not match an empty rest.
+            .route("/function/{name}/", any(proxy::invoke))
             .route("/function/{name}/{*rest}", any(proxy::invoke))
             .route("/async-function/{name}", post(queue::enqueue))
+            .route("/async-function/{name}/", post(queue::enqueue))
             .route("/async-function/{name}/{*rest}", post(queue::enqueue))
             .with_state(self.clone())
             .nest("/system", system::require_auth(system, &config.user, &config.password))

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+pub use fantoccini::Locator;
+use fantoccini::{Client, ClientBuilder};
 
 use crate::process::ProcessGuard;
 
@@ -161,7 +162,7 @@ pub fn screenshots_dir() -> PathBuf {
         .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
     let dir = target.join("screenshots");
     std::fs::create_dir_all(&dir).expect("make target/screenshots");
-    dir
+    dir.canonicalize().unwrap_or(dir)
 }
 
 async fn wait_for_driver(url: &str) {

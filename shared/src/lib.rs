@@ -13,6 +13,7 @@
 //! - [`stack`]: `stack.yml` in faas-cli's schema.
 //! - [`envsubst`]: `${VAR}` in stack.yml as faas-cli substitutes it, from an empty environment.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
+//! - [`invocations`]: a function's calls over a window by 2xx/4xx/5xx (metrics' answer, the dashboard's figures).
 //! - [`keepalive`]: the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
 //! - [`app_key`]: generating an App key pair, for the local stack and the tests that play GitHub.
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
@@ -42,6 +43,7 @@ pub mod functions;
 pub mod garbage_collect;
 pub mod gateway;
 pub mod github_app;
+pub mod invocations;
 pub mod keepalive;
 pub mod log_store;
 pub mod naming;

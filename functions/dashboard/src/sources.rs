@@ -19,17 +19,7 @@ pub const LOG_TAIL: u32 = 100;
 /// How long metrics or a log tail may take before the page shows them as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `metrics`' answer: a function's invocations over a window, by class of status (the contract of issue 17).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Invocations {
-    pub function: String,
-    pub window_seconds: u64,
-    pub success: u64,
-    pub client_error: u64,
-    pub server_error: u64,
-    pub total: u64,
-    pub source: String,
-}
+pub use shared::invocations::Invocations;
 
 /// One line of `function-logs`' NDJSON (OpenFaaS' logs API).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -6,6 +6,7 @@
 //!   a stateful `/system/functions` behind basic auth, the one of [`doubles::functions_api`]).
 //! - [`local_stack`]: `ofc up` as the end-to-end tests start it, and the example repository as a fixture.
 //! - [`browser`]: headless Chromium over WebDriver, with screenshots under `target/screenshots/`.
+//! - [`sessions`]: signed sessions (alice in acme, mallory) and owner-labelled functions.
 //! - [`secrets_dir`]: a temporary secrets folder, as OpenFaaS mounts one.
 
 pub mod app;
@@ -14,6 +15,7 @@ pub mod git;
 pub mod local_stack;
 pub mod ports;
 pub mod process;
+pub mod sessions;
 
 pub use app::ServedFunction;
 

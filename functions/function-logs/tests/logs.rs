@@ -1,8 +1,6 @@
 //! function-logs over real HTTP, against a gateway double that speaks OpenFaaS's `/system/functions` (the one of
 //! `doubles::functions_api`) and `/system/logs` (newline-delimited JSON, kept open with `follow=true`).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +13,6 @@ use axum::http::header;
 use axum::response::Response;
 use axum::routing;
 use axum::Router;
-use common::{alice_token, expired_token, function_of, tampered_token, ACME, ADMIN, ALICE, MALLORY};
 use doubles::functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use function_logs::Config;
 use futures_util::StreamExt as _;
@@ -24,6 +21,7 @@ use shared::config::Secret;
 use shared::gateway::BasicAuth;
 use shared::server::ServerConfig;
 use shared::session::COOKIE_NAME;
+use testkit::sessions::{alice_token, expired_token, function_of, tampered_token, ACME, ADMIN, ALICE, MALLORY};
 use testkit::ServedFunction;
 use tokio::sync::broadcast;
 
@@ -102,7 +100,7 @@ async fn start() -> Stack {
             payload_secret: Secret::new("payload"),
         },
         credentials: BasicAuth { user: ADMIN.0.into(), password: Secret::new(ADMIN.1) },
-        sessions: common::verifier(),
+        sessions: testkit::sessions::verifier(),
         server: ServerConfig::for_tests(1 << 20),
     };
     let function_logs = ServedFunction::start(function_logs::app(config)).await;
@@ -159,7 +157,7 @@ async fn refuses_another_owner_s_function_and_the_platform_s_own() {
 async fn a_login_that_changed_hands_does_not_reach_the_old_owner_s_functions() {
     let stack = start().await;
     // Someone who now holds the login "mallory" on GitHub, with another id than the one the function was deployed for.
-    let newcomer = common::signer().sign(&common::session(("mallory", 67), &[]));
+    let newcomer = testkit::sessions::signer().sign(&testkit::sessions::session(("mallory", 67), &[]));
     let (status, _) = error_of(get(&stack, "name=mallory-x", Some(&newcomer)).await).await;
     assert_eq!(status, 403);
 }
@@ -201,7 +199,7 @@ async fn an_organisation_s_function_is_its_members() {
     let response = get(&stack, "name=acme-api", Some(&alice_token())).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), WRITTEN);
-    let outsider = common::signer().sign(&common::session(MALLORY, &[]));
+    let outsider = testkit::sessions::signer().sign(&testkit::sessions::session(MALLORY, &[]));
     assert_eq!(get(&stack, "name=acme-api", Some(&outsider)).await.status(), 403);
 }
 

@@ -2,8 +2,6 @@
 //! `doubles::functions_api`, and `/metrics` in the Prometheus text format) and a Prometheus double speaking the
 //! documented query API.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,13 +13,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::{alice_token, expired_token, function_of, tampered_token, ACME, ADMIN, ALICE, MALLORY};
 use doubles::functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use metrics::{Config, CountsFrom};
 use serde_json::{json, Value};
 use shared::config::Secret;
 use shared::gateway::BasicAuth;
 use shared::server::ServerConfig;
+use testkit::sessions::{alice_token, expired_token, function_of, tampered_token, ACME, ADMIN, ALICE, MALLORY};
 use testkit::ServedFunction;
 
 /// The gateway double's counters: `gateway_function_invocation_total` by (function_name, code), and how often
@@ -118,7 +116,7 @@ async fn start(counters: GatewayCounters, from: Counting) -> Stack {
             payload_secret: Secret::new("payload"),
         },
         credentials: BasicAuth { user: ADMIN.0.into(), password: Secret::new(ADMIN.1) },
-        sessions: common::verifier(),
+        sessions: testkit::sessions::verifier(),
         counts,
         server: ServerConfig::for_tests(1 << 20),
     };

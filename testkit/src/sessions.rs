@@ -1,6 +1,5 @@
-//! Sessions as edge-auth signs them, and functions as buildshiprun labels them, for the tests.
-
-#![allow(dead_code)]
+//! Sessions as edge-auth signs them, and functions as buildshiprun labels them, for the tests of what shows a
+//! function to its owner only (function-logs, metrics).
 
 use std::sync::OnceLock;
 
@@ -68,7 +67,7 @@ pub fn tampered_token() -> String {
 
 /// A cloud function of `owner` (login and id labels, as buildshiprun deploys them today).
 pub fn function_of(name: &str, owner: (&str, u64)) -> FunctionStatus {
-    let mut function = testkit::labelled_function(name, owner.0, "fns", true);
+    let mut function = crate::labelled_function(name, owner.0, "fns", true);
     function.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), owner.1.to_string());
     function
 }

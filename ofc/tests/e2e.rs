@@ -301,4 +301,13 @@ fn up_refuses_a_port_in_use_and_a_broken_stack_with_a_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("stack.yml") && stderr.contains("line"), "{stderr}");
+
+    let output = Command::new(OFC)
+        .args(["up", "--state", state.path().to_str().unwrap(), "--gateway-port", &free_port().to_string()])
+        .args(["--router-port", &port, "--runtime", "none", "--sandbox", "none"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is in use") && stderr.contains("--router-port"), "{stderr}");
 }

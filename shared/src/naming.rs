@@ -99,6 +99,9 @@ pub const PLATFORM_SECRETS: &[&str] = &[
     "s3-secret-key",
     "s3-access-key-id",
     "s3-secret-access-key",
+    "jwt-private-key",
+    "jwt-public-key",
+    "of-client-secret",
 ];
 
 /// Deployed names no push may take: the platform's own functions and services, whichever owner and function

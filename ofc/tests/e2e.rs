@@ -124,10 +124,21 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
         assert_eq!(states.last(), Some(&"success"), "{context}: {states:?}");
     }
     let hello_status = statuses.iter().find(|s| s["context"] == "hello" && s["state"] == "success").unwrap();
-    assert_eq!(hello_status["target_url"], format!("{}function/octo-hello", stack.gateway));
+    // The status links to the function's pretty URL on `ofc up`'s edge router (`gateway_pretty_url`).
+    let router = stack.state().endpoints().unwrap().router;
+    let port = router.trim_end_matches('/').rsplit(':').next().unwrap().to_owned();
+    assert_eq!(hello_status["target_url"], format!("http://octo.localhost:{port}/hello"));
     // Both run: `buildah run` starts them FROM the watchdog image, and the gateway reaches them.
     assert_eq!(stack.invoke_when_live("octo-hello", "Hello from OpenFaaS Cloud").await, 200);
     assert_eq!(stack.invoke_when_live("octo-greet", "Greetings").await, 200);
+    let pretty = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/hello"))
+        .header("host", format!("octo.localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pretty.status(), 200);
+    assert!(pretty.text().await.unwrap().contains("Hello from OpenFaaS Cloud"), "the pretty URL reaches octo-hello");
     let functions = stack.functions().await;
     assert!(functions.iter().all(|f| f.available_replicas == 1 && f.replicas == 1), "{functions:?}");
 

@@ -13,6 +13,8 @@ pub enum RouteError {
     NoFunction { owner: String },
     #[error("`{function}` cannot be a function of {owner}")]
     NoSuchFunction { owner: String, function: String },
+    #[error("a path may not have `.` or `..` segments")]
+    DotSegment,
     #[error("the request has no Host header")]
     NoHost,
     #[error("the request body is larger than {limit} bytes")]
@@ -29,7 +31,7 @@ impl RouteError {
             Self::UnknownHost(_) | Self::NotOnSystem(_) | Self::NoFunction { .. } | Self::NoSuchFunction { .. } => {
                 StatusCode::NOT_FOUND
             }
-            Self::NoHost => StatusCode::BAD_REQUEST,
+            Self::NoHost | Self::DotSegment => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unreachable(_) => StatusCode::BAD_GATEWAY,
             Self::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_LENGTH, COOKIE, HOST, LOCATION};
+use axum::http::header::{CONTENT_LENGTH, COOKIE, HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -97,6 +97,12 @@ async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Result
         Route::Upstream { path, user_function } => (path, user_function),
     };
     let mut url = state.config.upstream_url.join(&path).map_err(|e| RouteError::Unreachable(e.to_string()))?;
+    // The join must stay under `function/<name>/`, whatever the path held (`route` refuses dot segments already).
+    let prefix =
+        format!("{}{}/", state.config.upstream_url.path(), path.splitn(3, '/').take(2).collect::<Vec<_>>().join("/"));
+    if !url.path().starts_with(&prefix) {
+        return Err(RouteError::DotSegment);
+    }
     url.set_query(request.uri().query());
     let (parts, body) = request.into_parts();
     let limit = state.config.server.max_body_bytes;
@@ -123,7 +129,7 @@ async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Result
         Ok(Ok(answer)) => answer,
     };
     tracing::info!(%host, path = %parts.uri.path(), status = answer.status().as_u16(), "routed");
-    Ok(respond(answer))
+    Ok(respond(answer, user_function))
 }
 
 /// The `Cookie` header passed on: whole to the platform's own pages, without the session to a user's function.
@@ -145,16 +151,25 @@ fn forwarded_cookie(headers: &HeaderMap, user_function: bool) -> Option<HeaderVa
     HeaderValue::from_str(&cookies.join("; ")).ok()
 }
 
-/// The gateway's answer, streamed back.
-fn respond(answer: reqwest::Response) -> Response {
+/// The gateway's answer, streamed back. A user's function may set cookies for its own host only: one with a
+/// `Domain` would reach the platform's hosts too (a planted session or sign-in state), so it is dropped.
+fn respond(answer: reqwest::Response, user_function: bool) -> Response {
     let mut response = Response::builder().status(answer.status().as_u16());
     for (name, value) in answer.headers() {
-        if !is_hop_by_hop(name.as_str()) {
-            response = response.header(name.as_str(), value.as_bytes());
+        if is_hop_by_hop(name.as_str()) || (user_function && name == SET_COOKIE && sets_a_domain(value)) {
+            continue;
         }
+        response = response.header(name.as_str(), value.as_bytes());
     }
     let body = Body::from_stream(answer.bytes_stream());
     response.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// Whether a `Set-Cookie` value has a `Domain` attribute (or cannot be read, and so cannot be vouched for).
+fn sets_a_domain(value: &HeaderValue) -> bool {
+    value.to_str().map_or(true, |text| {
+        text.split(';').skip(1).any(|attribute| attribute.trim().to_ascii_lowercase().starts_with("domain"))
+    })
 }
 
 /// Headers that describe one connection, not the message, and are not passed on.

@@ -35,6 +35,9 @@ pub fn resolve(domain: &str, host: &str, path: &str) -> Result<Route, RouteError
         _ => return Err(RouteError::UnknownHost(host.to_owned())),
     };
     let rest = path.strip_prefix('/').unwrap_or(path);
+    if has_dot_segment(rest) {
+        return Err(RouteError::DotSegment);
+    }
     if label == format!("{AUTH}.{SYSTEM}") {
         return Ok(Route::Upstream {
             path: format!("function/{}/{rest}", shared::functions::EDGE_AUTH),
@@ -51,9 +54,22 @@ pub fn resolve(domain: &str, host: &str, path: &str) -> Result<Route, RouteError
     if function.is_empty() {
         return Err(RouteError::NoFunction { owner: label.to_owned() });
     }
-    let service = service_name(label, function)
-        .map_err(|_| RouteError::NoSuchFunction { owner: label.to_owned(), function: function.to_owned() })?;
+    let no_such = || RouteError::NoSuchFunction { owner: label.to_owned(), function: function.to_owned() };
+    let service = service_name(label, function).map_err(|_| no_such())?;
+    // `list.<domain>/functions` would otherwise be the platform's list-functions, open to anyone.
+    if shared::naming::is_reserved_service(&service) {
+        return Err(no_such());
+    }
     Ok(Route::Upstream { path: format!("function/{service}/{tail}"), user_function: true })
+}
+
+/// Whether `path` has a `.` or `..` segment, also percent-encoded or behind a backslash: joined to the gateway's
+/// URL, it would climb out of the function's path to any of the gateway's (`/system/functions`).
+fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// `system.<domain>`: the dashboard under `/dashboard/`.
@@ -116,6 +132,25 @@ mod tests {
         ] {
             assert!(resolve("o6s.io", host, path).is_err(), "{host}{path}");
         }
+    }
+
+    #[test]
+    fn dot_segments_and_platform_functions_are_refused() {
+        for (host, path) in [
+            ("alice.o6s.io", "/hello/../../system/functions"),
+            ("alice.o6s.io", "/hello/%2e%2e/%2E%2e/system/functions"),
+            ("alice.o6s.io", "/hello/.%2e/x"),
+            ("alice.o6s.io", "/hello/..\\..\\system"),
+            ("alice.o6s.io", "/hello/./x"),
+            ("system.o6s.io", "/dashboard/../../function/list-functions"),
+            ("auth.system.o6s.io", "/../async-function/git-tar"),
+        ] {
+            assert_eq!(resolve("o6s.io", host, path), Err(RouteError::DotSegment), "{host}{path}");
+        }
+        for (host, path) in [("list.o6s.io", "/functions"), ("gh.o6s.io", "/push"), ("pipeline.o6s.io", "/log")] {
+            assert!(matches!(resolve("o6s.io", host, path), Err(RouteError::NoSuchFunction { .. })), "{host}{path}");
+        }
+        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello/a..b/.x"), upstream("function/alice-hello/a..b/.x", true));
     }
 
     #[test]

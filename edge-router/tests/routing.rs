@@ -13,6 +13,7 @@ use edge_router::{app, Config};
 use futures_util::StreamExt as _;
 use shared::server::ServerConfig;
 use testkit::ServedFunction;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A gateway stand-in that answers every request with what it received.
 async fn echo(request: Request) -> impl IntoResponse {
@@ -40,14 +41,32 @@ async fn slow_lines() -> impl IntoResponse {
     ([("content-type", "application/x-ndjson")], Body::from_stream(lines))
 }
 
+/// A function that tries to plant cookies on the platform's hosts, beside one of its own.
+async fn cookies() -> impl IntoResponse {
+    let mut headers = axum::http::HeaderMap::new();
+    for cookie in [
+        "own=1; Path=/",
+        "openfaas_cloud_token=planted; Domain=localhost; Path=/dashboard/",
+        "ofc_oauth_state=planted; domain=.localhost",
+    ] {
+        headers.append("set-cookie", cookie.parse().unwrap());
+    }
+    (headers, "cookies")
+}
+
 struct Setup {
     router: ServedFunction,
     _gateway: ServedFunction,
 }
 
 async fn setup() -> Setup {
-    let gateway =
-        ServedFunction::serve(Router::new().route("/function/alice-logs/follow", get(slow_lines)).fallback(echo)).await;
+    let gateway = ServedFunction::serve(
+        Router::new()
+            .route("/function/alice-logs/follow", get(slow_lines))
+            .route("/function/mallory-cookies/", get(cookies))
+            .fallback(echo),
+    )
+    .await;
     let config = Config {
         domain: "localhost".into(),
         upstream_url: gateway.url().parse().unwrap(),
@@ -178,4 +197,36 @@ async fn a_body_over_the_limit_is_refused() {
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_user_function_sets_cookies_for_its_own_host_only() {
+    let setup = setup().await;
+    let answer = client()
+        .get(format!("{}cookies/", setup.router.url()))
+        .header("host", "mallory.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let cookies: Vec<&str> = answer.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(cookies, ["own=1; Path=/"]);
+}
+
+#[tokio::test]
+async fn a_path_cannot_climb_out_of_the_function_to_the_gateway() {
+    let setup = setup().await;
+    // Sent as written: an HTTP client library would resolve the dot segments before sending (curl --path-as-is).
+    for path in ["/hello/../../system/functions", "/hello/%2e%2e/%2e%2e/system/functions", "/hello/.%2E/x", "/hello/."]
+    {
+        let mut stream = tokio::net::TcpStream::connect(setup.router.address()).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: alice.localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(!answer.contains("/function/"), "{path} reached the gateway: {answer}");
+    }
+    let answer = send(&setup, "list.localhost", "/functions?user=alice", &[]).await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND, "the platform's own functions have no pretty URL");
 }

@@ -167,6 +167,13 @@ async fn function(
         state.sources.invocations(&service, token),
         state.sources.log_tail(&service, token),
     );
+    // The page says only "unavailable": the reason can name internal addresses, so it goes to the log.
+    if let Err(why) = &invocations {
+        tracing::warn!(%service, %why, "invocations unavailable");
+    }
+    if let Err(why) = &logs {
+        tracing::warn!(%service, %why, "runtime logs unavailable");
+    }
     html(&FunctionPage {
         home: state.links.dashboard.clone(),
         nonce,

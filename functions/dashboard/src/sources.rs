@@ -14,6 +14,23 @@ use shared::session::Session;
 
 use crate::error::PageError;
 
+/// The most of a log tail a page reads: a function prints what it likes, and one page must not hold it all.
+const MAX_LOG_TAIL_BYTES: usize = 1 << 20;
+
+/// `response`'s body up to `limit` bytes (the rest is not read); lines cut at the limit are dropped by the caller's
+/// JSON parse.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{FUNCTION_LOGS}: {}", error_chain(&e)))? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// How many runtime log lines a function's page shows.
 pub const LOG_TAIL: u32 = 100;
 /// How long metrics or a log tail may take before the page shows them as unavailable.
@@ -114,7 +131,7 @@ impl Sources {
         let tail = LOG_TAIL.to_string();
         let response =
             self.call(FUNCTION_LOGS, &[("name", service), ("tail", &tail)], token, Some(CALL_TIMEOUT)).await?;
-        let body = response.text().await.map_err(|e| format!("{FUNCTION_LOGS}: {}", error_chain(&e)))?;
+        let body = read_bounded(response, MAX_LOG_TAIL_BYTES).await?;
         Ok(body.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect())
     }
 

@@ -49,7 +49,13 @@ impl IntoResponse for AuthError {
         } else {
             tracing::warn!(error = %self, "sign-in refused");
         }
-        let mut reason = self.to_string();
+        // A failure on this side (GitHub unreachable, the customers list unreadable) is logged whole and shown in
+        // general terms: its text can name internal addresses or the customers list's URL.
+        let mut reason = if status.is_server_error() {
+            "the sign-in could not be completed right now; try again in a minute".to_owned()
+        } else {
+            self.to_string()
+        };
         if let Some(first) = reason.get_mut(..1) {
             first.make_ascii_uppercase();
         }

@@ -23,6 +23,19 @@ pub enum AccessError {
     Gateway(#[from] GatewayError),
 }
 
+impl AccessError {
+    /// The answer each refusal gets, the same from every function that shows a function to its owner.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Self::BadName(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Gateway(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
 /// The `name` query parameter: a deployed function's name (a DNS-1123 label, e.g. `octo-hello`).
 pub fn requested_function<S: BuildHasher>(query: &HashMap<String, String, S>) -> Result<&str, AccessError> {
     let name = query

@@ -4,6 +4,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use shared::error::ErrorResponse;
 use shared::gateway::GatewayError;
+use shared::ownership::AccessError;
 use shared::session::SessionError;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,25 +14,11 @@ pub enum LogsError {
     Session(#[from] SessionError),
     #[error("{0}")]
     BadRequest(String),
-    #[error("no function `{0}` is deployed")]
-    NotFound(String),
-    /// Another owner's function, or one of the platform's own.
-    #[error("function `{0}` does not belong to you or to one of your organisations")]
-    Forbidden(String),
+    /// No such function, another owner's, or a bad name: `shared::ownership`'s refusals.
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
-}
-
-impl From<shared::ownership::AccessError> for LogsError {
-    fn from(error: shared::ownership::AccessError) -> Self {
-        use shared::ownership::AccessError;
-        match error {
-            AccessError::BadName(why) => Self::BadRequest(why),
-            AccessError::NotFound(name) => Self::NotFound(name),
-            AccessError::Forbidden(name) => Self::Forbidden(name),
-            AccessError::Gateway(error) => Self::Gateway(error),
-        }
-    }
 }
 
 impl IntoResponse for LogsError {
@@ -39,8 +26,7 @@ impl IntoResponse for LogsError {
         let status = match &self {
             Self::Session(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Access(error) => error.status(),
             Self::Gateway(_) => StatusCode::BAD_GATEWAY,
         };
         if status.is_server_error() {

@@ -17,6 +17,16 @@ pub fn service_name(owner: &str, function: &str) -> Result<String, NameError> {
     }
 }
 
+/// A GitHub login: 1 to 39 letters, digits or single hyphens, not starting or ending with a hyphen.
+pub fn is_github_login(login: &str) -> bool {
+    !login.is_empty()
+        && login.len() <= 39
+        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !login.starts_with('-')
+        && !login.ends_with('-')
+        && !login.contains("--")
+}
+
 /// A DNS-1123 label: 1 to 63 of `[a-z0-9-]`, starting and ending with a letter or digit.
 pub fn is_dns1123_label(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -157,6 +167,16 @@ pub fn function_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn github_logins_are_letters_digits_and_single_inner_hyphens() {
+        for good in ["octo", "a", "Octo-Cat", "x1-2", &"a".repeat(39)] {
+            assert!(is_github_login(good), "{good}");
+        }
+        for bad in ["", "-octo", "octo-", "oc--to", "oc_to", "oc.to", "../x", &"a".repeat(40)] {
+            assert!(!is_github_login(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn pretty_urls_replace_user_and_function_as_the_last_release_did() {

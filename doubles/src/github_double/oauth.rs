@@ -104,16 +104,6 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     page(status, "Sign-in error", &format!("<p>{}</p>", escape(message)))
 }
 
-/// A GitHub login: 1 to 39 letters, digits or single hyphens, not starting or ending with a hyphen.
-fn is_login(login: &str) -> bool {
-    !login.is_empty()
-        && login.len() <= 39
-        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !login.starts_with('-')
-        && !login.ends_with('-')
-        && !login.contains("--")
-}
-
 #[derive(Deserialize, Default)]
 pub(super) struct AuthorizeQuery {
     #[serde(default)]
@@ -199,12 +189,12 @@ pub(super) async fn authorize(State(double): State<GitHubDouble>, Form(form): Fo
         return error_page(status, message);
     }
     let login = form.login.trim();
-    if !is_login(login) {
+    if !shared::naming::is_github_login(login) {
         return error_page(StatusCode::UNPROCESSABLE_ENTITY, "The login is not a GitHub login.");
     }
     let mut orgs: Vec<String> = Vec::new();
     for org in form.orgs.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        if !is_login(org) {
+        if !shared::naming::is_github_login(org) {
             return error_page(StatusCode::UNPROCESSABLE_ENTITY, &format!("`{org}` is not an organisation login."));
         }
         if !orgs.iter().any(|o| o.eq_ignore_ascii_case(org)) {

@@ -2,7 +2,6 @@
 //!
 //! # Layout
 //! - [`Config`]: the gateway and its admin credentials.
-//! - [`is_github_login`]: which `user` values are accepted.
 //! - [`ListedFunction`]: one function as answered.
 //! - [`error`]: the answers.
 
@@ -17,6 +16,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use shared::config::{CommonConfig, ConfigError, SecretStore};
 use shared::gateway::{BasicAuth, GatewayClient};
+use shared::naming::is_github_login;
 use shared::openfaas::labels;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
@@ -59,16 +59,6 @@ pub struct ListedFunction {
     pub replicas: u64,
     pub available_replicas: u64,
     pub invocation_count: f64,
-}
-
-/// A GitHub login: 1 to 39 letters, digits or single hyphens, not starting or ending with a hyphen.
-pub fn is_github_login(login: &str) -> bool {
-    !login.is_empty()
-        && login.len() <= 39
-        && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !login.starts_with('-')
-        && !login.ends_with('-')
-        && !login.contains("--")
 }
 
 struct AppState {

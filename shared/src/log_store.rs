@@ -358,6 +358,19 @@ impl LogStore {
         Ok(Self { objects, retention: config.retention, location })
     }
 
+    /// The store the environment names (`log_store_path`, or `s3_bucket` and its settings), opened at start: one
+    /// that cannot be used stops the start, naming the setting that chose it.
+    pub fn from_env(secrets: &SecretStore) -> Result<Self, ConfigError> {
+        let config = LogStoreConfig::from_env(secrets)?;
+        Self::open(&config).map_err(|e| ConfigError::Invalid {
+            name: match config.backend {
+                LogBackend::S3(_) => "s3_bucket".into(),
+                LogBackend::Folder(_) => "log_store_path".into(),
+            },
+            reason: e.to_string(),
+        })
+    }
+
     /// Where the logs are kept, for the start-up log line.
     pub fn location(&self) -> &str {
         &self.location

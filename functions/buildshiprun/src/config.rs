@@ -9,7 +9,7 @@ use shared::config::{
     base_url, base_url_or, bool_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
 };
 use shared::gateway::BasicAuth;
-use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
+use shared::log_store::LogStore;
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
 
 use crate::policy::Policy;
@@ -65,14 +65,7 @@ impl Config {
             Some(_) => base_url("gateway_public_url")?,
             None => common.gateway_url.clone(),
         };
-        let store_config = LogStoreConfig::from_env(&secrets)?;
-        let log_store = LogStore::open(&store_config).map_err(|e| ConfigError::Invalid {
-            name: match store_config.backend {
-                LogBackend::S3(_) => "s3_bucket".into(),
-                LogBackend::Folder(_) => "log_store_path".into(),
-            },
-            reason: e.to_string(),
-        })?;
+        let log_store = LogStore::from_env(&secrets)?;
         // `registry-auth` is of-builder's name for the same file; `registry-secret` the last OpenFaaS Cloud release's.
         let registry_secret = match secrets.read("registry-auth")? {
             Some(auth) => Some(auth),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use reqwest::Url;
 use shared::config::{base_url, base_url_or, env_string, CommonConfig, ConfigError, SecretStore};
 use shared::gateway::BasicAuth;
-use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
+use shared::log_store::LogStore;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 use shared::session::SessionVerifier;
 
@@ -46,14 +46,7 @@ impl Config {
             Some(_) => base_url("gateway_public_url")?,
             None => common.gateway_url.clone(),
         };
-        let store_config = LogStoreConfig::from_env(&secrets)?;
-        let store = LogStore::open(&store_config).map_err(|e| ConfigError::Invalid {
-            name: match store_config.backend {
-                LogBackend::S3(_) => "s3_bucket".into(),
-                LogBackend::Folder(_) => "log_store_path".into(),
-            },
-            reason: e.to_string(),
-        })?;
+        let store = LogStore::from_env(&secrets)?;
         Ok(Self {
             credentials: BasicAuth::from_secrets(&secrets)?,
             sessions: SessionVerifier::from_secrets(&secrets)?,

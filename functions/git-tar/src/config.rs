@@ -9,7 +9,7 @@ use shared::config::{
     SecretStore,
 };
 use shared::github_app::AppCredentials;
-use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
+use shared::log_store::LogStore;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
 use crate::templates::TemplateRepo;
@@ -80,7 +80,7 @@ impl Config {
             None => common.gateway_url.clone(),
         };
         Ok(Self {
-            log_store: open_log_store(&secrets)?,
+            log_store: LogStore::from_env(&secrets)?,
             gateway_public_url,
             common,
             app_private_key: private_key,
@@ -103,16 +103,4 @@ impl Config {
             server: ServerConfig::from_env_with_timeout(DEFAULT_MAX_BODY_BYTES, Duration::from_secs(900))?,
         })
     }
-}
-
-/// The log store named by `log_store_path` or `s3_bucket`; one that cannot be opened stops the start, named.
-fn open_log_store(secrets: &SecretStore) -> Result<LogStore, ConfigError> {
-    let store_config = LogStoreConfig::from_env(secrets)?;
-    LogStore::open(&store_config).map_err(|e| ConfigError::Invalid {
-        name: match store_config.backend {
-            LogBackend::S3(_) => "s3_bucket".into(),
-            LogBackend::Folder(_) => "log_store_path".into(),
-        },
-        reason: e.to_string(),
-    })
 }

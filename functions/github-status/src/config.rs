@@ -6,7 +6,7 @@ use reqwest::Url;
 use shared::config::env_string;
 use shared::config::{base_url_or, bool_or, duration_or, required, u64_or, CommonConfig, ConfigError, SecretStore};
 use shared::github_app::AppCredentials;
-use shared::log_store::{LogBackend, LogStore, LogStoreConfig};
+use shared::log_store::LogStore;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
 /// Everything github-status is configured with.
@@ -55,7 +55,7 @@ impl Config {
         };
         let use_checks = bool_or("use_checks", false)?;
         let configured = env_string("log_store_path").is_some() || env_string("s3_bucket").is_some();
-        let log_store = if use_checks && configured { Some(open_log_store(&secrets)?) } else { None };
+        let log_store = if use_checks && configured { Some(LogStore::from_env(&secrets)?) } else { None };
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
             report_status,
@@ -68,16 +68,4 @@ impl Config {
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }
-}
-
-/// The build-log store github-status reads tails from; failing to open it names the setting that chose it.
-fn open_log_store(secrets: &SecretStore) -> Result<LogStore, ConfigError> {
-    let config = LogStoreConfig::from_env(secrets)?;
-    LogStore::open(&config).map_err(|e| {
-        let name = match config.backend {
-            LogBackend::Folder(_) => "log_store_path",
-            LogBackend::S3(_) => "s3_bucket",
-        };
-        ConfigError::Invalid { name: name.into(), reason: e.to_string() }
-    })
 }

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::config::{duration_or, CommonConfig, ConfigError, SecretStore};
 use shared::log_store::{
-    verify_log_link, LinkError, LogKey, LogStore, LogStoreConfig, Outcome, PutLogRequest, PutLogResponse, StepTiming,
+    verify_log_link, LinkError, LogKey, LogStore, Outcome, PutLogRequest, PutLogResponse, StepTiming,
 };
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 use shared::signature::verify_cloud;
@@ -53,15 +53,7 @@ impl shared::server::FunctionConfig for Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
-        let store_config = LogStoreConfig::from_env(&secrets)?;
-        let store = LogStore::open(&store_config).map_err(|e| ConfigError::Invalid {
-            name: if matches!(store_config.backend, shared::log_store::LogBackend::S3(_)) {
-                "s3_bucket".into()
-            } else {
-                "log_store_path".into()
-            },
-            reason: e.to_string(),
-        })?;
+        let store = LogStore::from_env(&secrets)?;
         let sweep = duration_or("log_sweep_interval", Duration::from_secs(3600))?;
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,

@@ -157,6 +157,44 @@ async fn follow_a_call(browser: &Browser, pretty: &PrettyUrl) {
     println!("screenshot {}", browser.screenshot("dashboard-function-following").await.display());
 }
 
+/// The dashboard's answer to a request carrying only `token` (no redirects followed).
+async fn dashboard_with(port: u16, token: &str) -> (u16, String) {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/dashboard/"))
+        .header("host", format!("system.localhost:{port}"))
+        .header("cookie", format!("{}={token}", shared::session::COOKIE_NAME))
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+    (response.status().as_u16(), location)
+}
+
+/// Signing out at edge-auth ends the session for the dashboard too, even for a copy of the cookie taken before.
+async fn sign_out_ends_the_session(browser: &Browser, port: u16) {
+    let token = browser.cookie(shared::session::COOKIE_NAME).await.expect("the session cookie");
+    assert_eq!(dashboard_with(port, &token).await.0, 200, "the copied session opens the dashboard");
+    browser.open(&format!("http://auth.system.localhost:{port}/logout/")).await;
+    browser.wait_for_text("Signed out").await;
+    println!("screenshot {}", browser.screenshot("dashboard-signed-out").await.display());
+    // The dashboard trusts an answer about a session for 2 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, location) = loop {
+        let answer = dashboard_with(port, &token).await;
+        if answer.0 != 200 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 302, "a signed-out session is sent to sign in again");
+    assert!(location.contains("/login/"), "{location}");
+    browser.open(&format!("http://system.localhost:{port}/dashboard/")).await;
+    browser.find("input[name=login]").await;
+}
+
 #[tokio::test]
 async fn a_user_signs_in_sees_their_functions_builds_and_logs_and_is_refused_anothers() {
     let stack = Up::new(OFC).runtime("buildah").start();
@@ -213,6 +251,8 @@ async fn a_user_signs_in_sees_their_functions_builds_and_logs_and_is_refused_ano
     let refused = browser.text().await;
     assert!(refused.contains("is not one of your functions") && refused.contains("403"), "{refused}");
     println!("screenshot {}", browser.screenshot("dashboard-refused").await.display());
+
+    sign_out_ends_the_session(&browser, port).await;
 
     if let Some(rss) = dashboard_rss_kib() {
         println!("dashboard idle RSS: {rss} KiB (debug build)");

@@ -51,6 +51,7 @@ pub mod openfaas;
 pub mod ownership;
 pub mod registry;
 pub mod retry;
+pub mod revocation;
 pub mod sandbox;
 pub mod server;
 pub mod session;

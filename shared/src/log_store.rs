@@ -75,6 +75,10 @@ impl LogKey {
     pub fn new(owner: &str, repo: &str, sha: &str, function: &str) -> Result<Self, LogStoreError> {
         let owner = owner.trim().to_ascii_lowercase();
         check_part("owner", &owner, 39)?;
+        // `_` starts no GitHub login; the store keeps the platform's own records there (session revocations).
+        if owner.starts_with('_') {
+            return Err(LogStoreError::InvalidKey("`owner` may not start with `_`".into()));
+        }
         check_part("repo", repo, 100)?;
         check_sha(sha)?;
         check_part("function", function, 128)?;
@@ -297,6 +301,17 @@ impl LogStoreConfig {
         };
         Ok(Self { backend, retention })
     }
+
+    /// A store that could not be opened as a start-up error naming the setting that chose it.
+    pub(crate) fn invalid(&self, error: &LogStoreError) -> ConfigError {
+        ConfigError::Invalid {
+            name: match self.backend {
+                LogBackend::S3(_) => "s3_bucket".into(),
+                LogBackend::Folder(_) => "log_store_path".into(),
+            },
+            reason: error.to_string(),
+        }
+    }
 }
 
 /// `s3_url` as an endpoint URL: a bare `host:port` (the original's form) gets `https://`, or `http://` when
@@ -344,17 +359,7 @@ impl fmt::Debug for LogStore {
 impl LogStore {
     /// Opens the configured backend; a folder is created if missing.
     pub fn open(config: &LogStoreConfig) -> Result<Self, LogStoreError> {
-        let (objects, location): (Arc<dyn ObjectStore>, String) = match &config.backend {
-            LogBackend::Folder(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| LogStoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
-                let local = LocalFileSystem::new_with_prefix(dir)
-                    .map_err(|e| LogStoreError::Open(format!("{}: {e}", dir.display())))?
-                    .with_automatic_cleanup(true);
-                (Arc::new(local), dir.display().to_string())
-            }
-            LogBackend::S3(s3) => (Arc::new(open_s3(s3)?), format!("s3 bucket {}", s3.bucket)),
-        };
+        let (objects, location) = open_objects(config)?;
         Ok(Self { objects, retention: config.retention, location })
     }
 
@@ -362,13 +367,7 @@ impl LogStore {
     /// that cannot be used stops the start, naming the setting that chose it.
     pub fn from_env(secrets: &SecretStore) -> Result<Self, ConfigError> {
         let config = LogStoreConfig::from_env(secrets)?;
-        Self::open(&config).map_err(|e| ConfigError::Invalid {
-            name: match config.backend {
-                LogBackend::S3(_) => "s3_bucket".into(),
-                LogBackend::Folder(_) => "log_store_path".into(),
-            },
-            reason: e.to_string(),
-        })
+        Self::open(&config).map_err(|e| config.invalid(&e))
     }
 
     /// Where the logs are kept, for the start-up log line.
@@ -500,6 +499,22 @@ impl LogStore {
         }
         Ok(removed)
     }
+}
+
+/// The folder or bucket `config` names, and where it is (for logs and errors; never a credential). The session
+/// revocations ([`crate::revocation`]) live in the same store, under a prefix no log key can take.
+pub(crate) fn open_objects(config: &LogStoreConfig) -> Result<(Arc<dyn ObjectStore>, String), LogStoreError> {
+    Ok(match &config.backend {
+        LogBackend::Folder(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LogStoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
+            let local = LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| LogStoreError::Open(format!("{}: {e}", dir.display())))?
+                .with_automatic_cleanup(true);
+            (Arc::new(local), dir.display().to_string())
+        }
+        LogBackend::S3(s3) => (Arc::new(open_s3(s3)?), format!("s3 bucket {}", s3.bucket)),
+    })
 }
 
 fn open_s3(s3: &S3Settings) -> Result<object_store::aws::AmazonS3, LogStoreError> {

@@ -35,6 +35,9 @@ pub struct Account {
 /// A signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// A random id (32 hex digits) signing out revokes ([`crate::revocation`]): the token itself stays valid until
+    /// it expires, so the id is what the other parts look up.
+    pub id: String,
     pub user: Account,
     /// The user's display name on GitHub, when they set one.
     pub name: Option<String>,
@@ -45,6 +48,19 @@ pub struct Session {
 }
 
 impl Session {
+    /// A fresh random session id.
+    pub fn new_id() -> String {
+        use rand::RngCore as _;
+        let mut bytes = [0_u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    }
+
+    /// Whether `id` has the shape [`Session::new_id`] gives (and so is safe in a store key).
+    pub fn is_valid_id(id: &str) -> bool {
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
     /// The user's own account first, then their organisations.
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
         std::iter::once(&self.user).chain(self.orgs.iter())
@@ -73,12 +89,19 @@ pub enum SessionError {
     Expired,
     #[error("the session was not issued by this platform")]
     WrongIssuer,
+    #[error("the session has been signed out")]
+    Revoked,
+    #[error("whether the session was signed out cannot be checked now")]
+    Unchecked,
 }
 
 /// The JWT's claims.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     iss: String,
+    /// The session id; a token without one (issued before sign-out could revoke) is refused.
+    #[serde(default)]
+    sid: String,
     /// The user's login.
     sub: String,
     uid: u64,
@@ -120,6 +143,7 @@ impl SessionSigner {
     pub fn sign(&self, session: &Session) -> String {
         let claims = Claims {
             iss: ISSUER.to_owned(),
+            sid: session.id.clone(),
             sub: session.user.login.clone(),
             uid: session.user.id,
             name: session.name.clone(),
@@ -183,12 +207,16 @@ impl SessionVerifier {
         if claims.iss != ISSUER {
             return Err(SessionError::WrongIssuer);
         }
+        if !Session::is_valid_id(&claims.sid) {
+            return Err(SessionError::Malformed);
+        }
         let issued = Utc.timestamp_opt(claims.iat, 0).single().ok_or(SessionError::Malformed)?;
         let expires = Utc.timestamp_opt(claims.exp, 0).single().ok_or(SessionError::Malformed)?;
         if now >= expires {
             return Err(SessionError::Expired);
         }
         Ok(Session {
+            id: claims.sid,
             user: Account { login: claims.sub, id: claims.uid },
             name: claims.name,
             orgs: claims.orgs,
@@ -284,6 +312,7 @@ mod tests {
 
     fn session(now: DateTime<Utc>) -> Session {
         Session {
+            id: "0123456789abcdef0123456789abcdef".into(),
             user: Account { login: "alice".into(), id: 11 },
             name: Some("Alice".into()),
             orgs: vec![Account { login: "acme".into(), id: 99 }],
@@ -315,6 +344,19 @@ mod tests {
         assert_eq!(verifier.verify(&parts.join("."), now), Err(SessionError::BadSignature));
         assert_eq!(verifier.verify("not-a-token", now), Err(SessionError::Malformed));
         assert_eq!(verifier.verify("", now), Err(SessionError::Missing));
+    }
+
+    #[test]
+    fn a_token_without_a_session_id_cannot_be_signed_out_and_is_refused() {
+        let (signer, verifier) = keys();
+        let now = Utc::now();
+        let claims = serde_json::json!({"iss": ISSUER, "sub": "alice", "uid": 11, "orgs": [], "iat": now.timestamp(),
+            "exp": now.timestamp() + 3600});
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &signer.key).unwrap();
+        assert_eq!(verifier.verify(&token, now), Err(SessionError::Malformed));
+        let mut odd = session(now);
+        odd.id = "../../etc".into();
+        assert_eq!(verifier.verify(&signer.sign(&odd), now), Err(SessionError::Malformed));
     }
 
     #[test]

@@ -145,6 +145,12 @@ impl Browser {
         let _ = self.client.close().await;
     }
 
+    /// The value of the cookie `name` the current page's host sees (HttpOnly ones included), as a script on the
+    /// user's machine could copy it out of the profile.
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        self.client.get_named_cookie(name).await.ok().map(|cookie| cookie.value().to_owned())
+    }
+
     /// Resizes the window (a phone's is about 390×844).
     pub async fn resize(&self, width: u32, height: u32) {
         self.client.set_window_size(width, height).await.expect("resize the window");

@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 use chrono::{Duration, Utc};
 use shared::app_key::AppKey;
 use shared::config::Secret;
+use shared::log_store::LogStoreConfig;
 use shared::openfaas::FunctionStatus;
+use shared::revocation::{Revocations, SessionGate};
 use shared::session::{Account, Session, SessionSigner, SessionVerifier};
 
 /// The gateway's admin credentials.
@@ -30,10 +32,37 @@ pub fn verifier() -> SessionVerifier {
     SessionVerifier::from_pem(&key().public_pem).unwrap()
 }
 
+/// The folder sign-outs are recorded in, one for the whole test process (as the log store is one for the
+/// platform).
+fn revocation_store() -> &'static LogStoreConfig {
+    static STORE: OnceLock<(tempfile::TempDir, LogStoreConfig)> = OnceLock::new();
+    &STORE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogStoreConfig::folder(dir.path());
+            (dir, config)
+        })
+        .1
+}
+
+/// What the dashboard, function-logs and metrics admit sessions with: the public key and the sign-outs, read
+/// afresh on every request.
+pub fn gate() -> SessionGate {
+    let revocations = Revocations::open(revocation_store()).unwrap().fresh_for(std::time::Duration::ZERO);
+    SessionGate::new(verifier(), std::sync::Arc::new(revocations))
+}
+
+/// Signs `token`'s session out, as edge-auth's `/logout/` does.
+pub async fn sign_out(token: &str) {
+    let session = verifier().verify(token, Utc::now()).unwrap();
+    Revocations::open(revocation_store()).unwrap().revoke(&session).await.unwrap();
+}
+
 /// A session of `user` in `orgs`, issued now and valid for an hour.
 pub fn session(user: (&str, u64), orgs: &[(&str, u64)]) -> Session {
     let account = |(login, id): (&str, u64)| Account { login: login.to_owned(), id };
     Session {
+        id: Session::new_id(),
         user: account(user),
         name: None,
         orgs: orgs.iter().copied().map(account).collect(),

@@ -6,8 +6,8 @@ use reqwest::Url;
 use shared::config::{base_url, base_url_or, env_string, CommonConfig, ConfigError, SecretStore};
 use shared::gateway::BasicAuth;
 use shared::log_store::LogStore;
+use shared::revocation::SessionGate;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::session::SessionVerifier;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -15,8 +15,8 @@ pub struct Config {
     /// `basic-auth-user` / `basic-auth-password`: the dashboard reads `/system/functions` itself, once per page for
     /// every account of the session, and needs a function's labels to tell "not yours" (403) from "none" (404).
     pub credentials: BasicAuth,
-    /// Secret `jwt-public-key`: verifies sessions; the dashboard can never mint one.
-    pub sessions: SessionVerifier,
+    /// Secret `jwt-public-key` and the signed-out sessions: admits sessions; the dashboard can never mint one.
+    pub sessions: SessionGate,
     /// `dashboard_url`: the dashboard's public base; every link on a page is built from it.
     pub dashboard_url: Url,
     /// `auth_url`: edge-auth's public base; a request without a valid session goes to `{auth_url}login/`.
@@ -49,7 +49,7 @@ impl Config {
         let store = LogStore::from_env(&secrets)?;
         Ok(Self {
             credentials: BasicAuth::from_secrets(&secrets)?,
-            sessions: SessionVerifier::from_secrets(&secrets)?,
+            sessions: SessionGate::from_secrets(&secrets)?,
             dashboard_url: base_url("dashboard_url")?,
             auth_url: base_url("auth_url")?,
             gateway_public_url,

@@ -36,7 +36,8 @@ use futures_util::future::join_all;
 use serde::Deserialize;
 use shared::gateway::GatewayClient;
 use shared::log_store::{LogKey, LogStore};
-use shared::session::{Session, SessionVerifier};
+use shared::revocation::SessionGate;
+use shared::session::{Session, SessionError};
 
 pub use crate::config::Config;
 pub use crate::error::PageError;
@@ -50,7 +51,7 @@ pub const BUILDS_SHOWN: usize = 10;
 struct AppState {
     sources: Sources,
     store: Arc<LogStore>,
-    sessions: SessionVerifier,
+    sessions: SessionGate,
     links: Links,
     /// `{auth_url}login/`: where a request without a valid session is sent.
     login_url: String,
@@ -125,8 +126,10 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let token = shared::session::token_from_headers(&parts.headers).unwrap_or_default().to_owned();
-        match state.sessions.verify(&token, Utc::now()) {
+        match state.sessions.admit(&token, Utc::now()).await {
             Ok(session) => Ok(Self { session, token }),
+            // Sending the user to sign in again would come back to the same refusal.
+            Err(SessionError::Unchecked) => Err(PageError::Upstream("the session could not be checked".into())),
             Err(error) => {
                 tracing::debug!(%error, path = parts.uri.path(), "no valid session: to the login");
                 // Built by concatenation under `dashboard_url`, so no path can make it point elsewhere.

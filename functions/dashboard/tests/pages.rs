@@ -15,6 +15,7 @@ use shared::config::Secret;
 use shared::gateway::BasicAuth;
 use shared::log_store::{LogKey, LogMeta, LogRecord, LogStore, LogStoreConfig, Outcome, StepTiming};
 use shared::openfaas::{labels, FunctionStatus};
+use shared::revocation::{Revocations, SessionGate};
 use shared::server::ServerConfig;
 use shared::session::{Account, Session, SessionSigner, SessionVerifier, COOKIE_NAME};
 use testkit::{common_config, labelled_function, RecordingGateway, Reply, ServedFunction};
@@ -51,6 +52,7 @@ fn keys() -> &'static Keys {
 /// alice, member of acme, signed in at `issued` for an hour.
 fn alice(issued: DateTime<Utc>) -> Session {
     Session {
+        id: Session::new_id(),
         user: Account { login: "alice".into(), id: ALICE },
         name: Some("Alice".into()),
         orgs: vec![Account { login: "acme".into(), id: ACME }],
@@ -61,6 +63,12 @@ fn alice(issued: DateTime<Utc>) -> Session {
 
 fn cookie(token: &str) -> String {
     format!("{COOKIE_NAME}={token}")
+}
+
+/// The sessions the dashboard admits: our key, and the sign-outs recorded in the log store's folder `store`.
+fn gate(store: &std::path::Path) -> SessionGate {
+    let revocations = Revocations::open(&LogStoreConfig::folder(store)).unwrap().fresh_for(Duration::ZERO);
+    SessionGate::new(keys().verifier.clone(), Arc::new(revocations))
 }
 
 fn alice_cookie() -> String {
@@ -80,7 +88,7 @@ struct Dashboard {
     gateway: RecordingGateway,
     served: ServedFunction,
     http: reqwest::Client,
-    _logs: tempfile::TempDir,
+    logs: tempfile::TempDir,
 }
 
 struct Page {
@@ -130,7 +138,7 @@ async fn start() -> Dashboard {
     let config = Config {
         common: common_config(&gateway, "payload"),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
-        sessions: keys().verifier.clone(),
+        sessions: gate(logs.path()),
         dashboard_url: DASHBOARD_URL.parse().unwrap(),
         auth_url: AUTH_URL.parse().unwrap(),
         gateway_public_url: "http://gateway.example/".parse().unwrap(),
@@ -141,7 +149,7 @@ async fn start() -> Dashboard {
     };
     let served = ServedFunction::start(dashboard::app(config)).await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Dashboard { gateway, served, http, _logs: logs }
+    Dashboard { gateway, served, http, logs }
 }
 
 impl Dashboard {
@@ -237,6 +245,20 @@ async fn without_a_valid_session_every_page_redirects_to_the_login_and_back() {
         assert_eq!(page.header("location"), login_for(DASHBOARD_URL), "{why}");
     }
     assert!(dashboard.gateway.requests_to("/system").is_empty(), "nothing is read for a request without a session");
+}
+
+#[tokio::test]
+async fn a_signed_out_session_no_longer_opens_a_page() {
+    let dashboard = start().await;
+    let session = alice(Utc::now());
+    let token = keys().signer.sign(&session);
+    assert_eq!(dashboard.get("", Some(&cookie(&token))).await.status, 200);
+    // edge-auth's /logout/ records the sign-out in the log store the dashboard reads.
+    Revocations::open(&LogStoreConfig::folder(dashboard.logs.path())).unwrap().revoke(&session).await.unwrap();
+    let page = dashboard.get("", Some(&cookie(&token))).await;
+    assert_eq!(page.status, 302, "the copied token is refused");
+    assert_eq!(page.header("location"), login_for(DASHBOARD_URL));
+    assert_eq!(dashboard.get("", Some(&alice_cookie())).await.status, 200, "a new session of the same user works");
 }
 
 /// A path the login must bring the user back to under `dashboard_url`, whatever it looks like.
@@ -440,7 +462,7 @@ async fn follow_passes_each_line_on_as_it_arrives() {
             payload_secret: Secret::new("payload"),
         },
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
-        sessions: keys().verifier.clone(),
+        sessions: gate(logs.path()),
         dashboard_url: DASHBOARD_URL.parse().unwrap(),
         auth_url: AUTH_URL.parse().unwrap(),
         gateway_public_url: "http://gateway.example/".parse().unwrap(),

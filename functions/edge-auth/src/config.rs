@@ -1,10 +1,12 @@
 //! edge-auth's settings, read once at start (see the README's configuration table).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use shared::config::{base_url, base_url_or, duration_or, env_string, required, ConfigError, Secret, SecretStore};
 use shared::customers::CustomersSource;
+use shared::revocation::{Revocations, SessionGate};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 use shared::session::{CookieSettings, SessionSigner, SessionVerifier, PRIVATE_KEY_SECRET};
 
@@ -31,8 +33,9 @@ pub struct Config {
     pub session_lifetime: Duration,
     /// `jwt-private-key`: signs sessions.
     pub signer: SessionSigner,
-    /// The same key's public half, for `/q/`.
-    pub verifier: SessionVerifier,
+    /// The same key's public half and the signed-out sessions (the log store's settings), for `/q/` and
+    /// `/logout/`.
+    pub sessions: SessionGate,
     /// `validate_customers` + `customers_url`: who may sign in; `None` lets every GitHub account in.
     pub customers: Option<CustomersSource>,
     /// `customers_cache_ttl` (default 60s): how long a fetched customers list is trusted.
@@ -61,7 +64,7 @@ impl Config {
             cookie_root_domain: env_string("cookie_root_domain").map(|d| d.trim_matches('.').to_ascii_lowercase()),
             session_lifetime: duration_or("session_lifetime", Duration::from_secs(12 * 3600))?,
             signer,
-            verifier,
+            sessions: SessionGate::new(verifier, Arc::new(Revocations::from_env(&secrets)?)),
             customers: CustomersSource::from_env()?,
             customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,

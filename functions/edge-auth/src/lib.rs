@@ -4,7 +4,7 @@
 //! - [`Config`]: the OAuth App, where GitHub is, the public URLs, the cookie's domain, the signing key, customers.
 //! - [`app`]: `GET /login/?r=` (to GitHub, with a state kept in a cookie), `GET /oauth2/authorized` (GitHub's
 //!   answer: state checked, code exchanged, user and organisations read, customers applied, session cookie set,
-//!   back to `r`), `GET /logout/` (cookie cleared), `GET /q/` (200 with `X-Ofc-Login`, or 401).
+//!   back to `r`), `GET|POST /logout/` (session revoked everywhere, cookie cleared), `GET /q/` (200 with `X-Ofc-Login`, or 401).
 //! - [`return_target`]: where a sign-in may land (open-redirect protection).
 //! - [`github`]: the token exchange and the two reads.
 //! - [`error`]: the refusal pages.
@@ -27,7 +27,8 @@ use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 use reqwest::Url;
 use shared::customers::Customers;
-use shared::session::{self, CookieSettings, Session, SessionSigner, SessionVerifier};
+use shared::revocation::SessionGate;
+use shared::session::{self, CookieSettings, Session, SessionSigner};
 use subtle::ConstantTimeEq as _;
 
 pub use crate::config::Config;
@@ -51,7 +52,7 @@ struct AppState {
     cookie: CookieSettings,
     session_lifetime: chrono::TimeDelta,
     signer: SessionSigner,
-    verifier: SessionVerifier,
+    sessions: SessionGate,
     customers: Option<Customers>,
 }
 
@@ -67,15 +68,15 @@ pub fn app(config: Config) -> Router {
         cookie,
         session_lifetime: chrono::TimeDelta::from_std(config.session_lifetime).unwrap_or(chrono::TimeDelta::hours(12)),
         signer: config.signer,
-        verifier: config.verifier,
+        sessions: config.sessions,
         customers: config.customers.map(|source| Customers::new(source, config.customers_ttl, http)),
     };
     Router::new()
         .route("/login", get(login))
         .route("/login/", get(login))
         .route("/oauth2/authorized", get(authorized))
-        .route("/logout", get(logout))
-        .route("/logout/", get(logout))
+        .route("/logout", get(logout).post(logout))
+        .route("/logout/", get(logout).post(logout))
         .route("/q", get(query_session))
         .route("/q/", get(query_session))
         .with_state(Arc::new(state))
@@ -159,6 +160,7 @@ async fn authorized(
     let identity = admit(&state, identity).await?;
     let now = Utc::now();
     let session = Session {
+        id: Session::new_id(),
         user: identity.user,
         name: identity.name,
         orgs: identity.orgs,
@@ -195,17 +197,44 @@ async fn admit(state: &AppState, mut identity: Identity) -> Result<Identity, Aut
     }
 }
 
-/// `GET /logout/`: the session cookie removed.
-async fn logout(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = (
-        StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(
+/// `GET` or `POST /logout/`: the session the request carries is signed out everywhere it is accepted (its id
+/// recorded as revoked, [`shared::revocation`]) and the cookie removed. When the record cannot be written the
+/// cookie is still removed, and the page says the session may still work elsewhere until it expires.
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let now = Utc::now();
+    let revoked = match state.sessions.admit_request(&headers, now).await {
+        Ok(session) => match state.sessions.revocations().revoke(&session).await {
+            Ok(()) => {
+                tracing::info!(login = %session.user.login, "signed out");
+                if let Err(error) = state.sessions.revocations().sweep_expired(now).await {
+                    tracing::warn!(%error, "expired revocations were not swept");
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, login = %session.user.login, "the sign-out could not be recorded");
+                false
+            }
+        },
+        // No session, or one already ended: nothing to revoke.
+        Err(_) => true,
+    };
+    let (status, page) = if revoked {
+        (
+            StatusCode::OK,
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Signed out</title></head>\n\
              <body><h1>Signed out</h1>\n<p><a href=\"../login/\">Sign in again</a></p>\n</body></html>\n",
-        ),
-    )
-        .into_response();
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Sign-out incomplete</title></head>\n\
+             <body><h1>Sign-out incomplete</h1>\n<p>This browser is signed out, but the session could not be ended \
+             everywhere: a copy of it may keep working until it expires. <a href=\"../logout/\">Try again</a></p>\n\
+             </body></html>\n",
+        )
+    };
+    let mut response = (status, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response();
     let clear = session::clear_session_cookie(&state.cookie);
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("cookies are ASCII"));
     response
@@ -213,7 +242,7 @@ async fn logout(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /q/`: whether the request carries a valid session (200, `X-Ofc-Login`) or not (401).
 async fn query_session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    match state.verifier.verify_request(&headers, Utc::now()) {
+    match state.sessions.admit_request(&headers, Utc::now()).await {
         Ok(session) => {
             let login = HeaderValue::from_str(&session.user.login).unwrap_or_else(|_| HeaderValue::from_static(""));
             (StatusCode::OK, [("x-ofc-login", login)], "signed in\n").into_response()

@@ -13,6 +13,8 @@ use reqwest::redirect::Policy;
 use reqwest::{StatusCode, Url};
 use shared::config::Secret;
 use shared::customers::CustomersSource;
+use shared::log_store::LogStoreConfig;
+use shared::revocation::{Revocations, SessionGate};
 use shared::server::ServerConfig;
 use shared::session::{Account, SessionVerifier, COOKIE_NAME};
 use testkit::ServedFunction;
@@ -30,6 +32,8 @@ struct Platform {
     github: RunningDouble,
     edge: ServedFunction,
     verifier: SessionVerifier,
+    /// The store sign-outs are recorded in (the log store's folder, as `ofc up` gives every function).
+    store: tempfile::TempDir,
     _customers: Option<tempfile::NamedTempFile>,
 }
 
@@ -44,6 +48,8 @@ async fn start(customers: Option<&str>) -> Platform {
         file
     });
     let (signer, verifier) = session_keys(&Secret::new(key().private_pem.clone())).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let revocations = Revocations::open(&LogStoreConfig::folder(store.path())).unwrap();
     let config = Config {
         client_id: "ofc-local".into(),
         client_secret: Secret::new(CLIENT_SECRET),
@@ -54,13 +60,13 @@ async fn start(customers: Option<&str>) -> Platform {
         cookie_root_domain: Some("system.localhost".into()),
         session_lifetime: Duration::from_secs(3600),
         signer,
-        verifier: verifier.clone(),
+        sessions: SessionGate::new(verifier.clone(), std::sync::Arc::new(revocations)),
         customers: file.as_ref().map(|f| CustomersSource::File(f.path().to_owned())),
         customers_ttl: Duration::from_secs(60),
         server: ServerConfig::for_tests(1 << 20),
     };
     let edge = ServedFunction::start(edge_auth::app(config)).await;
-    Platform { github, edge, verifier, _customers: file }
+    Platform { github, edge, verifier, store, _customers: file }
 }
 
 fn browser() -> reqwest::Client {
@@ -325,6 +331,45 @@ async fn logout_clears_the_session_cookie() {
     assert!(cookie.starts_with(&format!("{COOKIE_NAME}=;")), "{cookie}");
     assert!(cookie.contains("Max-Age=0") && cookie.contains("Domain=system.localhost"), "{cookie}");
     assert!(response.text().await.unwrap().contains("Signed out"));
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_everywhere_it_is_accepted() {
+    let platform = start(None).await;
+    let response = platform.sign_in(None, "octo", "").await;
+    let cookie = set_cookie(&response, COOKIE_NAME).expect("a session cookie");
+    let pair = cookie_pair(&cookie);
+    let token = pair[COOKIE_NAME.len() + 1..].to_owned();
+    let q = format!("{}q/", platform.edge.url());
+    let asked = browser().get(&q).header(COOKIE, &pair).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
+
+    // Another part of the platform (the dashboard, function-logs, metrics) reads the same store.
+    let dashboard = SessionGate::new(
+        platform.verifier.clone(),
+        std::sync::Arc::new(
+            Revocations::open(&LogStoreConfig::folder(platform.store.path())).unwrap().fresh_for(Duration::ZERO),
+        ),
+    );
+    assert!(dashboard.admit(&token, Utc::now()).await.is_ok());
+
+    let out = browser().post(format!("{}logout/", platform.edge.url())).header(COOKIE, &pair).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert!(set_cookie(&out, COOKIE_NAME).unwrap().contains("Max-Age=0"));
+
+    // The same token, copied out of the browser before the sign-out, is refused everywhere.
+    let asked = browser().get(&q).header(COOKIE, &pair).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::UNAUTHORIZED);
+    assert!(asked.text().await.unwrap().contains("signed out"));
+    assert_eq!(dashboard.admit(&token, Utc::now()).await.unwrap_err(), shared::session::SessionError::Revoked);
+    assert!(platform.verifier.verify(&token, Utc::now()).is_ok(), "the signature alone still verifies");
+
+    // A new sign-in is a new session, unaffected.
+    let again = platform.sign_in(None, "octo", "").await;
+    let fresh = cookie_pair(&set_cookie(&again, COOKIE_NAME).unwrap());
+    assert_ne!(fresh, pair);
+    let asked = browser().get(&q).header(COOKIE, &fresh).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ pub enum LogsError {
 impl IntoResponse for LogsError {
     fn into_response(self) -> Response {
         let status = match &self {
+            Self::Session(SessionError::Unchecked) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Session(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Access(error) => error.status(),

@@ -27,8 +27,8 @@ use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use shared::config::{parse_bool, CommonConfig, ConfigError, SecretStore};
 use shared::gateway::{error_chain, BasicAuth, GatewayClient, GatewayError};
+use shared::revocation::SessionGate;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::session::SessionVerifier;
 
 pub use crate::error::LogsError;
 
@@ -42,8 +42,9 @@ pub struct Config {
     pub common: CommonConfig,
     /// For `/system/functions` (whose a function is) and `/system/logs`.
     pub credentials: BasicAuth,
-    /// `jwt-public-key`: verifies the sessions edge-auth signed.
-    pub sessions: SessionVerifier,
+    /// `jwt-public-key` and the signed-out sessions (the log store's settings): admits the sessions edge-auth
+    /// signed and has not seen signed out.
+    pub sessions: SessionGate,
     pub server: ServerConfig,
 }
 
@@ -59,7 +60,7 @@ impl Config {
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
             credentials: BasicAuth::from_secrets(&secrets)?,
-            sessions: SessionVerifier::from_secrets(&secrets)?,
+            sessions: SessionGate::from_secrets(&secrets)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }
@@ -117,7 +118,7 @@ impl LogQuery {
 struct AppState {
     gateway: GatewayClient,
     credentials: BasicAuth,
-    sessions: SessionVerifier,
+    sessions: SessionGate,
 }
 
 pub fn app(config: Config) -> Router {
@@ -132,7 +133,7 @@ async fn logs(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, LogsError> {
-    let session = state.sessions.verify_request(&headers, chrono::Utc::now())?;
+    let session = state.sessions.admit_request(&headers, chrono::Utc::now()).await?;
     let query = LogQuery::parse(&query)?;
     shared::ownership::owned_function(&state.gateway, &session, &query.name).await?;
     let upstream = gateway_logs(&state, &query).await?;

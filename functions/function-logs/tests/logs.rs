@@ -100,7 +100,7 @@ async fn start() -> Stack {
             payload_secret: Secret::new("payload"),
         },
         credentials: BasicAuth { user: ADMIN.0.into(), password: Secret::new(ADMIN.1) },
-        sessions: testkit::sessions::verifier(),
+        sessions: testkit::sessions::gate(),
         server: ServerConfig::for_tests(1 << 20),
     };
     let function_logs = ServedFunction::start(function_logs::app(config)).await;
@@ -136,6 +136,10 @@ async fn refuses_a_request_without_a_valid_session() {
     assert!(error.contains("signature does not verify"), "{error}");
     let (status, _) = error_of(get(&stack, "name=alice-hello", Some("not.a.token")).await).await;
     assert_eq!(status, 401);
+    let signed_out = alice_token();
+    testkit::sessions::sign_out(&signed_out).await;
+    let (status, error) = error_of(get(&stack, "name=alice-hello", Some(&signed_out)).await).await;
+    assert_eq!((status, error.as_str()), (401, "the session has been signed out: sign in to the dashboard first"));
     assert!(stack.log_queries().is_empty(), "no log was read for anyone");
 }
 

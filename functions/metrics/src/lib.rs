@@ -29,8 +29,8 @@ use axum::{Json, Router};
 use reqwest::Url;
 use shared::config::{duration_or, optional_base_url, optional_url, CommonConfig, ConfigError, SecretStore};
 use shared::gateway::{BasicAuth, GatewayClient};
+use shared::revocation::SessionGate;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::session::SessionVerifier;
 
 pub use crate::error::MetricsError;
 use crate::prometheus::Prometheus;
@@ -83,8 +83,9 @@ pub struct Config {
     pub common: CommonConfig,
     /// For `/system/functions`, which says whose a function is.
     pub credentials: BasicAuth,
-    /// `jwt-public-key`: verifies the sessions edge-auth signed.
-    pub sessions: SessionVerifier,
+    /// `jwt-public-key` and the signed-out sessions (the log store's settings): admits the sessions edge-auth
+    /// signed and has not seen signed out.
+    pub sessions: SessionGate,
     pub counts: CountsFrom,
     pub server: ServerConfig,
 }
@@ -102,7 +103,7 @@ impl Config {
         let counts = CountsFrom::from_env(&common)?;
         Ok(Self {
             credentials: BasicAuth::from_secrets(&secrets)?,
-            sessions: SessionVerifier::from_secrets(&secrets)?,
+            sessions: SessionGate::from_secrets(&secrets)?,
             common,
             counts,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
@@ -136,7 +137,7 @@ enum Counter {
 
 struct AppState {
     gateway: GatewayClient,
-    sessions: SessionVerifier,
+    sessions: SessionGate,
     counter: Counter,
 }
 
@@ -165,7 +166,7 @@ async fn invocations(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Json<Invocations>, MetricsError> {
-    let session = state.sessions.verify_request(&headers, chrono::Utc::now())?;
+    let session = state.sessions.admit_request(&headers, chrono::Utc::now()).await?;
     let name = shared::ownership::requested_function(&query)?;
     let window = parse_window(query.get("window").map(String::as_str))?;
     shared::ownership::owned_function(&state.gateway, &session, name).await?;

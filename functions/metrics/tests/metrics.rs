@@ -116,7 +116,7 @@ async fn start(counters: GatewayCounters, from: Counting) -> Stack {
             payload_secret: Secret::new("payload"),
         },
         credentials: BasicAuth { user: ADMIN.0.into(), password: Secret::new(ADMIN.1) },
-        sessions: testkit::sessions::verifier(),
+        sessions: testkit::sessions::gate(),
         counts,
         server: ServerConfig::for_tests(1 << 20),
     };
@@ -247,6 +247,11 @@ async fn answers_only_the_owner_s_sessions() {
     assert_eq!(ask(&stack, "name=alice-hello", None).await.0, 401);
     assert_eq!(ask(&stack, "name=alice-hello", Some(&expired_token())).await.0, 401);
     assert_eq!(ask(&stack, "name=alice-hello", Some(&tampered_token())).await.0, 401);
+    let signed_out = alice_token();
+    assert_eq!(ask(&stack, "name=alice-hello", Some(&signed_out)).await.0, 200);
+    testkit::sessions::sign_out(&signed_out).await;
+    let (status, answer) = ask(&stack, "name=alice-hello", Some(&signed_out)).await;
+    assert_eq!(status, 401, "a signed-out session, though its signature verifies: {answer}");
     assert_eq!(ask(&stack, "name=mallory-x", Some(&alice_token())).await.0, 403);
     assert_eq!(ask(&stack, "name=gh-push", Some(&alice_token())).await.0, 403);
     assert_eq!(ask(&stack, "name=alice-gone", Some(&alice_token())).await.0, 404);

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::error::GatewayError;
 pub use self::logs::{MAX_SCAN_BYTES, MAX_TAIL};
 use self::metrics::Metrics;
+pub use self::provider::MAX_SECRET_BODY_BYTES;
 use self::queue::Queue;
 use self::replicas::Replicas;
 use crate::runtime::FunctionRuntime;

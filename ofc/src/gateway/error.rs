@@ -52,7 +52,7 @@ impl GatewayError {
     /// The HTTP status the caller gets (also counted in the gateway's metrics).
     pub(super) fn status(&self) -> StatusCode {
         match self {
-            Self::NoSuchFunction(_) => StatusCode::NOT_FOUND,
+            Self::NoSuchFunction(_) | Self::NoSuchSecret(_) => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unreachable { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -63,10 +63,8 @@ impl GatewayError {
             | Self::NoScaleToZero(_)
             | Self::BadSecretName => StatusCode::BAD_REQUEST,
             Self::SecretExists(_) => StatusCode::CONFLICT,
-            Self::NoSuchSecret(_) => StatusCode::NOT_FOUND,
-            Self::SecretStore(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotQueued(_) | Self::LogUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotQueued(_) | Self::LogUnreadable(_) | Self::SecretStore(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadLogQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }

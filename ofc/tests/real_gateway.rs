@@ -526,6 +526,18 @@ fn deploy_invoke_and_remove(fronted: &Fronted, stored: &Path) {
         found.then_some(())
     });
     assert!(logged.is_some(), "faas-cli logs shows nothing of reader: {last}{}", logs());
+    // Scaling through the gateway (its plugin checks the credentials, the provider answers).
+    let admin = format!("admin:{}", fronted.secret("basic-auth-password"));
+    let scale = |replicas: u64| {
+        let body = json!({"serviceName": "reader", "replicas": replicas}).to_string();
+        fronted.curl(&["-u", &admin, "-d", &body, &format!("{GATEWAY}/system/scale-function/reader")])
+    };
+    assert_eq!(scale(1).0, 202, "{}", logs());
+    let (status, body) = scale(0);
+    assert_eq!(status, 400, "{body}");
+    let (ok, out) = fronted.faas_cli(&["secret", "update", "api-key", "--from-literal", "updated"], None);
+    assert!(ok, "secret update: {out}");
+    assert_eq!(std::fs::read_to_string(stored).unwrap(), "updated");
     let (ok, out) = fronted.faas_cli(&["secret", "remove", "api-key"], None);
     assert!(ok, "secret remove: {out}");
     assert!(!stored.exists());
@@ -560,4 +572,31 @@ fn push_ends_green_through_the_queue_worker(fronted: &Fronted) {
     });
     let answer = answer.unwrap_or_else(|| panic!("octo-hello never answered through the real gateway: {}", logs()));
     assert!(answer.contains("Hello from OpenFaaS Cloud"), "{answer}");
+    let gateway = fronted.log("gateway");
+    for trouble in ["panic", "error finding function", "Error unmarshalling"] {
+        assert!(!gateway.contains(trouble), "the gateway logged {trouble:?}: {gateway}");
+    }
+}
+
+#[test]
+fn up_refuses_a_front_gateway_url_it_cannot_use_naming_the_flag() {
+    for (args, named) in [
+        (vec!["--gateway-url", "not a url"], "--gateway-url"),
+        (vec!["--gateway-url", "ftp://127.0.0.1/"], "--gateway-url"),
+        (vec!["--gateway-url", "http://127.0.0.1:8080/", "--gateway-public-url", "/relative"], "--gateway-public-url"),
+        (vec!["--gateway-public-url", "http://127.0.0.1:8080/"], "--gateway-url"),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let output = Command::new(OFC)
+            .args(["up", "--runtime", "none", "--state"])
+            .arg(state.path())
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(text.contains(named), "{args:?}: {text}");
+        assert!(!state.path().join("secrets").exists(), "{args:?}: refused before anything started");
+    }
 }

@@ -172,3 +172,27 @@ impl Drop for NetNs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use super::NetNs;
+
+    #[test]
+    fn a_listener_in_the_namespace_is_not_on_the_host_and_stops_with_it() {
+        let port = crate::ports::free_port();
+        let mut ns = NetNs::new();
+        let mut listener = ns.command("busybox");
+        listener.args(["nc", "-l", "-p", &port.to_string()]).stdin(Stdio::null()).stdout(Stdio::null());
+        let pid = ns.spawn("nc", &mut listener).id();
+        assert!(ns.wait_port(port, Duration::from_secs(10)), "the listener is up inside");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing of it on the host's loopback");
+        let holder = ns.pid();
+        drop(ns);
+        for gone in [pid, holder] {
+            assert!(!std::path::Path::new(&format!("/proc/{gone}")).exists(), "{gone} is stopped and reaped");
+        }
+    }
+}

@@ -71,7 +71,8 @@ fn unpack(gz: &Path, to: &Path) {
     if modified(to).is_some_and(|unpacked| unpacked >= source_time) {
         return;
     }
-    let partial = to.with_extension(format!("partial-{}", std::process::id()));
+    // Unique to this process and thread: tests of one binary run as threads of one process.
+    let partial = to.with_extension(format!("partial-{}-{:?}", std::process::id(), std::thread::current().id()));
     let output = std::fs::File::create(&partial).expect("a file in target/openfaas");
     let status = Command::new("gzip").arg("-dc").arg(gz).stdout(output).status().expect("gzip runs");
     assert!(status.success(), "gzip -dc {} failed ({status})", gz.display());

@@ -107,6 +107,27 @@ async fn system_info_is_the_gateway_s_alone_and_faas_provider_s_provider_info_be
     assert!(info.get("arch").is_none(), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faas_cli_version_reads_the_embedded_gateway_alone() {
+    let Some(openfaas) = OpenFaas::locate("real_gateway") else { return };
+    let state = tempfile::tempdir().unwrap();
+    let (_gateway, served) = provider(state.path(), false).await;
+    let url = served.url();
+    let config = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        let mut command = Command::new(openfaas.bin("faas-cli"));
+        command.args(args).args(["-g", url.as_str()]).env("OPENFAAS_CONFIG", config.path());
+        run(&mut command, stdin)
+    };
+    let (ok, out) = tokio::task::block_in_place(|| cli(&["login", "-u", "admin", "--password-stdin"], Some("pw")));
+    assert!(ok, "login: {out}");
+    let (ok, out) = tokio::task::block_in_place(|| cli(&["version", "--warn-update=false"], None));
+    assert!(ok, "version: {out}");
+    let provider = out.split("Provider").nth(1).unwrap_or_else(|| panic!("no provider part: {out}"));
+    assert!(provider.contains("ofc") && provider.contains("local"), "{out}");
+    assert!(provider.contains(env!("CARGO_PKG_VERSION")), "{out}");
+}
+
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777

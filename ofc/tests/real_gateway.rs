@@ -206,6 +206,20 @@ async fn secrets_are_created_updated_listed_by_name_and_removed_in_the_function_
     assert!(!folder.join("huge").exists());
     let (status, _) = call(delete, &secrets, Some(json!({"name": "../secrets/payload-secret"}))).await;
     assert_eq!(status, 400);
+
+    // Creations racing for one name: one wins, the others are told it exists; no half-written file is left.
+    let racing = (0..8).map(|i| {
+        let secrets = secrets.clone();
+        async move {
+            call(reqwest::Method::POST, &secrets, Some(json!({"name": "raced", "value": format!("v{i}")}))).await.0
+        }
+    });
+    let mut statuses = futures_util::future::join_all(racing).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+    let left: Vec<String> =
+        std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|name| !name.starts_with('.')), "{left:?}");
 }
 
 /// The real gateway's ports inside the namespace (it always binds these), and the other parts' there.

@@ -282,7 +282,10 @@ impl Gateway {
             .route("/info", get(info::info))
             .route("/namespaces", get(provider::namespaces))
             .route("/scale-function/{name}", post(provider::scale))
-            .route("/secrets", any(provider::secrets))
+            .route(
+                "/secrets",
+                get(provider::list).post(provider::create).put(provider::update).delete(provider::delete),
+            )
             .with_state(self.clone())
             .merge(self.inner.functions.router())
             .layer(axum::middleware::from_fn_with_state(self.clone(), provider::platform_function_status));

@@ -132,23 +132,26 @@ fn secret_path(dir: &Path, name: &str) -> Result<PathBuf, GatewayError> {
     Ok(dir.join(name))
 }
 
-fn read_secret_request(body: &[u8]) -> Result<Secret, GatewayError> {
-    serde_json::from_slice(body).map_err(|e| GatewayError::BadProviderRequest(format!("Secret: {}", e.classify_name())))
-}
-
-/// Serde's error class only: the message can quote the body, which holds the secret's value.
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not JSON",
-            serde_json::error::Category::Data => "not {\"name\", \"value\" | \"rawValue\"}",
-        }
+/// What kind of JSON error a secret's body has: serde's own message can quote the body, which holds the value.
+fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not JSON",
+        serde_json::error::Category::Data => "not {\"name\", \"value\" | \"rawValue\"}",
     }
+}
+
+/// The `Secret` of a body (at most [`MAX_SECRET_BODY_BYTES`]), in the one namespace, with a name a function can
+/// mount; and that name's path in the store.
+async fn read_secret(gateway: &Gateway, body: Body) -> Result<(Secret, PathBuf), GatewayError> {
+    let body = axum::body::to_bytes(body, MAX_SECRET_BODY_BYTES)
+        .await
+        .map_err(|_| GatewayError::TooLarge { limit: MAX_SECRET_BODY_BYTES as u64 })?;
+    let secret: Secret = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::BadProviderRequest(format!("Secret: {}", json_error_kind(&e))))?;
+    check_namespace(Some(&secret.namespace))?;
+    let path = secret_path(&gateway.inner.config.secrets_dir, &secret.name)?;
+    Ok((secret, path))
 }
 
 /// The bytes to store: `rawValue` (base64) when given, otherwise `value`.
@@ -161,8 +164,12 @@ fn secret_bytes(secret: &Secret) -> Result<Vec<u8>, GatewayError> {
     }
 }
 
-/// Writes a secret's file readable by its owner only, whole or not at all.
-fn write_secret(path: &Path, value: &[u8]) -> std::io::Result<()> {
+/// Writes a secret's file, readable by its owner only, whole or not at all: a new one only when there is none
+/// (a hard link fails on an existing name, so two creations cannot both succeed), else in place of the old one.
+fn write_secret(path: &Path, value: &[u8], replace: bool) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     // A leading dot: never a secret's name, so a half-written file is never listed or mounted.
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = path.with_file_name(format!(".{file_name}.{}", uuid::Uuid::new_v4()));
@@ -172,50 +179,72 @@ fn write_secret(path: &Path, value: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(&temporary)
         .and_then(|mut file| file.write_all(value).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
+        .and_then(|()| if replace { std::fs::rename(&temporary, path) } else { std::fs::hard_link(&temporary, path) });
+    let _ = std::fs::remove_file(&temporary);
     written
 }
 
-/// `GET|POST|PUT|DELETE /system/secrets`: list the names, create (409 when it exists), update (404 when it does
-/// not), delete (404 when it does not).
-pub(super) async fn secrets(
+/// `GET /system/secrets`: the stored secrets' names, never their values.
+pub(super) async fn list(
     State(gateway): State<Gateway>,
     Query(query): Query<NamespaceQuery>,
-    method: Method,
-    body: Body,
-) -> Result<Response, GatewayError> {
+) -> Result<Json<Vec<Secret>>, GatewayError> {
     check_namespace(query.namespace.as_deref())?;
-    let dir = gateway.inner.config.secrets_dir.clone();
-    if method == Method::GET {
-        return list_secrets(&dir).map(|list| Json(list).into_response());
-    }
-    let body = axum::body::to_bytes(body, MAX_SECRET_BODY_BYTES)
-        .await
-        .map_err(|_| GatewayError::TooLarge { limit: MAX_SECRET_BODY_BYTES as u64 })?;
-    let secret = read_secret_request(&body)?;
-    check_namespace(Some(&secret.namespace))?;
-    let path = secret_path(&dir, &secret.name)?;
-    let exists = path.is_file();
-    let status = match method {
-        Method::POST if exists => return Err(GatewayError::SecretExists(secret.name)),
-        Method::PUT | Method::DELETE if !exists => return Err(GatewayError::NoSuchSecret(secret.name)),
-        Method::DELETE => {
-            std::fs::remove_file(&path).map_err(GatewayError::SecretStore)?;
-            tracing::info!(secret = %secret.name, "secret removed");
-            return Ok(StatusCode::OK.into_response());
-        }
-        Method::POST => StatusCode::CREATED,
-        Method::PUT => StatusCode::OK,
-        _ => return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response()),
-    };
+    list_secrets(&gateway.inner.config.secrets_dir).map(Json)
+}
+
+/// `POST /system/secrets`: a new secret (201); 409 when one of that name exists.
+pub(super) async fn create(
+    State(gateway): State<Gateway>,
+    Query(query): Query<NamespaceQuery>,
+    body: Body,
+) -> Result<StatusCode, GatewayError> {
+    check_namespace(query.namespace.as_deref())?;
+    let (secret, path) = read_secret(&gateway, body).await?;
     let value = secret_bytes(&secret)?;
-    std::fs::create_dir_all(&dir).map_err(GatewayError::SecretStore)?;
-    write_secret(&path, &value).map_err(GatewayError::SecretStore)?;
-    tracing::info!(secret = %secret.name, bytes = value.len(), "secret stored");
-    Ok(status.into_response())
+    match write_secret(&path, &value, false) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(GatewayError::SecretExists(secret.name)),
+        Err(error) => Err(GatewayError::SecretStore(error)),
+        Ok(()) => {
+            tracing::info!(secret = %secret.name, bytes = value.len(), "secret created");
+            Ok(StatusCode::CREATED)
+        }
+    }
+}
+
+/// `PUT /system/secrets`: a new value for an existing secret (200); 404 when there is none.
+pub(super) async fn update(
+    State(gateway): State<Gateway>,
+    Query(query): Query<NamespaceQuery>,
+    body: Body,
+) -> Result<StatusCode, GatewayError> {
+    check_namespace(query.namespace.as_deref())?;
+    let (secret, path) = read_secret(&gateway, body).await?;
+    if !path.is_file() {
+        return Err(GatewayError::NoSuchSecret(secret.name));
+    }
+    let value = secret_bytes(&secret)?;
+    write_secret(&path, &value, true).map_err(GatewayError::SecretStore)?;
+    tracing::info!(secret = %secret.name, bytes = value.len(), "secret updated");
+    Ok(StatusCode::OK)
+}
+
+/// `DELETE /system/secrets` with `{"name"}`: removes the secret (200); 404 when there is none.
+pub(super) async fn delete(
+    State(gateway): State<Gateway>,
+    Query(query): Query<NamespaceQuery>,
+    body: Body,
+) -> Result<StatusCode, GatewayError> {
+    check_namespace(query.namespace.as_deref())?;
+    let (secret, path) = read_secret(&gateway, body).await?;
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(GatewayError::NoSuchSecret(secret.name)),
+        Err(error) => Err(GatewayError::SecretStore(error)),
+        Ok(()) => {
+            tracing::info!(secret = %secret.name, "secret removed");
+            Ok(StatusCode::OK)
+        }
+    }
 }
 
 /// The names of the stored secrets (never their values), in order.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use ofc::logs::LogsOptions;
 use ofc::push::{PushOptions, DEFAULT_OWNER};
-use ofc::up::UpOptions;
+use ofc::up::{FrontGateway, UpOptions};
 
 /// OpenFaaS Cloud on one machine.
 #[derive(Debug, Parser)]
@@ -45,6 +45,14 @@ enum Command {
         /// with a minimal /dev; `none` runs it as root, for machines without that user.
         #[arg(long, value_name = "USER|none", default_value = "ofcbuild")]
         sandbox: String,
+        /// The OpenFaaS gateway the functions call (and send audit events to) when a real one fronts this stack
+        /// with the embedded gateway as its provider (`functions_provider_url`); the embedded gateway then answers
+        /// `/system/info` as a faas-provider. Default: the embedded gateway.
+        #[arg(long, value_name = "URL")]
+        gateway_url: Option<String>,
+        /// The gateway's public address, which the functions put in links (default: --gateway-url).
+        #[arg(long, value_name = "URL", requires = "gateway_url")]
+        gateway_public_url: Option<String>,
     },
     /// Send the push webhook for the git repository at PATH and follow its commit statuses.
     Push {
@@ -116,10 +124,22 @@ async fn main() -> ExitCode {
             let _ = Cli::command().print_help();
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Up { state, gateway_port, router_port, stack, runtime, sandbox }) => {
+        Some(Command::Up {
+            state,
+            gateway_port,
+            router_port,
+            stack,
+            runtime,
+            sandbox,
+            gateway_url,
+            gateway_public_url,
+        }) => {
             let sandbox_user = (sandbox != "none").then_some(sandbox);
             let ports = Ports { gateway: gateway_port, router: router_port };
-            up(state, ports, stack, runtime, sandbox_user).await
+            match front_gateway(gateway_url, gateway_public_url) {
+                Ok(front) => up(state, ports, stack, runtime, sandbox_user, front).await,
+                Err(error) => Err(error),
+            }
         }
         Some(Command::Push { path, branch, owner, state, timeout }) => {
             let timeout = Duration::from_secs(timeout);
@@ -142,12 +162,32 @@ struct Ports {
     router: u16,
 }
 
+/// `--gateway-url` and `--gateway-public-url`, checked: absolute http(s) URLs, each ending in `/`.
+fn front_gateway(url: Option<String>, public_url: Option<String>) -> anyhow::Result<Option<FrontGateway>> {
+    let Some(url) = url else { return Ok(None) };
+    let url = base_url(&url, "--gateway-url")?;
+    let public_url = public_url.map(|u| base_url(&u, "--gateway-public-url")).transpose()?;
+    Ok(Some(FrontGateway { public_url: public_url.unwrap_or_else(|| url.clone()), url }))
+}
+
+fn base_url(value: &str, flag: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(value).with_context(|| format!("{flag} is not a URL"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some(),
+        "{flag} must be an http:// or https:// URL with a host"
+    );
+    anyhow::ensure!(parsed.query().is_none() && parsed.fragment().is_none(), "{flag} must have no query or fragment");
+    let text = parsed.to_string();
+    Ok(if text.ends_with('/') { text } else { format!("{text}/") })
+}
+
 async fn up(
     state: PathBuf,
     ports: Ports,
     stack: Option<PathBuf>,
     runtime: Runtime,
     sandbox_user: Option<String>,
+    front_gateway: Option<FrontGateway>,
 ) -> anyhow::Result<ExitCode> {
     let repository = stack.unwrap_or_else(|| {
         if PathBuf::from("stack.yml").is_file() {
@@ -167,6 +207,7 @@ async fn up(
         binaries,
         run_functions,
         sandbox_user,
+        front_gateway,
     };
     ofc::up::up(options, shared::server::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -47,6 +47,19 @@ pub struct UpOptions {
     /// The unprivileged user builds and deployed functions run as, sandboxed (`shared::sandbox`); `None` runs
     /// them as root (`--sandbox none`).
     pub sandbox_user: Option<String>,
+    /// A real OpenFaaS gateway in front, whose provider the embedded gateway is; `None`: the embedded gateway is
+    /// the functions' gateway.
+    pub front_gateway: Option<FrontGateway>,
+}
+
+/// A real OpenFaaS gateway fronting the stack (`--gateway-url`, `--gateway-public-url`): the functions call it, and
+/// it calls the embedded gateway as its provider.
+#[derive(Debug, Clone)]
+pub struct FrontGateway {
+    /// Where the functions call it (`gateway_url`, and `audit_url` under it); ends in `/`.
+    pub url: String,
+    /// Its public address (`gateway_public_url`); ends in `/`.
+    pub public_url: String,
 }
 
 /// The running stack, until [`LocalStack::shutdown`].
@@ -54,6 +67,7 @@ pub struct LocalStack {
     state: StateDir,
     endpoints: Endpoints,
     run_functions: bool,
+    front_gateway: Option<FrontGateway>,
     gateway: Gateway,
     /// Tells the gateway's server to stop accepting and drain.
     gateway_stop: oneshot::Sender<()>,
@@ -159,6 +173,7 @@ impl LocalStack {
             state: prepared.state,
             endpoints,
             run_functions: options.run_functions,
+            front_gateway: options.front_gateway.clone(),
             gateway,
             gateway_stop,
             gateway_server,
@@ -175,6 +190,12 @@ impl LocalStack {
         let endpoints = &self.endpoints;
         println!("OpenFaaS Cloud is up (state in {})", self.state.root.display());
         println!("  gateway      {}", endpoints.gateway);
+        if let Some(front) = &self.front_gateway {
+            println!(
+                "  functions    call the gateway at {} (public {}), whose provider this is",
+                front.url, front.public_url
+            );
+        }
         println!("  github api   {}", endpoints.github_api);
         println!("  git server   {}", endpoints.git);
         println!("  registry     {}", endpoints.registry);
@@ -286,6 +307,8 @@ async fn start_gateway(
         .await
         .with_context(|| format!("the base image {WATCHDOG_IMAGE} could not be built"))?;
     let mut config = GatewayConfig::new(&state.root, &prepared.user, &prepared.password);
+    config.secrets_dir = state.function_secrets();
+    config.behind_gateway = options.front_gateway.is_some();
     if options.run_functions {
         let runtime = FunctionRuntime::new(RuntimeConfig {
             root: crate::sandbox::runtime_root(state, sandbox),
@@ -390,10 +413,13 @@ fn start_functions(
     endpoints: &Endpoints,
     gateway: &Gateway,
 ) -> anyhow::Result<Vec<Supervised>> {
-    let gateway_url = &endpoints.gateway;
+    let (gateway_url, gateway_public_url) = match &options.front_gateway {
+        Some(front) => (&front.url, &front.public_url),
+        None => (&endpoints.gateway, &endpoints.gateway),
+    };
     let overrides = BTreeMap::from([
         ("gateway_url".to_owned(), gateway_url.clone()),
-        ("gateway_public_url".to_owned(), gateway_url.clone()),
+        ("gateway_public_url".to_owned(), gateway_public_url.clone()),
         ("github_api_url".to_owned(), endpoints.github_api.clone()),
         ("builder_url".to_owned(), endpoints.builder.clone()),
         ("repository_url".to_owned(), endpoints.registry.clone()),

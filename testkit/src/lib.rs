@@ -6,6 +6,7 @@
 //!   a stateful `/system/functions` behind basic auth, the one of [`doubles::functions_api`]).
 //! - [`local_stack`]: `ofc up` as the end-to-end tests start it, and the example repository as a fixture.
 //! - [`browser`]: headless Chromium over WebDriver, with screenshots under `target/screenshots/`.
+//! - [`openfaas`]: the real OpenFaaS binaries, unpacked into `target/openfaas/`, and a network namespace for them.
 //! - [`sessions`]: signed sessions (alice in acme, mallory) and owner-labelled functions.
 //! - [`secrets_dir`]: a temporary secrets folder, as OpenFaaS mounts one.
 
@@ -13,6 +14,7 @@ pub mod app;
 pub mod browser;
 pub mod git;
 pub mod local_stack;
+pub mod openfaas;
 pub mod ports;
 pub mod process;
 pub mod sessions;

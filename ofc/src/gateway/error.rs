@@ -29,19 +29,42 @@ pub enum GatewayError {
     BadLogQuery(String),
     #[error("the function's log could not be read: {0}")]
     LogUnreadable(std::io::Error),
+    /// A faas-provider request body (`ScaleServiceRequest`, `Secret`) that cannot be read; never quotes the body.
+    #[error("the request cannot be read: {0}")]
+    BadProviderRequest(String),
+    /// Functions run in one namespace here.
+    #[error("namespace {0} is not valid: functions run in openfaas-fn")]
+    UnknownNamespace(String),
+    #[error("function {0} cannot be scaled to zero: every function keeps its one replica")]
+    NoScaleToZero(String),
+    #[error("a secret's name is lower-case letters, digits, '-' and '.', starting and ending with a letter or digit")]
+    BadSecretName,
+    #[error("secret {0} already exists")]
+    SecretExists(String),
+    #[error("no such secret: {0}")]
+    NoSuchSecret(String),
+    /// The state folder's secrets cannot be read or written (the error names no value).
+    #[error("the secrets cannot be stored: {0}")]
+    SecretStore(std::io::Error),
 }
 
 impl GatewayError {
     /// The HTTP status the caller gets (also counted in the gateway's metrics).
     pub(super) fn status(&self) -> StatusCode {
         match self {
-            Self::NoSuchFunction(_) => StatusCode::NOT_FOUND,
+            Self::NoSuchFunction(_) | Self::NoSuchSecret(_) => StatusCode::NOT_FOUND,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unreachable { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unreachable { .. } => StatusCode::BAD_GATEWAY,
-            Self::UnreadableBody | Self::MissingName => StatusCode::BAD_REQUEST,
+            Self::UnreadableBody
+            | Self::MissingName
+            | Self::BadProviderRequest(_)
+            | Self::UnknownNamespace(_)
+            | Self::NoScaleToZero(_)
+            | Self::BadSecretName => StatusCode::BAD_REQUEST,
+            Self::SecretExists(_) => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotQueued(_) | Self::LogUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotQueued(_) | Self::LogUnreadable(_) | Self::SecretStore(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadLogQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
@@ -56,7 +79,14 @@ impl GatewayError {
             | Self::NotQueued(_)
             | Self::MissingName
             | Self::BadLogQuery(_)
-            | Self::LogUnreadable(_) => None,
+            | Self::LogUnreadable(_)
+            | Self::BadProviderRequest(_)
+            | Self::UnknownNamespace(_)
+            | Self::NoScaleToZero(_)
+            | Self::BadSecretName
+            | Self::SecretExists(_)
+            | Self::NoSuchSecret(_)
+            | Self::SecretStore(_) => None,
         }
     }
 }

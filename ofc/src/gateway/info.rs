@@ -4,7 +4,8 @@
 //! sha, release}`, `arch`). The gateway and its provider are one program here, so both versions are this crate's:
 //! the release is the crate's version and the sha the commit it was built from (`build.rs`; empty when it was built
 //! outside a git checkout). `arch` is named as OpenFaaS names it (Go's `amd64`, `arm64`), which is what its builds
-//! put there.
+//! put there. Behind a real OpenFaaS gateway ([`super::GatewayConfig::behind_gateway`]) it answers the provider's
+//! part alone, faas-provider's `ProviderInfo`, as that gateway expects from its provider.
 
 use std::collections::BTreeMap;
 
@@ -31,14 +32,23 @@ fn arch() -> &'static str {
     }
 }
 
-pub(super) async fn info() -> Json<serde_json::Value> {
+/// faas-provider's `ProviderInfo`: this program as a provider.
+fn provider_info() -> serde_json::Value {
+    json!({
+        "provider": "ofc",
+        "orchestration": "local",
+        "version": {"sha": GIT_SHA, "release": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// The gateway's info, or, behind a real gateway, the provider's (which that gateway wraps with its own version).
+pub(super) async fn info(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
+    if gateway.inner.config.behind_gateway {
+        return Json(provider_info());
+    }
     let release = env!("CARGO_PKG_VERSION");
     Json(json!({
-        "provider": {
-            "provider": "ofc",
-            "orchestration": "local",
-            "version": {"sha": GIT_SHA, "release": release},
-        },
+        "provider": provider_info(),
         "version": {"commit_message": GIT_COMMIT_MESSAGE, "sha": GIT_SHA, "release": release},
         "arch": arch(),
     }))

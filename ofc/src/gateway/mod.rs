@@ -7,6 +7,8 @@
 //!   cannot start, a function is listed with 0 available replicas and invoking it answers 503 saying why.
 //! - [`logs`]: `/system/logs`, a function's runtime log as newline-delimited JSON, followed on request.
 //! - [`info`]: `/system/info` and `/metrics` (the OpenFaaS gateway's Prometheus metrics, counted by [`metrics`]).
+//! - [`provider`]: the rest of faas-provider's API, for a real OpenFaaS gateway in front: the platform functions'
+//!   status, `/system/scale-function/NAME`, `/system/namespaces` and `/system/secrets`.
 //! - [`error`]: the gateway's one error type and its HTTP answers.
 //!
 //! [`Gateway::serve`] serves it with `shared::server`'s accept loop, as every function is served: a header timeout
@@ -17,6 +19,7 @@ mod error;
 mod info;
 mod logs;
 mod metrics;
+mod provider;
 mod proxy;
 mod queue;
 mod replicas;
@@ -39,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::error::GatewayError;
 pub use self::logs::{MAX_SCAN_BYTES, MAX_TAIL};
 use self::metrics::Metrics;
+pub use self::provider::MAX_SECRET_BODY_BYTES;
 use self::queue::Queue;
 use self::replicas::Replicas;
 use crate::runtime::FunctionRuntime;
@@ -74,6 +78,11 @@ pub struct GatewayConfig {
     pub max_retry_after: Duration,
     /// The bounds on the gateway's own connections (header timeout, connection cap, body deadline).
     pub limits: ConnectionLimits,
+    /// The user functions' secrets, one file each (`/system/secrets`; what `ofc secret set` writes).
+    pub secrets_dir: PathBuf,
+    /// A real OpenFaaS gateway fronts this one, which then serves as its provider: `/system/info` answers
+    /// faas-provider's `ProviderInfo`, which that gateway wraps in its own answer.
+    pub behind_gateway: bool,
 }
 
 impl GatewayConfig {
@@ -99,6 +108,8 @@ impl GatewayConfig {
                 body_timeout: Duration::from_secs(300),
                 max_connections: 4096,
             },
+            secrets_dir: state_dir.join("function-secrets"),
+            behind_gateway: false,
         }
     }
 }
@@ -269,8 +280,15 @@ impl Gateway {
         let system = Router::new()
             .route("/logs", get(logs::logs))
             .route("/info", get(info::info))
+            .route("/namespaces", get(provider::namespaces))
+            .route("/scale-function/{name}", post(provider::scale))
+            .route(
+                "/secrets",
+                get(provider::list).post(provider::create).put(provider::update).delete(provider::delete),
+            )
             .with_state(self.clone())
-            .merge(self.inner.functions.router());
+            .merge(self.inner.functions.router())
+            .layer(axum::middleware::from_fn_with_state(self.clone(), provider::platform_function_status));
         Router::new()
             .route("/healthz", get(|| async { "OK" }))
             .route("/metrics", get(info::metrics))

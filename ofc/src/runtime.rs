@@ -1,11 +1,18 @@
 //! Runs deployed user functions on this machine with Buildah's chroot isolation (`buildah run`): the one container
-//! runtime that works here (podman's and docker's `run` are refused). A replica shares the host's network, so each
-//! gets its own loopback port, handed to it as `port` (the watchdog's setting) with `bind_address=127.0.0.1`.
+//! runtime that works here (podman's and docker's `run` are refused).
+//!
+//! Each replica runs in a network namespace of its own holding only `lo`: nothing of the platform listening on the
+//! host's loopback (the registry, of-builder, the gateway's `/system` API, other replicas) answers it, and a port it
+//! binds is its own. The function listens on 127.0.0.1:8080 inside; the gateway reaches it through a bridge: a
+//! host-loopback listener whose connections are opened inside the namespace by a thread that entered it.
+//!
+//! Each replica also runs in cgroups of its own (the deployment's memory and cpu limits, a pids limit), and, when
+//! the deployment asks for `readOnlyRootFilesystem`, on a read-only root with a size-limited `/tmp`, as OpenFaaS
+//! applies them on Kubernetes. A process killed over the memory limit is logged by `ofc` and in the function's log.
 //!
 //! Sandboxed (`ofc up`'s default), every Buildah call, the replicas' `buildah run` included, runs as the build user
 //! in its own PID namespace with a minimal `/dev` (`shared::sandbox`, the build sandbox's one construction), and
-//! without `CAP_SYS_CHROOT`: a running function is the same pushed code a build runs. Rootless Buildah with chroot
-//! isolation keeps the host's network namespace, so the gateway still reaches the replica on loopback.
+//! without `CAP_SYS_CHROOT`: a running function is the same pushed code a build runs.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -13,14 +20,15 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use shared::openfaas::FunctionStatus;
-use shared::sandbox::{BuildUser, DROPPED_CAPABILITY};
+use shared::sandbox::{BuildUser, Confinement, ReadOnlyRoot, DROPPED_CAPABILITY};
 use tokio::process::Command;
 
-use crate::process::{free_port, ChildProcess};
+use crate::process::ChildProcess;
 
 /// Why a replica could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +43,20 @@ pub enum RuntimeError {
     Exited { status: String, log: String },
     #[error("the function did not answer on its port within {seconds} s: {log}")]
     NotReady { seconds: u64, log: String },
+    #[error("limits.{what} `{value}` is not {expected}")]
+    Limit { what: &'static str, value: String, expected: &'static str },
+    #[error("the replica's cgroup {path} cannot be set up: {message}")]
+    Cgroup { path: String, message: String },
+    #[error("a read-only root needs {path} in the image to be a real folder or file: it {why}")]
+    ReadOnlyRoot { path: String, why: String },
+    #[error("the replica's network: {0}")]
+    Network(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// The port the function listens on inside its own network namespace (the watchdog's default).
+const FUNCTION_PORT: u16 = 8080;
 
 /// Where and how replicas run.
 #[derive(Debug, Clone)]
@@ -104,18 +123,16 @@ impl BuildahStorage {
         command
     }
 
-    /// `buildah` on this storage, run so that it dies with `ofc` (for `buildah run`, which lasts): sandboxed,
-    /// `unshare` has the parent-death signal and the namespace's first process has it from `unshare`.
-    fn lasting_command(&self) -> std::process::Command {
-        let program = match &self.sandbox {
-            Some(sandbox) => {
-                let mut command = crate::process::command("unshare");
-                command.args(sandbox.user.unshare_args(&sandbox.dev, "buildah"));
-                command
-            }
-            None => crate::process::command("buildah"),
+    /// `buildah` on this storage within `confinement`, run so that it dies with `ofc` (for `buildah run`, which
+    /// lasts): `unshare` has the parent-death signal and the namespace's first process has it from `unshare`.
+    fn lasting_command(&self, confinement: &Confinement) -> std::process::Command {
+        let (user, dev) = match &self.sandbox {
+            Some(sandbox) => (Some(&sandbox.user), Some(sandbox.dev.as_path())),
+            None => (None, None),
         };
-        self.on_storage(program)
+        let mut command = crate::process::command("unshare");
+        command.args(shared::sandbox::unshare_args(user, dev, confinement, "buildah"));
+        self.on_storage(command)
     }
 
     fn on_storage(&self, mut command: std::process::Command) -> std::process::Command {
@@ -256,6 +273,7 @@ impl BuildahStorage {
 pub struct FunctionRuntime {
     config: RuntimeConfig,
     storage: BuildahStorage,
+    limits: ReplicaLimits,
     /// Makes container names unique within this run.
     next: AtomicU64,
 }
@@ -263,10 +281,26 @@ pub struct FunctionRuntime {
 /// One running replica of a function.
 #[derive(Debug)]
 pub struct Replica {
+    /// The bridge's port on the host's loopback, through which the gateway reaches the function.
     pub port: u16,
     container: String,
     /// `buildah run`, leading the process group of the function it runs.
     process: ChildProcess,
+    bridge: ReplicaBridge,
+    cgroups: Arc<ReplicaCgroups>,
+    memory_watch: tokio::task::JoinHandle<()>,
+}
+
+impl Replica {
+    /// Processes killed so far for going over the memory limit.
+    pub fn memory_kills(&self) -> u64 {
+        self.cgroups.oom_kills()
+    }
+
+    /// Processes in the replica now (capped by the pids limit).
+    pub fn process_count(&self) -> u64 {
+        self.cgroups.process_count()
+    }
 }
 
 /// The part of `buildah inspect` that says how to start a container.
@@ -313,7 +347,14 @@ impl FunctionRuntime {
             std::fs::create_dir_all(&config.root)?;
             BuildahStorage::new(&config.root)
         };
-        Ok(Self { storage, config, next: AtomicU64::new(0) })
+        Ok(Self { storage, config, limits: ReplicaLimits::default(), next: AtomicU64::new(0) })
+    }
+
+    /// The same runtime with other replica limits than [`ReplicaLimits::default`].
+    #[must_use]
+    pub fn with_limits(mut self, limits: ReplicaLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Where a sandboxed replica's secrets are copied: the root's secrets are root's alone (0600), so each replica
@@ -391,41 +432,51 @@ impl FunctionRuntime {
         if argv.is_empty() {
             return Err(RuntimeError::NoCommand(function.image.clone()));
         }
-        let port = free_port()?;
         let mut env: BTreeMap<String, String> = function.env_vars.clone().unwrap_or_default();
         if let Some(process) = function.env_process.as_ref().filter(|p| !p.is_empty()) {
             env.insert("fprocess".into(), process.clone());
         }
-        env.insert("port".into(), port.to_string());
+        env.insert("port".into(), FUNCTION_PORT.to_string());
         env.insert("bind_address".into(), "127.0.0.1".into());
-        let mut command = self.storage.lasting_command();
-        command.args(["run", "--isolation", "chroot"]);
-        if self.config.sandbox.is_some() {
-            command.args(["--cap-drop", DROPPED_CAPABILITY]);
+        let working_dir = config.working_dir.filter(|d| !d.is_empty());
+        let secrets: Vec<&String> = function.secrets.iter().flatten().collect();
+        let cgroups = Arc::new(ReplicaCgroups::create(&self.limits, container, function)?);
+        let started = self.spawn_confined(function, container, &env, &secrets, working_dir.as_deref(), &cgroups, &argv).await;
+        let (process, log_path, log) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                cgroups.remove().await;
+                return Err(error);
+            }
+        };
+        let mut process = Some(process);
+        let connected = async {
+            let namespace = open_network_namespace(process.as_ref().map_or(0, ChildProcess::id)).await?;
+            ReplicaBridge::start(namespace_dialer(namespace, FUNCTION_PORT)?).await
         }
-        for (name, value) in &env {
-            command.arg("--env").arg(format!("{name}={value}"));
-        }
-        for secret in function.secrets.iter().flatten() {
-            let path = self.secret_source(container, secret)?;
-            command.arg("--volume").arg(format!("{}:/var/openfaas/secrets/{secret}:ro", path.display()));
-        }
-        if let Some(dir) = config.working_dir.filter(|d| !d.is_empty()) {
-            command.arg("--workingdir").arg(dir);
-        }
-        command.arg(container).arg("--").args(&argv);
-        let log_path = self.config.logs.join(format!("function-{}.log", function.name));
-        let log = crate::line_stamps::stamped_log(&log_path, container)?;
-        command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).process_group(0);
-        let process = ChildProcess::spawn(&function.name, command, true)
-            .map_err(|e| RuntimeError::Buildah { step: "run", message: e.to_string() })?;
-        let mut replica = Replica { port, container: container.to_owned(), process };
+        .await;
+        let bridge = match connected {
+            Ok(bridge) => bridge,
+            Err(error) => {
+                if let Some(mut process) = process.take() {
+                    process.stop(Duration::from_secs(1)).await;
+                }
+                cgroups.remove().await;
+                return Err(error);
+            }
+        };
+        let memory_watch = watch_memory_kills(function.name.clone(), cgroups.clone(), log);
+        let process = process.take().expect("the process is still held");
+        let mut replica =
+            Replica { port: bridge.port, container: container.to_owned(), process, bridge, cgroups, memory_watch };
         let deadline = Instant::now() + self.config.start_timeout;
         let http = reqwest::Client::new();
+        let port = replica.port;
         loop {
             if let Some(status) = replica.process.try_wait()? {
-                let _ = self.remove(container).await;
-                return Err(RuntimeError::Exited { status: status.to_string(), log: log_tail(&log_path) });
+                let log = log_tail(&log_path);
+                self.stop(&mut replica).await;
+                return Err(RuntimeError::Exited { status: status.to_string(), log });
             }
             // Any HTTP answer means it listens (a function need not serve `/_/health`).
             let probe = http.get(format!("http://127.0.0.1:{port}/_/health")).timeout(Duration::from_secs(1)).send();
@@ -441,11 +492,379 @@ impl FunctionRuntime {
         }
     }
 
-    /// SIGTERM to the replica's process group, SIGKILL after a grace period, then its container is removed.
+    /// Starts `buildah run` for `container` in its own network namespace and `cgroups`, on a read-only root if the
+    /// deployment asks; answers the process, its log's path and a handle on the log for `ofc`'s own lines.
+    async fn spawn_confined(
+        &self,
+        function: &FunctionStatus,
+        container: &str,
+        env: &BTreeMap<String, String>,
+        secrets: &[&String],
+        working_dir: Option<&str>,
+        cgroups: &ReplicaCgroups,
+        argv: &[String],
+    ) -> Result<(ChildProcess, PathBuf, std::fs::File), RuntimeError> {
+        let mut confinement =
+            Confinement { own_network: true, cgroups: cgroups.procs_files(), read_only_root: None };
+        if function.read_only_root_filesystem {
+            let root = container_root(&self.config.root, container)?;
+            let mut mount_points: Vec<(PathBuf, bool)> = ["dev", "proc", "sys", "run", "tmp", "etc"]
+                .iter()
+                .map(|f| (PathBuf::from(f), true))
+                .chain(["etc/hosts", "etc/resolv.conf", "etc/hostname"].iter().map(|f| (PathBuf::from(f), false)))
+                .collect();
+            mount_points.extend(secrets.iter().map(|s| (PathBuf::from(format!("var/openfaas/secrets/{s}")), false)));
+            if let Some(dir) = working_dir {
+                mount_points.push((PathBuf::from(dir), true));
+            }
+            let user = self.config.sandbox.as_ref().map(|s| s.user.clone());
+            let prepared = root.clone();
+            tokio::task::spawn_blocking(move || prepare_read_only_root(&prepared, &mount_points, user.as_ref()))
+                .await
+                .map_err(|e| RuntimeError::Network(e.to_string()))??;
+            confinement.read_only_root = Some(ReadOnlyRoot { root, tmp_bytes: self.limits.tmp_bytes });
+        }
+        let mut command = self.storage.lasting_command(&confinement);
+        command.args(["run", "--isolation", "chroot"]);
+        if self.config.sandbox.is_some() {
+            command.args(["--cap-drop", DROPPED_CAPABILITY]);
+        }
+        for (name, value) in env {
+            command.arg("--env").arg(format!("{name}={value}"));
+        }
+        for secret in secrets {
+            let path = self.secret_source(container, secret)?;
+            command.arg("--volume").arg(format!("{}:/var/openfaas/secrets/{secret}:ro", path.display()));
+        }
+        if let Some(dir) = working_dir {
+            command.arg("--workingdir").arg(dir);
+        }
+        command.arg(container).arg("--").args(argv);
+        let log_path = self.config.logs.join(format!("function-{}.log", function.name));
+        let log = crate::line_stamps::stamped_log(&log_path, container)?;
+        let own_lines = log.try_clone()?;
+        command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).process_group(0);
+        let process = ChildProcess::spawn(&function.name, command, true)
+            .map_err(|e| RuntimeError::Buildah { step: "run", message: e.to_string() })?;
+        Ok((process, log_path, own_lines))
+    }
+
+    /// SIGTERM to the replica's process group, SIGKILL after a grace period, then its container and cgroups are
+    /// removed.
     pub async fn stop(&self, replica: &mut Replica) {
         replica.process.stop(Duration::from_secs(5)).await;
+        replica.memory_watch.abort();
+        replica.bridge.task.abort();
+        replica.cgroups.remove().await;
         if let Err(error) = self.remove(&replica.container).await {
             tracing::warn!(container = %replica.container, %error, "could not remove a stopped replica's container");
         }
     }
+}
+
+/// Limits every replica gets, as OpenFaaS on Kubernetes applies them to a function's pod.
+#[derive(Debug, Clone)]
+pub struct ReplicaLimits {
+    /// cgroup v1's mount point (`/sys/fs/cgroup`, with `memory`, `pids` and `cpu` under it).
+    pub cgroup_root: PathBuf,
+    /// Processes (threads included) one replica may have at once: a fork bomb stays inside its replica.
+    pub pids_max: u64,
+    /// The size of a read-only-root replica's writable `/tmp` (faas-netes mounts an `emptyDir` there).
+    pub tmp_bytes: u64,
+}
+
+impl Default for ReplicaLimits {
+    fn default() -> Self {
+        Self { cgroup_root: PathBuf::from("/sys/fs/cgroup"), pids_max: 256, tmp_bytes: 64 << 20 }
+    }
+}
+
+/// The folder under each cgroup controller that holds one cgroup per replica.
+const CGROUP_PARENT: &str = "ofc-replicas";
+
+/// A replica's cgroups (memory, pids, cpu), made before it starts and removed once it has stopped.
+#[derive(Debug)]
+struct ReplicaCgroups {
+    memory: PathBuf,
+    pids: PathBuf,
+    cpu: PathBuf,
+    /// The memory limit as the deployment wrote it, for the message when it is hit.
+    memory_limit: Option<String>,
+}
+
+/// A Kubernetes cpu quantity (`500m`, `0.5`, `2`) in thousandths of a cpu.
+fn parse_millicpu(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Some(milli) = value.strip_suffix('m') {
+        return milli.parse().ok().filter(|m| *m > 0);
+    }
+    let cpus: f64 = value.parse().ok()?;
+    // A quantity beyond a million cpus is a typo, not a machine.
+    (cpus > 0.0 && cpus < 1e6).then(|| {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let milli = (cpus * 1000.0).round() as u64;
+        milli.max(1)
+    })
+}
+
+impl ReplicaCgroups {
+    /// Makes `container`'s cgroups with the deployment's `limits` and the runtime's pids limit.
+    fn create(limits: &ReplicaLimits, container: &str, function: &FunctionStatus) -> Result<Self, RuntimeError> {
+        let resources = function.limits.clone().unwrap_or_default();
+        let memory_bytes = match resources.memory.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+            Some(text) => Some(shared::config::parse_bytes(text).filter(|b| *b >= 1 << 20).ok_or_else(|| {
+                RuntimeError::Limit { what: "memory", value: text.to_owned(), expected: "a size of 1Mi or more" }
+            })?),
+            None => None,
+        };
+        let millicpu = match resources.cpu.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+            Some(text) => Some(parse_millicpu(text).ok_or_else(|| RuntimeError::Limit {
+                what: "cpu",
+                value: text.to_owned(),
+                expected: "cpus such as 0.5 or 500m",
+            })?),
+            None => None,
+        };
+        let folder = |controller: &str| limits.cgroup_root.join(controller).join(CGROUP_PARENT).join(container);
+        let cgroups = Self {
+            memory: folder("memory"),
+            pids: folder("pids"),
+            cpu: folder("cpu"),
+            memory_limit: resources.memory.filter(|_| memory_bytes.is_some()),
+        };
+        let write = |folder: &Path, file: &str, value: String| {
+            std::fs::write(folder.join(file), value).map_err(|e| RuntimeError::Cgroup {
+                path: folder.join(file).display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        for folder in [&cgroups.memory, &cgroups.pids, &cgroups.cpu] {
+            std::fs::create_dir_all(folder).map_err(|e| RuntimeError::Cgroup {
+                path: folder.display().to_string(),
+                message: format!("{e} (replicas need cgroup v1's memory, pids and cpu controllers, run as root)"),
+            })?;
+        }
+        if let Some(bytes) = memory_bytes {
+            write(&cgroups.memory, "memory.limit_in_bytes", bytes.to_string())?;
+            // Without swap accounting the limit would push the function into swap instead of ending it.
+            if cgroups.memory.join("memory.memsw.limit_in_bytes").exists() {
+                write(&cgroups.memory, "memory.memsw.limit_in_bytes", bytes.to_string())?;
+            }
+        }
+        write(&cgroups.pids, "pids.max", limits.pids_max.to_string())?;
+        if let Some(milli) = millicpu {
+            write(&cgroups.cpu, "cpu.cfs_period_us", "100000".to_owned())?;
+            write(&cgroups.cpu, "cpu.cfs_quota_us", (milli * 100).max(1000).to_string())?;
+        }
+        Ok(cgroups)
+    }
+
+    /// The files the replica's first process writes itself into.
+    fn procs_files(&self) -> Vec<PathBuf> {
+        [&self.memory, &self.pids, &self.cpu].iter().map(|f| f.join("cgroup.procs")).collect()
+    }
+
+    /// How many processes the kernel has killed for going over the memory limit.
+    fn oom_kills(&self) -> u64 {
+        let text = std::fs::read_to_string(self.memory.join("memory.oom_control")).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// The processes in the replica now.
+    fn process_count(&self) -> u64 {
+        std::fs::read_to_string(self.pids.join("pids.current")).ok().and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Removes the cgroups once their processes are gone (a killed group takes a moment to empty).
+    async fn remove(&self) {
+        for folder in [&self.memory, &self.pids, &self.cpu] {
+            for _ in 0..50 {
+                if std::fs::remove_dir(folder).is_ok() || !folder.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if folder.exists() {
+                tracing::warn!(cgroup = %folder.display(), "a stopped replica's cgroup still has processes");
+            }
+        }
+    }
+}
+
+/// The container's root folder in vfs storage (`vfs/dir/<layer>`), from the storage's container list.
+fn container_root(storage: &Path, container: &str) -> Result<PathBuf, RuntimeError> {
+    #[derive(Deserialize)]
+    struct Stored {
+        #[serde(default)]
+        names: Vec<String>,
+        layer: String,
+    }
+    let missing = |message: String| RuntimeError::Buildah { step: "read-only root", message };
+    let list = std::fs::read(storage.join("storage/vfs-containers/containers.json"))
+        .map_err(|e| missing(format!("the storage's container list: {e}")))?;
+    let stored: Vec<Stored> =
+        serde_json::from_slice(&list).map_err(|e| missing(format!("the storage's container list: {e}")))?;
+    let layer = stored
+        .into_iter()
+        .find(|c| c.names.iter().any(|n| n == container))
+        .map(|c| c.layer)
+        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit()))
+        .ok_or_else(|| missing(format!("container {container} is not in the storage")))?;
+    Ok(storage.join("storage/vfs/dir").join(layer))
+}
+
+/// Creates what a read-only root must already hold (Buildah cannot create it once the root is read-only): the
+/// folders and files Buildah mounts over, the secrets' mount points and the working folder. Created as root, the
+/// new ones are given to the sandbox's user; an existing link on the way is refused, since root would follow it
+/// out of the image.
+fn prepare_read_only_root(
+    root: &Path,
+    mount_points: &[(PathBuf, bool)],
+    user: Option<&BuildUser>,
+) -> Result<(), RuntimeError> {
+    let refuse = |path: &Path, why: &str| RuntimeError::ReadOnlyRoot { path: path.display().to_string(), why: why.to_owned() };
+    for (target, is_folder) in mount_points {
+        let relative = target.strip_prefix("/").unwrap_or(target);
+        let mut here = root.to_owned();
+        let parts: Vec<_> = relative.components().collect();
+        for (index, part) in parts.iter().enumerate() {
+            let std::path::Component::Normal(name) = part else {
+                return Err(refuse(target, "is not a plain path"));
+            };
+            here.push(name);
+            let last = index + 1 == parts.len();
+            match std::fs::symlink_metadata(&here) {
+                Ok(meta) if meta.file_type().is_symlink() => return Err(refuse(target, "passes through a link")),
+                Ok(meta) if (!last || *is_folder) && !meta.is_dir() => return Err(refuse(target, "is not a folder")),
+                Ok(_) => {}
+                Err(_) => {
+                    if !last || *is_folder {
+                        std::fs::create_dir(&here)?;
+                    } else {
+                        std::fs::OpenOptions::new().write(true).create_new(true).open(&here)?;
+                    }
+                    if let Some(user) = user {
+                        std::os::unix::fs::lchown(&here, Some(user.uid), Some(user.gid))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens a replica's network namespace once `unshare` (pid `pid`) has made it: until then its namespace is still
+/// the host's.
+async fn open_network_namespace(pid: u32) -> Result<std::fs::File, RuntimeError> {
+    let own = std::fs::read_link("/proc/self/ns/net")?;
+    let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    for _ in 0..500 {
+        match std::fs::read_link(&path) {
+            Ok(theirs) if theirs != own => {
+                let file = std::fs::File::open(&path)?;
+                // Checked again through the open file: the pid could have exited and been reused meanwhile.
+                if std::fs::read_link(&path).is_ok_and(|now| now == theirs) {
+                    return Ok(file);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(RuntimeError::Network(format!("the replica ended before its network was made: {e}"))),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(RuntimeError::Network("the replica's network namespace was not made within 5 s".into()))
+}
+
+/// A request for a connection to the function inside its namespace, and where the answer goes.
+type Dial = tokio::sync::oneshot::Sender<std::io::Result<std::net::TcpStream>>;
+
+/// Connects to a replica inside its network namespace: a thread of its own enters the namespace (`setns`, which
+/// moves only the calling thread) and opens each connection there; a socket stays in the namespace it was made in.
+/// The thread ends when the replica's [`ReplicaBridge`] goes.
+fn namespace_dialer(namespace: std::fs::File, port: u16) -> Result<std::sync::mpsc::Sender<Dial>, RuntimeError> {
+    let (requests, received) = std::sync::mpsc::channel::<Dial>();
+    let (entered, entering) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("replica-netns".into()).spawn(move || {
+        use std::os::fd::AsFd as _;
+        let moved = rustix::thread::move_into_link_name_space(
+            namespace.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        );
+        let ok = moved.is_ok();
+        let _ = entered.send(moved.map_err(std::io::Error::from));
+        if !ok {
+            return;
+        }
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        for answer in received {
+            let _ = answer.send(std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)));
+        }
+    })?;
+    entering
+        .recv()
+        .map_err(|_| RuntimeError::Network("the namespace thread ended".into()))?
+        .map_err(|e| RuntimeError::Network(format!("entering the replica's network namespace: {e}")))?;
+    Ok(requests)
+}
+
+/// The gateway's way into a replica: a listener on the host's loopback whose every connection is joined to a new
+/// connection to the function's port inside its namespace. Stopped when dropped.
+#[derive(Debug)]
+struct ReplicaBridge {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplicaBridge {
+    async fn start(dialer: std::sync::mpsc::Sender<Dial>) -> Result<Self, RuntimeError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut incoming, _)) = listener.accept().await else { continue };
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                if dialer.send(answer).is_err() {
+                    return;
+                }
+                tokio::spawn(async move {
+                    let Ok(Ok(outgoing)) = answered.await else { return };
+                    if outgoing.set_nonblocking(true).is_err() {
+                        return;
+                    }
+                    let Ok(mut outgoing) = tokio::net::TcpStream::from_std(outgoing) else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut incoming, &mut outgoing).await;
+                });
+            }
+        });
+        Ok(Self { port, task })
+    }
+}
+
+impl Drop for ReplicaBridge {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Watches a replica's memory cgroup for kills over its limit: each is logged by `ofc` and written into the
+/// function's own log (which the dashboard shows), so a function that ends or fails for its limit says so.
+fn watch_memory_kills(
+    name: String,
+    cgroups: Arc<ReplicaCgroups>,
+    mut log: std::fs::File,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = cgroups.oom_kills();
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let kills = cgroups.oom_kills();
+            if kills > seen {
+                let limit = cgroups.memory_limit.clone().unwrap_or_else(|| "unset".into());
+                tracing::warn!(function = %name, limit = %limit, killed = kills - seen, "a replica's process was killed: over its memory limit");
+                let line = format!("ofc: {} process(es) killed: over the memory limit ({limit})\n", kills - seen);
+                let _ = std::io::Write::write_all(&mut log, line.as_bytes());
+                seen = kills;
+            }
+        }
+    })
 }

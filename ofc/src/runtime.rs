@@ -441,7 +441,8 @@ impl FunctionRuntime {
         let working_dir = config.working_dir.filter(|d| !d.is_empty());
         let secrets: Vec<&String> = function.secrets.iter().flatten().collect();
         let cgroups = Arc::new(ReplicaCgroups::create(&self.limits, container, function)?);
-        let started = self.spawn_confined(function, container, &env, &secrets, working_dir.as_deref(), &cgroups, &argv).await;
+        let started =
+            self.spawn_confined(function, container, &env, &secrets, working_dir.as_deref(), &cgroups, &argv).await;
         let (process, log_path, log) = match started {
             Ok(started) => started,
             Err(error) => {
@@ -504,8 +505,7 @@ impl FunctionRuntime {
         cgroups: &ReplicaCgroups,
         argv: &[String],
     ) -> Result<(ChildProcess, PathBuf, std::fs::File), RuntimeError> {
-        let mut confinement =
-            Confinement { own_network: true, cgroups: cgroups.procs_files(), read_only_root: None };
+        let mut confinement = Confinement { own_network: true, cgroups: cgroups.procs_files(), read_only_root: None };
         if function.read_only_root_filesystem {
             let root = container_root(&self.config.root, container)?;
             let mut mount_points: Vec<(PathBuf, bool)> = ["dev", "proc", "sys", "run", "tmp", "etc"]
@@ -582,15 +582,23 @@ impl Default for ReplicaLimits {
 /// The folder under each cgroup controller that holds one cgroup per replica.
 const CGROUP_PARENT: &str = "ofc-replicas";
 
-/// A replica's cgroups (memory, pids, cpu), made before it starts and removed once it has stopped.
+/// A replica's cgroups (memory, pids, cpu), made before it starts and removed once it has stopped. Everything the
+/// replica runs joins them at its start, Buildah's own processes included (so nothing runs outside them); the
+/// function's processes are then moved into `function`, a memory cgroup inside `memory` with exactly the
+/// deployment's limit, so Buildah's own memory does not count against the function.
 #[derive(Debug)]
 struct ReplicaCgroups {
     memory: PathBuf,
+    function: PathBuf,
     pids: PathBuf,
     cpu: PathBuf,
     /// The memory limit as the deployment wrote it, for the message when it is hit.
     memory_limit: Option<String>,
 }
+
+/// What Buildah's processes around a function take (its `run`, chroot runtime and exec helper, about 75 MiB
+/// resident, measured), allowed on top of the function's limit in the replica's outer memory cgroup.
+const BUILDAH_MEMORY_ALLOWANCE: u64 = 128 << 20;
 
 /// A Kubernetes cpu quantity (`500m`, `0.5`, `2`) in thousandths of a cpu.
 fn parse_millicpu(value: &str) -> Option<u64> {
@@ -628,6 +636,7 @@ impl ReplicaCgroups {
         let folder = |controller: &str| limits.cgroup_root.join(controller).join(CGROUP_PARENT).join(container);
         let cgroups = Self {
             memory: folder("memory"),
+            function: folder("memory").join("function"),
             pids: folder("pids"),
             cpu: folder("cpu"),
             memory_limit: resources.memory.filter(|_| memory_bytes.is_some()),
@@ -638,17 +647,22 @@ impl ReplicaCgroups {
                 message: e.to_string(),
             })
         };
-        for folder in [&cgroups.memory, &cgroups.pids, &cgroups.cpu] {
+        for folder in [&cgroups.memory, &cgroups.function, &cgroups.pids, &cgroups.cpu] {
             std::fs::create_dir_all(folder).map_err(|e| RuntimeError::Cgroup {
                 path: folder.display().to_string(),
                 message: format!("{e} (replicas need cgroup v1's memory, pids and cpu controllers, run as root)"),
             })?;
         }
+        // Pages a function touched before it was moved go with it where the kernel still can (newer ones refuse;
+        // the function is moved within 100 ms of starting, and what it touched before stays under the outer limit).
+        let _ = std::fs::write(cgroups.function.join("memory.move_charge_at_immigrate"), "3");
         if let Some(bytes) = memory_bytes {
-            write(&cgroups.memory, "memory.limit_in_bytes", bytes.to_string())?;
-            // Without swap accounting the limit would push the function into swap instead of ending it.
-            if cgroups.memory.join("memory.memsw.limit_in_bytes").exists() {
-                write(&cgroups.memory, "memory.memsw.limit_in_bytes", bytes.to_string())?;
+            for (folder, limit) in [(&cgroups.memory, bytes + BUILDAH_MEMORY_ALLOWANCE), (&cgroups.function, bytes)] {
+                write(folder, "memory.limit_in_bytes", limit.to_string())?;
+                // Without swap accounting the limit would push the function into swap instead of ending it.
+                if folder.join("memory.memsw.limit_in_bytes").exists() {
+                    write(folder, "memory.memsw.limit_in_bytes", limit.to_string())?;
+                }
             }
         }
         write(&cgroups.pids, "pids.max", limits.pids_max.to_string())?;
@@ -664,10 +678,32 @@ impl ReplicaCgroups {
         [&self.memory, &self.pids, &self.cpu].iter().map(|f| f.join("cgroup.procs")).collect()
     }
 
-    /// How many processes the kernel has killed for going over the memory limit.
+    /// How many processes the kernel has killed for going over the memory limit (the function's or, for a
+    /// process that left it, the replica's).
     fn oom_kills(&self) -> u64 {
-        let text = std::fs::read_to_string(self.memory.join("memory.oom_control")).unwrap_or_default();
-        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+        let kills = |folder: &Path| -> u64 {
+            let text = std::fs::read_to_string(folder.join("memory.oom_control")).unwrap_or_default();
+            text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+        };
+        kills(&self.memory) + kills(&self.function)
+    }
+
+    /// Moves the function's processes into its own memory cgroup: those inside the container's root whose parent
+    /// is inside it too (Buildah's exec helper, whose parent is outside, stays). Children are born in their
+    /// parent's cgroup, so once moved the function's new processes start there.
+    fn adopt_function_processes(&self) {
+        let procs = std::fs::read_to_string(self.memory.join("cgroup.procs")).unwrap_or_default();
+        let chrooted = |pid: &str| std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r != Path::new("/"));
+        let parent = |pid: &str| -> Option<String> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some(stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(1)?.to_owned())
+        };
+        for pid in procs.lines().map(str::trim).filter(|p| !p.is_empty()) {
+            if chrooted(pid) && parent(pid).is_some_and(|p| chrooted(&p)) {
+                // A process that has just exited cannot be moved; nothing is lost.
+                let _ = std::fs::write(self.function.join("cgroup.procs"), pid);
+            }
+        }
     }
 
     /// The processes in the replica now.
@@ -677,7 +713,7 @@ impl ReplicaCgroups {
 
     /// Removes the cgroups once their processes are gone (a killed group takes a moment to empty).
     async fn remove(&self) {
-        for folder in [&self.memory, &self.pids, &self.cpu] {
+        for folder in [&self.function, &self.memory, &self.pids, &self.cpu] {
             for _ in 0..50 {
                 if std::fs::remove_dir(folder).is_ok() || !folder.exists() {
                     break;
@@ -722,7 +758,8 @@ fn prepare_read_only_root(
     mount_points: &[(PathBuf, bool)],
     user: Option<&BuildUser>,
 ) -> Result<(), RuntimeError> {
-    let refuse = |path: &Path, why: &str| RuntimeError::ReadOnlyRoot { path: path.display().to_string(), why: why.to_owned() };
+    let refuse =
+        |path: &Path, why: &str| RuntimeError::ReadOnlyRoot { path: path.display().to_string(), why: why.to_owned() };
     for (target, is_folder) in mount_points {
         let relative = target.strip_prefix("/").unwrap_or(target);
         let mut here = root.to_owned();
@@ -846,8 +883,9 @@ impl Drop for ReplicaBridge {
     }
 }
 
-/// Watches a replica's memory cgroup for kills over its limit: each is logged by `ofc` and written into the
-/// function's own log (which the dashboard shows), so a function that ends or fails for its limit says so.
+/// Moves the function's new processes into its memory cgroup and watches for kills over its limit: each is logged
+/// by `ofc` and written into the function's own log (which the dashboard shows), so a function that ends or fails
+/// for its limit says so.
 fn watch_memory_kills(
     name: String,
     cgroups: Arc<ReplicaCgroups>,
@@ -856,7 +894,8 @@ fn watch_memory_kills(
     tokio::spawn(async move {
         let mut seen = cgroups.oom_kills();
         loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            cgroups.adopt_function_processes();
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let kills = cgroups.oom_kills();
             if kills > seen {
                 let limit = cgroups.memory_limit.clone().unwrap_or_else(|| "unset".into());

@@ -1,0 +1,32 @@
+# The isolation test's function (`fprocess`): the request body names what to try; each answer line says what happened.
+/bin/busybox mkdir -p /tmp/bin && /bin/busybox --install -s /tmp/bin
+export PATH=/tmp/bin
+read -r action
+reach() {
+  if printf 'GET /%s HTTP/1.0\r\n\r\n' "$2" | nc -w 3 127.0.0.1 "$1" >/tmp/out 2>/tmp/err; then
+    echo "REACH $3: reached $(head -n 1 /tmp/out)"
+  else
+    echo "REACH $3: $(tail -n 1 /tmp/err)"
+  fi
+}
+case "$action" in
+  network)
+    reach "$REGISTRY_PORT" v2/_catalog registry
+    reach "$GATEWAY_PORT" system/functions gateway-system
+    reach "$HOST_PORT" "" host-listener
+    for port in $OTHER_PORTS; do reach "$port" "" "other-replica-$port"; done
+    echo "INTERFACES: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')" ;;
+  write-root)
+    if echo x > /written 2>/tmp/err; then echo "ROOT: written"; else echo "ROOT: $(tail -n 1 /tmp/err)"; fi ;;
+  fill-tmp)
+    dd if=/dev/zero of=/tmp/fill bs=1024 count=16384 2>/tmp/err
+    echo "TMP: $(grep -i 'space' /tmp/err | tail -n 1)"
+    rm -f /tmp/fill ;;
+  memory)
+    x=$(head -c 100000000 /dev/zero | tr '\0' a)
+    echo "MEMORY: kept ${#x} bytes" ;;
+  fork-bomb)
+    # A refused fork ends a busybox shell, so the loop runs in a subshell; the answer needs no fork.
+    (i=0; while [ $i -lt 400 ]; do sleep 15 </dev/null >/dev/null 2>&1 & i=$((i + 1)); done) 2>/dev/null
+    echo "FORK: done" ;;
+esac

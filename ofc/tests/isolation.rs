@@ -194,3 +194,56 @@ fn own_listening_ports() -> Vec<u16> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_function_is_held_to_its_limits_and_the_host_keeps_working() {
+    build_user();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let registry = RegistryProcess::start(&dir.path().join("registry")).await.unwrap();
+    let image = push_probe(dir.path(), &registry.host_port()).await;
+    let limits = ReplicaLimits { pids_max: 96, tmp_bytes: 8 << 20, ..ReplicaLimits::default() };
+    let (gateway, served) = gateway(dir.path(), limits).await;
+    let http = reqwest::Client::new();
+    let name = "limited-probe";
+    let mut deployment = probe_deployment(name, &image);
+    deployment.limits = Some(FunctionResources { memory: Some("40Mi".into()), cpu: Some("250m".into()) });
+    deployment.read_only_root_filesystem = true;
+    deploy(&http, &served, &deployment).await;
+
+    let (status, answer) = invoke(&http, &served, name, "write-root").await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(line(&answer, "ROOT: ").contains("Read-only file system"), "{answer}");
+
+    let (_, answer) = invoke(&http, &served, name, "fill-tmp").await;
+    assert!(line(&answer, "TMP: ").contains("No space left on device"), "/tmp holds 8 MiB: {answer}");
+
+    assert_eq!(read_number(&replica_cgroup("cpu", name).join("cpu.cfs_quota_us")), 25_000, "250m of a cpu");
+    let memory = replica_cgroup("memory", name).join("function");
+    assert_eq!(read_number(&memory.join("memory.limit_in_bytes")), 40 << 20);
+
+    // Over the limit: the kernel kills the function's process, and its log and ofc's say why.
+    let (status, answer) = invoke(&http, &served, name, "memory").await;
+    assert!(!answer.contains("MEMORY: kept"), "a 100 MB string does not fit in 40Mi: {status} {answer}");
+    let log = dir.path().join("logs").join(format!("function-{name}.log"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("over the memory limit (40Mi)") {
+        assert!(Instant::now() < deadline, "the function's log says it was killed over its limit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(read_number(&memory.join("memory.max_usage_in_bytes")) <= 40 << 20);
+
+    // A fork bomb: the replica's processes stop at its pids limit, and the host still starts processes.
+    let pids = replica_cgroup("pids", name);
+    let (_, answer) = invoke(&http, &served, name, "fork-bomb").await;
+    assert!(answer.contains("FORK: done"), "{answer}");
+    assert!(read_number(&pids.join("pids.current")) <= 96, "the replica's processes are capped");
+    let refused = std::fs::read_to_string(pids.join("pids.events")).unwrap();
+    let refused: u64 = refused.lines().find_map(|l| l.strip_prefix("max ")).unwrap().trim().parse().unwrap();
+    assert!(refused > 0, "forks past the limit were refused");
+    assert!(std::process::Command::new("true").status().unwrap().success(), "the host still starts processes");
+
+    gateway.stop_functions().await;
+    assert!(!pids.exists(), "the replica's cgroups go with it");
+    drop(registry);
+}

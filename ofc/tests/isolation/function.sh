@@ -17,10 +17,11 @@ case "$action" in
     for port in $OTHER_PORTS; do reach "$port" "" "other-replica-$port"; done
     echo "INTERFACES: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')" ;;
   write-root)
-    if echo x > /written 2>/tmp/err; then echo "ROOT: written"; else echo "ROOT: $(tail -n 1 /tmp/err)"; fi ;;
+    if { echo x > /written; } 2>/tmp/err; then echo "ROOT: written"; else echo "ROOT: $(tail -n 1 /tmp/err)"; fi ;;
   fill-tmp)
-    dd if=/dev/zero of=/tmp/fill bs=1024 count=16384 2>/tmp/err
-    echo "TMP: $(grep -i 'space' /tmp/err | tail -n 1)"
+    # Its message cannot go to a file in the full /tmp.
+    failed=$(dd if=/dev/zero of=/tmp/fill bs=1024 count=16384 2>&1 >/dev/null | grep -i space)
+    echo "TMP: $failed"
     rm -f /tmp/fill ;;
   memory)
     x=$(head -c 100000000 /dev/zero | tr '\0' a)

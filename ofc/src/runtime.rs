@@ -326,6 +326,14 @@ struct OciConfig {
     working_dir: Option<String>,
 }
 
+/// How a replica's container is run: what `buildah run` is given besides the walls.
+struct Launch {
+    env: BTreeMap<String, String>,
+    secrets: Vec<String>,
+    working_dir: Option<String>,
+    argv: Vec<String>,
+}
+
 /// The last lines of a log, for an error message.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -438,11 +446,14 @@ impl FunctionRuntime {
         }
         env.insert("port".into(), FUNCTION_PORT.to_string());
         env.insert("bind_address".into(), "127.0.0.1".into());
-        let working_dir = config.working_dir.filter(|d| !d.is_empty());
-        let secrets: Vec<&String> = function.secrets.iter().flatten().collect();
+        let launch = Launch {
+            env,
+            secrets: function.secrets.clone().unwrap_or_default(),
+            working_dir: config.working_dir.filter(|d| !d.is_empty()),
+            argv,
+        };
         let cgroups = Arc::new(ReplicaCgroups::create(&self.limits, container, function)?);
-        let started =
-            self.spawn_confined(function, container, &env, &secrets, working_dir.as_deref(), &cgroups, &argv).await;
+        let started = self.spawn_confined(function, container, &launch, &cgroups).await;
         let (process, log_path, log) = match started {
             Ok(started) => started,
             Err(error) => {
@@ -499,12 +510,10 @@ impl FunctionRuntime {
         &self,
         function: &FunctionStatus,
         container: &str,
-        env: &BTreeMap<String, String>,
-        secrets: &[&String],
-        working_dir: Option<&str>,
+        launch: &Launch,
         cgroups: &ReplicaCgroups,
-        argv: &[String],
     ) -> Result<(ChildProcess, PathBuf, std::fs::File), RuntimeError> {
+        let Launch { env, secrets, working_dir, argv } = launch;
         let mut confinement = Confinement { own_network: true, cgroups: cgroups.procs_files(), read_only_root: None };
         if function.read_only_root_filesystem {
             let root = container_root(&self.config.root, container)?;
@@ -515,7 +524,7 @@ impl FunctionRuntime {
                 .collect();
             mount_points.extend(secrets.iter().map(|s| (PathBuf::from(format!("var/openfaas/secrets/{s}")), false)));
             if let Some(dir) = working_dir {
-                mount_points.push((PathBuf::from(dir), true));
+                mount_points.push((PathBuf::from(dir.trim_start_matches('/')), true));
             }
             let user = self.config.sandbox.as_ref().map(|s| s.user.clone());
             let prepared = root.clone();

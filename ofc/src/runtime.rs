@@ -58,6 +58,10 @@ pub enum RuntimeError {
 /// The port the function listens on inside its own network namespace (the watchdog's default).
 const FUNCTION_PORT: u16 = 8080;
 
+/// Where a replica reaches the gateway's function routes inside its namespace (OpenFaaS's usual gateway port).
+pub const GATEWAY_URL_IN_REPLICA: &str = "http://127.0.0.1:31112/";
+const GATEWAY_PORT_IN_REPLICA: u16 = 31112;
+
 /// Where and how replicas run.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -274,6 +278,8 @@ pub struct FunctionRuntime {
     config: RuntimeConfig,
     storage: BuildahStorage,
     limits: ReplicaLimits,
+    /// The gateway's base URL on the host, whose public function routes each replica reaches at its `gateway_url`.
+    gateway: std::sync::OnceLock<String>,
     /// Makes container names unique within this run.
     next: AtomicU64,
 }
@@ -355,7 +361,20 @@ impl FunctionRuntime {
             std::fs::create_dir_all(&config.root)?;
             BuildahStorage::new(&config.root)
         };
-        Ok(Self { storage, config, limits: ReplicaLimits::default(), next: AtomicU64::new(0) })
+        Ok(Self {
+            storage,
+            config,
+            limits: ReplicaLimits::default(),
+            gateway: std::sync::OnceLock::new(),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Gives replicas started from now on the gateway at `base_url` (`http://127.0.0.1:PORT/`): its `/function/`
+    /// and `/async-function/` routes, and nothing else of it, answer inside each replica's namespace at
+    /// [`GATEWAY_URL_IN_REPLICA`], which the function's `gateway_url` names. Set once; later calls are ignored.
+    pub fn set_gateway(&self, base_url: &str) {
+        let _ = self.gateway.set(format!("{}/", base_url.trim_end_matches('/')));
     }
 
     /// The same runtime with other replica limits than [`ReplicaLimits::default`].
@@ -446,6 +465,9 @@ impl FunctionRuntime {
         }
         env.insert("port".into(), FUNCTION_PORT.to_string());
         env.insert("bind_address".into(), "127.0.0.1".into());
+        if self.gateway.get().is_some() {
+            env.entry("gateway_url".into()).or_insert_with(|| GATEWAY_URL_IN_REPLICA.to_owned());
+        }
         let launch = Launch {
             env,
             secrets: function.secrets.clone().unwrap_or_default(),
@@ -461,24 +483,16 @@ impl FunctionRuntime {
                 return Err(error);
             }
         };
-        let mut process = Some(process);
-        let connected = async {
-            let namespace = open_network_namespace(process.as_ref().map_or(0, ChildProcess::id)).await?;
-            ReplicaBridge::start(namespace_dialer(namespace, FUNCTION_PORT)?).await
-        }
-        .await;
-        let bridge = match connected {
+        let bridge = match self.connect(process.id()).await {
             Ok(bridge) => bridge,
             Err(error) => {
-                if let Some(mut process) = process.take() {
-                    process.stop(Duration::from_secs(1)).await;
-                }
+                let mut process = process;
+                process.stop(Duration::from_secs(1)).await;
                 cgroups.remove().await;
                 return Err(error);
             }
         };
         let memory_watch = watch_memory_kills(function.name.clone(), cgroups.clone(), log);
-        let process = process.take().expect("the process is still held");
         let mut replica =
             Replica { port: bridge.port, container: container.to_owned(), process, bridge, cgroups, memory_watch };
         let deadline = Instant::now() + self.config.start_timeout;
@@ -502,6 +516,19 @@ impl FunctionRuntime {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The bridge into the network namespace `unshare` (pid `pid`) makes for a replica, and the gateway's function
+    /// routes inside it when the gateway is known.
+    async fn connect(&self, pid: u32) -> Result<ReplicaBridge, RuntimeError> {
+        let namespace = open_network_namespace(pid).await?;
+        let gateway = self.gateway.get().cloned();
+        let (dialer, listener) = namespace_dialer(namespace, FUNCTION_PORT, gateway.is_some())?;
+        let forwarder = match (listener, gateway) {
+            (Some(listener), Some(gateway)) => Some(serve_gateway_routes(listener, gateway)?),
+            _ => None,
+        };
+        ReplicaBridge::start(dialer, forwarder).await
     }
 
     /// Starts `buildah run` for `container` in its own network namespace and `cgroups`, on a read-only root if the
@@ -563,7 +590,7 @@ impl FunctionRuntime {
     pub async fn stop(&self, replica: &mut Replica) {
         replica.process.stop(Duration::from_secs(5)).await;
         replica.memory_watch.abort();
-        replica.bridge.task.abort();
+        replica.bridge.stop();
         replica.cgroups.remove().await;
         if let Err(error) = self.remove(&replica.container).await {
             tracing::warn!(container = %replica.container, %error, "could not remove a stopped replica's container");
@@ -826,8 +853,13 @@ type Dial = tokio::sync::oneshot::Sender<std::io::Result<std::net::TcpStream>>;
 
 /// Connects to a replica inside its network namespace: a thread of its own enters the namespace (`setns`, which
 /// moves only the calling thread) and opens each connection there; a socket stays in the namespace it was made in.
-/// The thread ends when the replica's [`ReplicaBridge`] goes.
-fn namespace_dialer(namespace: std::fs::File, port: u16) -> Result<std::sync::mpsc::Sender<Dial>, RuntimeError> {
+/// With `gateway_routes` it first binds the listener the function reaches the gateway's routes on. The thread ends
+/// when the replica's [`ReplicaBridge`] goes.
+fn namespace_dialer(
+    namespace: std::fs::File,
+    port: u16,
+    gateway_routes: bool,
+) -> Result<(std::sync::mpsc::Sender<Dial>, Option<std::net::TcpListener>), RuntimeError> {
     let (requests, received) = std::sync::mpsc::channel::<Dial>();
     let (entered, entering) = std::sync::mpsc::channel();
     std::thread::Builder::new().name("replica-netns".into()).spawn(move || {
@@ -835,9 +867,13 @@ fn namespace_dialer(namespace: std::fs::File, port: u16) -> Result<std::sync::mp
         let moved = rustix::thread::move_into_link_name_space(
             namespace.as_fd(),
             Some(rustix::thread::LinkNameSpaceType::Network),
-        );
-        let ok = moved.is_ok();
-        let _ = entered.send(moved.map_err(std::io::Error::from));
+        )
+        .map_err(std::io::Error::from);
+        let ready = moved.and_then(|()| {
+            gateway_routes.then(|| std::net::TcpListener::bind(("127.0.0.1", GATEWAY_PORT_IN_REPLICA))).transpose()
+        });
+        let ok = ready.is_ok();
+        let _ = entered.send(ready);
         if !ok {
             return;
         }
@@ -846,11 +882,83 @@ fn namespace_dialer(namespace: std::fs::File, port: u16) -> Result<std::sync::mp
             let _ = answer.send(std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)));
         }
     })?;
-    entering
+    let listener = entering
         .recv()
         .map_err(|_| RuntimeError::Network("the namespace thread ended".into()))?
         .map_err(|e| RuntimeError::Network(format!("entering the replica's network namespace: {e}")))?;
-    Ok(requests)
+    Ok((requests, listener))
+}
+
+/// Serves the gateway's public function routes on `listener` (inside a replica's namespace) by passing each call
+/// on to the gateway at `gateway`; any other path, the `/system` API included, is refused here.
+fn serve_gateway_routes(
+    listener: std::net::TcpListener,
+    gateway: String,
+) -> Result<tokio::task::JoinHandle<()>, RuntimeError> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let http = reqwest::Client::new();
+    let router = axum::Router::new()
+        .fallback(move |request: axum::extract::Request| forward_to_gateway(http.clone(), gateway.clone(), request));
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    }))
+}
+
+/// Whether a function may call `path` on the gateway: a function route, with no dot segment (plain or encoded)
+/// or backslash that URL parsing would turn into another route.
+fn is_function_route(path: &str) -> bool {
+    let routed = path.starts_with("/function/") || path.starts_with("/async-function/");
+    let sneaky = path.contains('\\')
+        || path.split('/').any(|segment| {
+            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+            decoded == "." || decoded == ".."
+        });
+    routed && !sneaky
+}
+
+/// One call from a function to the gateway's function routes, passed on with its method, headers and body.
+async fn forward_to_gateway(
+    http: reqwest::Client,
+    gateway: String,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let refused = (
+        axum::http::StatusCode::NOT_FOUND,
+        "only the gateway's /function/ and /async-function/ routes are reachable from a function\n",
+    );
+    let path = request.uri().path().to_owned();
+    if !is_function_route(&path) {
+        return refused.into_response();
+    }
+    let target =
+        format!("{gateway}{}", request.uri().path_and_query().map_or("", |p| p.as_str()).trim_start_matches('/'));
+    match reqwest::Url::parse(&target) {
+        Ok(url) if is_function_route(url.path()) => {}
+        _ => return refused.into_response(),
+    }
+    let (parts, body) = request.into_parts();
+    let mut upstream = http.request(parts.method, &target).body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "connection" | "keep-alive" | "transfer-encoding" | "te" | "upgrade" | "host") {
+            upstream = upstream.header(name, value);
+        }
+    }
+    match upstream.send().await {
+        Ok(answer) => {
+            let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                if !matches!(name.as_str(), "connection" | "keep-alive" | "transfer-encoding") {
+                    response = response.header(name.as_str(), value.as_bytes());
+                }
+            }
+            response
+                .body(axum::body::Body::from_stream(answer.bytes_stream()))
+                .unwrap_or_else(|_| axum::http::StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(_) => (axum::http::StatusCode::BAD_GATEWAY, "the gateway did not answer\n").into_response(),
+    }
 }
 
 /// The gateway's way into a replica: a listener on the host's loopback whose every connection is joined to a new
@@ -859,12 +967,29 @@ fn namespace_dialer(namespace: std::fs::File, port: u16) -> Result<std::sync::mp
 struct ReplicaBridge {
     port: u16,
     task: tokio::task::JoinHandle<()>,
+    /// The gateway's function routes inside the namespace, when the runtime knows the gateway.
+    forwarder: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ReplicaBridge {
-    async fn start(dialer: std::sync::mpsc::Sender<Dial>) -> Result<Self, RuntimeError> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let port = listener.local_addr()?.port();
+    async fn start(
+        dialer: std::sync::mpsc::Sender<Dial>,
+        forwarder: Option<tokio::task::JoinHandle<()>>,
+    ) -> Result<Self, RuntimeError> {
+        let bound = async {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+            let port = listener.local_addr()?.port();
+            Ok::<_, std::io::Error>((listener, port))
+        };
+        let (listener, port) = match bound.await {
+            Ok(bound) => bound,
+            Err(error) => {
+                if let Some(forwarder) = &forwarder {
+                    forwarder.abort();
+                }
+                return Err(error.into());
+            }
+        };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut incoming, _)) = listener.accept().await else { continue };
@@ -882,13 +1007,20 @@ impl ReplicaBridge {
                 });
             }
         });
-        Ok(Self { port, task })
+        Ok(Self { port, task, forwarder })
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.abort();
+        }
     }
 }
 
 impl Drop for ReplicaBridge {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 

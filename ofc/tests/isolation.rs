@@ -47,6 +47,15 @@ async fn push_probe(dir: &Path, registry: &str) -> String {
 
 /// A gateway whose runtime runs replicas sandboxed as the build user with `limits`.
 async fn gateway(dir: &Path, limits: ReplicaLimits) -> (Gateway, testkit::ServedFunction) {
+    let (gateway, served, _) = gateway_and_runtime(dir, limits).await;
+    (gateway, served)
+}
+
+/// [`gateway`], with the runtime, which gives replicas the gateway's function routes.
+async fn gateway_and_runtime(
+    dir: &Path,
+    limits: ReplicaLimits,
+) -> (Gateway, testkit::ServedFunction, Arc<FunctionRuntime>) {
     let secrets = dir.join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -60,11 +69,13 @@ async fn gateway(dir: &Path, limits: ReplicaLimits) -> (Gateway, testkit::Served
     })
     .unwrap()
     .with_limits(limits);
+    let runtime = Arc::new(runtime);
     let mut config = GatewayConfig::new(&dir.join("gateway"), "admin", "pw");
-    config.runtime = Some(Arc::new(runtime));
+    config.runtime = Some(runtime.clone());
     let gateway = Gateway::new(config).unwrap();
     let served = testkit::ServedFunction::serve(gateway.router()).await;
-    (gateway, served)
+    runtime.set_gateway(&served.url());
+    (gateway, served, runtime)
 }
 
 fn probe_deployment(name: &str, image: &str) -> FunctionDeployment {
@@ -162,6 +173,12 @@ async fn a_running_function_reaches_nothing_listening_on_the_host() {
     for target in targets {
         let outcome = line(&answer, &format!("REACH {target}: "));
         assert!(outcome.contains("Connection refused"), "{target} is unreachable from the function: {answer}");
+    }
+    // What it is given on purpose: the gateway's function routes at its gateway_url, and nothing else of it.
+    assert!(line(&answer, "REACH function-route: ").contains("200 OK"), "{answer}");
+    for refused in ["system-route", "dot-segments", "encoded-dot-segments"] {
+        let outcome = line(&answer, &format!("REACH {refused}: "));
+        assert!(outcome.contains("404 Not Found"), "{refused} is refused by the function routes' forwarder: {answer}");
     }
     assert_eq!(line(&answer, "INTERFACES: ").trim(), "lo", "the function's namespace has only lo: {answer}");
     assert!(listener.accept().is_err(), "nothing reached the host's listener");

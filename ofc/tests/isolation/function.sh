@@ -3,11 +3,16 @@
 export PATH=/tmp/bin
 read -r action
 reach() {
-  if printf 'GET /%s HTTP/1.0\r\n\r\n' "$2" | nc -w 3 127.0.0.1 "$1" >/tmp/out 2>/tmp/err; then
-    echo "REACH $3: reached $(head -n 1 /tmp/out)"
+  if printf 'GET /%s HTTP/1.0\r\n\r\n' "$2" | nc -w 10 127.0.0.1 "$1" >/tmp/out 2>/tmp/err; then
+    echo "REACH $3: reached $(head -n 1 /tmp/out) ($(wc -c < /tmp/out) bytes)"
   else
     echo "REACH $3: $(tail -n 1 /tmp/err)"
   fi
+}
+# A whole call: the request's end is not sent as a half-close, which an HTTP server takes for the caller leaving.
+call() {
+  { printf 'GET /%s HTTP/1.0\r\n\r\n' "$2"; sleep 5; } | nc -w 10 127.0.0.1 "$1" >/tmp/out 2>/tmp/err
+  echo "REACH $3: $(head -n 1 /tmp/out)$(tail -n 1 /tmp/err)"
 }
 case "$action" in
   network)
@@ -15,6 +20,11 @@ case "$action" in
     reach "$GATEWAY_PORT" system/functions gateway-system
     reach "$HOST_PORT" "" host-listener
     for port in $OTHER_PORTS; do reach "$port" "" "other-replica-$port"; done
+    gateway_port=${gateway_url#http://127.0.0.1:}; gateway_port=${gateway_port%/}
+    call "$gateway_port" function/other-probe function-route
+    reach "$gateway_port" system/functions system-route
+    reach "$gateway_port" function/../system/functions dot-segments
+    reach "$gateway_port" function/%2e%2e/system/functions encoded-dot-segments
     echo "INTERFACES: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')" ;;
   write-root)
     if { echo x > /written; } 2>/tmp/err; then echo "ROOT: written"; else echo "ROOT: $(tail -n 1 /tmp/err)"; fi ;;

@@ -1048,3 +1048,64 @@ fn watch_memory_kills(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kubernetes_cpu_quantities() {
+        assert_eq!(parse_millicpu("250m"), Some(250));
+        assert_eq!(parse_millicpu("0.5"), Some(500));
+        assert_eq!(parse_millicpu("2"), Some(2000));
+        for bad in ["", "0", "0m", "-1", "lots", "1e9", "NaN"] {
+            assert_eq!(parse_millicpu(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_limit_stops_the_start_naming_it() {
+        let limits = ReplicaLimits { cgroup_root: PathBuf::from("/nonexistent"), ..ReplicaLimits::default() };
+        let mut function = FunctionStatus { name: "f".into(), image: "i".into(), ..FunctionStatus::default() };
+        function.limits = Some(shared::event::FunctionResources { memory: Some("lots".into()), cpu: None });
+        let error = ReplicaCgroups::create(&limits, "c", &function).unwrap_err().to_string();
+        assert!(error.contains("limits.memory `lots`"), "{error}");
+        function.limits = Some(shared::event::FunctionResources { memory: None, cpu: Some("fast".into()) });
+        let error = ReplicaCgroups::create(&limits, "c", &function).unwrap_err().to_string();
+        assert!(error.contains("limits.cpu `fast`"), "{error}");
+    }
+
+    #[test]
+    fn only_function_routes_are_forwarded_to_the_gateway() {
+        for allowed in ["/function/echo", "/function/echo/a/b", "/async-function/echo"] {
+            assert!(is_function_route(allowed), "{allowed}");
+        }
+        for refused in [
+            "/system/functions",
+            "/function",
+            "/ui/",
+            "/function/../system/functions",
+            "/function/%2e%2e/system/functions",
+            "/function/%2E./system",
+            "/function/./x",
+            "/function/..\\system",
+        ] {
+            assert!(!is_function_route(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_read_only_root_is_prepared_without_following_the_image_s_links() {
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", root.path().join("etc")).unwrap();
+        let error =
+            prepare_read_only_root(root.path(), &[(PathBuf::from("etc/hosts"), false)], None).unwrap_err().to_string();
+        assert!(error.contains("passes through a link"), "{error}");
+        assert!(!Path::new("/hosts").exists());
+        let points = [(PathBuf::from("run"), true), (PathBuf::from("var/openfaas/secrets/key"), false)];
+        prepare_read_only_root(root.path(), &points, None).unwrap();
+        assert!(root.path().join("run").is_dir() && root.path().join("var/openfaas/secrets/key").is_file());
+        let error = prepare_read_only_root(root.path(), &[(PathBuf::from("../x"), true)], None).unwrap_err();
+        assert!(error.to_string().contains("not a plain path"), "{error}");
+    }
+}

@@ -276,6 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn a_confined_call_gets_its_own_network_cgroups_and_read_only_root_before_the_program() {
+        let user = BuildUser { name: "u".into(), uid: 999, gid: 995, home: PathBuf::from("/") };
+        let text = |args: Vec<OsString>| args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>();
+        let plain = text(user.unshare_args(Path::new("/d"), "buildah"));
+        assert!(!plain.contains(&"--net".to_owned()) && !plain.contains(&"loopback".to_owned()));
+        let confinement = Confinement {
+            own_network: true,
+            cgroups: vec![PathBuf::from("/cg/memory/r/cgroup.procs")],
+            read_only_root: Some(ReadOnlyRoot { root: PathBuf::from("/s/root"), tmp_bytes: 1024 }),
+        };
+        let args = text(unshare_args(Some(&user), Some(Path::new("/d")), &confinement, "buildah"));
+        assert_eq!(&args[..4], ["--pid", "--fork", "--mount-proc", "--net"]);
+        let steps = args.iter().skip_while(|a| *a != "sh").skip(4).cloned().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            steps,
+            "dev /d join /cg/memory/r/cgroup.procs loopback read-only /s/root 1024 999:995 user u -- buildah"
+        );
+        let as_root = text(unshare_args(None, None, &Confinement::default(), "buildah"));
+        assert_eq!(as_root.last().map(String::as_str), Some("buildah"));
+        assert!(!as_root.contains(&"user".to_owned()) && !as_root.contains(&"dev".to_owned()));
+    }
+
+    #[test]
     fn names_the_folder_the_user_cannot_pass() {
         use std::os::unix::fs::PermissionsExt as _;
         let user = BuildUser { name: "u".into(), uid: 4_000_000, gid: 4_000_000, home: PathBuf::from("/") };

@@ -428,6 +428,7 @@ impl FunctionRuntime {
         if self.config.sandbox.is_some() {
             let _ = std::fs::remove_dir_all(self.config.root.join("secrets"));
         }
+        remove_leftover_cgroups(&self.limits.cgroup_root);
     }
 
     /// Pulls the function's image, starts it, and waits until it answers on its port.
@@ -763,6 +764,22 @@ impl ReplicaCgroups {
     }
 }
 
+/// Removes the replica cgroups an `ofc` that was killed left behind: those whose container name
+/// (`ofc-<function>-<pid>-<n>`) names a process that no longer runs. Another running `ofc`'s are kept.
+fn remove_leftover_cgroups(cgroup_root: &Path) {
+    for controller in ["memory", "pids", "cpu"] {
+        let Ok(entries) = std::fs::read_dir(cgroup_root.join(controller).join(CGROUP_PARENT)) else { continue };
+        for folder in entries.filter_map(Result::ok).map(|e| e.path()) {
+            let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir(folder.join("function"));
+                let _ = std::fs::remove_dir(&folder);
+            }
+        }
+    }
+}
+
 /// The container's root folder in vfs storage (`vfs/dir/<layer>`), from the storage's container list.
 fn container_root(storage: &Path, container: &str) -> Result<PathBuf, RuntimeError> {
     #[derive(Deserialize)]
@@ -992,7 +1009,11 @@ impl ReplicaBridge {
         };
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut incoming, _)) = listener.accept().await else { continue };
+                let Ok((mut incoming, _)) = listener.accept().await else {
+                    // Out of descriptors, say: waiting lets some close, where retrying at once would spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let (answer, answered) = tokio::sync::oneshot::channel();
                 if dialer.send(answer).is_err() {
                     return;

@@ -297,18 +297,6 @@ pub struct Replica {
     memory_watch: tokio::task::JoinHandle<()>,
 }
 
-impl Replica {
-    /// Processes killed so far for going over the memory limit.
-    pub fn memory_kills(&self) -> u64 {
-        self.cgroups.oom_kills()
-    }
-
-    /// Processes in the replica now (capped by the pids limit).
-    pub fn process_count(&self) -> u64 {
-        self.cgroups.process_count()
-    }
-}
-
 /// The part of `buildah inspect` that says how to start a container.
 #[derive(Debug, Deserialize)]
 struct Inspected {
@@ -741,11 +729,6 @@ impl ReplicaCgroups {
                 let _ = std::fs::write(self.function.join("cgroup.procs"), pid);
             }
         }
-    }
-
-    /// The processes in the replica now.
-    fn process_count(&self) -> u64 {
-        std::fs::read_to_string(self.pids.join("pids.current")).ok().and_then(|n| n.trim().parse().ok()).unwrap_or(0)
     }
 
     /// Removes the cgroups once their processes are gone (a killed group takes a moment to empty).

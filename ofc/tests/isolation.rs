@@ -182,9 +182,8 @@ async fn a_running_function_reaches_nothing_listening_on_the_host() {
     }
     assert_eq!(line(&answer, "INTERFACES: ").trim(), "lo", "the function's namespace has only lo: {answer}");
     assert!(listener.accept().is_err(), "nothing reached the host's listener");
-    // The same ports answer on the host: it is the function that cannot reach them.
+    // The registry answers on the host: it is the function that cannot reach it.
     assert!(http.get(format!("http://{}/v2/", registry.host_port())).send().await.unwrap().status().is_success());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", others[0])).is_ok());
 
     gateway.stop_functions().await;
     drop(registry);

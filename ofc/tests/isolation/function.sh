@@ -9,9 +9,10 @@ reach() {
     echo "REACH $3: $(tail -n 1 /tmp/err)"
   fi
 }
-# A whole call: the request's end is not sent as a half-close, which an HTTP server takes for the caller leaving.
+# A whole call: the request's end is not sent as a half-close (for $4 seconds), which an HTTP server may take for the
+# caller leaving before it answers.
 call() {
-  { printf 'GET /%s HTTP/1.0\r\n\r\n' "$2"; sleep 5; } | nc -w 10 127.0.0.1 "$1" >/tmp/out 2>/tmp/err
+  { printf 'GET /%s HTTP/1.0\r\n\r\n' "$2"; sleep "$4"; } | nc -w 10 127.0.0.1 "$1" >/tmp/out 2>/tmp/err
   echo "REACH $3: $(head -n 1 /tmp/out)$(tail -n 1 /tmp/err)"
 }
 case "$action" in
@@ -21,10 +22,10 @@ case "$action" in
     reach "$HOST_PORT" "" host-listener
     for port in $OTHER_PORTS; do reach "$port" "" "other-replica-$port"; done
     gateway_port=${gateway_url#http://127.0.0.1:}; gateway_port=${gateway_port%/}
-    call "$gateway_port" function/other-probe function-route
-    reach "$gateway_port" system/functions system-route
-    reach "$gateway_port" function/../system/functions dot-segments
-    reach "$gateway_port" function/%2e%2e/system/functions encoded-dot-segments
+    call "$gateway_port" function/other-probe function-route 10
+    call "$gateway_port" system/functions system-route 1
+    call "$gateway_port" function/../system/functions dot-segments 1
+    call "$gateway_port" function/%2e%2e/system/functions encoded-dot-segments 1
     echo "INTERFACES: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')" ;;
   write-root)
     if { echo x > /written; } 2>/tmp/err; then echo "ROOT: written"; else echo "ROOT: $(tail -n 1 /tmp/err)"; fi ;;

@@ -86,6 +86,8 @@ fn probe_deployment(name: &str, image: &str) -> FunctionDeployment {
         ..FunctionDeployment::default()
     };
     deployment.env_vars.insert("mode".into(), "serializing".into());
+    // The network probe waits on a few calls in turn.
+    deployment.env_vars.insert("exec_timeout".into(), "60s".into());
     deployment
 }
 

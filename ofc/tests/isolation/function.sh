@@ -22,7 +22,7 @@ case "$action" in
     reach "$HOST_PORT" "" host-listener
     for port in $OTHER_PORTS; do reach "$port" "" "other-replica-$port"; done
     gateway_port=${gateway_url#http://127.0.0.1:}; gateway_port=${gateway_port%/}
-    call "$gateway_port" function/other-probe function-route 10
+    call "$gateway_port" function/other-probe function-route 6
     call "$gateway_port" system/functions system-route 1
     call "$gateway_port" function/../system/functions dot-segments 1
     call "$gateway_port" function/%2e%2e/system/functions encoded-dot-segments 1

@@ -250,6 +250,9 @@ async fn a_function_is_held_to_its_limits_and_the_host_keeps_working() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(read_number(&memory.join("memory.max_usage_in_bytes")) <= 40 << 20);
+    let kills = std::fs::read_to_string(memory.join("memory.oom_control")).unwrap();
+    let kills: u64 = kills.lines().find_map(|l| l.strip_prefix("oom_kill ")).unwrap().trim().parse().unwrap();
+    assert!(kills >= 1, "the function's own cgroup (its exact limit, not Buildah's allowance) killed it");
 
     // A fork bomb: the replica's processes stop at its pids limit, and the host still starts processes.
     let pids = replica_cgroup("pids", name);

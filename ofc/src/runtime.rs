@@ -538,7 +538,9 @@ impl FunctionRuntime {
                 .map(|f| (PathBuf::from(f), true))
                 .chain(["etc/hosts", "etc/resolv.conf", "etc/hostname"].iter().map(|f| (PathBuf::from(f), false)))
                 .collect();
-            mount_points.extend(secrets.iter().map(|s| (PathBuf::from(format!("var/openfaas/secrets/{s}")), false)));
+            // A name with a `/` is refused when its secret is mounted, below.
+            let secret_points = secrets.iter().filter(|s| !s.contains('/'));
+            mount_points.extend(secret_points.map(|s| (PathBuf::from(format!("var/openfaas/secrets/{s}")), false)));
             if let Some(dir) = working_dir {
                 mount_points.push((PathBuf::from(dir.trim_start_matches('/')), true));
             }
@@ -546,7 +548,7 @@ impl FunctionRuntime {
             let prepared = root.clone();
             tokio::task::spawn_blocking(move || prepare_read_only_root(&prepared, &mount_points, user.as_ref()))
                 .await
-                .map_err(|e| RuntimeError::Network(e.to_string()))??;
+                .map_err(std::io::Error::other)??;
             confinement.read_only_root = Some(ReadOnlyRoot { root, tmp_bytes: self.limits.tmp_bytes });
         }
         let mut command = self.storage.lasting_command(&confinement);

@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::error::BuilderError;
 use crate::log::{Log, Scrubber};
 use crate::sandbox::BuildUser;
-use crate::storage::{buildah_command, storage_base, StorageDriver};
+use crate::storage::{buildah_command, driver_folders, storage_base, StorageDriver};
 use shared::config::Secret;
 
 /// What a build came to, when the builder itself worked.
@@ -60,6 +60,19 @@ impl Buildah {
     /// sandbox assembles its `/dev` in.
     fn base(&self, dev: &Path) -> Command {
         buildah_command(&self.storage(), self.driver, self.user.as_ref(), dev).into()
+    }
+
+    /// `buildah` for `bud`: sandboxed, in a network namespace of its own holding only `lo`, so a `RUN` step (pushed
+    /// code) reaches nothing listening on the host: not the registry, of-builder, nor the platform's other parts.
+    /// A build needs no network (base images are in local storage, `--pull=false`); the push is a separate call.
+    /// Unsandboxed, builds keep of-builder's network, as they keep its user.
+    fn bud_command(&self, dev: &Path) -> Command {
+        let Some(user) = &self.user else { return self.base(dev) };
+        let confinement = shared::sandbox::Confinement { own_network: true, ..Default::default() };
+        let mut command = user.confined_command(dev, &confinement, "buildah");
+        let (storage, run) = driver_folders(&self.storage(), self.driver);
+        command.arg("--root").arg(storage).arg("--runroot").arg(run).arg("--storage-driver").arg(self.driver.name());
+        command.into()
     }
 
     /// `buildah bud` arguments, `options` before the context folder: layer caching makes an unchanged rebuild fast.
@@ -146,7 +159,7 @@ impl BuildBackend for Buildah {
         if let Some(authfile) = &authfile {
             options.extend(["--authfile".to_owned(), authfile.display().to_string()]);
         }
-        let mut build = self.base(&dev);
+        let mut build = self.bud_command(&dev);
         build.args(Self::build_args(config, context, &options));
         let (ok, mut log) = run_logged(build, self.timeout, &self.scrubber).await?;
         if !ok {

@@ -391,13 +391,15 @@ async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
         ("DISK", disk),
         ("DISK_MAJOR", major.to_owned()),
         ("DISK_MINOR", minor.to_owned()),
+        ("REGISTRY_PORT", harness.registry.host_port().rsplit(':').next().unwrap().to_owned()),
     ] {
         config.build_args.insert(name.into(), value);
     }
     let dockerfile =
         "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
                       COPY hello.txt /app/hello.txt\nCOPY probe.sh /probe.sh\n\
-                      ARG SECRET_PATH\nARG VICTIM\nARG DISK\nARG DISK_MAJOR\nARG DISK_MINOR\nRUN sh /probe.sh\n";
+                      ARG SECRET_PATH\nARG VICTIM\nARG DISK\nARG DISK_MAJOR\nARG DISK_MINOR\nARG REGISTRY_PORT\n\
+                      RUN sh /probe.sh\n";
     let mut tar = tar::Builder::new(Vec::new());
     append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
     append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
@@ -419,10 +421,12 @@ async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
         "make-block-device",
         "chroot",
         "new-user-namespace",
+        "reach-registry",
     ] {
         let line = format!("PROBE {name}: blocked");
         assert!(probes.iter().any(|l| **l == line), "{name} is blocked: {probes:?}");
     }
+    assert!(probes.iter().any(|l| l.trim() == "PROBE interfaces: lo"), "a RUN step sees only lo: {probes:?}");
     let count = |name: &str| -> usize {
         let prefix = format!("PROBE {name}: ");
         probes.iter().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.trim().parse().ok()).unwrap()

@@ -318,6 +318,7 @@ async fn start_gateway(
             start_timeout: Duration::from_secs(30),
             sandbox: sandbox.cloned(),
         })?;
+        runtime.set_gateway(&format!("http://{}/", listener.local_addr()?));
         runtime.remove_leftovers().await;
         config.runtime = Some(std::sync::Arc::new(runtime));
     }

@@ -131,10 +131,11 @@ impl Harness {
         assert!(body.contains(why), "{body}");
     }
 
-    /// Waits until at most `count` replica processes run.
+    /// Waits until at most `count` replica processes run (`buildah run`; `unshare` around it names it too).
     async fn wait_for_replicas(&self, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while processes_under(&self.runtime_root).iter().filter(|p| p.contains(" run ")).count() > count {
+        let running = |p: &&String| p.starts_with("buildah") && p.contains(" run ");
+        while processes_under(&self.runtime_root).iter().filter(running).count() > count {
             assert!(Instant::now() < deadline, "left running: {:?}", processes_under(&self.runtime_root));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -9,6 +9,8 @@ probe open-block-device "head -c 512 $DISK"
 probe make-block-device "mknod /disk b $DISK_MAJOR $DISK_MINOR && head -c 512 /disk"
 probe chroot "mkdir -p /x/bin && cp /bin/busybox /x/bin/ && chroot /x /bin/busybox true"
 probe new-user-namespace "unshare -U true"
+probe reach-registry "printf 'GET /v2/ HTTP/1.0\r\n\r\n' | nc -w 3 127.0.0.1 $REGISTRY_PORT"
+echo "PROBE interfaces: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\n' ' ')"
 echo "PROBE host-pids: $(ls /proc | grep -c '^[0-9]')"
 echo "PROBE dev-entries: $(ls /dev | wc -l)"
 rm -rf /x /disk

@@ -126,8 +126,7 @@ pub fn owner_image_prefix(repository_url: &str, owner_id: u64) -> String {
 /// A GitHub repository name (letters, digits, `-`, `_`, `.`, case-insensitive) as registry path component(s).
 fn image_repository_component(repo: &str) -> Result<String, NameError> {
     let bad = || NameError::BadRepository(repo.to_owned());
-    if repo.is_empty() || repo.len() > 100 || !repo.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
+    if repo.is_empty() || repo.len() > 100 || !repo.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         return Err(bad());
     }
     let lower = repo.to_ascii_lowercase();

@@ -72,8 +72,14 @@ impl OwnedFunction {
         let owner = owner.to_owned();
         let repo = status.repo().unwrap_or_default().to_owned();
         let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
-        let prefix = format!("{}-", owner.to_ascii_lowercase());
-        let function = status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned();
+        let function = match shared::naming::parse_service_name(&status.name) {
+            Some((_, function)) => function.to_owned(),
+            // The last release's `<owner>-<function>`, until it is redeployed.
+            None => {
+                let prefix = format!("{}-", owner.to_ascii_lowercase());
+                status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned()
+            }
+        };
         Self { status, owner, repo, function, sha }
     }
 }

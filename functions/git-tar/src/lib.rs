@@ -337,7 +337,11 @@ fn build_events(
         let image = if function.skip_build {
             function.image.clone()
         } else {
-            build_image_name(repository_url, owner, &push.repository.name, name, &push.after)
+            build_image_name(repository_url, push.repository.owner.id, &push.repository.name, name, &push.after)
+                .map_err(|e| GitTarError::Refused {
+                    summary: format!("nothing deployed: {e}"),
+                    functions: vec![(name.clone(), e.to_string())],
+                })?
         };
         events.push(BuildEvent {
             service,

@@ -359,3 +359,109 @@ pub fn cpu_millis(value: &str) -> Result<u64, String> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((cores * 1000.0).round() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> BuildEvent {
+        BuildEvent {
+            service: "acme--api".into(),
+            function: "api".into(),
+            owner: "acme".into(),
+            owner_id: 1001,
+            repo: "fns".into(),
+            sha: "a".repeat(40),
+            image: "127.0.0.1:5000/1001/fns/api:aaaa".into(),
+            lang: "node".into(),
+            ..BuildEvent::default()
+        }
+    }
+
+    fn with_registry() -> Policy {
+        Policy { repository_url: "127.0.0.1:5000".into(), ..Policy::default() }
+    }
+
+    #[test]
+    fn secrets_are_bound_under_the_owner_s_account_id() {
+        let policy = Policy::default();
+        let acme = BuildEvent { secrets: vec!["corp-db".into()], ..event() };
+        let acme_corp = BuildEvent { owner: "acme-corp".into(), owner_id: 2002, secrets: vec!["db".into()], ..event() };
+        assert_eq!(policy.check(&acme).unwrap(), ["1001--corp-db"]);
+        assert_eq!(policy.check(&acme_corp).unwrap(), ["2002--db"]);
+        // A recycled login is another account: it reaches none of the old account's secrets.
+        let recycled = BuildEvent { owner_id: 3003, ..acme_corp };
+        assert_eq!(policy.check(&recycled).unwrap(), ["3003--db"]);
+        let unknown = BuildEvent { owner_id: 0, secrets: vec!["db".into()], ..event() };
+        assert!(policy.check(&unknown).unwrap_err().contains("no owner account id"));
+        let platform = BuildEvent { secrets: vec!["payload-secret".into()], ..event() };
+        assert!(policy.check(&platform).unwrap_err().contains("platform's own secrets"));
+    }
+
+    #[test]
+    fn constraints_are_refused_unless_the_operator_lists_them() {
+        let asked = BuildEvent { constraints: vec!["node.role == manager".into()], ..event() };
+        assert_eq!(
+            Policy::default().check(&asked).unwrap_err(),
+            "constraint `node.role == manager` is not allowed (allowed_constraints: none)"
+        );
+        let policy = Policy { allowed_constraints: vec!["node.role==worker".into()], ..Policy::default() };
+        let worker = BuildEvent { constraints: vec!["node.role == worker".into()], ..event() };
+        assert!(policy.check(&worker).is_ok());
+        assert!(policy.check(&asked).unwrap_err().contains("allowed_constraints: node.role==worker"));
+    }
+
+    #[test]
+    fn skip_build_deploys_only_the_owner_s_own_images_or_the_operator_s() {
+        let policy = with_registry();
+        let own = BuildEvent { skip_build: true, image: "127.0.0.1:5000/1001/fns/api:abc".into(), ..event() };
+        assert!(policy.check(&own).is_ok());
+        for image in [
+            "127.0.0.1:5000/2002/fns/api:abc",
+            "127.0.0.1:5000/10012/fns/api:abc",
+            "127.0.0.1:5000/100/fns/api:abc",
+            "127.0.0.1:5000/acme/fns-api:abc",
+            "docker.io/library/nginx:latest",
+            "127.0.0.1:5001/1001/fns/api:abc",
+        ] {
+            let other = BuildEvent { skip_build: true, image: image.into(), ..event() };
+            let refused = policy.check(&other).unwrap_err();
+            assert!(
+                refused.starts_with(&format!("skip_build: image `{image}` is not one this owner may deploy")),
+                "{refused}"
+            );
+            assert!(refused.contains("127.0.0.1:5000/1001/"), "{refused}");
+        }
+        let listed = Policy {
+            allowed_skip_build_images: vec!["docker.io/library/nginx".into(), "ghcr.io/openfaas/".into()],
+            ..with_registry()
+        };
+        for image in ["docker.io/library/nginx:1.27", "ghcr.io/openfaas/figlet:latest"] {
+            assert!(listed.check(&BuildEvent { skip_build: true, image: image.into(), ..event() }).is_ok(), "{image}");
+        }
+        let near = BuildEvent { skip_build: true, image: "docker.io/library/nginx-evil:1".into(), ..event() };
+        assert!(listed.check(&near).is_err());
+        let no_registry = BuildEvent { skip_build: true, ..event() };
+        assert!(Policy::default().check(&no_registry).unwrap_err().contains("the operator set no repository_url"));
+    }
+
+    #[test]
+    fn skip_build_is_no_way_past_enable_dockerfile_lang() {
+        let own = BuildEvent {
+            skip_build: true,
+            lang: "dockerfile".into(),
+            image: "127.0.0.1:5000/1001/fns/api:abc".into(),
+            ..event()
+        };
+        assert!(with_registry().check(&own).unwrap_err().contains("enable_dockerfile_lang=false"));
+        let enabled = Policy { enable_dockerfile_lang: true, ..with_registry() };
+        assert!(enabled.check(&own).is_ok());
+    }
+
+    #[test]
+    fn platform_names_and_hosts_are_refused() {
+        assert!(Policy::check_names("octo", "octo--api").is_ok());
+        assert!(Policy::check_names("octo", "edge-router").unwrap_err().contains("platform's functions or services"));
+        assert!(Policy::check_names("System", "system--api").unwrap_err().contains("platform's hosts"));
+    }
+}

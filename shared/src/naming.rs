@@ -133,7 +133,12 @@ fn image_repository_component(repo: &str) -> Result<String, NameError> {
     if is_registry_component(&lower) {
         Ok(lower)
     } else {
-        Ok(format!("x/{}", lower.bytes().map(|b| format!("{b:02x}")).collect::<String>()))
+        let hex = lower.bytes().fold(String::with_capacity(2 * lower.len()), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+        Ok(format!("x/{hex}"))
     }
 }
 

@@ -72,13 +72,12 @@ impl OwnedFunction {
         let owner = owner.to_owned();
         let repo = status.repo().unwrap_or_default().to_owned();
         let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
-        let function = match shared::naming::parse_service_name(&status.name) {
-            Some((_, function)) => function.to_owned(),
-            // The last release's `<owner>-<function>`, until it is redeployed.
-            None => {
-                let prefix = format!("{}-", owner.to_ascii_lowercase());
-                status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned()
-            }
+        // The last release's `<owner>-<function>` when the name is not `<owner>--<function>`, until redeployed.
+        let function = if let Some((_, function)) = shared::naming::parse_service_name(&status.name) {
+            function.to_owned()
+        } else {
+            let prefix = format!("{}-", owner.to_ascii_lowercase());
+            status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned()
         };
         Self { status, owner, repo, function, sha }
     }

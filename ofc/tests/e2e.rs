@@ -106,7 +106,9 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     let functions = stack.functions().await;
     assert_eq!(functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["octo--greet", "octo--hello"]);
     let octo = ofc::push::account_id("octo");
-    for (function, image) in [("octo--hello", format!("{octo}/fns/hello")), ("octo--greet", format!("{octo}/fns/greet"))] {
+    for (function, image) in
+        [("octo--hello", format!("{octo}/fns/hello")), ("octo--greet", format!("{octo}/fns/greet"))]
+    {
         let manifest = registry.manifest(&image, &sha).await.unwrap_or_else(|e| panic!("{image} in the registry: {e}"));
         let deployed = functions.iter().find(|f| f.name == function).unwrap();
         assert_eq!(deployed.image, format!("{}/{image}@{}", endpoints.registry, manifest.digest), "pinned by digest");

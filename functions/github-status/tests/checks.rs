@@ -152,8 +152,8 @@ async fn a_success_completes_the_run_with_the_function_url() {
     let github = github().await;
     let harness = start(&github, None).await;
     harness.send("d-1", vec![pending("hello")]).await;
-    let deployed =
-        CommitStatus::new("hello", StatusState::Success, "deployed octo--hello (created)").with_target_url(FUNCTION_URL);
+    let deployed = CommitStatus::new("hello", StatusState::Success, "deployed octo--hello (created)")
+        .with_target_url(FUNCTION_URL);
     harness.send("d-1", vec![deployed]).await;
     let runs = github.check_runs("octo", "fns", SHA);
     assert_eq!(runs.len(), 1);

@@ -256,12 +256,18 @@ impl BuildEvent {
     pub fn status_event(&self) -> StatusEvent {
         StatusEvent {
             owner: self.owner.clone(),
+            owner_id: self.owner_id,
             repo: self.repo.clone(),
             sha: self.sha.clone(),
             installation_id: self.installation_id,
             delivery: (!self.delivery.is_empty()).then(|| self.delivery.clone()),
         }
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Escapes every non-ASCII character of a JSON text as `\uXXXX` (surrogate pairs beyond the BMP).
@@ -332,6 +338,9 @@ impl CommitStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEvent {
     pub owner: String,
+    /// The owner's GitHub account id, which build logs are kept under; 0 when the sender did not say.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owner_id: u64,
     pub repo: String,
     pub sha: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,6 +353,7 @@ impl From<&PushEvent> for StatusEvent {
     fn from(push: &PushEvent) -> Self {
         Self {
             owner: push.repository.owner.login.clone(),
+            owner_id: push.repository.owner.id,
             repo: push.repository.name.clone(),
             sha: push.after.clone(),
             installation_id: push.installation_id,

@@ -595,7 +595,7 @@ fn long_failing_dockerfile() -> String {
 
 /// Where buildshiprun keeps the log of `function` of the test push.
 fn key(function: &str) -> LogKey {
-    LogKey::new("octo", "fns", SHA, function).unwrap()
+    LogKey::new(42, "fns", SHA, function).unwrap()
 }
 
 impl Harness {
@@ -674,7 +674,7 @@ async fn stores_a_successful_build_and_answers_its_log_link() {
     assert_eq!(record.meta.steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(), ["build", "deploy"]);
     assert!(record.text.contains("COPY handler.txt"), "{}", record.text);
     let link = answer["log_url"].as_str().expect("the answer carries the log link");
-    assert!(link.starts_with("https://cloud.example.com/function/pipeline-log?owner=octo&repo=fns"), "{link}");
+    assert!(link.starts_with("https://cloud.example.com/function/pipeline-log?owner_id=42&repo=fns"), "{link}");
     let success = harness.statuses().last().unwrap().statuses[0].clone();
     assert_eq!(success.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
 }
@@ -802,7 +802,7 @@ impl Harness {
 
     /// Whether `function`'s build at `sha` reused an earlier image rather than building, as its stored log says.
     async fn skipped(&self, function: &str, sha: &str) -> bool {
-        let record = self.logs.get(&LogKey::new("octo", "fns", sha, function).unwrap()).await.unwrap();
+        let record = self.logs.get(&LogKey::new(42, "fns", sha, function).unwrap()).await.unwrap();
         record.text.starts_with("build skipped: ")
     }
 
@@ -839,7 +839,7 @@ async fn an_unchanged_push_builds_nothing_and_redeploys_nothing() {
     assert_eq!(status.state, StatusState::Success);
     assert!(status.description.contains("unchanged"), "{}", status.description);
     assert_eq!(status.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
-    let record = harness.logs.get(&LogKey::new("octo", "fns", &sha(2), "hello").unwrap()).await.unwrap();
+    let record = harness.logs.get(&LogKey::new(42, "fns", &sha(2), "hello").unwrap()).await.unwrap();
     assert!(record.text.starts_with("build skipped: "), "{}", record.text);
     assert_eq!(record.meta.digest.as_deref(), Some(digest.as_str()));
 }

@@ -59,6 +59,8 @@ pub struct OwnedFunction {
     pub status: FunctionStatus,
     /// The GitHub login it was deployed for.
     pub owner: String,
+    /// The GitHub account id it was deployed for (0 when its labels have none): its build logs are kept under it.
+    pub owner_id: u64,
     pub repo: String,
     /// The function's name in stack.yml (its service name without the owner's prefix).
     pub function: String,
@@ -79,7 +81,8 @@ impl OwnedFunction {
             let prefix = format!("{}-", owner.to_ascii_lowercase());
             status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned()
         };
-        Self { status, owner, repo, function, sha }
+        let owner_id = status.owner_id().unwrap_or_default();
+        Self { status, owner, owner_id, repo, function, sha }
     }
 }
 

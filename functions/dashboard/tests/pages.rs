@@ -108,7 +108,7 @@ async fn record(store: &LogStore, sha: &str, outcome: Outcome, text: &str) {
         image: Some(format!("registry:5000/alice/fns-hello:{sha}")),
         digest: None,
     };
-    let key = LogKey::new("alice", "fns", sha, "hello").unwrap();
+    let key = LogKey::new(ALICE, "fns", sha, "hello").unwrap();
     store.put(&key, &LogRecord { meta, text: text.into() }, &[]).await.unwrap();
     // Records are ordered by when they were stored.
     tokio::time::sleep(Duration::from_millis(20)).await;

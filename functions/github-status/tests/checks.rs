@@ -68,6 +68,7 @@ async fn start(github: &RunningDouble, logs: Option<LogStore>) -> Harness {
 fn event(delivery: &str) -> StatusEvent {
     StatusEvent {
         owner: "octo".into(),
+        owner_id: 1,
         repo: "fns".into(),
         sha: SHA.into(),
         installation_id: Some(OCTO),
@@ -100,7 +101,7 @@ async fn store_with_log(dir: &std::path::Path, text: String) -> LogStore {
     let now = chrono::Utc::now();
     let meta =
         LogMeta { outcome: Outcome::Failure, started: now, finished: now, steps: vec![], image: None, digest: None };
-    store.put(&LogKey::new("octo", "fns", SHA, "hello").unwrap(), &LogRecord { meta, text }, &[]).await.unwrap();
+    store.put(&LogKey::new(1, "fns", SHA, "hello").unwrap(), &LogRecord { meta, text }, &[]).await.unwrap();
     store
 }
 

@@ -74,6 +74,7 @@ async fn start() -> Harness {
 fn event(owner: &str, installation_id: Option<u64>) -> StatusEvent {
     StatusEvent {
         owner: owner.into(),
+        owner_id: 0,
         repo: "fns".into(),
         sha: SHA.into(),
         installation_id,

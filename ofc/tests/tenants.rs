@@ -58,6 +58,17 @@ impl Stack {
         (output.status.success(), text)
     }
 
+    /// `ofc logs OWNER/fns`: every stored build log of the owner's latest push, as printed.
+    fn logs(&self, owner: &str) -> String {
+        let output = Command::new(OFC)
+            .args(["logs", &format!("{owner}/fns"), "--state"])
+            .arg(self.state.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     async fn functions(&self) -> Vec<FunctionStatus> {
         testkit::local_stack::deployed_functions(self.state.path(), &self.gateway).await
     }
@@ -112,6 +123,8 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
         their_image.contains(&format!("/{corp_id}/fns/api@sha256:")),
         "images lie under the owner's account id: {their_image}"
     );
+    let their_logs = stack.logs("acme-corp");
+    assert!(their_logs.contains("==> api: success"), "{their_logs}");
     let secret_file = stack.state.path().join(format!("function-secrets/{corp_id}--db"));
     assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "corp-password");
 
@@ -150,4 +163,10 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
     let corp: Vec<_> = after.iter().filter(|f| f.name.starts_with("acme-corp--")).cloned().collect();
     assert_eq!(deployments(&corp), deployments(&before), "acme-corp's functions are unchanged");
     assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "corp-password", "its secret is unchanged");
+    assert_eq!(stack.logs("acme-corp"), their_logs, "its build logs are unchanged");
+    let stored: Vec<String> = std::fs::read_dir(stack.state.path().join("logs/builds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(stored.contains(&corp_id.to_string()) && stored.contains(&acme_id.to_string()), "{stored:?}");
 }

@@ -196,11 +196,11 @@ async fn streams_the_owner_s_log_unchanged() {
 #[tokio::test]
 async fn an_organisation_s_function_is_its_members() {
     let stack = start().await;
-    let response = get(&stack, "name=acme-api", Some(&alice_token())).await;
+    let response = get(&stack, "name=acme--api", Some(&alice_token())).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), WRITTEN);
     let outsider = testkit::sessions::signer().sign(&testkit::sessions::session(MALLORY, &[]));
-    assert_eq!(get(&stack, "name=acme-api", Some(&outsider)).await.status(), 403);
+    assert_eq!(get(&stack, "name=acme--api", Some(&outsider)).await.status(), 403);
 }
 
 /// Reads from `body` until it holds `lines` lines.

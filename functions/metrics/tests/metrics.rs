@@ -250,6 +250,6 @@ async fn answers_only_the_owner_s_sessions() {
     assert_eq!(ask(&stack, "name=mallory--x", Some(&alice_token())).await.0, 403);
     assert_eq!(ask(&stack, "name=gh-push", Some(&alice_token())).await.0, 403);
     assert_eq!(ask(&stack, "name=alice-gone", Some(&alice_token())).await.0, 404);
-    let (status, answer) = ask(&stack, "name=acme-api", Some(&alice_token())).await;
+    let (status, answer) = ask(&stack, "name=acme--api", Some(&alice_token())).await;
     assert_eq!((status, answer["total"].as_u64()), (200, Some(0)), "an organisation's function: {answer}");
 }

@@ -169,4 +169,11 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(stored.contains(&corp_id.to_string()) && stored.contains(&acme_id.to_string()), "{stored:?}");
+
+    // And `acme-corp`'s own `api` is still its own to update: nobody else's name is in its way.
+    std::fs::write(theirs.join("api/Dockerfile"), "FROM localhost/ofc/watchdog:latest\nENV greeting=\"v2\"\n").unwrap();
+    commit(&theirs, "second");
+    let (ok, output) = stack.push(&theirs, "acme-corp");
+    assert!(ok, "{output}");
+    assert!(output.contains("deployed acme-corp--api (updated)"), "{output}");
 }

@@ -97,12 +97,20 @@ mod tests {
 
     #[test]
     fn an_owners_host_reaches_the_owners_functions() {
-        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello"), upstream("function/alice-hello/", true));
-        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello/a/b"), upstream("function/alice-hello/a/b", true));
+        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello"), upstream("function/alice--hello/", true));
+        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello/a/b"), upstream("function/alice--hello/a/b", true));
         assert_eq!(
             resolve("localhost", &host_name("Alice.LocalHost:8081"), "/Hello"),
-            upstream("function/alice-hello/", true)
+            upstream("function/alice--hello/", true)
         );
+    }
+
+    #[test]
+    fn owners_whose_logins_are_hyphen_prefixes_reach_only_their_own_functions() {
+        assert_eq!(resolve("o6s.io", "acme.o6s.io", "/corp-db"), upstream("function/acme--corp-db/", true));
+        assert_eq!(resolve("o6s.io", "acme-corp.o6s.io", "/db"), upstream("function/acme-corp--db/", true));
+        assert!(resolve("o6s.io", "acme--corp.o6s.io", "/db").is_err());
+        assert!(resolve("o6s.io", "acme-.o6s.io", "/db").is_err());
     }
 
     #[test]
@@ -147,10 +155,18 @@ mod tests {
         ] {
             assert_eq!(resolve("o6s.io", host, path), Err(RouteError::DotSegment), "{host}{path}");
         }
-        for (host, path) in [("list.o6s.io", "/functions"), ("gh.o6s.io", "/push"), ("pipeline.o6s.io", "/log")] {
-            assert!(matches!(resolve("o6s.io", host, path), Err(RouteError::NoSuchFunction { .. })), "{host}{path}");
+        // An owner's host never reaches a platform function, whose names hold no `--`.
+        for (host, path, service) in [
+            ("list.o6s.io", "/functions", "list--functions"),
+            ("gh.o6s.io", "/push", "gh--push"),
+            ("edge.o6s.io", "/router", "edge--router"),
+        ] {
+            assert_eq!(resolve("o6s.io", host, path), upstream(&format!("function/{service}/"), true), "{host}{path}");
         }
-        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello/a..b/.x"), upstream("function/alice-hello/a..b/.x", true));
+        assert_eq!(
+            resolve("o6s.io", "alice.o6s.io", "/hello/a..b/.x"),
+            upstream("function/alice--hello/a..b/.x", true)
+        );
     }
 
     #[test]

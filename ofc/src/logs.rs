@@ -56,7 +56,7 @@ fn header(function: &str, record: &LogRecord) -> String {
 pub async fn print_failure_tails(state: &StateDir, owner: &str, repo: &str, sha: &str, functions: &[String]) {
     let Ok(store) = open(state) else { return };
     for function in functions {
-        let Ok(key) = LogKey::new(owner, repo, sha, function) else { continue };
+        let Ok(key) = LogKey::new(crate::push::account_id(owner), repo, sha, function) else { continue };
         let Ok(record) = store.get(&key).await else { continue };
         let lines: Vec<&str> = record.text.lines().collect();
         let shown = &lines[lines.len().saturating_sub(TAIL_LINES)..];
@@ -77,24 +77,25 @@ pub async fn print_failure_tails(state: &StateDir, owner: &str, repo: &str, sha:
 pub async fn logs(options: &LogsOptions) -> anyhow::Result<()> {
     let state = StateDir::new(&options.state);
     let (owner, repo) = options.target.split_once('/').context("name the repository as OWNER/REPO")?;
+    let owner_id = crate::push::account_id(owner);
     let store = open(&state)?;
     let sha = match &options.sha {
         Some(sha) => resolve_sha(&state, owner, repo, sha)?,
         None => store
-            .latest(owner, repo)
+            .latest(owner_id, repo)
             .await?
             .with_context(|| format!("no build of {owner}/{repo} is stored (was it pushed with this --state?)"))?,
     };
     let functions = match &options.function {
         Some(function) => vec![function.clone()],
-        None => store.list(owner, repo, &sha).await?.into_iter().map(|listed| listed.function).collect(),
+        None => store.list(owner_id, repo, &sha).await?.into_iter().map(|listed| listed.function).collect(),
     };
     if functions.is_empty() {
         bail!("no build log is stored for {owner}/{repo} at {sha}");
     }
     println!("{owner}/{repo} at {sha}");
     for function in &functions {
-        let record = store.get(&LogKey::new(owner, repo, &sha, function)?).await?;
+        let record = store.get(&LogKey::new(owner_id, repo, &sha, function)?).await?;
         println!("{}", header(function, &record));
         print!("{}", record.text);
         if !record.text.ends_with('\n') {
@@ -108,8 +109,8 @@ pub async fn logs(options: &LogsOptions) -> anyhow::Result<()> {
 fn resolve_sha(state: &StateDir, owner: &str, repo: &str, prefix: &str) -> anyhow::Result<String> {
     let prefix = prefix.trim().to_ascii_lowercase();
     // Checks the prefix's form with the store's own rules (hex, 7 to 64 digits) before it names a folder.
-    let key = LogKey::new(owner, repo, &prefix, "x")?;
-    let dir = builds_dir(state).join(key.owner()).join(key.repo());
+    let key = LogKey::new(crate::push::account_id(owner), repo, &prefix, "x")?;
+    let dir = builds_dir(state).join(key.owner_id().to_string()).join(key.repo());
     let matches: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("no build of {owner}/{repo} is stored"))?
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())

@@ -95,8 +95,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SecretAction {
-    /// Store stdin (never echoed) as owner O's secret NAME: the file `<o>-<NAME>` that a function of O whose
-    /// stack.yml says `secrets: [NAME]` mounts.
+    /// Store stdin (never echoed) as owner O's secret NAME: the file `<O's account id>--<NAME>` that a function of
+    /// O whose stack.yml says `secrets: [NAME]` mounts.
     Set {
         name: String,
         /// The GitHub owner the secret belongs to (as `ofc push --owner`).
@@ -229,11 +229,13 @@ async fn logs(options: LogsOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes the secret the way buildshiprun binds it (`<owner>-<name>`, owner lower-cased), readable by its owner only.
+/// Writes the secret the way buildshiprun binds it (`<account id>--<name>`, the id `ofc push` gives the owner),
+/// readable by its owner only.
 fn secret_set(name: &str, owner: &str, state: &std::path::Path) -> anyhow::Result<ExitCode> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let bound = shared::naming::owner_secret_name(owner, name);
+    anyhow::ensure!(shared::naming::is_github_login(owner), "`{owner}` is not a GitHub login");
+    let bound = shared::naming::owner_secret_name(ofc::push::account_id(owner), name)?;
     anyhow::ensure!(shared::naming::is_valid_secret_name(&bound), "`{bound}` is not a valid secret name");
     let mut value = Vec::new();
     std::io::stdin().read_to_end(&mut value).context("reading the secret from stdin")?;

@@ -84,6 +84,8 @@ const SETTINGS: &[&str] = &[
     "allowed_annotations",
     "allowed_build_args",
     "reserved_secrets",
+    "allowed_constraints",
+    "allowed_skip_build_images",
     "max_memory_limit",
     "max_cpu_limit",
 ];

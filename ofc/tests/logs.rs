@@ -78,7 +78,8 @@ async fn a_failed_build_s_log_is_printed_by_push_and_logs_and_served_through_its
     let failure = statuses.iter().find(|s| s["context"] == "hello" && s["state"] == "failure").expect("hello failed");
     assert!(failure["description"].as_str().unwrap().starts_with("build failed: "), "{failure}");
     let link = failure["target_url"].as_str().expect("the failure links to its log");
-    assert!(link.contains("/function/pipeline-log?owner=octo&repo=fns"), "{link}");
+    let owner_id = ofc::push::account_id("octo");
+    assert!(link.contains(&format!("/function/pipeline-log?owner_id={owner_id}&repo=fns")), "{link}");
     let answer = reqwest::get(link).await.unwrap();
     assert_eq!(answer.status(), 200);
     let text = answer.text().await.unwrap();

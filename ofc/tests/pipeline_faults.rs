@@ -93,6 +93,7 @@ async fn a_rate_limit_longer_than_github_status_may_wait_still_ends_with_the_sta
     stack.github.rate_limit(Endpoint::Statuses, RateLimit::TooManyRequests, Duration::from_secs(5));
     let event = StatusEvent {
         owner: "octo".into(),
+        owner_id: 0,
         repo: "fns".into(),
         sha: SHA.into(),
         installation_id: Some(INSTALLATION),

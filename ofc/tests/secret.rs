@@ -1,5 +1,5 @@
 //! `ofc secret set`: a user function's secret lands where the local runtime mounts it from, under the name
-//! buildshiprun binds (`<owner>-<name>`), and its value is never printed.
+//! buildshiprun binds (`<owner's account id>--<name>`), and its value is never printed.
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -26,7 +26,7 @@ fn stores_the_owner_s_secret_without_echoing_it() {
     assert!(output.status.success(), "{output:?}");
     let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(!printed.contains("hunter2"), "{printed}");
-    let path = state.path().join("function-secrets/alex-db");
+    let path = state.path().join(format!("function-secrets/{}--db", ofc::push::account_id("alex")));
     assert_eq!(std::fs::read(&path).unwrap(), b"hunter2");
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }

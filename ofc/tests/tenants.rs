@@ -58,6 +58,17 @@ impl Stack {
         (output.status.success(), text)
     }
 
+    /// `ofc logs OWNER/fns`: every stored build log of the owner's latest push, as printed.
+    fn logs(&self, owner: &str) -> String {
+        let output = Command::new(OFC)
+            .args(["logs", &format!("{owner}/fns"), "--state"])
+            .arg(self.state.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     async fn functions(&self) -> Vec<FunctionStatus> {
         testkit::local_stack::deployed_functions(self.state.path(), &self.gateway).await
     }
@@ -71,37 +82,98 @@ fn failure_of<'a>(output: &'a str, context: &str) -> &'a str {
         .unwrap_or_else(|| panic!("a failure status for {context} in:\n{output}"))
 }
 
+/// What of an owner another push must leave alone: each function's name, image, labels and secrets.
+fn deployments(functions: &[FunctionStatus]) -> Vec<(String, String, Option<Vec<String>>, String)> {
+    functions.iter().map(|f| (f.name.clone(), f.image.clone(), f.secrets.clone(), format!("{:?}", f.labels))).collect()
+}
+
+fn secret_set(stack: &Stack, owner: &str, name: &str, value: &str) -> String {
+    let mut child = Command::new(OFC)
+        .args(["secret", "set", "--owner", owner, name, "--state"])
+        .arg(stack.state.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), value.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
     let stack = up();
     let work = tempfile::tempdir().unwrap();
+    let corp_id = ofc::push::account_id("acme-corp");
+    let acme_id = ofc::push::account_id("acme");
 
-    let theirs = repo(&work.path().join("alex-ellis"), &stack_of(&[function("x", "")]), &["x"]);
-    let (ok, output) = stack.push(&theirs, "alex-ellis");
+    // `acme-corp` deploys `api` with its secret `db`.
+    let printed = secret_set(&stack, "acme-corp", "db", "corp-password");
+    assert!(printed.contains(&format!("{corp_id}--db")), "{printed}");
+    let theirs =
+        repo(&work.path().join("acme-corp"), &stack_of(&[function("api", "    secrets:\n      - db\n")]), &["api"]);
+    let (ok, output) = stack.push(&theirs, "acme-corp");
     assert!(ok, "{output}");
     let before = stack.functions().await;
-    assert_eq!(before.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["alex-ellis-x"]);
+    assert_eq!(before.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["acme-corp--api"]);
+    assert_eq!(before[0].secrets.as_deref().unwrap(), [format!("{corp_id}--db")]);
+    let their_image = before[0].image.clone();
+    assert!(
+        their_image.contains(&format!("/{corp_id}/fns/api@sha256:")),
+        "images lie under the owner's account id: {their_image}"
+    );
+    let their_logs = stack.logs("acme-corp");
+    assert!(their_logs.contains("==> api: success"), "{their_logs}");
+    let secret_file = stack.state.path().join(format!("function-secrets/{corp_id}--db"));
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "corp-password");
 
+    // `acme`, whose login is a hyphen-prefix of `acme-corp`'s, tries every way at it.
+    let their_tag = their_image.split('@').next().unwrap().to_owned()
+        + ":"
+        + &before[0].labels.as_ref().unwrap()["com.openfaas.cloud.git-sha"];
     let functions = [
-        function("ellis-x", ""),
+        // Was `acme-corp-api` and `acme-corp-db`: now its own names.
+        function("corp-api", "    secrets:\n      - corp-db\n"),
         function("db", "    secrets:\n      - payload-secret\n"),
         function("big", "    limits:\n      memory: 1Gi\n"),
-        function("claims", "    labels:\n      com.openfaas.cloud.git-owner: alex-ellis\n"),
+        function("claims", "    labels:\n      com.openfaas.cloud.git-owner: acme-corp\n"),
+        function("placed", "    constraints:\n      - node.role == manager\n"),
+        format!("  borrowed:\n    skip_build: true\n    image: {their_tag}\n"),
     ];
-    let alex = repo(&work.path().join("alex"), &stack_of(&functions), &["ellis-x", "db", "big", "claims"]);
-    let (ok, output) = stack.push(&alex, "alex");
+    let acme = repo(&work.path().join("acme"), &stack_of(&functions), &["corp-api", "db", "big", "claims", "placed"]);
+    let (ok, output) = stack.push(&acme, "acme");
     assert!(!ok, "{output}");
-    assert!(failure_of(&output, "ellis-x").contains("belongs to another owner"), "{output}");
     assert!(failure_of(&output, "db").contains("payload-secret"), "{output}");
     assert!(failure_of(&output, "big").contains("max_memory_limit"), "{output}");
     assert!(failure_of(&output, "claims").contains("com.openfaas.cloud.git-owner"), "{output}");
+    assert!(failure_of(&output, "placed").contains("constraint `node.role == manager` is not allowed"), "{output}");
+    assert!(failure_of(&output, "borrowed").contains("not one this owner may deploy"), "{output}");
+    let after = stack.functions().await;
+    let own = after.iter().find(|f| f.name == "acme--corp-api").unwrap_or_else(|| panic!("{after:?}\n{output}"));
+    assert_eq!(own.secrets.as_deref().unwrap(), [format!("{acme_id}--corp-db")], "its own secret, not acme-corp's db");
 
-    let gh = repo(&work.path().join("gh"), &stack_of(&[function("push", "")]), &["push"]);
-    let (ok, output) = stack.push(&gh, "gh");
-    assert!(!ok, "{output}");
-    assert!(failure_of(&output, "push").contains("gh-push"), "{output}");
+    // Owner `edge`'s function `router` is `edge--router`, never the platform's edge router.
+    let edge = repo(&work.path().join("edge"), &stack_of(&[function("router", "")]), &["router"]);
+    let (ok, output) = stack.push(&edge, "edge");
+    assert!(ok, "{output}");
+    assert!(output.contains("edge--router"), "{output}");
 
     let after = stack.functions().await;
-    let unchanged = |f: &FunctionStatus| (f.name.clone(), f.image.clone(), f.labels.clone());
-    assert_eq!(after.iter().map(unchanged).collect::<Vec<_>>(), before.iter().map(unchanged).collect::<Vec<_>>());
+    let corp: Vec<_> = after.iter().filter(|f| f.name.starts_with("acme-corp--")).cloned().collect();
+    assert_eq!(deployments(&corp), deployments(&before), "acme-corp's functions are unchanged");
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "corp-password", "its secret is unchanged");
+    assert_eq!(stack.logs("acme-corp"), their_logs, "its build logs are unchanged");
+    let stored: Vec<String> = std::fs::read_dir(stack.state.path().join("logs/builds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(stored.contains(&corp_id.to_string()) && stored.contains(&acme_id.to_string()), "{stored:?}");
+
+    // And `acme-corp`'s own `api` is still its own to update: nobody else's name is in its way.
+    std::fs::write(theirs.join("api/Dockerfile"), "FROM localhost/ofc/watchdog:latest\nENV greeting=\"v2\"\n").unwrap();
+    commit(&theirs, "second");
+    let (ok, output) = stack.push(&theirs, "acme-corp");
+    assert!(ok, "{output}");
+    assert!(output.contains("deployed acme-corp--api (updated)"), "{output}");
 }

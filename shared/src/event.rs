@@ -180,7 +180,7 @@ impl FunctionResources {
 /// The `X-Ofc-Event` header git-tar sends with each function's tar: everything buildshiprun needs to deploy it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildEvent {
-    /// The deployed function's name: `<owner>-<function>`, lower-case, a DNS-1123 label.
+    /// The deployed function's name: `<owner>--<function>`, lower-case, a DNS-1123 label.
     pub service: String,
     /// The function's name in stack.yml: the context of its commit status.
     pub function: String,
@@ -256,12 +256,18 @@ impl BuildEvent {
     pub fn status_event(&self) -> StatusEvent {
         StatusEvent {
             owner: self.owner.clone(),
+            owner_id: self.owner_id,
             repo: self.repo.clone(),
             sha: self.sha.clone(),
             installation_id: self.installation_id,
             delivery: (!self.delivery.is_empty()).then(|| self.delivery.clone()),
         }
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Escapes every non-ASCII character of a JSON text as `\uXXXX` (surrogate pairs beyond the BMP).
@@ -332,6 +338,9 @@ impl CommitStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEvent {
     pub owner: String,
+    /// The owner's GitHub account id, which build logs are kept under; 0 when the sender did not say.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owner_id: u64,
     pub repo: String,
     pub sha: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,6 +353,7 @@ impl From<&PushEvent> for StatusEvent {
     fn from(push: &PushEvent) -> Self {
         Self {
             owner: push.repository.owner.login.clone(),
+            owner_id: push.repository.owner.id,
             repo: push.repository.name.clone(),
             sha: push.after.clone(),
             installation_id: push.installation_id,
@@ -368,7 +378,7 @@ pub struct GarbageCollectRequest {
     /// `FunctionStatus::is_cloud_function_of`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<u64>,
-    /// Deployed names (`<owner>-<function>`) to keep; an empty list removes all of the repository's functions.
+    /// Deployed names (`<owner>--<function>`) to keep; an empty list removes all of the repository's functions.
     #[serde(default)]
     pub functions: Vec<String>,
 }
@@ -390,7 +400,7 @@ pub struct ShipResult {
     /// The function's name in stack.yml.
     #[serde(default)]
     pub function: String,
-    /// The deployed name (`<owner>-<function>`).
+    /// The deployed name (`<owner>--<function>`).
     #[serde(default)]
     pub service: String,
     /// The image deployed, pinned by digest when it was built.
@@ -522,8 +532,8 @@ mod tests {
     fn a_ship_result_keeps_buildshiprun_s_names_and_needs_only_deployed() {
         let shipped = ShipResult {
             function: "hello".into(),
-            service: "octo-hello".into(),
-            image: "r/octo/hello@sha256:00".into(),
+            service: "octo--hello".into(),
+            image: "r/1/fns/hello@sha256:00".into(),
             digest: "sha256:00".into(),
             deployed: "created".into(),
             log_url: None,
@@ -531,7 +541,7 @@ mod tests {
         let json = serde_json::to_value(&shipped).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"function": "hello", "service": "octo-hello", "image": "r/octo/hello@sha256:00",
+            serde_json::json!({"function": "hello", "service": "octo--hello", "image": "r/1/fns/hello@sha256:00",
                                "digest": "sha256:00", "deployed": "created"})
         );
         let short: ShipResult = serde_json::from_str(r#"{"deployed": "updated"}"#).unwrap();

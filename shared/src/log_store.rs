@@ -58,35 +58,41 @@ pub enum LogStoreError {
     Backend(#[source] object_store::Error),
 }
 
-/// Where one build's log lives: `<owner>/<repo>/<sha>/<function>`. Every part is checked so that a key taken from
-/// a URL can never reach outside its owner's folder (no `..`, no `/`) and one owner has one folder whatever the
-/// case GitHub reported the login in.
+/// Where one build's log lives: `<owner id>/<repo>/<sha>/<function>`. Keyed by the GitHub account id, not the
+/// login, so a renamed or recycled login reads none of the old account's logs. Every part is checked so that a key
+/// taken from a URL can never reach outside its owner's folder (no `..`, no `/`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LogKey {
-    owner: String,
+    owner_id: u64,
     repo: String,
     sha: String,
     function: String,
 }
 
 impl LogKey {
-    /// Checks and builds a key; the owner is lower-cased (GitHub logins are case-insensitive), the SHA must be
-    /// 7 to 64 lower-case hex digits.
-    pub fn new(owner: &str, repo: &str, sha: &str, function: &str) -> Result<Self, LogStoreError> {
-        let owner = owner.trim().to_ascii_lowercase();
-        check_part("owner", &owner, 39)?;
-        // `_` starts no GitHub login; the store keeps the platform's own records there (session revocations).
-        if owner.starts_with('_') {
-            return Err(LogStoreError::InvalidKey("`owner` may not start with `_`".into()));
+    /// Checks and builds a key; the owner id may not be 0 (unknown), the SHA must be 7 to 64 lower-case hex digits.
+    pub fn new(owner_id: u64, repo: &str, sha: &str, function: &str) -> Result<Self, LogStoreError> {
+        if owner_id == 0 {
+            return Err(LogStoreError::InvalidKey("`owner_id` is 0: the push named no owner account".into()));
         }
         check_part("repo", repo, 100)?;
         check_sha(sha)?;
         check_part("function", function, 128)?;
-        Ok(Self { owner, repo: repo.to_owned(), sha: sha.to_owned(), function: function.to_owned() })
+        Ok(Self { owner_id, repo: repo.to_owned(), sha: sha.to_owned(), function: function.to_owned() })
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
+    /// [`new`](Self::new) with the owner id as a link's query gives it.
+    pub fn parse(owner_id: &str, repo: &str, sha: &str, function: &str) -> Result<Self, LogStoreError> {
+        let id = owner_id
+            .parse::<u64>()
+            .ok()
+            .filter(|_| !owner_id.starts_with('0'))
+            .ok_or_else(|| LogStoreError::InvalidKey("`owner_id` is not an account id".into()))?;
+        Self::new(id, repo, sha, function)
+    }
+
+    pub fn owner_id(&self) -> u64 {
+        self.owner_id
     }
 
     pub fn repo(&self) -> &str {
@@ -102,13 +108,13 @@ impl LogKey {
     }
 
     fn object(&self) -> ObjectPath {
-        ObjectPath::from(format!("{}/{}/{}/{}{RECORD_SUFFIX}", self.owner, self.repo, self.sha, self.function))
+        ObjectPath::from(format!("{}/{}/{}/{}{RECORD_SUFFIX}", self.owner_id, self.repo, self.sha, self.function))
     }
 }
 
 impl fmt::Display for LogKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}/{}", self.owner, self.repo, self.sha, self.function)
+        write!(f, "{}/{}/{}/{}", self.owner_id, self.repo, self.sha, self.function)
     }
 }
 
@@ -420,10 +426,10 @@ impl LogStore {
         }
     }
 
-    /// The functions of `owner/repo` at `sha` that have a log, by name.
-    pub async fn list(&self, owner: &str, repo: &str, sha: &str) -> Result<Vec<ListedLog>, LogStoreError> {
-        let probe = LogKey::new(owner, repo, sha, "x")?;
-        let prefix = ObjectPath::from(format!("{}/{}/{}", probe.owner, probe.repo, probe.sha));
+    /// The functions of the owner's `repo` at `sha` that have a log, by name.
+    pub async fn list(&self, owner_id: u64, repo: &str, sha: &str) -> Result<Vec<ListedLog>, LogStoreError> {
+        let probe = LogKey::new(owner_id, repo, sha, "x")?;
+        let prefix = ObjectPath::from(format!("{}/{}/{}", probe.owner_id, probe.repo, probe.sha));
         let objects: Vec<_> = self.objects.list(Some(&prefix)).try_collect().await.map_err(LogStoreError::Backend)?;
         let mut listed: Vec<ListedLog> = objects
             .into_iter()
@@ -436,10 +442,10 @@ impl LogStore {
         Ok(listed)
     }
 
-    /// The SHA of `owner/repo` whose logs were written last: the newest build pushed, as far as the store knows.
-    pub async fn latest(&self, owner: &str, repo: &str) -> Result<Option<String>, LogStoreError> {
-        let probe = LogKey::new(owner, repo, "0000000", "x")?;
-        let prefix = ObjectPath::from(format!("{}/{}", probe.owner, probe.repo));
+    /// The SHA of the owner's `repo` whose logs were written last: the newest build pushed, as far as the store knows.
+    pub async fn latest(&self, owner_id: u64, repo: &str) -> Result<Option<String>, LogStoreError> {
+        let probe = LogKey::new(owner_id, repo, "0000000", "x")?;
+        let prefix = ObjectPath::from(format!("{}/{}", probe.owner_id, probe.repo));
         let objects: Vec<_> = self.objects.list(Some(&prefix)).try_collect().await.map_err(LogStoreError::Backend)?;
         let newest = objects
             .into_iter()
@@ -453,13 +459,13 @@ impl LogStore {
     /// lower-cased, a stack.yml's function name may not be); each entry's key reads the record with [`get`](Self::get).
     pub async fn builds(
         &self,
-        owner: &str,
+        owner_id: u64,
         repo: &str,
         function: &str,
         limit: usize,
     ) -> Result<Vec<StoredBuild>, LogStoreError> {
-        let probe = LogKey::new(owner, repo, "0000000", function)?;
-        let prefix = ObjectPath::from(format!("{}/{}", probe.owner, probe.repo));
+        let probe = LogKey::new(owner_id, repo, "0000000", function)?;
+        let prefix = ObjectPath::from(format!("{}/{}", probe.owner_id, probe.repo));
         let objects: Vec<_> = self.objects.list(Some(&prefix)).try_collect().await.map_err(LogStoreError::Backend)?;
         let mut builds: Vec<StoredBuild> = objects
             .into_iter()
@@ -470,7 +476,7 @@ impl LogStore {
                 if !name.eq_ignore_ascii_case(function) {
                     return None;
                 }
-                let key = LogKey::new(&probe.owner, &probe.repo, sha, name).ok()?;
+                let key = LogKey::new(probe.owner_id, &probe.repo, sha, name).ok()?;
                 Some(StoredBuild { key, bytes: object.size, stored_at: object.last_modified })
             })
             .collect();
@@ -551,8 +557,8 @@ pub enum LinkError {
 /// What a link's signature covers, in a fixed order: the key and the expiry (Unix seconds).
 pub fn link_canonical(key: &LogKey, expires: i64) -> String {
     format!(
-        "{LINK_DOMAIN}owner={}&repo={}&sha={}&function={}&expires={expires}",
-        key.owner, key.repo, key.sha, key.function
+        "{LINK_DOMAIN}owner_id={}&repo={}&sha={}&function={}&expires={expires}",
+        key.owner_id, key.repo, key.sha, key.function
     )
 }
 
@@ -569,7 +575,7 @@ pub fn signed_log_url(base: &Url, key: &LogKey, expires: DateTime<Utc>, secret: 
     let mut url = base.clone();
     url.query_pairs_mut()
         .clear()
-        .append_pair("owner", &key.owner)
+        .append_pair("owner_id", &key.owner_id.to_string())
         .append_pair("repo", &key.repo)
         .append_pair("sha", &key.sha)
         .append_pair("function", &key.function)
@@ -601,7 +607,8 @@ pub fn verify_log_link(
 /// store itself. `scrub` lists further secrets to remove; pipeline-log always scrubs `payload-secret` too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutLogRequest {
-    pub owner: String,
+    /// The GitHub account id the log belongs to (see [`LogKey`]).
+    pub owner_id: u64,
     pub repo: String,
     pub sha: String,
     pub function: String,
@@ -614,7 +621,7 @@ pub struct PutLogRequest {
 /// pipeline-log's answer to a stored [`PutLogRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutLogResponse {
-    /// `<owner>/<repo>/<sha>/<function>`.
+    /// `<owner id>/<repo>/<sha>/<function>`.
     pub key: String,
     /// The stored record's size in bytes.
     pub bytes: u64,
@@ -641,19 +648,22 @@ mod tests {
 
     #[test]
     fn keys_refuse_paths_that_leave_their_folder() {
-        assert!(LogKey::new("octo", "fns", SHA, "hello").is_ok());
-        assert!(LogKey::new("octo", ".github", SHA, "hello").is_ok());
-        assert_eq!(LogKey::new("Octo", "fns", SHA, "hello").unwrap().owner(), "octo");
+        assert!(LogKey::new(1, "fns", SHA, "hello").is_ok());
+        assert!(LogKey::new(1, ".github", SHA, "hello").is_ok());
+        assert_eq!(LogKey::new(42, "fns", SHA, "hello").unwrap().to_string(), format!("42/fns/{SHA}/hello"));
+        assert_eq!(LogKey::parse("42", "fns", SHA, "hello").unwrap().owner_id(), 42);
+        for owner in ["..", "octo", "0", "042", "-1", "", "1/2"] {
+            assert!(LogKey::parse(owner, "fns", SHA, "hello").is_err(), "{owner}");
+        }
         for (owner, repo, sha, function) in [
-            ("..", "fns", SHA, "hello"),
-            ("octo", "a/b", SHA, "hello"),
-            ("octo", "fns", SHA, "../x"),
-            ("octo", "fns", SHA, "."),
-            ("octo", "fns", SHA, "a..b"),
-            ("octo", "fns", "ZZZZZZZ", "hello"),
-            ("octo", "fns", &SHA.to_uppercase(), "hello"),
-            ("octo", "", SHA, "hello"),
-            ("oc to", "fns", SHA, "hello"),
+            (0, "fns", SHA, "hello"),
+            (1, "a/b", SHA, "hello"),
+            (1, "fns", SHA, "../x"),
+            (1, "fns", SHA, "."),
+            (1, "fns", SHA, "a..b"),
+            (1, "fns", "ZZZZZZZ", "hello"),
+            (1, "fns", &SHA.to_uppercase(), "hello"),
+            (1, "", SHA, "hello"),
         ] {
             assert!(LogKey::new(owner, repo, sha, function).is_err(), "{owner}/{repo}/{sha}/{function}");
         }
@@ -668,12 +678,12 @@ mod tests {
     #[test]
     fn link_signatures_cover_every_part_and_expire() {
         let secret = Secret::new("payload");
-        let key = LogKey::new("octo", "fns", SHA, "hello").unwrap();
+        let key = LogKey::new(1, "fns", SHA, "hello").unwrap();
         let now = Utc::now();
         let expires = now.timestamp() + 60;
         let sig = sign_log_link(&key, expires, &secret);
         verify_log_link(&key, expires, &sig, &secret, now).unwrap();
-        let other = LogKey::new("octo", "fns", SHA, "world").unwrap();
+        let other = LogKey::new(1, "fns", SHA, "world").unwrap();
         assert_eq!(verify_log_link(&other, expires, &sig, &secret, now), Err(LinkError::Mismatch));
         assert_eq!(verify_log_link(&key, expires + 1, &sig, &secret, now), Err(LinkError::Mismatch));
         let late = now + chrono::Duration::seconds(61);
@@ -696,17 +706,17 @@ mod tests {
         let record = LogRecord { meta, text: "ok".into() };
         for (sha, function) in [("aaaaaaa", "hello"), ("bbbbbbb", "hello"), ("bbbbbbb", "other"), ("ccccccc", "Hello")]
         {
-            store.put(&LogKey::new("octo", "fns", sha, function).unwrap(), &record, &[]).await.unwrap();
+            store.put(&LogKey::new(1, "fns", sha, function).unwrap(), &record, &[]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        store.put(&LogKey::new("octo", "web", "ddddddd", "hello").unwrap(), &record, &[]).await.unwrap();
-        let builds = store.builds("Octo", "fns", "hello", 10).await.unwrap();
+        store.put(&LogKey::new(1, "web", "ddddddd", "hello").unwrap(), &record, &[]).await.unwrap();
+        let builds = store.builds(1, "fns", "hello", 10).await.unwrap();
         let shas: Vec<&str> = builds.iter().map(|b| b.key.sha()).collect();
         assert_eq!(shas, ["ccccccc", "bbbbbbb", "aaaaaaa"], "newest first, this repo and function only");
         assert_eq!(builds[0].key.function(), "Hello", "the key reads the record as it was stored");
         assert_eq!(store.meta(&builds[0].key).await.unwrap(), record.meta, "the metadata alone");
-        assert_eq!(store.builds("octo", "fns", "hello", 2).await.unwrap().len(), 2);
-        assert!(store.builds("octo", "none", "hello", 2).await.unwrap().is_empty());
+        assert_eq!(store.builds(1, "fns", "hello", 2).await.unwrap().len(), 2);
+        assert!(store.builds(1, "none", "hello", 2).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -716,11 +726,11 @@ mod tests {
         let now = Utc::now();
         let steps = (0..200).map(|i| StepTiming { step: format!("step-{i:04}"), duration_ms: i }).collect();
         let meta = LogMeta { outcome: Outcome::Timeout, started: now, finished: now, steps, image: None, digest: None };
-        let key = LogKey::new("octo", "fns", SHA, "hello").unwrap();
+        let key = LogKey::new(1, "fns", SHA, "hello").unwrap();
         store.put(&key, &LogRecord { meta: meta.clone(), text: "x".repeat(10_000) }, &[]).await.unwrap();
         assert!(serde_json::to_vec(&meta).unwrap().len() > 4096, "longer than the first read");
         assert_eq!(store.meta(&key).await.unwrap(), meta);
-        let missing = LogKey::new("octo", "fns", SHA, "gone").unwrap();
+        let missing = LogKey::new(1, "fns", SHA, "gone").unwrap();
         assert!(matches!(store.meta(&missing).await, Err(LogStoreError::NotFound(_))));
     }
 

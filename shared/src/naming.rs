@@ -1,20 +1,50 @@
-//! How functions and images are named (the original's rules), so git-tar and buildshiprun agree.
+//! How everything an owner has is named: deployed functions, pretty URLs, secrets, images and log keys. The one
+//! place these names are formed and parsed, so that no two (owner, name) pairs can ever meet in one.
 
 /// Why a name cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    #[error("function name `{0}` cannot become a deployed name: use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters with the owner prefix")]
+    #[error("function name `{0}` cannot become a deployed name: use lower-case letters, digits and '-', starting and ending with a letter or digit")]
     NotDns1123(String),
+    #[error("`{owner}` is not a GitHub login, so its functions cannot be named")]
+    NotALogin { owner: String },
+    #[error("the deployed name `{service}` is {len} characters, over the 63 a DNS label may hold: shorten the function's name to at most {room}")]
+    TooLong { service: String, len: usize, room: usize },
+    #[error("the push names no owner account id, which secrets, images and logs are kept under")]
+    NoOwnerId,
+    #[error("repository name `{0}` cannot be part of an image path")]
+    BadRepository(String),
+    #[error("the image path `{path}` is {len} characters, over the registry's 255: shorten the repository's or the function's name")]
+    ImageTooLong { path: String, len: usize },
 }
 
-/// The deployed name of `function` pushed by `owner`: `<owner>-<function>`, lower-cased, a DNS-1123 label.
+/// What joins an owner's login to a function's name in a deployed name. GitHub logins never hold `--` nor end with
+/// `-`, so the first `--` of a deployed name always ends the login: no two (owner, function) pairs share a name.
+pub const SEPARATOR: &str = "--";
+
+/// The deployed name of `function` pushed by `owner`: `<owner>--<function>`, lower-cased, a DNS-1123 label. The
+/// function's name must itself be a DNS-1123 label (after lower-casing) and the whole at most 63 characters.
 pub fn service_name(owner: &str, function: &str) -> Result<String, NameError> {
-    let name = format!("{owner}-{function}").to_ascii_lowercase();
-    if is_dns1123_label(&name) && !function.is_empty() {
-        Ok(name)
-    } else {
-        Err(NameError::NotDns1123(function.to_owned()))
+    if !is_github_login(owner) {
+        return Err(NameError::NotALogin { owner: owner.to_owned() });
     }
+    let function_lower = function.to_ascii_lowercase();
+    if !is_dns1123_label(&function_lower) {
+        return Err(NameError::NotDns1123(function.to_owned()));
+    }
+    let name = format!("{}{SEPARATOR}{function_lower}", owner.to_ascii_lowercase());
+    if name.len() > 63 {
+        let room = 63 - owner.len() - SEPARATOR.len();
+        return Err(NameError::TooLong { len: name.len(), service: name, room });
+    }
+    Ok(name)
+}
+
+/// The owner's login and the function's name of a deployed name formed by [`service_name`]; `None` for any other
+/// name (the platform's own, one deployed by hand, or the last release's `<owner>-<function>`).
+pub fn parse_service_name(service: &str) -> Option<(&str, &str)> {
+    let (owner, function) = service.split_once(SEPARATOR)?;
+    (is_github_login(owner) && is_dns1123_label(function) && is_dns1123_label(service)).then_some((owner, function))
 }
 
 /// A GitHub login: 1 to 39 letters, digits or single hyphens, not starting or ending with a hyphen.
@@ -50,35 +80,110 @@ pub fn split_image_tag(image: &str) -> (&str, &str) {
     }
 }
 
-/// The image a push builds: `<repository_url>/<owner>/<repo>-<function>:<sha>`, lower-cased and valid as a registry
-/// name, so that every owner has their own registry namespace and a stack.yml's `image:` cannot write over another
-/// owner's (or the platform's) image. With an empty `repository_url` the name starts at the owner.
-pub fn build_image_name(repository_url: &str, owner: &str, repo: &str, function: &str, sha: &str) -> String {
+/// The image a push builds: `<repository_url>/<owner id>/<repo>/<function>:<sha>`, lower-cased. Keyed by the owner's
+/// account id, not its login, so a renamed or recycled login reaches none of the old account's images; one path
+/// component per part, so no two (owner, repository, function) meet in one path. A repository name that is not a
+/// registry path component as it stands (`.github`, `a..b`, `x-`) is written as `x/<hex of its name>`: one
+/// component more, so it never meets a repository that is. With an empty `repository_url` the path starts at the id.
+pub fn build_image_name(
+    repository_url: &str,
+    owner_id: u64,
+    repo: &str,
+    function: &str,
+    sha: &str,
+) -> Result<String, NameError> {
+    if owner_id == 0 {
+        return Err(NameError::NoOwnerId);
+    }
     let prefix = repository_url.trim().trim_end_matches('/').to_ascii_lowercase();
-    let owner = registry_component(owner);
-    let repo = registry_component(repo);
-    let function = registry_component(function);
-    let name = if repo.is_empty() { function } else { format!("{repo}-{function}") };
-    let tag = sha.to_ascii_lowercase();
-    if prefix.is_empty() {
-        format!("{owner}/{name}:{tag}")
+    let function = function.to_ascii_lowercase();
+    if !is_dns1123_label(&function) {
+        return Err(NameError::NotDns1123(function));
+    }
+    let repo_path = image_repository_component(repo)?;
+    let path = if prefix.is_empty() {
+        format!("{owner_id}/{repo_path}/{function}")
     } else {
-        format!("{prefix}/{owner}/{name}:{tag}")
+        format!("{prefix}/{owner_id}/{repo_path}/{function}")
+    };
+    if path.len() > 255 {
+        return Err(NameError::ImageTooLong { len: path.len(), path });
+    }
+    Ok(format!("{path}:{}", sha.to_ascii_lowercase()))
+}
+
+/// The path `<repository_url>/<owner id>/` under which every image of that account lies (and nothing of another
+/// account): what an owner's `skip_build` image must start with.
+pub fn owner_image_prefix(repository_url: &str, owner_id: u64) -> String {
+    let prefix = repository_url.trim().trim_end_matches('/').to_ascii_lowercase();
+    if prefix.is_empty() {
+        format!("{owner_id}/")
+    } else {
+        format!("{prefix}/{owner_id}/")
     }
 }
 
-/// One path component of a registry name: lower-case letters and digits, joined by `-` (a repository's `.` and `_`
-/// become `-`, which is valid wherever it stands between two letters or digits).
-fn registry_component(value: &str) -> String {
-    let mapped: String =
-        value.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    mapped.trim_matches('-').to_owned()
+/// A GitHub repository name (letters, digits, `-`, `_`, `.`, case-insensitive) as registry path component(s).
+fn image_repository_component(repo: &str) -> Result<String, NameError> {
+    let bad = || NameError::BadRepository(repo.to_owned());
+    if repo.is_empty() || repo.len() > 100 || !repo.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(bad());
+    }
+    let lower = repo.to_ascii_lowercase();
+    if is_registry_component(&lower) {
+        Ok(lower)
+    } else {
+        let hex = lower.bytes().fold(String::with_capacity(2 * lower.len()), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+        Ok(format!("x/{hex}"))
+    }
 }
 
-/// The name a function's `secrets: [name]` entry binds: `<owner>-<name>` with the owner lower-cased (the last
-/// release's rule), so that a user can only mount the secrets created for them.
-pub fn owner_secret_name(owner: &str, secret: &str) -> String {
-    format!("{}-{secret}", owner.to_ascii_lowercase())
+/// A registry path component: `[a-z0-9]+` joined by `.`, `_`, `__` or any run of `-` (the distribution grammar).
+pub fn is_registry_component(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    let mut separator = String::new();
+    for &b in bytes {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            if !(separator.is_empty()
+                || separator == "."
+                || separator == "_"
+                || separator == "__"
+                || separator.bytes().all(|s| s == b'-'))
+            {
+                return false;
+            }
+            separator.clear();
+        } else if b"._-".contains(&b) {
+            separator.push(char::from(b));
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// The name a function's `secrets: [name]` entry binds: `<owner id>--<name>`. Keyed by the account id, so a renamed
+/// or recycled login mounts nothing of the old account; the id is digits only and the first `--` ends it, so no
+/// two (owner, name) pairs bind one secret.
+pub fn owner_secret_name(owner_id: u64, secret: &str) -> Result<String, NameError> {
+    if owner_id == 0 {
+        return Err(NameError::NoOwnerId);
+    }
+    Ok(format!("{owner_id}{SEPARATOR}{secret}"))
+}
+
+/// The owner id and the secret's name of a secret formed by [`owner_secret_name`].
+pub fn parse_owner_secret_name(bound: &str) -> Option<(u64, &str)> {
+    let (id, name) = bound.split_once(SEPARATOR)?;
+    let id = id.parse::<u64>().ok().filter(|id| *id != 0 && !bound.starts_with('0'))?;
+    Some((id, name))
 }
 
 /// Whether `name` can be a secret's name on both orchestrators: a DNS-1123 subdomain (lower-case letters, digits,
@@ -114,10 +219,35 @@ pub const PLATFORM_SECRETS: &[&str] = &[
     "of-client-secret",
 ];
 
-/// Deployed names no push may take: the platform's own functions and services, whichever owner and function
-/// would form them (owner `gh` with function `push` is `gh-push`).
+/// The services the platform runs beside its functions (stack.yml's are [`crate::functions::ALL`]), by the names
+/// the deploy files give them: the edge router, the builder, the registry, and OpenFaaS' own parts.
+pub const PLATFORM_SERVICES: &[&str] = &[
+    "edge-router",
+    "of-builder",
+    "buildkitd",
+    "registry",
+    "gateway",
+    "queue-worker",
+    "nats",
+    "prometheus",
+    "alertmanager",
+    "basic-auth-plugin",
+    "faas-idler",
+];
+
+/// The host labels under the platform's domain that are the platform's (`system.<domain>` is the dashboard and the
+/// login): an owner with such a login would get no pretty URL, so its pushes are refused.
+pub const RESERVED_HOST_LABELS: &[&str] = &["system"];
+
+/// Deployed names no push may take: the platform's own functions and services. No [`service_name`] can be one of
+/// them today (none holds `--`); this holds if one ever does.
 pub fn is_reserved_service(name: &str) -> bool {
-    crate::functions::ALL.contains(&name) || name == "of-builder"
+    crate::functions::ALL.contains(&name) || PLATFORM_SERVICES.contains(&name)
+}
+
+/// Whether `login` is an owner whose pretty URL host would be one of the platform's.
+pub fn is_reserved_owner(login: &str) -> bool {
+    RESERVED_HOST_LABELS.iter().any(|label| label.eq_ignore_ascii_case(login))
 }
 
 /// The image reference pinned by digest: `<name without tag>@<digest>`, so a deployment runs exactly what was built.
@@ -182,18 +312,18 @@ mod tests {
     fn pretty_urls_replace_user_and_function_as_the_last_release_did() {
         let pretty = Some("https://user.o6s.io/function");
         assert_eq!(
-            function_url("https://gw/", pretty, "AlexEllis", "hello", "alexellis-hello"),
+            function_url("https://gw/", pretty, "AlexEllis", "hello", "alexellis--hello"),
             "https://alexellis.o6s.io/hello"
         );
         let local = Some("http://user.localhost:8081/function");
-        assert_eq!(function_url("http://gw/", local, "octo", "fn", "octo-fn"), "http://octo.localhost:8081/fn");
+        assert_eq!(function_url("http://gw/", local, "octo", "fn", "octo--fn"), "http://octo.localhost:8081/fn");
     }
 
     #[test]
     fn pretty_urls_do_not_replace_inside_what_was_put_in() {
         let pretty = Some("https://user.o6s.io/function");
         assert_eq!(
-            function_url("https://gw/", pretty, "functionuser", "user-function", "functionuser-user-function"),
+            function_url("https://gw/", pretty, "functionuser", "user-function", "functionuser--user-function"),
             "https://functionuser.o6s.io/user-function"
         );
     }
@@ -201,54 +331,144 @@ mod tests {
     #[test]
     fn without_a_pretty_url_the_gateway_s_public_url_is_used() {
         assert_eq!(
-            function_url("https://gw.example/", None, "octo", "fn", "octo-fn"),
-            "https://gw.example/function/octo-fn"
+            function_url("https://gw.example/", None, "octo", "fn", "octo--fn"),
+            "https://gw.example/function/octo--fn"
         );
         assert_eq!(
-            function_url("https://gw.example", Some("  "), "octo", "fn", "octo-fn"),
-            "https://gw.example/function/octo-fn"
+            function_url("https://gw.example", Some("  "), "octo", "fn", "octo--fn"),
+            "https://gw.example/function/octo--fn"
         );
     }
 
     #[test]
     fn service_names_are_lower_case_dns_labels() {
-        assert_eq!(service_name("AlexEllis", "Hello-Fn").unwrap(), "alexellis-hello-fn");
+        assert_eq!(service_name("AlexEllis", "Hello-Fn").unwrap(), "alexellis--hello-fn");
         assert!(service_name("octo", "under_score").is_err());
         assert!(service_name("octo", "").is_err());
         assert!(service_name("octo", "trailing-").is_err());
-        assert!(service_name("octo", &"x".repeat(60)).is_err());
+        assert!(service_name("octo-", "fn").is_err());
+        assert!(service_name("a--b", "fn").is_err());
+        let long = service_name("octo", &"x".repeat(60)).unwrap_err();
+        assert_eq!(long.to_string(), "the deployed name `octo--xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx` is 66 characters, over the 63 a DNS label may hold: shorten the function's name to at most 57");
+        assert_eq!(service_name("octo", &"x".repeat(57)).unwrap().len(), 63);
     }
 
     #[test]
-    fn images_are_namespaced_by_owner_and_repository() {
+    fn hyphen_prefixed_owners_get_different_names() {
+        assert_ne!(service_name("acme", "corp-db").unwrap(), service_name("acme-corp", "db").unwrap());
+        assert_eq!(service_name("acme", "corp-db").unwrap(), "acme--corp-db");
+        assert_eq!(service_name("acme-corp", "db").unwrap(), "acme-corp--db");
+        assert_eq!(parse_service_name("acme-corp--db"), Some(("acme-corp", "db")));
+        assert_eq!(parse_service_name("acme--corp-db"), Some(("acme", "corp-db")));
+        assert_eq!(parse_service_name("acme---db"), None);
+        assert_eq!(parse_service_name("edge-router"), None);
+        assert_eq!(service_name("edge", "router").unwrap(), "edge--router");
+        assert!(!is_reserved_service(&service_name("edge", "router").unwrap()));
+    }
+
+    /// Every login of up to five characters over `a`, `b` and `-`, and every function name of up to four over the
+    /// same: the names they form never meet, and each parses back to its pair.
+    #[test]
+    fn service_names_are_injective_over_a_small_alphabet() {
+        let logins: Vec<String> = words(b"ab-", 5).into_iter().filter(|w| is_github_login(w)).collect();
+        let functions: Vec<String> = words(b"ab-", 4).into_iter().filter(|w| is_dns1123_label(w)).collect();
+        let mut seen = std::collections::HashMap::new();
+        for owner in &logins {
+            for function in &functions {
+                let service = service_name(owner, function).unwrap();
+                assert_eq!(parse_service_name(&service), Some((owner.as_str(), function.as_str())));
+                if let Some(earlier) = seen.insert(service.clone(), (owner.clone(), function.clone())) {
+                    panic!("{earlier:?} and ({owner}, {function}) both become {service}");
+                }
+            }
+        }
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn secrets_and_images_are_injective_over_a_small_alphabet() {
+        let ids = [1_u64, 2, 12, 21, 112];
+        let names: Vec<String> = words(b"a-.", 4).into_iter().filter(|w| is_valid_secret_name(w)).collect();
+        let mut secrets = std::collections::HashSet::new();
+        for id in ids {
+            for name in &names {
+                let bound = owner_secret_name(id, name).unwrap();
+                assert_eq!(parse_owner_secret_name(&bound), Some((id, name.as_str())));
+                assert!(secrets.insert(bound));
+            }
+        }
+        let repos: Vec<String> = words(b"aA-._", 3);
+        let functions = ["a", "a-a", "aa"];
+        let mut images = std::collections::HashMap::new();
+        for id in ids {
+            for repo in &repos {
+                for function in functions {
+                    let image = build_image_name("r:5000", id, repo, function, "abc").unwrap();
+                    let key = (id, repo.to_ascii_lowercase(), function);
+                    if let Some(earlier) = images.insert(image.clone(), key.clone()) {
+                        assert_eq!(earlier, key, "{image}");
+                    }
+                }
+            }
+        }
+        assert!(images.len() > 500, "{}", images.len());
+    }
+
+    fn words(alphabet: &[u8], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last.iter().flat_map(|w| alphabet.iter().map(move |c| format!("{w}{}", char::from(*c)))).collect();
+            all.extend(last.iter().cloned());
+        }
+        all.retain(|w| !w.is_empty());
+        all
+    }
+
+    #[test]
+    fn images_are_namespaced_by_owner_id_repository_and_function() {
         let sha = "ABC123";
         assert_eq!(
-            build_image_name("registry:5000", "AlexEllis", "Fns", "hello", sha),
-            "registry:5000/alexellis/fns-hello:abc123"
+            build_image_name("registry:5000", 42, "Fns", "hello", sha).unwrap(),
+            "registry:5000/42/fns/hello:abc123"
         );
         assert_eq!(
-            build_image_name("Registry:5000/", "octo", "my_repo.js", "fn", sha),
-            "registry:5000/octo/my-repo-js-fn:abc123"
+            build_image_name("Registry:5000/", 42, "my_repo.js", "fn", sha).unwrap(),
+            "registry:5000/42/my_repo.js/fn:abc123"
         );
-        assert_eq!(build_image_name("", "octo", ".github", "fn", sha), "octo/github-fn:abc123");
-        // Two owners whose names join alike still get different images.
-        assert_ne!(build_image_name("r", "alex", "ellis", "x", sha), build_image_name("r", "alex-ellis", "", "x", sha));
+        assert_eq!(build_image_name("", 7, ".github", "fn", sha).unwrap(), "7/x/2e676974687562/fn:abc123");
+        assert_ne!(
+            build_image_name("r", 1, "alex", "ellis-x", sha).unwrap(),
+            build_image_name("r", 1, "alex-ellis", "x", sha).unwrap()
+        );
+        assert_eq!(build_image_name("r", 0, "fns", "x", sha), Err(NameError::NoOwnerId));
+        assert!(build_image_name("r", 1, "a/b", "x", sha).is_err());
+        assert!(build_image_name(&"r".repeat(200), 1, &"a".repeat(60), "x", sha).is_err());
+        assert!(build_image_name("r", 1, "fns", "Under_score", sha).is_err());
+        assert!(is_registry_component("a__b") && is_registry_component("a---b") && !is_registry_component("a._b"));
     }
 
     #[test]
-    fn secrets_are_bound_to_their_lower_case_owner() {
-        assert_eq!(owner_secret_name("AlexEllis", "db"), "alexellis-db");
-        assert!(is_valid_secret_name("alexellis-db"));
+    fn secrets_are_bound_to_the_owner_s_account_id() {
+        assert_eq!(owner_secret_name(583_231, "db").unwrap(), "583231--db");
+        assert_eq!(owner_secret_name(0, "db"), Err(NameError::NoOwnerId));
+        assert!(is_valid_secret_name("583231--db"));
         assert!(!is_valid_secret_name("alexellis-DB"));
         assert!(!is_valid_secret_name("alex/../db"));
         assert!(!is_valid_secret_name("alex-"));
+        assert_eq!(parse_owner_secret_name("payload-secret"), None);
+        assert_eq!(parse_owner_secret_name("0--db"), None);
+        assert_eq!(parse_owner_secret_name("01--db"), None);
     }
 
     #[test]
-    fn the_platform_s_functions_are_reserved() {
-        assert!(is_reserved_service(&service_name("gh", "push").unwrap()));
+    fn the_platform_s_functions_and_services_are_reserved() {
         assert!(is_reserved_service("buildshiprun"));
+        assert!(is_reserved_service("edge-router"));
+        assert!(is_reserved_service("of-builder"));
         assert!(!is_reserved_service("gh-pushy"));
+        assert!(is_reserved_owner("System"));
+        assert!(!is_reserved_owner("octo"));
     }
 
     #[test]

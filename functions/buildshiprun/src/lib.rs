@@ -34,9 +34,9 @@ use axum::{Json, Router};
 use shared::build::{BuildResult, BuildStatus};
 use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
-use shared::naming::{function_url, is_reserved_service, pin_by_digest, service_name};
+use shared::naming::{function_url, pin_by_digest, service_name};
 use shared::openfaas::FunctionDeployment;
-use shared::registry::RegistryClient;
+use shared::registry::{ImageRef, RegistryClient};
 use shared::retry::Backoff;
 use shared::signature::{SignatureError, CLOUD_SIGNATURE};
 use shared::status::StatusClient;
@@ -46,6 +46,7 @@ pub use crate::config::Config;
 use crate::deployment::{deployment_for, may_replace, unchanged};
 pub use crate::error::ShipError;
 use crate::logs::{BuildTrace, BUILD, DEPLOY};
+use crate::policy::Policy;
 
 struct AppState {
     config: Config,
@@ -132,11 +133,7 @@ async fn ship(
     trace: &mut BuildTrace,
 ) -> Result<ShipResult, ShipError> {
     let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
-    if is_reserved_service(service) {
-        return Err(refused(format!(
-            "`{service}` is the name of one of the platform's functions: rename the function"
-        )));
-    }
+    Policy::check_names(&event.owner, service).map_err(refused)?;
     // Checked before the build with a placeholder image, so a refused stack costs no build.
     let default_memory = state.config.default_memory_limit.as_deref();
     deployment_for(event, service, &event.image, default_memory, &state.config.policy).map_err(refused)?;
@@ -178,7 +175,7 @@ async fn image_step(
     trace: &mut BuildTrace,
 ) -> Result<(String, String), ShipError> {
     if event.skip_build {
-        return Ok((event.image.clone(), String::new()));
+        return pinned_skip_build_image(state, event).await;
     }
     if size == 0 {
         return Err(ShipError::BadRequest(format!("{}: the build tar is empty", event.function)));
@@ -208,6 +205,25 @@ async fn image_step(
         cache::remember(&state.registry, &event.image, &built.1, identity).await;
     }
     Ok(built)
+}
+
+/// A `skip_build` image (the policy has allowed it) pinned by the digest its registry holds for it now; refused
+/// when the registry cannot say, as a tag deployed unpinned could be moved under the running function.
+async fn pinned_skip_build_image(state: &AppState, event: &BuildEvent) -> Result<(String, String), ShipError> {
+    let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
+    let image = event.image.trim();
+    let reference = ImageRef::parse(image).map_err(|e| refused(format!("skip_build: {e}")))?;
+    let wanted = reference.digest.clone().or_else(|| reference.tag.clone()).unwrap_or_else(|| "latest".into());
+    let digest = state
+        .registry
+        .digest_of(&reference, &wanted)
+        .await
+        .map_err(|e| refused(format!("skip_build: the digest of `{image}` could not be resolved: {e}")))?
+        .ok_or_else(|| refused(format!("skip_build: the registry has no image `{image}`")))?;
+    if reference.digest.as_ref().is_some_and(|d| *d != digest) {
+        return Err(refused(format!("skip_build: the registry answered another digest for `{image}`")));
+    }
+    Ok((pin_by_digest(image, &digest), digest))
 }
 
 /// The build step: of-builder builds and pushes; answers the image pinned by digest, and the digest.

@@ -92,7 +92,7 @@ pub async fn store(
     if !trace.built() {
         return None;
     }
-    let key = LogKey::new(&event.owner, &event.repo, &event.sha, &event.function)
+    let key = LogKey::new(event.owner_id, &event.repo, &event.sha, &event.function)
         .map_err(|error| tracing::warn!(%error, "no build log is stored"))
         .ok()?;
     let record = LogRecord { meta: meta(trace, result), text: text(trace, result) };

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use shared::config::{bool_or, env_string, parse_bytes, u64_or, ConfigError};
 use shared::event::{BuildEvent, FunctionResources};
-use shared::naming::{is_valid_secret_name, owner_secret_name, PLATFORM_SECRETS};
+use shared::naming::{
+    is_reserved_owner, is_reserved_service, is_valid_secret_name, owner_image_prefix, owner_secret_name,
+    split_image_tag, PLATFORM_SECRETS,
+};
 use shared::openfaas::labels;
 
 /// The scaling labels a user may set by default (OpenFaaS' autoscaler reads them).
@@ -38,6 +41,15 @@ pub struct Policy {
     pub max_memory_limit: Option<(String, u64)>,
     /// `max_cpu_limit`: the largest CPU limit or request, as written and in millicores.
     pub max_cpu_limit: Option<(String, u64)>,
+    /// `allowed_constraints`: the placement constraints a stack may ask for, as written (spaces aside); none by
+    /// default, as a constraint could place a tenant's function on the platform's own nodes.
+    pub allowed_constraints: Vec<String>,
+    /// `repository_url`: the registry (and prefix) the platform pushes to; an owner's own images lie under
+    /// `<repository_url>/<owner id>/`, the only ones `skip_build` deploys besides `allowed_skip_build_images`.
+    pub repository_url: String,
+    /// `allowed_skip_build_images`: images (without tag) or prefixes (ending in `/`) any owner may deploy with
+    /// `skip_build`; none by default.
+    pub allowed_skip_build_images: Vec<String>,
 }
 
 impl Default for Policy {
@@ -54,6 +66,9 @@ impl Default for Policy {
             scaling_max_limit: 4,
             max_memory_limit: Some(("256Mi".into(), 256 << 20)),
             max_cpu_limit: Some(("1000m".into(), 1000)),
+            allowed_constraints: Vec::new(),
+            repository_url: String::new(),
+            allowed_skip_build_images: Vec::new(),
         }
     }
 }
@@ -84,6 +99,9 @@ impl Policy {
             scaling_max_limit: u64_or("scaling_max_limit", defaults.scaling_max_limit)?,
             max_memory_limit: bound_setting("max_memory_limit", defaults.max_memory_limit, memory_bytes)?,
             max_cpu_limit: bound_setting("max_cpu_limit", defaults.max_cpu_limit, cpu_millis)?,
+            allowed_constraints: list_or("allowed_constraints", ""),
+            repository_url: env_string("repository_url").unwrap_or_default(),
+            allowed_skip_build_images: list_or("allowed_skip_build_images", ""),
         };
         if policy.scaling_min_limit > policy.scaling_max_limit {
             return Err(ConfigError::Invalid {
@@ -97,6 +115,8 @@ impl Policy {
     /// Checks everything the event asks for and returns the secret names the deployment binds.
     pub fn check(&self, event: &BuildEvent) -> Result<Vec<String>, String> {
         self.check_lang(event)?;
+        self.check_skip_build(event)?;
+        self.check_constraints(&event.constraints)?;
         self.check_build_args(event)?;
         self.check_labels(&event.labels)?;
         self.check_annotations(&event.annotations)?;
@@ -104,17 +124,81 @@ impl Policy {
         self.check_resources("limits", event.limits.as_ref())?;
         self.check_resources("requests", event.requests.as_ref())?;
         self.read_only_root(event)?;
-        self.bind_secrets(&event.owner, &event.secrets)
+        self.bind_secrets(event.owner_id, &event.secrets)
     }
 
+    /// The owner's login must be able to own a pretty URL host, and the deployed name must not be the platform's.
+    pub fn check_names(owner: &str, service: &str) -> Result<(), String> {
+        if is_reserved_owner(owner) {
+            return Err(format!(
+                "the owner `{owner}` has the name of one of the platform's hosts, so its functions cannot be deployed"
+            ));
+        }
+        if is_reserved_service(service) {
+            return Err(format!(
+                "`{service}` is the name of one of the platform's functions or services: rename the function"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `lang: dockerfile` is refused unless enabled, with or without `skip_build`: skipping the build does not
+    /// make the user's own build definition allowed.
     fn check_lang(&self, event: &BuildEvent) -> Result<(), String> {
-        if event.lang.eq_ignore_ascii_case("dockerfile") && !event.skip_build && !self.enable_dockerfile_lang {
+        if event.lang.eq_ignore_ascii_case("dockerfile") && !self.enable_dockerfile_lang {
             return Err(
                 "lang `dockerfile` is not allowed: the operator has not enabled it (enable_dockerfile_lang=false)"
                     .into(),
             );
         }
         Ok(())
+    }
+
+    /// `skip_build` deploys an image the platform did not build in this push: only the owner's own (the platform
+    /// built them, from the operator's templates unless `enable_dockerfile_lang`) or one the operator lists.
+    pub fn check_skip_build(&self, event: &BuildEvent) -> Result<(), String> {
+        if !event.skip_build {
+            return Ok(());
+        }
+        let (name, _) = split_image_tag(event.image.trim());
+        let name = name.to_ascii_lowercase();
+        let own = (event.owner_id != 0 && !self.repository_url.trim().is_empty())
+            .then(|| owner_image_prefix(&self.repository_url, event.owner_id));
+        if own.as_ref().is_some_and(|prefix| name.starts_with(prefix.as_str())) {
+            return Ok(());
+        }
+        let listed = self.allowed_skip_build_images.iter().any(|allowed| {
+            let allowed = allowed.to_ascii_lowercase();
+            if allowed.ends_with('/') {
+                name.starts_with(&allowed)
+            } else {
+                name == allowed
+            }
+        });
+        if listed {
+            return Ok(());
+        }
+        let own = own.map_or_else(|| "none: the operator set no repository_url".to_owned(), |p| format!("{p}…"));
+        Err(format!(
+            "skip_build: image `{}` is not one this owner may deploy (its own images: {own}; allowed_skip_build_images: {})",
+            event.image,
+            shown(&self.allowed_skip_build_images)
+        ))
+    }
+
+    /// Constraints decide where a function runs; only those the operator lists are allowed.
+    fn check_constraints(&self, constraints: &[String]) -> Result<(), String> {
+        let squeezed = |c: &str| c.split_whitespace().collect::<String>();
+        match constraints
+            .iter()
+            .find(|c| !self.allowed_constraints.iter().any(|allowed| squeezed(allowed) == squeezed(c)))
+        {
+            Some(constraint) => Err(format!(
+                "constraint `{constraint}` is not allowed (allowed_constraints: {})",
+                shown(&self.allowed_constraints)
+            )),
+            None => Ok(()),
+        }
     }
 
     fn check_build_args(&self, event: &BuildEvent) -> Result<(), String> {
@@ -212,15 +296,15 @@ impl Policy {
         }
     }
 
-    /// `secrets: [db]` binds `<owner>-db`; a platform secret, by the name written or the name bound, is refused.
-    fn bind_secrets(&self, owner: &str, secrets: &[String]) -> Result<Vec<String>, String> {
+    /// `secrets: [db]` binds `<owner id>--db`; a platform secret, by the name written or the name bound, is refused.
+    fn bind_secrets(&self, owner_id: u64, secrets: &[String]) -> Result<Vec<String>, String> {
         let reserved = |name: &str| {
             PLATFORM_SECRETS.contains(&name) || self.reserved_secrets.iter().any(|r| r.eq_ignore_ascii_case(name))
         };
         secrets
             .iter()
             .map(|secret| {
-                let bound = owner_secret_name(owner, secret);
+                let bound = owner_secret_name(owner_id, secret).map_err(|e| format!("secret `{secret}`: {e}"))?;
                 if reserved(secret) || reserved(&bound) {
                     Err(format!("secret `{secret}` (bound as `{bound}`) is one of the platform's own secrets"))
                 } else if !is_valid_secret_name(&bound) {
@@ -274,4 +358,110 @@ pub fn cpu_millis(value: &str) -> Result<u64, String> {
     // Truncation is fine: a thousandth of a core is the finest OpenFaaS resolves.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((cores * 1000.0).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> BuildEvent {
+        BuildEvent {
+            service: "acme--api".into(),
+            function: "api".into(),
+            owner: "acme".into(),
+            owner_id: 1001,
+            repo: "fns".into(),
+            sha: "a".repeat(40),
+            image: "127.0.0.1:5000/1001/fns/api:aaaa".into(),
+            lang: "node".into(),
+            ..BuildEvent::default()
+        }
+    }
+
+    fn with_registry() -> Policy {
+        Policy { repository_url: "127.0.0.1:5000".into(), ..Policy::default() }
+    }
+
+    #[test]
+    fn secrets_are_bound_under_the_owner_s_account_id() {
+        let policy = Policy::default();
+        let acme = BuildEvent { secrets: vec!["corp-db".into()], ..event() };
+        let acme_corp = BuildEvent { owner: "acme-corp".into(), owner_id: 2002, secrets: vec!["db".into()], ..event() };
+        assert_eq!(policy.check(&acme).unwrap(), ["1001--corp-db"]);
+        assert_eq!(policy.check(&acme_corp).unwrap(), ["2002--db"]);
+        // A recycled login is another account: it reaches none of the old account's secrets.
+        let recycled = BuildEvent { owner_id: 3003, ..acme_corp };
+        assert_eq!(policy.check(&recycled).unwrap(), ["3003--db"]);
+        let unknown = BuildEvent { owner_id: 0, secrets: vec!["db".into()], ..event() };
+        assert!(policy.check(&unknown).unwrap_err().contains("no owner account id"));
+        let platform = BuildEvent { secrets: vec!["payload-secret".into()], ..event() };
+        assert!(policy.check(&platform).unwrap_err().contains("platform's own secrets"));
+    }
+
+    #[test]
+    fn constraints_are_refused_unless_the_operator_lists_them() {
+        let asked = BuildEvent { constraints: vec!["node.role == manager".into()], ..event() };
+        assert_eq!(
+            Policy::default().check(&asked).unwrap_err(),
+            "constraint `node.role == manager` is not allowed (allowed_constraints: none)"
+        );
+        let policy = Policy { allowed_constraints: vec!["node.role==worker".into()], ..Policy::default() };
+        let worker = BuildEvent { constraints: vec!["node.role == worker".into()], ..event() };
+        assert!(policy.check(&worker).is_ok());
+        assert!(policy.check(&asked).unwrap_err().contains("allowed_constraints: node.role==worker"));
+    }
+
+    #[test]
+    fn skip_build_deploys_only_the_owner_s_own_images_or_the_operator_s() {
+        let policy = with_registry();
+        let own = BuildEvent { skip_build: true, image: "127.0.0.1:5000/1001/fns/api:abc".into(), ..event() };
+        assert!(policy.check(&own).is_ok());
+        for image in [
+            "127.0.0.1:5000/2002/fns/api:abc",
+            "127.0.0.1:5000/10012/fns/api:abc",
+            "127.0.0.1:5000/100/fns/api:abc",
+            "127.0.0.1:5000/acme/fns-api:abc",
+            "docker.io/library/nginx:latest",
+            "127.0.0.1:5001/1001/fns/api:abc",
+        ] {
+            let other = BuildEvent { skip_build: true, image: image.into(), ..event() };
+            let refused = policy.check(&other).unwrap_err();
+            assert!(
+                refused.starts_with(&format!("skip_build: image `{image}` is not one this owner may deploy")),
+                "{refused}"
+            );
+            assert!(refused.contains("127.0.0.1:5000/1001/"), "{refused}");
+        }
+        let listed = Policy {
+            allowed_skip_build_images: vec!["docker.io/library/nginx".into(), "ghcr.io/openfaas/".into()],
+            ..with_registry()
+        };
+        for image in ["docker.io/library/nginx:1.27", "ghcr.io/openfaas/figlet:latest"] {
+            assert!(listed.check(&BuildEvent { skip_build: true, image: image.into(), ..event() }).is_ok(), "{image}");
+        }
+        let near = BuildEvent { skip_build: true, image: "docker.io/library/nginx-evil:1".into(), ..event() };
+        assert!(listed.check(&near).is_err());
+        let no_registry = BuildEvent { skip_build: true, ..event() };
+        assert!(Policy::default().check(&no_registry).unwrap_err().contains("the operator set no repository_url"));
+    }
+
+    #[test]
+    fn skip_build_is_no_way_past_enable_dockerfile_lang() {
+        let own = BuildEvent {
+            skip_build: true,
+            lang: "dockerfile".into(),
+            image: "127.0.0.1:5000/1001/fns/api:abc".into(),
+            ..event()
+        };
+        assert!(with_registry().check(&own).unwrap_err().contains("enable_dockerfile_lang=false"));
+        let enabled = Policy { enable_dockerfile_lang: true, ..with_registry() };
+        assert!(enabled.check(&own).is_ok());
+    }
+
+    #[test]
+    fn platform_names_and_hosts_are_refused() {
+        assert!(Policy::check_names("octo", "octo--api").is_ok());
+        assert!(Policy::check_names("octo", "edge-router").unwrap_err().contains("platform's functions or services"));
+        assert!(Policy::check_names("System", "system--api").unwrap_err().contains("platform's hosts"));
+    }
 }

@@ -114,7 +114,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
 
 fn event(harness: &Harness, function: &str) -> BuildEvent {
     BuildEvent {
-        service: format!("octo-{function}"),
+        service: format!("octo--{function}"),
         function: function.into(),
         owner: "octo".into(),
         owner_id: 42,
@@ -124,7 +124,7 @@ fn event(harness: &Harness, function: &str) -> BuildEvent {
         clone_url: "http://127.0.0.1/octo/fns.git".into(),
         installation_id: Some(7),
         delivery: "d-1".into(),
-        image: format!("{}/octo/{function}:latest-{SHA}", harness.registry.host_port()),
+        image: format!("{}/42/fns/{function}:{SHA}", harness.registry.host_port()),
         environment: BTreeMap::from([("write_debug".into(), "true".into())]),
         secrets: vec!["api-key".into()],
         labels: BTreeMap::from([("team".into(), "platform".into())]),
@@ -178,17 +178,17 @@ async fn builds_and_deploys_a_new_function_pinned_by_digest() {
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deployed"], "created");
-    let manifest = harness.registry.client().manifest("octo/hello", &format!("latest-{SHA}")).await.unwrap();
+    let manifest = harness.registry.client().manifest("42/fns/hello", SHA).await.unwrap();
     assert_eq!(answer["digest"], manifest.digest.as_str());
 
     let posts: Vec<_> =
         harness.gateway.requests_to("/system/functions").into_iter().filter(|r| r.method == "POST").collect();
     assert_eq!(posts.len(), 1);
     let deployment: FunctionDeployment = posts[0].json();
-    assert_eq!(deployment.service, "octo-hello");
-    assert_eq!(deployment.image, format!("{}/octo/hello@{}", harness.registry.host_port(), manifest.digest));
+    assert_eq!(deployment.service, "octo--hello");
+    assert_eq!(deployment.image, format!("{}/42/fns/hello@{}", harness.registry.host_port(), manifest.digest));
     assert_eq!(deployment.env_vars["write_debug"], "true");
-    assert_eq!(deployment.secrets, vec!["octo-api-key".to_owned()], "secrets are the owner's");
+    assert_eq!(deployment.secrets, vec!["42--api-key".to_owned()], "secrets are the owner account's");
     assert_eq!(deployment.annotations["topic"], "cron");
     assert_eq!(deployment.limits.as_ref().unwrap().memory.as_deref(), Some("30Mi"), "default_memory_limit applies");
     for (label, value) in
@@ -202,14 +202,14 @@ async fn builds_and_deploys_a_new_function_pinned_by_digest() {
     let last = &statuses.last().unwrap().statuses[0];
     assert_eq!(last.context, "hello");
     assert_eq!(last.state, StatusState::Success);
-    assert_eq!(last.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello"));
+    assert_eq!(last.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
     assert_eq!(statuses.last().unwrap().event.installation_id, Some(7));
 }
 
 #[tokio::test]
 async fn updates_an_existing_function_with_put() {
     let harness = start(true).await;
-    harness.gateway.add_function(testkit::labelled_function("octo-hello", "octo", "fns", true));
+    harness.gateway.add_function(testkit::labelled_function("octo--hello", "octo", "fns", true));
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
@@ -225,13 +225,13 @@ async fn retries_a_gateway_that_fails_twice() {
     let harness = start(true).await;
     harness.gateway.reply(
         "GET",
-        "/system/function/octo-hello",
+        "/system/function/octo--hello",
         vec![Reply::status(500), Reply::status(503), Reply::status(404)],
     );
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(harness.gateway.requests_to("/system/function/octo-hello").len(), 3);
+    assert_eq!(harness.gateway.requests_to("/system/function/octo--hello").len(), 3);
     assert_eq!(harness.gateway.functions().len(), 1);
 }
 
@@ -273,14 +273,63 @@ async fn fails_with_502_when_the_builder_stays_unreachable() {
 }
 
 #[tokio::test]
-async fn deploys_a_skip_build_function_from_its_image() {
-    let harness = start(true).await;
+async fn deploys_a_skip_build_function_from_the_owner_s_own_image_pinned_by_digest() {
+    let mut harness = start(true).await;
+    let built = event(&harness, "hello");
+    let (status, answer) = harness.send(&built, tar(&built, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    let policy = Policy { repository_url: harness.registry.host_port(), ..Policy::default() };
+    let config = Config { policy, ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
     let mut event = event(&harness, "nats");
     event.skip_build = true;
-    event.image = "ghcr.io/openfaas/nats-connector:0.3.2".into();
+    event.image = built.image.clone();
     let (status, answer) = harness.send(&event, Vec::new()).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(harness.gateway.functions()[0].image, "ghcr.io/openfaas/nats-connector:0.3.2");
+    let deployed = harness.gateway.functions().into_iter().find(|f| f.name == "octo--nats").unwrap();
+    assert_eq!(
+        deployed.image,
+        format!("{}/42/fns/hello@{}", harness.registry.host_port(), answer["digest"].as_str().unwrap())
+    );
+    let manifest = harness.registry.client().manifest("42/fns/hello", SHA).await.unwrap();
+    assert_eq!(answer["digest"], manifest.digest.as_str(), "pinned by the digest the registry holds");
+}
+
+#[tokio::test]
+async fn refuses_a_skip_build_image_of_another_owner_or_one_that_cannot_be_pinned() {
+    let mut harness = start(true).await;
+    let built = event(&harness, "hello");
+    let (status, answer) = harness.send(&built, tar(&built, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    let before = harness.gateway.functions();
+    let registry = harness.registry.host_port();
+    let policy = Policy { repository_url: registry.clone(), ..Policy::default() };
+    let config = Config { policy, ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+    // Owner 7 (`acme-corp`) names owner 42's image; then an image of its own that the registry does not hold.
+    let mut event = event(&harness, "nats");
+    event.owner = "acme-corp".into();
+    event.owner_id = 7;
+    event.secrets.clear();
+    event.skip_build = true;
+    for (image, why) in [
+        (built.image.clone(), "is not one this owner may deploy"),
+        ("ghcr.io/openfaas/nats-connector:0.3.2".to_owned(), "is not one this owner may deploy"),
+        (format!("{registry}/7/fns/nats:latest"), "the registry has no image"),
+    ] {
+        event.image = image;
+        let (status, answer) = harness.send(&event, Vec::new()).await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(why), "{why} in {answer}");
+        let failure = harness.statuses().last().unwrap().statuses[0].clone();
+        assert_eq!(failure.state, StatusState::Failure);
+        assert!(failure.description.contains(why), "{why} in {}", failure.description);
+    }
+    assert_eq!(harness.gateway.functions(), before, "the other owner's function is unchanged");
 }
 
 #[tokio::test]
@@ -290,10 +339,8 @@ async fn a_deployed_function_s_status_links_to_its_pretty_url_when_one_is_set() 
     let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
     harness.address = served.address;
     harness.keep.push(Box::new(served));
-    let mut event = event(&harness, "nats");
-    event.skip_build = true;
-    event.image = "ghcr.io/openfaas/nats-connector:0.3.2".into();
-    let (status, answer) = harness.send(&event, Vec::new()).await;
+    let event = event(&harness, "nats");
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
     let statuses = harness.statuses();
     let success = &statuses.last().unwrap().statuses[0];
@@ -347,7 +394,8 @@ async fn assert_refused(harness: &Harness, event: &BuildEvent, why: &[&str]) {
 
 #[tokio::test]
 async fn carries_fprocess_read_only_root_and_constraints_to_the_deployment() {
-    let harness = start(true).await;
+    let policy = Policy { allowed_constraints: vec!["node.platform.os==linux".into()], ..Policy::default() };
+    let harness = start_with(true, policy).await;
     let mut event = event(&harness, "hello");
     event.fprocess = Some("cat".into());
     event.constraints = vec!["node.platform.os == linux".into()];
@@ -374,44 +422,73 @@ async fn carries_fprocess_read_only_root_and_constraints_to_the_deployment() {
 }
 
 #[tokio::test]
+async fn refuses_constraints_the_operator_has_not_listed() {
+    let harness = start(true).await;
+    let mut event = event(&harness, "hello");
+    event.constraints = vec!["node.role == manager".into()];
+    assert_refused(
+        &harness,
+        &event,
+        &["constraint `node.role == manager` is not allowed", "allowed_constraints: none"],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn refuses_the_platform_s_secrets_and_invalid_secret_names() {
     let harness = start(true).await;
     let mut event = event(&harness, "hello");
     event.secrets = vec!["db".into(), "payload-secret".into()];
     assert_refused(&harness, &event, &["payload-secret", "platform's own secrets"]).await;
-    // Owner `basic` naming `auth-user` would bind the gateway's admin user.
-    event.owner = "basic".into();
-    event.secrets = vec!["auth-user".into()];
-    assert_refused(&harness, &event, &["basic-auth-user"]).await;
     event.secrets = vec!["../db".into()];
     assert_refused(&harness, &event, &["not a valid secret name"]).await;
+    event.owner_id = 0;
+    event.secrets = vec!["db".into()];
+    assert_refused(&harness, &event, &["no owner account id"]).await;
+    // Owner `basic` naming `auth-user` binds its own account's secret, not the gateway's admin user.
+    event.owner = "basic".into();
+    event.owner_id = 42;
+    event.secrets = vec!["auth-user".into()];
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(harness.gateway.functions()[0].secrets.as_deref().unwrap(), ["42--auth-user"]);
 }
 
 #[tokio::test]
-async fn refuses_the_platform_s_function_names() {
+async fn refuses_owners_named_as_the_platform_s_hosts_and_keeps_platform_names_apart() {
     let harness = start(true).await;
-    let mut event = event(&harness, "push");
+    let mut event = event(&harness, "api");
+    event.owner = "system".into();
+    assert_refused(&harness, &event, &["`system`", "platform's hosts"]).await;
+    // Owner `gh`'s function `push` is `gh--push`, not the platform's gh-push.
+    let mut event = self::event(&harness, "push");
     event.owner = "gh".into();
-    assert_refused(&harness, &event, &["gh-push", "platform's functions"]).await;
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["service"], "gh--push");
 }
 
 #[tokio::test]
-async fn refuses_to_replace_another_owner_s_function_with_the_same_name() {
+async fn owners_whose_logins_are_hyphen_prefixes_of_each_other_keep_apart() {
     let harness = start(true).await;
-    // `alex-ellis`'s function `x` and `alex`'s function `ellis-x` are both `alex-ellis-x`.
-    let mut theirs = testkit::labelled_function("alex-ellis-x", "alex-ellis", "fns", true);
+    // `acme-corp`'s function `api` and `acme`'s function `corp-api` were both `acme-corp-api`.
+    let mut theirs = testkit::labelled_function("acme-corp--api", "acme-corp", "fns", true);
     theirs.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "7".into());
     harness.gateway.add_function(theirs.clone());
-    let mut event = event(&harness, "ellis-x");
-    event.owner = "alex".into();
-    assert_refused(&harness, &event, &["alex-ellis-x", "another owner"]).await;
-    assert_eq!(harness.gateway.functions(), vec![theirs], "their deployment is unchanged");
+    let mut event = event(&harness, "corp-api");
+    event.owner = "acme".into();
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["service"], "acme--corp-api");
+    let functions = harness.gateway.functions();
+    assert_eq!(functions.len(), 2);
+    assert!(functions.contains(&theirs), "their deployment is unchanged");
 }
 
 #[tokio::test]
 async fn the_owner_id_decides_when_a_login_changes_hands() {
     let harness = start(true).await;
-    let mut theirs = testkit::labelled_function("octo-hello", "octo", "fns", true);
+    let mut theirs = testkit::labelled_function("octo--hello", "octo", "fns", true);
     theirs.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "7".into());
     harness.gateway.add_function(theirs);
     assert_refused(&harness, &event(&harness, "hello"), &["another owner"]).await;
@@ -420,25 +497,25 @@ async fn the_owner_id_decides_when_a_login_changes_hands() {
 #[tokio::test]
 async fn refuses_to_replace_a_function_not_deployed_by_the_cloud() {
     let harness = start(true).await;
-    harness.gateway.add_function(testkit::labelled_function("octo-hello", "octo", "fns", false));
+    harness.gateway.add_function(testkit::labelled_function("octo--hello", "octo", "fns", false));
     assert_refused(&harness, &event(&harness, "hello"), &["not deployed by OpenFaaS Cloud"]).await;
 }
 
 #[tokio::test]
 async fn refuses_to_replace_a_function_of_another_repository_of_the_owner() {
     let harness = start(true).await;
-    harness.gateway.add_function(testkit::labelled_function("octo-hello", "octo", "other", true));
+    harness.gateway.add_function(testkit::labelled_function("octo--hello", "octo", "other", true));
     assert_refused(&harness, &event(&harness, "hello"), &["octo/other"]).await;
 }
 
 #[tokio::test]
 async fn the_loser_of_a_race_for_a_new_name_fails_clearly() {
     let harness = start(true).await;
-    let theirs = testkit::labelled_function("octo-hello", "someone", "fns", true);
+    let theirs = testkit::labelled_function("octo--hello", "someone", "fns", true);
     harness.gateway.add_function(theirs.clone());
     // The first look finds no function: the other push deploys it between that look and this push's POST.
     let found = Reply::status(200).body(serde_json::to_string(&theirs).unwrap());
-    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(404), found]);
+    harness.gateway.reply("GET", "/system/function/octo--hello", vec![Reply::status(404), found]);
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 403, "{answer}");
@@ -518,7 +595,7 @@ fn long_failing_dockerfile() -> String {
 
 /// Where buildshiprun keeps the log of `function` of the test push.
 fn key(function: &str) -> LogKey {
-    LogKey::new("octo", "fns", SHA, function).unwrap()
+    LogKey::new(42, "fns", SHA, function).unwrap()
 }
 
 impl Harness {
@@ -597,9 +674,9 @@ async fn stores_a_successful_build_and_answers_its_log_link() {
     assert_eq!(record.meta.steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>(), ["build", "deploy"]);
     assert!(record.text.contains("COPY handler.txt"), "{}", record.text);
     let link = answer["log_url"].as_str().expect("the answer carries the log link");
-    assert!(link.starts_with("https://cloud.example.com/function/pipeline-log?owner=octo&repo=fns"), "{link}");
+    assert!(link.starts_with("https://cloud.example.com/function/pipeline-log?owner_id=42&repo=fns"), "{link}");
     let success = harness.statuses().last().unwrap().statuses[0].clone();
-    assert_eq!(success.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello"));
+    assert_eq!(success.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
 }
 
 #[tokio::test]
@@ -672,7 +749,7 @@ fn sha(n: u32) -> String {
 fn event_at(harness: &Harness, function: &str, sha: &str) -> BuildEvent {
     let mut event = event(harness, function);
     event.sha = sha.into();
-    event.image = format!("{}/octo/{function}:latest-{sha}", harness.registry.host_port());
+    event.image = format!("{}/42/fns/{function}:{sha}", harness.registry.host_port());
     event
 }
 
@@ -710,7 +787,7 @@ fn files(handler: &[u8], mode: u32) -> Vec<(&'static str, &[u8], u32)> {
 impl Harness {
     /// The build-identity tags in `function`'s repository: one per image actually built.
     async fn builds(&self, function: &str) -> usize {
-        let tags = self.registry.client().tags(&format!("octo/{function}")).await.unwrap_or_default();
+        let tags = self.registry.client().tags(&format!("42/fns/{function}")).await.unwrap_or_default();
         tags.iter().filter(|t| t.starts_with("build-")).count()
     }
 
@@ -725,7 +802,7 @@ impl Harness {
 
     /// Whether `function`'s build at `sha` reused an earlier image rather than building, as its stored log says.
     async fn skipped(&self, function: &str, sha: &str) -> bool {
-        let record = self.logs.get(&LogKey::new("octo", "fns", sha, function).unwrap()).await.unwrap();
+        let record = self.logs.get(&LogKey::new(42, "fns", sha, function).unwrap()).await.unwrap();
         record.text.starts_with("build skipped: ")
     }
 
@@ -755,14 +832,14 @@ async fn an_unchanged_push_builds_nothing_and_redeploys_nothing() {
     assert_eq!(reused, digest, "the image built for the first push is reused");
     assert_eq!(harness.builds("hello").await, 1, "nothing was built");
     assert_eq!(harness.deployments_sent(), 1, "nothing was redeployed");
-    let tagged = harness.registry.client().manifest("octo/hello", &format!("latest-{}", sha(2))).await.unwrap();
+    let tagged = harness.registry.client().manifest("42/fns/hello", &sha(2)).await.unwrap();
     assert_eq!(tagged.digest, digest, "the push's own tag names the reused image");
 
     let status = harness.statuses().last().unwrap().statuses[0].clone();
     assert_eq!(status.state, StatusState::Success);
     assert!(status.description.contains("unchanged"), "{}", status.description);
-    assert_eq!(status.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello"));
-    let record = harness.logs.get(&LogKey::new("octo", "fns", &sha(2), "hello").unwrap()).await.unwrap();
+    assert_eq!(status.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
+    let record = harness.logs.get(&LogKey::new(42, "fns", &sha(2), "hello").unwrap()).await.unwrap();
     assert!(record.text.starts_with("build skipped: "), "{}", record.text);
     assert_eq!(record.meta.digest.as_deref(), Some(digest.as_str()));
 }
@@ -820,7 +897,7 @@ async fn a_changed_deployment_setting_redeploys_without_building() {
     }
     let running = &harness.gateway.functions()[0];
     assert_eq!(running.env_process.as_deref(), Some("cat"));
-    assert_eq!(running.secrets.as_deref().unwrap(), ["octo-api-key", "octo-db"]);
+    assert_eq!(running.secrets.as_deref().unwrap(), ["42--api-key", "42--db"]);
 }
 
 #[tokio::test]

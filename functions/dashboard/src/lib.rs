@@ -191,10 +191,11 @@ async fn function(
 
 /// The function's newest builds with their outcomes; a record that cannot be read still lists its SHA.
 async fn builds_of(state: &AppState, owned: &sources::OwnedFunction) -> Result<Vec<BuildRow>, PageError> {
-    if owned.repo.is_empty() {
+    // Logs are kept under the account id: a deployment without one (before the id label) has none to show.
+    if owned.repo.is_empty() || owned.owner_id == 0 {
         return Ok(Vec::new());
     }
-    let builds = state.store.builds(&owned.owner, &owned.repo, &owned.function, BUILDS_SHOWN).await?;
+    let builds = state.store.builds(owned.owner_id, &owned.repo, &owned.function, BUILDS_SHOWN).await?;
     let metas = join_all(builds.iter().map(|b| state.store.meta(&b.key))).await;
     Ok(builds
         .iter()
@@ -210,12 +211,12 @@ async fn build(
     Path((service, sha)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let owned = state.sources.function_of(&signed_in.session, &service).await?;
-    let key = LogKey::new(&owned.owner, &owned.repo, &sha, &owned.function)?;
+    let key = LogKey::new(owned.owner_id, &owned.repo, &sha, &owned.function)?;
     let record = match state.store.get(&key).await {
         Ok(record) => record,
         // The stack.yml name may differ in case from the service's: find the record as it was stored.
         Err(shared::log_store::LogStoreError::NotFound(_)) => {
-            let builds = state.store.builds(&owned.owner, &owned.repo, &owned.function, usize::MAX).await?;
+            let builds = state.store.builds(owned.owner_id, &owned.repo, &owned.function, usize::MAX).await?;
             let stored = builds.into_iter().find(|b| b.key.sha() == sha);
             let stored = stored.ok_or_else(|| PageError::NotFound(format!("no build log of `{service}` at {sha}")))?;
             state.store.get(&stored.key).await?

@@ -59,6 +59,8 @@ pub struct OwnedFunction {
     pub status: FunctionStatus,
     /// The GitHub login it was deployed for.
     pub owner: String,
+    /// The GitHub account id it was deployed for (0 when its labels have none): its build logs are kept under it.
+    pub owner_id: u64,
     pub repo: String,
     /// The function's name in stack.yml (its service name without the owner's prefix).
     pub function: String,
@@ -72,9 +74,15 @@ impl OwnedFunction {
         let owner = owner.to_owned();
         let repo = status.repo().unwrap_or_default().to_owned();
         let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
-        let prefix = format!("{}-", owner.to_ascii_lowercase());
-        let function = status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned();
-        Self { status, owner, repo, function, sha }
+        // The last release's `<owner>-<function>` when the name is not `<owner>--<function>`, until redeployed.
+        let function = if let Some((_, function)) = shared::naming::parse_service_name(&status.name) {
+            function.to_owned()
+        } else {
+            let prefix = format!("{}-", owner.to_ascii_lowercase());
+            status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned()
+        };
+        let owner_id = status.owner_id().unwrap_or_default();
+        Self { status, owner, owner_id, repo, function, sha }
     }
 }
 

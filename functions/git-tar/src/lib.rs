@@ -337,7 +337,11 @@ fn build_events(
         let image = if function.skip_build {
             function.image.clone()
         } else {
-            build_image_name(repository_url, owner, &push.repository.name, name, &push.after)
+            build_image_name(repository_url, push.repository.owner.id, &push.repository.name, name, &push.after)
+                .map_err(|e| GitTarError::Refused {
+                    summary: format!("nothing deployed: {e}"),
+                    functions: vec![(name.clone(), e.to_string())],
+                })?
         };
         events.push(BuildEvent {
             service,
@@ -371,7 +375,7 @@ fn build_events(
 }
 
 /// Each function's deployed name, in the stack's order. Two functions whose names become the same deployed name
-/// (`hello` and `Hello` both deploy as `<owner>-hello`) would overwrite each other, so both are refused.
+/// (`hello` and `Hello` both deploy as `<owner>--hello`) would overwrite each other, so both are refused.
 fn deployed_names(stack: &Stack, owner: &str) -> Result<Vec<String>, GitTarError> {
     let mut services = Vec::new();
     let mut by_service: BTreeMap<String, Vec<&str>> = BTreeMap::new();

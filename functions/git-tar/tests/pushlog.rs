@@ -14,7 +14,7 @@ use shared::log_store::{verify_log_link, LogKey, LogRecord, Outcome};
 const STACK_HEAD: &str = "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n";
 
 async fn record(harness: &Harness, repo: &str, sha: &str, function: &str) -> LogRecord {
-    let key = LogKey::new("octo", repo, sha, function).unwrap();
+    let key = LogKey::new(1, repo, sha, function).unwrap();
     harness.logs.get(&key).await.unwrap()
 }
 
@@ -23,8 +23,8 @@ fn assert_linked(status: &CommitStatus, repo: &str, sha: &str, function: &str) {
     let url: reqwest::Url = status.target_url.as_deref().expect("a link to the record").parse().unwrap();
     assert!(url.as_str().starts_with("https://ofc.example/function/pipeline-log?"), "{url}");
     let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let key = LogKey::new(&query["owner"], &query["repo"], &query["sha"], &query["function"]).unwrap();
-    assert_eq!(key, LogKey::new("octo", repo, sha, function).unwrap());
+    let key = LogKey::parse(&query["owner_id"], &query["repo"], &query["sha"], &query["function"]).unwrap();
+    assert_eq!(key, LogKey::new(1, repo, sha, function).unwrap());
     let expires: i64 = query["expires"].parse().unwrap();
     verify_log_link(&key, expires, &query["sig"], &Secret::new(PAYLOAD_SECRET), Utc::now()).unwrap();
 }

@@ -206,7 +206,7 @@ impl CheckRuns {
     /// without a log store, or when no log was stored (a store fault is logged: the run is written without it).
     async fn log_text(&self, event: &StatusEvent, context: &str, link: Option<&str>) -> Option<String> {
         let logs = self.logs.as_ref().filter(|_| context != STACK_DEPLOY_CONTEXT)?;
-        let key = LogKey::new(&event.owner, &event.repo, &event.sha.to_ascii_lowercase(), context).ok()?;
+        let key = LogKey::new(event.owner_id, &event.repo, &event.sha.to_ascii_lowercase(), context).ok()?;
         match logs.get(&key).await {
             Ok(record) => Some(log_tail(&record.text, link, MAX_OUTPUT_CHARS)),
             Err(LogStoreError::NotFound(_)) => None,

@@ -174,6 +174,7 @@ async fn failed(
     tracing::warn!(owner = %query.owner, repo = %query.repo, sha = %query.sha, delivery = %query.delivery, %function, code, "{description}");
     let event = StatusEvent {
         owner: query.owner.clone(),
+        owner_id: 0,
         repo: query.repo.clone(),
         sha: query.sha.clone(),
         installation_id: Some(query.installation),

@@ -21,7 +21,7 @@ const APP_ID: &str = "4242";
 const OCTO: u64 = 101;
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 const LOG_LINK: &str = "http://127.0.0.1:8080/function/pipeline-log?owner=octo&repo=fns&sig=abc";
-const FUNCTION_URL: &str = "https://cloud.example.com/function/octo-hello";
+const FUNCTION_URL: &str = "https://cloud.example.com/function/octo--hello";
 
 fn app_key() -> &'static AppKey {
     static KEY: OnceLock<AppKey> = OnceLock::new();
@@ -68,6 +68,7 @@ async fn start(github: &RunningDouble, logs: Option<LogStore>) -> Harness {
 fn event(delivery: &str) -> StatusEvent {
     StatusEvent {
         owner: "octo".into(),
+        owner_id: 1,
         repo: "fns".into(),
         sha: SHA.into(),
         installation_id: Some(OCTO),
@@ -100,7 +101,7 @@ async fn store_with_log(dir: &std::path::Path, text: String) -> LogStore {
     let now = chrono::Utc::now();
     let meta =
         LogMeta { outcome: Outcome::Failure, started: now, finished: now, steps: vec![], image: None, digest: None };
-    store.put(&LogKey::new("octo", "fns", SHA, "hello").unwrap(), &LogRecord { meta, text }, &[]).await.unwrap();
+    store.put(&LogKey::new(1, "fns", SHA, "hello").unwrap(), &LogRecord { meta, text }, &[]).await.unwrap();
     store
 }
 
@@ -152,8 +153,8 @@ async fn a_success_completes_the_run_with_the_function_url() {
     let github = github().await;
     let harness = start(&github, None).await;
     harness.send("d-1", vec![pending("hello")]).await;
-    let deployed =
-        CommitStatus::new("hello", StatusState::Success, "deployed octo-hello (created)").with_target_url(FUNCTION_URL);
+    let deployed = CommitStatus::new("hello", StatusState::Success, "deployed octo--hello (created)")
+        .with_target_url(FUNCTION_URL);
     harness.send("d-1", vec![deployed]).await;
     let runs = github.check_runs("octo", "fns", SHA);
     assert_eq!(runs.len(), 1);

@@ -67,7 +67,7 @@ impl Config {
 /// The JSON answer: the key, how the build ended, its timings, and the whole log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogView {
-    pub owner: String,
+    pub owner_id: u64,
     pub repo: String,
     pub sha: String,
     pub function: String,
@@ -124,7 +124,7 @@ fn key_from_query(query: &HashMap<String, String>) -> Result<LogKey, LogError> {
         query_value(query, name)
             .ok_or_else(|| LogError::BadRequest(format!("the `{name}` query parameter is required")))
     };
-    Ok(LogKey::new(part("owner")?, part("repo")?, part("sha")?, part("function")?)?)
+    Ok(LogKey::parse(part("owner_id")?, part("repo")?, part("sha")?, part("function")?)?)
 }
 
 fn wants_json(query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
@@ -152,7 +152,7 @@ async fn serve_log(
     let record = state.store.get(&key).await?;
     if wants_json(&query, &headers) {
         let view = LogView {
-            owner: key.owner().to_owned(),
+            owner_id: key.owner_id(),
             repo: key.repo().to_owned(),
             sha: key.sha().to_owned(),
             function: key.function().to_owned(),
@@ -180,7 +180,7 @@ async fn store_log(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     verify_cloud(&headers, &body, state.common.payload_secret.expose().as_bytes())?;
     let request: PutLogRequest = serde_json::from_slice(&body)
         .map_err(|e| LogError::BadRequest(format!("the body is not a log to store: {e}")))?;
-    let key = LogKey::new(&request.owner, &request.repo, &request.sha, &request.function)?;
+    let key = LogKey::new(request.owner_id, &request.repo, &request.sha, &request.function)?;
     let mut secrets: Vec<&str> = request.scrub.iter().map(String::as_str).collect();
     secrets.push(state.common.payload_secret.expose());
     let record = shared::log_store::LogRecord { meta: request.meta, text: request.log };

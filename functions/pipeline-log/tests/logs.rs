@@ -23,7 +23,7 @@ fn folder_store() -> (tempfile::TempDir, Arc<LogStore>) {
 }
 
 fn key(function: &str) -> LogKey {
-    LogKey::new("octo", "fns", SHA, function).unwrap()
+    LogKey::new(1, "fns", SHA, function).unwrap()
 }
 
 fn link(base: &str, key: &LogKey, valid_for: Duration) -> String {
@@ -83,7 +83,7 @@ async fn refuses_unsigned_tampered_and_expired_links() {
     let served = serve(store).await;
     let good = link(&served.url(), &key("hello"), Duration::minutes(5));
 
-    let unsigned = format!("{}?owner=octo&repo=fns&sha={SHA}&function=hello", served.url());
+    let unsigned = format!("{}?owner_id=1&repo=fns&sha={SHA}&function=hello", served.url());
     let tampered = good.replace("function=hello", "function=secret-fn");
     let expires_moved = {
         let expires = good.split("expires=").nth(1).unwrap().split('&').next().unwrap();
@@ -111,7 +111,7 @@ async fn refuses_unsigned_tampered_and_expired_links() {
 async fn refuses_keys_that_leave_the_store_and_answers_404_for_a_missing_log() {
     let (_dir, store) = folder_store();
     let served = serve(store).await;
-    let escape = format!("{}?owner=..&repo=fns&sha={SHA}&function=hello&expires=9999999999&sig=00", served.url());
+    let escape = format!("{}?owner_id=..&repo=fns&sha={SHA}&function=hello&expires=9999999999&sig=00", served.url());
     assert_eq!(get(&escape).await.0, StatusCode::BAD_REQUEST);
     let (status, body) = get(&link(&served.url(), &key("never-built"), Duration::minutes(5))).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -126,7 +126,7 @@ async fn a_secret_passed_to_put_is_not_in_the_stored_log() {
         .push_str("npm config set //registry.npmjs.org/:_authToken=npm_T0kenValue42\nexport PASS=hunter2hunter2\n");
     let bytes = store.put(&key("hello"), &record, &["npm_T0kenValue42", "hunter2hunter2"]).await.unwrap();
 
-    let on_disk = std::fs::read_to_string(dir.path().join(format!("logs/builds/octo/fns/{SHA}/hello.log"))).unwrap();
+    let on_disk = std::fs::read_to_string(dir.path().join(format!("logs/builds/1/fns/{SHA}/hello.log"))).unwrap();
     assert_eq!(on_disk.len() as u64, bytes);
     assert!(!on_disk.contains("npm_T0kenValue42") && !on_disk.contains("hunter2"), "scrubbed on disk");
     assert!(on_disk.contains("_authToken=***") && on_disk.contains("PASS=***"));
@@ -142,7 +142,7 @@ async fn a_signed_post_stores_a_log_with_the_payload_secret_scrubbed() {
     let mut record = build_record(10);
     writeln!(record.text, "leaked {PAYLOAD_SECRET} and ghp_user_token").unwrap();
     let request = PutLogRequest {
-        owner: "Octo".into(),
+        owner_id: 1,
         repo: "fns".into(),
         sha: SHA.into(),
         function: "hello".into(),
@@ -162,7 +162,7 @@ async fn a_signed_post_stores_a_log_with_the_payload_secret_scrubbed() {
     let stored = client.post(served.url()).header(CLOUD_SIGNATURE, signature).body(body).send().await.unwrap();
     assert_eq!(stored.status(), StatusCode::CREATED);
     let answer: PutLogResponse = stored.json().await.unwrap();
-    assert_eq!(answer.key, format!("octo/fns/{SHA}/hello"), "the owner is lower-cased");
+    assert_eq!(answer.key, format!("1/fns/{SHA}/hello"), "kept under the owner's account id");
 
     let read = store.get(&key("hello")).await.unwrap();
     assert_eq!(read.meta.outcome, Outcome::Success);
@@ -178,30 +178,30 @@ async fn retention_removes_old_records_and_keeps_recent_ones() {
 
     assert_eq!(store.sweep().await.unwrap(), 0, "records written now are inside 30 days");
     assert_eq!(store.sweep_before(Utc::now() - Duration::days(29)).await.unwrap(), 0);
-    assert_eq!(store.list("octo", "fns", SHA).await.unwrap().len(), 2);
+    assert_eq!(store.list(1, "fns", SHA).await.unwrap().len(), 2);
 
     // 31 days on, both are past the retention.
     let removed = store.sweep_before(Utc::now() + Duration::days(1)).await.unwrap();
     assert_eq!(removed, 2);
-    assert!(store.list("octo", "fns", SHA).await.unwrap().is_empty());
-    assert!(!dir.path().join(format!("logs/builds/octo/fns/{SHA}")).exists(), "empty folders go too");
+    assert!(store.list(1, "fns", SHA).await.unwrap().is_empty());
+    assert!(!dir.path().join(format!("logs/builds/1/fns/{SHA}")).exists(), "empty folders go too");
 }
 
 #[tokio::test]
 async fn lists_a_commits_logs_and_finds_the_latest_sha() {
     let (_dir, store) = folder_store();
     let older = "0000000000000000000000000000000000000001";
-    store.put(&LogKey::new("octo", "fns", older, "hello").unwrap(), &build_record(2), &[]).await.unwrap();
+    store.put(&LogKey::new(1, "fns", older, "hello").unwrap(), &build_record(2), &[]).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     store.put(&key("world"), &build_record(2), &[]).await.unwrap();
     store.put(&key("hello"), &build_record(2), &[]).await.unwrap();
 
-    let listed = store.list("Octo", "fns", SHA).await.unwrap();
+    let listed = store.list(1, "fns", SHA).await.unwrap();
     let names: Vec<&str> = listed.iter().map(|l| l.function.as_str()).collect();
     assert_eq!(names, ["hello", "world"]);
     assert!(listed.iter().all(|l| l.bytes > 0));
-    assert_eq!(store.latest("octo", "fns").await.unwrap().as_deref(), Some(SHA));
-    assert_eq!(store.latest("octo", "other").await.unwrap(), None);
+    assert_eq!(store.latest(1, "fns").await.unwrap().as_deref(), Some(SHA));
+    assert_eq!(store.latest(1, "other").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn a_writer_without_the_store_writes_through_the_gateway_client() {
     let gateway = GatewayClient::new(served.url().parse().unwrap(), secret());
     let record = build_record(3);
     let request = PutLogRequest {
-        owner: "octo".into(),
+        owner_id: 1,
         repo: "fns".into(),
         sha: SHA.into(),
         function: "world".into(),
@@ -221,6 +221,6 @@ async fn a_writer_without_the_store_writes_through_the_gateway_client() {
         scrub: vec![],
     };
     let answer = put_through_pipeline_log(&gateway, &request, std::time::Duration::from_secs(10)).await.unwrap();
-    assert_eq!(answer.key, format!("octo/fns/{SHA}/world"));
+    assert_eq!(answer.key, format!("1/fns/{SHA}/world"));
     assert_eq!(store.get(&key("world")).await.unwrap(), record);
 }

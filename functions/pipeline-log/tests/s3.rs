@@ -82,21 +82,21 @@ fn s3_store(endpoint: &str) -> Arc<LogStore> {
 async fn stores_lists_serves_and_sweeps_logs_in_an_s3_bucket() {
     let (_moto, endpoint) = start_moto().await;
     let store = s3_store(&endpoint);
-    let key = LogKey::new("octo", "fns", SHA, "hello").unwrap();
+    let key = LogKey::new(1, "fns", SHA, "hello").unwrap();
     let record = build_record(400);
     let mut with_secret = record.clone();
     with_secret.text.push_str("registry password s3cr3t-registry-pw\n");
     store.put(&key, &with_secret, &["s3cr3t-registry-pw"]).await.unwrap();
 
     // The object itself, read straight from the bucket with S3 credentials: one record, no secret in it.
-    let raw = raw_object(&endpoint, &format!("octo/fns/{SHA}/hello.log")).await;
+    let raw = raw_object(&endpoint, &format!("1/fns/{SHA}/hello.log")).await;
     assert!(raw.starts_with("{\"outcome\":\"success\""), "{raw:.80}");
     assert!(!raw.contains("s3cr3t-registry-pw") && raw.contains("registry password ***"));
 
-    let listed = store.list("octo", "fns", SHA).await.unwrap();
+    let listed = store.list(1, "fns", SHA).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].function, "hello");
-    assert_eq!(store.latest("octo", "fns").await.unwrap().as_deref(), Some(SHA));
+    assert_eq!(store.latest(1, "fns").await.unwrap().as_deref(), Some(SHA));
 
     let served = serve(store.clone()).await;
     let expires = Utc::now() + chrono::Duration::minutes(5);
@@ -109,7 +109,7 @@ async fn stores_lists_serves_and_sweeps_logs_in_an_s3_bucket() {
 
     assert_eq!(store.sweep().await.unwrap(), 0);
     assert_eq!(store.sweep_before(Utc::now() + chrono::Duration::days(1)).await.unwrap(), 1);
-    assert!(store.list("octo", "fns", SHA).await.unwrap().is_empty());
+    assert!(store.list(1, "fns", SHA).await.unwrap().is_empty());
     let gone = reqwest::get(url.as_str()).await.unwrap();
     assert_eq!(gone.status(), 404);
 }

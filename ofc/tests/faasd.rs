@@ -142,10 +142,17 @@ impl Namespace {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// `program`, run inside the namespaces.
+    /// `program`, run inside the namespaces (in `/`).
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.command_in(Path::new("/"), program)
+    }
+
+    /// `program`, run inside the namespaces in the folder `dir` (nsenter, entering the mount namespace, starts in
+    /// `/` otherwise).
+    fn command_in(&self, dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("nsenter");
-        command.args(["-t", &self.pid.to_string(), "-n", "-m", "-p", "-C", "--"]).arg(program);
+        command.args(["-t", &self.pid.to_string(), "-n", "-m", "-p", "-C"]).arg(format!("--wd={}", dir.display()));
+        command.arg("--").arg(program);
         command
     }
 
@@ -263,9 +270,20 @@ fn figure(figures: &mut String, line: &str) {
     let _ = writeln!(figures, "  {line}");
 }
 
-/// The platform deployed on faasd, with what the pushes need.
+/// The test's scratch folder (binaries, images, faasd's state, the registry, the builder's storage), removed when
+/// dropped: after the namespace, whose mounts live in it.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The platform deployed on faasd, with what the pushes need. `ns` is dropped before `scratch`.
 struct Platform {
     ns: Namespace,
+    _scratch: Scratch,
     work: PathBuf,
     state: ofc::state::StateDir,
     figures: String,
@@ -353,6 +371,7 @@ fn deploy(openfaas: &Path) -> Platform {
     let target = workspace().join("target");
     fs::create_dir_all(&target).unwrap();
     let work = tempfile::Builder::new().prefix("faasd-").tempdir_in(&target).unwrap().keep();
+    let scratch = Scratch(work.clone());
     let bin = work.join("bin");
     fs::create_dir_all(&bin).unwrap();
     for name in OPENFAAS_BINARIES {
@@ -397,9 +416,8 @@ fn deploy(openfaas: &Path) -> Platform {
     // dynamically linked binaries cannot lose a library to the race of grep exiting first.
     let started = Instant::now();
     let built = ns
-        .command("timeout")
+        .command_in(&workspace(), "timeout")
         .args(["1800", "env", "--ignore-signal=PIPE", "nice", "bash", ".ci/build-images"])
-        .current_dir(workspace())
         .env("REGISTRY", REGISTRY)
         .env("BINARIES", &binaries)
         .output()
@@ -491,17 +509,20 @@ fn deploy(openfaas: &Path) -> Platform {
         ("GITHUB_API_URL", github),
         ("TEMPLATES", format!("http://{BRIDGE}:{GIT_PORT}/ofc/templates.git")),
         ("OAUTH_CLIENT_ID", "ofc-faasd".to_owned()),
+        ("AUTH_URL", format!("{GATEWAY}function/edge-auth/")),
+        ("DASHBOARD_URL", format!("{GATEWAY}function/dashboard/")),
+        ("COOKIE_DOMAIN", "127.0.0.1".to_owned()),
         ("SECRETS", state.secrets().display().to_string()),
         ("HOME", home.display().to_string()),
         ("PATH", path),
     ];
     let script = ["configure", "dockerfile", "sign-in", "secrets"].map(deploy_doc_block).join("\n");
     let started = Instant::now();
-    let mut shell = ns.command("bash");
-    shell.args(["-euo", "pipefail", "-c", &script]).current_dir(&copy).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
+    let mut shell = ns.command_in(&copy, "bash");
+    shell.args(["-euo", "pipefail", "-c", &script]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
     run("docs/deploy.md 9.2 and 9.3 (settings, secrets)", &mut shell);
-    let mut shell = ns.command("bash");
-    shell.args(["-euo", "pipefail", "-c", &deploy_doc_block("deploy")]).current_dir(&copy).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
+    let mut shell = ns.command_in(&copy, "bash");
+    shell.args(["-euo", "pipefail", "-c", &deploy_doc_block("deploy")]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
     run("docs/deploy.md 9.3 (faas-cli deploy)", &mut shell);
     figure(&mut figures, &format!("faas-cli deploy of stack.yml (13 functions): {:.1} s", started.elapsed().as_secs_f64()));
     for function in PLATFORM {
@@ -514,7 +535,7 @@ fn deploy(openfaas: &Path) -> Platform {
         assert!(healthy, "{function} does not answer its health check through faasd's gateway:\n{journal}");
     }
     figure(&mut figures, &format!("13 platform functions healthy {:.1} s after the deploy began", started.elapsed().as_secs_f64()));
-    Platform { ns, work, state, figures }
+    Platform { ns, _scratch: scratch, work, state, figures }
 }
 
 /// The memory of everything in the namespace, by part (PSS, MiB).

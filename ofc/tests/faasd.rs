@@ -549,6 +549,14 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     let Some(openfaas) = openfaas_dir() else { return };
     let mut platform = deploy(&openfaas);
     let mut figures = std::mem::take(&mut platform.figures);
+    // Checks that later steps do not depend on are collected, so that one run reports every one that fails.
+    let mut failed: Vec<String> = Vec::new();
+    let mut check = |holds: bool, what: String| {
+        if !holds {
+            println!("check failed: {what}");
+            failed.push(what);
+        }
+    };
 
     // The first push: both of the example's functions live through faasd's gateway.
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
@@ -588,10 +596,10 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
             .find(|s| s["context"] == function && s["state"] == "success")
             .unwrap_or_else(|| panic!("no success status for {function}: {statuses:?}"));
         let description = status["description"].as_str().unwrap_or_default();
-        assert!(description.contains("unchanged"), "{function} was rebuilt or redeployed: {description}");
+        check(description.contains("unchanged"), format!("unchanged push: {function} was rebuilt or redeployed: {description}"));
     }
     let after = (platform.task("local-hello"), platform.task("local-greet"));
-    assert_eq!(before, after, "an unchanged push replaced a running container (task pid, image)");
+    check(before == after, format!("unchanged push: a running container was replaced (task pid, image): {before:?} -> {after:?}"));
 
     // A failing build: red, with a log link that answers.
     let broken = platform.work.join("broken");
@@ -607,15 +615,18 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     let (ok, output) = platform.ofc_push(&broken);
     assert!(!ok, "a failing build ended green:\n{output}");
     let statuses = platform.statuses("broken", &head(&broken));
-    let failed = statuses
+    let failure = statuses
         .iter()
         .find(|s| s["context"] == "fails" && s["state"] == "failure")
         .unwrap_or_else(|| panic!("no failure status for the function: {statuses:?}"));
-    assert!(statuses.iter().any(|s| s["context"] == "stack-deploy" && s["state"] == "failure"), "{statuses:?}");
-    let link = failed["target_url"].as_str().unwrap_or_else(|| panic!("the failure has no log link: {failed}"));
+    check(
+        statuses.iter().any(|s| s["context"] == "stack-deploy" && s["state"] == "failure"),
+        format!("failing build: stack-deploy is not red: {statuses:?}"),
+    );
+    let link = failure["target_url"].as_str().unwrap_or_else(|| panic!("the failure has no log link: {failure}"));
     let (status, log) = platform.ns.curl(link, &[]);
-    assert_eq!(status, 200, "the failure's log link {link} answers: {log}");
-    assert!(log.contains("no-such-file"), "the build log names what failed: {log}");
+    check(status == 200, format!("failing build: the log link {link} answered {status}: {log}"));
+    check(log.contains("no-such-file"), format!("failing build: the build log does not name what failed: {log}"));
 
     // The dashboard lists the function as ready (a session as edge-auth signs it for `local`).
     let key = platform.state.secret(shared::session::PRIVATE_KEY_SECRET).unwrap();
@@ -630,10 +641,11 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     };
     let cookie = format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session));
     let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/dashboard/"), &["-H", &cookie]);
-    assert_eq!(status, 200, "the dashboard answers: {page}");
-    let row = page.split("<tr").find(|r| r.contains("local-hello")).unwrap_or_else(|| panic!("no local-hello: {page}"));
-    assert!(row.contains("class=\"ok\">ready<"), "the dashboard does not show local-hello ready: {row}");
+    check(status == 200, format!("dashboard: answered {status}: {page}"));
+    let row = page.split("<tr").find(|r| r.contains("local-hello")).unwrap_or_default();
+    check(row.contains("class=\"ok\">ready<"), format!("dashboard: local-hello is not listed as ready: {row:?}"));
 
     let _ = writeln!(figures, "  {}", memory(&platform));
     println!("faasd figures:\n{figures}");
+    assert!(failed.is_empty(), "{} check(s) failed:\n{}", failed.len(), failed.join("\n"));
 }

@@ -28,6 +28,8 @@ const REGISTRY: &str = "127.0.0.1:5000";
 const BUILDER_PORT: u16 = 8088;
 const GITHUB_PORT: u16 = 3000;
 const GIT_PORT: u16 = 3001;
+const S3_PORT: u16 = 9000;
+const S3_BUCKET: &str = "ofc-build-logs";
 /// The platform's functions (stack.yml), each of which must answer its health check once deployed.
 const PLATFORM: [&str; 13] = [
     "gh-push",
@@ -490,6 +492,17 @@ fn deploy(openfaas: &Path) -> Platform {
         })
         .unwrap();
 
+    // The build logs' bucket (an S3 server on the bridge address; an operator's is MinIO or S3) and its keys.
+    let mut s3 = ns.command("moto_server");
+    s3.args(["-H", BRIDGE, "-p", &S3_PORT.to_string()]);
+    ns.daemon("s3", s3);
+    let s3_url = format!("http://{BRIDGE}:{S3_PORT}");
+    assert!(wait_until(Duration::from_secs(30), || ns.curl(&format!("{s3_url}/"), &[]).0 == 200), "{}", ns.log("s3"));
+    let (status, body) = ns.curl(&format!("{s3_url}/{S3_BUCKET}"), &["-X", "PUT"]);
+    assert_eq!(status, 200, "the bucket: {body}");
+    fs::write(state.secrets().join("s3-access-key"), "faasd-test").unwrap();
+    fs::write(state.secrets().join("s3-secret-key"), "faasd-test-secret").unwrap();
+
     // docs/deploy.md 9.2 and 9.3, on a copy of the repository's deploy files.
     let copy = work.join("deploy");
     fs::create_dir_all(&copy).unwrap();
@@ -513,10 +526,13 @@ fn deploy(openfaas: &Path) -> Platform {
         ("DASHBOARD_URL", format!("{GATEWAY}function/dashboard/")),
         ("COOKIE_DOMAIN", "127.0.0.1".to_owned()),
         ("SECRETS", state.secrets().display().to_string()),
+        ("S3_URL", s3_url.clone()),
+        ("S3_BUCKET", S3_BUCKET.to_owned()),
+        ("S3_TLS", "false".to_owned()),
         ("HOME", home.display().to_string()),
         ("PATH", path),
     ];
-    let script = ["configure", "dockerfile", "sign-in", "secrets"].map(deploy_doc_block).join("\n");
+    let script = ["configure", "dockerfile", "sign-in", "secrets", "build-logs"].map(deploy_doc_block).join("\n");
     let started = Instant::now();
     let mut shell = ns.command_in(&copy, "bash");
     shell.args(["-euo", "pipefail", "-c", &script]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));

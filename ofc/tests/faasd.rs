@@ -30,6 +30,8 @@ const GITHUB_PORT: u16 = 3000;
 const GIT_PORT: u16 = 3001;
 const S3_PORT: u16 = 9000;
 const S3_BUCKET: &str = "ofc-build-logs";
+/// The OAuth App edge-auth signs people in with, at the GitHub double.
+const OAUTH_CLIENT_ID: &str = "ofc-faasd";
 /// The platform's functions (stack.yml), each of which must answer its health check once deployed.
 const PLATFORM: [&str; 13] = [
     "gh-push",
@@ -47,7 +49,8 @@ const PLATFORM: [&str; 13] = [
     "metrics",
 ];
 /// The OpenFaaS binaries the test runs, each gzip-compressed in `OFC_OPENFAAS_DIR`.
-const OPENFAAS_BINARIES: [&str; 6] = ["faasd", "ofgateway", "basic-auth", "queue-worker", "nats-streaming-server", "faas-cli"];
+const OPENFAAS_BINARIES: [&str; 6] =
+    ["faasd", "ofgateway", "basic-auth", "queue-worker", "nats-streaming-server", "faas-cli"];
 /// What the test takes from the workspace's binaries, besides the images' (`.ci/build-images` checks those).
 const WORKSPACE_BINARIES: [&str; 3] = ["of-builder", "ofc-watchdog", "serve-doubles"];
 
@@ -61,8 +64,8 @@ fn scripts() -> PathBuf {
 
 /// The folder of gzip-compressed OpenFaaS binaries; `None` when the test is to be skipped.
 fn openfaas_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("OFC_OPENFAAS_DIR")
-        .map_or_else(|| workspace().join("../shared/openfaas"), PathBuf::from);
+    let dir =
+        std::env::var_os("OFC_OPENFAAS_DIR").map_or_else(|| workspace().join("../shared/openfaas"), PathBuf::from);
     if dir.is_dir() {
         return Some(dir);
     }
@@ -333,7 +336,8 @@ impl Platform {
                 (f.next() == Some(function)).then(|| f.next().unwrap_or_default().to_owned())
             })
             .unwrap_or_default();
-        let containers = run("ctr containers ls", self.ns.command("ctr").args(["-n", "openfaas-fn", "containers", "ls"]));
+        let containers =
+            run("ctr containers ls", self.ns.command("ctr").args(["-n", "openfaas-fn", "containers", "ls"]));
         let image = containers
             .lines()
             .find_map(|l| {
@@ -365,17 +369,9 @@ fn heading(repo: &Path) -> String {
     page[start..end].to_owned()
 }
 
-/// Steps 1 to 3: faasd in the namespaces, the registry, the platform's images, the doubles and of-builder outside
-/// faasd, then docs/deploy.md 9.2 and 9.3 as they stand.
-fn deploy(openfaas: &Path) -> Platform {
-    let mut figures = String::new();
-    let binaries = binaries();
-    let target = workspace().join("target");
-    fs::create_dir_all(&target).unwrap();
-    let work = tempfile::Builder::new().prefix("faasd-").tempdir_in(&target).unwrap().keep();
-    let scratch = Scratch(work.clone());
-    let bin = work.join("bin");
-    fs::create_dir_all(&bin).unwrap();
+/// Unpacks the OpenFaaS binaries into `bin` (never committed: they come from `OFC_OPENFAAS_DIR` at test time).
+fn unpack_openfaas(openfaas: &Path, bin: &Path) {
+    fs::create_dir_all(bin).unwrap();
     for name in OPENFAAS_BINARIES {
         let gz = openfaas.join(format!("{name}.gz"));
         assert!(gz.is_file(), "{} is missing", gz.display());
@@ -384,53 +380,41 @@ fn deploy(openfaas: &Path) -> Platform {
         assert!(status.success(), "{} cannot be unpacked", gz.display());
         fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
-    run("images.sh", Command::new(scripts().join("images.sh")).arg(&bin).arg(work.join("images")));
+}
 
-    let started = Instant::now();
-    let mut ns = Namespace::start(&work);
-    let healthy = wait_until(Duration::from_secs(120), || ns.answers(&format!("{GATEWAY}healthz")));
-    assert!(
-        healthy,
-        "faasd's gateway did not answer:\n{}\n{}\n{}",
-        ns.log("ns-init"),
-        ns.log("faasd-up"),
-        ns.log("provider")
-    );
-    figure(&mut figures, &format!("faasd up (containerd, image import, provider, gateway healthy): {:.1} s", started.elapsed().as_secs_f64()));
-
-    // The registry of docs/deploy.md 9.1, on the namespace's loopback, where containerd pulls over plain HTTP.
+/// The registry of docs/deploy.md 9.1, on the namespace's loopback, where containerd pulls over plain HTTP; then
+/// the platform's images, as section 5 builds them. SIGPIPE is ignored so that the script's `ldd | grep -q` of
+/// dynamically linked binaries cannot lose a library to the race of grep exiting first.
+fn registry_with_images(ns: &mut Namespace, work: &Path, binaries: &Path, figures: &mut String) {
     let registry = work.join("registry");
     fs::create_dir_all(&registry).unwrap();
-    fs::write(
-        registry.join("config.yml"),
-        format!(
-            "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: \"{}\"}}, delete: {{enabled: true}}}}\nhttp: {{addr: \"{REGISTRY}\"}}\n",
-            registry.join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = format!(
+        "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: \
+         \"{}\"}}, delete: {{enabled: true}}}}\nhttp: {{addr: \"{REGISTRY}\"}}\n",
+        registry.join("data").display()
+    );
+    fs::write(registry.join("config.yml"), config).unwrap();
     let mut serve = ns.command("docker-registry");
     serve.arg("serve").arg(registry.join("config.yml"));
     ns.daemon("registry", serve);
-    assert!(wait_until(Duration::from_secs(20), || ns.answers(&format!("http://{REGISTRY}/v2/"))), "{}", ns.log("registry"));
+    let up = wait_until(Duration::from_secs(20), || ns.answers(&format!("http://{REGISTRY}/v2/")));
+    assert!(up, "the registry did not start: {}", ns.log("registry"));
 
-    // The platform's images, as section 5 builds them; SIGPIPE ignored so that the script's `ldd | grep -q` of
-    // dynamically linked binaries cannot lose a library to the race of grep exiting first.
     let started = Instant::now();
     let built = ns
         .command_in(&workspace(), "timeout")
         .args(["1800", "env", "--ignore-signal=PIPE", "nice", "bash", ".ci/build-images"])
         .env("REGISTRY", REGISTRY)
-        .env("BINARIES", &binaries)
+        .env("BINARIES", binaries)
         .output()
         .expect(".ci/build-images runs");
     fs::write(ns.logs.join("build-images.log"), text(&built)).unwrap();
     assert!(built.status.success(), ".ci/build-images failed:\n{}", ns.log("build-images"));
-    figure(&mut figures, &format!(".ci/build-images to the registry: {:.1} s", started.elapsed().as_secs_f64()));
+    figure(figures, &format!(".ci/build-images to the registry: {:.1} s", started.elapsed().as_secs_f64()));
+}
 
-    // GitHub, the git server (with the template store) and the resolver faasd names, outside faasd.
-    let state = ofc::state::StateDir::new(&work.join("ofc"));
-    state.prepare().expect("the state folder");
+/// GitHub, the git server (with the template store) and the resolver faasd names, outside faasd.
+fn start_doubles(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateDir) {
     ofc::templates::publish(&state.repos()).expect("the templates published");
     let mut doubles = ns.command(binaries.join("serve-doubles"));
     doubles
@@ -440,21 +424,21 @@ fn deploy(openfaas: &Path) -> Platform {
         .arg("--app-public-key")
         .arg(state.root.join("app-public-key.pem"))
         .arg("--oauth-app")
-        .arg(format!("ofc-faasd:{}", state.secrets().join("of-client-secret").display()))
+        .arg(format!("{OAUTH_CLIENT_ID}:{}", state.secrets().join("of-client-secret").display()))
         .args(["--dns", "8.8.8.8:53"]);
     ns.daemon("doubles", doubles);
-    let github = format!("http://{BRIDGE}:{GITHUB_PORT}/");
-    assert!(
-        wait_until(Duration::from_secs(20), || ns.curl(&format!("{github}repos/a/b/commits/c/statuses"), &[]).0 == 200),
-        "{}",
-        ns.log("doubles")
-    );
+    let url = format!("http://{BRIDGE}:{GITHUB_PORT}/repos/a/b/commits/c/statuses");
+    let up = wait_until(Duration::from_secs(20), || ns.answers(&url));
+    assert!(up, "the doubles did not start: {}", ns.log("doubles"));
+}
 
-    // of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists (9.1).
+/// of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists (9.1), its base
+/// image (the watchdog, FROM scratch) in its storage.
+fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateDir) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let user = ofc::sandbox::build_user(Some("ofcbuild")).ok().flatten();
-    let sandbox = user.map(|u| ofc::sandbox::prepare(&state, u).expect("the sandbox"));
-    let storage = ofc::sandbox::builder_storage(&state, sandbox.as_ref()).expect("of-builder's storage");
+    let sandbox = user.map(|u| ofc::sandbox::prepare(state, u).expect("the sandbox"));
+    let storage = ofc::sandbox::builder_storage(state, sandbox.as_ref()).expect("of-builder's storage");
     runtime
         .block_on(ofc::runtime::build_watchdog_image(&storage, &binaries.join("ofc-watchdog")))
         .expect("the watchdog base image");
@@ -467,7 +451,7 @@ fn deploy(openfaas: &Path) -> Platform {
         .arg(format!("secret_mount_path={}", state.secrets().display()))
         .arg("builder_backend=buildah")
         .arg("registry_insecure=true")
-        .arg(format!("buildah_root={}", ofc::sandbox::builder_root(&state, sandbox.as_ref()).display()))
+        .arg(format!("buildah_root={}", ofc::sandbox::builder_root(state, sandbox.as_ref()).display()))
         .arg(format!("buildah_storage_driver={}", ofc::sandbox::BUILDER_STORAGE_DRIVER))
         .arg("RUST_LOG=info");
     if let Some(sandbox) = &sandbox {
@@ -475,82 +459,128 @@ fn deploy(openfaas: &Path) -> Platform {
     }
     builder.arg(binaries.join("of-builder"));
     ns.daemon("of-builder", builder);
-    let builder_url = format!("http://{BRIDGE}:{BUILDER_PORT}/");
-    assert!(
-        wait_until(Duration::from_secs(30), || ns.answers(&format!("{builder_url}_/health"))),
-        "{}",
-        ns.log("of-builder")
-    );
-    state
-        .write_endpoints(&ofc::state::Endpoints {
-            gateway: GATEWAY.to_owned(),
-            github_api: github.clone(),
-            registry: REGISTRY.to_owned(),
-            builder: builder_url.clone(),
-            git: format!("http://{BRIDGE}:{GIT_PORT}/"),
-            router: String::new(),
-        })
-        .unwrap();
+    let up = wait_until(Duration::from_secs(30), || ns.answers(&format!("{}_/health", builder_url())));
+    assert!(up, "of-builder did not start: {}", ns.log("of-builder"));
+}
 
-    // The build logs' bucket (an S3 server on the bridge address; an operator's is MinIO or S3) and its keys.
+/// The build logs' bucket (an S3 server on the bridge address; an operator's is MinIO or S3) and its keys.
+fn start_bucket(ns: &mut Namespace, state: &ofc::state::StateDir) {
     let mut s3 = ns.command("moto_server");
     s3.args(["-H", BRIDGE, "-p", &S3_PORT.to_string()]);
     ns.daemon("s3", s3);
-    let s3_url = format!("http://{BRIDGE}:{S3_PORT}");
-    assert!(wait_until(Duration::from_secs(30), || ns.curl(&format!("{s3_url}/"), &[]).0 == 200), "{}", ns.log("s3"));
-    let (status, body) = ns.curl(&format!("{s3_url}/{S3_BUCKET}"), &["-X", "PUT"]);
+    let up = wait_until(Duration::from_secs(30), || ns.answers(&format!("{}/", s3_url())));
+    assert!(up, "the S3 server did not start: {}", ns.log("s3"));
+    let (status, body) = ns.curl(&format!("{}/{S3_BUCKET}", s3_url()), &["-X", "PUT"]);
     assert_eq!(status, 200, "the bucket: {body}");
     fs::write(state.secrets().join("s3-access-key"), "faasd-test").unwrap();
     fs::write(state.secrets().join("s3-secret-key"), "faasd-test-secret").unwrap();
+}
 
-    // docs/deploy.md 9.2 and 9.3, on a copy of the repository's deploy files.
+fn builder_url() -> String {
+    format!("http://{BRIDGE}:{BUILDER_PORT}/")
+}
+
+fn github_url() -> String {
+    format!("http://{BRIDGE}:{GITHUB_PORT}/")
+}
+
+fn s3_url() -> String {
+    format!("http://{BRIDGE}:{S3_PORT}")
+}
+
+/// docs/deploy.md 9.2 and 9.3 as they stand, on a copy of the repository's deploy files, with the values of 9.2's
+/// settings this test has; then every platform function answers its health check.
+fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, figures: &mut String) {
     let copy = work.join("deploy");
     fs::create_dir_all(&copy).unwrap();
-    for file in ["stack.yml", "gateway_config.yml", "github.yml", "buildshiprun_limits_k8s.yml", "buildshiprun_limits_swarm.yml"] {
+    for file in ["stack.yml", "gateway_config.yml", "github.yml", "buildshiprun_limits_k8s.yml"] {
         fs::copy(workspace().join(file), copy.join(file)).unwrap();
     }
     run("cp template", Command::new("cp").arg("-r").arg(workspace().join("template")).arg(&copy));
     let home = work.join("home");
     fs::create_dir_all(&home).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!("{}:{}", work.join("bin").display(), std::env::var("PATH").unwrap_or_default());
     let settings = [
         ("OPENFAAS_URL", "http://127.0.0.1:8080".to_owned()),
         ("REGISTRY", REGISTRY.to_owned()),
-        ("BUILDER_URL", builder_url),
+        ("BUILDER_URL", builder_url()),
         ("PUBLIC_URL", GATEWAY.to_owned()),
         ("GITHUB_APP_ID", ofc::state::APP_ID.to_owned()),
-        ("GITHUB_API_URL", github),
+        ("GITHUB_API_URL", github_url()),
         ("TEMPLATES", format!("http://{BRIDGE}:{GIT_PORT}/ofc/templates.git")),
-        ("OAUTH_CLIENT_ID", "ofc-faasd".to_owned()),
+        ("OAUTH_CLIENT_ID", OAUTH_CLIENT_ID.to_owned()),
         ("AUTH_URL", format!("{GATEWAY}function/edge-auth/")),
         ("DASHBOARD_URL", format!("{GATEWAY}function/dashboard/")),
         ("COOKIE_DOMAIN", "127.0.0.1".to_owned()),
         ("SECRETS", state.secrets().display().to_string()),
-        ("S3_URL", s3_url.clone()),
+        ("S3_URL", s3_url()),
         ("S3_BUCKET", S3_BUCKET.to_owned()),
         ("S3_TLS", "false".to_owned()),
         ("HOME", home.display().to_string()),
         ("PATH", path),
     ];
-    let script = ["configure", "dockerfile", "sign-in", "secrets", "build-logs"].map(deploy_doc_block).join("\n");
+    let guide = |blocks: &[&str], what: &str| {
+        let script = blocks.iter().map(|b| deploy_doc_block(b)).collect::<Vec<_>>().join("\n");
+        let mut shell = ns.command_in(&copy, "bash");
+        shell.args(["-euo", "pipefail", "-c", &script]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
+        run(what, &mut shell);
+    };
+    guide(
+        &["configure", "dockerfile", "sign-in", "secrets", "build-logs"],
+        "docs/deploy.md 9.2, 9.3 (settings, secrets)",
+    );
     let started = Instant::now();
-    let mut shell = ns.command_in(&copy, "bash");
-    shell.args(["-euo", "pipefail", "-c", &script]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
-    run("docs/deploy.md 9.2 and 9.3 (settings, secrets)", &mut shell);
-    let mut shell = ns.command_in(&copy, "bash");
-    shell.args(["-euo", "pipefail", "-c", &deploy_doc_block("deploy")]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
-    run("docs/deploy.md 9.3 (faas-cli deploy)", &mut shell);
-    figure(&mut figures, &format!("faas-cli deploy of stack.yml (13 functions): {:.1} s", started.elapsed().as_secs_f64()));
+    guide(&["deploy"], "docs/deploy.md 9.3 (faas-cli deploy)");
+    figure(figures, &format!("faas-cli deploy of stack.yml (13 functions): {:.1} s", started.elapsed().as_secs_f64()));
     for function in PLATFORM {
         let url = format!("{GATEWAY}function/{function}/_/health");
         let healthy = wait_until(Duration::from_secs(90), || ns.answers(&url));
-        let journal = run(
-            "journalctl",
-            ns.command("journalctl").args(["--no-pager", "-o", "cat", "-n", "20", "-t", &format!("openfaas-fn:{function}")]),
-        );
+        let tag = format!("openfaas-fn:{function}");
+        let journal =
+            run("journalctl", ns.command("journalctl").args(["--no-pager", "-o", "cat", "-n", "20", "-t", &tag]));
         assert!(healthy, "{function} does not answer its health check through faasd's gateway:\n{journal}");
     }
-    figure(&mut figures, &format!("13 platform functions healthy {:.1} s after the deploy began", started.elapsed().as_secs_f64()));
+    let elapsed = started.elapsed().as_secs_f64();
+    figure(figures, &format!("13 platform functions healthy {elapsed:.1} s after the deploy began"));
+}
+
+/// faasd in the namespaces, the registry and the platform's images, the doubles, of-builder and the bucket outside
+/// faasd, then docs/deploy.md 9.2 and 9.3.
+fn deploy(openfaas: &Path) -> Platform {
+    let mut figures = String::new();
+    let binaries = binaries();
+    let target = workspace().join("target");
+    fs::create_dir_all(&target).unwrap();
+    let work = tempfile::Builder::new().prefix("faasd-").tempdir_in(&target).unwrap().keep();
+    let scratch = Scratch(work.clone());
+    unpack_openfaas(openfaas, &work.join("bin"));
+    run("images.sh", Command::new(scripts().join("images.sh")).arg(work.join("bin")).arg(work.join("images")));
+
+    let started = Instant::now();
+    let mut ns = Namespace::start(&work);
+    let healthy = wait_until(Duration::from_secs(120), || ns.answers(&format!("{GATEWAY}healthz")));
+    let logs = [ns.log("ns-init"), ns.log("faasd-up"), ns.log("provider")].join("\n");
+    assert!(healthy, "faasd's gateway did not answer:\n{logs}");
+    let elapsed = started.elapsed().as_secs_f64();
+    figure(&mut figures, &format!("faasd up (containerd, image import, provider, gateway healthy): {elapsed:.1} s"));
+
+    registry_with_images(&mut ns, &work, &binaries, &mut figures);
+    let state = ofc::state::StateDir::new(&work.join("ofc"));
+    state.prepare().expect("the state folder");
+    start_doubles(&mut ns, &binaries, &state);
+    start_builder(&mut ns, &binaries, &state);
+    start_bucket(&mut ns, &state);
+    state
+        .write_endpoints(&ofc::state::Endpoints {
+            gateway: GATEWAY.to_owned(),
+            github_api: github_url(),
+            registry: REGISTRY.to_owned(),
+            builder: builder_url(),
+            git: format!("http://{BRIDGE}:{GIT_PORT}/"),
+            router: String::new(),
+        })
+        .unwrap();
+    follow_the_guide(&ns, &work, &state, &mut figures);
     Platform { ns, _scratch: scratch, work, state, figures }
 }
 
@@ -560,32 +590,31 @@ fn memory(platform: &Platform) -> String {
     out.lines().map(|l| format!("memory: {l}")).collect::<Vec<_>>().join("\n  ")
 }
 
-#[test]
-fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushes() {
-    let Some(openfaas) = openfaas_dir() else { return };
-    let mut platform = deploy(&openfaas);
-    let mut figures = std::mem::take(&mut platform.figures);
-    // Checks that later steps do not depend on are collected, so that one run reports every one that fails.
-    let mut failed: Vec<String> = Vec::new();
-    let mut check = |holds: bool, what: String| {
+/// Checks that later steps do not depend on, collected so that one run reports every one that fails.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn check(&mut self, holds: bool, what: String) {
         if !holds {
             println!("check failed: {what}");
-            failed.push(what);
+            self.0.push(what);
         }
-    };
+    }
+}
 
-    // The first push: both of the example's functions live through faasd's gateway.
+/// The first push and a second commit: each live through faasd's gateway. Answers the repository.
+fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
     let want = heading(&repo);
     let started = Instant::now();
     let (ok, output) = platform.ofc_push(&repo);
     assert!(ok, "the first push did not end green:\n{output}\n{}", platform.ns.log("of-builder"));
     platform.wait_live("local-hello", &want, Duration::from_secs(60));
-    figure(&mut figures, &format!("first push -> local-hello live: {:.1} s", started.elapsed().as_secs_f64()));
+    figure(figures, &format!("first push -> local-hello live: {:.1} s", started.elapsed().as_secs_f64()));
     let (status, _) = platform.call("local-greet");
     assert_eq!(status, 200, "local-greet answers after the first push");
 
-    // A second commit: the new content is live.
     let page = repo.join("hello/index.html");
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
     fs::write(&page, changed).unwrap();
@@ -594,38 +623,44 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     let (ok, output) = platform.ofc_push(&repo);
     assert!(ok, "the second push did not end green:\n{output}");
     platform.wait_live("local-hello", "Hello again, from faasd", Duration::from_secs(60));
-    figure(&mut figures, &format!("second commit -> new content live: {:.1} s", started.elapsed().as_secs_f64()));
+    figure(figures, &format!("second commit -> new content live: {:.1} s", started.elapsed().as_secs_f64()));
+    repo
+}
 
-    // A commit that changes no function: no build, no redeploy, green.
+/// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).
+fn unchanged_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
     let before = (platform.task("local-hello"), platform.task("local-greet"));
     fs::write(repo.join("NOTES.md"), "Nothing a function is built from.\n").unwrap();
-    testkit::git::commit(&repo, "notes");
+    testkit::git::commit(repo, "notes");
     let started = Instant::now();
-    let (ok, output) = platform.ofc_push(&repo);
+    let (ok, output) = platform.ofc_push(repo);
     let elapsed = started.elapsed();
     assert!(ok, "the unchanged push did not end green:\n{output}");
-    figure(&mut figures, &format!("unchanged push -> green: {:.1} s", elapsed.as_secs_f64()));
-    let statuses = platform.statuses("hello", &head(&repo));
+    figure(figures, &format!("unchanged push -> green: {:.1} s", elapsed.as_secs_f64()));
+    let statuses = platform.statuses("hello", &head(repo));
     for function in ["hello", "greet"] {
         let status = statuses
             .iter()
             .find(|s| s["context"] == function && s["state"] == "success")
             .unwrap_or_else(|| panic!("no success status for {function}: {statuses:?}"));
         let description = status["description"].as_str().unwrap_or_default();
-        check(description.contains("unchanged"), format!("unchanged push: {function} was rebuilt or redeployed: {description}"));
+        let what = format!("unchanged push: {function} was rebuilt or redeployed: {description}");
+        checks.check(description.contains("unchanged"), what);
     }
     let after = (platform.task("local-hello"), platform.task("local-greet"));
-    check(before == after, format!("unchanged push: a running container was replaced (task pid, image): {before:?} -> {after:?}"));
+    let what = format!("unchanged push: a running container was replaced (task pid, image): {before:?} -> {after:?}");
+    checks.check(before == after, what);
+}
 
-    // A failing build: red, with a log link that answers.
+/// A failing build: red, with a log link that answers with the build's log.
+fn failing_build(platform: &Platform, checks: &mut Checks) {
     let broken = platform.work.join("broken");
     fs::create_dir_all(broken.join("fails")).unwrap();
-    fs::write(
-        broken.join("stack.yml"),
-        "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  fails:\n    lang: dockerfile\n    handler: ./fails\n    image: fails\n",
-    )
-    .unwrap();
-    fs::write(broken.join("fails/Dockerfile"), "FROM localhost/ofc/watchdog:latest\nCOPY no-such-file /home/app/\n").unwrap();
+    let stack = "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  fails:\n    lang: dockerfile\n    handler: \
+                 ./fails\n    image: fails\n";
+    fs::write(broken.join("stack.yml"), stack).unwrap();
+    let dockerfile = "FROM localhost/ofc/watchdog:latest\nCOPY no-such-file /home/app/\n";
+    fs::write(broken.join("fails/Dockerfile"), dockerfile).unwrap();
     testkit::git::init_repo(&broken);
     testkit::git::commit(&broken, "broken");
     let (ok, output) = platform.ofc_push(&broken);
@@ -635,16 +670,17 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
         .iter()
         .find(|s| s["context"] == "fails" && s["state"] == "failure")
         .unwrap_or_else(|| panic!("no failure status for the function: {statuses:?}"));
-    check(
-        statuses.iter().any(|s| s["context"] == "stack-deploy" && s["state"] == "failure"),
-        format!("failing build: stack-deploy is not red: {statuses:?}"),
-    );
+    let red = statuses.iter().any(|s| s["context"] == "stack-deploy" && s["state"] == "failure");
+    checks.check(red, format!("failing build: stack-deploy is not red: {statuses:?}"));
     let link = failure["target_url"].as_str().unwrap_or_else(|| panic!("the failure has no log link: {failure}"));
     let (status, log) = platform.ns.curl(link, &[]);
-    check(status == 200, format!("failing build: the log link {link} answered {status}: {log}"));
-    check(log.contains("no-such-file"), format!("failing build: the build log does not name what failed: {log}"));
+    checks.check(status == 200, format!("failing build: the log link {link} answered {status}: {log}"));
+    checks
+        .check(log.contains("no-such-file"), format!("failing build: the build log does not name what failed: {log}"));
+}
 
-    // The dashboard lists the function as ready (a session as edge-auth signs it for `local`).
+/// The dashboard lists the function as ready, for a session as edge-auth signs it for `local`.
+fn dashboard(platform: &Platform, checks: &mut Checks) {
     let key = platform.state.secret(shared::session::PRIVATE_KEY_SECRET).unwrap();
     let signer = shared::session::SessionSigner::from_pem(&shared::config::Secret::new(key)).unwrap();
     let local = shared::session::Account { login: "local".into(), id: ofc::push::account_id("local") };
@@ -657,11 +693,23 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     };
     let cookie = format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session));
     let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/dashboard/"), &["-H", &cookie]);
-    check(status == 200, format!("dashboard: answered {status}: {page}"));
+    checks.check(status == 200, format!("dashboard: answered {status}: {page}"));
     let row = page.split("<tr").find(|r| r.contains("local-hello")).unwrap_or_default();
-    check(row.contains("class=\"ok\">ready<"), format!("dashboard: local-hello is not listed as ready: {row:?}"));
+    checks
+        .check(row.contains("class=\"ok\">ready<"), format!("dashboard: local-hello is not listed as ready: {row:?}"));
+}
 
+#[test]
+fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushes() {
+    let Some(openfaas) = openfaas_dir() else { return };
+    let mut platform = deploy(&openfaas);
+    let mut figures = std::mem::take(&mut platform.figures);
+    let mut checks = Checks::default();
+    let repo = first_and_second_push(&platform, &mut figures);
+    unchanged_push(&platform, &repo, &mut figures, &mut checks);
+    failing_build(&platform, &mut checks);
+    dashboard(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
     println!("faasd figures:\n{figures}");
-    assert!(failed.is_empty(), "{} check(s) failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));
 }

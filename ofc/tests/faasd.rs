@@ -70,13 +70,19 @@ fn openfaas_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("OFC_SKIP_REAL_OPENFAAS").as_deref() == Ok("1") {
-        println!("skipped: faasd test: no OpenFaaS binaries at {} (OFC_SKIP_REAL_OPENFAAS=1)", dir.display());
+        loud(&format!("skipped: faasd test: no OpenFaaS binaries at {} (OFC_SKIP_REAL_OPENFAAS=1)", dir.display()));
         return None;
     }
     panic!(
         "the OpenFaaS binaries are not at {}: set OFC_OPENFAAS_DIR to their folder (or OFC_SKIP_REAL_OPENFAAS=1 to skip)",
         dir.display()
     );
+}
+
+/// Writes a line to stderr past the test harness's capture, so that CI's log shows it even when the test passes.
+fn loud(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Polls `ready` every 200 ms until it holds or `within` has passed; answers whether it held.
@@ -271,7 +277,7 @@ fn binaries() -> PathBuf {
 
 /// A line of figures, printed and kept for the summary at the end.
 fn figure(figures: &mut String, line: &str) {
-    println!("figure: {line}");
+    loud(&format!("figure: {line}"));
     let _ = writeln!(figures, "  {line}");
 }
 
@@ -597,7 +603,7 @@ struct Checks(Vec<String>);
 impl Checks {
     fn check(&mut self, holds: bool, what: String) {
         if !holds {
-            println!("check failed: {what}");
+            loud(&format!("check failed: {what}"));
             self.0.push(what);
         }
     }
@@ -710,6 +716,6 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
-    println!("faasd figures:\n{figures}");
+    loud(&format!("faasd figures:\n{figures}"));
     assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));
 }

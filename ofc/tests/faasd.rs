@@ -1,0 +1,721 @@
+//! The platform on the real faasd, deployed as docs/deploy.md section 9 tells an operator: faasd 0.16.9 (containerd,
+//! `faasd provider`, `faasd up`) with gateway 0.25.4, the CE queue-worker and NATS Streaming, inside network, mount,
+//! PID and cgroup namespaces this test creates (faasd's bridge, 10.62.0.0/16, exists only there), the platform's
+//! images from `.ci/build-images`, the section's shell blocks read from docs/deploy.md and run as they stand, then
+//! pushes as GitHub sends them. GitHub's API and the git server are doubles on the bridge address, outside faasd,
+//! where of-builder and the registry also run (section 9.1).
+//!
+//! Needs the OpenFaaS binaries in `OFC_OPENFAAS_DIR` (default `<workspace>/../shared/openfaas`), the workspace's
+//! binaries next to `ofc` (`cargo test --workspace` builds them; `OFC_FAASD_BINARIES` names another folder, e.g. the
+//! static release ones `.ci/build-images` built), and Debian's containerd, runc, containernetworking-plugins,
+//! systemd (journald), buildah and docker-registry. `OFC_SKIP_REAL_OPENFAAS=1` skips it where the binaries are absent.
+//! Prints its figures (push to live, unchanged push to green, memory); it asserts behaviour, not timings.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const OFC: &str = env!("CARGO_BIN_EXE_ofc");
+/// faasd's bridge address: where containers reach what runs outside faasd.
+const BRIDGE: &str = "10.62.0.1";
+/// faasd's gateway, inside the namespace.
+const GATEWAY: &str = "http://127.0.0.1:8080/";
+const REGISTRY: &str = "127.0.0.1:5000";
+const BUILDER_PORT: u16 = 8088;
+const GITHUB_PORT: u16 = 3000;
+const GIT_PORT: u16 = 3001;
+const S3_PORT: u16 = 9000;
+const S3_BUCKET: &str = "ofc-build-logs";
+/// The OAuth App edge-auth signs people in with, at the GitHub double.
+const OAUTH_CLIENT_ID: &str = "ofc-faasd";
+/// The platform's functions (stack.yml), each of which must answer its health check once deployed.
+const PLATFORM: [&str; 13] = [
+    "gh-push",
+    "git-tar",
+    "buildshiprun",
+    "github-status",
+    "garbage-collect",
+    "list-functions",
+    "git-event",
+    "audit-event",
+    "pipeline-log",
+    "edge-auth",
+    "dashboard",
+    "function-logs",
+    "metrics",
+];
+/// The OpenFaaS binaries the test runs, each gzip-compressed in `OFC_OPENFAAS_DIR`.
+const OPENFAAS_BINARIES: [&str; 6] =
+    ["faasd", "ofgateway", "basic-auth", "queue-worker", "nats-streaming-server", "faas-cli"];
+/// What the test takes from the workspace's binaries, besides the images' (`.ci/build-images` checks those).
+const WORKSPACE_BINARIES: [&str; 3] = ["of-builder", "ofc-watchdog", "serve-doubles"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_owned()
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faasd")
+}
+
+/// The folder of gzip-compressed OpenFaaS binaries; `None` when the test is to be skipped.
+fn openfaas_dir() -> Option<PathBuf> {
+    let dir =
+        std::env::var_os("OFC_OPENFAAS_DIR").map_or_else(|| workspace().join("../shared/openfaas"), PathBuf::from);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("OFC_SKIP_REAL_OPENFAAS").as_deref() == Ok("1") {
+        loud(&format!("skipped: faasd test: no OpenFaaS binaries at {} (OFC_SKIP_REAL_OPENFAAS=1)", dir.display()));
+        return None;
+    }
+    panic!(
+        "the OpenFaaS binaries are not at {}: set OFC_OPENFAAS_DIR to their folder (or OFC_SKIP_REAL_OPENFAAS=1 to skip)",
+        dir.display()
+    );
+}
+
+/// Writes a line to stderr past the test harness's capture, so that CI's log shows it even when the test passes.
+fn loud(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Polls `ready` every 200 ms until it holds or `within` has passed; answers whether it held.
+fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    let tries = within.as_millis() / 200 + 1;
+    for _ in 0..tries {
+        if ready() {
+            return true;
+        }
+        if started.elapsed() > within {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ready()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Runs `command` to its end, failing the test with its output when it fails.
+fn run(what: &str, command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(output.status.success(), "{what} failed ({}):\n{}", output.status, text(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The namespaces faasd runs in, their PID 1 `ns-init.sh`; dropping it kills PID 1 (so every process inside) and
+/// removes the cgroups runc left under the test's own.
+struct Namespace {
+    unshare: Child,
+    pid: u32,
+    daemons: Vec<Child>,
+    logs: PathBuf,
+}
+
+impl Namespace {
+    fn start(work: &Path) -> Self {
+        let logs = work.join("state/logs");
+        fs::create_dir_all(&logs).unwrap();
+        let log = fs::File::create(logs.join("ns-init.log")).unwrap();
+        let unshare = Command::new("setsid")
+            .args(["unshare", "--net", "--mount", "--pid", "--cgroup", "--fork", "--mount-proc", "--propagation"])
+            .arg("private")
+            .arg(scripts().join("ns-init.sh"))
+            .env("FAASD_WORK", work)
+            .env("SERVICE_TIMEOUT", "15m")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("unshare runs");
+        let mut namespace = Self { pid: 0, unshare, daemons: Vec::new(), logs };
+        let children = format!("/proc/{0}/task/{0}/children", namespace.unshare.id());
+        let found = wait_until(Duration::from_secs(10), || {
+            namespace.pid = fs::read_to_string(&children).ok().and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+            namespace.pid != 0
+        });
+        assert!(found, "the namespace's PID 1 did not start:\n{}", namespace.log("ns-init"));
+        namespace
+    }
+
+    fn log(&self, name: &str) -> String {
+        let text = fs::read_to_string(self.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `program`, run inside the namespaces (in `/`).
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.command_in(Path::new("/"), program)
+    }
+
+    /// `program`, run inside the namespaces in the folder `dir` (nsenter, entering the mount namespace, starts in
+    /// `/` otherwise).
+    fn command_in(&self, dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &self.pid.to_string(), "-n", "-m", "-p", "-C"]).arg(format!("--wd={}", dir.display()));
+        command.arg("--").arg(program);
+        command
+    }
+
+    /// A long-running process inside the namespaces, logging to `<logs>/<name>.log`.
+    fn daemon(&mut self, name: &str, mut command: Command) {
+        let log = fs::File::create(self.logs.join(format!("{name}.log"))).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} cannot start: {e}"));
+        self.daemons.push(child);
+    }
+
+    /// GET (or what `args` make it) inside the namespaces: the status (0 when nothing answered) and the body.
+    fn curl(&self, url: &str, args: &[&str]) -> (u16, String) {
+        let output = self
+            .command("curl")
+            .args(["-sS", "-m", "10", "-w", "\n%{http_code}"])
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("curl runs");
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    fn answers(&self, url: &str) -> bool {
+        self.curl(url, &[]).0 == 200
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+        let exited = wait_until(Duration::from_secs(20), || matches!(self.unshare.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = self.unshare.kill();
+            let _ = self.unshare.wait();
+        }
+        for daemon in &mut self.daemons {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        remove_container_cgroups();
+    }
+}
+
+/// The cgroups runc made for faasd's containers (`openfaas`, `openfaas-fn`) under this process's own, in every v1
+/// hierarchy: the namespace's cgroup view was rooted there, so the host's other cgroups were never touched.
+fn remove_container_cgroups() {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in own.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let hierarchy = match controllers {
+            "" => "unified".to_owned(),
+            named if named.starts_with("name=") => named.trim_start_matches("name=").to_owned(),
+            controller => controller.to_owned(),
+        };
+        for group in ["openfaas", "openfaas-fn"] {
+            let root = Path::new("/sys/fs/cgroup").join(&hierarchy).join(path.trim_start_matches('/')).join(group);
+            let mut dirs = Vec::new();
+            collect_dirs(&root, 0, &mut dirs);
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for dir in dirs {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, depth: usize, into: &mut Vec<PathBuf>) {
+    if depth > 4 || !dir.is_dir() {
+        return;
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&entry.path(), depth + 1, into);
+            }
+        }
+    }
+    into.push(dir.to_owned());
+}
+
+/// The shell block docs/deploy.md marks `<!-- run by ofc/tests/faasd.rs: NAME -->`, as it stands there.
+fn deploy_doc_block(name: &str) -> String {
+    let doc = fs::read_to_string(workspace().join("docs/deploy.md")).expect("docs/deploy.md");
+    let marker = format!("<!-- run by ofc/tests/faasd.rs: {name} -->\n```sh\n");
+    let start = doc.find(&marker).unwrap_or_else(|| panic!("docs/deploy.md has no block `{name}`")) + marker.len();
+    let end = doc[start..].find("```").expect("the block ends") + start;
+    doc[start..end].to_owned()
+}
+
+/// The workspace's binaries: next to `ofc` unless `OFC_FAASD_BINARIES` names another folder.
+fn binaries() -> PathBuf {
+    let dir = std::env::var_os("OFC_FAASD_BINARIES")
+        .map_or_else(|| Path::new(OFC).parent().expect("ofc's folder").to_owned(), PathBuf::from);
+    for name in WORKSPACE_BINARIES {
+        assert!(
+            dir.join(name).is_file(),
+            "{} is missing: build the workspace's binaries (`cargo build --workspace --bins`) or set OFC_FAASD_BINARIES",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
+/// A line of figures, printed and kept for the summary at the end.
+fn figure(figures: &mut String, line: &str) {
+    loud(&format!("figure: {line}"));
+    let _ = writeln!(figures, "  {line}");
+}
+
+/// The test's scratch folder (binaries, images, faasd's state, the registry, the builder's storage), removed when
+/// dropped: after the namespace, whose mounts live in it.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The platform deployed on faasd, with what the pushes need. `ns` is dropped before `scratch`.
+struct Platform {
+    ns: Namespace,
+    _scratch: Scratch,
+    work: PathBuf,
+    state: ofc::state::StateDir,
+    figures: String,
+}
+
+impl Platform {
+    fn ofc_push(&self, repo: &Path) -> (bool, String) {
+        let output = self
+            .ns
+            .command("timeout")
+            .args(["400", OFC, "push"])
+            .arg(repo)
+            .arg("--state")
+            .arg(&self.state.root)
+            .args(["--timeout", "300"])
+            .output()
+            .expect("ofc push runs");
+        (output.status.success(), text(&output))
+    }
+
+    /// The function's answer through faasd's gateway.
+    fn call(&self, function: &str) -> (u16, String) {
+        self.ns.curl(&format!("{GATEWAY}function/{function}"), &[])
+    }
+
+    /// Waits until `function` answers 200 with `content` in its body; answers how long that took.
+    fn wait_live(&self, function: &str, content: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        let live = wait_until(within, || {
+            let (status, body) = self.call(function);
+            status == 200 && body.contains(content)
+        });
+        let last = self.call(function);
+        assert!(live, "{function} did not answer with {content:?} within {within:?}; last answer: {last:?}");
+        started.elapsed()
+    }
+
+    /// containerd's task of a deployed function: `(pid, image)`, which a redeploy changes.
+    fn task(&self, function: &str) -> (String, String) {
+        let tasks = run("ctr tasks ls", self.ns.command("ctr").args(["-n", "openfaas-fn", "tasks", "ls"]));
+        let pid = tasks
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(function)).then(|| f.next().unwrap_or_default().to_owned())
+            })
+            .unwrap_or_default();
+        let containers =
+            run("ctr containers ls", self.ns.command("ctr").args(["-n", "openfaas-fn", "containers", "ls"]));
+        let image = containers
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(function)).then(|| f.next().unwrap_or_default().to_owned())
+            })
+            .unwrap_or_default();
+        (pid, image)
+    }
+
+    /// The GitHub double's statuses of a commit, newest first.
+    fn statuses(&self, repo: &str, sha: &str) -> Vec<Value> {
+        let url = format!("http://{BRIDGE}:{GITHUB_PORT}/repos/local/{repo}/commits/{sha}/statuses");
+        let (status, body) = self.ns.curl(&url, &[]);
+        assert_eq!(status, 200, "the GitHub double's statuses: {body}");
+        serde_json::from_str(&body).expect("a status list")
+    }
+}
+
+fn head(repo: &Path) -> String {
+    run("git rev-parse", Command::new("git").arg("-C").arg(repo).args(["rev-parse", "HEAD"])).trim().to_owned()
+}
+
+/// The `<h1>` text of the example's `hello` page.
+fn heading(repo: &Path) -> String {
+    let page = fs::read_to_string(repo.join("hello/index.html")).expect("hello/index.html");
+    let start = page.find("<h1>").expect("an <h1>") + 4;
+    let end = page[start..].find('<').expect("a closed <h1>") + start;
+    page[start..end].to_owned()
+}
+
+/// Unpacks the OpenFaaS binaries into `bin` (never committed: they come from `OFC_OPENFAAS_DIR` at test time).
+fn unpack_openfaas(openfaas: &Path, bin: &Path) {
+    fs::create_dir_all(bin).unwrap();
+    for name in OPENFAAS_BINARIES {
+        let gz = openfaas.join(format!("{name}.gz"));
+        assert!(gz.is_file(), "{} is missing", gz.display());
+        let out = fs::File::create(bin.join(name)).unwrap();
+        let status = Command::new("gzip").arg("-dc").arg(&gz).stdout(out).status().expect("gzip runs");
+        assert!(status.success(), "{} cannot be unpacked", gz.display());
+        fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+}
+
+/// The registry of docs/deploy.md 9.1, on the namespace's loopback, where containerd pulls over plain HTTP; then
+/// the platform's images, as section 5 builds them. SIGPIPE is ignored so that the script's `ldd | grep -q` of
+/// dynamically linked binaries cannot lose a library to the race of grep exiting first.
+fn registry_with_images(ns: &mut Namespace, work: &Path, binaries: &Path, figures: &mut String) {
+    let registry = work.join("registry");
+    fs::create_dir_all(&registry).unwrap();
+    let config = format!(
+        "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: \
+         \"{}\"}}, delete: {{enabled: true}}}}\nhttp: {{addr: \"{REGISTRY}\"}}\n",
+        registry.join("data").display()
+    );
+    fs::write(registry.join("config.yml"), config).unwrap();
+    let mut serve = ns.command("docker-registry");
+    serve.arg("serve").arg(registry.join("config.yml"));
+    ns.daemon("registry", serve);
+    let up = wait_until(Duration::from_secs(20), || ns.answers(&format!("http://{REGISTRY}/v2/")));
+    assert!(up, "the registry did not start: {}", ns.log("registry"));
+
+    let started = Instant::now();
+    let built = ns
+        .command_in(&workspace(), "timeout")
+        .args(["1800", "env", "--ignore-signal=PIPE", "nice", "bash", ".ci/build-images"])
+        .env("REGISTRY", REGISTRY)
+        .env("BINARIES", binaries)
+        .output()
+        .expect(".ci/build-images runs");
+    fs::write(ns.logs.join("build-images.log"), text(&built)).unwrap();
+    assert!(built.status.success(), ".ci/build-images failed:\n{}", ns.log("build-images"));
+    figure(figures, &format!(".ci/build-images to the registry: {:.1} s", started.elapsed().as_secs_f64()));
+}
+
+/// GitHub, the git server (with the template store) and the resolver faasd names, outside faasd.
+fn start_doubles(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateDir) {
+    ofc::templates::publish(&state.repos()).expect("the templates published");
+    let mut doubles = ns.command(binaries.join("serve-doubles"));
+    doubles
+        .args(["--address", BRIDGE, "--github-port", &GITHUB_PORT.to_string(), "--git-port", &GIT_PORT.to_string()])
+        .arg("--repos")
+        .arg(state.repos())
+        .arg("--app-public-key")
+        .arg(state.root.join("app-public-key.pem"))
+        .arg("--oauth-app")
+        .arg(format!("{OAUTH_CLIENT_ID}:{}", state.secrets().join("of-client-secret").display()))
+        .args(["--dns", "8.8.8.8:53"]);
+    ns.daemon("doubles", doubles);
+    let url = format!("http://{BRIDGE}:{GITHUB_PORT}/repos/a/b/commits/c/statuses");
+    let up = wait_until(Duration::from_secs(20), || ns.answers(&url));
+    assert!(up, "the doubles did not start: {}", ns.log("doubles"));
+}
+
+/// of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists (9.1), its base
+/// image (the watchdog, FROM scratch) in its storage.
+fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateDir) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let user = ofc::sandbox::build_user(Some("ofcbuild")).ok().flatten();
+    let sandbox = user.map(|u| ofc::sandbox::prepare(state, u).expect("the sandbox"));
+    let storage = ofc::sandbox::builder_storage(state, sandbox.as_ref()).expect("of-builder's storage");
+    runtime
+        .block_on(ofc::runtime::build_watchdog_image(&storage, &binaries.join("ofc-watchdog")))
+        .expect("the watchdog base image");
+    let mut builder = ns.command("env");
+    builder
+        .arg("-i")
+        .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg(format!("port={BUILDER_PORT}"))
+        .arg(format!("bind_address={BRIDGE}"))
+        .arg(format!("secret_mount_path={}", state.secrets().display()))
+        .arg("builder_backend=buildah")
+        .arg("registry_insecure=true")
+        .arg(format!("buildah_root={}", ofc::sandbox::builder_root(state, sandbox.as_ref()).display()))
+        .arg(format!("buildah_storage_driver={}", ofc::sandbox::BUILDER_STORAGE_DRIVER))
+        .arg("RUST_LOG=info");
+    if let Some(sandbox) = &sandbox {
+        builder.arg(format!("build_user={}", sandbox.user.name));
+    }
+    builder.arg(binaries.join("of-builder"));
+    ns.daemon("of-builder", builder);
+    let up = wait_until(Duration::from_secs(30), || ns.answers(&format!("{}_/health", builder_url())));
+    assert!(up, "of-builder did not start: {}", ns.log("of-builder"));
+}
+
+/// The build logs' bucket (an S3 server on the bridge address; an operator's is MinIO or S3) and its keys.
+fn start_bucket(ns: &mut Namespace, state: &ofc::state::StateDir) {
+    let mut s3 = ns.command("moto_server");
+    s3.args(["-H", BRIDGE, "-p", &S3_PORT.to_string()]);
+    ns.daemon("s3", s3);
+    let up = wait_until(Duration::from_secs(30), || ns.answers(&format!("{}/", s3_url())));
+    assert!(up, "the S3 server did not start: {}", ns.log("s3"));
+    let (status, body) = ns.curl(&format!("{}/{S3_BUCKET}", s3_url()), &["-X", "PUT"]);
+    assert_eq!(status, 200, "the bucket: {body}");
+    fs::write(state.secrets().join("s3-access-key"), "faasd-test").unwrap();
+    fs::write(state.secrets().join("s3-secret-key"), "faasd-test-secret").unwrap();
+}
+
+fn builder_url() -> String {
+    format!("http://{BRIDGE}:{BUILDER_PORT}/")
+}
+
+fn github_url() -> String {
+    format!("http://{BRIDGE}:{GITHUB_PORT}/")
+}
+
+fn s3_url() -> String {
+    format!("http://{BRIDGE}:{S3_PORT}")
+}
+
+/// docs/deploy.md 9.2 and 9.3 as they stand, on a copy of the repository's deploy files, with the values of 9.2's
+/// settings this test has; then every platform function answers its health check.
+fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, figures: &mut String) {
+    let copy = work.join("deploy");
+    fs::create_dir_all(&copy).unwrap();
+    for file in ["stack.yml", "gateway_config.yml", "github.yml", "buildshiprun_limits_k8s.yml"] {
+        fs::copy(workspace().join(file), copy.join(file)).unwrap();
+    }
+    run("cp template", Command::new("cp").arg("-r").arg(workspace().join("template")).arg(&copy));
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let path = format!("{}:{}", work.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let settings = [
+        ("OPENFAAS_URL", "http://127.0.0.1:8080".to_owned()),
+        ("REGISTRY", REGISTRY.to_owned()),
+        ("BUILDER_URL", builder_url()),
+        ("PUBLIC_URL", GATEWAY.to_owned()),
+        ("GITHUB_APP_ID", ofc::state::APP_ID.to_owned()),
+        ("GITHUB_API_URL", github_url()),
+        ("TEMPLATES", format!("http://{BRIDGE}:{GIT_PORT}/ofc/templates.git")),
+        ("OAUTH_CLIENT_ID", OAUTH_CLIENT_ID.to_owned()),
+        ("AUTH_URL", format!("{GATEWAY}function/edge-auth/")),
+        ("DASHBOARD_URL", format!("{GATEWAY}function/dashboard/")),
+        ("COOKIE_DOMAIN", "127.0.0.1".to_owned()),
+        ("SECRETS", state.secrets().display().to_string()),
+        ("S3_URL", s3_url()),
+        ("S3_BUCKET", S3_BUCKET.to_owned()),
+        ("S3_TLS", "false".to_owned()),
+        ("HOME", home.display().to_string()),
+        ("PATH", path),
+    ];
+    let guide = |blocks: &[&str], what: &str| {
+        let script = blocks.iter().map(|b| deploy_doc_block(b)).collect::<Vec<_>>().join("\n");
+        let mut shell = ns.command_in(&copy, "bash");
+        shell.args(["-euo", "pipefail", "-c", &script]).envs(settings.iter().map(|(k, v)| (k, v.as_str())));
+        run(what, &mut shell);
+    };
+    guide(
+        &["configure", "dockerfile", "sign-in", "secrets", "build-logs"],
+        "docs/deploy.md 9.2, 9.3 (settings, secrets)",
+    );
+    let started = Instant::now();
+    guide(&["deploy"], "docs/deploy.md 9.3 (faas-cli deploy)");
+    figure(figures, &format!("faas-cli deploy of stack.yml (13 functions): {:.1} s", started.elapsed().as_secs_f64()));
+    for function in PLATFORM {
+        let url = format!("{GATEWAY}function/{function}/_/health");
+        let healthy = wait_until(Duration::from_secs(90), || ns.answers(&url));
+        let tag = format!("openfaas-fn:{function}");
+        let journal =
+            run("journalctl", ns.command("journalctl").args(["--no-pager", "-o", "cat", "-n", "20", "-t", &tag]));
+        assert!(healthy, "{function} does not answer its health check through faasd's gateway:\n{journal}");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    figure(figures, &format!("13 platform functions healthy {elapsed:.1} s after the deploy began"));
+}
+
+/// faasd in the namespaces, the registry and the platform's images, the doubles, of-builder and the bucket outside
+/// faasd, then docs/deploy.md 9.2 and 9.3.
+fn deploy(openfaas: &Path) -> Platform {
+    let mut figures = String::new();
+    let binaries = binaries();
+    let target = workspace().join("target");
+    fs::create_dir_all(&target).unwrap();
+    let work = tempfile::Builder::new().prefix("faasd-").tempdir_in(&target).unwrap().keep();
+    let scratch = Scratch(work.clone());
+    unpack_openfaas(openfaas, &work.join("bin"));
+    run("images.sh", Command::new(scripts().join("images.sh")).arg(work.join("bin")).arg(work.join("images")));
+
+    let started = Instant::now();
+    let mut ns = Namespace::start(&work);
+    let healthy = wait_until(Duration::from_secs(120), || ns.answers(&format!("{GATEWAY}healthz")));
+    let logs = [ns.log("ns-init"), ns.log("faasd-up"), ns.log("provider")].join("\n");
+    assert!(healthy, "faasd's gateway did not answer:\n{logs}");
+    let elapsed = started.elapsed().as_secs_f64();
+    figure(&mut figures, &format!("faasd up (containerd, image import, provider, gateway healthy): {elapsed:.1} s"));
+
+    registry_with_images(&mut ns, &work, &binaries, &mut figures);
+    let state = ofc::state::StateDir::new(&work.join("ofc"));
+    state.prepare().expect("the state folder");
+    start_doubles(&mut ns, &binaries, &state);
+    start_builder(&mut ns, &binaries, &state);
+    start_bucket(&mut ns, &state);
+    state
+        .write_endpoints(&ofc::state::Endpoints {
+            gateway: GATEWAY.to_owned(),
+            github_api: github_url(),
+            registry: REGISTRY.to_owned(),
+            builder: builder_url(),
+            git: format!("http://{BRIDGE}:{GIT_PORT}/"),
+            router: String::new(),
+        })
+        .unwrap();
+    follow_the_guide(&ns, &work, &state, &mut figures);
+    Platform { ns, _scratch: scratch, work, state, figures }
+}
+
+/// The memory of everything in the namespace, by part (PSS, MiB).
+fn memory(platform: &Platform) -> String {
+    let out = run("memory.sh", &mut platform.ns.command(scripts().join("memory.sh")));
+    out.lines().map(|l| format!("memory: {l}")).collect::<Vec<_>>().join("\n  ")
+}
+
+/// Checks that later steps do not depend on, collected so that one run reports every one that fails.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn check(&mut self, holds: bool, what: String) {
+        if !holds {
+            loud(&format!("check failed: {what}"));
+            self.0.push(what);
+        }
+    }
+}
+
+/// The first push and a second commit: each live through faasd's gateway. Answers the repository.
+fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
+    let repo = testkit::local_stack::example_repo(&platform.work, "hello");
+    let want = heading(&repo);
+    let started = Instant::now();
+    let (ok, output) = platform.ofc_push(&repo);
+    assert!(ok, "the first push did not end green:\n{output}\n{}", platform.ns.log("of-builder"));
+    platform.wait_live("local-hello", &want, Duration::from_secs(60));
+    figure(figures, &format!("first push -> local-hello live: {:.1} s", started.elapsed().as_secs_f64()));
+    let (status, _) = platform.call("local-greet");
+    assert_eq!(status, 200, "local-greet answers after the first push");
+
+    let page = repo.join("hello/index.html");
+    let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
+    fs::write(&page, changed).unwrap();
+    testkit::git::commit(&repo, "again");
+    let started = Instant::now();
+    let (ok, output) = platform.ofc_push(&repo);
+    assert!(ok, "the second push did not end green:\n{output}");
+    platform.wait_live("local-hello", "Hello again, from faasd", Duration::from_secs(60));
+    figure(figures, &format!("second commit -> new content live: {:.1} s", started.elapsed().as_secs_f64()));
+    repo
+}
+
+/// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).
+fn unchanged_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
+    let before = (platform.task("local-hello"), platform.task("local-greet"));
+    fs::write(repo.join("NOTES.md"), "Nothing a function is built from.\n").unwrap();
+    testkit::git::commit(repo, "notes");
+    let started = Instant::now();
+    let (ok, output) = platform.ofc_push(repo);
+    let elapsed = started.elapsed();
+    assert!(ok, "the unchanged push did not end green:\n{output}");
+    figure(figures, &format!("unchanged push -> green: {:.1} s", elapsed.as_secs_f64()));
+    let statuses = platform.statuses("hello", &head(repo));
+    for function in ["hello", "greet"] {
+        let status = statuses
+            .iter()
+            .find(|s| s["context"] == function && s["state"] == "success")
+            .unwrap_or_else(|| panic!("no success status for {function}: {statuses:?}"));
+        let description = status["description"].as_str().unwrap_or_default();
+        let what = format!("unchanged push: {function} was rebuilt or redeployed: {description}");
+        checks.check(description.contains("unchanged"), what);
+    }
+    let after = (platform.task("local-hello"), platform.task("local-greet"));
+    let what = format!("unchanged push: a running container was replaced (task pid, image): {before:?} -> {after:?}");
+    checks.check(before == after, what);
+}
+
+/// A failing build: red, with a log link that answers with the build's log.
+fn failing_build(platform: &Platform, checks: &mut Checks) {
+    let broken = platform.work.join("broken");
+    fs::create_dir_all(broken.join("fails")).unwrap();
+    let stack = "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  fails:\n    lang: dockerfile\n    handler: \
+                 ./fails\n    image: fails\n";
+    fs::write(broken.join("stack.yml"), stack).unwrap();
+    let dockerfile = "FROM localhost/ofc/watchdog:latest\nCOPY no-such-file /home/app/\n";
+    fs::write(broken.join("fails/Dockerfile"), dockerfile).unwrap();
+    testkit::git::init_repo(&broken);
+    testkit::git::commit(&broken, "broken");
+    let (ok, output) = platform.ofc_push(&broken);
+    assert!(!ok, "a failing build ended green:\n{output}");
+    let statuses = platform.statuses("broken", &head(&broken));
+    let failure = statuses
+        .iter()
+        .find(|s| s["context"] == "fails" && s["state"] == "failure")
+        .unwrap_or_else(|| panic!("no failure status for the function: {statuses:?}"));
+    let red = statuses.iter().any(|s| s["context"] == "stack-deploy" && s["state"] == "failure");
+    checks.check(red, format!("failing build: stack-deploy is not red: {statuses:?}"));
+    let link = failure["target_url"].as_str().unwrap_or_else(|| panic!("the failure has no log link: {failure}"));
+    let (status, log) = platform.ns.curl(link, &[]);
+    checks.check(status == 200, format!("failing build: the log link {link} answered {status}: {log}"));
+    checks
+        .check(log.contains("no-such-file"), format!("failing build: the build log does not name what failed: {log}"));
+}
+
+/// The dashboard lists the function as ready, for a session as edge-auth signs it for `local`.
+fn dashboard(platform: &Platform, checks: &mut Checks) {
+    let key = platform.state.secret(shared::session::PRIVATE_KEY_SECRET).unwrap();
+    let signer = shared::session::SessionSigner::from_pem(&shared::config::Secret::new(key)).unwrap();
+    let local = shared::session::Account { login: "local".into(), id: ofc::push::account_id("local") };
+    let session = shared::session::Session {
+        user: local,
+        name: None,
+        orgs: Vec::new(),
+        issued: chrono::Utc::now(),
+        expires: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let cookie = format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session));
+    let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/dashboard/"), &["-H", &cookie]);
+    checks.check(status == 200, format!("dashboard: answered {status}: {page}"));
+    let row = page.split("<tr").find(|r| r.contains("local-hello")).unwrap_or_default();
+    checks
+        .check(row.contains("class=\"ok\">ready<"), format!("dashboard: local-hello is not listed as ready: {row:?}"));
+}
+
+#[test]
+fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushes() {
+    let Some(openfaas) = openfaas_dir() else { return };
+    let mut platform = deploy(&openfaas);
+    let mut figures = std::mem::take(&mut platform.figures);
+    let mut checks = Checks::default();
+    let repo = first_and_second_push(&platform, &mut figures);
+    unchanged_push(&platform, &repo, &mut figures, &mut checks);
+    failing_build(&platform, &mut checks);
+    dashboard(&platform, &mut checks);
+    let _ = writeln!(figures, "  {}", memory(&platform));
+    loud(&format!("faasd figures:\n{figures}"));
+    assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));
+}

@@ -28,11 +28,13 @@ pub trait BuildBackend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether the backend works here, with its version.
     fn check(&self) -> impl std::future::Future<Output = Result<String, BuilderError>> + Send;
+    /// Builds and pushes, with `label` (name, value) on the image; an empty value adds none.
     fn build(
         &self,
         config: &BuildConfig,
         context: &Path,
         work: &Path,
+        label: (&str, &str),
     ) -> impl std::future::Future<Output = Result<BuildOutcome, BuilderError>> + Send;
 }
 
@@ -131,7 +133,13 @@ impl BuildBackend for Buildah {
             .map_or_else(|| "unknown".into(), |l| l.trim_start_matches("Version:").trim().to_owned()))
     }
 
-    async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
+    async fn build(
+        &self,
+        config: &BuildConfig,
+        context: &Path,
+        work: &Path,
+        label: (&str, &str),
+    ) -> Result<BuildOutcome, BuilderError> {
         // Handing a large context to the build user walks every file: off the async threads.
         let (this, folder) = (self.clone(), work.to_owned());
         let (authfile, dev) = tokio::task::spawn_blocking(move || this.prepare(&folder))
@@ -145,6 +153,9 @@ impl BuildBackend for Buildah {
         }
         if let Some(authfile) = &authfile {
             options.extend(["--authfile".to_owned(), authfile.display().to_string()]);
+        }
+        if !label.1.is_empty() {
+            options.extend(["--label".to_owned(), format!("{}={}", label.0, label.1)]);
         }
         let mut build = self.base(&dev);
         build.args(Self::build_args(config, context, &options));
@@ -237,10 +248,19 @@ impl BuildBackend for Buildkit {
         }
     }
 
-    async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
+    async fn build(
+        &self,
+        config: &BuildConfig,
+        context: &Path,
+        work: &Path,
+        label: (&str, &str),
+    ) -> Result<BuildOutcome, BuilderError> {
         let metadata = work.join("metadata.json");
         let mut command = Command::new("buildctl");
         command.args(self.build_args(config, context, &metadata));
+        if !label.1.is_empty() {
+            command.arg("--opt").arg(format!("label:{}={}", label.0, label.1));
+        }
         if let Some(auth) = &self.registry_auth {
             // `buildctl` reads registry credentials from `$DOCKER_CONFIG/config.json`.
             let docker = work.join("docker");

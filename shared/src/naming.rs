@@ -67,6 +67,13 @@ pub fn build_image_name(repository_url: &str, owner: &str, repo: &str, function:
     }
 }
 
+/// The owner's namespace of an image [`build_image_name`] made (`<repository_url>/<owner>`): every image below it
+/// is that owner's. `None` for a reference with no namespace.
+pub fn image_owner_prefix(image: &str) -> Option<&str> {
+    let (name, _) = split_image_tag(image);
+    name.rsplit_once('/').map(|(prefix, _)| prefix).filter(|prefix| !prefix.is_empty())
+}
+
 /// One path component of a registry name: lower-case letters and digits, joined by `-` (a repository's `.` and `_`
 /// become `-`, which is valid wherever it stands between two letters or digits).
 fn registry_component(value: &str) -> String {

@@ -45,6 +45,11 @@ impl StateDir {
         self.root.join("secrets")
     }
 
+    /// of-builder's secrets: the payload secret and its registry account (`registry-auth`), which no function sees.
+    pub fn builder_secrets(&self) -> PathBuf {
+        self.root.join("builder-secrets")
+    }
+
     /// User functions' secrets, one file each (what `faas-cli secret create` makes on OpenFaaS).
     pub fn function_secrets(&self) -> PathBuf {
         self.root.join("function-secrets")

@@ -66,6 +66,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         build_timeout: Duration::from_secs(120),
         build_user: None,
         registry_auth: None,
+        allowed_base_images: of_builder::base_images::Allowlist::parse(None).unwrap(),
         server: ServerConfig::for_tests(32 << 20),
     };
     let builder = ServedFunction::start_with(of_builder::app(builder_config), &ServerConfig::for_tests(32 << 20)).await;

@@ -322,7 +322,11 @@ async fn returns_the_whole_log_with_known_secrets_scrubbed() {
     let result = harness.build(tar.into_inner().unwrap()).await;
     assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
     assert!(result.log.len() > 400, "every line comes back: {}", result.log.len());
-    assert!(result.log.iter().any(|l| l.starts_with("STEP 1/4: FROM scratch")), "{:?}", &result.log[..5]);
+    assert!(
+        result.log.iter().any(|l| l.starts_with("STEP 1/") && l.ends_with(": FROM scratch")),
+        "{:?}",
+        &result.log[..5]
+    );
     for n in ["1", "2", "200", "201", "400"] {
         assert!(result.log.iter().any(|l| l == n), "line {n} is in the log");
     }
@@ -636,7 +640,10 @@ async fn build_on(
     assert_eq!(result.status, BuildStatus::Success, "{storage:?}: {:?}", result.log);
     let driver_folder = root.join(storage.name()).join("storage");
     assert!(driver_folder.is_dir(), "{storage:?} keeps its storage in {}", driver_folder.display());
-    let image = harness.registry.client().image_config("octo/same", "latest-abc123").await.unwrap();
+    let mut image = harness.registry.client().image_config("octo/same", "latest-abc123").await.unwrap();
+    // The build cache's seal names the registry, which differs between these builds.
+    let seal = image["config"]["Labels"].as_object_mut().unwrap().remove(of_builder::cache::SEAL_LABEL);
+    assert!(seal.is_some(), "every image of-builder pushes is sealed");
     (image_files(&harness.registry, "octo/same").await, image["config"].clone())
 }
 

@@ -191,16 +191,13 @@ fn instructions(dockerfile: &str) -> Result<Vec<(String, String)>, String> {
         if !current.is_empty() && trimmed.starts_with('#') {
             continue;
         }
-        match trimmed.strip_suffix('\\') {
-            Some(head) => {
-                current.push_str(head);
-                current.push(' ');
-            }
-            None => {
-                current.push_str(trimmed);
-                push_instruction(&mut result, &current);
-                current.clear();
-            }
+        if let Some(head) = trimmed.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+        } else {
+            current.push_str(trimmed);
+            push_instruction(&mut result, &current);
+            current.clear();
         }
     }
     if !current.trim().is_empty() {
@@ -307,7 +304,7 @@ mod tests {
         for dockerfile in [
             format!("FROM {other}\n"),
             format!("ARG BASE={other}\nFROM $BASE\n"),
-            format!("ARG BASE\nFROM ${{BASE}}\n"),
+            "ARG BASE\nFROM ${BASE}\n".to_owned(),
             format!("FROM scratch\nCOPY --from={other} / /\n"),
             format!("FROM scratch\nRUN --mount=type=bind,from={other},target=/x true\n"),
             format!("FROM scratch\nCOPY \\\n  --from={other} / /\n"),

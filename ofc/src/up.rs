@@ -129,7 +129,7 @@ impl LocalStack {
         })?;
         let prepared = prepare_state(&options.state)?;
         let sandbox = user.map(|u| crate::sandbox::prepare(&prepared.state, u)).transpose()?;
-        let (registry, registry_gate) = start_registry(&prepared).await?;
+        let (registry, registry_gate) = start_registry(&prepared)?;
         registry.wait_healthy(HEALTHY_WITHIN).await.context("the registry did not start")?;
         let (github, git) = start_doubles(&prepared)?;
         // git-tar's template store: the local templates, on the git server (`custom_templates` below).
@@ -253,7 +253,7 @@ fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
 /// on the port it had last time when that is free (deployments name it in their images). Reads are open; pushes need
 /// of-builder's account, made afresh each start and handed only to of-builder ([`builder_secrets`]); deletes need
 /// the operator's (`basic-auth-user`, `basic-auth-password`).
-async fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>)> {
+fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>)> {
     use doubles::registry_gate::{Account, GateAccounts};
     let listener = into_tokio(reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?)?;
     let port = listener.local_addr()?.port();

@@ -363,9 +363,13 @@ mod tests {
     #[test]
     fn loopback_registries_are_spoken_to_over_http_and_others_over_https() {
         let client = RegistryClient::new(false, BTreeMap::new());
-        assert!(client.url("127.0.0.1:5000", "o/f", "t").starts_with("http://127.0.0.1:5000/v2/o/f/manifests/t"));
-        assert!(client.url("localhost:5000", "o/f", "t").starts_with("http://"));
-        assert!(client.url("registry.example.com", "o/f", "t").starts_with("https://"));
-        assert!(RegistryClient::new(true, BTreeMap::new()).url("registry:5000", "o/f", "t").starts_with("http://"));
+        assert!(client
+            .url("127.0.0.1:5000", "o/f", "manifests", "t")
+            .starts_with("http://127.0.0.1:5000/v2/o/f/manifests/t"));
+        assert!(client.url("localhost:5000", "o/f", "manifests", "t").starts_with("http://"));
+        assert!(client.url("registry.example.com", "o/f", "manifests", "t").starts_with("https://"));
+        assert!(RegistryClient::new(true, BTreeMap::new())
+            .url("registry:5000", "o/f", "manifests", "t")
+            .starts_with("http://"));
     }
 }

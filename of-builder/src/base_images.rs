@@ -106,8 +106,8 @@ pub fn check(
             Ok(())
         } else {
             Err(format!(
-                "`{image}` is neither one of this owner's images nor an allowed base image (allowed_base_images): \
-                 a build may only read its owner's images and the images the operator allows"
+                "not this owner's image nor in allowed_base_images: `{image}` (a build reads only its owner's images \
+                 and the base images the operator allows)"
             ))
         }
     };

@@ -173,7 +173,7 @@ async fn build(
         base_images::check(&dockerfile, &context.config.build_args, &image, &state.config.allowed_base_images)
     {
         tracing::info!(%image, "the Dockerfile reads an image it may not");
-        let log = vec![format!("of-builder: refused before the build: {reason}")];
+        let log = vec![format!("refused: {reason}")];
         return Ok(Json(BuildResult { image, digest: String::new(), status: BuildStatus::Failure, log }));
     }
     let tar_path = context.dir.path().join("build.tar");

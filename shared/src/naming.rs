@@ -243,6 +243,21 @@ mod tests {
     }
 
     #[test]
+    fn an_images_owner_prefix_is_its_namespace_in_the_registry() {
+        for (owner, repo) in [("acme", "fns"), ("acme-corp", ""), ("Octo", "a.b")] {
+            let image = build_image_name("127.0.0.1:5000", owner, repo, "fn", "abc");
+            let other = build_image_name("127.0.0.1:5000", owner, "other", "x", "def");
+            assert_eq!(image_owner_prefix(&image), image_owner_prefix(&other), "{image}");
+        }
+        assert_eq!(image_owner_prefix("127.0.0.1:5000/acme/fns-fn:abc"), Some("127.0.0.1:5000/acme"));
+        assert_ne!(
+            image_owner_prefix(&build_image_name("r:1", "acme", "corp", "x", "s")),
+            image_owner_prefix(&build_image_name("r:1", "acme-corp", "", "x", "s"))
+        );
+        assert_eq!(image_owner_prefix("fn"), None);
+    }
+
+    #[test]
     fn secrets_are_bound_to_their_lower_case_owner() {
         assert_eq!(owner_secret_name("AlexEllis", "db"), "alexellis-db");
         assert!(is_valid_secret_name("alexellis-db"));

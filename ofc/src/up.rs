@@ -252,7 +252,7 @@ fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
 /// The registry: `docker-registry` on a unix socket in the state folder (no tenant can open it), behind the gate
 /// on the port it had last time when that is free (deployments name it in their images). Reads are open; pushes need
 /// of-builder's account, made afresh each start and handed only to of-builder ([`builder_secrets`]); deletes need
-/// the operator's (`basic-auth-user`, `basic-auth-password`).
+/// the operator's, whose password only the state folder holds ([`operator_password`]).
 fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>)> {
     use doubles::registry_gate::{Account, GateAccounts};
     let listener = into_tokio(reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?)?;
@@ -261,10 +261,8 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle
     let socket = storage.join("registry.sock");
     let builder = Account { user: BUILDER_ACCOUNT.to_owned(), password: random_password() };
     builder_secrets(&prepared.state, &format!("127.0.0.1:{port}"), &builder)?;
-    let accounts = GateAccounts {
-        builder,
-        operator: Account { user: prepared.user.clone(), password: prepared.password.clone() },
-    };
+    let operator = Account { user: OPERATOR_ACCOUNT.to_owned(), password: operator_password(&prepared.state)? };
+    let accounts = GateAccounts { builder, operator };
     let gate_socket = socket.clone();
     let gate = tokio::spawn(async move {
         if let Err(error) =
@@ -293,6 +291,23 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle
 
 /// The registry account of-builder pushes with.
 const BUILDER_ACCOUNT: &str = "of-builder";
+/// The registry account that may delete: the operator's, given to no part of the stack.
+const OPERATOR_ACCOUNT: &str = "operator";
+
+/// The operator's registry password, made once and kept in the state folder (`registry-operator-password`).
+fn operator_password(state: &StateDir) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state.registry_operator_password();
+    if let Ok(password) = std::fs::read_to_string(&path) {
+        if !password.trim().is_empty() {
+            return Ok(password.trim().to_owned());
+        }
+    }
+    let password = random_password();
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut file, password.as_bytes())?;
+    Ok(password)
+}
 
 fn random_password() -> String {
     use rand::distributions::{Alphanumeric, DistString};

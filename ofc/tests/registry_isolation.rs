@@ -75,7 +75,7 @@ async fn only_the_builder_writes_the_registry_and_a_build_reads_only_its_owners_
     let manifest = read.bytes().await.unwrap();
 
     // Nobody but of-builder writes, and nobody but the operator deletes: not without credentials, not with the
-    // functions' secrets (the gateway's admin account may delete, as the operator; it may not push).
+    // platform's secrets (the gateway's admin account).
     let delete = http.delete(format!("http://{registry}/v2/{repository}/manifests/{digest}")).send().await.unwrap();
     assert_eq!(delete.status(), 401);
     let overwrite = http
@@ -97,7 +97,24 @@ async fn only_the_builder_writes_the_registry_and_a_build_reads_only_its_owners_
         .send()
         .await
         .unwrap();
-    assert_eq!(as_admin.status(), 403, "the operator's account does not push");
+    assert_eq!(as_admin.status(), 401, "the gateway's admin account does not push");
+    let delete_as_admin = http
+        .delete(format!("http://{registry}/v2/{repository}/manifests/{digest}"))
+        .basic_auth(admin.trim(), Some(password.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete_as_admin.status(), 401, "nor delete");
+    let operator = std::fs::read_to_string(stack.state_path().join("registry-operator-password")).unwrap();
+    let operator_push = http
+        .put(&manifest_url)
+        .basic_auth("operator", Some(operator.trim()))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(operator_push.status(), 403, "the operator deletes, it does not push");
     assert!(!secrets.join("registry-auth").exists(), "the functions' secrets hold no registry account");
     assert!(stack.state_path().join("builder-secrets/registry-auth").is_file(), "of-builder's do");
 

@@ -1,4 +1,4 @@
-//! What a push costs when little or nothing in it changed: buildshiprun skips a build whose identity the registry
+//! What a push costs when little or nothing in it changed: of-builder skips a build whose identity the registry
 //! holds and a deployment identical to the running one, so such a push should be over in a fraction of a build.
 //!
 //! Both scenarios run through the real `ofc up` and `ofc push`, and time from `ofc push`'s start (what a user

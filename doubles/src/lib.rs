@@ -11,3 +11,4 @@ pub mod functions_api;
 pub mod git_server;
 pub mod github_double;
 pub mod registry;
+pub mod registry_gate;

@@ -52,12 +52,40 @@ pub fn serve_command(
     Ok(())
 }
 
+/// The longest unix socket path the kernel takes (`sun_path` is 108 bytes with its terminating zero).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Like [`serve_command`], but the registry listens only on the unix socket `socket` (a stale one is removed), for
+/// the [`crate::registry_gate`] in front of it.
+pub fn serve_command_on_socket(
+    command: &mut std::process::Command,
+    storage_dir: &Path,
+    socket: &Path,
+) -> std::io::Result<()> {
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(std::io::Error::other(format!(
+            "the registry's socket path {} is longer than {MAX_SOCKET_PATH} bytes: use a shorter state folder",
+            socket.display()
+        )));
+    }
+    match std::fs::remove_file(socket) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    serve_command(command, storage_dir, ([127, 0, 0, 1], 0).into())?;
+    command.env("REGISTRY_HTTP_NET", "unix").env("REGISTRY_HTTP_ADDR", socket);
+    Ok(())
+}
+
 /// A running `docker-registry`; stopped when dropped.
 pub struct RegistryProcess {
     address: SocketAddr,
     child: std::process::Child,
-    /// The one account a registry started with [`RegistryProcess::start_with_credentials`] accepts.
+    /// The one account a registry started with [`RegistryProcess::start_with_credentials`] accepts, or the
+    /// builder's account of a gated one.
     credentials: Option<(String, String)>,
+    /// The gate in front of a registry started with [`RegistryProcess::start_gated`].
+    gate: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RegistryProcess {
@@ -96,13 +124,46 @@ impl RegistryProcess {
         Self::spawn(&mut command, address, Some((user.to_owned(), password.to_owned()))).await
     }
 
+    /// Starts a registry on a unix socket in `storage_dir` behind a [`crate::registry_gate`] on a free loopback
+    /// port, as the local stack runs it: reads open, pushes with `accounts.builder`, deletes with `accounts.operator`.
+    /// [`Self::client`] signs in as the builder.
+    pub async fn start_gated(
+        storage_dir: &Path,
+        accounts: crate::registry_gate::GateAccounts,
+    ) -> Result<Self, RegistryError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let socket = storage_dir.join("registry.sock");
+        let mut command = std::process::Command::new("docker-registry");
+        serve_command_on_socket(&mut command, storage_dir, &socket)?;
+        command.stderr(Stdio::null());
+        let builder = (accounts.builder.user.clone(), accounts.builder.password.clone());
+        let gate = tokio::spawn(async move {
+            if let Err(error) =
+                crate::registry_gate::serve_gate(listener, &socket, accounts, std::future::pending()).await
+            {
+                tracing::warn!(%error, "the registry gate stopped");
+            }
+        });
+        match Self::spawn(&mut command, address, Some(builder)).await {
+            Ok(mut registry) => {
+                registry.gate = Some(gate);
+                Ok(registry)
+            }
+            Err(error) => {
+                gate.abort();
+                Err(error)
+            }
+        }
+    }
+
     async fn spawn(
         command: &mut std::process::Command,
         address: SocketAddr,
         credentials: Option<(String, String)>,
     ) -> Result<Self, RegistryError> {
         let child = command.spawn().map_err(|e| RegistryError::Missing(e.to_string()))?;
-        let mut registry = Self { address, child, credentials };
+        let mut registry = Self { address, child, credentials, gate: None };
         let client = registry.client();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -158,6 +219,9 @@ impl RegistryProcess {
 
 impl Drop for RegistryProcess {
     fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.abort();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -28,11 +28,13 @@ pub trait BuildBackend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether the backend works here, with its version.
     fn check(&self) -> impl std::future::Future<Output = Result<String, BuilderError>> + Send;
+    /// Builds and pushes, with `label` (name, value) on the image; an empty value adds none.
     fn build(
         &self,
         config: &BuildConfig,
         context: &Path,
         work: &Path,
+        label: (&str, &str),
     ) -> impl std::future::Future<Output = Result<BuildOutcome, BuilderError>> + Send;
 }
 
@@ -98,26 +100,31 @@ impl Buildah {
         args
     }
 
-    /// Readies `work` for a build: with a build user, the storage and the work folder become the user's, and the
-    /// auth file is written there for it; answers the `--authfile` argument and the sandbox's `/dev` folder.
-    fn prepare(&self, work: &Path) -> Result<(Option<PathBuf>, PathBuf), BuilderError> {
+    /// Readies `work` for a build: with a build user, the storage and the work folder become the user's; answers
+    /// the sandbox's `/dev` folder.
+    fn prepare(&self, work: &Path) -> Result<PathBuf, BuilderError> {
         let dev = work.join("dev");
         std::fs::create_dir_all(&dev)?;
-        let authfile = match &self.registry_auth {
-            Some(auth) => {
-                use std::os::unix::fs::OpenOptionsExt;
-                let path = work.join("auth.json");
-                let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-                std::io::Write::write_all(&mut file, auth.expose().as_bytes())?;
-                Some(path)
-            }
-            None => None,
-        };
         if let Some(user) = &self.user {
             user.prepare_storage(&self.storage())?;
             user.give(work)?;
         }
-        Ok((authfile, dev))
+        Ok(dev)
+    }
+
+    /// Writes the registry auth file for the push, only once the build's `RUN` steps are over (they run as the same
+    /// user and must never see the push credentials); answers the `--authfile` argument. A file already at its
+    /// place (put there by a build step) is refused, not followed.
+    fn write_authfile(&self, work: &Path) -> Result<Option<PathBuf>, BuilderError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(auth) = &self.registry_auth else { return Ok(None) };
+        let path = work.join("push-auth.json");
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        std::io::Write::write_all(&mut file, auth.expose().as_bytes())?;
+        if let Some(user) = &self.user {
+            user.give(&path)?;
+        }
+        Ok(Some(path))
     }
 }
 
@@ -144,10 +151,16 @@ impl BuildBackend for Buildah {
             .map_or_else(|| "unknown".into(), |l| l.trim_start_matches("Version:").trim().to_owned()))
     }
 
-    async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
+    async fn build(
+        &self,
+        config: &BuildConfig,
+        context: &Path,
+        work: &Path,
+        label: (&str, &str),
+    ) -> Result<BuildOutcome, BuilderError> {
         // Handing a large context to the build user walks every file: off the async threads.
         let (this, folder) = (self.clone(), work.to_owned());
-        let (authfile, dev) = tokio::task::spawn_blocking(move || this.prepare(&folder))
+        let dev = tokio::task::spawn_blocking(move || this.prepare(&folder))
             .await
             .map_err(|e| BuilderError::Backend(format!("preparing the build folder stopped: {e}")))??;
         let mut options = Vec::new();
@@ -156,8 +169,8 @@ impl BuildBackend for Buildah {
             // Dockerfile keeps working); `chroot` is the one that would let a RUN step leave the image's root.
             options.extend(["--cap-drop".to_owned(), "SYS_CHROOT".to_owned()]);
         }
-        if let Some(authfile) = &authfile {
-            options.extend(["--authfile".to_owned(), authfile.display().to_string()]);
+        if !label.1.is_empty() {
+            options.extend(["--label".to_owned(), format!("{}={}", label.0, label.1)]);
         }
         let mut build = self.bud_command(&dev);
         build.args(Self::build_args(config, context, &options));
@@ -165,6 +178,7 @@ impl BuildBackend for Buildah {
         if !ok {
             return Ok(BuildOutcome::Failed { log });
         }
+        let authfile = self.write_authfile(work)?;
         let digest_file = work.join("digest");
         let mut push = self.base(&dev);
         push.arg("push");
@@ -250,10 +264,19 @@ impl BuildBackend for Buildkit {
         }
     }
 
-    async fn build(&self, config: &BuildConfig, context: &Path, work: &Path) -> Result<BuildOutcome, BuilderError> {
+    async fn build(
+        &self,
+        config: &BuildConfig,
+        context: &Path,
+        work: &Path,
+        label: (&str, &str),
+    ) -> Result<BuildOutcome, BuilderError> {
         let metadata = work.join("metadata.json");
         let mut command = Command::new("buildctl");
         command.args(self.build_args(config, context, &metadata));
+        if !label.1.is_empty() {
+            command.arg("--opt").arg(format!("label:{}={}", label.0, label.1));
+        }
         if let Some(auth) = &self.registry_auth {
             // `buildctl` reads registry credentials from `$DOCKER_CONFIG/config.json`.
             let docker = work.join("docker");

@@ -8,6 +8,7 @@ use shared::config::{
 };
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
 
+use crate::base_images::Allowlist;
 use crate::sandbox::BuildUser;
 use crate::storage::{self, DriverSetting, StorageDriver};
 
@@ -42,6 +43,8 @@ pub struct Config {
     /// The `registry-auth` secret: a registry auth file (`{"auths": {…}}`) used to push (and pull base images);
     /// its credentials are scrubbed from build logs.
     pub registry_auth: Option<Secret>,
+    /// `allowed_base_images`: the images builds may read besides the owner's own (see `base_images`).
+    pub allowed_base_images: Allowlist,
     pub server: ServerConfig,
 }
 
@@ -52,6 +55,17 @@ impl shared::server::FunctionConfig for Config {
 }
 
 impl Config {
+    /// Each registry host's `auth` (base64 of `user:password`) in the `registry-auth` file: what the build cache's
+    /// registry calls sign in with.
+    pub fn registry_auths(&self) -> std::collections::BTreeMap<String, String> {
+        let Some(auth) = &self.registry_auth else { return std::collections::BTreeMap::new() };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(auth.expose()) else {
+            return std::collections::BTreeMap::new();
+        };
+        let auths = json["auths"].as_object().into_iter().flatten();
+        auths.filter_map(|(host, entry)| Some((host.clone(), entry["auth"].as_str()?.trim().to_owned()))).collect()
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
         let backend = match env_string("builder_backend").as_deref() {
@@ -94,6 +108,8 @@ impl Config {
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
             build_user,
             registry_auth,
+            allowed_base_images: Allowlist::parse(env_string("allowed_base_images").as_deref())
+                .map_err(|reason| ConfigError::Invalid { name: "allowed_base_images".into(), reason })?,
             server,
         })
     }

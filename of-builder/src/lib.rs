@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`config`]: `builder_backend`, `max_context_bytes`, `max_concurrent_builds`, `registry_insecure`…
 //! - [`context`]: receiving the tar into a fresh temporary folder, checking every entry before unpacking.
+//! - [`base_images`]: a build reads only its owner's images and the operator's allowed base images.
+//! - [`identity`], [`cache`]: a build's identity, computed here from the tar, and the sealed registry tag that lets
+//!   an unchanged build reuse its image (of-builder is the registry's only writer).
 //! - [`backend`]: the `BuildBackend` trait, Buildah and BuildKit.
 //! - [`storage`]: Buildah's storage driver, overlay where a probe at start shows it works, else vfs.
 //! - [`sandbox`]: builds as an unprivileged user in their own PID namespace with a minimal `/dev` (`build_user`).
@@ -12,9 +15,12 @@
 //! - [`error`]: the answers: 400 for a bad tar, 401 unsigned, 5xx only when the builder itself is broken.
 
 pub mod backend;
+pub mod base_images;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod identity;
 pub mod log;
 pub mod reference;
 pub mod sandbox;
@@ -93,10 +99,11 @@ impl Backend {
         config: &shared::build::BuildConfig,
         context: &std::path::Path,
         work: &std::path::Path,
+        label: (&str, &str),
     ) -> Result<BuildOutcome, BuilderError> {
         match self {
-            Self::Buildah(b) => b.build(config, context, work).await,
-            Self::Buildkit(b) => b.build(config, context, work).await,
+            Self::Buildah(b) => b.build(config, context, work, label).await,
+            Self::Buildkit(b) => b.build(config, context, work, label).await,
         }
     }
 }
@@ -104,6 +111,8 @@ impl Backend {
 struct AppState {
     config: Config,
     backend: Backend,
+    /// Earlier builds, found by identity in the registry.
+    cache: cache::BuildCache,
     /// Builds are CPU- and disk-heavy: at most `max_concurrent_builds` run, the rest wait here.
     builds: Semaphore,
 }
@@ -118,7 +127,11 @@ pub fn serve(setup: Setup) -> Router {
     let Setup { config, storage } = setup;
     let backend = Backend::from_config(&config, storage);
     let builds = Semaphore::new(config.max_concurrent_builds);
-    let state = Arc::new(AppState { config, backend, builds });
+    let cache = cache::BuildCache {
+        registry: shared::registry::RegistryClient::new(config.registry_insecure, config.registry_auths()),
+        key: config.common.payload_secret.clone(),
+    };
+    let state = Arc::new(AppState { config, backend, cache, builds });
     Router::new().route("/build", post(build)).route("/healthz", get(healthz)).with_state(state)
 }
 
@@ -153,20 +166,55 @@ async fn build(
         .await
         .map_err(|e| BuilderError::Backend(format!("the tar check stopped: {e}")))??;
     let image = context.config.image_ref.clone();
+    let scrubber = log::ImageScrubber::new(&image, &state.config.allowed_base_images);
+    let dockerfile = tokio::fs::read(context.context_dir().join("Dockerfile")).await?;
+    let dockerfile = String::from_utf8_lossy(&dockerfile);
+    if let Err(reason) =
+        base_images::check(&dockerfile, &context.config.build_args, &image, &state.config.allowed_base_images)
+    {
+        tracing::info!(%image, "the Dockerfile reads an image it may not");
+        let log = vec![format!("refused: {reason}")];
+        return Ok(Json(BuildResult { image, digest: String::new(), status: BuildStatus::Failure, log }));
+    }
+    let tar_path = context.dir.path().join("build.tar");
+    let identity = tokio::task::spawn_blocking(move || identity::identity(&tar_path))
+        .await
+        .map_err(|e| BuilderError::Backend(format!("the identity task stopped: {e}")))?
+        .map_err(|error| tracing::warn!(%image, %error, "no build identity; building without the cache"))
+        .ok();
     let _permit =
         state.builds.acquire().await.map_err(|_| BuilderError::Backend("the builder is shutting down".into()))?;
+    if let Some(identity) = &identity {
+        if let Some(reused) = state.cache.find(&image, identity).await {
+            tracing::info!(%image, digest = %reused.digest, "build skipped: image reused");
+            let log = vec![format!(
+                "build skipped: this repository's image built before from the same build context, build arguments \
+                 and builder ({}) is reused as {}",
+                identity.tag(),
+                reused.digest
+            )];
+            return Ok(Json(BuildResult { image, digest: reused.digest, status: BuildStatus::Success, log }));
+        }
+    }
     tracing::info!(%image, backend = state.backend.name(), "building");
     let started = std::time::Instant::now();
-    let outcome = state.backend.build(&context.config, &context.context_dir(), context.dir.path()).await?;
+    let seal = identity.as_ref().map(|identity| state.cache.seal(&image, identity)).unwrap_or_default();
+    let outcome = state
+        .backend
+        .build(&context.config, &context.context_dir(), context.dir.path(), (cache::SEAL_LABEL, &seal))
+        .await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(Json(match outcome {
         BuildOutcome::Pushed { digest, log } => {
             tracing::info!(%image, %digest, seconds, "built and pushed");
-            BuildResult { image, digest, status: BuildStatus::Success, log }
+            if let Some(identity) = &identity {
+                state.cache.remember(&image, &digest, identity).await;
+            }
+            BuildResult { image, digest, status: BuildStatus::Success, log: scrubber.scrub_all(log) }
         }
         BuildOutcome::Failed { log } => {
             tracing::info!(%image, seconds, "the Dockerfile failed");
-            BuildResult { image, digest: String::new(), status: BuildStatus::Failure, log }
+            BuildResult { image, digest: String::new(), status: BuildStatus::Failure, log: scrubber.scrub_all(log) }
         }
     }))
 }

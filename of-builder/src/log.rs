@@ -66,6 +66,65 @@ impl Scrubber {
     }
 }
 
+/// What stands in the log for an image reference of another owner.
+pub const ANOTHER_IMAGE: &str = "[another owner's image]";
+
+/// Replaces every image reference in a build's log that names a registry and is neither this owner's nor an
+/// allowed base image: layer storage is shared, so Buildah may print names another owner's build gave an image.
+#[derive(Debug, Clone)]
+pub struct ImageScrubber {
+    /// `<registry>/<owner>`: this owner's namespace.
+    own_prefix: Option<String>,
+    allowed: crate::base_images::Allowlist,
+}
+
+impl ImageScrubber {
+    pub fn new(own_image: &str, allowed: &crate::base_images::Allowlist) -> Self {
+        let own_prefix = shared::naming::image_owner_prefix(own_image).map(|p| format!("{p}/"));
+        Self { own_prefix, allowed: allowed.clone() }
+    }
+
+    pub fn scrub_all(&self, lines: Vec<String>) -> Vec<String> {
+        lines.into_iter().map(|line| self.scrub(&line)).collect()
+    }
+
+    /// `line` with each foreign image reference replaced by [`ANOTHER_IMAGE`].
+    pub fn scrub(&self, line: &str) -> String {
+        let mut out = String::with_capacity(line.len());
+        let mut rest = line;
+        while !rest.is_empty() {
+            let start = rest.find(|c: char| !is_separator(c)).unwrap_or(rest.len());
+            out.push_str(&rest[..start]);
+            rest = &rest[start..];
+            let end = rest.find(is_separator).unwrap_or(rest.len());
+            let token = &rest[..end];
+            if self.is_foreign(token.trim_end_matches(['.', ','])) {
+                out.push_str(ANOTHER_IMAGE);
+                out.push_str(&token[token.trim_end_matches(['.', ',']).len()..]);
+            } else {
+                out.push_str(token);
+            }
+            rest = &rest[end..];
+        }
+        out
+    }
+
+    fn is_foreign(&self, token: &str) -> bool {
+        let Some((host, _)) = token.split_once('/') else { return false };
+        let names_registry = host.contains('.') || host.contains(':') || host == "localhost";
+        if !names_registry || crate::reference::check(token).is_err() {
+            return false;
+        }
+        let own = self.own_prefix.as_deref().is_some_and(|prefix| token.starts_with(prefix));
+        !own && !self.allowed.allows_reference(token)
+    }
+}
+
+/// What separates words in a log line, quotes and brackets included.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || "\"'`()[]{}<>=;|".contains(c)
+}
+
 /// Collects a build's output lines, scrubbed, keeping the first and last `MAX_LOG_BYTES / 2` when it is huge.
 #[derive(Debug, Default)]
 pub struct Log {
@@ -114,6 +173,26 @@ mod tests {
         let line = format!("a payload-key b {auth} c hunter2-password d tok-123456 e robot:hunter2-password");
         assert_eq!(scrubber.scrub(&line), "a *** b *** c *** d *** e ***");
         assert_eq!(scrubber.scrub("STEP 1/2: FROM scratch"), "STEP 1/2: FROM scratch");
+    }
+
+    #[test]
+    fn names_no_image_of_another_owner() {
+        let allowed = crate::base_images::Allowlist::parse(None).unwrap();
+        let scrubber = ImageScrubber::new("127.0.0.1:5000/octo/fns-fn:abc", &allowed);
+        assert_eq!(
+            scrubber
+                .scrub("Successfully tagged 127.0.0.1:5000/octo-corp/fns-fn:def, \"127.0.0.1:5000/octo/fns-fn:abc\""),
+            format!("Successfully tagged {ANOTHER_IMAGE}, \"127.0.0.1:5000/octo/fns-fn:abc\"")
+        );
+        assert_eq!(scrubber.scrub("name=localhost/other/x:1."), format!("name={ANOTHER_IMAGE}."));
+        for kept in [
+            "STEP 1/3: FROM localhost/ofc/watchdog:latest",
+            "COPY src/main.rs /home/app/main.rs",
+            "fetching https://example.com/x.tar",
+            "Storing signatures",
+        ] {
+            assert_eq!(scrubber.scrub(kept), kept);
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn test_config(max_context_bytes: u64, buildah_root: &Path) -> Config {
         build_timeout: Duration::from_secs(120),
         build_user: None,
         registry_auth: None,
+        allowed_base_images: of_builder::base_images::Allowlist::parse(None).unwrap(),
         server: ServerConfig::for_tests(max_context_bytes + (16 << 20)),
     }
 }
@@ -167,8 +168,8 @@ async fn builds_a_multi_stage_dockerfile_and_reuses_its_cache() {
     assert_eq!(first.status, BuildStatus::Success, "{:?}", first.log);
     let second = harness.build(tar).await;
     assert_eq!(second.status, BuildStatus::Success);
-    assert_eq!(second.digest, first.digest, "an unchanged context rebuilds from cache into the same image");
-    assert!(second.log.iter().any(|l| l.contains("Using cache")), "{:?}", second.log);
+    assert_eq!(second.digest, first.digest, "an unchanged context reuses its image");
+    assert!(second.log.iter().any(|l| l.starts_with("build skipped")), "{:?}", second.log);
     let manifest = harness.registry.client().manifest("octo/staged", "latest-abc123").await.unwrap();
     assert_eq!(manifest.json["layers"].as_array().unwrap().len(), 1, "only the final stage's layer is shipped");
 }
@@ -321,7 +322,11 @@ async fn returns_the_whole_log_with_known_secrets_scrubbed() {
     let result = harness.build(tar.into_inner().unwrap()).await;
     assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
     assert!(result.log.len() > 400, "every line comes back: {}", result.log.len());
-    assert!(result.log.iter().any(|l| l.starts_with("STEP 1/4: FROM scratch")), "{:?}", &result.log[..5]);
+    assert!(
+        result.log.iter().any(|l| l.starts_with("STEP 1/") && l.ends_with(": FROM scratch")),
+        "{:?}",
+        &result.log[..5]
+    );
     for n in ["1", "2", "200", "201", "400"] {
         assert!(result.log.iter().any(|l| l == n), "line {n} is in the log");
     }
@@ -639,7 +644,10 @@ async fn build_on(
     assert_eq!(result.status, BuildStatus::Success, "{storage:?}: {:?}", result.log);
     let driver_folder = root.join(storage.name()).join("storage");
     assert!(driver_folder.is_dir(), "{storage:?} keeps its storage in {}", driver_folder.display());
-    let image = harness.registry.client().image_config("octo/same", "latest-abc123").await.unwrap();
+    let mut image = harness.registry.client().image_config("octo/same", "latest-abc123").await.unwrap();
+    // The build cache's seal names the registry, which differs between these builds.
+    let seal = image["config"]["Labels"].as_object_mut().unwrap().remove(of_builder::cache::SEAL_LABEL);
+    assert!(seal.is_some(), "every image of-builder pushes is sealed");
     (image_files(&harness.registry, "octo/same").await, image["config"].clone())
 }
 
@@ -716,4 +724,145 @@ fn an_explicit_unusable_driver_fails_the_start_naming_the_setting() {
     assert!(error.contains("not supported over overlayfs"), "the error carries Buildah's reason: {error}");
     let auto = Setup::choose(config, DriverSetting::Auto).unwrap();
     assert_eq!(auto.storage, StorageDriver::Vfs, "auto falls back to vfs where overlay does not work");
+}
+
+/// of-builder pushing through the local stack's registry gate with the builder's account (`registry-auth`).
+async fn start_gated() -> Harness {
+    use doubles::registry_gate::{Account, GateAccounts};
+    let registry_dir = tempfile::tempdir().unwrap();
+    let buildah_dir = tempfile::tempdir().unwrap();
+    let password = format!("builder-{}", std::process::id());
+    let accounts = GateAccounts {
+        builder: Account { user: "builder".into(), password: password.clone() },
+        operator: Account { user: "admin".into(), password: format!("admin-{}", std::process::id()) },
+    };
+    let registry = RegistryProcess::start_gated(registry_dir.path(), accounts).await.unwrap();
+    let auth = format!(
+        r#"{{"auths": {{"{}": {{"auth": "{}"}}}}}}"#,
+        registry.host_port(),
+        base64_encode(format!("builder:{password}").as_bytes())
+    );
+    let mut config = test_config(16 << 20, buildah_dir.path());
+    config.registry_auth = Some(Secret::new(auth));
+    let server = config.server.clone();
+    let served =
+        ServedFunction::start_with(of_builder::serve(Setup { config, storage: StorageDriver::Vfs }), &server).await;
+    Harness {
+        address: served.address,
+        registry,
+        http: reqwest::Client::new(),
+        _dirs: (registry_dir, buildah_dir),
+        _served: served,
+    }
+}
+
+/// `owner`'s build of `function` at `sha` pushing to the harness's registry.
+fn owned(harness: &Harness, owner: &str, function: &str, sha: &str) -> BuildConfig {
+    BuildConfig {
+        image_ref: format!("{}/{owner}/fns-{function}:{sha}", harness.registry.host_port()),
+        build_args: BTreeMap::new(),
+        platforms: vec![],
+    }
+}
+
+const SAME_CONTEXT: [(&str, &str); 2] = [
+    ("Dockerfile", "FROM scratch\nCOPY handler.txt /handler.txt\nCMD [\"/handler.txt\"]\n"),
+    ("handler.txt", "same\n"),
+];
+
+/// Two owners (one's login a hyphen-prefix of the other's) push the identical context: each gets an image of its
+/// own, built for it, and neither's log names the other's images; an owner's unchanged push reuses its own.
+#[tokio::test]
+async fn identical_builds_of_two_owners_share_no_image_and_no_name() {
+    let harness = start_gated().await;
+    let acme = harness.build(build_tar(&owned(&harness, "acme", "api", "sha1"), &SAME_CONTEXT)).await;
+    assert_eq!(acme.status, BuildStatus::Success, "{:?}", acme.log);
+    let corp = harness.build(build_tar(&owned(&harness, "acme-corp", "api", "sha1"), &SAME_CONTEXT)).await;
+    assert_eq!(corp.status, BuildStatus::Success, "{:?}", corp.log);
+    assert!(!corp.log.iter().any(|l| l.starts_with("build skipped")), "another owner's build is never reused");
+    assert_ne!(corp.digest, acme.digest, "each owner's image is its own");
+    for line in &corp.log {
+        assert!(!line.contains("/acme/"), "acme-corp's log names acme's image: {line}");
+    }
+
+    let again = harness.build(build_tar(&owned(&harness, "acme", "api", "sha2"), &SAME_CONTEXT)).await;
+    assert!(again.log.iter().any(|l| l.starts_with("build skipped")), "{:?}", again.log);
+    assert_eq!(again.digest, acme.digest, "an owner's unchanged push reuses its own image");
+    for line in &again.log {
+        assert!(!line.contains("acme-corp"), "acme's log names acme-corp's image: {line}");
+    }
+    let tagged = harness.registry.client().manifest("acme/fns-api", "sha2").await.unwrap();
+    assert_eq!(tagged.digest, acme.digest, "of-builder tagged the reused image with the push's own tag");
+}
+
+/// A build identity tag that points to an image of-builder did not seal for that identity (here: another image of
+/// the same repository, tagged by a registry writer) is not reused: the build runs.
+#[tokio::test]
+async fn an_identity_tag_pointing_elsewhere_is_not_trusted() {
+    use shared::registry::{ImageRef, RegistryClient};
+    let harness = start_gated().await;
+    let other = [("Dockerfile", "FROM scratch\nCOPY handler.txt /evil.txt\n"), ("handler.txt", "attacker\n")];
+    let planted = harness.build(build_tar(&owned(&harness, "acme", "api", "sha0"), &other)).await;
+    assert_eq!(planted.status, BuildStatus::Success, "{:?}", planted.log);
+    let first = harness.build(build_tar(&owned(&harness, "acme", "api", "sha1"), &SAME_CONTEXT)).await;
+    let client = harness.registry.client();
+    let mut identity = None;
+    for tag in client.tags("acme/fns-api").await.unwrap() {
+        if tag.starts_with("build-") && client.manifest("acme/fns-api", &tag).await.unwrap().digest == first.digest {
+            identity = Some(tag);
+        }
+    }
+    let identity = identity.expect("the first build's identity tag");
+
+    // Whoever could write the registry moves the identity tag to the other image.
+    let auths = BTreeMap::from([(
+        harness.registry.host_port(),
+        base64_encode(format!("builder:builder-{}", std::process::id()).as_bytes()),
+    )]);
+    let writer = RegistryClient::new(true, auths);
+    let image = ImageRef::parse(&format!("{}/acme/fns-api:sha0", harness.registry.host_port())).unwrap();
+    writer.tag(&image, &planted.digest, &identity).await.unwrap();
+
+    let next = harness.build(build_tar(&owned(&harness, "acme", "api", "sha2"), &SAME_CONTEXT)).await;
+    assert_eq!(next.status, BuildStatus::Success, "{:?}", next.log);
+    assert!(!next.log.iter().any(|l| l.starts_with("build skipped")), "the moved tag is not trusted: {:?}", next.log);
+    assert_ne!(next.digest, planted.digest, "the planted image is not what this push deploys");
+}
+
+/// An image another owner built is in the builder's shared layer storage, yet a `FROM`, `COPY --from` or
+/// `RUN --mount=from=` of it fails with the rule's name, however the reference is spelled; the owner's own image and
+/// the allowed base images build.
+#[tokio::test]
+async fn a_build_reads_no_image_of_another_owner_whatever_the_storage_holds() {
+    let harness = start_gated().await;
+    let secret = [("Dockerfile", "FROM scratch\nCOPY handler.txt /secret.txt\n"), ("handler.txt", "victim's secret\n")];
+    let victim = harness.build(build_tar(&owned(&harness, "acme-corp", "db", "sha1"), &secret)).await;
+    assert_eq!(victim.status, BuildStatus::Success, "{:?}", victim.log);
+    let victims = format!("{}/acme-corp/fns-db:sha1", harness.registry.host_port());
+    let busybox = "COPY busybox /bin/busybox\n";
+    for dockerfile in [
+        format!("FROM {victims}\n"),
+        format!("ARG BASE={victims}\nFROM ${{BASE}} AS base\n"),
+        format!("FROM scratch\nCOPY --from={victims} /secret.txt /stolen.txt\n"),
+        format!("FROM scratch\n{busybox}RUN --mount=type=bind,from={victims},target=/v [\"/bin/busybox\", \"cat\", \"/v/secret.txt\"]\n"),
+    ] {
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, "config", serde_json::to_string(&owned(&harness, "acme", "thief", "sha1")).unwrap().as_bytes());
+        append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+        append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+        let result = harness.build(tar.into_inner().unwrap()).await;
+        assert_eq!(result.status, BuildStatus::Failure, "{dockerfile}: {:?}", result.log);
+        let log = result.log.join("\n");
+        assert!(log.contains("allowed_base_images"), "{dockerfile}: the reason names the rule: {log}");
+        assert!(!log.contains("victim's secret"), "{dockerfile}");
+    }
+    assert!(harness.registry.client().tags("acme/fns-thief").await.is_err(), "nothing was pushed");
+
+    let own = harness
+        .build(build_tar(
+            &owned(&harness, "acme-corp", "api", "sha1"),
+            &[("Dockerfile", &format!("FROM {victims}\nCOPY handler.txt /more.txt\n")), ("handler.txt", "more\n")],
+        ))
+        .await;
+    assert_eq!(own.status, BuildStatus::Success, "an owner's own image is a base it may use: {:?}", own.log);
 }

@@ -45,6 +45,17 @@ impl StateDir {
         self.root.join("secrets")
     }
 
+    /// of-builder's secrets: the payload secret and its registry account (`registry-auth`), which no function sees.
+    pub fn builder_secrets(&self) -> PathBuf {
+        self.root.join("builder-secrets")
+    }
+
+    /// The password of the registry's `operator` account, the one that may delete images: no part of the stack
+    /// has it.
+    pub fn registry_operator_password(&self) -> PathBuf {
+        self.root.join("registry-operator-password")
+    }
+
     /// User functions' secrets, one file each (what `faas-cli secret create` makes on OpenFaaS).
     pub fn function_secrets(&self) -> PathBuf {
         self.root.join("function-secrets")

@@ -78,6 +78,8 @@ pub struct LocalStack {
     children: Vec<Supervised>,
     /// Stopped after the others, which push to it.
     registry: Supervised,
+    /// The registry's gate, served in this process (see `doubles::registry_gate`); aborted last.
+    registry_gate: JoinHandle<()>,
     /// Served in this process until dropped.
     _github: RunningDouble,
     _git: GitServer,
@@ -141,7 +143,7 @@ impl LocalStack {
         })?;
         let prepared = prepare_state(&options.state)?;
         let sandbox = user.map(|u| crate::sandbox::prepare(&prepared.state, u)).transpose()?;
-        let registry = start_registry(&prepared)?;
+        let (registry, registry_gate) = start_registry(&prepared)?;
         registry.wait_healthy(HEALTHY_WITHIN).await.context("the registry did not start")?;
         let (github, git) = start_doubles(&prepared)?;
         // git-tar's template store: the local templates, on the git server (`custom_templates` below).
@@ -180,6 +182,7 @@ impl LocalStack {
             worker,
             children,
             registry,
+            registry_gate,
             _github: github,
             _git: git,
         })
@@ -236,6 +239,7 @@ impl LocalStack {
         let stops = self.children.into_iter().map(|child| child.stop(CHILD_GRACE));
         futures_util::future::join_all(stops).await;
         self.registry.stop(CHILD_GRACE).await;
+        self.registry_gate.abort();
     }
 }
 
@@ -266,19 +270,87 @@ fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
     Ok(Prepared { state, public_key, user, password, previous })
 }
 
-/// The registry, on the port it had last time when that is free (deployments name it in their images).
-fn start_registry(prepared: &Prepared) -> anyhow::Result<Supervised> {
-    let port = reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?.local_addr()?.port();
+/// The registry: `docker-registry` on a unix socket in the state folder (no tenant can open it), behind the gate
+/// on the port it had last time when that is free (deployments name it in their images). Reads are open; pushes need
+/// of-builder's account, made afresh each start and handed only to of-builder ([`builder_secrets`]); deletes need
+/// the operator's, whose password only the state folder holds ([`operator_password`]).
+fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>)> {
+    use doubles::registry_gate::{Account, GateAccounts};
+    let listener = into_tokio(reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?)?;
+    let port = listener.local_addr()?.port();
     let storage = prepared.state.root.join("registry");
+    let socket = storage.join("registry.sock");
+    let builder = Account { user: BUILDER_ACCOUNT.to_owned(), password: random_password() };
+    builder_secrets(&prepared.state, &format!("127.0.0.1:{port}"), &builder)?;
+    let operator = Account { user: OPERATOR_ACCOUNT.to_owned(), password: operator_password(&prepared.state)? };
+    let accounts = GateAccounts { builder, operator };
+    let gate_socket = socket.clone();
+    let gate = tokio::spawn(async move {
+        if let Err(error) =
+            doubles::registry_gate::serve_gate(listener, &gate_socket, accounts, std::future::pending()).await
+        {
+            tracing::error!(%error, "the registry gate stopped");
+        }
+    });
     let log = prepared.state.logs().join("registry.log");
     let command = move || {
         let mut command = crate::process::command("docker-registry");
-        doubles::registry::serve_command(&mut command, &storage, ([127, 0, 0, 1], port).into())?;
+        doubles::registry::serve_command_on_socket(&mut command, &storage, &socket)?;
         command.stderr(append(&log)?);
         Ok(command)
     };
-    let spec = ChildSpec { name: "registry".into(), port, health: "/v2/", command: Box::new(command) };
-    Supervised::start(spec, RestartPolicy::default()).context("the registry cannot start")
+    // Healthy once the registry answers through the gate.
+    let spec = ChildSpec { name: "registry".into(), port, health: "/healthz", command: Box::new(command) };
+    match Supervised::start(spec, RestartPolicy::default()) {
+        Ok(registry) => Ok((registry, gate)),
+        Err(error) => {
+            gate.abort();
+            Err(error).context("the registry cannot start")
+        }
+    }
+}
+
+/// The registry account of-builder pushes with.
+const BUILDER_ACCOUNT: &str = "of-builder";
+/// The registry account that may delete: the operator's, given to no part of the stack.
+const OPERATOR_ACCOUNT: &str = "operator";
+
+/// The operator's registry password, made once and kept in the state folder (`registry-operator-password`).
+fn operator_password(state: &StateDir) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state.registry_operator_password();
+    if let Ok(password) = std::fs::read_to_string(&path) {
+        if !password.trim().is_empty() {
+            return Ok(password.trim().to_owned());
+        }
+    }
+    let password = random_password();
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    std::io::Write::write_all(&mut file, password.as_bytes())?;
+    Ok(password)
+}
+
+fn random_password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 40)
+}
+
+/// of-builder's own secret folder: the payload secret and `registry-auth` (its registry account for `registry`).
+/// The functions' folder does not hold it, so no function can push to or delete from the registry.
+fn builder_secrets(state: &StateDir, registry: &str, builder: &doubles::registry_gate::Account) -> anyhow::Result<()> {
+    use base64::Engine;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let folder = state.builder_secrets();
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", builder.user, builder.password));
+    let file = serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string();
+    let payload = state.secret("payload-secret")?;
+    for (name, value) in [("registry-auth", file), ("payload-secret", payload)] {
+        let path = folder.join(name);
+        let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+        std::io::Write::write_all(&mut out, value.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The GitHub API double (knowing the App and its one installation) and the git server, in this process.
@@ -343,7 +415,7 @@ fn start_builder(options: &UpOptions, prepared: &Prepared, sandbox: Option<&Sand
     let port = reuse(prepared.previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
     let mut env = BTreeMap::from([
         ("port".to_owned(), port.to_string()),
-        ("secret_mount_path".to_owned(), state.secrets().display().to_string()),
+        ("secret_mount_path".to_owned(), state.builder_secrets().display().to_string()),
         ("builder_backend".to_owned(), "buildah".to_owned()),
         ("registry_insecure".to_owned(), "true".to_owned()),
         ("buildah_root".to_owned(), crate::sandbox::builder_root(state, sandbox).display().to_string()),

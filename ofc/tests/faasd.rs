@@ -691,6 +691,7 @@ fn dashboard(platform: &Platform, checks: &mut Checks) {
     let signer = shared::session::SessionSigner::from_pem(&shared::config::Secret::new(key)).unwrap();
     let local = shared::session::Account { login: "local".into(), id: ofc::push::account_id("local") };
     let session = shared::session::Session {
+        id: shared::session::Session::new_id(),
         user: local,
         name: None,
         orgs: Vec::new(),

@@ -123,6 +123,22 @@ pub fn owner_image_prefix(repository_url: &str, owner_id: u64) -> String {
     }
 }
 
+/// The owner's namespace of an image [`build_image_name`] made, `<repository_url>/<owner id>`: every image below it
+/// is that account's. Read from the reference's own shape (`…/<id>/<repo>/<function>`, or `…/<id>/x/<hex>/<function>`
+/// for a repository written in hex), so it needs no setting; `None` for a reference of another shape.
+pub fn image_owner_prefix(image: &str) -> Option<&str> {
+    let (name, _) = split_image_tag(image);
+    let parts: Vec<&str> = name.split('/').collect();
+    let below = if parts.len() >= 4 && parts[parts.len() - 3] == "x" { 3 } else { 2 };
+    let id = parts.len().checked_sub(below + 1).map(|i| parts[i])?;
+    let is_id = !id.is_empty() && !id.starts_with('0') && id.bytes().all(|b| b.is_ascii_digit());
+    if !is_id {
+        return None;
+    }
+    let cut = parts[parts.len() - below..].iter().map(|p| p.len() + 1).sum::<usize>();
+    Some(&name[..name.len() - cut])
+}
+
 /// A GitHub repository name (letters, digits, `-`, `_`, `.`, case-insensitive) as registry path component(s).
 fn image_repository_component(repo: &str) -> Result<String, NameError> {
     let bad = || NameError::BadRepository(repo.to_owned());
@@ -446,6 +462,23 @@ mod tests {
         assert!(build_image_name(&"r".repeat(200), 1, &"a".repeat(60), "x", sha).is_err());
         assert!(build_image_name("r", 1, "fns", "Under_score", sha).is_err());
         assert!(is_registry_component("a__b") && is_registry_component("a---b") && !is_registry_component("a._b"));
+    }
+
+    #[test]
+    fn an_image_s_owner_prefix_is_its_account_s_namespace_in_the_registry() {
+        for (owner_id, repo) in [(99_u64, "fns"), (100, "x"), (7, ".github"), (583_231, "a..b")] {
+            let image = build_image_name("127.0.0.1:5000/ofc", owner_id, repo, "fn", "abc").unwrap();
+            let other = build_image_name("127.0.0.1:5000/ofc", owner_id, "other", "y", "def").unwrap();
+            let prefix = image_owner_prefix(&image).unwrap();
+            assert_eq!(Some(prefix), image_owner_prefix(&other), "{image}");
+            assert_eq!(format!("{prefix}/"), owner_image_prefix("127.0.0.1:5000/ofc", owner_id), "{image}");
+        }
+        assert_ne!(
+            image_owner_prefix(&build_image_name("r:1", 1, "corp", "x", "s").unwrap()),
+            image_owner_prefix(&build_image_name("r:1", 12, "x", "x", "s").unwrap())
+        );
+        assert_eq!(image_owner_prefix("fn"), None);
+        assert_eq!(image_owner_prefix("registry/acme/fns-fn:abc"), None, "the last release's layout has no account id");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The few calls of the Docker Registry HTTP API V2 buildshiprun needs to skip a build whose image already exists:
-//! whether a tag exists (HEAD), and giving an existing manifest another tag (GET by digest, PUT under the tag). The
-//! manifest's bytes are copied unchanged, so its digest, and what a deployment pinned by it runs, stays the same.
+//! The few calls of the Docker Registry HTTP API V2 of-builder needs to skip a build whose image already exists:
+//! whether a tag exists (HEAD), an image's config (to check the seal of-builder put on it), and giving an existing
+//! manifest another tag (GET by digest, PUT under the tag). The manifest's bytes are copied unchanged, so its
+//! digest, and what a deployment pinned by it runs, stays the same. Only of-builder holds credentials that write.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -96,12 +97,13 @@ impl RegistryClient {
         Self { http, insecure, auths }
     }
 
-    fn url(&self, host: &str, repository: &str, reference: &str) -> String {
+    /// `kind` is `manifests` or `blobs`.
+    fn url(&self, host: &str, repository: &str, kind: &str, reference: &str) -> String {
         let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
         let loopback =
             bare == "localhost" || bare.starts_with("127.") || bare == "[::1]" || bare.ends_with(".localhost");
         let scheme = if self.insecure || loopback { "http" } else { "https" };
-        format!("{scheme}://{host}/v2/{repository}/manifests/{reference}")
+        format!("{scheme}://{host}/v2/{repository}/{kind}/{reference}")
     }
 
     /// A request to `image`'s manifest `reference`, with the registry's Basic credentials or a `bearer` token.
@@ -112,7 +114,8 @@ impl RegistryClient {
         reference: &str,
         bearer: Option<&str>,
     ) -> reqwest::RequestBuilder {
-        let request = self.http.request(method.clone(), self.url(&image.host, &image.repository, reference));
+        let request =
+            self.http.request(method.clone(), self.url(&image.host, &image.repository, "manifests", reference));
         match (bearer, self.auths.get(&image.host)) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
@@ -208,6 +211,40 @@ impl RegistryClient {
             .await
             .map_err(|e| RegistryError::Unreachable { host: image.host.clone(), reason: e.to_string() })?;
         Ok(Manifest { media_type, bytes })
+    }
+
+    /// The image config (its `config.Labels`, env, cmd) of the single-platform manifest `digest` in `image`'s
+    /// repository; an index has none and is an error.
+    pub async fn image_config(&self, image: &ImageRef, digest: &str) -> Result<serde_json::Value, RegistryError> {
+        let manifest = self.manifest(image, digest).await?;
+        let unreadable = |reason: String| RegistryError::Unreachable { host: image.host.clone(), reason };
+        let json: serde_json::Value = serde_json::from_slice(&manifest.bytes)
+            .map_err(|e| unreadable(format!("a manifest that is not JSON: {e}")))?;
+        let config = json["config"]["digest"]
+            .as_str()
+            .filter(|d| d.starts_with("sha256:") && d.len() == 71 && d[7..].chars().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| unreadable(format!("{}@{digest} has no image config", image.repository)))?
+            .to_owned();
+        let url = self.url(&image.host, &image.repository, "blobs", &config);
+        let get = |bearer: Option<&str>| {
+            let request = self.http.get(url.clone());
+            match (bearer, self.auths.get(&image.host)) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
+                (None, None) => request,
+            }
+        };
+        let response = self.send(image, get).await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(RegistryError::Status { what: format!("{}@{config}", image.repository), status });
+        }
+        // An image config is a few kilobytes; a larger answer is not one.
+        let bytes = response.bytes().await.map_err(|e| unreadable(e.to_string()))?;
+        if bytes.len() > 4 << 20 {
+            return Err(unreadable(format!("{}@{config} is larger than an image config", image.repository)));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("an image config that is not JSON: {e}")))
     }
 
     /// Tags the manifest `digest` of `image`'s repository as `tag` too (the registry holds its layers already).
@@ -326,9 +363,13 @@ mod tests {
     #[test]
     fn loopback_registries_are_spoken_to_over_http_and_others_over_https() {
         let client = RegistryClient::new(false, BTreeMap::new());
-        assert!(client.url("127.0.0.1:5000", "o/f", "t").starts_with("http://127.0.0.1:5000/v2/o/f/manifests/t"));
-        assert!(client.url("localhost:5000", "o/f", "t").starts_with("http://"));
-        assert!(client.url("registry.example.com", "o/f", "t").starts_with("https://"));
-        assert!(RegistryClient::new(true, BTreeMap::new()).url("registry:5000", "o/f", "t").starts_with("http://"));
+        assert!(client
+            .url("127.0.0.1:5000", "o/f", "manifests", "t")
+            .starts_with("http://127.0.0.1:5000/v2/o/f/manifests/t"));
+        assert!(client.url("localhost:5000", "o/f", "manifests", "t").starts_with("http://"));
+        assert!(client.url("registry.example.com", "o/f", "manifests", "t").starts_with("https://"));
+        assert!(RegistryClient::new(true, BTreeMap::new())
+            .url("registry:5000", "o/f", "manifests", "t")
+            .starts_with("http://"));
     }
 }

@@ -3,8 +3,8 @@
 //! commit status.
 //!
 //! # Layout
-//! - [`identity`], [`cache`]: a build's identity (SHA-256 of what decides its image) and the registry tag that
-//!   records it, so an unchanged build context is not built again.
+//! - an unchanged build context is not built again: of-builder finds its earlier image by build identity (its
+//!   `identity` and `cache`), since only of-builder may write the registry.
 //! - [`config`]: `builder_url`, `gateway_public_url`, `gateway_pretty_url`, `default_memory_limit`, the gateway credentials, retries.
 //! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits), and who may replace a name.
 //! - [`policy`]: the operator's bounds (labels, annotations, scaling, resources, secrets, build args, `dockerfile`).
@@ -13,11 +13,9 @@
 //!   signed pipeline-log link a failure's status points to.
 //! - the handler below: receive, build (with retries), deploy (with retries), store the log, report.
 
-pub mod cache;
 pub mod config;
 pub mod deployment;
 pub mod error;
-pub mod identity;
 pub mod logs;
 pub mod policy;
 
@@ -50,7 +48,7 @@ use crate::policy::Policy;
 
 struct AppState {
     config: Config,
-    /// Where earlier builds are looked up and each new one is tagged with its identity.
+    /// Reads a `skip_build` image's digest (reads only: of-builder alone writes the registry).
     registry: RegistryClient,
     gateway: GatewayClient,
     statuses: StatusClient,
@@ -164,8 +162,8 @@ async fn ship(
     })
 }
 
-/// The image to deploy, pinned by digest, and its digest: the stack's own for `skip_build`; the one built before
-/// from the same build identity when the registry holds it; else a new build, whose identity is then recorded.
+/// The image to deploy, pinned by digest, and its digest: the stack's own for `skip_build`; else what of-builder
+/// answers (a new build, or the image built before from the same build identity, which of-builder looks up).
 async fn image_step(
     state: &AppState,
     event: &BuildEvent,
@@ -180,31 +178,7 @@ async fn image_step(
     if size == 0 {
         return Err(ShipError::BadRequest(format!("{}: the build tar is empty", event.function)));
     }
-    let started = Instant::now();
-    let identity = identity::of_tar(tar, event)
-        .await
-        .map_err(|error| tracing::warn!(service = %event.service, %error, "no build identity; building"))
-        .ok();
-    if let Some(identity) = &identity {
-        if let Some(digest) = cache::find(&state.registry, &event.image, identity).await {
-            trace.step(BUILD, started);
-            trace.log = vec![format!(
-                "build skipped: {} was built before from the same build context, build arguments, template and \
-                 builder ({}), reused as {digest}",
-                event.image,
-                identity.tag()
-            )];
-            trace.image = Some(event.image.clone());
-            trace.digest = Some(digest.clone());
-            tracing::info!(service = %event.service, sha = %event.sha, %digest, "build skipped: image reused");
-            return Ok((pin_by_digest(&event.image, &digest), digest));
-        }
-    }
-    let built = build_step(state, event, tar, signature, trace).await?;
-    if let Some(identity) = &identity {
-        cache::remember(&state.registry, &event.image, &built.1, identity).await;
-    }
-    Ok(built)
+    build_step(state, event, tar, signature, trace).await
 }
 
 /// A `skip_build` image (the policy has allowed it) pinned by the digest its registry holds for it now; refused

@@ -66,6 +66,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         build_timeout: Duration::from_secs(120),
         build_user: None,
         registry_auth: None,
+        allowed_base_images: of_builder::base_images::Allowlist::parse(None).unwrap(),
         server: ServerConfig::for_tests(32 << 20),
     };
     let builder = ServedFunction::start_with(of_builder::app(builder_config), &ServerConfig::for_tests(32 << 20)).await;
@@ -150,6 +151,8 @@ fn tar(event: &BuildEvent, dockerfile: &str) -> Vec<u8> {
 }
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY handler.txt /handler.txt\nCMD [\"/handler\"]\n";
+/// The same build after its template changed (a template's Dockerfile is the build's).
+const DOCKERFILE_V2: &str = "FROM scratch\nCOPY handler.txt /handler.txt\nCMD [\"/handler\", \"v2\"]\n";
 
 impl Harness {
     async fn send(&self, event: &BuildEvent, body: Vec<u8>) -> (u16, Value) {
@@ -784,6 +787,11 @@ fn files(handler: &[u8], mode: u32) -> Vec<(&'static str, &[u8], u32)> {
     vec![("Dockerfile", DOCKERFILE.as_bytes(), 0o644), ("handler.txt", handler, mode)]
 }
 
+/// The files of a build whose template changed: the template's files are in the build context.
+fn template_v2(handler: &[u8]) -> Vec<(&'static str, &[u8], u32)> {
+    vec![("Dockerfile", DOCKERFILE_V2.as_bytes(), 0o644), ("handler.txt", handler, 0o755)]
+}
+
 impl Harness {
     /// The build-identity tags in `function`'s repository: one per image actually built.
     async fn builds(&self, function: &str) -> usize {
@@ -855,13 +863,10 @@ async fn a_changed_file_mode_build_arg_or_template_builds_again() {
         ("file", |e| tar_of(e, &files(b"changed\n", 0o644), &[]), true),
         ("mode", |e| tar_of(e, &files(b"changed\n", 0o755), &[]), true),
         ("build arg", |e| tar_of(e, &files(b"changed\n", 0o755), &[("MODE", "fast")]), false),
-        ("template", |e| tar_of(e, &files(b"changed\n", 0o755), &[("MODE", "fast")]), false),
+        ("template", |e| tar_of(e, &template_v2(b"changed\n"), &[("MODE", "fast")]), false),
     ];
     for (n, (what, push, changes_the_image)) in (2..).zip(pushes) {
-        let mut event = event_at(&harness, "hello", &sha(n));
-        if what == "template" {
-            event.lang = "node".into();
-        }
+        let event = event_at(&harness, "hello", &sha(n));
         let (deployed, built) = harness.ship(&event, push(&event)).await;
         assert_eq!(harness.builds("hello").await, n as usize, "a changed {what} builds again");
         assert!(!harness.skipped("hello", &sha(n)).await, "a changed {what} builds again");

@@ -1,10 +1,11 @@
 //! A build's identity: one SHA-256 over everything that decides the image of-builder would make, so that a push
 //! whose build context did not change reuses the image built before instead of building it again.
 //!
-//! It covers the build context's entries (path, kind, mode, link target, content), the build arguments and
-//! platforms of the tar's `config`, the template (`lang`, and its commit when git-tar sends one) and
-//! [`BUILDER_VERSION`]. It leaves out what does not reach the image's behaviour and changes on every push: the image
-//! reference (it names the commit), tar metadata such as times and owners, and the order git-tar wrote the entries in.
+//! of-builder computes it from the tar it is about to build, so no caller can claim one. It covers the image's
+//! repository (the owner's namespace: one owner's identity is never another's), the build context's entries (path,
+//! kind, mode, link target, content; the template's files are among them), the build arguments and platforms of the
+//! tar's `config`, and [`BUILDER_VERSION`]. It leaves out what changes on every push without reaching the image:
+//! the image's tag (it names the commit), tar metadata such as times and owners, and the order of the entries.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,7 +14,6 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shared::build::{BuildConfig, CONFIG_ENTRY};
-use shared::event::BuildEvent;
 
 /// Bump whenever of-builder or its base images change how the same context builds (a new Buildah invocation, a
 /// new default platform): every build identity changes with it, so no image of the old builder is reused.
@@ -48,28 +48,16 @@ struct Entry {
 
 /// What is hashed, serialised as JSON (maps sorted, so the order of the tar's entries does not matter).
 #[derive(Debug, Serialize)]
-struct Inputs<'a> {
+struct Inputs {
     builder_version: u32,
+    repository: String,
     platforms: Vec<String>,
     build_args: BTreeMap<String, String>,
-    lang: &'a str,
-    template_commit: Option<&'a str>,
     entries: BTreeMap<String, Entry>,
 }
 
-/// The identity of the build `tar` holds for `event`, read from the tar off the async runtime. `Err` says why it
-/// could not be computed (a tar of-builder would refuse too): the build then runs without the cache.
-pub async fn of_tar(tar: &Path, event: &BuildEvent) -> Result<BuildIdentity, String> {
-    let tar = tar.to_owned();
-    let lang = event.lang.clone();
-    let template_commit = event.template_commit.clone();
-    tokio::task::spawn_blocking(move || identity(&tar, &lang, template_commit.as_deref()))
-        .await
-        .map_err(|e| format!("the identity task failed: {e}"))?
-}
-
-/// The identity of the build tar at `tar`, for a template `lang` at `template_commit`.
-pub fn identity(tar: &Path, lang: &str, template_commit: Option<&str>) -> Result<BuildIdentity, String> {
+/// The identity of the build tar at `tar` (already checked: see `context`).
+pub fn identity(tar: &Path) -> Result<BuildIdentity, String> {
     let file = std::fs::File::open(tar).map_err(|e| format!("the tar could not be opened: {e}"))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut config = BuildConfig::default();
@@ -98,12 +86,12 @@ pub fn identity(tar: &Path, lang: &str, template_commit: Option<&str>) -> Result
         // A later entry of the same path replaces the earlier one when the tar is unpacked: so here too.
         entries.insert(path, Entry { kind, mode, target, content });
     }
+    let (repository, _) = shared::naming::split_image_tag(&config.image_ref);
     let inputs = Inputs {
         builder_version: BUILDER_VERSION,
+        repository: repository.to_owned(),
         platforms: config.platforms,
         build_args: config.build_args,
-        lang,
-        template_commit,
         entries,
     };
     let json = serde_json::to_vec(&inputs).expect("the inputs always serialise");
@@ -155,7 +143,7 @@ mod tests {
     }
 
     /// Identity of a tar holding `config` and `items`, in that order.
-    fn identity_of(config: &BuildConfig, items: &[Item], lang: &str, template: Option<&str>) -> BuildIdentity {
+    fn identity_of(config: &BuildConfig, items: &[Item]) -> BuildIdentity {
         let mut builder = tar::Builder::new(Vec::new());
         let config = serde_json::to_vec(config).unwrap();
         let mut all = vec![Item { path: "config", data: &[], mode: 0o644, mtime: 9 }];
@@ -170,7 +158,7 @@ mod tests {
         }
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), builder.into_inner().unwrap()).unwrap();
-        identity(file.path(), lang, template).unwrap()
+        identity(file.path()).unwrap()
     }
 
     fn config() -> BuildConfig {
@@ -178,33 +166,32 @@ mod tests {
     }
 
     #[test]
-    fn order_times_and_the_image_reference_do_not_change_the_identity() {
-        let base =
-            identity_of(&config(), &[item("context/Dockerfile", b"FROM scratch"), item("context/a", b"a")], "go", None);
+    fn order_times_and_the_tag_do_not_change_the_identity() {
+        let base = identity_of(&config(), &[item("context/Dockerfile", b"FROM scratch"), item("context/a", b"a")]);
         let reordered = [Item { mtime: 5, ..item("context/a", b"a") }, item("./context/Dockerfile", b"FROM scratch")];
-        let other_ref = BuildConfig { image_ref: "r:5000/o/f:latest-b".into(), ..config() };
-        assert_eq!(identity_of(&other_ref, &reordered, "go", None), base);
+        let other_tag = BuildConfig { image_ref: "r:5000/o/f:latest-b".into(), ..config() };
+        assert_eq!(identity_of(&other_tag, &reordered), base);
         assert_eq!(base.tag().len(), TAG_PREFIX.len() + 32);
     }
 
     #[test]
-    fn a_changed_file_mode_argument_platform_or_template_changes_the_identity() {
+    fn a_changed_file_mode_argument_platform_or_repository_changes_the_identity() {
         let files = [item("context/Dockerfile", b"FROM scratch"), item("context/a", b"a")];
-        let base = identity_of(&config(), &files, "go", Some("c1"));
+        let base = identity_of(&config(), &files);
         let changed_file = [item("context/Dockerfile", b"FROM scratch"), item("context/a", b"b")];
         let changed_mode =
             [item("context/Dockerfile", b"FROM scratch"), Item { mode: 0o755, ..item("context/a", b"a") }];
         let added = [item("context/Dockerfile", b"FROM scratch"), item("context/a", b"a"), item("context/b", b"")];
         let with_arg = BuildConfig { build_args: BTreeMap::from([("A".into(), "1".into())]), ..config() };
         let with_platform = BuildConfig { platforms: vec!["linux/arm64".into()], ..config() };
+        let other_owner = BuildConfig { image_ref: "r:5000/o-x/f:latest-a".into(), ..config() };
         for (what, other) in [
-            ("file", identity_of(&config(), &changed_file, "go", Some("c1"))),
-            ("mode", identity_of(&config(), &changed_mode, "go", Some("c1"))),
-            ("added file", identity_of(&config(), &added, "go", Some("c1"))),
-            ("build arg", identity_of(&with_arg, &files, "go", Some("c1"))),
-            ("platform", identity_of(&with_platform, &files, "go", Some("c1"))),
-            ("template", identity_of(&config(), &files, "node", Some("c1"))),
-            ("template commit", identity_of(&config(), &files, "go", Some("c2"))),
+            ("file", identity_of(&config(), &changed_file)),
+            ("mode", identity_of(&config(), &changed_mode)),
+            ("added file", identity_of(&config(), &added)),
+            ("build arg", identity_of(&with_arg, &files)),
+            ("platform", identity_of(&with_platform, &files)),
+            ("owner's repository", identity_of(&other_owner, &files)),
         ] {
             assert_ne!(other, base, "a changed {what}");
         }

@@ -1,0 +1,248 @@
+//! The registry's front door: the local registry (`docker-registry`) listens only on a unix socket in a folder of
+//! the stack's own, and this gate on loopback decides who may do what, by method, which distribution's `htpasswd`
+//! auth cannot (any account it knows may push and delete):
+//!
+//! - reads (`GET`, `HEAD`) are open: the runtime pulling, digest lookups, anyone reading a public image;
+//!   listing every repository (`/v2/_catalog`) is not, it names every owner;
+//! - writes (`PUT`, `POST`, `PATCH`) need the builder's account, which only of-builder holds (`registry-auth`);
+//! - deletes need the operator's account: removing images is an operator's act, not a build's;
+//! - anything else is refused.
+//!
+//! A client that signs in (Buildah, `docker login`) pings `/v2/` first and only sends credentials when challenged,
+//! so `/v2/` without credentials answers the Basic challenge.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use subtle::ConstantTimeEq;
+
+/// The realm of the Basic challenge.
+const REALM: &str = "openfaas-cloud-registry";
+
+/// A user name and password the gate accepts for one kind of act.
+#[derive(Clone)]
+pub struct Account {
+    pub user: String,
+    pub password: String,
+}
+
+/// The password never appears in a debug print.
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Account({})", self.user)
+    }
+}
+
+impl Account {
+    /// Whether `authorization` (the header's value) signs in as this account, compared in constant time.
+    fn matches(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some((user, password)) = authorization.and_then(basic_credentials) else { return false };
+        let user_ok = user.as_bytes().ct_eq(self.user.as_bytes());
+        let password_ok = password.as_bytes().ct_eq(self.password.as_bytes());
+        (user_ok & password_ok).into()
+    }
+}
+
+/// `Basic <base64(user:password)>` split into its parts.
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (user, password) =
+        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned()))?;
+    Some((user, password))
+}
+
+/// Who may write and who may delete.
+#[derive(Debug, Clone)]
+pub struct GateAccounts {
+    /// of-builder's account: pushes.
+    pub builder: Account,
+    /// The operator's account: deletes, and the catalog.
+    pub operator: Account,
+}
+
+struct GateState {
+    accounts: GateAccounts,
+    /// The registry's unix socket.
+    socket: PathBuf,
+}
+
+/// The gate's router, forwarding what it lets through to the registry listening on `socket`.
+pub fn gate(socket: &Path, accounts: GateAccounts) -> axum::Router {
+    let state = Arc::new(GateState { accounts, socket: socket.to_owned() });
+    axum::Router::new().route("/healthz", axum::routing::get(health)).fallback(forward).with_state(state)
+}
+
+/// Serves the gate on `listener` until `shutdown` completes.
+pub async fn serve_gate(
+    listener: tokio::net::TcpListener,
+    socket: &Path,
+    accounts: GateAccounts,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, gate(socket, accounts)).with_graceful_shutdown(shutdown).await
+}
+
+/// 200 when the registry behind the gate answers `/v2/`.
+async fn health(State(state): State<Arc<GateState>>) -> Response {
+    let request = Request::builder().method(Method::GET).uri("/v2/").body(Body::empty()).expect("a static request");
+    match send(&state.socket, request).await {
+        Ok(response) if response.status().is_success() => StatusCode::OK.into_response(),
+        Ok(response) => {
+            (StatusCode::BAD_GATEWAY, format!("the registry answered {}", response.status())).into_response()
+        }
+        Err(error) => (StatusCode::BAD_GATEWAY, format!("the registry cannot be reached: {error}")).into_response(),
+    }
+}
+
+/// What a request may do, decided before anything reaches the registry.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Forward,
+    /// 401 with the Basic challenge: sign in to do this.
+    SignIn(&'static str),
+    /// 403: signed in, but this account may not.
+    Denied(&'static str),
+    NotAllowed,
+}
+
+fn decide(method: &Method, path: &str, authorization: Option<&HeaderValue>, accounts: &GateAccounts) -> Decision {
+    let builder = accounts.builder.matches(authorization);
+    let operator = accounts.operator.matches(authorization);
+    if !path.starts_with("/v2/") && path != "/v2" {
+        return Decision::NotAllowed;
+    }
+    match *method {
+        Method::GET | Method::HEAD if path.trim_end_matches('/') == "/v2" => {
+            if builder || operator {
+                Decision::Forward
+            } else {
+                Decision::SignIn("sign in to use this registry; reads need no account")
+            }
+        }
+        Method::GET | Method::HEAD if path.starts_with("/v2/_catalog") => {
+            if operator || builder {
+                Decision::Forward
+            } else {
+                Decision::SignIn("listing every repository is for the operator")
+            }
+        }
+        Method::GET | Method::HEAD => Decision::Forward,
+        Method::PUT | Method::POST | Method::PATCH => {
+            if builder {
+                Decision::Forward
+            } else if operator {
+                Decision::Denied("only the builder pushes to this registry")
+            } else {
+                Decision::SignIn("pushing needs the builder's credentials")
+            }
+        }
+        Method::DELETE => {
+            if operator {
+                Decision::Forward
+            } else if builder {
+                Decision::Denied("deleting from this registry is the operator's act")
+            } else {
+                Decision::SignIn("deleting needs the operator's credentials")
+            }
+        }
+        _ => Decision::NotAllowed,
+    }
+}
+
+/// Checks the request, then sends it on without its credentials (the registry behind the socket needs none).
+async fn forward(State(state): State<Arc<GateState>>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    match decide(request.method(), &path, request.headers().get(header::AUTHORIZATION), &state.accounts) {
+        Decision::Forward => {}
+        Decision::SignIn(why) => {
+            let mut response = refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", why);
+            if let Ok(challenge) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            return response;
+        }
+        Decision::Denied(why) => return refusal(StatusCode::FORBIDDEN, "DENIED", why),
+        Decision::NotAllowed => {
+            return refusal(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "this registry does not do that")
+        }
+    }
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(header::AUTHORIZATION);
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    parts.uri = path_and_query.parse().unwrap_or_default();
+    match send(&state.socket, Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(%error, "the registry behind the gate cannot be reached");
+            refusal(StatusCode::BAD_GATEWAY, "UNAVAILABLE", "the registry is not answering")
+        }
+    }
+}
+
+/// A distribution-style error answer.
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": null }] });
+    (status, axum::Json(body)).into_response()
+}
+
+/// One HTTP/1 exchange with the registry over its unix socket, the bodies streamed both ways.
+async fn send(socket: &Path, mut request: Request) -> Result<Response, String> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "a registry connection ended");
+        }
+    });
+    request.headers_mut().insert(header::HOST, HeaderValue::from_static("registry"));
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    Ok(response.map(Body::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts() -> GateAccounts {
+        GateAccounts {
+            builder: Account { user: "builder".into(), password: "push-pass".into() },
+            operator: Account { user: "admin".into(), password: "admin-pass".into() },
+        }
+    }
+
+    fn basic(user: &str, password: &str) -> HeaderValue {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+    }
+
+    #[test]
+    fn reads_are_open_writes_are_the_builders_and_deletes_the_operators() {
+        let a = accounts();
+        let builder = basic("builder", "push-pass");
+        let operator = basic("admin", "admin-pass");
+        let wrong = basic("builder", "push-pasS");
+        let manifest = "/v2/octo/fn/manifests/latest";
+        assert_eq!(decide(&Method::GET, manifest, None, &a), Decision::Forward);
+        assert_eq!(decide(&Method::HEAD, manifest, Some(&wrong), &a), Decision::Forward);
+        assert!(matches!(decide(&Method::GET, "/v2/", None, &a), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::GET, "/v2/_catalog", None, &a), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::PUT, manifest, None, &a), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::PUT, manifest, Some(&wrong), &a), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::PUT, manifest, Some(&operator), &a), Decision::Denied(_)));
+        assert_eq!(decide(&Method::PUT, manifest, Some(&builder), &a), Decision::Forward);
+        assert_eq!(decide(&Method::POST, "/v2/octo/fn/blobs/uploads/", Some(&builder), &a), Decision::Forward);
+        assert!(matches!(decide(&Method::DELETE, manifest, Some(&builder), &a), Decision::Denied(_)));
+        assert!(matches!(decide(&Method::DELETE, manifest, None, &a), Decision::SignIn(_)));
+        assert_eq!(decide(&Method::DELETE, manifest, Some(&operator), &a), Decision::Forward);
+        assert_eq!(decide(&Method::OPTIONS, manifest, Some(&operator), &a), Decision::NotAllowed);
+        assert_eq!(decide(&Method::GET, "/debug/vars", Some(&operator), &a), Decision::NotAllowed);
+    }
+}

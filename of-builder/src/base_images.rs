@@ -282,7 +282,7 @@ fn substitute(word: &str, args: &BTreeMap<String, Option<String>>) -> Result<Str
 mod tests {
     use super::*;
 
-    const OWN: &str = "127.0.0.1:5000/octo/fns-hello:abc";
+    const OWN: &str = "127.0.0.1:5000/11/fns/hello:abc";
 
     fn run(dockerfile: &str, args: &[(&str, &str)]) -> Result<(), String> {
         let args = args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -293,14 +293,14 @@ mod tests {
     fn the_templates_and_the_owners_own_images_are_allowed() {
         assert_eq!(run("FROM localhost/ofc/watchdog:latest\nCOPY . /home/app\n", &[]), Ok(()));
         assert_eq!(run(include_str!("../../template/rust/Dockerfile"), &[]), Ok(()));
-        assert_eq!(run("FROM 127.0.0.1:5000/octo/fns-other:abc\n", &[]), Ok(()));
+        assert_eq!(run("FROM 127.0.0.1:5000/11/web/other:abc\n", &[]), Ok(()));
         assert_eq!(run("FROM scratch AS a\nFROM localhost/ofc/watchdog:latest\nCOPY --from=a / /\n", &[]), Ok(()));
         assert_eq!(run("FROM scratch\nFROM scratch\nCOPY --from=0 / /\n", &[]), Ok(()));
     }
 
     #[test]
     fn another_owners_image_is_refused_however_it_is_named() {
-        let other = "127.0.0.1:5000/octo-corp/fns-hello:abc";
+        let other = "127.0.0.1:5000/111/fns/hello:abc";
         for dockerfile in [
             format!("FROM {other}\n"),
             format!("ARG BASE={other}\nFROM $BASE\n"),

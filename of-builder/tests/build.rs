@@ -111,7 +111,7 @@ fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryTy
 
 fn config(registry: &RegistryProcess, name: &str) -> BuildConfig {
     BuildConfig {
-        image_ref: format!("{}/octo/{name}:latest-abc123", registry.host_port()),
+        image_ref: format!("{}/11/fns/{name}:latest-abc123", registry.host_port()),
         build_args: BTreeMap::new(),
         platforms: vec![],
     }
@@ -147,10 +147,10 @@ async fn builds_a_scratch_image_and_pushes_it_to_the_registry() {
     assert!(result.digest.starts_with("sha256:"), "{}", result.digest);
 
     let registry = harness.registry.client();
-    let manifest = registry.manifest("octo/hello", "latest-abc123").await.unwrap();
+    let manifest = registry.manifest("11/fns/hello", "latest-abc123").await.unwrap();
     assert_eq!(manifest.digest, result.digest, "of-builder answers the digest the registry serves");
     assert!(!manifest.json["layers"].as_array().unwrap().is_empty());
-    let image = registry.image_config("octo/hello", "latest-abc123").await.unwrap();
+    let image = registry.image_config("11/fns/hello", "latest-abc123").await.unwrap();
     let env: Vec<&str> = image["config"]["Env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(env.contains(&"GREETING=ahoy"), "the build arg reached ENV: {env:?}");
     assert_eq!(image["config"]["Labels"]["com.openfaas.test"], "yes");
@@ -170,7 +170,7 @@ async fn builds_a_multi_stage_dockerfile_and_reuses_its_cache() {
     assert_eq!(second.status, BuildStatus::Success);
     assert_eq!(second.digest, first.digest, "an unchanged context reuses its image");
     assert!(second.log.iter().any(|l| l.starts_with("build skipped")), "{:?}", second.log);
-    let manifest = harness.registry.client().manifest("octo/staged", "latest-abc123").await.unwrap();
+    let manifest = harness.registry.client().manifest("11/fns/staged", "latest-abc123").await.unwrap();
     assert_eq!(manifest.json["layers"].as_array().unwrap().len(), 1, "only the final stage's layer is shipped");
 }
 
@@ -182,7 +182,7 @@ async fn a_broken_dockerfile_is_a_failure_with_its_log_not_a_server_error() {
     assert_eq!(result.status, BuildStatus::Failure);
     assert!(result.digest.is_empty());
     assert!(result.log.iter().any(|l| l.contains("missing.txt")), "{:?}", result.log);
-    assert!(harness.registry.client().manifest("octo/broken", "latest-abc123").await.is_err());
+    assert!(harness.registry.client().manifest("11/fns/broken", "latest-abc123").await.is_err());
 }
 
 #[tokio::test]
@@ -442,7 +442,7 @@ async fn a_sandboxed_run_step_cannot_reach_the_host_but_still_builds() {
     assert!(victim.try_wait().unwrap().is_none(), "the host process is still running");
     victim.kill().unwrap();
     let _ = victim.wait();
-    let manifest = harness.registry.client().manifest("octo/probe", "latest-abc123").await.unwrap();
+    let manifest = harness.registry.client().manifest("11/fns/probe", "latest-abc123").await.unwrap();
     assert_eq!(manifest.digest, result.digest);
     let health: Value =
         harness.http.get(format!("http://{}/healthz", harness.address)).send().await.unwrap().json().await.unwrap();
@@ -514,7 +514,7 @@ async fn sandboxed_builds_run_side_by_side_on_one_storage() {
     let (one, two) = tokio::join!(harness.build(tar_for("one")), harness.build(tar_for("two")));
     for (name, result) in [("one", one), ("two", two)] {
         assert_eq!(result.status, BuildStatus::Success, "{name}: {:?}", result.log);
-        let manifest = harness.registry.client().manifest(&format!("octo/{name}"), "latest-abc123").await.unwrap();
+        let manifest = harness.registry.client().manifest(&format!("11/fns/{name}"), "latest-abc123").await.unwrap();
         assert_eq!(manifest.digest, result.digest);
     }
 }
@@ -539,12 +539,12 @@ async fn pushes_to_a_registry_that_requires_credentials_only_with_registry_auth(
     assert_ne!(status, 200, "a push without credentials is refused: {answer}");
     let error = answer["error"].as_str().unwrap_or_default().to_lowercase();
     assert!(error.contains("push") && error.contains("auth"), "the answer says the push was not authorised: {answer}");
-    assert!(registry.client().tags("octo/private").await.is_err(), "nothing was pushed");
+    assert!(registry.client().tags("11/fns/private").await.is_err(), "nothing was pushed");
 
     let with = start_with(1 << 20, |c| c.registry_auth = Some(Secret::new(auth))).await;
     let result = with.build(build_tar(&config, &files)).await;
     assert_eq!(result.status, BuildStatus::Success, "{:?}", result.log);
-    let manifest = registry.client().manifest("octo/private", "latest-abc123").await.unwrap();
+    let manifest = registry.client().manifest("11/fns/private", "latest-abc123").await.unwrap();
     assert_eq!(manifest.digest, result.digest, "pushed with the operator's credentials");
     assert!(result.log.iter().all(|l| !l.contains(&password)), "the password is not in the log");
 }
@@ -644,11 +644,11 @@ async fn build_on(
     assert_eq!(result.status, BuildStatus::Success, "{storage:?}: {:?}", result.log);
     let driver_folder = root.join(storage.name()).join("storage");
     assert!(driver_folder.is_dir(), "{storage:?} keeps its storage in {}", driver_folder.display());
-    let mut image = harness.registry.client().image_config("octo/same", "latest-abc123").await.unwrap();
+    let mut image = harness.registry.client().image_config("11/fns/same", "latest-abc123").await.unwrap();
     // The build cache's seal names the registry, which differs between these builds.
     let seal = image["config"]["Labels"].as_object_mut().unwrap().remove(of_builder::cache::SEAL_LABEL);
     assert!(seal.is_some(), "every image of-builder pushes is sealed");
-    (image_files(&harness.registry, "octo/same").await, image["config"].clone())
+    (image_files(&harness.registry, "11/fns/same").await, image["config"].clone())
 }
 
 /// Needs root, busybox-static and the build user; overlay must work here (see `auto_picks_overlay_here`).
@@ -757,9 +757,19 @@ async fn start_gated() -> Harness {
 }
 
 /// `owner`'s build of `function` at `sha` pushing to the harness's registry.
+/// The account ids of the two owners (as `shared::naming` lays images out: `<registry>/<owner id>/<repo>/<fn>`); one
+/// id's digits a prefix of the other's, as one login is a hyphen-prefix of the other.
+fn owner_id(owner: &str) -> u64 {
+    match owner {
+        "acme" => 99,
+        "acme-corp" => 990,
+        other => panic!("no account id for {other}"),
+    }
+}
+
 fn owned(harness: &Harness, owner: &str, function: &str, sha: &str) -> BuildConfig {
     BuildConfig {
-        image_ref: format!("{}/{owner}/fns-{function}:{sha}", harness.registry.host_port()),
+        image_ref: format!("{}/{}/fns/{function}:{sha}", harness.registry.host_port(), owner_id(owner)),
         build_args: BTreeMap::new(),
         platforms: vec![],
     }
@@ -782,16 +792,16 @@ async fn identical_builds_of_two_owners_share_no_image_and_no_name() {
     assert!(!corp.log.iter().any(|l| l.starts_with("build skipped")), "another owner's build is never reused");
     assert_ne!(corp.digest, acme.digest, "each owner's image is its own");
     for line in &corp.log {
-        assert!(!line.contains("/acme/"), "acme-corp's log names acme's image: {line}");
+        assert!(!line.contains("/99/"), "acme-corp's log names acme's image: {line}");
     }
 
     let again = harness.build(build_tar(&owned(&harness, "acme", "api", "sha2"), &SAME_CONTEXT)).await;
     assert!(again.log.iter().any(|l| l.starts_with("build skipped")), "{:?}", again.log);
     assert_eq!(again.digest, acme.digest, "an owner's unchanged push reuses its own image");
     for line in &again.log {
-        assert!(!line.contains("acme-corp"), "acme's log names acme-corp's image: {line}");
+        assert!(!line.contains("/990/"), "acme's log names acme-corp's image: {line}");
     }
-    let tagged = harness.registry.client().manifest("acme/fns-api", "sha2").await.unwrap();
+    let tagged = harness.registry.client().manifest("99/fns/api", "sha2").await.unwrap();
     assert_eq!(tagged.digest, acme.digest, "of-builder tagged the reused image with the push's own tag");
 }
 
@@ -807,8 +817,8 @@ async fn an_identity_tag_pointing_elsewhere_is_not_trusted() {
     let first = harness.build(build_tar(&owned(&harness, "acme", "api", "sha1"), &SAME_CONTEXT)).await;
     let client = harness.registry.client();
     let mut identity = None;
-    for tag in client.tags("acme/fns-api").await.unwrap() {
-        if tag.starts_with("build-") && client.manifest("acme/fns-api", &tag).await.unwrap().digest == first.digest {
+    for tag in client.tags("99/fns/api").await.unwrap() {
+        if tag.starts_with("build-") && client.manifest("99/fns/api", &tag).await.unwrap().digest == first.digest {
             identity = Some(tag);
         }
     }
@@ -820,7 +830,7 @@ async fn an_identity_tag_pointing_elsewhere_is_not_trusted() {
         base64_encode(format!("builder:builder-{}", std::process::id()).as_bytes()),
     )]);
     let writer = RegistryClient::new(true, auths);
-    let image = ImageRef::parse(&format!("{}/acme/fns-api:sha0", harness.registry.host_port())).unwrap();
+    let image = ImageRef::parse(&format!("{}/99/fns/api:sha0", harness.registry.host_port())).unwrap();
     writer.tag(&image, &planted.digest, &identity).await.unwrap();
 
     let next = harness.build(build_tar(&owned(&harness, "acme", "api", "sha2"), &SAME_CONTEXT)).await;
@@ -838,7 +848,7 @@ async fn a_build_reads_no_image_of_another_owner_whatever_the_storage_holds() {
     let secret = [("Dockerfile", "FROM scratch\nCOPY handler.txt /secret.txt\n"), ("handler.txt", "victim's secret\n")];
     let victim = harness.build(build_tar(&owned(&harness, "acme-corp", "db", "sha1"), &secret)).await;
     assert_eq!(victim.status, BuildStatus::Success, "{:?}", victim.log);
-    let victims = format!("{}/acme-corp/fns-db:sha1", harness.registry.host_port());
+    let victims = format!("{}/990/fns/db:sha1", harness.registry.host_port());
     let busybox = "COPY busybox /bin/busybox\n";
     for dockerfile in [
         format!("FROM {victims}\n"),
@@ -856,7 +866,7 @@ async fn a_build_reads_no_image_of_another_owner_whatever_the_storage_holds() {
         assert!(log.contains("allowed_base_images"), "{dockerfile}: the reason names the rule: {log}");
         assert!(!log.contains("victim's secret"), "{dockerfile}");
     }
-    assert!(harness.registry.client().tags("acme/fns-thief").await.is_err(), "nothing was pushed");
+    assert!(harness.registry.client().tags("99/fns/thief").await.is_err(), "nothing was pushed");
 
     let own = harness
         .build(build_tar(

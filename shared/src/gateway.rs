@@ -90,7 +90,7 @@ const SHORT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 impl GatewayClient {
     /// `base_url` ends in `/` (see [`crate::config::base_url`]).
     pub fn new(base_url: Url, payload_secret: Secret) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::resolver::client_builder()
             .connect_timeout(Duration::from_secs(5))
             // Under the servers' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is
             // never reused just as the server closes it.

@@ -88,7 +88,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(insecure: bool, auths: BTreeMap<String, String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::resolver::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()

@@ -60,8 +60,10 @@ struct AppState {
 pub fn app(config: Config) -> Router {
     let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
         .with_credentials(config.credentials.clone());
-    let http =
-        reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("static client settings");
+    let http = shared::resolver::client_builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("static client settings");
     let registry = RegistryClient::new(config.registry_insecure, config.registry_auths.clone());
     let state = AppState { statuses: StatusClient::new(gateway.clone()), gateway, http, registry, config };
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))

@@ -63,7 +63,7 @@ fn budget(config: &Config) -> Duration {
 /// The function's router, without the runtime layers (see `shared::server::with_runtime`).
 pub fn app(config: Config) -> Router {
     let writer = config.app.clone().map(|credentials| {
-        let http = reqwest::Client::builder()
+        let http = shared::resolver::client_builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .expect("static client settings");

@@ -342,7 +342,7 @@ impl From<GatewayError> for Attempt {
 }
 
 /// Runs `attempt` up to `max_retries + 1` times while it fails transiently, doubling the wait from `retry_wait`
-/// each time (never capped before the last try).
+/// each time with jitter (never capped before the last try): the retries are made here, as no queue replays a call.
 async fn retry<T, F, Fut>(state: &AppState, function: &str, mut attempt: F) -> Result<T, Attempt>
 where
     F: FnMut() -> Fut,
@@ -357,7 +357,7 @@ where
         match attempt().await {
             Err(Attempt::Transient(reason)) if tries <= max_retries => {
                 tracing::warn!(%function, try_number = tries, %reason, "transient fault, retrying");
-                tokio::time::sleep(backoff.wait(tries)).await;
+                tokio::time::sleep(backoff.jittered(tries)).await;
             }
             other => return other,
         }

@@ -1,11 +1,12 @@
-//! Why a status request failed, and the answer the caller (the gateway's queue) gets: 401 unsigned, 400 malformed,
-//! 502 when GitHub kept failing, 429/503 with `Retry-After` when GitHub asked for a wait this request cannot make.
+//! Why a status request failed, and the answer the caller gets: 401 unsigned, 400 malformed, 502 naming the
+//! statuses that were lost when GitHub kept failing or asked for a wait longer than this request's time. No answer
+//! asks a queue to replay the call (the CE queue-worker calls once): the retries were made here.
 
 use std::time::Duration;
 
-use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
 
@@ -15,13 +16,26 @@ pub enum StatusError {
     Signature(#[from] SignatureError),
     #[error("{0}")]
     BadRequest(String),
-    /// GitHub kept failing: 502 lets the queue try the whole request again later.
+    /// GitHub kept failing through every try.
     #[error("GitHub did not accept the status for `{context}` after {tries} tries: {reason}")]
     GitHubUnavailable { context: String, tries: u32, reason: String },
-    /// GitHub asked for a longer wait than this request's time allows (a rate limit), or its faults outlasted it:
-    /// 429 (rate limited) or 503 with `Retry-After`, so the gateway's queue waits that long before replaying.
-    #[error("the status for `{context}` is deferred for {}s: {reason}", retry_after.as_secs())]
+    /// GitHub asked for a longer wait than this request's time allows (a rate limit), or its faults outlasted it.
+    #[error("the status for `{context}` could not be written: GitHub asks to wait {}s, longer than this request's time allows: {reason}", retry_after.as_secs())]
     Deferred { context: String, reason: String, retry_after: Duration, rate_limited: bool },
+    /// Some statuses of a report could not be written (the others were): each lost one with why, in the answer.
+    #[error("{} status(es) could not be written to GitHub and are lost: {}", lost.len(), lost_contexts(lost))]
+    Lost { written: Vec<String>, rejected: Vec<serde_json::Value>, lost: Vec<LostStatus> },
+}
+
+/// A status that GitHub could not take within the request's time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LostStatus {
+    pub context: String,
+    pub reason: String,
+}
+
+fn lost_contexts(lost: &[LostStatus]) -> String {
+    lost.iter().map(|l| l.context.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 impl IntoResponse for StatusError {
@@ -29,16 +43,17 @@ impl IntoResponse for StatusError {
         let status = match &self {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::GitHubUnavailable { .. } => StatusCode::BAD_GATEWAY,
-            Self::Deferred { rate_limited: true, .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Deferred { rate_limited: false, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GitHubUnavailable { .. } | Self::Deferred { .. } | Self::Lost { .. } => StatusCode::BAD_GATEWAY,
         };
-        let mut response = ErrorResponse::new(status, &self).into_response();
-        if let Self::Deferred { retry_after, .. } = &self {
-            // Whole seconds, rounded up: the queue must not come back before GitHub's window ends.
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        if let Self::Lost { written, rejected, lost } = &self {
+            let body = serde_json::json!({
+                "error": self.to_string(),
+                "written": written,
+                "rejected": rejected,
+                "lost": lost,
+            });
+            return (status, Json(body)).into_response();
         }
-        response
+        ErrorResponse::new(status, &self).into_response()
     }
 }

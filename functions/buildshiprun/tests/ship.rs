@@ -864,3 +864,38 @@ async fn a_changed_operator_setting_redeploys_without_building() {
     assert_eq!(running.label("com.openfaas.scale.max"), Some("3"));
     assert_eq!(running.limits.as_ref().unwrap().memory.as_deref(), Some("40Mi"));
 }
+
+/// faasd echoes a deployment in its own form: `GET /system/function/NAME` has the image's own `ENV` merged into
+/// `envVars` and drops what it does not keep. "Unchanged" is decided by the digest of what was sent, so a second push
+/// of the same content still redeploys nothing there.
+#[tokio::test]
+async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_does() {
+    let harness = start(true).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    let (deployed, _) = harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "created");
+    let running = harness.gateway.functions()[0].clone();
+    let digest = running.annotation(shared::openfaas::annotations::DEPLOYMENT_DIGEST).unwrap().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    let mut echo = serde_json::to_value(&running).unwrap();
+    echo["envVars"]["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into();
+    echo["envVars"]["fprocess"] = "./handler".into();
+    echo.as_object_mut().unwrap().remove("limits");
+    echo.as_object_mut().unwrap().remove("constraints");
+    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(200).json(&echo)]);
+
+    let next = event_at(&harness, "hello", &sha(2));
+    let (deployed, _) = harness.ship(&next, tar_of(&next, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "unchanged");
+    assert_eq!(harness.deployments_sent(), 1, "nothing was redeployed");
+
+    // Not ready there (no replica available): redeployed, as on any gateway.
+    echo["availableReplicas"] = 0.into();
+    echo["replicas"] = 1.into();
+    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(200).json(&echo)]);
+    let third = event_at(&harness, "hello", &sha(3));
+    let (deployed, _) = harness.ship(&third, tar_of(&third, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "updated");
+    assert_eq!(harness.deployments_sent(), 2);
+}

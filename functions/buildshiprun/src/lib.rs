@@ -191,7 +191,7 @@ async fn image_step(
         .map_err(|error| tracing::warn!(service = %event.service, %error, "no build identity; building"))
         .ok();
     if let Some(identity) = &identity {
-        if let Some(digest) = cache::find(&state.registry, &event.image, identity).await {
+        if let Some(digest) = cache::find(&state.registry, &registry_api_image(state, event), identity).await {
             trace.step(BUILD, started);
             trace.log = vec![format!(
                 "build skipped: {} was built before from the same build context, build arguments, template and \
@@ -207,7 +207,7 @@ async fn image_step(
     }
     let built = build_step(state, event, tar, signature, trace).await?;
     if let Some(identity) = &identity {
-        cache::remember(&state.registry, &event.image, &built.1, identity).await;
+        cache::remember(&state.registry, &registry_api_image(state, event), &built.1, identity).await;
     }
     Ok(built)
 }
@@ -232,7 +232,16 @@ async fn build_step(
         return Err(ShipError::BuildFailed { function: event.function.clone(), reason: meaningful_line(&result.log) });
     }
     trace.digest = Some(result.digest.clone());
-    Ok((pin_by_digest(&result.image, &result.digest), result.digest))
+    // The name the node pulls: of-builder may have pushed through another address (`registry_push_url`).
+    Ok((pin_by_digest(&event.image, &result.digest), result.digest))
+}
+
+/// `event`'s image as buildshiprun's registry calls address it: at `registry_api_url` when set.
+fn registry_api_image(state: &AppState, event: &BuildEvent) -> String {
+    match &state.config.registry_api_url {
+        Some(host) => shared::registry::with_registry_host(&event.image, host),
+        None => event.image.clone(),
+    }
 }
 
 /// Sends the tar to of-builder, retrying while the builder cannot be reached or fails.

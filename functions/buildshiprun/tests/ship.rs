@@ -89,6 +89,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
         registry_auths: BTreeMap::new(),
         registry_insecure: false,
+        registry_api_url: None,
         policy,
         server: ServerConfig::for_tests(32 << 20),
     };
@@ -898,4 +899,39 @@ async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_d
     let (deployed, _) = harness.ship(&third, tar_of(&third, &files(HANDLER, 0o644), &[])).await;
     assert_eq!(deployed, "updated");
     assert_eq!(harness.deployments_sent(), 2);
+}
+
+/// The registry's three roles at three addresses, as on faasd: the node pulls from `localhost:<port>` (the
+/// deployment's `image`), of-builder pushes where the tar's `image_ref` says (git-tar's `registry_push_url`), and
+/// buildshiprun's own registry calls go to `registry_api_url`. Here the pull address reaches nothing, so a reused
+/// build proves the lookups went to `registry_api_url`.
+#[tokio::test]
+async fn the_pull_push_and_api_addresses_of_the_registry_are_each_their_own() {
+    let mut harness = start(true).await;
+    let real = harness.registry.host_port();
+    let config = Config { registry_api_url: Some(real.clone()), ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+    let pull_host = format!("localhost:{}", free_port());
+    let push = |sha: &str| {
+        let mut event = event_at(&harness, "hello", sha);
+        let tar = tar_of(&event, &files(HANDLER, 0o644), &[]);
+        event.image = shared::registry::with_registry_host(&event.image, &pull_host);
+        (event, tar)
+    };
+
+    let (first, tar) = push(&sha(1));
+    let (deployed, digest) = harness.ship(&first, tar).await;
+    assert_eq!(deployed, "created");
+    let running = harness.gateway.functions()[0].clone();
+    assert_eq!(running.image, format!("{pull_host}/octo/hello@{digest}"), "the node pulls from its own address");
+    let pushed = harness.registry.client().manifest("octo/hello", &format!("latest-{}", sha(1))).await.unwrap();
+    assert_eq!(pushed.digest, digest, "of-builder pushed to the tar's address");
+
+    let (second, tar) = push(&sha(2));
+    let (deployed, reused) = harness.ship(&second, tar).await;
+    assert_eq!((deployed.as_str(), reused.as_str()), ("unchanged", digest.as_str()));
+    assert_eq!(harness.builds("hello").await, 1, "the earlier build was found through registry_api_url");
+    assert!(harness.skipped("hello", &sha(2)).await);
 }

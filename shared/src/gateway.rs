@@ -194,7 +194,8 @@ impl GatewayClient {
             .map_err(|e| unreachable(&url, &e))
     }
 
-    /// Queues a signed call to `async-function/<name>`; the gateway answers 202 and replays it later.
+    /// Queues a signed call to `async-function/<name>`; the gateway answers 202 and makes the call later (once, on
+    /// OpenFaaS CE: its queue-worker never retries, so the called function retries what it must itself).
     /// Returns the gateway's `X-Call-Id` when it gives one.
     pub async fn invoke_async(
         &self,

@@ -7,12 +7,12 @@
 //! - [`writer`]: one status write, with token refresh on 401 and GitHub's retry rules: a wait GitHub asks for
 //!   (`Retry-After`, or `x-ratelimit-reset` once `x-ratelimit-remaining` is 0) is made within the request's own time
 //!   (`exec_timeout`/`write_timeout`, less a margin), with a little jitter; other faults are retried with a jittered
-//!   backoff within that time. A status still not written is logged as lost and named in the answer (502): no queue
-//!   replays the call (the CE queue-worker calls once).
+//!   backoff within that time. A status still not written is logged as lost and named in the answer (429/503 with
+//!   `Retry-After`, or 502): nothing depends on a replay (the CE queue-worker calls once).
 //! - [`checks`]: with `use_checks=true`, check runs instead of statuses: one run per context, created by the first
 //!   `pending`, completed by the end, its text the build log's tail read from the log store; found again by the
 //!   id stored here or, after a restart, by the `external_id` it carries.
-//! - [`error`]: the answers: 401 unsigned, 400 malformed, 502 naming the statuses lost.
+//! - [`error`]: the answers: 401 unsigned, 400 malformed, 429/503/502 naming the statuses lost.
 //! - `POST /failed`: the `X-Callback-Url` of git-tar's async call (see `shared::callback`): when the queue's final
 //!   answer from git-tar is not a success, `stack-deploy` gets an `error` status saying the pipeline gave up.
 
@@ -125,7 +125,7 @@ async fn write_report(
             Err(error @ (StatusError::GitHubUnavailable { .. } | StatusError::Deferred { .. })) => {
                 tracing::error!(owner = %event.owner, repo = %event.repo, sha = %event.sha, context = %status.context,
                     state = status.state.as_str(), %error, "status lost: GitHub did not take it within this request's time");
-                lost.push(LostStatus { context: status.context.clone(), reason: error.to_string() });
+                lost.push(LostStatus::from_error(&status.context, &error));
                 continue;
             }
             Err(error) => return Err(error),

@@ -221,14 +221,14 @@ async fn answers_502_after_a_bounded_number_of_tries() {
     let harness = start_with(github, |c| c.max_retry_wait = Duration::from_millis(20)).await;
     let (code, answer) = harness.send(&report("octo", OCTO, vec![status("a", StatusState::Success, "")])).await;
     assert_eq!(code, 502, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("lost: a"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().ends_with(": a"), "{answer}");
     assert_eq!(answer["lost"][0]["context"], "a", "{answer}");
     assert!(answer["lost"][0]["reason"].as_str().unwrap().contains("4 tries"), "{answer}");
     assert_eq!(harness.github.status_requests(), 4, "the first try and max_retries=3 more");
 }
 
-/// The CE queue-worker calls once and never replays: a 503 from GitHub on every try ends in an answer that names
-/// what was lost and says nothing a queue would act on, after the function's own retries.
+/// The CE queue-worker calls once and never replays: a 503 from GitHub on every try ends, after the function's own
+/// retries, in an answer that names what was lost.
 #[tokio::test]
 async fn github_answering_503_always_loses_the_statuses_after_its_own_retries_and_says_which() {
     let github = github().await;
@@ -237,7 +237,7 @@ async fn github_answering_503_always_loses_the_statuses_after_its_own_retries_an
     let statuses = vec![status("a", StatusState::Pending, ""), status("b", StatusState::Success, "")];
     let (code, retry_after, answer) = send_with_headers(&harness, &report("octo", OCTO, statuses)).await;
     assert_eq!(code, 502, "{answer}");
-    assert_eq!(retry_after, None, "no replay is asked for");
+    assert_eq!(retry_after, None, "every try was made: no wait is asked for");
     let lost: Vec<_> = answer["lost"].as_array().unwrap().iter().map(|l| l["context"].clone()).collect();
     assert_eq!(lost, [json!("a"), json!("b")], "{answer}");
     assert_eq!(answer["written"], json!([]), "{answer}");
@@ -420,22 +420,23 @@ fn exec_timeout(config: &mut Config, seconds: u64) {
 }
 
 #[tokio::test]
-async fn a_rate_limit_longer_than_its_time_loses_the_status_at_once_and_says_so() {
+async fn a_rate_limit_longer_than_its_time_loses_the_status_at_once_says_so_and_when_to_call_again() {
     let github = github().await;
     github.rate_limit(Endpoint::Statuses, RateLimit::TooManyRequests, Duration::from_secs(120));
     let harness = start_with(github, |c| exec_timeout(c, 2)).await;
     let one = report("octo", OCTO, vec![status("a", StatusState::Success, "")]);
     let started = Instant::now();
     let (code, retry_after, answer) = send_with_headers(&harness, &one).await;
-    assert_eq!(code, 502, "{answer}");
+    assert_eq!(code, 429, "{answer}");
     assert!(started.elapsed() < Duration::from_secs(2), "answered before the 504, after {:?}", started.elapsed());
-    assert_eq!(retry_after, None, "no replay is asked for: the CE queue-worker never replays");
-    assert_eq!(answer["lost"][0]["context"], "a", "{answer}");
-    let reason = answer["lost"][0]["reason"].as_str().unwrap();
-    assert!(reason.contains("wait") && reason.contains("rate limit") || reason.contains("429"), "{reason}");
+    assert!(retry_after.is_some_and(|s| (115..=120).contains(&s)), "Retry-After {retry_after:?}");
+    assert_eq!(answer["lost"][0]["context"], "a", "the answer names what was lost: {answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("lost unless it is made again"), "{error}");
     // The window is the installation's: the next call fails without asking GitHub again.
-    let (code, _, answer) = send_with_headers(&harness, &one).await;
-    assert_eq!(code, 502);
+    let (code, retry_after, answer) = send_with_headers(&harness, &one).await;
+    assert_eq!(code, 429);
+    assert!(retry_after.is_some_and(|s| s >= 115));
     assert!(answer["lost"][0]["reason"].as_str().unwrap().contains("rate limit"), "{answer}");
     assert_eq!(harness.github.status_requests(), 1, "no tight loop against GitHub");
 }

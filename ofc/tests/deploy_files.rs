@@ -39,6 +39,8 @@ const SETTINGS: &[&str] = &[
     "gateway_public_url",
     "audit_url",
     "repository_url",
+    "registry_push_url",
+    "registry_api_url",
     "builder_url",
     "validate_hmac",
     "validate_customers",

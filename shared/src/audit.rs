@@ -21,7 +21,7 @@ pub struct AuditClient {
 
 impl AuditClient {
     pub fn new(url: Option<Url>, payload_secret: Secret) -> Self {
-        Self { url, payload_secret, http: reqwest::Client::new() }
+        Self { url, payload_secret, http: crate::resolver::client_builder().build().expect("static client settings") }
     }
 
     /// Whether events are sent at all, so callers need not build one for nothing.

@@ -84,13 +84,16 @@ type ParsedUrl = (Url, Option<Uri>);
 /// The URL cache holds the few functions and `/system` paths a function calls; past this, URLs are parsed each time.
 const MAX_CACHED_URLS: usize = 64;
 
+/// How many `GET /system/function/NAME` a readiness check makes at once.
+const READINESS_CONCURRENCY: usize = 8;
+
 /// How long a management call (`/system/*`) or an async enqueue may take.
 const SHORT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl GatewayClient {
     /// `base_url` ends in `/` (see [`crate::config::base_url`]).
     pub fn new(base_url: Url, payload_secret: Secret) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::resolver::client_builder()
             .connect_timeout(Duration::from_secs(5))
             // Under the servers' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is
             // never reused just as the server closes it.
@@ -191,7 +194,8 @@ impl GatewayClient {
             .map_err(|e| unreachable(&url, &e))
     }
 
-    /// Queues a signed call to `async-function/<name>`; the gateway answers 202 and replays it later.
+    /// Queues a signed call to `async-function/<name>`; the gateway answers 202 and makes the call later (once, on
+    /// OpenFaaS CE: its queue-worker never retries, so the called function retries what it must itself).
     /// Returns the gateway's `X-Call-Id` when it gives one.
     pub async fn invoke_async(
         &self,
@@ -272,6 +276,36 @@ impl GatewayClient {
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `functions` (a list's entries, filtered by the caller first) with `availableReplicas` as
+    /// `GET /system/function/NAME` counts it for each entry the list counts none for: faasd's list has no
+    /// `availableReplicas`, so the list alone says nothing is ready there. A function gone meanwhile is dropped; one
+    /// whose status cannot be read keeps the list's count, and the reason is logged.
+    pub async fn with_readiness(&self, functions: Vec<FunctionStatus>) -> Vec<FunctionStatus> {
+        use futures_util::stream::StreamExt as _;
+        let checked: Vec<Option<FunctionStatus>> = futures_util::stream::iter(functions)
+            .map(|mut listed| async move {
+                if listed.is_ready() {
+                    return Some(listed);
+                }
+                match self.get_function(&listed.name).await {
+                    Ok(Some(status)) => {
+                        listed.available_replicas = status.available_replicas;
+                        listed.replicas = listed.replicas.max(status.replicas);
+                        Some(listed)
+                    }
+                    Ok(None) => None,
+                    Err(error) => {
+                        tracing::warn!(function = %listed.name, %error, "readiness unknown: the list's count is shown");
+                        Some(listed)
+                    }
+                }
+            })
+            .buffered(READINESS_CONCURRENCY)
+            .collect()
+            .await;
+        checked.into_iter().flatten().collect()
     }
 
     /// `POST /system/functions`: a new deployment.

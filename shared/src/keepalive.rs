@@ -2,58 +2,19 @@
 //! made on every webhook. reqwest's redirect layer parses each request's URL twice more, which with its other layers
 //! costs about a tenth of gh-push's CPU per webhook; this client is hyper's pooled client and nothing else.
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use bytes::Bytes;
-use hickory_resolver::TokioResolver;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::resolver::FunctionResolver;
+
 /// The most of an answer's body that is read (the gateway's answers to these calls are a few bytes).
 const MAX_ANSWER_BYTES: usize = 64 << 10;
-
-/// Resolves host names with hickory, as reqwest does here, so static binaries in scratch images need no glibc NSS.
-/// IP literals never reach it: hyper's connector parses those itself.
-#[derive(Clone, Default)]
-struct HickoryResolve {
-    /// Built on first use: it reads `/etc/resolv.conf`, and must be built inside the runtime.
-    resolver: Arc<OnceLock<TokioResolver>>,
-}
-
-type Resolving = Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, std::io::Error>> + Send>>;
-
-impl tower::Service<Name> for HickoryResolve {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Resolving;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let state = self.resolver.clone();
-        Box::pin(async move {
-            let resolver = if let Some(resolver) = state.get() {
-                resolver
-            } else {
-                let resolver = TokioResolver::builder_tokio().map_err(std::io::Error::other)?.build();
-                state.get_or_init(|| resolver)
-            };
-            let found = resolver.lookup_ip(name.as_str()).await.map_err(std::io::Error::other)?;
-            Ok(found.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect::<Vec<_>>().into_iter())
-        })
-    }
-}
 
 /// What the gateway answered.
 #[derive(Debug)]
@@ -66,13 +27,7 @@ pub struct Answer {
 /// Pooled keep-alive connections to plain-HTTP hosts. Cheap to clone: the pool is shared.
 #[derive(Clone, Debug)]
 pub struct KeepAliveClient {
-    client: Client<HttpConnector<HickoryResolve>, Full<Bytes>>,
-}
-
-impl std::fmt::Debug for HickoryResolve {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HickoryResolve")
-    }
+    client: Client<HttpConnector<FunctionResolver>, Full<Bytes>>,
 }
 
 impl Default for KeepAliveClient {
@@ -83,7 +38,7 @@ impl Default for KeepAliveClient {
 
 impl KeepAliveClient {
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new_with_resolver(HickoryResolve::default());
+        let mut connector = HttpConnector::new_with_resolver(crate::resolver::shared_resolver().as_ref().clone());
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
         // Under the servers' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is never
@@ -118,6 +73,8 @@ mod tests {
     use crate::config::Secret;
     use crate::gateway::{GatewayClient, GatewayError};
     use axum::response::IntoResponse;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
 
     /// A gateway stand-in that answers async calls with `status` and a call id, and keeps the peers it has seen.
     async fn gateway(status: StatusCode) -> (u16, Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>) {

@@ -25,6 +25,7 @@
 //! - [`session`]: a signed-in user's session (the `openfaas_cloud_token` cookie), signed by edge-auth alone.
 //! - [`upload`]: large signed bodies streamed to a file and verified.
 //! - [`ownership`]: whose a deployed function is (the dashboard, function-logs and metrics show it to them only).
+//! - [`resolver`]: the hosts file, then DNS bounded and IPv4 first: the one name resolver of every HTTP client.
 //! - [`registry`]: the registry API calls that let a build whose image exists be skipped (HEAD, tag a manifest).
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
 //! - [`sandbox`]: pushed code as an unprivileged user in its own PID namespace with a minimal `/dev` (builds and
@@ -50,6 +51,7 @@ pub mod naming;
 pub mod openfaas;
 pub mod ownership;
 pub mod registry;
+pub mod resolver;
 pub mod retry;
 pub mod revocation;
 pub mod sandbox;

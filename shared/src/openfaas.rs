@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::event::FunctionResources;
 
@@ -39,6 +40,13 @@ pub mod labels {
     pub const SCALE_ZERO: &str = "com.openfaas.scale.zero";
 }
 
+/// The annotations the platform sets on every deployment.
+pub mod annotations {
+    /// `sha256:<hex>` of the deployment buildshiprun sent (see [`FunctionDeployment::digest`]): what decides that
+    /// a push changes nothing, as providers echo a deployment back in their own form (faasd adds the image's `ENV`).
+    pub const DEPLOYMENT_DIGEST: &str = "com.openfaas.cloud.deployment-digest";
+}
+
 /// `POST`/`PUT /system/functions` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +77,21 @@ pub struct FunctionDeployment {
     pub registry_auth: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+}
+
+impl FunctionDeployment {
+    /// `sha256:<hex>` over this deployment's canonical form: its JSON as sent (fields in a fixed order, maps
+    /// sorted, empty resources as none), without the labels named in `ignored_labels` (those that change on every
+    /// push without changing what runs) and without the digest annotation itself.
+    pub fn digest(&self, ignored_labels: &[&str]) -> String {
+        let mut canonical = self.clone();
+        canonical.labels.retain(|name, _| !ignored_labels.contains(&name.as_str()));
+        canonical.annotations.remove(annotations::DEPLOYMENT_DIGEST);
+        canonical.limits = canonical.limits.filter(|r| !r.is_empty());
+        canonical.requests = canonical.requests.filter(|r| !r.is_empty());
+        let bytes = serde_json::to_vec(&canonical).expect("a deployment serialises");
+        format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+    }
 }
 
 /// An element of `GET /system/functions`, and the body of `GET /system/function/{name}`.
@@ -170,6 +193,17 @@ impl FunctionStatus {
         self.is_cloud_function_of(owner, owner_id) && self.repo().is_some_and(|r| r.eq_ignore_ascii_case(repo))
     }
 
+    /// The value of one annotation, when the function has it.
+    pub fn annotation(&self, name: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(name).map(String::as_str)
+    }
+
+    /// Whether a replica answers. A list entry's 0 may only mean the provider does not count them there
+    /// (faasd's `GET /system/functions` has no `availableReplicas`): see `GatewayClient::with_readiness`.
+    pub fn is_ready(&self) -> bool {
+        self.available_replicas > 0
+    }
+
     /// The value of one label, when the function has it.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels.as_ref()?.get(name).map(String::as_str)
@@ -210,6 +244,28 @@ mod tests {
         assert_eq!(json["envVars"]["a"], "b");
         assert_eq!(json["limits"]["memory"], "30Mi");
         assert!(json.get("readOnlyRootFilesystem").is_none());
+    }
+
+    #[test]
+    fn the_digest_ignores_the_named_labels_and_itself_and_nothing_else() {
+        let deployment = FunctionDeployment {
+            service: "octo-fn".into(),
+            image: "img@sha256:1".into(),
+            labels: BTreeMap::from([("sha".into(), "a".into()), ("team".into(), "x".into())]),
+            ..FunctionDeployment::default()
+        };
+        let digest = deployment.digest(&["sha"]);
+        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+        let mut next = deployment.clone();
+        next.labels.insert("sha".into(), "b".into());
+        next.annotations.insert(annotations::DEPLOYMENT_DIGEST.into(), digest.clone());
+        next.limits = Some(FunctionResources::default());
+        assert_eq!(next.digest(&["sha"]), digest);
+        next.labels.insert("team".into(), "y".into());
+        assert_ne!(next.digest(&["sha"]), digest);
+        let mut env = deployment.clone();
+        env.env_vars.insert("PATH".into(), "/bin".into());
+        assert_ne!(env.digest(&["sha"]), digest);
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl ImageRef {
     pub fn parse(image: &str) -> Result<Self, RegistryError> {
         let refused = || RegistryError::Reference(image.to_owned());
         let (host, rest) = image.split_once('/').ok_or_else(refused)?;
-        if !(host.contains('.') || host.contains(':') || host == "localhost") || rest.is_empty() {
+        if !is_registry_host(host) || rest.is_empty() {
             return Err(refused());
         }
         let (name, digest) = match rest.split_once('@') {
@@ -69,6 +69,49 @@ impl ImageRef {
     }
 }
 
+/// Whether `part` (an image reference's first part) names a registry host, by Docker's rule: a `.`, a `:` or
+/// `localhost`.
+fn is_registry_host(part: &str) -> bool {
+    part.contains('.') || part.contains(':') || part == "localhost"
+}
+
+/// `image` with its registry host replaced by `host`, or with `host` put in front when it names none (a Docker Hub
+/// short name). The registry plays three roles that need not share an address: where the node pulls
+/// (`repository_url`, in the deployment's `image`), where of-builder pushes (`registry_push_url`), and where
+/// buildshiprun's API calls go (`registry_api_url`); on faasd, containerd pulls plain HTTP from localhost only,
+/// which a container cannot reach.
+pub fn with_registry_host(image: &str, host: &str) -> String {
+    match image.split_once('/') {
+        Some((first, rest)) if is_registry_host(first) => format!("{host}/{rest}"),
+        _ => format!("{host}/{image}"),
+    }
+}
+
+/// The `host[:port]` setting `name` (`registry_push_url`, `registry_api_url`): `None` when unset, so the image's own
+/// registry (`repository_url`'s) plays that role too. A scheme is refused: the registry's scheme is decided by
+/// `registry_insecure`.
+pub fn registry_host_setting(name: &str) -> Result<Option<String>, crate::config::ConfigError> {
+    let Some(value) = crate::config::env_string(name) else { return Ok(None) };
+    parse_registry_host(&value)
+        .map(Some)
+        .map_err(|reason| crate::config::ConfigError::Invalid { name: name.to_owned(), reason })
+}
+
+/// A `host[:port]` that an image reference can start with.
+pub fn parse_registry_host(value: &str) -> Result<String, String> {
+    let host = value.trim().trim_end_matches('/');
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_');
+    if host.is_empty() || !host.chars().all(allowed) {
+        return Err(format!(
+            "`{value}` is not a registry address such as `registry:5000` (host[:port], no scheme or path)"
+        ));
+    }
+    if !is_registry_host(host) {
+        return Err(format!("`{value}` would read as a Docker Hub user: give a port, a domain or `localhost`"));
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
 /// A manifest as the registry stored it: its exact bytes and media type, so a copy keeps its digest.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -89,7 +132,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(insecure: bool, auths: BTreeMap<String, String>) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::resolver::client_builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()
@@ -288,6 +331,26 @@ fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_registry_host_replaces_the_image_s_own_or_goes_in_front() {
+        assert_eq!(
+            with_registry_host("registry.openfaas:5000/octo/fns-hello:latest-abc", "127.0.0.1:5000"),
+            "127.0.0.1:5000/octo/fns-hello:latest-abc"
+        );
+        assert_eq!(with_registry_host("localhost/octo/x:1", "registry:5000"), "registry:5000/octo/x:1");
+        assert_eq!(with_registry_host("octo/fns-hello:1", "registry:5000"), "registry:5000/octo/fns-hello:1");
+    }
+
+    #[test]
+    fn a_registry_setting_is_a_host_and_port_only() {
+        assert_eq!(parse_registry_host("Registry:5000/").unwrap(), "registry:5000");
+        assert_eq!(parse_registry_host("localhost").unwrap(), "localhost");
+        assert_eq!(parse_registry_host("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        for bad in ["", "http://registry:5000", "registry:5000/ofc", "registry", "reg istry:5000"] {
+            assert!(parse_registry_host(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn an_image_reference_splits_into_host_repository_tag_and_digest() {

@@ -8,13 +8,19 @@
 //! - [`serve`]: a thread per connection; `GET /_/health` answers OK; every other request goes to the mode:
 //!   `static` serves the files under `static_path`, `serializing` runs `fprocess` once per request with the body
 //!   on stdin and answers its stdout, as OpenFaaS's classic watchdog does.
+//! - [`Shutdown`]: SIGTERM or SIGINT stops accepting, lets in-flight requests finish (at most `exec_timeout`),
+//!   kills what still runs and exits 0. As a container's PID 1 a signal without a handler is ignored, so without
+//!   this the runtime waited its kill timeout on every update.
 
 mod http;
 
 use std::io::{BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use http::{read_request, write_response, Request, Response};
@@ -136,20 +142,138 @@ impl WatchdogConfig {
     }
 }
 
-/// Accepts connections until the process ends (SIGTERM's default action is what the runtime expects).
-pub fn serve(listener: &TcpListener, config: &WatchdogConfig) {
+/// How long in-flight requests get after the last one could have started: the answer's writing.
+const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+/// How long killed `fprocess` runs get to be reaped and answered before the process exits anyway.
+const ABORT_GRACE: Duration = Duration::from_secs(1);
+
+/// The state a stop signal changes, shared by the accept loop, the connections and the signal thread.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    /// A signal came: accept nothing more, close connections after their current answer.
+    stopping: AtomicBool,
+    /// The drain's time is up: kill every `fprocess` still running.
+    abort: AtomicBool,
+    /// Requests read and not yet answered.
+    in_flight: AtomicUsize,
+}
+
+impl Shutdown {
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Requests read and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Marks the stop; `wake` (the listener's own address) is connected to so a blocked `accept` returns.
+    pub fn stop(&self, wake: SocketAddr) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
+    }
+
+    /// Waits until no request is in flight or `within` has passed, then kills what still runs and gives it
+    /// [`ABORT_GRACE`] to answer. True when every request finished by itself.
+    pub fn drain(&self, within: Duration) -> bool {
+        let drained = self.wait_idle(within);
+        if !drained {
+            self.abort.store(true, Ordering::SeqCst);
+            self.wait_idle(ABORT_GRACE);
+        }
+        drained
+    }
+
+    fn wait_idle(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts one request in flight for as long as it lives.
+struct InFlight<'a>(&'a Shutdown);
+
+impl<'a> InFlight<'a> {
+    fn new(shutdown: &'a Shutdown) -> Self {
+        shutdown.in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(shutdown)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The address that reaches `listener` from this host: its own, with an unspecified IP made loopback.
+pub fn wake_address(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+    let mut address = listener.local_addr()?;
+    match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => address.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => address.set_ip(Ipv6Addr::LOCALHOST.into()),
+        _ => {}
+    }
+    Ok(address)
+}
+
+/// Starts the thread that turns SIGTERM and SIGINT into [`Shutdown::stop`]. Should the accept loop not notice
+/// (the wake-up connection failed), the thread ends the process itself once `drain_bound` and the grace are over.
+pub fn stop_on_signals(shutdown: &Arc<Shutdown>, wake: SocketAddr, drain_bound: Duration) -> std::io::Result<()> {
+    let (mut receiver, sender) = UnixStream::pair()?;
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(signal, sender.try_clone()?)?;
+    }
+    let shutdown = Arc::clone(shutdown);
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while !matches!(receiver.read(&mut byte), Ok(1)) {
+            // Interrupted reads retry; a closed pipe cannot happen while `sender` is registered.
+        }
+        eprintln!("ofc-watchdog: stop signal: draining {} in-flight request(s)", shutdown.in_flight());
+        shutdown.stop(wake);
+        std::thread::sleep(drain_bound + ABORT_GRACE + Duration::from_secs(1));
+        eprintln!("ofc-watchdog: the accept loop did not stop; exiting");
+        std::process::exit(0);
+    });
+    Ok(())
+}
+
+/// How long a stop waits for in-flight requests: the longest one may run, and its answer's writing.
+pub fn drain_bound(config: &WatchdogConfig) -> Duration {
+    config.exec_timeout + DRAIN_MARGIN
+}
+
+/// Accepts connections until [`Shutdown::stop`]; then returns at once (the caller drops the listener, so nothing
+/// new connects, and [`Shutdown::drain`]s).
+pub fn serve(listener: &TcpListener, config: &WatchdogConfig, shutdown: &Arc<Shutdown>) {
     for stream in listener.incoming() {
+        if shutdown.is_stopping() {
+            return;
+        }
         let Ok(stream) = stream else { continue };
         let config = config.clone();
+        let shutdown = Arc::clone(shutdown);
         std::thread::spawn(move || {
-            if let Err(error) = connection(stream, &config) {
+            if let Err(error) = connection(stream, &config, &shutdown) {
                 eprintln!("ofc-watchdog: connection: {error}");
             }
         });
     }
 }
 
-fn connection(stream: TcpStream, config: &WatchdogConfig) -> std::io::Result<()> {
+fn connection(stream: TcpStream, config: &WatchdogConfig, shutdown: &Shutdown) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
@@ -163,8 +287,9 @@ fn connection(stream: TcpStream, config: &WatchdogConfig) -> std::io::Result<()>
                 return write_response(&mut writer, &Response::text(status, error.to_string()), false, true);
             }
         };
+        let _in_flight = InFlight::new(shutdown);
         let started = Instant::now();
-        let response = handle(&request, config);
+        let response = handle_until(&request, config, shutdown);
         eprintln!(
             "ofc-watchdog: {} {} {} {:.3}s",
             request.method,
@@ -172,8 +297,10 @@ fn connection(stream: TcpStream, config: &WatchdogConfig) -> std::io::Result<()>
             response.status,
             started.elapsed().as_secs_f64()
         );
-        write_response(&mut writer, &response, request.method == "HEAD", request.close)?;
-        if request.close {
+        // Once stopping, the connection closes after this answer so the client goes elsewhere.
+        let close = request.close || shutdown.is_stopping();
+        write_response(&mut writer, &response, request.method == "HEAD", close)?;
+        if close {
             return Ok(());
         }
     }
@@ -181,12 +308,17 @@ fn connection(stream: TcpStream, config: &WatchdogConfig) -> std::io::Result<()>
 
 /// Answers one request.
 pub fn handle(request: &Request, config: &WatchdogConfig) -> Response {
+    handle_until(request, config, &Shutdown::default())
+}
+
+/// Answers one request; an `fprocess` run still going when `shutdown` aborts is killed.
+fn handle_until(request: &Request, config: &WatchdogConfig, shutdown: &Shutdown) -> Response {
     if request.path() == "/_/health" {
         return Response::text(200, "OK");
     }
     match &config.mode {
         Mode::Static { root } => serve_file(request, root),
-        Mode::Serializing { argv } => run_process(request, argv, config),
+        Mode::Serializing { argv } => run_process(request, argv, config, shutdown),
     }
 }
 
@@ -271,7 +403,7 @@ fn request_env(request: &Request) -> Vec<(String, String)> {
     env
 }
 
-fn run_process(request: &Request, argv: &[String], config: &WatchdogConfig) -> Response {
+fn run_process(request: &Request, argv: &[String], config: &WatchdogConfig, shutdown: &Shutdown) -> Response {
     let Some((program, args)) = argv.split_first() else {
         return Response::text(500, "fprocess is empty");
     };
@@ -314,7 +446,7 @@ fn run_process(request: &Request, argv: &[String], config: &WatchdogConfig) -> R
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if Instant::now() >= deadline || shutdown.aborted() => {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -327,6 +459,7 @@ fn run_process(request: &Request, argv: &[String], config: &WatchdogConfig) -> R
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     match status {
+        None if shutdown.aborted() => Response::text(503, "the function is stopping: fprocess was ended"),
         None => Response::text(504, format!("fprocess took longer than exec_timeout ({:?})", config.exec_timeout)),
         Some(status) if status.success() => Response::new(200, &config.content_type, stdout),
         Some(status) => {

@@ -1,6 +1,7 @@
 //! `ofc-watchdog`: serves one function inside its image (see the crate doc).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     let config = match ofc_watchdog::WatchdogConfig::from_lookup(|name| std::env::var(name).ok()) {
@@ -20,7 +21,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shutdown = Arc::new(ofc_watchdog::Shutdown::default());
+    let drain_bound = ofc_watchdog::drain_bound(&config);
+    let signals = ofc_watchdog::wake_address(&listener)
+        .and_then(|wake| ofc_watchdog::stop_on_signals(&shutdown, wake, drain_bound));
+    if let Err(error) = signals {
+        eprintln!("ofc-watchdog: stop signals cannot be handled: {error}");
+        return ExitCode::FAILURE;
+    }
     eprintln!("ofc-watchdog: listening on port {} ({:?})", config.port, config.mode);
-    ofc_watchdog::serve(&listener, &config);
+    ofc_watchdog::serve(&listener, &config, &shutdown);
+    // Closing the listener refuses new connections while the accepted ones finish.
+    drop(listener);
+    if shutdown.drain(drain_bound) {
+        eprintln!("ofc-watchdog: drained; exiting");
+    } else {
+        eprintln!("ofc-watchdog: requests still running after {drain_bound:?} were ended; exiting");
+    }
     ExitCode::SUCCESS
 }

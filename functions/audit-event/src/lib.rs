@@ -55,10 +55,10 @@ struct AppState {
 }
 
 pub fn app(config: Config) -> Router {
-    Router::new()
-        .route("/", any(handle))
-        .route("/{*path}", any(handle))
-        .with_state(Arc::new(AppState { config, http: reqwest::Client::new() }))
+    Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(AppState {
+        config,
+        http: shared::resolver::client_builder().build().expect("static client settings"),
+    }))
 }
 
 /// `[source] message (owner/repo@sha7)`: what a channel reads at a glance.

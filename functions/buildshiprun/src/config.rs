@@ -43,6 +43,10 @@ pub struct Config {
     /// Each registry host's `auth` from the same secret: buildshiprun looks up and tags images there to
     /// skip builds whose image exists.
     pub registry_auths: BTreeMap<String, String>,
+    /// `registry_api_url` (`host[:port]`): where buildshiprun's own registry API calls go (looking up and tagging
+    /// earlier builds), when it reaches the registry at another address than the node pulls from (faasd: the node
+    /// pulls from `localhost:5000`, which a container cannot reach). Unset: the image's own host (`repository_url`).
+    pub registry_api_url: Option<String>,
     /// `registry_insecure`: speak to the registry over plain HTTP, as of-builder's setting of the same name pushes
     /// (loopback registries always are).
     pub registry_insecure: bool,
@@ -76,6 +80,7 @@ impl Config {
             registry_secrets: registry_secret.as_ref().map(registry_secrets).unwrap_or_default(),
             registry_auths: registry_secret.as_ref().map(registry_auths).unwrap_or_default(),
             registry_insecure: bool_or("registry_insecure", false)?,
+            registry_api_url: shared::registry::registry_host_setting("registry_api_url")?,
             builder_url: base_url_or("builder_url", "http://of-builder:8080/")?,
             gateway_public_url,
             gateway_pretty_url: env_string("gateway_pretty_url"),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use shared::event::{BuildEvent, FunctionResources};
-use shared::openfaas::{labels, FunctionDeployment, FunctionStatus};
+use shared::openfaas::{annotations, labels, FunctionDeployment, FunctionStatus};
 
 use crate::policy::Policy;
 
@@ -26,7 +26,7 @@ pub fn deployment_for(
         (_, Some(memory)) => Some(FunctionResources { memory: Some(memory.to_owned()), cpu: None }),
         _ => None,
     };
-    Ok(FunctionDeployment {
+    let mut deployment = FunctionDeployment {
         service: service.to_owned(),
         image: image.to_owned(),
         env_process: event.fprocess.clone(),
@@ -39,7 +39,10 @@ pub fn deployment_for(
         requests: event.requests.clone().filter(|r| !r.is_empty()),
         read_only_root_filesystem: policy.read_only_root(event)?,
         ..FunctionDeployment::default()
-    })
+    };
+    let digest = deployment.digest(&PER_PUSH_LABELS);
+    deployment.annotations.insert(annotations::DEPLOYMENT_DIGEST.into(), digest);
+    Ok(deployment)
 }
 
 /// The seed's `Git-*` labels and the last release's `com.openfaas.cloud.git-*` ones: ours alone (the policy refuses
@@ -71,14 +74,20 @@ fn platform_labels(event: &BuildEvent) -> BTreeMap<String, String> {
 /// The labels that change on every push without changing what runs: the commit and the time of the deployment.
 const PER_PUSH_LABELS: [&str; 4] = [labels::GIT_SHA, labels::GIT_DEPLOY_TIME, labels::SHA, labels::DEPLOY_TIME];
 
-/// Whether deploying `deployment` would leave the running `existing` as it is: the same image (by digest), env,
-/// secrets, limits, requests, annotations, constraints, `envProcess`, root filesystem, and labels but the per-push
-/// ones. Then no redeploy runs: it would restart the function for nothing. Anything the gateway reports differently
-/// (even in form) counts as a change, so a doubt always redeploys; so is a function that should run and has no
-/// replica available (it may have failed to start for a reason since fixed, such as a missing secret).
+/// Whether deploying `deployment` would leave the running `existing` as it is. Decided by the digest of what was
+/// sent ([`annotations::DEPLOYMENT_DIGEST`]), not by what the provider echoes back: faasd's echo adds the image's own
+/// `ENV`, so comparing it redeployed every push. A deployment made before the digest existed is compared field by
+/// field: the same image (by digest), env, secrets, limits, requests, annotations, constraints, `envProcess`, root
+/// filesystem, and labels but the per-push ones; anything reported differently (even in form) counts as a change.
+/// A function that should run and has no replica available is always redeployed (it may have failed to start for
+/// a reason since fixed, such as a missing secret): `existing` comes from `GET /system/function/NAME`, which
+/// counts replicas on every provider.
 pub fn unchanged(existing: &FunctionStatus, deployment: &FunctionDeployment) -> bool {
     if existing.replicas > 0 && existing.available_replicas == 0 {
         return false;
+    }
+    if let Some(recorded) = existing.annotation(annotations::DEPLOYMENT_DIGEST) {
+        return recorded == deployment.digest(&PER_PUSH_LABELS);
     }
     let empty = BTreeMap::new();
     let lasting = |labels: &BTreeMap<String, String>| -> BTreeMap<String, String> {
@@ -193,7 +202,33 @@ mod tests {
             let mut changed = again.clone();
             change(&mut changed);
             assert!(!unchanged(&running, &changed), "a changed {what} redeploys");
+            let mut before_digests = running.clone();
+            before_digests.annotations.as_mut().unwrap().remove(annotations::DEPLOYMENT_DIGEST);
+            changed.annotations.remove(annotations::DEPLOYMENT_DIGEST);
+            assert!(!unchanged(&before_digests, &changed), "a changed {what} redeploys one deployed without a digest");
         }
+    }
+
+    #[test]
+    fn a_provider_s_own_echo_of_the_deployment_does_not_make_it_changed() {
+        let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        // faasd answers with the image's own ENV merged into envVars, and its own form of the rest.
+        let mut echoed = FunctionStatus::from_deployment(&deployment, 1);
+        let env = echoed.env_vars.get_or_insert_with(BTreeMap::new);
+        env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert("fprocess".into(), "./handler".into());
+        echoed.limits = None;
+        echoed.constraints = None;
+        let mut next = event();
+        next.sha = "def".into();
+        let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        assert!(unchanged(&echoed, &again), "the digest of what was sent decides");
+        let mut not_ready = echoed.clone();
+        not_ready.available_replicas = 0;
+        assert!(!unchanged(&not_ready, &again), "no replica available: redeployed");
+        let mut without_digest = echoed;
+        without_digest.annotations.as_mut().unwrap().remove(annotations::DEPLOYMENT_DIGEST);
+        assert!(!unchanged(&without_digest, &again), "without a digest the echo is compared, and differs");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub enum ShipError {
     /// The operator's policy or the name's owner refuses the deployment: nothing is built or deployed.
     #[error("{function}: {reason}")]
     Refused { function: String, reason: String },
-    /// The builder or gateway kept failing: 502 so the queue may retry later.
+    /// The builder or gateway kept failing through every retry: 502 (and a failing commit status).
     #[error("{function}: {reason}")]
     Unavailable { function: String, reason: String },
     #[error("buildshiprun could not use its temporary folder: {0}")]

@@ -59,8 +59,10 @@ struct AppState {
 pub fn app(config: Config) -> Router {
     let gateway = GatewayClient::new(config.common.gateway_url.clone(), config.common.payload_secret.clone())
         .with_credentials(config.credentials.clone());
-    let http =
-        reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("static client settings");
+    let http = shared::resolver::client_builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("static client settings");
     let registry = RegistryClient::new(config.registry_insecure, config.registry_auths.clone());
     let state = AppState { statuses: StatusClient::new(gateway.clone()), gateway, http, registry, config };
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(state))
@@ -186,7 +188,7 @@ async fn image_step(
 async fn pinned_skip_build_image(state: &AppState, event: &BuildEvent) -> Result<(String, String), ShipError> {
     let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
     let image = event.image.trim();
-    let reference = ImageRef::parse(image).map_err(|e| refused(format!("skip_build: {e}")))?;
+    let reference = ImageRef::parse(&registry_api_image(state, image)).map_err(|e| refused(format!("skip_build: {e}")))?;
     let wanted = reference.digest.clone().or_else(|| reference.tag.clone()).unwrap_or_else(|| "latest".into());
     let digest = state
         .registry
@@ -220,7 +222,20 @@ async fn build_step(
         return Err(ShipError::BuildFailed { function: event.function.clone(), reason: meaningful_line(&result.log) });
     }
     trace.digest = Some(result.digest.clone());
-    Ok((pin_by_digest(&result.image, &result.digest), result.digest))
+    // The name the node pulls: of-builder may have pushed through another address (`registry_push_url`).
+    Ok((pin_by_digest(&event.image, &result.digest), result.digest))
+}
+
+/// `image` as buildshiprun's registry calls address it: the platform's own registry (`repository_url`'s host) at
+/// `registry_api_url` when set; any other registry as written.
+fn registry_api_image(state: &AppState, image: &str) -> String {
+    let own_host = state.config.policy.repository_url.trim().split('/').next().unwrap_or_default().to_ascii_lowercase();
+    match &state.config.registry_api_url {
+        Some(host) if !own_host.is_empty() && image.to_ascii_lowercase().starts_with(&format!("{own_host}/")) => {
+            shared::registry::with_registry_host(image, host)
+        }
+        _ => image.to_owned(),
+    }
 }
 
 /// Sends the tar to of-builder, retrying while the builder cannot be reached or fails.
@@ -330,7 +345,7 @@ impl From<GatewayError> for Attempt {
 }
 
 /// Runs `attempt` up to `max_retries + 1` times while it fails transiently, doubling the wait from `retry_wait`
-/// each time (never capped before the last try).
+/// each time with jitter (never capped before the last try): the retries are made here, as no queue replays a call.
 async fn retry<T, F, Fut>(state: &AppState, function: &str, mut attempt: F) -> Result<T, Attempt>
 where
     F: FnMut() -> Fut,
@@ -345,7 +360,7 @@ where
         match attempt().await {
             Err(Attempt::Transient(reason)) if tries <= max_retries => {
                 tracing::warn!(%function, try_number = tries, %reason, "transient fault, retrying");
-                tokio::time::sleep(backoff.wait(tries)).await;
+                tokio::time::sleep(backoff.jittered(tries)).await;
             }
             other => return other,
         }

@@ -90,6 +90,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
         registry_auths: BTreeMap::new(),
         registry_insecure: false,
+        registry_api_url: None,
         policy,
         server: ServerConfig::for_tests(32 << 20),
     };
@@ -945,4 +946,74 @@ async fn a_changed_operator_setting_redeploys_without_building() {
     let running = &harness.gateway.functions()[0];
     assert_eq!(running.label("com.openfaas.scale.max"), Some("3"));
     assert_eq!(running.limits.as_ref().unwrap().memory.as_deref(), Some("40Mi"));
+}
+
+/// faasd echoes a deployment in its own form: `GET /system/function/NAME` has the image's own `ENV` merged into
+/// `envVars` and drops what it does not keep. "Unchanged" is decided by the digest of what was sent, so a second push
+/// of the same content still redeploys nothing there.
+#[tokio::test]
+async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_does() {
+    let harness = start(true).await;
+    let first = event_at(&harness, "hello", &sha(1));
+    let (deployed, _) = harness.ship(&first, tar_of(&first, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "created");
+    let running = harness.gateway.functions()[0].clone();
+    let digest = running.annotation(shared::openfaas::annotations::DEPLOYMENT_DIGEST).unwrap().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    let mut echo = serde_json::to_value(&running).unwrap();
+    echo["envVars"]["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into();
+    echo["envVars"]["fprocess"] = "./handler".into();
+    echo.as_object_mut().unwrap().remove("limits");
+    echo.as_object_mut().unwrap().remove("constraints");
+    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(200).json(&echo)]);
+
+    let next = event_at(&harness, "hello", &sha(2));
+    let (deployed, _) = harness.ship(&next, tar_of(&next, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "unchanged");
+    assert_eq!(harness.deployments_sent(), 1, "nothing was redeployed");
+
+    // Not ready there (no replica available): redeployed, as on any gateway.
+    echo["availableReplicas"] = 0.into();
+    echo["replicas"] = 1.into();
+    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(200).json(&echo)]);
+    let third = event_at(&harness, "hello", &sha(3));
+    let (deployed, _) = harness.ship(&third, tar_of(&third, &files(HANDLER, 0o644), &[])).await;
+    assert_eq!(deployed, "updated");
+    assert_eq!(harness.deployments_sent(), 2);
+}
+
+/// The registry's three roles at three addresses, as on faasd: the node pulls from `localhost:<port>` (the
+/// deployment's `image`), of-builder pushes where the tar's `image_ref` says (git-tar's `registry_push_url`), and
+/// buildshiprun's own registry calls go to `registry_api_url`. Here the pull address reaches nothing, so a reused
+/// build proves the lookups went to `registry_api_url`.
+#[tokio::test]
+async fn the_pull_push_and_api_addresses_of_the_registry_are_each_their_own() {
+    let mut harness = start(true).await;
+    let real = harness.registry.host_port();
+    let config = Config { registry_api_url: Some(real.clone()), ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+    let pull_host = format!("localhost:{}", free_port());
+    let push = |sha: &str| {
+        let mut event = event_at(&harness, "hello", sha);
+        let tar = tar_of(&event, &files(HANDLER, 0o644), &[]);
+        event.image = shared::registry::with_registry_host(&event.image, &pull_host);
+        (event, tar)
+    };
+
+    let (first, tar) = push(&sha(1));
+    let (deployed, digest) = harness.ship(&first, tar).await;
+    assert_eq!(deployed, "created");
+    let running = harness.gateway.functions()[0].clone();
+    assert_eq!(running.image, format!("{pull_host}/octo/hello@{digest}"), "the node pulls from its own address");
+    let pushed = harness.registry.client().manifest("octo/hello", &format!("latest-{}", sha(1))).await.unwrap();
+    assert_eq!(pushed.digest, digest, "of-builder pushed to the tar's address");
+
+    let (second, tar) = push(&sha(2));
+    let (deployed, reused) = harness.ship(&second, tar).await;
+    assert_eq!((deployed.as_str(), reused.as_str()), ("unchanged", digest.as_str()));
+    assert_eq!(harness.builds("hello").await, 1, "the earlier build was found through registry_api_url");
+    assert!(harness.skipped("hello", &sha(2)).await);
 }

@@ -59,7 +59,7 @@ impl FunctionRow {
             page: links.function(&status.name),
             owner: f.owner.clone(),
             repo: f.repo.clone(),
-            ready: status.available_replicas > 0,
+            ready: status.is_ready(),
             replicas: status.replicas,
             available_replicas: status.available_replicas,
             invocations: status.invocation_count.max(0.0).round() as u64,

@@ -99,14 +99,11 @@ impl Sources {
 
     /// Every cloud function of the session's accounts (one `/system/functions` for all of them), by name.
     pub async fn functions_of(&self, session: &Session) -> Result<Vec<OwnedFunction>, GatewayError> {
-        let mut owned: Vec<OwnedFunction> = self
-            .gateway
-            .list_functions()
-            .await?
-            .into_iter()
-            .filter(|f| session.may_see(f))
-            .map(OwnedFunction::read)
-            .collect();
+        let mut functions = self.gateway.list_functions().await?;
+        functions.retain(|f| session.may_see(f));
+        // Readiness as `GET /system/function/NAME` counts it where the list does not (faasd's list never does).
+        let mut owned: Vec<OwnedFunction> =
+            self.gateway.with_readiness(functions).await.into_iter().map(OwnedFunction::read).collect();
         owned.sort_by(|a, b| a.status.name.cmp(&b.status.name));
         Ok(owned)
     }

@@ -488,3 +488,29 @@ async fn follow_passes_each_line_on_as_it_arrives() {
     drop(lines);
     assert!(response.chunk().await.unwrap().is_none(), "the stream ends when function-logs ends it");
 }
+
+/// faasd's `GET /system/functions` has no `availableReplicas`: the list page reads each shown function's readiness
+/// from its own `GET /system/function/NAME`.
+#[tokio::test]
+async fn the_list_shows_readiness_from_each_function_s_own_status_when_the_list_counts_none() {
+    let dashboard = start().await;
+    let mut list = serde_json::to_value(dashboard.gateway.functions()).unwrap();
+    for function in list.as_array_mut().unwrap() {
+        function.as_object_mut().unwrap().remove("availableReplicas");
+    }
+    dashboard.gateway.reply("GET", "/system/functions", vec![Reply::status(200).json(&list)]);
+    let mut starting =
+        serde_json::to_value(dashboard.gateway.functions().into_iter().find(|f| f.name == "acme-api").unwrap())
+            .unwrap();
+    starting["availableReplicas"] = 0.into();
+    dashboard.gateway.reply("GET", "/system/function/acme-api", vec![Reply::status(200).json(&starting)]);
+
+    let page = dashboard.get("", Some(&alice_cookie())).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body.matches(">ready<").count(), 1, "alice-hello is ready by its own status");
+    assert_eq!(page.body.matches(">not ready<").count(), 1, "acme-api is still starting by its own status");
+    let mut asked: Vec<String> =
+        dashboard.gateway.requests_to("/system/function/").into_iter().map(|r| r.path).collect();
+    asked.sort();
+    assert_eq!(asked, ["/system/function/acme-api", "/system/function/alice-hello"], "only the shown ones are asked");
+}

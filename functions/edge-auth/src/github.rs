@@ -65,7 +65,7 @@ fn unreachable(error: reqwest::Error) -> AuthError {
 
 impl GitHubClient {
     pub fn new(oauth_base_url: Url, api_url: Url, client_id: String, client_secret: Secret) -> Self {
-        let http = reqwest::Client::builder()
+        let http = shared::resolver::client_builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()

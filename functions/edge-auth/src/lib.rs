@@ -59,7 +59,8 @@ struct AppState {
 pub fn app(config: Config) -> Router {
     let cookie = config.cookie_settings();
     let redirect_uri = config.redirect_uri();
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("an HTTP client");
+    let http =
+        shared::resolver::client_builder().timeout(std::time::Duration::from_secs(10)).build().expect("an HTTP client");
     let state = AppState {
         github: GitHubClient::new(config.oauth_base_url, config.github_api_url, config.client_id, config.client_secret),
         redirect_uri,

@@ -17,8 +17,13 @@ use crate::templates::TemplateRepo;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `repository_url`: the registry (and prefix) images are pushed to.
+    /// `repository_url`: the registry (and prefix) images are named by, as the node pulls them (the deployment's
+    /// `image`).
     pub repository_url: String,
+    /// `registry_push_url` (`host[:port]`): where of-builder pushes, when it reaches the registry at another address
+    /// than the node (faasd: the node pulls from `localhost:5000`, a container cannot reach it there). Unset: the
+    /// `repository_url`'s host. Only the build tar's `image_ref` carries it.
+    pub registry_push_url: Option<String>,
     /// `github_api_url`: where installation tokens for private clones come from.
     pub github_api_url: Url,
     /// The App's credentials, when `github_app_id` and the `private-key` secret are there (private repositories).
@@ -85,6 +90,7 @@ impl Config {
             common,
             app_private_key: private_key,
             repository_url: env_string("repository_url").unwrap_or_default(),
+            registry_push_url: shared::registry::registry_host_setting("registry_push_url")?,
             github_api_url: base_url_or("github_api_url", "https://api.github.com/")?,
             app,
             clone_timeout: duration_or("clone_timeout", Duration::from_secs(120))?,

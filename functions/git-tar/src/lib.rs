@@ -220,7 +220,9 @@ async fn build_and_hand_on(
     let templates = choose(state, &stack, &repo, work).await.inspect_err(|e| refused(trace, e))?;
     trace.begin(pushlog::SHRINKWRAP);
     let prepared =
-        prepare_tars(stack, events, templates, repo, work.to_owned()).await.inspect_err(|e| refused(trace, e))?;
+        prepare_tars(stack, events, templates, repo, work.to_owned(), state.config.registry_push_url.clone())
+            .await
+            .inspect_err(|e| refused(trace, e))?;
     trace.begin(pushlog::HAND_OFF);
     let pending =
         prepared.iter().map(|(e, _)| CommitStatus::new(&e.function, StatusState::Pending, "building")).collect();
@@ -425,13 +427,16 @@ async fn choose(
     })
 }
 
-/// Shrinkwraps and tars every function that is built (`work/tars/<function>.tar`), then removes the checkout.
+/// Shrinkwraps and tars every function that is built (`work/tars/<function>.tar`), then removes the checkout. The
+/// tar's `image_ref` names the registry at `push_host` (of-builder's address for it) when set; the event keeps the
+/// name the node pulls.
 async fn prepare_tars(
     stack: Stack,
     events: Vec<BuildEvent>,
     mut templates: BTreeMap<String, resolve::Chosen>,
     repo: PathBuf,
     work: PathBuf,
+    push_host: Option<String>,
 ) -> Result<Vec<(BuildEvent, Option<PathBuf>)>, GitTarError> {
     blocking(move || {
         let tars = work.join("tars");
@@ -453,11 +458,11 @@ async fn prepare_tars(
                             summary: format!("nothing deployed: {e}"),
                             functions: vec![(event.function.clone(), e.to_string())],
                         })?;
-                let config = BuildConfig {
-                    image_ref: event.image.clone(),
-                    build_args: wrapped.build_args,
-                    platforms: Vec::new(),
+                let image_ref = match &push_host {
+                    Some(host) => shared::registry::with_registry_host(&event.image, host),
+                    None => event.image.clone(),
                 };
+                let config = BuildConfig { image_ref, build_args: wrapped.build_args, platforms: Vec::new() };
                 let path = tars.join(format!("{}.tar", event.function));
                 tarball::write_build_tar(&wrapped.context, &config, &path)?;
                 Some(path)

@@ -57,4 +57,15 @@ fn template_settings_are_read_once_and_named_when_wrong() {
     std::env::set_var("log_store_path", logs.path().join("file"));
     let err = Config::from_env().unwrap_err().to_string();
     assert!(err.contains("log_store_path"), "{err}");
+
+    std::env::set_var("log_store_path", logs.path().join("builds"));
+
+    // The registry's push address: unset by default (the pull address's host), a host[:port] when set.
+    assert_eq!(Config::from_env().unwrap().registry_push_url, None);
+    std::env::set_var("registry_push_url", "registry.faasd:5000");
+    assert_eq!(Config::from_env().unwrap().registry_push_url.as_deref(), Some("registry.faasd:5000"));
+    std::env::set_var("registry_push_url", "http://registry.faasd:5000/v2");
+    let err = Config::from_env().unwrap_err().to_string();
+    assert!(err.contains("registry_push_url"), "{err}");
+    std::env::remove_var("registry_push_url");
 }

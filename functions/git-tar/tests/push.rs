@@ -313,3 +313,22 @@ async fn a_private_repository_needs_the_github_app() {
     assert_eq!(harness.send(&event).await.0, 422);
     assert!(harness.stack_deploy().description.contains("private"), "{}", harness.stack_deploy().description);
 }
+
+/// `registry_push_url`: of-builder pushes through its own address for the registry (the tar's `image_ref`), while
+/// the event keeps the name the node pulls (`repository_url`), which becomes the deployment's `image`.
+#[tokio::test]
+async fn the_tar_names_the_push_address_and_the_event_the_pull_address() {
+    let harness = start_with(|config| {
+        config.repository_url = "localhost:5000".into();
+        config.registry_push_url = Some("registry.faasd:5000".into());
+    })
+    .await;
+    let (_repo, sha) = two_function_repo(&harness, "fns");
+    let (status, answer) = harness.send(&harness.push_event("fns", &sha)).await;
+    assert_eq!(status, 200, "{answer}");
+    let tars = harness.tars();
+    let (event, tar) = &tars["hello"];
+    assert_eq!(event.image, format!("localhost:5000/octo/fns-hello:{sha}"));
+    let config: BuildConfig = serde_json::from_slice(&tar["config"]).unwrap();
+    assert_eq!(config.image_ref, format!("registry.faasd:5000/octo/fns-hello:{sha}"));
+}

@@ -1,11 +1,15 @@
-//! Why a status request failed, and the answer the caller (the gateway's queue) gets: 401 unsigned, 400 malformed,
-//! 502 when GitHub kept failing, 429/503 with `Retry-After` when GitHub asked for a wait this request cannot make.
+//! Why a status request failed, and the answer the caller gets: 401 unsigned, 400 malformed; when statuses could not
+//! be written within the call (the retries were made here), the answer lists them as `lost`, with why: 429 when
+//! GitHub's rate limit outlasted the call, 503 when its faults did (both with `Retry-After`), 502 when every try
+//! failed. Nothing depends on the call being made again (the CE queue-worker never replays): the loss is logged and
+//! answered; a caller that can call again after `Retry-After` (the local stack's queue) still gets it written.
 
 use std::time::Duration;
 
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use shared::error::ErrorResponse;
 use shared::signature::SignatureError;
 
@@ -15,28 +19,75 @@ pub enum StatusError {
     Signature(#[from] SignatureError),
     #[error("{0}")]
     BadRequest(String),
-    /// GitHub kept failing: 502 lets the queue try the whole request again later.
+    /// GitHub kept failing through every try.
     #[error("GitHub did not accept the status for `{context}` after {tries} tries: {reason}")]
     GitHubUnavailable { context: String, tries: u32, reason: String },
-    /// GitHub asked for a longer wait than this request's time allows (a rate limit), or its faults outlasted it:
-    /// 429 (rate limited) or 503 with `Retry-After`, so the gateway's queue waits that long before replaying.
-    #[error("the status for `{context}` is deferred for {}s: {reason}", retry_after.as_secs())]
+    /// GitHub asked for a longer wait than this request's time allows (a rate limit), or its faults outlasted it.
+    #[error("the status for `{context}` could not be written: GitHub asks to wait {}s, longer than this request's time allows: {reason}", retry_after.as_secs())]
     Deferred { context: String, reason: String, retry_after: Duration, rate_limited: bool },
+    /// Some statuses of a report could not be written (the others were): each lost one with why, in the answer.
+    #[error(
+        "{} status(es) could not be written to GitHub within this call and are lost unless it is made again: {}",
+        lost.len(),
+        lost_contexts(lost)
+    )]
+    Lost { written: Vec<String>, rejected: Vec<serde_json::Value>, lost: Vec<LostStatus> },
+}
+
+/// A status that GitHub could not take within the request's time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LostStatus {
+    pub context: String,
+    pub reason: String,
+    /// How long GitHub (or the backoff) still asked to wait, and whether for a rate limit; none when every try
+    /// failed.
+    #[serde(skip)]
+    pub wait: Option<(Duration, bool)>,
+}
+
+impl LostStatus {
+    /// The lost status and why, from the error its write ended with.
+    pub fn from_error(context: &str, error: &StatusError) -> Self {
+        let wait = match error {
+            StatusError::Deferred { retry_after, rate_limited, .. } => Some((*retry_after, *rate_limited)),
+            _ => None,
+        };
+        Self { context: context.to_owned(), reason: error.to_string(), wait }
+    }
+}
+
+fn lost_contexts(lost: &[LostStatus]) -> String {
+    lost.iter().map(|l| l.context.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 impl IntoResponse for StatusError {
     fn into_response(self) -> Response {
+        let waits: Vec<(Duration, bool)> = match &self {
+            Self::Lost { lost, .. } => lost.iter().filter_map(|l| l.wait).collect(),
+            Self::Deferred { retry_after, rate_limited, .. } => vec![(*retry_after, *rate_limited)],
+            _ => Vec::new(),
+        };
         let status = match &self {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::GitHubUnavailable { .. } => StatusCode::BAD_GATEWAY,
-            Self::Deferred { rate_limited: true, .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Deferred { rate_limited: false, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ if waits.iter().any(|(_, rate_limited)| *rate_limited) => StatusCode::TOO_MANY_REQUESTS,
+            _ if !waits.is_empty() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::GitHubUnavailable { .. } | Self::Deferred { .. } | Self::Lost { .. } => StatusCode::BAD_GATEWAY,
         };
-        let mut response = ErrorResponse::new(status, &self).into_response();
-        if let Self::Deferred { retry_after, .. } = &self {
-            // Whole seconds, rounded up: the queue must not come back before GitHub's window ends.
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let mut response = if let Self::Lost { written, rejected, lost } = &self {
+            let body = serde_json::json!({
+                "error": self.to_string(),
+                "written": written,
+                "rejected": rejected,
+                "lost": lost,
+            });
+            (status, Json(body)).into_response()
+        } else {
+            ErrorResponse::new(status, &self).into_response()
+        };
+        if let Some(longest) = waits.iter().map(|(wait, _)| *wait).max() {
+            // Whole seconds, rounded up: a caller that calls again must not come back before GitHub's window ends.
+            let seconds = longest.as_secs() + u64::from(longest.subsec_nanos() > 0);
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response

@@ -6,12 +6,13 @@
 //! - [`config`]: `report_status`, `github_app_id`, `github_api_url`, the App key, retry bounds.
 //! - [`writer`]: one status write, with token refresh on 401 and GitHub's retry rules: a wait GitHub asks for
 //!   (`Retry-After`, or `x-ratelimit-reset` once `x-ratelimit-remaining` is 0) is made within the request's own time
-//!   (`exec_timeout`/`write_timeout`, less a margin); a longer one is answered 429 with `Retry-After`, which the
-//!   gateway's queue honours before replaying.
+//!   (`exec_timeout`/`write_timeout`, less a margin), with a little jitter; other faults are retried with a jittered
+//!   backoff within that time. A status still not written is logged as lost and named in the answer (429/503 with
+//!   `Retry-After`, or 502): nothing depends on a replay (the CE queue-worker calls once).
 //! - [`checks`]: with `use_checks=true`, check runs instead of statuses: one run per context, created by the first
 //!   `pending`, completed by the end, its text the build log's tail read from the log store; found again by the
 //!   id stored here or, after a restart, by the `external_id` it carries.
-//! - [`error`]: the answers: 401 unsigned, 400 malformed, 502 when GitHub kept failing, 429/503 deferred.
+//! - [`error`]: the answers: 401 unsigned, 400 malformed, 429/503/502 naming the statuses lost.
 //! - `POST /failed`: the `X-Callback-Url` of git-tar's async call (see `shared::callback`): when the queue's final
 //!   answer from git-tar is not a success, `stack-deploy` gets an `error` status saying the pipeline gave up.
 
@@ -39,7 +40,7 @@ use shared::signature::{verify_cloud, SignatureError};
 
 use crate::checks::CheckRuns;
 pub use crate::config::Config;
-pub use crate::error::StatusError;
+pub use crate::error::{LostStatus, StatusError};
 use crate::writer::{StatusWriter, WriteOutcome};
 
 struct AppState {
@@ -52,7 +53,7 @@ struct AppState {
 }
 
 /// The time a request's writes may take: the runtime answers 504 at the handler's timeout, so they stop a little
-/// before (a fifth of it, at most 2 s), leaving time to answer 429 and let the queue wait instead.
+/// before (a fifth of it, at most 2 s), leaving time to answer which statuses were lost.
 fn budget(config: &Config) -> Duration {
     config
         .server
@@ -63,7 +64,7 @@ fn budget(config: &Config) -> Duration {
 /// The function's router, without the runtime layers (see `shared::server::with_runtime`).
 pub fn app(config: Config) -> Router {
     let writer = config.app.clone().map(|credentials| {
-        let http = reqwest::Client::builder()
+        let http = shared::resolver::client_builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .expect("static client settings");
@@ -113,10 +114,21 @@ async fn write_report(
     })?;
     let mut written = Vec::new();
     let mut rejected = Vec::new();
+    let mut lost = Vec::new();
     for status in &report.statuses {
         let outcome = match &state.checks {
-            Some(checks) => checks.write(writer, installation_id, event, status, deadline).await?,
-            None => writer.write(installation_id, event, status, deadline).await?,
+            Some(checks) => checks.write(writer, installation_id, event, status, deadline).await,
+            None => writer.write(installation_id, event, status, deadline).await,
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error @ (StatusError::GitHubUnavailable { .. } | StatusError::Deferred { .. })) => {
+                tracing::error!(owner = %event.owner, repo = %event.repo, sha = %event.sha, context = %status.context,
+                    state = status.state.as_str(), %error, "status lost: GitHub did not take it within this request's time");
+                lost.push(LostStatus::from_error(&status.context, &error));
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         match outcome {
             WriteOutcome::Written => {
@@ -128,6 +140,9 @@ async fn write_report(
                 rejected.push(json!({ "context": status.context, "reason": reason }));
             }
         }
+    }
+    if !lost.is_empty() {
+        return Err(StatusError::Lost { written, rejected, lost });
     }
     Ok(Json(json!({ "written": written, "rejected": rejected })))
 }

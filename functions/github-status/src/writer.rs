@@ -75,7 +75,8 @@ impl StatusWriter {
     }
 
     /// Writes `status` for the commit in `event` as installation `installation_id`, finishing by `deadline` (the
-    /// request's own time): a wait GitHub asks for is made here when it fits, and deferred to the queue otherwise.
+    /// request's own time): a wait GitHub asks for is made here when it fits; otherwise the error says so (no queue
+    /// replays the call: the CE queue-worker calls once).
     pub async fn write(
         &self,
         installation_id: u64,
@@ -152,6 +153,8 @@ impl StatusWriter {
             if tries > self.max_retries {
                 return Err(StatusError::Deferred { context, reason, retry_after: asked, rate_limited: true });
             }
+            // Jitter spreads the writes one window held, but never pushes a wait that fits past the bound.
+            let asked = Backoff::asked_with_jitter(asked).min(self.backoff.max.max(asked));
             tracing::warn!(context = %label, try_number = tries, wait_ms = asked.as_millis() as u64, %reason, "GitHub asked to wait");
             self.block(installation_id, Instant::now() + asked);
             return Ok(());
@@ -159,7 +162,7 @@ impl StatusWriter {
         if tries > self.max_retries {
             return Err(StatusError::GitHubUnavailable { context, tries, reason });
         }
-        let wait = self.backoff.wait(tries);
+        let wait = self.backoff.jittered(tries);
         if Instant::now() + wait > deadline {
             return Err(StatusError::Deferred { context, reason, retry_after: wait, rate_limited: false });
         }
@@ -175,7 +178,7 @@ impl StatusWriter {
     }
 
     /// Waits out GitHub's ask for this installation when it ends before `deadline` (or is at most
-    /// `status_max_retry_wait`); otherwise the write is deferred to the queue with the time left.
+    /// `status_max_retry_wait`); otherwise the write fails at once (no call to GitHub) with the time left.
     async fn wait_out_block(&self, installation_id: u64, context: &str, deadline: Instant) -> Result<(), StatusError> {
         let until = {
             let mut blocked = self.blocked.lock().expect("blocked installations lock");

@@ -222,8 +222,43 @@ async fn answers_502_after_a_bounded_number_of_tries() {
     let harness = start_with(github, |c| c.max_retry_wait = Duration::from_millis(20)).await;
     let (code, answer) = harness.send(&report("octo", OCTO, vec![status("a", StatusState::Success, "")])).await;
     assert_eq!(code, 502, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("4 tries"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().ends_with(": a"), "{answer}");
+    assert_eq!(answer["lost"][0]["context"], "a", "{answer}");
+    assert!(answer["lost"][0]["reason"].as_str().unwrap().contains("4 tries"), "{answer}");
     assert_eq!(harness.github.status_requests(), 4, "the first try and max_retries=3 more");
+}
+
+/// The CE queue-worker calls once and never replays: a 503 from GitHub on every try ends, after the function's own
+/// retries, in an answer that names what was lost.
+#[tokio::test]
+async fn github_answering_503_always_loses_the_statuses_after_its_own_retries_and_says_which() {
+    let github = github().await;
+    github.push_faults(Endpoint::Statuses, std::iter::repeat_n(Fault::Status(503), 20));
+    let harness = start_with(github, |c| c.max_retry_wait = Duration::from_millis(40)).await;
+    let statuses = vec![status("a", StatusState::Pending, ""), status("b", StatusState::Success, "")];
+    let (code, retry_after, answer) = send_with_headers(&harness, &report("octo", OCTO, statuses)).await;
+    assert_eq!(code, 502, "{answer}");
+    assert_eq!(retry_after, None, "every try was made: no wait is asked for");
+    let lost: Vec<_> = answer["lost"].as_array().unwrap().iter().map(|l| l["context"].clone()).collect();
+    assert_eq!(lost, [json!("a"), json!("b")], "{answer}");
+    assert_eq!(answer["written"], json!([]), "{answer}");
+    assert_eq!(harness.github.status_requests(), 8, "four tries for each status");
+}
+
+#[tokio::test]
+async fn github_answering_429_then_200_is_written_in_one_call_without_a_queue() {
+    let harness = start().await;
+    harness.github.push_faults(Endpoint::Statuses, [Fault::TooManyRequests { retry_after: 1 }]);
+    let statuses = vec![status("a", StatusState::Pending, ""), status("b", StatusState::Success, "")];
+    let started = Instant::now();
+    let (code, retry_after, answer) = send_with_headers(&harness, &report("octo", OCTO, statuses)).await;
+    let took = started.elapsed();
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(retry_after, None);
+    assert_eq!(answer["written"], json!(["a", "b"]), "{answer}");
+    // GitHub's second is honoured, with at most a tenth more of jitter.
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(1900), "took {took:?}");
+    assert_eq!(harness.github.status_requests(), 3);
 }
 
 #[tokio::test]
@@ -386,7 +421,7 @@ fn exec_timeout(config: &mut Config, seconds: u64) {
 }
 
 #[tokio::test]
-async fn defers_a_rate_limit_longer_than_its_time_with_429_and_retry_after() {
+async fn a_rate_limit_longer_than_its_time_loses_the_status_at_once_says_so_and_when_to_call_again() {
     let github = github().await;
     github.rate_limit(Endpoint::Statuses, RateLimit::TooManyRequests, Duration::from_secs(120));
     let harness = start_with(github, |c| exec_timeout(c, 2)).await;
@@ -396,10 +431,14 @@ async fn defers_a_rate_limit_longer_than_its_time_with_429_and_retry_after() {
     assert_eq!(code, 429, "{answer}");
     assert!(started.elapsed() < Duration::from_secs(2), "answered before the 504, after {:?}", started.elapsed());
     assert!(retry_after.is_some_and(|s| (115..=120).contains(&s)), "Retry-After {retry_after:?}");
-    // The window is the installation's: the next call is deferred without asking GitHub again.
-    let (code, retry_after, _) = send_with_headers(&harness, &one).await;
+    assert_eq!(answer["lost"][0]["context"], "a", "the answer names what was lost: {answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("lost unless it is made again"), "{error}");
+    // The window is the installation's: the next call fails without asking GitHub again.
+    let (code, retry_after, answer) = send_with_headers(&harness, &one).await;
     assert_eq!(code, 429);
     assert!(retry_after.is_some_and(|s| s >= 115));
+    assert!(answer["lost"][0]["reason"].as_str().unwrap().contains("rate limit"), "{answer}");
     assert_eq!(harness.github.status_requests(), 1, "no tight loop against GitHub");
 }
 

@@ -88,10 +88,12 @@ async fn list(
         Some(id) => Some(id.parse::<u64>().map_err(|_| ListError::BadRequest(format!("`{id}` is not an owner id")))?),
         None => None,
     };
-    let functions = state.gateway.list_functions().await?;
+    let mut functions = state.gateway.list_functions().await?;
+    functions.retain(|f| f.is_cloud_function_of(user, owner_id));
+    // Readiness as `GET /system/function/NAME` counts it where the list does not (faasd's list never does).
+    let functions = state.gateway.with_readiness(functions).await;
     let mut listed: Vec<ListedFunction> = functions
         .into_iter()
-        .filter(|f| f.is_cloud_function_of(user, owner_id))
         .map(|f| ListedFunction {
             sha: f.label(labels::GIT_SHA).unwrap_or_default().to_owned(),
             repo: f.repo().unwrap_or_default().to_owned(),

@@ -5,7 +5,7 @@ use serde_json::Value;
 use shared::config::Secret;
 use shared::gateway::BasicAuth;
 use shared::server::ServerConfig;
-use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction};
+use testkit::{common_config, labelled_function, RecordingGateway, Reply, ServedFunction};
 
 async fn start() -> (RecordingGateway, ServedFunction) {
     let gateway = RecordingGateway::with_credentials("admin", "pw").await;
@@ -65,4 +65,28 @@ async fn an_owner_id_narrows_the_list_to_that_owner_s_functions() {
     let names: Vec<&str> = answer.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["octo-a", "octo-b"], "the function of id 2 is not octo's (1), whatever its login");
     assert_eq!(get(&served, "?user=octo&owner_id=x").await.0, 400);
+}
+
+/// faasd's `GET /system/functions` has no `availableReplicas`: readiness comes from each of the owner's functions'
+/// own `GET /system/function/NAME`, and only theirs are asked.
+#[tokio::test]
+async fn readiness_comes_from_each_function_s_own_status_when_the_list_counts_none() {
+    let (gateway, served) = start().await;
+    let mut list = serde_json::to_value(gateway.functions()).unwrap();
+    for function in list.as_array_mut().unwrap() {
+        function.as_object_mut().unwrap().remove("availableReplicas");
+    }
+    gateway.reply("GET", "/system/functions", vec![Reply::status(200).json(&list)]);
+    let mut starting =
+        serde_json::to_value(gateway.functions().into_iter().find(|f| f.name == "octo-b").unwrap()).unwrap();
+    starting["availableReplicas"] = 0.into();
+    gateway.reply("GET", "/system/function/octo-b", vec![Reply::status(200).json(&starting)]);
+
+    let (status, answer) = get(&served, "?user=octo").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer[0]["name"], "octo-a");
+    assert_eq!(answer[0]["availableReplicas"], 1, "ready by its own status: {answer}");
+    assert_eq!(answer[1]["availableReplicas"], 0, "still starting by its own status: {answer}");
+    let asked: Vec<String> = gateway.requests_to("/system/function/").into_iter().map(|r| r.path).collect();
+    assert_eq!(asked, ["/system/function/octo-a", "/system/function/octo-b"], "only the owner's functions are asked");
 }

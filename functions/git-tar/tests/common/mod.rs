@@ -98,6 +98,7 @@ pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -
             payload_secret: Secret::new(PAYLOAD_SECRET),
         },
         repository_url: "127.0.0.1:5000".into(),
+        registry_push_url: None,
         github_api_url: "http://127.0.0.1:9/".parse().unwrap(),
         app: None,
         app_private_key: None,

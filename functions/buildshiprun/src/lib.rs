@@ -188,7 +188,8 @@ async fn image_step(
 async fn pinned_skip_build_image(state: &AppState, event: &BuildEvent) -> Result<(String, String), ShipError> {
     let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
     let image = event.image.trim();
-    let reference = ImageRef::parse(&registry_api_image(state, image)).map_err(|e| refused(format!("skip_build: {e}")))?;
+    let reference =
+        ImageRef::parse(&registry_api_image(state, image)).map_err(|e| refused(format!("skip_build: {e}")))?;
     let wanted = reference.digest.clone().or_else(|| reference.tag.clone()).unwrap_or_else(|| "latest".into());
     let digest = state
         .registry

@@ -966,7 +966,7 @@ async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_d
     echo["envVars"]["fprocess"] = "./handler".into();
     echo.as_object_mut().unwrap().remove("limits");
     echo.as_object_mut().unwrap().remove("constraints");
-    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(200).json(&echo)]);
+    harness.gateway.reply("GET", "/system/function/octo--hello", vec![Reply::status(200).json(&echo)]);
 
     let next = event_at(&harness, "hello", &sha(2));
     let (deployed, _) = harness.ship(&next, tar_of(&next, &files(HANDLER, 0o644), &[])).await;
@@ -976,7 +976,7 @@ async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_d
     // Not ready there (no replica available): redeployed, as on any gateway.
     echo["availableReplicas"] = 0.into();
     echo["replicas"] = 1.into();
-    harness.gateway.reply("GET", "/system/function/octo-hello", vec![Reply::status(200).json(&echo)]);
+    harness.gateway.reply("GET", "/system/function/octo--hello", vec![Reply::status(200).json(&echo)]);
     let third = event_at(&harness, "hello", &sha(3));
     let (deployed, _) = harness.ship(&third, tar_of(&third, &files(HANDLER, 0o644), &[])).await;
     assert_eq!(deployed, "updated");
@@ -984,9 +984,9 @@ async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_d
 }
 
 /// The registry's three roles at three addresses, as on faasd: the node pulls from `localhost:<port>` (the
-/// deployment's `image`), of-builder pushes where the tar's `image_ref` says (git-tar's `registry_push_url`), and
-/// buildshiprun's own registry calls go to `registry_api_url`. Here the pull address reaches nothing, so a reused
-/// build proves the lookups went to `registry_api_url`.
+/// deployment's `image`), of-builder pushes (and looks up earlier builds) where the tar's `image_ref` says (git-tar's
+/// `registry_push_url`), and buildshiprun's own registry reads go to `registry_api_url`. Here the pull address reaches
+/// nothing, so a deployment and a reused build prove no call went there.
 #[tokio::test]
 async fn the_pull_push_and_api_addresses_of_the_registry_are_each_their_own() {
     let mut harness = start(true).await;
@@ -1007,13 +1007,21 @@ async fn the_pull_push_and_api_addresses_of_the_registry_are_each_their_own() {
     let (deployed, digest) = harness.ship(&first, tar).await;
     assert_eq!(deployed, "created");
     let running = harness.gateway.functions()[0].clone();
-    assert_eq!(running.image, format!("{pull_host}/octo/hello@{digest}"), "the node pulls from its own address");
-    let pushed = harness.registry.client().manifest("octo/hello", &format!("latest-{}", sha(1))).await.unwrap();
+    assert_eq!(
+        running.image,
+        shared::naming::pin_by_digest(&first.image, &digest),
+        "the node pulls from its own address"
+    );
+    assert!(running.image.starts_with(&format!("{pull_host}/")), "{}", running.image);
+    let pushed_image = event_at(&harness, "hello", &sha(1)).image;
+    let (name, tag) = shared::naming::split_image_tag(&pushed_image);
+    let repository = name.split_once('/').unwrap().1.to_owned();
+    let pushed = harness.registry.client().manifest(&repository, tag).await.unwrap();
     assert_eq!(pushed.digest, digest, "of-builder pushed to the tar's address");
 
     let (second, tar) = push(&sha(2));
     let (deployed, reused) = harness.ship(&second, tar).await;
     assert_eq!((deployed.as_str(), reused.as_str()), ("unchanged", digest.as_str()));
-    assert_eq!(harness.builds("hello").await, 1, "the earlier build was found through registry_api_url");
+    assert_eq!(harness.builds("hello").await, 1, "the earlier build was found where of-builder pushes");
     assert!(harness.skipped("hello", &sha(2)).await);
 }

@@ -23,13 +23,15 @@ fn deploy_files() -> Vec<PathBuf> {
     files
 }
 
-/// `metadata.name` of each Kubernetes object, the containers' names, and Compose's service names.
+/// `metadata.name` of each Kubernetes object but a NetworkPolicy, the containers' names, and Compose's service names.
 fn names_in(file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     let mut names = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = Value::deserialize(document).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        if let Some(name) = value["metadata"]["name"].as_str() {
+        // A NetworkPolicy's name is no service: nothing routes to it or runs as it.
+        let policy = value["kind"].as_str() == Some("NetworkPolicy");
+        if let Some(name) = value["metadata"]["name"].as_str().filter(|_| !policy) {
             names.push(name.to_owned());
         }
         if let Some(containers) = value["spec"]["template"]["spec"]["containers"].as_sequence() {

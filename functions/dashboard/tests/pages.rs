@@ -500,10 +500,10 @@ async fn the_list_shows_readiness_from_each_function_s_own_status_when_the_list_
     }
     dashboard.gateway.reply("GET", "/system/functions", vec![Reply::status(200).json(&list)]);
     let mut starting =
-        serde_json::to_value(dashboard.gateway.functions().into_iter().find(|f| f.name == "acme-api").unwrap())
+        serde_json::to_value(dashboard.gateway.functions().into_iter().find(|f| f.name == "acme--api").unwrap())
             .unwrap();
     starting["availableReplicas"] = 0.into();
-    dashboard.gateway.reply("GET", "/system/function/acme-api", vec![Reply::status(200).json(&starting)]);
+    dashboard.gateway.reply("GET", "/system/function/acme--api", vec![Reply::status(200).json(&starting)]);
 
     let page = dashboard.get("", Some(&alice_cookie())).await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -512,5 +512,5 @@ async fn the_list_shows_readiness_from_each_function_s_own_status_when_the_list_
     let mut asked: Vec<String> =
         dashboard.gateway.requests_to("/system/function/").into_iter().map(|r| r.path).collect();
     asked.sort();
-    assert_eq!(asked, ["/system/function/acme-api", "/system/function/alice-hello"], "only the shown ones are asked");
+    assert_eq!(asked, ["/system/function/acme--api", "/system/function/alice--hello"], "only the shown ones are asked");
 }

@@ -328,7 +328,8 @@ async fn the_tar_names_the_push_address_and_the_event_the_pull_address() {
     assert_eq!(status, 200, "{answer}");
     let tars = harness.tars();
     let (event, tar) = &tars["hello"];
-    assert_eq!(event.image, format!("localhost:5000/octo/fns-hello:{sha}"));
+    let path = shared::naming::build_image_name("", event.owner_id, "fns", "hello", &sha).unwrap();
+    assert_eq!(event.image, format!("localhost:5000/{path}"));
     let config: BuildConfig = serde_json::from_slice(&tar["config"]).unwrap();
-    assert_eq!(config.image_ref, format!("registry.faasd:5000/octo/fns-hello:{sha}"));
+    assert_eq!(config.image_ref, format!("registry.faasd:5000/{path}"));
 }

@@ -27,7 +27,7 @@ const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 /// Half-open connections the flood keeps up.
 const FLOOD: usize = 10_000;
 /// Health checks and webhooks measured under it, each.
-const PROBES: usize = 300;
+const PROBES: usize = 200;
 
 /// A gateway that accepts every queued call at once and counts git-tar's by delivery id.
 async fn counting_gateway() -> (ServedFunction, Arc<Mutex<HashMap<String, usize>>>) {
@@ -113,12 +113,13 @@ fn descriptor_limit() -> usize {
         .unwrap_or(1024)
 }
 
-/// One flooding client until `stop`: connects, sends `prefix`, then a byte a second; when the server closes it,
-/// connects again. Answers how many connections it opened.
+/// One flooding client until `stop`: connects, sends `prefix`, then a byte a second; `reconnect_after` after
+/// the server closes it, connects again (as slowloris tools keep their count up). Answers how many connections it
+/// opened.
 async fn hold_half_open(
     address: SocketAddr,
-    prefix: &'static [u8],
-    trickle: &'static [u8],
+    (prefix, trickle): (&'static [u8], &'static [u8]),
+    reconnect_after: Duration,
     stop: Arc<AtomicBool>,
 ) -> u64 {
     let mut opened = 0;
@@ -129,13 +130,15 @@ async fn hold_half_open(
         };
         opened += 1;
         if stream.write_all(prefix).await.is_err() {
+            tokio::time::sleep(reconnect_after).await;
             continue;
         }
         let mut byte = [0u8; 1];
         // Bounded by `stop`: at most one round a second.
         while !stop.load(Ordering::Relaxed) {
             match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte)).await {
-                Ok(_) => break, // closed (or, never, answered): open another
+                // Closed (or, never, answered): another one after a second.
+                Ok(_) => break,
                 Err(_) => {
                     if stream.write_all(trickle).await.is_err() {
                         break;
@@ -143,6 +146,7 @@ async fn hold_half_open(
                 }
             }
         }
+        tokio::time::sleep(reconnect_after).await;
     }
     opened
 }
@@ -154,7 +158,14 @@ pub async fn flood(binaries: &std::path::Path) -> anyhow::Result<()> {
     let (gh_push, address) = start_gh_push(binaries, &gateway, secrets.path(), records.path()).await?;
     let idle = rss_kib(gh_push.pid())?;
     let flood = FLOOD.min(descriptor_limit().saturating_sub(1024));
-    println!("flood: gh-push (1,024 connections, 10 s header timeout) under {flood} half-open connections");
+    // How long a flooding client waits to reconnect once closed: `flood_reconnect_ms`, default the 10 s header
+    // timeout it would otherwise have waited out; `0` makes it a connection-churn flood, bounded by accepting.
+    let reconnect_ms: u64 = std::env::var("flood_reconnect_ms").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let reconnect_after = Duration::from_millis(reconnect_ms);
+    println!(
+        "flood: gh-push (1,024 connections, 10 s header timeout) under {flood} half-open connections \
+         (reconnecting {reconnect_ms} ms after being closed)"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::with_capacity(flood);
     for n in 0..flood {
@@ -163,7 +174,7 @@ pub async fn flood(binaries: &std::path::Path) -> anyhow::Result<()> {
         } else {
             (b"POST / HTTP/1.1\r\nHost: gh-push\r\nContent-Length: 100000\r\n\r\n{", b" ")
         };
-        clients.push(tokio::spawn(hold_half_open(address, prefix, trickle, stop.clone())));
+        clients.push(tokio::spawn(hold_half_open(address, (prefix, trickle), reconnect_after, stop.clone())));
     }
     // Let every client connect at least once.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -179,7 +190,8 @@ pub async fn flood(binaries: &std::path::Path) -> anyhow::Result<()> {
             Ok((202, took)) => webhooks.push(took),
             _ => failed += 1,
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Spread over ~20 s, so the flood's closed clients come back (twice at the default reconnect).
+        tokio::time::sleep(Duration::from_millis(80)).await;
     }
     let under_flood = rss_kib(gh_push.pid())?;
     stop.store(true, Ordering::Relaxed);

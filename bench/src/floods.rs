@@ -184,11 +184,17 @@ pub async fn flood(binaries: &std::path::Path) -> anyhow::Result<()> {
     for n in 0..PROBES {
         match exchange(address, b"GET /_/health HTTP/1.1\r\nHost: gh-push\r\nConnection: close\r\n\r\n").await {
             Ok((200, took)) => health.push(took),
-            _ => failed += 1,
+            other => {
+                eprintln!("health: {other:?}");
+                failed += 1;
+            }
         }
         match exchange(address, &webhook(&format!("flood-{run_id}-{n}"))).await {
             Ok((202, took)) => webhooks.push(took),
-            _ => failed += 1,
+            other => {
+                eprintln!("webhook: {other:?}");
+                failed += 1;
+            }
         }
         // Spread over ~20 s, so the flood's closed clients come back (twice at the default reconnect).
         tokio::time::sleep(Duration::from_millis(80)).await;

@@ -7,7 +7,9 @@
 //!   oldest one with no request in hand: first those waiting for a head (an idle keep-alive, a client that has not
 //!   finished its headers), then those whose body is still arriving. That connection is dropped, not shut down
 //!   gracefully (which would wait out its header or body timeout), so the accept loop never waits on a slow
-//!   client; only when every connection is answering does accepting wait (the kernel's backlog holds the rest);
+//!   client. A connection is safe for its first [`NEW_CONNECTION_GRACE`], so a burst cannot close one whose head
+//!   is in but not yet read; accepting waits only for that, or when every connection is answering (the kernel's
+//!   backlog holds the rest);
 //! - a **body deadline**: a request's whole body must arrive within `body_timeout` of its headers, or the answer is
 //!   408 (a per-read timeout would let a client trickle one byte at a time for ever);
 //! - a **head buffer bound** ([`MAX_HEAD_BYTES`]), so thousands of trickled heads cost little memory each.
@@ -94,6 +96,8 @@ struct Connection {
     /// Set when the current request's body missed its deadline: the answer becomes 408.
     body_late: AtomicBool,
     close: Notify,
+    /// When it was accepted: a connection younger than [`NEW_CONNECTION_GRACE`] is not closed to make room.
+    opened: Instant,
     /// Its slot under the cap. Taken by whoever closes it to make room, so the new connection gets the slot at
     /// once instead of after the old one's task has run; otherwise given back when the task ends.
     slot: Mutex<Option<OwnedSemaphorePermit>>,
@@ -143,6 +147,7 @@ impl Registry {
             closing: AtomicU8::new(CLOSE_NONE),
             body_late: AtomicBool::new(false),
             close: Notify::new(),
+            opened: Instant::now(),
             slot: Mutex::new(Some(slot)),
         });
         self.open().insert(id, connection.clone());
@@ -158,11 +163,14 @@ impl Registry {
     }
 
     /// Closes the oldest connection waiting for a request's head, else the oldest still receiving a body, and
-    /// hands over its slot. `None` when every connection is answering or already closing.
+    /// hands over its slot. `None` when every connection is answering, already closing or too new to judge.
     fn close_oldest_idle(&self) -> Option<OwnedSemaphorePermit> {
         let open = self.open();
+        let settled = Instant::now().checked_sub(NEW_CONNECTION_GRACE);
         let open_in = |phase: Phase| {
-            open.values().find(|c| c.closing.load(Ordering::Acquire) == CLOSE_NONE && c.phase() == phase)
+            open.values()
+                .find(|c| c.closing.load(Ordering::Acquire) == CLOSE_NONE && c.phase() == phase)
+                .filter(|c| settled.is_some_and(|settled| c.opened <= settled))
         };
         let oldest = open_in(Phase::Waiting).or_else(|| open_in(Phase::Receiving))?;
         oldest.ask_to_close(CLOSE_FOR_ROOM);
@@ -252,6 +260,11 @@ async fn make_room(
         }
     }
 }
+
+/// How long a new connection is safe from being closed to make room: time for its task to read the head a
+/// prompt client sent with the connection. Without it, a burst of a thousand new connections could close one
+/// whose head had arrived but not been read yet; with it, a burst makes accepting wait at most this long.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_millis(100);
 
 /// The most a connection buffers of a request's head (hyper's default is 400 KiB): with thousands of clients
 /// trickling headers, this bounds what each can make the server hold. Larger heads are refused (431).

@@ -185,14 +185,14 @@ pub async fn flood(binaries: &std::path::Path) -> anyhow::Result<()> {
         match exchange(address, b"GET /_/health HTTP/1.1\r\nHost: gh-push\r\nConnection: close\r\n\r\n").await {
             Ok((200, took)) => health.push(took),
             other => {
-                eprintln!("health: {other:?}");
+                println!("   a health check failed: {other:?}");
                 failed += 1;
             }
         }
         match exchange(address, &webhook(&format!("flood-{run_id}-{n}"))).await {
             Ok((202, took)) => webhooks.push(took),
             other => {
-                eprintln!("webhook: {other:?}");
+                println!("   a webhook failed: {other:?}");
                 failed += 1;
             }
         }

@@ -285,6 +285,8 @@ async fn serve_connection(stream: TcpStream, app: Router, connection: &Arc<Conne
     // The phase only changes while `serving` is polled, in this task: what is read here holds until it returns.
     // A connection with no request in hand is dropped, not shut down gracefully: hyper's graceful shutdown waits
     // for a half-sent head until the header timeout, and the slot with it.
+    // One closed to make room that started answering in between finishes its answer: its slot was handed over
+    // already, so the cap is exceeded by it until then (rare, and bounded by the connections being closed).
     match (connection.phase(), connection.closing.load(Ordering::Acquire)) {
         (Phase::Answering, _) | (Phase::Receiving, CLOSE_FOR_SHUTDOWN) => {
             serving.as_mut().graceful_shutdown();

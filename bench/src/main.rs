@@ -9,6 +9,8 @@
 //! - [`pipeline`]: through `ofc up`: pipeline overhead (minus git and the builder), push to live (cold, warm) and
 //!   concurrent pushes (scale).
 //! - [`skip`]: pushes that change nothing, or one function of three: what skipping builds and deployments saves.
+//! - [`floods`]: gh-push under 10,000 half-open connections (`flood`), and two replicas sharing deliveries
+//!   (`replicas`).
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -18,6 +20,7 @@
 
 mod builder;
 mod cost;
+mod floods;
 mod gittar;
 mod intake;
 mod load;
@@ -30,7 +33,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -41,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
             "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" => {
+            | "one-changed" | "scale" | "cost" | "flood" | "replicas" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -65,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
                 "one-changed",
                 "scale",
                 "cost",
+                "flood",
+                "replicas",
             ]
             .map(String::from),
         );
@@ -79,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
             "storage" => builder::storage(&binaries).await?,
             "overhead" => pipeline::overhead(&binaries, 10)?,
             "cost" => cost::run(&binaries)?,
+            "flood" => floods::flood(&binaries).await?,
+            "replicas" => floods::replicas(&binaries).await?,
             "push" => pipeline::push_to_live(&binaries)?,
             "unchanged" => skip::unchanged(&binaries).await?,
             "one-changed" => skip::one_changed(&binaries).await?,

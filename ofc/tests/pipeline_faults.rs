@@ -122,6 +122,7 @@ async fn a_build_the_queue_gives_up_on_ends_as_an_error_on_stack_deploy() {
     let git_tar = RecordingGateway::start().await;
     git_tar.reply("POST", "/", vec![Reply::status(503); 10]);
     stack.gateway.set_route("git-tar", &git_tar.url());
+    let records = tempfile::tempdir().unwrap();
     let mut config = gh_push::Config {
         common: common(&stack.gateway_url),
         validate_hmac: false,
@@ -131,6 +132,10 @@ async fn a_build_the_queue_gives_up_on_ends_as_an_error_on_stack_deploy() {
         build_branch: None,
         delivery_ttl: Duration::from_secs(3600),
         delivery_log_max_bytes: gh_push::deliveries::DEFAULT_MAX_BYTES,
+        delivery_records: gh_push::delivery_records::DeliveryRecords::open(&shared::log_store::LogStoreConfig::folder(
+            records.path(),
+        ))
+        .unwrap(),
         server: ServerConfig::for_tests(1 << 20),
     };
     config.common.gateway_url = stack.gateway_url.parse().unwrap();

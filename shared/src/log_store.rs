@@ -508,8 +508,9 @@ impl LogStore {
 }
 
 /// The folder or bucket `config` names, and where it is (for logs and errors; never a credential). The session
-/// revocations ([`crate::revocation`]) live in the same store, under a prefix no log key can take.
-pub(crate) fn open_objects(config: &LogStoreConfig) -> Result<(Arc<dyn ObjectStore>, String), LogStoreError> {
+/// revocations ([`crate::revocation`]) and gh-push's delivery records live in the same store, each under a prefix
+/// no log key can take.
+pub fn open_objects(config: &LogStoreConfig) -> Result<(Arc<dyn ObjectStore>, String), LogStoreError> {
     Ok(match &config.backend {
         LogBackend::Folder(dir) => {
             std::fs::create_dir_all(dir)

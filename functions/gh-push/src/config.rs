@@ -5,7 +5,10 @@ use std::time::Duration;
 use shared::config::{
     bool_or, bytes_or, duration_or, env_string, required, CommonConfig, ConfigError, Secret, SecretStore,
 };
+use shared::log_store::LogStoreConfig;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+
+use crate::delivery_records::DeliveryRecords;
 
 pub use shared::customers::CustomersSource;
 
@@ -29,6 +32,9 @@ pub struct Config {
     /// remembered delivery ids may take, past which the oldest are forgotten before their `delivery_ttl`. Without
     /// it, a burst of webhooks kept gh-push tens of MiB larger for the rest of the hour.
     pub delivery_log_max_bytes: u64,
+    /// The delivery records all replicas share, in the build-log store (`log_store_path`, or `s3_bucket` and its
+    /// settings), so a delivery is queued once however many replicas receive it.
+    pub delivery_records: DeliveryRecords,
     pub server: ServerConfig,
 }
 
@@ -61,6 +67,7 @@ impl Config {
             build_branch: env_string("build_branch"),
             delivery_ttl: duration_or("delivery_ttl", Duration::from_secs(3600))?,
             delivery_log_max_bytes: bytes_or("delivery_log_max_bytes", crate::deliveries::DEFAULT_MAX_BYTES)?,
+            delivery_records: DeliveryRecords::from_env(&LogStoreConfig::from_env(&secrets)?)?,
             server: ServerConfig::from_env(DEFAULT_MAX_BODY_BYTES)?,
         })
     }

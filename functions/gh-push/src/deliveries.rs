@@ -1,4 +1,5 @@
-//! Remembers GitHub delivery ids, so that a redelivered webhook is answered without building twice.
+//! Remembers the GitHub delivery ids this replica queued, so that a redelivery to it is answered without a store
+//! read; whether a delivery is new is decided by the records all replicas share ([`crate::delivery_records`]).
 //!
 //! The log is bounded twice: by count ([`MAX_REMEMBERED`]) and by the bytes it holds (`delivery_log_max_bytes`), so
 //! that a burst of webhooks cannot leave gh-push tens of MiB larger for the rest of `delivery_ttl`. Its tables are

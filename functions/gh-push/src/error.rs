@@ -20,6 +20,9 @@ pub enum GhPushError {
     CustomersUnavailable(#[from] CustomersUnavailable),
     #[error("the build could not be queued: {0}")]
     Queue(#[from] GatewayError),
+    /// The shared delivery records cannot be read or written: nothing is queued, since it could be a duplicate.
+    #[error("the delivery records cannot be reached: {0}")]
+    Records(#[from] object_store::Error),
 }
 
 impl GhPushError {
@@ -29,7 +32,7 @@ impl GhPushError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotACustomer(_) => StatusCode::FORBIDDEN,
             // 502 makes GitHub show the delivery as failed, so it can be redelivered once the fault has passed.
-            Self::CustomersUnavailable(_) | Self::Queue(_) => StatusCode::BAD_GATEWAY,
+            Self::CustomersUnavailable(_) | Self::Queue(_) | Self::Records(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! # Layout
 //! - [`config`]: settings (`validate_hmac`, `validate_customers`, `customers_url`, `build_branch`…).
 //! - [`customers`]: the cached list of owners that may build.
-//! - [`deliveries`]: delivery ids already queued, so redeliveries are not built twice.
+//! - [`deliveries`]: delivery ids this replica saw queued: a front cache of the records below.
+//! - [`delivery_records`]: the records every replica shares in the build-log store, so a delivery sent to several
+//!   replicas, or redelivered after a restart, is queued once.
 //! - [`error`]: every refusal and its HTTP answer.
 //! - [`app`] and the handler below: the order of checks, signature first. A `rerequested` `check_suite` or
 //!   `check_run` (the Re-run buttons of the App's check runs) is turned into the push of its commit and queued
@@ -14,6 +16,7 @@
 pub mod config;
 pub mod customers;
 pub mod deliveries;
+pub mod delivery_records;
 pub mod error;
 
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use shared::status::StatusClient;
 pub use crate::config::Config;
 use crate::customers::Customers;
 use crate::deliveries::{Claim, DeliveryLog};
+use crate::delivery_records::{is_delivery_id, DeliveryRecords, Recorded, MAX_DELIVERY_ID};
 pub use crate::error::GhPushError;
 
 /// What every request shares.
@@ -50,6 +54,7 @@ struct AppState {
     audit: AuditClient,
     customers: Option<Customers>,
     deliveries: DeliveryLog,
+    records: DeliveryRecords,
 }
 
 /// The function's router, without the runtime layers (see `shared::server::with_runtime`).
@@ -61,6 +66,7 @@ pub fn app(config: Config) -> Router {
         statuses: StatusClient::new(gateway.clone()),
         audit: AuditClient::new(config.common.audit_url.clone(), config.common.payload_secret.clone()),
         deliveries: DeliveryLog::new(config.delivery_ttl, config.delivery_log_max_bytes),
+        records: config.delivery_records.clone(),
         customers,
         gateway,
         config,
@@ -72,6 +78,8 @@ pub fn app(config: Config) -> Router {
 
 /// How often the delivery log forgets expired ids and gives back table capacity while gh-push is idle.
 const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often (in [`TIDY_EVERY`]s) the shared delivery records past `delivery_ttl` are swept: a minute.
+const SWEEP_EVERY_TIDIES: u32 = 60;
 
 /// Tidies the delivery log every [`TIDY_EVERY`] until the router is dropped: without it, expiry only runs as a
 /// webhook arrives, so the memory of a burst stayed until the next one. Outside a runtime (a router built for a
@@ -85,10 +93,19 @@ fn spawn_tidying(state: std::sync::Weak<AppState>) {
     runtime.spawn(async move {
         let mut every = tokio::time::interval(TIDY_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tidies = 0u32;
         loop {
             every.tick().await;
             let Some(state) = state.upgrade() else { return };
             state.deliveries.tidy();
+            tidies = (tidies + 1) % SWEEP_EVERY_TIDIES;
+            if tidies == 0 {
+                match state.records.sweep(state.config.delivery_ttl).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "swept expired delivery records"),
+                    Err(error) => tracing::warn!(%error, "sweeping the delivery records failed"),
+                }
+            }
         }
     });
 }
@@ -221,12 +238,22 @@ async fn filter_and_queue(state: &AppState, push: &GitHubPush, delivery: &str) -
     if delivery.is_empty() {
         return Err(GhPushError::BadRequest("the X-GitHub-Delivery header is missing".into()));
     }
-    if state.deliveries.claim(delivery) == Claim::Seen {
+    if !is_delivery_id(delivery) {
+        return Err(GhPushError::BadRequest(format!(
+            "the X-GitHub-Delivery header is not a delivery id (letters, digits, `-`, `_`, `.`; at most \
+             {MAX_DELIVERY_ID})"
+        )));
+    }
+    if claim(state, delivery).await? != Recorded::Claimed {
         return Ok(Outcome::ignored(format!("delivery {delivery} was already queued")));
     }
     match queue(state, push, delivery).await {
         Ok(call_id) => {
             state.deliveries.confirm(delivery);
+            if let Err(error) = state.records.confirm(delivery).await {
+                // The claim still stands for `CLAIM_TIMEOUT`: only a redelivery after that could queue it again.
+                tracing::warn!(%delivery, %error, "recording the queued delivery failed");
+            }
             Ok(Outcome {
                 status: StatusCode::ACCEPTED,
                 message: format!("queued a build of {} at {}", push.repository.full_name, push.after),
@@ -235,7 +262,34 @@ async fn filter_and_queue(state: &AppState, push: &GitHubPush, delivery: &str) -
         }
         Err(error) => {
             state.deliveries.release(delivery);
+            if let Err(error) = state.records.release(delivery).await {
+                tracing::warn!(%delivery, %error, "releasing the delivery's claim failed");
+            }
             Err(error)
+        }
+    }
+}
+
+/// Claims `delivery` for this replica: the front cache answers a redelivery this replica queued itself without a
+/// store read; anything else is decided by the shared record's create-if-absent write.
+async fn claim(state: &AppState, delivery: &str) -> Result<Recorded, GhPushError> {
+    if state.deliveries.claim(delivery) == Claim::Seen {
+        return Ok(Recorded::Queued);
+    }
+    match state.records.claim(delivery, state.config.delivery_ttl).await {
+        Ok(Recorded::Claimed) => Ok(Recorded::Claimed),
+        Ok(Recorded::Queued) => {
+            state.deliveries.confirm(delivery);
+            Ok(Recorded::Queued)
+        }
+        // Another replica may still fail and release it: not cached, so a redelivery here asks the store again.
+        Ok(Recorded::InFlight) => {
+            state.deliveries.release(delivery);
+            Ok(Recorded::InFlight)
+        }
+        Err(error) => {
+            state.deliveries.release(delivery);
+            Err(error.into())
         }
     }
 }

@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gh_push::config::CustomersSource;
+use gh_push::delivery_records::DeliveryRecords;
 use gh_push::Config;
 use serde_json::Value;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{PushEvent, StatusReport, StatusState};
+use shared::log_store::LogStoreConfig;
 use shared::server::ServerConfig;
 use shared::signature::{sign_sha1, sign_sha256, verify_cloud};
 use testkit::ports::free_port;
@@ -41,8 +43,18 @@ fn config(gateway: &RecordingGateway) -> Config {
         build_branch: None,
         delivery_ttl: Duration::from_secs(3600),
         delivery_log_max_bytes: gh_push::deliveries::DEFAULT_MAX_BYTES,
+        delivery_records: records_folder(),
         server: ServerConfig::for_tests(1 << 20),
     }
+}
+
+/// A store folder of its own for each gh-push of these tests (in cargo's scratch folder for tests).
+fn records_folder() -> DeliveryRecords {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let folder =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gh-push-records-{}-{n}", std::process::id()));
+    DeliveryRecords::open(&LogStoreConfig::folder(folder)).unwrap()
 }
 
 async fn start(config: Config) -> GhPush {

@@ -1,5 +1,5 @@
 //! edge-router: the platform's pretty URLs, in front of the gateway (the last OpenFaaS Cloud release's
-//! edge-router). `<owner>.<domain>/<function>` reaches the function `<owner>--<function>`,
+//! edge-router). `<owner>.<domain>/<function>` reaches the function `<owner>-<function>-<n>`,
 //! `system.<domain>/dashboard/` the dashboard and `auth.system.<domain>` the login (edge-auth).
 //!
 //! It is not an OpenFaaS function but the platform's front door: a deployment of its own, or `ofc up`'s router

@@ -97,18 +97,18 @@ mod tests {
 
     #[test]
     fn an_owners_host_reaches_the_owners_functions() {
-        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello"), upstream("function/alice--hello/", true));
-        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello/a/b"), upstream("function/alice--hello/a/b", true));
+        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello"), upstream("function/alice-hello-5/", true));
+        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello/a/b"), upstream("function/alice-hello-5/a/b", true));
         assert_eq!(
             resolve("localhost", &host_name("Alice.LocalHost:8081"), "/Hello"),
-            upstream("function/alice--hello/", true)
+            upstream("function/alice-hello-5/", true)
         );
     }
 
     #[test]
     fn owners_whose_logins_are_hyphen_prefixes_reach_only_their_own_functions() {
-        assert_eq!(resolve("o6s.io", "acme.o6s.io", "/corp-db"), upstream("function/acme--corp-db/", true));
-        assert_eq!(resolve("o6s.io", "acme-corp.o6s.io", "/db"), upstream("function/acme-corp--db/", true));
+        assert_eq!(resolve("o6s.io", "acme.o6s.io", "/corp-db"), upstream("function/acme-corp-db-4/", true));
+        assert_eq!(resolve("o6s.io", "acme-corp.o6s.io", "/db"), upstream("function/acme-corp-db-9/", true));
         assert!(resolve("o6s.io", "acme--corp.o6s.io", "/db").is_err());
         assert!(resolve("o6s.io", "acme-.o6s.io", "/db").is_err());
     }
@@ -155,17 +155,17 @@ mod tests {
         ] {
             assert_eq!(resolve("o6s.io", host, path), Err(RouteError::DotSegment), "{host}{path}");
         }
-        // An owner's host never reaches a platform function, whose names hold no `--`.
+        // An owner's host never reaches a platform function: an owner's names end in the login's length.
         for (host, path, service) in [
-            ("list.o6s.io", "/functions", "list--functions"),
-            ("gh.o6s.io", "/push", "gh--push"),
-            ("edge.o6s.io", "/router", "edge--router"),
+            ("list.o6s.io", "/functions", "list-functions-4"),
+            ("gh.o6s.io", "/push", "gh-push-2"),
+            ("edge.o6s.io", "/router", "edge-router-4"),
         ] {
             assert_eq!(resolve("o6s.io", host, path), upstream(&format!("function/{service}/"), true), "{host}{path}");
         }
         assert_eq!(
             resolve("o6s.io", "alice.o6s.io", "/hello/a..b/.x"),
-            upstream("function/alice--hello/a..b/.x", true)
+            upstream("function/alice-hello-5/a..b/.x", true)
         );
     }
 

@@ -203,7 +203,7 @@ async fn a_user_signs_in_sees_their_functions_builds_and_logs_and_is_refused_ano
     push_three_owners(&stack, work.path());
     let pretty = PrettyUrl::new(port);
     pretty.traffic(4).await;
-    let _ = call_until_live(&format!("{}function/alice--greet", stack.gateway)).await;
+    let _ = call_until_live(&format!("{}function/alice-greet-5", stack.gateway)).await;
 
     let browser = Browser::start(1280, 900).await;
     browser.open(&format!("http://alice.localhost:{port}/hello")).await;
@@ -212,14 +212,14 @@ async fn a_user_signs_in_sees_their_functions_builds_and_logs_and_is_refused_ano
     sign_in(&browser, port, "alice", "acme").await;
 
     // The list: exactly alice's and acme's functions.
-    browser.wait_for_text("alice--hello").await;
+    browser.wait_for_text("alice-hello-5").await;
     let url = browser.url().await;
     assert!(url.starts_with(&format!("http://system.localhost:{port}/dashboard/")), "{url}");
     let list = browser.text().await;
-    for name in ["alice--hello", "alice--greet", "acme--hello", "acme--greet"] {
+    for name in ["alice-hello-5", "alice-greet-5", "acme-hello-4", "acme-greet-4"] {
         assert!(list.contains(name), "{name} is listed: {list}");
     }
-    for name in ["bob--hello", "bob--greet"] {
+    for name in ["bob-hello-3", "bob-greet-3"] {
         assert!(!list.contains(name), "{name} is not alice's: {list}");
     }
     page_figures(&browser, "list").await;
@@ -229,7 +229,7 @@ async fn a_user_signs_in_sees_their_functions_builds_and_logs_and_is_refused_ano
     browser.resize(1280, 900).await;
 
     // A function's page: its builds (the failed one first), its traffic and its runtime log.
-    browser.find("a[href*='functions/alice--hello']").await.click().await.unwrap();
+    browser.find("a[href*='functions/alice-hello-5']").await.click().await.unwrap();
     browser.wait_for_text("failure").await;
     let detail = browser.text().await;
     assert!(detail.contains("success"), "the earlier build is listed: {detail}");
@@ -247,7 +247,7 @@ async fn a_user_signs_in_sees_their_functions_builds_and_logs_and_is_refused_ano
     println!("screenshot {}", browser.screenshot("dashboard-build-log").await.display());
 
     // Bob's function is refused.
-    browser.open(&format!("http://system.localhost:{port}/dashboard/functions/bob--hello")).await;
+    browser.open(&format!("http://system.localhost:{port}/dashboard/functions/bob-hello-3")).await;
     let refused = browser.text().await;
     assert!(refused.contains("is not one of your functions") && refused.contains("403"), "{refused}");
     println!("screenshot {}", browser.screenshot("dashboard-refused").await.display());

@@ -104,10 +104,10 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     let endpoints = stack.state().endpoints().unwrap();
     let registry = RegistryClient::new(&endpoints.registry);
     let functions = stack.functions().await;
-    assert_eq!(functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["octo--greet", "octo--hello"]);
+    assert_eq!(functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["octo-greet-4", "octo-hello-4"]);
     let octo = ofc::push::account_id("octo");
     for (function, image) in
-        [("octo--hello", format!("{octo}/fns/hello")), ("octo--greet", format!("{octo}/fns/greet"))]
+        [("octo-hello-4", format!("{octo}/fns/hello")), ("octo-greet-4", format!("{octo}/fns/greet"))]
     {
         let manifest = registry.manifest(&image, &sha).await.unwrap_or_else(|e| panic!("{image} in the registry: {e}"));
         let deployed = functions.iter().find(|f| f.name == function).unwrap();
@@ -116,7 +116,7 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
         assert_eq!(deployed.label("Git-Repo"), Some("fns"));
         assert_eq!(deployed.label("Git-SHA"), Some(sha.as_str()));
     }
-    let hello = functions.iter().find(|f| f.name == "octo--hello").unwrap();
+    let hello = functions.iter().find(|f| f.name == "octo-hello-4").unwrap();
     assert_eq!(hello.env_vars.as_ref().unwrap()["greeting"], "Hello from OpenFaaS Cloud");
 
     let statuses = stack.statuses("fns", &sha).await;
@@ -132,8 +132,8 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     let port = router.trim_end_matches('/').rsplit(':').next().unwrap().to_owned();
     assert_eq!(hello_status["target_url"], format!("http://octo.localhost:{port}/hello"));
     // Both run: `buildah run` starts them FROM the watchdog image, and the gateway reaches them.
-    assert_eq!(stack.invoke_when_live("octo--hello", "Hello from OpenFaaS Cloud").await, 200);
-    assert_eq!(stack.invoke_when_live("octo--greet", "Greetings").await, 200);
+    assert_eq!(stack.invoke_when_live("octo-hello-4", "Hello from OpenFaaS Cloud").await, 200);
+    assert_eq!(stack.invoke_when_live("octo-greet-4", "Greetings").await, 200);
     let pretty = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/hello"))
         .header("host", format!("octo.localhost:{port}"))
@@ -141,7 +141,7 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
         .await
         .unwrap();
     assert_eq!(pretty.status(), 200);
-    assert!(pretty.text().await.unwrap().contains("Hello from OpenFaaS Cloud"), "the pretty URL reaches octo--hello");
+    assert!(pretty.text().await.unwrap().contains("Hello from OpenFaaS Cloud"), "the pretty URL reaches octo-hello-4");
     let functions = stack.functions().await;
     assert!(functions.iter().all(|f| f.available_replicas == 1 && f.replicas == 1), "{functions:?}");
 
@@ -164,17 +164,17 @@ async fn a_push_builds_deploys_and_reports_then_a_second_push_updates_and_collec
     let second = commit(&repo, "second");
     let (ok, output) = stack.push(&repo);
     assert!(ok, "{output}");
-    assert!(output.contains("deployed octo--hello (updated)"), "an update is a PUT: {output}");
+    assert!(output.contains("deployed octo-hello-4 (updated)"), "an update is a PUT: {output}");
     let functions = stack.functions().await;
     assert_eq!(
         functions.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
-        vec!["octo--hello"],
+        vec!["octo-hello-4"],
         "greet was garbage-collected"
     );
     assert_eq!(functions[0].label("Git-SHA"), Some(second.as_str()));
     // The new replica replaces the old one; the collected function is gone.
-    stack.invoke_when_live("octo--hello", "v2").await;
-    let gone = reqwest::get(format!("{}function/octo--greet", stack.gateway)).await.unwrap();
+    stack.invoke_when_live("octo-hello-4", "v2").await;
+    let gone = reqwest::get(format!("{}function/octo-greet-4", stack.gateway)).await.unwrap();
     assert_eq!(gone.status(), 404);
     let state = stop(stack);
     let left: Vec<String> = replica_processes(state.path());
@@ -275,11 +275,11 @@ async fn a_job_waiting_in_the_queue_completes_after_the_stack_restarts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let names: Vec<String> = stack.functions().await.into_iter().map(|f| f.name).collect();
-    assert_eq!(names, vec!["octo--greet", "octo--hello"]);
+    assert_eq!(names, vec!["octo-greet-4", "octo-hello-4"]);
 
     // Deployed functions come back with the stack, as they would on a cluster.
     let stack = up_in(stop(stack), port);
-    stack.invoke_when_live("octo--hello", "Hello from OpenFaaS Cloud").await;
+    stack.invoke_when_live("octo-hello-4", "Hello from OpenFaaS Cloud").await;
 }
 
 #[test]

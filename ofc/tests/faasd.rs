@@ -615,11 +615,16 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let want = heading(&repo);
     let started = Instant::now();
     let (ok, output) = platform.ofc_push(&repo);
-    assert!(ok, "the first push did not end green:\n{output}\n{}", platform.ns.log("of-builder"));
-    platform.wait_live("local--hello", &want, Duration::from_secs(60));
-    figure(figures, &format!("first push -> local--hello live: {:.1} s", started.elapsed().as_secs_f64()));
-    let (status, _) = platform.call("local--greet");
-    assert_eq!(status, 200, "local--greet answers after the first push");
+    assert!(
+        ok,
+        "the first push did not end green:\n{output}\nof-builder:\n{}\nfaasd provider:\n{}",
+        platform.ns.log("of-builder"),
+        platform.ns.log("provider")
+    );
+    platform.wait_live("local-hello-5", &want, Duration::from_secs(60));
+    figure(figures, &format!("first push -> local-hello-5 live: {:.1} s", started.elapsed().as_secs_f64()));
+    let (status, _) = platform.call("local-greet-5");
+    assert_eq!(status, 200, "local-greet-5 answers after the first push");
 
     let page = repo.join("hello/index.html");
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
@@ -628,14 +633,14 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let started = Instant::now();
     let (ok, output) = platform.ofc_push(&repo);
     assert!(ok, "the second push did not end green:\n{output}");
-    platform.wait_live("local--hello", "Hello again, from faasd", Duration::from_secs(60));
+    platform.wait_live("local-hello-5", "Hello again, from faasd", Duration::from_secs(60));
     figure(figures, &format!("second commit -> new content live: {:.1} s", started.elapsed().as_secs_f64()));
     repo
 }
 
 /// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).
 fn unchanged_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
-    let before = (platform.task("local--hello"), platform.task("local--greet"));
+    let before = (platform.task("local-hello-5"), platform.task("local-greet-5"));
     fs::write(repo.join("NOTES.md"), "Nothing a function is built from.\n").unwrap();
     testkit::git::commit(repo, "notes");
     let started = Instant::now();
@@ -653,7 +658,7 @@ fn unchanged_push(platform: &Platform, repo: &Path, figures: &mut String, checks
         let what = format!("unchanged push: {function} was rebuilt or redeployed: {description}");
         checks.check(description.contains("unchanged"), what);
     }
-    let after = (platform.task("local--hello"), platform.task("local--greet"));
+    let after = (platform.task("local-hello-5"), platform.task("local-greet-5"));
     let what = format!("unchanged push: a running container was replaced (task pid, image): {before:?} -> {after:?}");
     checks.check(before == after, what);
 }
@@ -701,9 +706,11 @@ fn dashboard(platform: &Platform, checks: &mut Checks) {
     let cookie = format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session));
     let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/dashboard/"), &["-H", &cookie]);
     checks.check(status == 200, format!("dashboard: answered {status}: {page}"));
-    let row = page.split("<tr").find(|r| r.contains("local--hello")).unwrap_or_default();
-    checks
-        .check(row.contains("class=\"ok\">ready<"), format!("dashboard: local--hello is not listed as ready: {row:?}"));
+    let row = page.split("<tr").find(|r| r.contains("local-hello-5")).unwrap_or_default();
+    checks.check(
+        row.contains("class=\"ok\">ready<"),
+        format!("dashboard: local-hello-5 is not listed as ready: {row:?}"),
+    );
 }
 
 #[test]

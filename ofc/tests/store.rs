@@ -82,8 +82,8 @@ async fn a_repository_without_templates_builds_from_the_local_store_and_runs_a_p
     let (ok, output) = stack.push(&repo);
     assert!(ok, "{output}");
 
-    assert_eq!(stack.invoke_when_live("octo--echo", "ping from a program").await, "ping from a program");
-    assert!(stack.invoke_when_live("octo--site", "").await.contains("from the store"));
+    assert_eq!(stack.invoke_when_live("octo-echo-4", "ping from a program").await, "ping from a program");
+    assert!(stack.invoke_when_live("octo-site-4", "").await.contains("from the store"));
     let published = ofc::templates::publish(tempfile::tempdir().unwrap().path()).unwrap();
     let functions = stack.functions().await;
     for function in &functions {

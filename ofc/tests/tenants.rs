@@ -116,7 +116,7 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
     let (ok, output) = stack.push(&theirs, "acme-corp");
     assert!(ok, "{output}");
     let before = stack.functions().await;
-    assert_eq!(before.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["acme-corp--api"]);
+    assert_eq!(before.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["acme-corp-api-9"]);
     assert_eq!(before[0].secrets.as_deref().unwrap(), [format!("{corp_id}--db")]);
     let their_image = before[0].image.clone();
     assert!(
@@ -150,14 +150,14 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
     assert!(failure_of(&output, "placed").contains("constraint `node.role == manager` is not allowed"), "{output}");
     assert!(failure_of(&output, "borrowed").contains("not one this owner may deploy"), "{output}");
     let after = stack.functions().await;
-    let own = after.iter().find(|f| f.name == "acme--corp-api").unwrap_or_else(|| panic!("{after:?}\n{output}"));
+    let own = after.iter().find(|f| f.name == "acme-corp-api-4").unwrap_or_else(|| panic!("{after:?}\n{output}"));
     assert_eq!(own.secrets.as_deref().unwrap(), [format!("{acme_id}--corp-db")], "its own secret, not acme-corp's db");
 
-    // Owner `edge`'s function `router` is `edge--router`, never the platform's edge router.
+    // Owner `edge`'s function `router` is `edge-router-4`, never the platform's edge router.
     let edge = repo(&work.path().join("edge"), &stack_of(&[function("router", "")]), &["router"]);
     let (ok, output) = stack.push(&edge, "edge");
     assert!(ok, "{output}");
-    assert!(output.contains("edge--router"), "{output}");
+    assert!(output.contains("edge-router-4"), "{output}");
 
     let after = stack.functions().await;
     let corp: Vec<_> = after.iter().filter(|f| f.name.starts_with("acme-corp--")).cloned().collect();
@@ -175,5 +175,5 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
     commit(&theirs, "second");
     let (ok, output) = stack.push(&theirs, "acme-corp");
     assert!(ok, "{output}");
-    assert!(output.contains("deployed acme-corp--api (updated)"), "{output}");
+    assert!(output.contains("deployed acme-corp-api-9 (updated)"), "{output}");
 }

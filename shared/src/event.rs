@@ -180,7 +180,7 @@ impl FunctionResources {
 /// The `X-Ofc-Event` header git-tar sends with each function's tar: everything buildshiprun needs to deploy it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildEvent {
-    /// The deployed function's name: `<owner>--<function>`, lower-case, a DNS-1123 label.
+    /// The deployed function's name: `<owner>-<function>-<n>` (`shared::naming::service_name`).
     pub service: String,
     /// The function's name in stack.yml: the context of its commit status.
     pub function: String,
@@ -378,7 +378,7 @@ pub struct GarbageCollectRequest {
     /// `FunctionStatus::is_cloud_function_of`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<u64>,
-    /// Deployed names (`<owner>--<function>`) to keep; an empty list removes all of the repository's functions.
+    /// Deployed names (`<owner>-<function>-<n>`) to keep; an empty list removes all of the repository's functions.
     #[serde(default)]
     pub functions: Vec<String>,
 }
@@ -400,7 +400,7 @@ pub struct ShipResult {
     /// The function's name in stack.yml.
     #[serde(default)]
     pub function: String,
-    /// The deployed name (`<owner>--<function>`).
+    /// The deployed name (`<owner>-<function>-<n>`).
     #[serde(default)]
     pub service: String,
     /// The image deployed, pinned by digest when it was built.
@@ -532,7 +532,7 @@ mod tests {
     fn a_ship_result_keeps_buildshiprun_s_names_and_needs_only_deployed() {
         let shipped = ShipResult {
             function: "hello".into(),
-            service: "octo--hello".into(),
+            service: "octo-hello-4".into(),
             image: "r/1/fns/hello@sha256:00".into(),
             digest: "sha256:00".into(),
             deployed: "created".into(),
@@ -541,7 +541,7 @@ mod tests {
         let json = serde_json::to_value(&shipped).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"function": "hello", "service": "octo--hello", "image": "r/1/fns/hello@sha256:00",
+            serde_json::json!({"function": "hello", "service": "octo-hello-4", "image": "r/1/fns/hello@sha256:00",
                                "digest": "sha256:00", "deployed": "created"})
         );
         let short: ShipResult = serde_json::from_str(r#"{"deployed": "updated"}"#).unwrap();

@@ -18,23 +18,26 @@ pub enum NameError {
     ImageTooLong { path: String, len: usize },
 }
 
-/// What joins an owner's login to a function's name in a deployed name. GitHub logins never hold `--` nor end with
-/// `-`, so the first `--` of a deployed name always ends the login: no two (owner, function) pairs share a name.
+/// What joins an account id to a secret's name in a bound secret: the id is digits only, so the first `--` ends it.
 pub const SEPARATOR: &str = "--";
 
-/// The deployed name of `function` pushed by `owner`: `<owner>--<function>`, lower-cased, a DNS-1123 label. The
-/// function's name must itself be a DNS-1123 label (after lower-casing) and the whole at most 63 characters.
+/// The deployed name of `function` pushed by `owner`: `<owner>-<function>-<length of the owner's login>`,
+/// lower-cased. A login may hold hyphens, so `<owner>-<function>` alone is ambiguous (`acme` + `corp-db` and
+/// `acme-corp` + `db`); the length that ends the name says where the login stops, so no two (owner, function) pairs
+/// share a name. Names keep to `[a-z0-9]+(-[a-z0-9]+)*`, at most 63 characters: a DNS-1123 label (Kubernetes) that
+/// containerd (faasd) also takes as an id (it refuses `--`), and they start as the login does.
 pub fn service_name(owner: &str, function: &str) -> Result<String, NameError> {
     if !is_github_login(owner) {
         return Err(NameError::NotALogin { owner: owner.to_owned() });
     }
     let function_lower = function.to_ascii_lowercase();
-    if !is_dns1123_label(&function_lower) {
+    if !is_dns1123_label(&function_lower) || function_lower.contains("--") {
         return Err(NameError::NotDns1123(function.to_owned()));
     }
-    let name = format!("{}{SEPARATOR}{function_lower}", owner.to_ascii_lowercase());
+    let length = owner.len().to_string();
+    let name = format!("{}-{function_lower}-{length}", owner.to_ascii_lowercase());
     if name.len() > 63 {
-        let room = 63 - owner.len() - SEPARATOR.len();
+        let room = 63 - owner.len() - 2 - length.len();
         return Err(NameError::TooLong { len: name.len(), service: name, room });
     }
     Ok(name)
@@ -43,8 +46,20 @@ pub fn service_name(owner: &str, function: &str) -> Result<String, NameError> {
 /// The owner's login and the function's name of a deployed name formed by [`service_name`]; `None` for any other
 /// name (the platform's own, one deployed by hand, or the last release's `<owner>-<function>`).
 pub fn parse_service_name(service: &str) -> Option<(&str, &str)> {
-    let (owner, function) = service.split_once(SEPARATOR)?;
-    (is_github_login(owner) && is_dns1123_label(function) && is_dns1123_label(service)).then_some((owner, function))
+    let (rest, length) = service.rsplit_once('-')?;
+    if length.is_empty() || length.starts_with('0') || !length.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let length: usize = length.parse().ok()?;
+    let owner = rest.get(..length)?;
+    let function = rest.get(length..)?.strip_prefix('-')?;
+    let lower = |s: &str| !s.bytes().any(|b| b.is_ascii_uppercase());
+    (is_github_login(owner)
+        && lower(owner)
+        && is_dns1123_label(function)
+        && !function.contains("--")
+        && is_dns1123_label(service))
+    .then_some((owner, function))
 }
 
 /// A GitHub login: 1 to 39 letters, digits or single hyphens, not starting or ending with a hyphen.
@@ -256,7 +271,7 @@ pub const PLATFORM_SERVICES: &[&str] = &[
 pub const RESERVED_HOST_LABELS: &[&str] = &["system"];
 
 /// Deployed names no push may take: the platform's own functions and services. No [`service_name`] can be one of
-/// them today (none holds `--`); this holds if one ever does.
+/// them today (none ends in a number); this holds if one ever does.
 pub fn is_reserved_service(name: &str) -> bool {
     crate::functions::ALL.contains(&name) || PLATFORM_SERVICES.contains(&name)
 }
@@ -328,18 +343,18 @@ mod tests {
     fn pretty_urls_replace_user_and_function_as_the_last_release_did() {
         let pretty = Some("https://user.o6s.io/function");
         assert_eq!(
-            function_url("https://gw/", pretty, "AlexEllis", "hello", "alexellis--hello"),
+            function_url("https://gw/", pretty, "AlexEllis", "hello", "alexellis-hello-9"),
             "https://alexellis.o6s.io/hello"
         );
         let local = Some("http://user.localhost:8081/function");
-        assert_eq!(function_url("http://gw/", local, "octo", "fn", "octo--fn"), "http://octo.localhost:8081/fn");
+        assert_eq!(function_url("http://gw/", local, "octo", "fn", "octo-fn-4"), "http://octo.localhost:8081/fn");
     }
 
     #[test]
     fn pretty_urls_do_not_replace_inside_what_was_put_in() {
         let pretty = Some("https://user.o6s.io/function");
         assert_eq!(
-            function_url("https://gw/", pretty, "functionuser", "user-function", "functionuser--user-function"),
+            function_url("https://gw/", pretty, "functionuser", "user-function", "functionuser-user-function-12"),
             "https://functionuser.o6s.io/user-function"
         );
     }
@@ -347,47 +362,50 @@ mod tests {
     #[test]
     fn without_a_pretty_url_the_gateway_s_public_url_is_used() {
         assert_eq!(
-            function_url("https://gw.example/", None, "octo", "fn", "octo--fn"),
-            "https://gw.example/function/octo--fn"
+            function_url("https://gw.example/", None, "octo", "fn", "octo-fn-4"),
+            "https://gw.example/function/octo-fn-4"
         );
         assert_eq!(
-            function_url("https://gw.example", Some("  "), "octo", "fn", "octo--fn"),
-            "https://gw.example/function/octo--fn"
+            function_url("https://gw.example", Some("  "), "octo", "fn", "octo-fn-4"),
+            "https://gw.example/function/octo-fn-4"
         );
     }
 
     #[test]
     fn service_names_are_lower_case_dns_labels() {
-        assert_eq!(service_name("AlexEllis", "Hello-Fn").unwrap(), "alexellis--hello-fn");
+        assert_eq!(service_name("AlexEllis", "Hello-Fn").unwrap(), "alexellis-hello-fn-9");
         assert!(service_name("octo", "under_score").is_err());
         assert!(service_name("octo", "").is_err());
         assert!(service_name("octo", "trailing-").is_err());
         assert!(service_name("octo-", "fn").is_err());
         assert!(service_name("a--b", "fn").is_err());
+        assert!(service_name("octo", "a--b").is_err(), "containerd refuses `--` in an id");
         let long = service_name("octo", &"x".repeat(60)).unwrap_err();
-        assert_eq!(long.to_string(), "the deployed name `octo--xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx` is 66 characters, over the 63 a DNS label may hold: shorten the function's name to at most 57");
-        assert_eq!(service_name("octo", &"x".repeat(57)).unwrap().len(), 63);
+        assert_eq!(long.to_string(), "the deployed name `octo-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-4` is 67 characters, over the 63 a DNS label may hold: shorten the function's name to at most 56");
+        assert_eq!(service_name("octo", &"x".repeat(56)).unwrap().len(), 63);
     }
 
     #[test]
     fn hyphen_prefixed_owners_get_different_names() {
         assert_ne!(service_name("acme", "corp-db").unwrap(), service_name("acme-corp", "db").unwrap());
-        assert_eq!(service_name("acme", "corp-db").unwrap(), "acme--corp-db");
-        assert_eq!(service_name("acme-corp", "db").unwrap(), "acme-corp--db");
-        assert_eq!(parse_service_name("acme-corp--db"), Some(("acme-corp", "db")));
-        assert_eq!(parse_service_name("acme--corp-db"), Some(("acme", "corp-db")));
+        assert_eq!(service_name("acme", "corp-db").unwrap(), "acme-corp-db-4");
+        assert_eq!(service_name("acme-corp", "db").unwrap(), "acme-corp-db-9");
+        assert_eq!(parse_service_name("acme-corp-db-9"), Some(("acme-corp", "db")));
+        assert_eq!(parse_service_name("acme-corp-db-4"), Some(("acme", "corp-db")));
         assert_eq!(parse_service_name("acme---db"), None);
         assert_eq!(parse_service_name("edge-router"), None);
-        assert_eq!(service_name("edge", "router").unwrap(), "edge--router");
+        assert_eq!(service_name("edge", "router").unwrap(), "edge-router-4");
         assert!(!is_reserved_service(&service_name("edge", "router").unwrap()));
     }
 
-    /// Every login of up to five characters over `a`, `b` and `-`, and every function name of up to four over the
-    /// same: the names they form never meet, and each parses back to its pair.
+    /// Every login of up to five characters over `a`, `1` and `-`, and every function name of up to four over the
+    /// same (digits, as the length that ends a name is digits): the names they form never meet, and each parses back
+    /// to its pair.
     #[test]
     fn service_names_are_injective_over_a_small_alphabet() {
-        let logins: Vec<String> = words(b"ab-", 5).into_iter().filter(|w| is_github_login(w)).collect();
-        let functions: Vec<String> = words(b"ab-", 4).into_iter().filter(|w| is_dns1123_label(w)).collect();
+        let logins: Vec<String> = words(b"a1-", 5).into_iter().filter(|w| is_github_login(w)).collect();
+        let functions: Vec<String> =
+            words(b"a1-", 4).into_iter().filter(|w| is_dns1123_label(w) && !w.contains("--")).collect();
         let mut seen = std::collections::HashMap::new();
         for owner in &logins {
             for function in &functions {

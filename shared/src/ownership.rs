@@ -36,7 +36,7 @@ impl AccessError {
     }
 }
 
-/// The `name` query parameter: a deployed function's name (a DNS-1123 label, e.g. `octo--hello`).
+/// The `name` query parameter: a deployed function's name (a DNS-1123 label, e.g. `octo-hello-4`).
 pub fn requested_function<S: BuildHasher>(query: &HashMap<String, String, S>) -> Result<&str, AccessError> {
     let name = query
         .get("name")

@@ -80,5 +80,5 @@ fn no_owner_and_function_form_a_platform_name() {
             assert_ne!(&formed, name);
         }
     }
-    assert_eq!(service_name("edge", "router").unwrap(), "edge--router");
+    assert_eq!(service_name("edge", "router").unwrap(), "edge-router-4");
 }

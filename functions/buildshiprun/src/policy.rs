@@ -366,7 +366,7 @@ mod tests {
 
     fn event() -> BuildEvent {
         BuildEvent {
-            service: "acme--api".into(),
+            service: "acme-api-4".into(),
             function: "api".into(),
             owner: "acme".into(),
             owner_id: 1001,
@@ -460,8 +460,8 @@ mod tests {
 
     #[test]
     fn platform_names_and_hosts_are_refused() {
-        assert!(Policy::check_names("octo", "octo--api").is_ok());
+        assert!(Policy::check_names("octo", "octo-api-4").is_ok());
         assert!(Policy::check_names("octo", "edge-router").unwrap_err().contains("platform's functions or services"));
-        assert!(Policy::check_names("System", "system--api").unwrap_err().contains("platform's hosts"));
+        assert!(Policy::check_names("System", "system-api-6").unwrap_err().contains("platform's hosts"));
     }
 }

@@ -189,7 +189,7 @@ async fn builds_and_deploys_a_new_function_pinned_by_digest() {
         harness.gateway.requests_to("/system/functions").into_iter().filter(|r| r.method == "POST").collect();
     assert_eq!(posts.len(), 1);
     let deployment: FunctionDeployment = posts[0].json();
-    assert_eq!(deployment.service, "octo--hello");
+    assert_eq!(deployment.service, "octo-hello-4");
     assert_eq!(deployment.image, format!("{}/42/fns/hello@{}", harness.registry.host_port(), manifest.digest));
     assert_eq!(deployment.env_vars["write_debug"], "true");
     assert_eq!(deployment.secrets, vec!["42--api-key".to_owned()], "secrets are the owner account's");
@@ -206,14 +206,14 @@ async fn builds_and_deploys_a_new_function_pinned_by_digest() {
     let last = &statuses.last().unwrap().statuses[0];
     assert_eq!(last.context, "hello");
     assert_eq!(last.state, StatusState::Success);
-    assert_eq!(last.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
+    assert_eq!(last.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello-4"));
     assert_eq!(statuses.last().unwrap().event.installation_id, Some(7));
 }
 
 #[tokio::test]
 async fn updates_an_existing_function_with_put() {
     let harness = start(true).await;
-    harness.gateway.add_function(testkit::labelled_function("octo--hello", "octo", "fns", true));
+    harness.gateway.add_function(testkit::labelled_function("octo-hello-4", "octo", "fns", true));
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
@@ -229,13 +229,13 @@ async fn retries_a_gateway_that_fails_twice() {
     let harness = start(true).await;
     harness.gateway.reply(
         "GET",
-        "/system/function/octo--hello",
+        "/system/function/octo-hello-4",
         vec![Reply::status(500), Reply::status(503), Reply::status(404)],
     );
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(harness.gateway.requests_to("/system/function/octo--hello").len(), 3);
+    assert_eq!(harness.gateway.requests_to("/system/function/octo-hello-4").len(), 3);
     assert_eq!(harness.gateway.functions().len(), 1);
 }
 
@@ -292,7 +292,7 @@ async fn deploys_a_skip_build_function_from_the_owner_s_own_image_pinned_by_dige
     event.image = built.image.clone();
     let (status, answer) = harness.send(&event, Vec::new()).await;
     assert_eq!(status, 200, "{answer}");
-    let deployed = harness.gateway.functions().into_iter().find(|f| f.name == "octo--nats").unwrap();
+    let deployed = harness.gateway.functions().into_iter().find(|f| f.name == "octo-nats-4").unwrap();
     assert_eq!(
         deployed.image,
         format!("{}/42/fns/hello@{}", harness.registry.host_port(), answer["digest"].as_str().unwrap())
@@ -464,26 +464,26 @@ async fn refuses_owners_named_as_the_platform_s_hosts_and_keeps_platform_names_a
     let mut event = event(&harness, "api");
     event.owner = "system".into();
     assert_refused(&harness, &event, &["`system`", "platform's hosts"]).await;
-    // Owner `gh`'s function `push` is `gh--push`, not the platform's gh-push.
+    // Owner `gh`'s function `push` is `gh-push-2`, not the platform's gh-push.
     let mut event = self::event(&harness, "push");
     event.owner = "gh".into();
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["service"], "gh--push");
+    assert_eq!(answer["service"], "gh-push-2");
 }
 
 #[tokio::test]
 async fn owners_whose_logins_are_hyphen_prefixes_of_each_other_keep_apart() {
     let harness = start(true).await;
     // `acme-corp`'s function `api` and `acme`'s function `corp-api` were both `acme-corp-api`.
-    let mut theirs = testkit::labelled_function("acme-corp--api", "acme-corp", "fns", true);
+    let mut theirs = testkit::labelled_function("acme-corp-api-9", "acme-corp", "fns", true);
     theirs.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "7".into());
     harness.gateway.add_function(theirs.clone());
     let mut event = event(&harness, "corp-api");
     event.owner = "acme".into();
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["service"], "acme--corp-api");
+    assert_eq!(answer["service"], "acme-corp-api-4");
     let functions = harness.gateway.functions();
     assert_eq!(functions.len(), 2);
     assert!(functions.contains(&theirs), "their deployment is unchanged");
@@ -492,7 +492,7 @@ async fn owners_whose_logins_are_hyphen_prefixes_of_each_other_keep_apart() {
 #[tokio::test]
 async fn the_owner_id_decides_when_a_login_changes_hands() {
     let harness = start(true).await;
-    let mut theirs = testkit::labelled_function("octo--hello", "octo", "fns", true);
+    let mut theirs = testkit::labelled_function("octo-hello-4", "octo", "fns", true);
     theirs.labels.as_mut().unwrap().insert("com.openfaas.cloud.git-owner-id".into(), "7".into());
     harness.gateway.add_function(theirs);
     assert_refused(&harness, &event(&harness, "hello"), &["another owner"]).await;
@@ -501,25 +501,25 @@ async fn the_owner_id_decides_when_a_login_changes_hands() {
 #[tokio::test]
 async fn refuses_to_replace_a_function_not_deployed_by_the_cloud() {
     let harness = start(true).await;
-    harness.gateway.add_function(testkit::labelled_function("octo--hello", "octo", "fns", false));
+    harness.gateway.add_function(testkit::labelled_function("octo-hello-4", "octo", "fns", false));
     assert_refused(&harness, &event(&harness, "hello"), &["not deployed by OpenFaaS Cloud"]).await;
 }
 
 #[tokio::test]
 async fn refuses_to_replace_a_function_of_another_repository_of_the_owner() {
     let harness = start(true).await;
-    harness.gateway.add_function(testkit::labelled_function("octo--hello", "octo", "other", true));
+    harness.gateway.add_function(testkit::labelled_function("octo-hello-4", "octo", "other", true));
     assert_refused(&harness, &event(&harness, "hello"), &["octo/other"]).await;
 }
 
 #[tokio::test]
 async fn the_loser_of_a_race_for_a_new_name_fails_clearly() {
     let harness = start(true).await;
-    let theirs = testkit::labelled_function("octo--hello", "someone", "fns", true);
+    let theirs = testkit::labelled_function("octo-hello-4", "someone", "fns", true);
     harness.gateway.add_function(theirs.clone());
     // The first look finds no function: the other push deploys it between that look and this push's POST.
     let found = Reply::status(200).body(serde_json::to_string(&theirs).unwrap());
-    harness.gateway.reply("GET", "/system/function/octo--hello", vec![Reply::status(404), found]);
+    harness.gateway.reply("GET", "/system/function/octo-hello-4", vec![Reply::status(404), found]);
     let event = event(&harness, "hello");
     let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
     assert_eq!(status, 403, "{answer}");
@@ -680,7 +680,7 @@ async fn stores_a_successful_build_and_answers_its_log_link() {
     let link = answer["log_url"].as_str().expect("the answer carries the log link");
     assert!(link.starts_with("https://cloud.example.com/function/pipeline-log?owner_id=42&repo=fns"), "{link}");
     let success = harness.statuses().last().unwrap().statuses[0].clone();
-    assert_eq!(success.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
+    assert_eq!(success.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello-4"));
 }
 
 #[tokio::test]
@@ -847,7 +847,7 @@ async fn an_unchanged_push_builds_nothing_and_redeploys_nothing() {
     let status = harness.statuses().last().unwrap().statuses[0].clone();
     assert_eq!(status.state, StatusState::Success);
     assert!(status.description.contains("unchanged"), "{}", status.description);
-    assert_eq!(status.target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
+    assert_eq!(status.target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello-4"));
     let record = harness.logs.get(&LogKey::new(42, "fns", &sha(2), "hello").unwrap()).await.unwrap();
     assert!(record.text.starts_with("build skipped: "), "{}", record.text);
     assert_eq!(record.meta.digest.as_deref(), Some(digest.as_str()));
@@ -966,7 +966,7 @@ async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_d
     echo["envVars"]["fprocess"] = "./handler".into();
     echo.as_object_mut().unwrap().remove("limits");
     echo.as_object_mut().unwrap().remove("constraints");
-    harness.gateway.reply("GET", "/system/function/octo--hello", vec![Reply::status(200).json(&echo)]);
+    harness.gateway.reply("GET", "/system/function/octo-hello-4", vec![Reply::status(200).json(&echo)]);
 
     let next = event_at(&harness, "hello", &sha(2));
     let (deployed, _) = harness.ship(&next, tar_of(&next, &files(HANDLER, 0o644), &[])).await;
@@ -976,7 +976,7 @@ async fn an_unchanged_push_redeploys_nothing_on_a_gateway_that_echoes_as_faasd_d
     // Not ready there (no replica available): redeployed, as on any gateway.
     echo["availableReplicas"] = 0.into();
     echo["replicas"] = 1.into();
-    harness.gateway.reply("GET", "/system/function/octo--hello", vec![Reply::status(200).json(&echo)]);
+    harness.gateway.reply("GET", "/system/function/octo-hello-4", vec![Reply::status(200).json(&echo)]);
     let third = event_at(&harness, "hello", &sha(3));
     let (deployed, _) = harness.ship(&third, tar_of(&third, &files(HANDLER, 0o644), &[])).await;
     assert_eq!(deployed, "updated");

@@ -74,7 +74,7 @@ impl OwnedFunction {
         let owner = owner.to_owned();
         let repo = status.repo().unwrap_or_default().to_owned();
         let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
-        // The last release's `<owner>-<function>` when the name is not `<owner>--<function>`, until redeployed.
+        // The last release's `<owner>-<function>` when the name is not `<owner>-<function>-<n>`, until redeployed.
         let function = if let Some((_, function)) = shared::naming::parse_service_name(&status.name) {
             function.to_owned()
         } else {

@@ -124,12 +124,12 @@ async fn record(store: &LogStore, sha: &str, outcome: Outcome, text: &str) {
 
 async fn start() -> Dashboard {
     let gateway = RecordingGateway::with_credentials("admin", "pw").await;
-    gateway.add_function(function("alice--hello", "alice", ALICE, "fns", NEW_SHA));
-    gateway.add_function(function("acme--api", "acme", ACME, "web", OLD_SHA));
-    gateway.add_function(function("bob--secret", "bob", 12, "fns", OLD_SHA));
+    gateway.add_function(function("alice-hello-5", "alice", ALICE, "fns", NEW_SHA));
+    gateway.add_function(function("acme-api-4", "acme", ACME, "web", OLD_SHA));
+    gateway.add_function(function("bob-secret-3", "bob", 12, "fns", OLD_SHA));
     // The login `alice` once belonged to account 77: its functions are not this alice's.
-    gateway.add_function(function("alice--inherited", "alice", 77, "old", OLD_SHA));
-    gateway.add_function(labelled_function("alice--manual", "alice", "fns", false));
+    gateway.add_function(function("alice-inherited-5", "alice", 77, "old", OLD_SHA));
+    gateway.add_function(labelled_function("alice-manual-5", "alice", "fns", false));
     let logs = tempfile::tempdir().unwrap();
     let store = LogStore::open(&LogStoreConfig::folder(logs.path())).unwrap();
     record(&store, OLD_SHA, Outcome::Success, "built\n").await;
@@ -198,16 +198,16 @@ fn save(path: &str, page: &Page) {
 
 fn metrics_answer() -> Reply {
     Reply::status(200).json(&json!({
-        "function": "alice--hello", "window_seconds": 3600, "success": 41, "client_error": 7, "server_error": 3,
+        "function": "alice-hello-5", "window_seconds": 3600, "success": 41, "client_error": 7, "server_error": 3,
         "total": 51, "source": "gateway"
     }))
 }
 
 fn logs_answer() -> Reply {
     let lines = [
-        json!({"name": "alice--hello", "namespace": "openfaas-fn", "instance": "alice--hello-1",
+        json!({"name": "alice-hello-5", "namespace": "openfaas-fn", "instance": "alice-hello-5-1",
             "timestamp": "2026-11-27T05:00:01.123456789Z", "text": "listening on 8080"}),
-        json!({"name": "alice--hello", "namespace": "openfaas-fn", "instance": "alice--hello-1",
+        json!({"name": "alice-hello-5", "namespace": "openfaas-fn", "instance": "alice-hello-5-1",
             "timestamp": "2026-11-27T05:00:02Z", "text": "served <b>GET /</b>"}),
     ];
     let body: String = lines.iter().flat_map(|l| [l.to_string(), "\n".into()]).collect();
@@ -221,9 +221,9 @@ fn login_for(requested: &str) -> String {
 #[tokio::test]
 async fn without_a_valid_session_every_page_redirects_to_the_login_and_back() {
     let dashboard = start().await;
-    let page = dashboard.get("functions/alice--hello?x=1", None).await;
+    let page = dashboard.get("functions/alice-hello-5?x=1", None).await;
     assert_eq!(page.status, 302);
-    assert_eq!(page.header("location"), login_for(&format!("{DASHBOARD_URL}functions/alice--hello?x=1")));
+    assert_eq!(page.header("location"), login_for(&format!("{DASHBOARD_URL}functions/alice-hello-5?x=1")));
     assert_eq!(page.header("cache-control"), "no-store");
 
     let now = Utc::now();
@@ -275,10 +275,10 @@ async fn the_list_shows_exactly_the_user_s_and_their_organisations_functions() {
     let dashboard = start().await;
     let page = dashboard.get("", Some(&alice_cookie())).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    for listed in ["alice--hello", "acme--api"] {
+    for listed in ["alice-hello-5", "acme-api-4"] {
         assert!(page.body.contains(&format!("href=\"{DASHBOARD_URL}functions/{listed}\"")), "{listed} is listed");
     }
-    for hidden in ["bob--secret", "alice--inherited", "alice--manual"] {
+    for hidden in ["bob-secret-3", "alice-inherited-5", "alice-manual-5"] {
         assert!(!page.body.contains(hidden), "{hidden} is not listed");
     }
     assert!(page.body.contains(&format!("href=\"https://github.com/alice/fns/commit/{NEW_SHA}\"")));
@@ -303,10 +303,10 @@ async fn a_function_page_shows_builds_newest_first_invocations_and_the_log_tail(
     dashboard.answers_metrics(metrics_answer());
     dashboard.answers_logs(logs_answer());
     let session = alice_cookie();
-    let page = dashboard.get("functions/alice--hello", Some(&session)).await;
+    let page = dashboard.get("functions/alice-hello-5", Some(&session)).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let body = &page.body;
-    let at = |sha: &str| body.find(&format!("{DASHBOARD_URL}functions/alice--hello/builds/{sha}")).expect(sha);
+    let at = |sha: &str| body.find(&format!("{DASHBOARD_URL}functions/alice-hello-5/builds/{sha}")).expect(sha);
     assert!(at(NEW_SHA) < at(MID_SHA) && at(MID_SHA) < at(OLD_SHA), "newest first");
     let builds = &body[body.find("id=\"builds\"").unwrap()..];
     let outcomes: Vec<&str> =
@@ -316,17 +316,17 @@ async fn a_function_page_shows_builds_newest_first_invocations_and_the_log_tail(
     for (class, count) in [("2xx", 41), ("4xx", 7), ("5xx", 3), ("total", 51)] {
         assert!(body.contains(&format!("<li>{class}<b")) && body.contains(&format!(">{count}</b></li>")), "{class}");
     }
-    assert!(body.contains("05:00:01 alice--hello-1 listening on 8080"), "the log tail");
+    assert!(body.contains("05:00:01 alice-hello-5-1 listening on 8080"), "the log tail");
     assert!(body.contains("served &#60;b&#62;GET /&#60;/b&#62;"), "the log's HTML is text");
-    assert!(body.contains(&format!("href=\"{DASHBOARD_URL}functions/alice--hello/logs?follow=true&#38;tail=100\"")));
+    assert!(body.contains(&format!("href=\"{DASHBOARD_URL}functions/alice-hello-5/logs?follow=true&#38;tail=100\"")));
     let token = session.trim_start_matches(&format!("{COOKIE_NAME}="));
     for called in ["/function/metrics", "/function/function-logs"] {
         let request = &dashboard.gateway.requests_to(called)[0];
         assert_eq!(request.header("authorization"), Some(format!("Bearer {token}").as_str()), "{called}");
-        assert!(request.query.as_deref().unwrap().contains("name=alice--hello"), "{called}");
+        assert!(request.query.as_deref().unwrap().contains("name=alice-hello-5"), "{called}");
     }
     let metrics = &dashboard.gateway.requests_to("/function/metrics")[0];
-    assert_eq!(metrics.query.as_deref(), Some("name=alice--hello&window=1h"));
+    assert_eq!(metrics.query.as_deref(), Some("name=alice-hello-5&window=1h"));
 }
 
 #[tokio::test]
@@ -334,32 +334,32 @@ async fn another_owner_s_function_is_refused_and_an_unknown_one_is_not_found() {
     let dashboard = start().await;
     let session = alice_cookie();
     for path in [
-        "functions/bob--secret",
-        "functions/bob--secret/logs?follow=true",
-        "functions/alice--inherited",
-        "functions/alice--manual",
+        "functions/bob-secret-3",
+        "functions/bob-secret-3/logs?follow=true",
+        "functions/alice-inherited-5",
+        "functions/alice-manual-5",
     ] {
         let page = dashboard.get(path, Some(&session)).await;
         assert_eq!(page.status, 403, "{path}");
         assert!(page.header("content-type").starts_with("text/html"), "{path}");
         assert!(page.body.contains("Not your function"), "{path}: {}", page.body);
     }
-    let page = dashboard.get(&format!("functions/bob--secret/builds/{OLD_SHA}"), Some(&session)).await;
+    let page = dashboard.get(&format!("functions/bob-secret-3/builds/{OLD_SHA}"), Some(&session)).await;
     assert_eq!(page.status, 403);
     assert!(!page.body.contains("built"), "nothing of bob's log");
     for path in ["functions/nobody-here", "functions/..%2F..%2Fetc", "functions/UPPER"] {
         assert_eq!(dashboard.get(path, Some(&session)).await.status, 404, "{path}");
     }
-    let page = dashboard.get("functions/alice--hello/builds/abcdef0", Some(&session)).await;
+    let page = dashboard.get("functions/alice-hello-5/builds/abcdef0", Some(&session)).await;
     assert_eq!(page.status, 404, "no log at that SHA");
-    assert_eq!(dashboard.get("functions/alice--hello/builds/not-a-sha", Some(&session)).await.status, 404);
+    assert_eq!(dashboard.get("functions/alice-hello-5/builds/not-a-sha", Some(&session)).await.status, 404);
     assert!(dashboard.gateway.requests_to("/function/function-logs").is_empty(), "bob's logs were never asked for");
 }
 
 #[tokio::test]
 async fn a_build_log_page_escapes_what_the_build_printed() {
     let dashboard = start().await;
-    let page = dashboard.get(&format!("functions/alice--hello/builds/{MID_SHA}"), Some(&alice_cookie())).await;
+    let page = dashboard.get(&format!("functions/alice-hello-5/builds/{MID_SHA}"), Some(&alice_cookie())).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(!page.body.contains("<script>alert"), "the log's HTML is not markup");
     assert!(
@@ -377,11 +377,11 @@ async fn unavailable_metrics_and_logs_leave_the_page_working() {
     let dashboard = start().await;
     dashboard.answers_metrics(Reply::status(502).body("prometheus is down"));
     dashboard.answers_logs(Reply::status(500));
-    let page = dashboard.get("functions/alice--hello?down", Some(&alice_cookie())).await;
+    let page = dashboard.get("functions/alice-hello-5?down", Some(&alice_cookie())).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("Invocations are unavailable right now."));
     assert!(page.body.contains("Runtime logs are unavailable right now."));
-    assert!(page.body.contains(&format!("functions/alice--hello/builds/{NEW_SHA}")), "the builds are still shown");
+    assert!(page.body.contains(&format!("functions/alice-hello-5/builds/{NEW_SHA}")), "the builds are still shown");
 }
 
 #[tokio::test]
@@ -389,12 +389,12 @@ async fn follow_streams_function_logs_as_ndjson() {
     let dashboard = start().await;
     dashboard.answers_logs(logs_answer());
     let session = alice_cookie();
-    let page = dashboard.get("functions/alice--hello/logs?follow=true", Some(&session)).await;
+    let page = dashboard.get("functions/alice-hello-5/logs?follow=true", Some(&session)).await;
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").starts_with("text/plain"), "a browser without script shows it inline");
     let asked = dashboard
         .http
-        .get(format!("{}functions/alice--hello/logs?follow=true", dashboard.served.url()))
+        .get(format!("{}functions/alice-hello-5/logs?follow=true", dashboard.served.url()))
         .header("cookie", &session)
         .header("accept", "application/x-ndjson")
         .send()
@@ -408,7 +408,7 @@ async fn follow_streams_function_logs_as_ndjson() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["text"], "listening on 8080");
     let request = &dashboard.gateway.requests_to("/function/function-logs")[0];
-    assert_eq!(request.query.as_deref(), Some("name=alice--hello&tail=100&follow=true"));
+    assert_eq!(request.query.as_deref(), Some("name=alice-hello-5&tail=100&follow=true"));
     assert!(request.header("authorization").unwrap().starts_with("Bearer "));
 }
 
@@ -430,12 +430,12 @@ async fn a_failing_gateway_is_an_error_page_that_shows_no_internal_address() {
 }
 
 /// A gateway whose `function-logs` sends a line only when the test says so, and whose `/system/functions` lists
-/// alice--hello: what "follow" looks like from the dashboard's side.
+/// alice-hello-5: what "follow" looks like from the dashboard's side.
 async fn following_gateway() -> (ServedFunction, tokio::sync::mpsc::Sender<String>) {
     use axum::routing::get;
     let (lines, receive) = tokio::sync::mpsc::channel::<String>(4);
     let receive = Arc::new(tokio::sync::Mutex::new(Some(receive)));
-    let hello = function("alice--hello", "alice", ALICE, "fns", NEW_SHA);
+    let hello = function("alice-hello-5", "alice", ALICE, "fns", NEW_SHA);
     let router =
         axum::Router::new().route("/system/functions", get(move || async move { axum::Json(vec![hello]) })).route(
             "/function/function-logs",
@@ -473,14 +473,14 @@ async fn follow_passes_each_line_on_as_it_arrives() {
     };
     let served = ServedFunction::start(dashboard::app(config)).await;
     let mut response = reqwest::Client::new()
-        .get(format!("{}functions/alice--hello/logs?follow=true", served.url()))
+        .get(format!("{}functions/alice-hello-5/logs?follow=true", served.url()))
         .header("cookie", alice_cookie())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     for text in ["first", "second"] {
-        lines.send(json!({"name": "alice--hello", "text": text}).to_string()).await.unwrap();
+        lines.send(json!({"name": "alice-hello-5", "text": text}).to_string()).await.unwrap();
         let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk()).await.expect("in time").unwrap();
         let line: serde_json::Value = serde_json::from_slice(&chunk.expect("a line")).unwrap();
         assert_eq!(line["text"], text, "each line arrives while the stream is still open");
@@ -500,10 +500,10 @@ async fn the_list_shows_readiness_from_each_function_s_own_status_when_the_list_
     }
     dashboard.gateway.reply("GET", "/system/functions", vec![Reply::status(200).json(&list)]);
     let mut starting =
-        serde_json::to_value(dashboard.gateway.functions().into_iter().find(|f| f.name == "acme--api").unwrap())
+        serde_json::to_value(dashboard.gateway.functions().into_iter().find(|f| f.name == "acme-api-4").unwrap())
             .unwrap();
     starting["availableReplicas"] = 0.into();
-    dashboard.gateway.reply("GET", "/system/function/acme--api", vec![Reply::status(200).json(&starting)]);
+    dashboard.gateway.reply("GET", "/system/function/acme-api-4", vec![Reply::status(200).json(&starting)]);
 
     let page = dashboard.get("", Some(&alice_cookie())).await;
     assert_eq!(page.status, 200, "{}", page.body);
@@ -512,5 +512,9 @@ async fn the_list_shows_readiness_from_each_function_s_own_status_when_the_list_
     let mut asked: Vec<String> =
         dashboard.gateway.requests_to("/system/function/").into_iter().map(|r| r.path).collect();
     asked.sort();
-    assert_eq!(asked, ["/system/function/acme--api", "/system/function/alice--hello"], "only the shown ones are asked");
+    assert_eq!(
+        asked,
+        ["/system/function/acme-api-4", "/system/function/alice-hello-5"],
+        "only the shown ones are asked"
+    );
 }

@@ -162,7 +162,7 @@ async fn login_sends_the_browser_to_github_with_a_state_only_it_holds() {
 #[tokio::test]
 async fn signs_in_and_sets_a_session_the_public_key_verifies() {
     let platform = start(None).await;
-    let wanted = "http://system.localhost/dashboard/functions/octo--hello";
+    let wanted = "http://system.localhost/dashboard/functions/octo-hello-4";
     let response = platform.sign_in(Some(wanted), "Octo", "acme, tools").await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(location(&response).as_str(), wanted, "back where the sign-in started");

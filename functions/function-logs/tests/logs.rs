@@ -27,9 +27,9 @@ use tokio::sync::broadcast;
 
 /// The lines the gateway double has written for every function.
 const WRITTEN: &str = concat!(
-    r#"{"name":"alice--hello","namespace":"openfaas-fn","instance":"alice--hello-1","timestamp":"2026-11-27T05:00:00.000000001Z","text":"started"}"#,
+    r#"{"name":"alice-hello-5","namespace":"openfaas-fn","instance":"alice-hello-5-1","timestamp":"2026-11-27T05:00:00.000000001Z","text":"started"}"#,
     "\n",
-    r#"{"name":"alice--hello","namespace":"openfaas-fn","instance":"alice--hello-1","timestamp":"2026-11-27T05:00:01Z","text":"GET / 200 \"ünïcode\""}"#,
+    r#"{"name":"alice-hello-5","namespace":"openfaas-fn","instance":"alice-hello-5-1","timestamp":"2026-11-27T05:00:01Z","text":"GET / 200 \"ünïcode\""}"#,
     "\n",
 );
 
@@ -84,9 +84,9 @@ impl Stack {
 /// A gateway double with alice's, acme's, mallory's and a platform function deployed, and function-logs on it.
 async fn start() -> Stack {
     let functions = FunctionsApi::new(BTreeMap::new(), Arc::new(NoHooks));
-    functions.insert(function_of("alice--hello", ALICE));
-    functions.insert(function_of("acme--api", ACME));
-    functions.insert(function_of("mallory--x", MALLORY));
+    functions.insert(function_of("alice-hello-5", ALICE));
+    functions.insert(function_of("acme-api-4", ACME));
+    functions.insert(function_of("mallory-x-7", MALLORY));
     functions.insert(shared::openfaas::FunctionStatus { name: "gh-push".into(), ..Default::default() });
     let logs = LogsApi { queries: Arc::default(), appended: broadcast::channel(16).0, open_follows: Arc::default() };
     let system =
@@ -125,16 +125,16 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
 #[tokio::test]
 async fn refuses_a_request_without_a_valid_session() {
     let stack = start().await;
-    let response = get(&stack, "name=alice--hello", None).await;
+    let response = get(&stack, "name=alice-hello-5", None).await;
     assert_eq!(response.headers()["www-authenticate"], "Bearer", "a 401 says how to authenticate");
     let (status, error) = error_of(response).await;
     assert_eq!((status, error.as_str()), (401, "not signed in: sign in to the dashboard first"));
-    let (status, error) = error_of(get(&stack, "name=alice--hello", Some(&expired_token())).await).await;
+    let (status, error) = error_of(get(&stack, "name=alice-hello-5", Some(&expired_token())).await).await;
     assert_eq!((status, error.as_str()), (401, "the session has expired: sign in to the dashboard first"));
-    let (status, error) = error_of(get(&stack, "name=alice--hello", Some(&tampered_token())).await).await;
+    let (status, error) = error_of(get(&stack, "name=alice-hello-5", Some(&tampered_token())).await).await;
     assert_eq!(status, 401);
     assert!(error.contains("signature does not verify"), "{error}");
-    let (status, _) = error_of(get(&stack, "name=alice--hello", Some("not.a.token")).await).await;
+    let (status, _) = error_of(get(&stack, "name=alice-hello-5", Some("not.a.token")).await).await;
     assert_eq!(status, 401);
     let signed_out = alice_token();
     testkit::sessions::sign_out(&signed_out).await;
@@ -147,13 +147,13 @@ async fn refuses_a_request_without_a_valid_session() {
 async fn refuses_another_owner_s_function_and_the_platform_s_own() {
     let stack = start().await;
     let token = alice_token();
-    for name in ["mallory--x", "gh-push"] {
+    for name in ["mallory-x-7", "gh-push"] {
         let (status, error) = error_of(get(&stack, &format!("name={name}"), Some(&token)).await).await;
         assert_eq!(status, 403, "{name}: {error}");
         assert!(error.contains("does not belong to you"), "{error}");
     }
-    let (status, error) = error_of(get(&stack, "name=alice--nothing", Some(&token)).await).await;
-    assert_eq!((status, error.as_str()), (404, "no function `alice--nothing` is deployed"));
+    let (status, error) = error_of(get(&stack, "name=alice-nothing-5", Some(&token)).await).await;
+    assert_eq!((status, error.as_str()), (404, "no function `alice-nothing-5` is deployed"));
     assert!(stack.log_queries().is_empty());
 }
 
@@ -162,7 +162,7 @@ async fn a_login_that_changed_hands_does_not_reach_the_old_owner_s_functions() {
     let stack = start().await;
     // Someone who now holds the login "mallory" on GitHub, with another id than the one the function was deployed for.
     let newcomer = testkit::sessions::signer().sign(&testkit::sessions::session(("mallory", 67), &[]));
-    let (status, _) = error_of(get(&stack, "name=mallory--x", Some(&newcomer)).await).await;
+    let (status, _) = error_of(get(&stack, "name=mallory-x-7", Some(&newcomer)).await).await;
     assert_eq!(status, 403);
 }
 
@@ -170,11 +170,11 @@ async fn a_login_that_changed_hands_does_not_reach_the_old_owner_s_functions() {
 async fn refuses_malformed_parameters() {
     let stack = start().await;
     let token = alice_token();
-    for query in ["", "name=", "name=Alice_Hello", "name=alice--hello&tail=x", "name=alice--hello&since=today"] {
+    for query in ["", "name=", "name=Alice_Hello", "name=alice-hello-5&tail=x", "name=alice-hello-5&since=today"] {
         let (status, error) = error_of(get(&stack, query, Some(&token)).await).await;
         assert_eq!(status, 400, "{query}: {error}");
     }
-    let (status, error) = error_of(get(&stack, "name=alice--hello&follow=maybe", Some(&token)).await).await;
+    let (status, error) = error_of(get(&stack, "name=alice-hello-5&follow=maybe", Some(&token)).await).await;
     assert_eq!((status, error.as_str()), (400, "`follow` \"maybe\" is not true or false"));
 }
 
@@ -182,7 +182,7 @@ async fn refuses_malformed_parameters() {
 async fn streams_the_owner_s_log_unchanged() {
     let stack = start().await;
     let response = reqwest::Client::new()
-        .get(format!("{}?name=alice--hello&tail=2&since=2026-11-27T04:00:00Z", stack.function_logs.url()))
+        .get(format!("{}?name=alice-hello-5&tail=2&since=2026-11-27T04:00:00Z", stack.function_logs.url()))
         .header("cookie", format!("theme=dark; {COOKIE_NAME}={}", alice_token()))
         .send()
         .await
@@ -193,18 +193,18 @@ async fn streams_the_owner_s_log_unchanged() {
     assert_eq!(response.text().await.unwrap(), WRITTEN, "byte for byte what the gateway wrote");
     assert_eq!(
         stack.log_queries(),
-        vec!["name=alice--hello&tail=2&since=2026-11-27T04%3A00%3A00Z&follow=false".to_owned()]
+        vec!["name=alice-hello-5&tail=2&since=2026-11-27T04%3A00%3A00Z&follow=false".to_owned()]
     );
 }
 
 #[tokio::test]
 async fn an_organisation_s_function_is_its_members() {
     let stack = start().await;
-    let response = get(&stack, "name=acme--api", Some(&alice_token())).await;
+    let response = get(&stack, "name=acme-api-4", Some(&alice_token())).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), WRITTEN);
     let outsider = testkit::sessions::signer().sign(&testkit::sessions::session(MALLORY, &[]));
-    assert_eq!(get(&stack, "name=acme--api", Some(&outsider)).await.status(), 403);
+    assert_eq!(get(&stack, "name=acme-api-4", Some(&outsider)).await.status(), 403);
 }
 
 /// Reads from `body` until it holds `lines` lines.
@@ -235,18 +235,18 @@ async fn wait_for_follows(stack: &Stack, open: usize) {
 #[tokio::test]
 async fn follows_the_log_until_the_client_goes_away() {
     let stack = start().await;
-    let response = get(&stack, "name=alice--hello&follow=true", Some(&alice_token())).await;
+    let response = get(&stack, "name=alice-hello-5&follow=true", Some(&alice_token())).await;
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
     let mut text = String::new();
     read_lines(&mut body, &mut text, 2).await;
     assert_eq!(text, WRITTEN);
     wait_for_follows(&stack, 1).await;
-    let appended = "{\"name\":\"alice--hello\",\"text\":\"a line written later\"}\n";
+    let appended = "{\"name\":\"alice-hello-5\",\"text\":\"a line written later\"}\n";
     stack.logs.appended.send(appended.into()).unwrap();
     read_lines(&mut body, &mut text, 3).await;
     assert_eq!(text, format!("{WRITTEN}{appended}"), "passed on as it is written");
-    assert_eq!(stack.log_queries(), vec!["name=alice--hello&follow=true".to_owned()]);
+    assert_eq!(stack.log_queries(), vec!["name=alice-hello-5&follow=true".to_owned()]);
     drop(body);
     // Nothing more is written: the gateway's request ends because the client went away, not at the next line.
     wait_for_follows(&stack, 0).await;

@@ -13,11 +13,11 @@ const SECRET: &str = "payload";
 async fn start() -> (RecordingGateway, ServedFunction) {
     let gateway = RecordingGateway::with_credentials("admin", "pw").await;
     for function in [
-        labelled_function("octo--old", "octo", "fns", true),
-        labelled_function("octo--kept", "octo", "fns", true),
-        labelled_function("octo--other-repo", "octo", "website", true),
-        labelled_function("mallory--old", "mallory", "fns", true),
-        labelled_function("octo--manual", "octo", "fns", false),
+        labelled_function("octo-old-4", "octo", "fns", true),
+        labelled_function("octo-kept-4", "octo", "fns", true),
+        labelled_function("octo-other-repo-4", "octo", "website", true),
+        labelled_function("mallory-old-7", "mallory", "fns", true),
+        labelled_function("octo-manual-4", "octo", "fns", false),
     ] {
         gateway.add_function(function);
     }
@@ -49,10 +49,10 @@ fn names(gateway: &RecordingGateway) -> Vec<String> {
 async fn deletes_only_this_repositorys_functions_that_are_no_longer_in_the_stack() {
     let (gateway, served) = start().await;
     let (status, answer) =
-        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": ["octo--kept"]}), true).await;
+        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": ["octo-kept-4"]}), true).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["deleted"], json!(["octo--old"]));
-    assert_eq!(names(&gateway), vec!["mallory--old", "octo--kept", "octo--manual", "octo--other-repo"]);
+    assert_eq!(answer["deleted"], json!(["octo-old-4"]));
+    assert_eq!(names(&gateway), vec!["mallory-old-7", "octo-kept-4", "octo-manual-4", "octo-other-repo-4"]);
 }
 
 #[tokio::test]
@@ -62,7 +62,7 @@ async fn an_empty_list_removes_all_of_the_repositorys_cloud_functions_and_nothin
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         names(&gateway),
-        vec!["mallory--old", "octo--manual", "octo--other-repo"],
+        vec!["mallory-old-7", "octo-manual-4", "octo-other-repo-4"],
         "other owners, other repos and unlabelled functions stay"
     );
 }
@@ -100,8 +100,8 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
         function
     };
     // `octo` was renamed `octocat`; a newcomer took the login `octo`.
-    gateway.add_function(with_id("octo--renamed", "octocat", "1"));
-    gateway.add_function(with_id("octo--newcomer", "octo", "2"));
+    gateway.add_function(with_id("octo-renamed-4", "octocat", "1"));
+    gateway.add_function(with_id("octo-newcomer-4", "octo", "2"));
     let config = Config {
         common: common_config(&gateway, SECRET),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
@@ -111,6 +111,6 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
     let request = json!({"owner": "octo", "owner_id": 1, "repo": "fns", "functions": []});
     let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["deleted"], json!(["octo--renamed"]));
-    assert_eq!(names(&gateway), vec!["octo--newcomer"]);
+    assert_eq!(answer["deleted"], json!(["octo-renamed-4"]));
+    assert_eq!(names(&gateway), vec!["octo-newcomer-4"]);
 }

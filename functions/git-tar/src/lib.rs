@@ -377,7 +377,7 @@ fn build_events(
 }
 
 /// Each function's deployed name, in the stack's order. Two functions whose names become the same deployed name
-/// (`hello` and `Hello` both deploy as `<owner>--hello`) would overwrite each other, so both are refused.
+/// (`hello` and `Hello` both deploy as `<owner>-hello-<n>`) would overwrite each other, so both are refused.
 fn deployed_names(stack: &Stack, owner: &str) -> Result<Vec<String>, GitTarError> {
     let mut services = Vec::new();
     let mut by_service: BTreeMap<String, Vec<&str>> = BTreeMap::new();

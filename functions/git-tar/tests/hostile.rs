@@ -283,12 +283,12 @@ async fn functions_whose_deployed_names_clash_are_refused_and_nothing_is_deploye
         let status = statuses.iter().find(|s| s.context == name).unwrap_or_else(|| panic!("a status for {name}"));
         assert_eq!(status.state, StatusState::Failure);
         assert!(
-            status.description.contains("`Hello` and `hello`") && status.description.contains("octo--hello"),
+            status.description.contains("`Hello` and `hello`") && status.description.contains("octo-hello-4"),
             "{}",
             status.description
         );
     }
     let stack_deploy = harness.stack_deploy();
     assert_eq!(stack_deploy.state, StatusState::Failure);
-    assert!(stack_deploy.description.contains("octo--hello"), "{}", stack_deploy.description);
+    assert!(stack_deploy.description.contains("octo-hello-4"), "{}", stack_deploy.description);
 }

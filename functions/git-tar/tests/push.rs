@@ -41,7 +41,7 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     let tars = harness.tars();
     assert_eq!(tars.len(), 2);
     let (hello_event, hello) = &tars["hello"];
-    assert_eq!(hello_event.service, "octo--hello");
+    assert_eq!(hello_event.service, "octo-hello-4");
     assert_eq!(hello_event.image, format!("127.0.0.1:5000/1/fns/hello:{sha}"));
     assert_eq!(hello_event.environment["greeting"], "overridden", "environment_file wins over environment (faas-cli)");
     assert_eq!(hello_event.environment["from_file"], "yes");
@@ -79,7 +79,7 @@ async fn hands_each_function_to_buildshiprun_as_a_shrinkwrapped_tar() {
     verify_cloud(&gc[0].headers, &gc[0].body, PAYLOAD_SECRET.as_bytes()).unwrap();
     let request: GarbageCollectRequest = gc[0].json();
     assert_eq!((request.owner.as_str(), request.repo.as_str()), ("octo", "fns"));
-    assert_eq!(request.functions, vec!["octo--hello".to_owned(), "octo--web".to_owned()]);
+    assert_eq!(request.functions, vec!["octo-hello-4".to_owned(), "octo-web-4".to_owned()]);
     // A green commit means the removed functions are already gone: collection comes before the last status.
     let paths: Vec<String> = harness.gateway.requests().into_iter().map(|r| r.path).collect();
     let collected = paths.iter().position(|p| p == "/function/garbage-collect").unwrap();

@@ -21,7 +21,7 @@ const APP_ID: &str = "4242";
 const OCTO: u64 = 101;
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 const LOG_LINK: &str = "http://127.0.0.1:8080/function/pipeline-log?owner=octo&repo=fns&sig=abc";
-const FUNCTION_URL: &str = "https://cloud.example.com/function/octo--hello";
+const FUNCTION_URL: &str = "https://cloud.example.com/function/octo-hello-4";
 
 fn app_key() -> &'static AppKey {
     static KEY: OnceLock<AppKey> = OnceLock::new();
@@ -153,7 +153,7 @@ async fn a_success_completes_the_run_with_the_function_url() {
     let github = github().await;
     let harness = start(&github, None).await;
     harness.send("d-1", vec![pending("hello")]).await;
-    let deployed = CommitStatus::new("hello", StatusState::Success, "deployed octo--hello (created)")
+    let deployed = CommitStatus::new("hello", StatusState::Success, "deployed octo-hello-4 (created)")
         .with_target_url(FUNCTION_URL);
     harness.send("d-1", vec![deployed]).await;
     let runs = github.check_runs("octo", "fns", SHA);

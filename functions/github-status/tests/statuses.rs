@@ -114,7 +114,7 @@ async fn writes_each_status_in_order_as_the_apps_installation() {
     let statuses = vec![
         status("stack-deploy", StatusState::Pending, "building 2 functions"),
         status("hello", StatusState::Success, "deployed")
-            .with_target_url("https://cloud.example.com/function/octo--hello"),
+            .with_target_url("https://cloud.example.com/function/octo-hello-4"),
     ];
     let (code, answer) = harness.send(&report("octo", OCTO, statuses)).await;
     assert_eq!(code, 200, "{answer}");
@@ -123,7 +123,7 @@ async fn writes_each_status_in_order_as_the_apps_installation() {
     assert_eq!(written.len(), 2);
     assert_eq!(written[0].context, "hello", "newest first");
     assert_eq!(written[0].state, "success");
-    assert_eq!(written[0].target_url.as_deref(), Some("https://cloud.example.com/function/octo--hello"));
+    assert_eq!(written[0].target_url.as_deref(), Some("https://cloud.example.com/function/octo-hello-4"));
     assert_eq!(written[1].context, "stack-deploy");
     assert_eq!(written[1].description.as_deref(), Some("building 2 functions"));
     assert!(written.iter().all(|s| s.installation_id == OCTO && s.api_version.as_deref() == Some("2022-11-28")));

@@ -443,7 +443,8 @@ fn start_prometheus(fronted: &mut Fronted) {
 }
 
 /// An image FROM scratch that the runtime can run: ofc-watchdog (and the libraries it links) and a static
-/// busybox, which `fprocess` names; pushed to `ofc up`'s registry as `127.0.0.1:PORT/ofc-test/cat:1`.
+/// busybox, which `fprocess` names; pushed to `ofc up`'s registry as `127.0.0.1:PORT/ofc-test/cat:1` with
+/// of-builder's account (the registry takes pushes from it alone), as an operator would.
 fn push_test_image(fronted: &Fronted, registry: &str) -> String {
     let storage = tempfile::tempdir().unwrap();
     let root = storage.path().join("root").display().to_string();
@@ -474,7 +475,12 @@ fn push_test_image(fronted: &Fronted, registry: &str) -> String {
     buildah(&["config", "--cmd", "[\"/usr/bin/fwatchdog\"]", "--port", "8080", &container], false);
     buildah(&["commit", "--quiet", "--rm", &container, "localhost/ofc-test/cat:1"], false);
     let image = format!("{registry}/ofc-test/cat:1");
-    buildah(&["push", "--quiet", "--tls-verify=false", "localhost/ofc-test/cat:1", &format!("docker://{image}")], true);
+    let account = fronted.state.path().join("builder-secrets/registry-auth").display().to_string();
+    let target = format!("docker://{image}");
+    buildah(
+        &["push", "--quiet", "--tls-verify=false", "--authfile", &account, "localhost/ofc-test/cat:1", &target],
+        true,
+    );
     image
 }
 
@@ -602,10 +608,10 @@ fn push_ends_green_through_the_queue_worker(fronted: &Fronted) {
     let queued = std::fs::read_dir(fronted.state.path().join("queue")).unwrap().count();
     assert_eq!(queued, 0, "nothing went through the embedded gateway's own queue");
     let answer = until(Duration::from_secs(120), || {
-        let (status, body) = fronted.curl(&[&format!("{GATEWAY}/function/octo-hello")]);
+        let (status, body) = fronted.curl(&[&format!("{GATEWAY}/function/octo-hello-4")]);
         (status == 200).then_some(body)
     });
-    let answer = answer.unwrap_or_else(|| panic!("octo-hello never answered through the real gateway: {}", logs()));
+    let answer = answer.unwrap_or_else(|| panic!("octo-hello-4 never answered through the real gateway: {}", logs()));
     assert!(answer.contains("Hello from OpenFaaS Cloud"), "{answer}");
     let gateway = fronted.log("gateway");
     for trouble in ["panic", "error finding function", "Error unmarshalling"] {

@@ -160,7 +160,11 @@ async fn one_owner_cannot_take_touch_or_exceed_what_is_not_theirs() {
     assert!(output.contains("edge-router-4"), "{output}");
 
     let after = stack.functions().await;
-    let corp: Vec<_> = after.iter().filter(|f| f.name.starts_with("acme-corp--")).cloned().collect();
+    let corp: Vec<_> = after
+        .iter()
+        .filter(|f| shared::naming::parse_service_name(&f.name).is_some_and(|(owner, _)| owner == "acme-corp"))
+        .cloned()
+        .collect();
     assert_eq!(deployments(&corp), deployments(&before), "acme-corp's functions are unchanged");
     assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), "corp-password", "its secret is unchanged");
     assert_eq!(stack.logs("acme-corp"), their_logs, "its build logs are unchanged");

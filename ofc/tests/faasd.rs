@@ -18,6 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::openfaas::OpenFaas;
 
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
 /// faasd's bridge address: where containers reach what runs outside faasd.
@@ -48,9 +49,6 @@ const PLATFORM: [&str; 13] = [
     "function-logs",
     "metrics",
 ];
-/// The OpenFaaS binaries the test runs, each gzip-compressed in `OFC_OPENFAAS_DIR`.
-const OPENFAAS_BINARIES: [&str; 6] =
-    ["faasd", "ofgateway", "basic-auth", "queue-worker", "nats-streaming-server", "faas-cli"];
 /// What the test takes from the workspace's binaries, besides the images' (`.ci/build-images` checks those).
 const WORKSPACE_BINARIES: [&str; 3] = ["of-builder", "ofc-watchdog", "serve-doubles"];
 
@@ -60,23 +58,6 @@ fn workspace() -> PathBuf {
 
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faasd")
-}
-
-/// The folder of gzip-compressed OpenFaaS binaries; `None` when the test is to be skipped.
-fn openfaas_dir() -> Option<PathBuf> {
-    let dir =
-        std::env::var_os("OFC_OPENFAAS_DIR").map_or_else(|| workspace().join("../shared/openfaas"), PathBuf::from);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("OFC_SKIP_REAL_OPENFAAS").as_deref() == Ok("1") {
-        loud(&format!("skipped: faasd test: no OpenFaaS binaries at {} (OFC_SKIP_REAL_OPENFAAS=1)", dir.display()));
-        return None;
-    }
-    panic!(
-        "the OpenFaaS binaries are not at {}: set OFC_OPENFAAS_DIR to their folder (or OFC_SKIP_REAL_OPENFAAS=1 to skip)",
-        dir.display()
-    );
 }
 
 /// Writes a line to stderr past the test harness's capture, so that CI's log shows it even when the test passes.
@@ -375,16 +356,12 @@ fn heading(repo: &Path) -> String {
     page[start..end].to_owned()
 }
 
-/// Unpacks the OpenFaaS binaries into `bin` (never committed: they come from `OFC_OPENFAAS_DIR` at test time).
-fn unpack_openfaas(openfaas: &Path, bin: &Path) {
+/// The OpenFaaS binaries (`testkit::openfaas` unpacks them once) copied into the scratch folder's `bin/`, where the
+/// namespace's scripts take them from.
+fn copy_openfaas(openfaas: &OpenFaas, bin: &Path) {
     fs::create_dir_all(bin).unwrap();
-    for name in OPENFAAS_BINARIES {
-        let gz = openfaas.join(format!("{name}.gz"));
-        assert!(gz.is_file(), "{} is missing", gz.display());
-        let out = fs::File::create(bin.join(name)).unwrap();
-        let status = Command::new("gzip").arg("-dc").arg(&gz).stdout(out).status().expect("gzip runs");
-        assert!(status.success(), "{} cannot be unpacked", gz.display());
-        fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for name in testkit::openfaas::BINARIES {
+        fs::copy(openfaas.bin(name), bin.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
@@ -552,14 +529,14 @@ fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, f
 
 /// faasd in the namespaces, the registry and the platform's images, the doubles, of-builder and the bucket outside
 /// faasd, then docs/deploy.md 9.2 and 9.3.
-fn deploy(openfaas: &Path) -> Platform {
+fn deploy(openfaas: &OpenFaas) -> Platform {
     let mut figures = String::new();
     let binaries = binaries();
     let target = workspace().join("target");
     fs::create_dir_all(&target).unwrap();
     let work = tempfile::Builder::new().prefix("faasd-").tempdir_in(&target).unwrap().keep();
     let scratch = Scratch(work.clone());
-    unpack_openfaas(openfaas, &work.join("bin"));
+    copy_openfaas(openfaas, &work.join("bin"));
     run("images.sh", Command::new(scripts().join("images.sh")).arg(work.join("bin")).arg(work.join("images")));
 
     let started = Instant::now();
@@ -715,7 +692,7 @@ fn dashboard(platform: &Platform, checks: &mut Checks) {
 
 #[test]
 fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushes() {
-    let Some(openfaas) = openfaas_dir() else { return };
+    let Some(openfaas) = OpenFaas::locate("faasd test") else { return };
     let mut platform = deploy(&openfaas);
     let mut figures = std::mem::take(&mut platform.figures);
     let mut checks = Checks::default();

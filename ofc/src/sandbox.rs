@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use shared::sandbox::{BuildUser, CREATE_USER};
+use shared::sandbox::BuildUser;
 
 use crate::runtime::{BuildahStorage, Sandbox};
 use crate::state::StateDir;
@@ -27,10 +27,23 @@ pub fn build_user(name: Option<&str>) -> anyhow::Result<Option<BuildUser>> {
         Ok(user) => Ok(Some(user)),
         Err(reason) => bail!(
             "pushed code runs sandboxed as the build user `{name}`, which cannot be used: {reason}.\n\
-             Create it as root (what .ci/run does):\n\n{CREATE_USER}\n\n\
-             or run everything as root with `ofc up --sandbox none`"
+             Create it as root with `./ofc-local install` in the repository, which runs:\n\n{}\n\n\
+             or run everything as root with `ofc up --sandbox none`",
+            build_user_commands()
         ),
     }
+}
+
+/// The repository's install script, the one definition of the build user (CI and a newcomer run it).
+const INSTALL_SCRIPT: &str = include_str!("../../ofc-local");
+
+/// The commands that create the build user, as the install script has them between its two markers, for the error
+/// that says how to fix a machine without the user.
+fn build_user_commands() -> String {
+    let lines = INSTALL_SCRIPT.lines().skip_while(|l| l.trim() != "# build user: begin").skip(1);
+    let block: Vec<&str> =
+        lines.take_while(|l| l.trim() != "# build user: end").map(|l| l.strip_prefix("  ").unwrap_or(l)).collect();
+    block.join("\n")
 }
 
 /// Lets the build user pass through the state folder (0711: it cannot list it, and every folder inside stays
@@ -80,5 +93,19 @@ pub fn builder_storage(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::R
                 .with_context(|| format!("the build user's storage {} cannot be used", root.display()))
         }
         None => Ok(BuildahStorage::new(root)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_user_commands;
+
+    #[test]
+    fn the_build_user_commands_are_the_install_scripts_block() {
+        let commands = build_user_commands();
+        assert!(commands.starts_with("id -u ofcbuild"), "{commands}");
+        assert!(commands.contains("useradd --system") && commands.contains("/etc/subuid"), "{commands}");
+        assert!(commands.ends_with("done"), "the block ends with its loop: {commands}");
+        assert!(!commands.contains("build user:"), "the markers are not shown: {commands}");
     }
 }

@@ -17,15 +17,6 @@ use std::path::{Path, PathBuf};
 /// image's root. `buildah run` wants the `CAP_` prefix; `bud` takes either.
 pub const DROPPED_CAPABILITY: &str = "CAP_SYS_CHROOT";
 
-/// The commands that create the build user with a subordinate id range no other user overlaps (`.ci/run` runs
-/// them), for error messages that say how to fix a machine.
-pub const CREATE_USER: &str = "useradd --system --create-home --home-dir /var/lib/ofcbuild --shell /usr/sbin/nologin \
-ofcbuild
-for f in /etc/subuid /etc/subgid; do
-  touch \"$f\"
-  grep -q '^ofcbuild:' \"$f\" || awk -F: 'BEGIN { s = 200000 } $2 + $3 > s { s = $2 + $3 } END { print \"ofcbuild:\" s \":65536\" }' \"$f\" >> \"$f\"
-done";
-
 /// An unprivileged local user pushed code runs as, resolved once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildUser {

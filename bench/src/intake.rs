@@ -88,7 +88,7 @@ pub async fn run(binaries: &std::path::Path, seconds: u64) -> anyhow::Result<()>
     let per_request = |before: Duration, after: Duration| after.saturating_sub(before).as_secs_f64() * 1e6 / requests;
     println!(
         "   CPU per request: gh-push {:.0} µs, load generator + gateway double {:.0} µs (cores: {})   \
-         target: <= README's",
+         target: <= docs/benchmarks.md's",
         per_request(gh_push_before, cpu_time(gh_push.pid())?),
         per_request(bench_before, cpu_time(std::process::id())?),
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)

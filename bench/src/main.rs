@@ -16,7 +16,7 @@
 //! - [`process`]: starting release binaries, reading their memory.
 //! - [`stats`]: min/p50/p99/max summaries.
 //!
-//! Run `cargo build --release --workspace --bins && target/release/bench` (see the README).
+//! Run `cargo build --release --workspace --bins && target/release/bench` (see `docs/benchmarks.md`).
 
 mod builder;
 mod cost;

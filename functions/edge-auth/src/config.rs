@@ -1,4 +1,4 @@
-//! edge-auth's settings, read once at start (see docs/configuration.md).
+//! edge-auth's settings, read once at start (see `docs/configuration.md`).
 
 use std::sync::Arc;
 use std::time::Duration;

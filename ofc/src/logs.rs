@@ -2,6 +2,7 @@
 //! records pipeline-log serves behind signed links), and a failed `ofc push` prints the failing functions' last
 //! lines, so that the reason a build failed is on the terminal without a browser.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -93,14 +94,27 @@ pub async fn logs(options: &LogsOptions) -> anyhow::Result<()> {
     if functions.is_empty() {
         bail!("no build log is stored for {owner}/{repo} at {sha}");
     }
-    println!("{owner}/{repo} at {sha}");
+    let mut out = std::io::stdout().lock();
+    let mut printed = writeln!(out, "{owner}/{repo} at {sha}");
     for function in &functions {
-        let record = store.get(&LogKey::new(owner_id, repo, &sha, function)?).await?;
-        println!("{}", header(function, &record));
-        print!("{}", record.text);
-        if !record.text.ends_with('\n') {
-            println!();
+        if printed.is_err() {
+            break;
         }
+        let record = store.get(&LogKey::new(owner_id, repo, &sha, function)?).await?;
+        printed = print_record(&mut out, function, &record);
+    }
+    match printed.and_then(|()| out.flush()) {
+        // A reader that stopped early (`ofc logs … | head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing the build log to stdout"),
+        _ => Ok(()),
+    }
+}
+
+fn print_record(out: &mut impl Write, function: &str, record: &LogRecord) -> std::io::Result<()> {
+    writeln!(out, "{}", header(function, record))?;
+    out.write_all(record.text.as_bytes())?;
+    if !record.text.ends_with('\n') {
+        writeln!(out)?;
     }
     Ok(())
 }

@@ -26,8 +26,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 pub use shared::app_key::{to_pkcs8, AppKey};
 
+mod accounts;
 mod check_runs;
 mod oauth;
+
+pub use accounts::{AccountError, Accounts};
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,6 +144,9 @@ struct DoubleState {
     next_id: u64,
     /// OAuth Apps, authorization codes and user tokens.
     oauth: oauth::OAuthState,
+    /// Which account each login is, and where renames are kept, if anywhere.
+    accounts: Accounts,
+    accounts_file: Option<std::path::PathBuf>,
 }
 
 /// The double's state; cheap to clone, shared with its router.
@@ -169,6 +175,8 @@ impl GitHubDouble {
                 status_requests: 0,
                 next_id: 1,
                 oauth: oauth::OAuthState::default(),
+                accounts: Accounts::default(),
+                accounts_file: None,
             })),
         }
     }
@@ -180,6 +188,33 @@ impl GitHubDouble {
     /// Installs the App on `owner`'s account as installation `id`; `*` stands for every account (the local stack).
     pub fn add_installation(&self, id: u64, owner: &str) {
         self.lock().installations.insert(id, owner.to_ascii_lowercase());
+    }
+
+    /// Keeps the accounts' renames in `path` (read now, written after each rename), where the local stack's
+    /// commands find them too.
+    pub fn keep_accounts_in(&self, path: &std::path::Path) -> Result<(), AccountError> {
+        let accounts = Accounts::load(path)?;
+        let mut state = self.lock();
+        state.accounts = accounts;
+        state.accounts_file = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// The account id behind `login` now.
+    pub fn account_id_of(&self, login: &str) -> u64 {
+        self.lock().accounts.id_of(login)
+    }
+
+    /// Renames `old`'s account to `new` (see [`Accounts::rename`]); answers the renamed account's id.
+    pub fn rename_account(&self, old: &str, new: &str) -> Result<u64, AccountError> {
+        let mut state = self.lock();
+        let mut accounts = state.accounts.clone();
+        let (moved, _) = accounts.rename(old, new)?;
+        if let Some(path) = &state.accounts_file {
+            accounts.save(path)?;
+        }
+        state.accounts = accounts;
+        Ok(moved)
     }
 
     /// How long issued tokens live (GitHub: one hour).
@@ -250,6 +285,8 @@ impl GitHubDouble {
             .route("/login/oauth/access_token", post(oauth::access_token))
             .route("/user", get(oauth::user))
             .route("/user/orgs", get(oauth::user_orgs))
+            .route("/users/{login}", get(accounts::user))
+            .route("/admin/users/{login}", axum::routing::patch(accounts::rename))
             .fallback(|| async { github_error(StatusCode::NOT_FOUND, "Not Found") })
             .with_state(self.clone())
     }

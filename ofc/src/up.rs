@@ -357,6 +357,7 @@ fn builder_secrets(state: &StateDir, registry: &str, builder: &doubles::registry
 fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServer)> {
     let github = GitHubDouble::new(APP_ID, &prepared.public_key);
     github.add_installation(INSTALLATION_ID, "*");
+    github.keep_accounts_in(&prepared.state.github_accounts())?;
     // edge-auth signs users in through the double's OAuth pages as this OAuth App.
     github.add_oauth_app(Edge::CLIENT_ID, &prepared.state.secret("of-client-secret")?);
     let previous = prepared.previous.as_ref();

@@ -337,10 +337,17 @@ enum Attempt {
 
 impl From<GatewayError> for Attempt {
     fn from(error: GatewayError) -> Self {
-        if error.is_transient() {
-            Self::Transient(error.to_string())
-        } else {
-            Self::Refused(error.to_string())
+        match error {
+            error if error.is_transient() => Self::Transient(error.to_string()),
+            // The gateway's own reason first, so the 140 characters of a commit status hold it (a missing secret).
+            GatewayError::Status { status, body, .. } if status.is_client_error() => {
+                let reason = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|answer| answer.get("error").and_then(serde_json::Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| body.trim().to_owned());
+                Self::Refused(format!("{reason} ({status})"))
+            }
+            error => Self::Refused(error.to_string()),
         }
     }
 }

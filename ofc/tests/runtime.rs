@@ -86,13 +86,15 @@ async fn start() -> Harness {
     let runtime = FunctionRuntime::new(RuntimeConfig {
         root: runtime_root.clone(),
         logs: dir.path().join("logs"),
-        secrets,
+        secrets: secrets.clone(),
         insecure_registry: true,
         start_timeout: Duration::from_secs(20),
         sandbox: None,
     })
     .unwrap();
     let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");
+    // One secrets folder, as `ofc up` has it: the gateway refuses a deployment whose secret is not there.
+    config.secrets_dir = secrets;
     config.runtime = Some(Arc::new(runtime));
     config.logs_dir = dir.path().join("logs");
     let gateway = Gateway::new(config).unwrap();

@@ -42,7 +42,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Runtime::Buildah)]
         runtime: Runtime,
         /// The unprivileged user pushed code (builds and deployed functions) runs as, each in its own PID namespace
-        /// with a minimal /dev; `none` runs it as root, for machines without that user.
+        /// with a minimal /dev; `none` runs it as root, for machines without that user, and builds then keep the
+        /// host's network (a warning says so at start).
         #[arg(long, value_name = "USER|none", default_value = "ofcbuild")]
         sandbox: String,
         /// The OpenFaaS gateway the functions call (and send audit events to) when a real one fronts this stack

@@ -156,23 +156,25 @@ fn router_port(stack: &LocalStack) -> u16 {
     router.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap()
 }
 
-#[tokio::test]
-async fn a_new_account_on_a_recycled_login_reaches_nothing_of_the_old_account() {
-    let stack = Up::new(OFC).start();
-    let github = stack.endpoints()["github_api"].as_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
-    let work = tempfile::tempdir().unwrap();
+/// What account 1 left before its rename: its id, its function `api`, its image's tag and its build logs.
+struct FirstAccount {
+    id: u64,
+    api: shared::openfaas::FunctionStatus,
+    tag: String,
+    logs: String,
+}
 
-    // Account 1 is `acme`: its secret `db`, and its function `api` mounting it.
-    let first = user_id(&http, &github, "acme").await;
-    let printed = secret_set(&stack, "acme", "db", "first-account-password");
+/// Account 1 is `acme`: its secret `db`, and its function `api` mounting it.
+async fn first_account_deploys(stack: &LocalStack, http: &reqwest::Client, github: &str, work: &Path) -> FirstAccount {
+    let first = user_id(http, github, "acme").await;
+    let printed = secret_set(stack, "acme", "db", "first-account-password");
     assert!(printed.contains(&format!("{first}--db")), "{printed}");
     let stack_yml = stack_of(&[function("api", "    secrets:\n      - db\n")]);
-    let theirs = repo(&work.path().join("first"), &stack_yml, &[("api", own_dockerfile("api"))]);
-    let (ok, output) = push(&stack, &theirs, "acme");
+    let theirs = repo(&work.join("first"), &stack_yml, &[("api", own_dockerfile("api"))]);
+    let (ok, output) = push(stack, &theirs, "acme");
     assert!(ok, "{output}");
     let before = testkit::local_stack::deployed_functions(stack.state_path(), &stack.gateway).await;
-    let api = before.iter().find(|f| f.name == "acme-api-4").unwrap_or_else(|| panic!("{before:?}"));
+    let api = before.iter().find(|f| f.name == "acme-api-4").cloned().unwrap_or_else(|| panic!("{before:?}"));
     assert_eq!(api.secrets.as_deref().unwrap(), [format!("{first}--db")]);
     assert_eq!(api.labels.as_ref().unwrap()["com.openfaas.cloud.git-owner-id"], first.to_string());
     let their_image = api.image.clone();
@@ -183,7 +185,11 @@ async fn a_new_account_on_a_recycled_login_reaches_nothing_of_the_old_account() 
     let (ok, their_logs) = stack.ofc_text(&["logs", "acme/fns"]);
     assert!(ok && their_logs.contains("==> api: success"), "{their_logs}");
 
-    // Account 1 renames itself away; `acme` is then a new account's.
+    FirstAccount { id: first, api, tag: their_tag, logs: their_logs }
+}
+
+/// Renames account 1 away (GitHub Enterprise's site-admin rename); `acme` is then a new account's: its id.
+async fn rename_away(http: &reqwest::Client, github: &str, first: u64) -> u64 {
     let renamed = http
         .patch(format!("{github}admin/users/acme"))
         .json(&serde_json::json!({ "login": "acme-renamed" }))
@@ -191,11 +197,39 @@ async fn a_new_account_on_a_recycled_login_reaches_nothing_of_the_old_account() 
         .await
         .unwrap();
     assert_eq!(renamed.status(), 202);
-    assert_eq!(user_id(&http, &github, "acme-renamed").await, first);
-    let second = user_id(&http, &github, "acme").await;
+    assert_eq!(user_id(http, github, "acme-renamed").await, first);
+    let second = user_id(http, github, "acme").await;
     assert_ne!(second, first);
     let taken = http.patch(format!("{github}admin/users/bob")).json(&serde_json::json!({ "login": "acme-renamed" }));
     assert_eq!(taken.send().await.unwrap().status(), 422, "a login a rename took is not free");
+
+    second
+}
+
+/// Signed in as `acme` (account 2) through the edge router: its function is listed, nothing of account 1's.
+async fn dashboard_shows_nothing_of_the_first(stack: &LocalStack) {
+    let port = router_port(stack);
+    let mut browser = SignIn::new(port);
+    let dashboard = format!("http://system.localhost:{port}/dashboard/");
+    let (status, page) = browser.walk(&dashboard, "acme").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("acme-own-4"), "{page}");
+    assert!(!page.contains("acme-api-4"), "account 1's function is not listed for account 2: {page}");
+    let (status, page) = browser.walk(&format!("{dashboard}functions/acme-api-4"), "acme").await;
+    assert_eq!(status, 403, "{page}");
+    let (status, page) = browser.walk(&format!("{dashboard}functions/acme-api-4/logs?follow=false"), "acme").await;
+    assert_eq!(status, 403, "{page}");
+}
+
+#[tokio::test]
+async fn a_new_account_on_a_recycled_login_reaches_nothing_of_the_old_account() {
+    let stack = Up::new(OFC).start();
+    let github = stack.endpoints()["github_api"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let work = tempfile::tempdir().unwrap();
+    let FirstAccount { id: first, api, tag: their_tag, logs: their_logs } =
+        first_account_deploys(&stack, &http, &github, work.path()).await;
+    let second = rename_away(&http, &github, first).await;
 
     // Account 2's view of `acme/fns` before it pushed: nothing stored (account 1's logs are under its id).
     let (ok, printed) = stack.ofc_text(&["logs", "acme/fns"]);
@@ -250,16 +284,5 @@ async fn a_new_account_on_a_recycled_login_reaches_nothing_of_the_old_account() 
     assert!(ok, "{renamed_logs}");
     assert_eq!(renamed_logs.replacen("acme-renamed/fns", "acme/fns", 1), their_logs, "account 1's logs are unchanged");
 
-    // The dashboard, signed in as `acme` (account 2): its function, nothing of account 1's.
-    let port = router_port(&stack);
-    let mut browser = SignIn::new(port);
-    let dashboard = format!("http://system.localhost:{port}/dashboard/");
-    let (status, page) = browser.walk(&dashboard, "acme").await;
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains("acme-own-4"), "{page}");
-    assert!(!page.contains("acme-api-4"), "account 1's function is not listed for account 2: {page}");
-    let (status, page) = browser.walk(&format!("{dashboard}functions/acme-api-4"), "acme").await;
-    assert_eq!(status, 403, "{page}");
-    let (status, page) = browser.walk(&format!("{dashboard}functions/acme-api-4/logs?follow=false"), "acme").await;
-    assert_eq!(status, 403, "{page}");
+    dashboard_shows_nothing_of_the_first(&stack).await;
 }

@@ -7,7 +7,8 @@
 //! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window. Check runs (create,
 //! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded. It also serves
 //! GitHub's OAuth web flow for a registered OAuth App, and `/user` and `/user/orgs` for the tokens it issues (see
-//! `oauth`), so the local stack can sign people in.
+//! `oauth`), so the local stack can sign people in. Accounts can be renamed, freeing their login for a new account
+//! (see [`Accounts`]), so that a recycled login can be tried end to end.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -342,7 +343,8 @@ impl std::ops::Deref for RunningDouble {
 
 /// The numeric id GitHub would give the account `owner`: one per login (case-insensitive), stable across runs, so
 /// that ownership, decided by the id, separates the local stack's owners as it does GitHub's (FNV-1a, never 0).
-/// `ofc push`'s events and the double's `/user` and `/user/orgs` agree on it.
+/// `ofc push`'s events and the double's `/user` and `/user/orgs` agree on it until the account is renamed
+/// ([`Accounts::id_of`] knows the renames).
 pub fn account_id(owner: &str) -> u64 {
     let hash = owner
         .to_ascii_lowercase()

@@ -389,3 +389,27 @@ pub fn meaningful_line(log: &[String]) -> String {
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn refused(status: StatusCode, body: &str) -> String {
+        let error = GatewayError::Status { what: "POST /system/functions".into(), status, body: body.into() };
+        match Attempt::from(error) {
+            Attempt::Refused(reason) => reason,
+            _ => panic!("a {status} is final"),
+        }
+    }
+
+    #[test]
+    fn a_refused_deployment_says_the_gateway_s_own_reason_first() {
+        let json = r#"{"error":"required secrets not found: 7--db","status":400}"#;
+        assert_eq!(refused(StatusCode::BAD_REQUEST, json), "required secrets not found: 7--db (400 Bad Request)");
+        // OpenFaaS' providers answer plain text.
+        assert_eq!(refused(StatusCode::BAD_REQUEST, "bad image\n"), "bad image (400 Bad Request)");
+        let transient = GatewayError::Status { what: "x".into(), status: StatusCode::BAD_GATEWAY, body: String::new() };
+        assert!(matches!(Attempt::from(transient), Attempt::Transient(_)));
+    }
+}

@@ -33,6 +33,9 @@ pub enum FunctionsError {
     /// A `POST` for a name that is deployed: as on OpenFaaS, creating never replaces (two first deployments race).
     #[error("function {0} already exists")]
     AlreadyExists(String),
+    /// The gateway's own reason not to deploy it (a secret it names does not exist, as on OpenFaaS).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl IntoResponse for FunctionsError {
@@ -40,7 +43,9 @@ impl IntoResponse for FunctionsError {
         let status = match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyExists(_) => StatusCode::CONFLICT,
-            Self::NotADeployment(_) | Self::NotADeletion(_) | Self::MissingField => StatusCode::BAD_REQUEST,
+            Self::NotADeployment(_) | Self::NotADeletion(_) | Self::MissingField | Self::Refused(_) => {
+                StatusCode::BAD_REQUEST
+            }
         };
         ErrorResponse::new(status, self).into_response()
     }
@@ -50,6 +55,11 @@ impl IntoResponse for FunctionsError {
 pub trait FunctionHooks: Send + Sync + 'static {
     /// Replicas answering now; `None` keeps the recorded count.
     fn available_replicas(&self, _name: &str) -> Option<u64> {
+        None
+    }
+
+    /// Why `deployment` cannot be deployed, if it cannot (checked before anything is recorded).
+    fn refusal(&self, _deployment: &FunctionDeployment) -> Option<String> {
         None
     }
 
@@ -123,6 +133,9 @@ impl FunctionsApi {
     pub fn deploy(&self, deployment: &FunctionDeployment, update: bool) -> Result<StatusCode, FunctionsError> {
         if deployment.service.is_empty() || deployment.image.is_empty() {
             return Err(FunctionsError::MissingField);
+        }
+        if let Some(reason) = self.hooks.refusal(deployment) {
+            return Err(FunctionsError::Refused(reason));
         }
         let mut functions = self.lock();
         let previous = functions.get(&deployment.service);

@@ -7,7 +7,8 @@
 //! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window. Check runs (create,
 //! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded. It also serves
 //! GitHub's OAuth web flow for a registered OAuth App, and `/user` and `/user/orgs` for the tokens it issues (see
-//! `oauth`), so the local stack can sign people in.
+//! `oauth`), so the local stack can sign people in. Accounts can be renamed, freeing their login for a new account
+//! (see [`Accounts`]), so that a recycled login can be tried end to end.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -26,8 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 pub use shared::app_key::{to_pkcs8, AppKey};
 
+mod accounts;
 mod check_runs;
 mod oauth;
+
+pub use accounts::{AccountError, Accounts};
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,6 +145,9 @@ struct DoubleState {
     next_id: u64,
     /// OAuth Apps, authorization codes and user tokens.
     oauth: oauth::OAuthState,
+    /// Which account each login is, and where renames are kept, if anywhere.
+    accounts: Accounts,
+    accounts_file: Option<std::path::PathBuf>,
 }
 
 /// The double's state; cheap to clone, shared with its router.
@@ -169,6 +176,8 @@ impl GitHubDouble {
                 status_requests: 0,
                 next_id: 1,
                 oauth: oauth::OAuthState::default(),
+                accounts: Accounts::default(),
+                accounts_file: None,
             })),
         }
     }
@@ -180,6 +189,33 @@ impl GitHubDouble {
     /// Installs the App on `owner`'s account as installation `id`; `*` stands for every account (the local stack).
     pub fn add_installation(&self, id: u64, owner: &str) {
         self.lock().installations.insert(id, owner.to_ascii_lowercase());
+    }
+
+    /// Keeps the accounts' renames in `path` (read now, written after each rename), where the local stack's
+    /// commands find them too.
+    pub fn keep_accounts_in(&self, path: &std::path::Path) -> Result<(), AccountError> {
+        let accounts = Accounts::load(path)?;
+        let mut state = self.lock();
+        state.accounts = accounts;
+        state.accounts_file = Some(path.to_owned());
+        Ok(())
+    }
+
+    /// The account id behind `login` now.
+    pub fn account_id_of(&self, login: &str) -> u64 {
+        self.lock().accounts.id_of(login)
+    }
+
+    /// Renames `old`'s account to `new` (see [`Accounts::rename`]); answers the renamed account's id.
+    pub fn rename_account(&self, old: &str, new: &str) -> Result<u64, AccountError> {
+        let mut state = self.lock();
+        let mut accounts = state.accounts.clone();
+        let (moved, _) = accounts.rename(old, new)?;
+        if let Some(path) = &state.accounts_file {
+            accounts.save(path)?;
+        }
+        state.accounts = accounts;
+        Ok(moved)
     }
 
     /// How long issued tokens live (GitHub: one hour).
@@ -250,6 +286,8 @@ impl GitHubDouble {
             .route("/login/oauth/access_token", post(oauth::access_token))
             .route("/user", get(oauth::user))
             .route("/user/orgs", get(oauth::user_orgs))
+            .route("/users/{login}", get(accounts::user))
+            .route("/admin/users/{login}", axum::routing::patch(accounts::rename))
             .fallback(|| async { github_error(StatusCode::NOT_FOUND, "Not Found") })
             .with_state(self.clone())
     }
@@ -305,7 +343,8 @@ impl std::ops::Deref for RunningDouble {
 
 /// The numeric id GitHub would give the account `owner`: one per login (case-insensitive), stable across runs, so
 /// that ownership, decided by the id, separates the local stack's owners as it does GitHub's (FNV-1a, never 0).
-/// `ofc push`'s events and the double's `/user` and `/user/orgs` agree on it.
+/// `ofc push`'s events and the double's `/user` and `/user/orgs` agree on it until the account is renamed
+/// ([`Accounts::id_of`] knows the renames).
 pub fn account_id(owner: &str) -> u64 {
     let hash = owner
         .to_ascii_lowercase()

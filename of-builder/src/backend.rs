@@ -210,7 +210,10 @@ pub struct Buildkit {
 }
 
 impl Buildkit {
-    /// `buildctl` arguments for the dockerfile frontend with `push=true`.
+    /// `buildctl` arguments for the dockerfile frontend with `push=true`. Every `RUN` step gets a network namespace
+    /// holding only `lo` (`force-network-mode=none`), as Buildah's sandboxed builds do: otherwise it shares
+    /// buildkitd's network, where buildkitd and the pod's other parts listen. `RUN --network=host` then needs the
+    /// `network.host` entitlement, which is never asked for (`--allow`), so it fails.
     pub fn build_args(&self, config: &BuildConfig, context: &Path, metadata: &Path) -> Vec<String> {
         let mut args = vec![
             "--addr".into(),
@@ -224,6 +227,8 @@ impl Buildkit {
             format!("dockerfile={}", context.display()),
             "--opt".into(),
             "filename=Dockerfile".into(),
+            "--opt".into(),
+            "force-network-mode=none".into(),
         ];
         for (name, value) in &config.build_args {
             args.push("--opt".into());
@@ -413,7 +418,7 @@ mod tests {
     }
 
     #[test]
-    fn buildctl_command_line_is_the_dockerfile_frontend_with_push() {
+    fn buildctl_command_line_is_the_dockerfile_frontend_with_push_and_run_steps_without_network() {
         let buildkit = Buildkit {
             host: "tcp://buildkitd:1234".into(),
             insecure_registry: true,
@@ -425,7 +430,8 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "--addr tcp://buildkitd:1234 build --frontend dockerfile.v0 --local context=/tmp/b/context \
-             --local dockerfile=/tmp/b/context --opt filename=Dockerfile --opt build-arg:GO_VERSION=1.22 \
+             --local dockerfile=/tmp/b/context --opt filename=Dockerfile --opt force-network-mode=none \
+             --opt build-arg:GO_VERSION=1.22 \
              --output type=image,name=127.0.0.1:5000/octo/fn:latest-abc,push=true,registry.insecure=true \
              --metadata-file /tmp/b/metadata.json"
         );

@@ -56,8 +56,9 @@ fn header(function: &str, record: &LogRecord) -> String {
 /// record (refused before its build) is skipped, as its status already said why.
 pub async fn print_failure_tails(state: &StateDir, owner: &str, repo: &str, sha: &str, functions: &[String]) {
     let Ok(store) = open(state) else { return };
+    let Ok(owner_id) = state.account_id(owner) else { return };
     for function in functions {
-        let Ok(key) = LogKey::new(crate::push::account_id(owner), repo, sha, function) else { continue };
+        let Ok(key) = LogKey::new(owner_id, repo, sha, function) else { continue };
         let Ok(record) = store.get(&key).await else { continue };
         let lines: Vec<&str> = record.text.lines().collect();
         let shown = &lines[lines.len().saturating_sub(TAIL_LINES)..];
@@ -78,7 +79,7 @@ pub async fn print_failure_tails(state: &StateDir, owner: &str, repo: &str, sha:
 pub async fn logs(options: &LogsOptions) -> anyhow::Result<()> {
     let state = StateDir::new(&options.state);
     let (owner, repo) = options.target.split_once('/').context("name the repository as OWNER/REPO")?;
-    let owner_id = crate::push::account_id(owner);
+    let owner_id = state.account_id(owner)?;
     let store = open(&state)?;
     let sha = match &options.sha {
         Some(sha) => resolve_sha(&state, owner, repo, sha)?,
@@ -123,7 +124,7 @@ fn print_record(out: &mut impl Write, function: &str, record: &LogRecord) -> std
 fn resolve_sha(state: &StateDir, owner: &str, repo: &str, prefix: &str) -> anyhow::Result<String> {
     let prefix = prefix.trim().to_ascii_lowercase();
     // Checks the prefix's form with the store's own rules (hex, 7 to 64 digits) before it names a folder.
-    let key = LogKey::new(crate::push::account_id(owner), repo, &prefix, "x")?;
+    let key = LogKey::new(state.account_id(owner)?, repo, &prefix, "x")?;
     let dir = builds_dir(state).join(key.owner_id().to_string()).join(key.repo());
     let matches: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("no build of {owner}/{repo} is stored"))?

@@ -42,7 +42,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Runtime::Buildah)]
         runtime: Runtime,
         /// The unprivileged user pushed code (builds and deployed functions) runs as, each in its own PID namespace
-        /// with a minimal /dev; `none` runs it as root, for machines without that user.
+        /// with a minimal /dev; `none` runs it as root, for machines without that user, and builds then keep the
+        /// host's network (a warning says so at start).
         #[arg(long, value_name = "USER|none", default_value = "ofcbuild")]
         sandbox: String,
         /// The OpenFaaS gateway the functions call (and send audit events to) when a real one fronts this stack
@@ -235,13 +236,14 @@ fn secret_set(name: &str, owner: &str, state: &std::path::Path) -> anyhow::Resul
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     anyhow::ensure!(shared::naming::is_github_login(owner), "`{owner}` is not a GitHub login");
-    let bound = shared::naming::owner_secret_name(ofc::push::account_id(owner), name)?;
+    let state_dir = ofc::state::StateDir::new(state);
+    let bound = shared::naming::owner_secret_name(state_dir.account_id(owner)?, name)?;
     anyhow::ensure!(shared::naming::is_valid_secret_name(&bound), "`{bound}` is not a valid secret name");
     let mut value = Vec::new();
     std::io::stdin().read_to_end(&mut value).context("reading the secret from stdin")?;
     let trimmed = value.strip_suffix(b"\n").unwrap_or(&value);
     let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-    let dir = ofc::state::StateDir::new(state).function_secrets();
+    let dir = state_dir.function_secrets();
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(&bound);
     let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&path)?;

@@ -111,7 +111,8 @@ pub async fn push(options: &PushOptions) -> anyhow::Result<bool> {
     let sha = head.sha.clone();
     let clone_url = format!("{}{}/{name}.git", endpoints.git, options.owner);
     let delivery = uuid::Uuid::new_v4().to_string();
-    let payload = payload(&options.owner, &name, &branch, &head, &clone_url);
+    let owner_id = state.account_id(&options.owner)?;
+    let payload = payload(&options.owner, owner_id, &name, &branch, &head, &clone_url);
     let body = serde_json::to_vec(&payload)?;
     let secret = state.secret("github-webhook-secret")?;
     let http = reqwest::Client::new();
@@ -165,11 +166,12 @@ async fn statuses(
     Ok(response.json().await?)
 }
 
-/// The numeric id GitHub would give the account `owner` (the GitHub double's, which signs the same owners in).
+/// The numeric id GitHub would give the account `owner` while nobody renamed it (the GitHub double's, which signs
+/// the same owners in); [`StateDir::account_id`] knows the renames.
 pub use doubles::github_double::account_id;
 
 /// The push event GitHub sends, in its shape.
-fn payload(owner: &str, name: &str, branch: &str, head: &Head, clone_url: &str) -> Value {
+fn payload(owner: &str, owner_id: u64, name: &str, branch: &str, head: &Head, clone_url: &str) -> Value {
     let (sha, message) = (&head.sha, &head.message);
     let before = head.parent.clone().unwrap_or_else(|| "0".repeat(40));
     let now = chrono::Utc::now();
@@ -187,12 +189,12 @@ fn payload(owner: &str, name: &str, branch: &str, head: &Head, clone_url: &str) 
         "commits": [commit.clone()], "head_commit": commit,
         "repository": {
             "id": 1, "name": name, "full_name": format!("{owner}/{name}"), "private": false,
-            "owner": {"login": owner, "id": account_id(owner), "type": "User"},
+            "owner": {"login": owner, "id": owner_id, "type": "User"},
             "html_url": clone_url, "clone_url": clone_url, "default_branch": branch, "master_branch": branch,
             "created_at": now.timestamp(), "pushed_at": now.timestamp()
         },
         "pusher": {"name": owner, "email": format!("{owner}@localhost")},
-        "sender": {"login": owner, "id": account_id(owner), "type": "User"},
+        "sender": {"login": owner, "id": owner_id, "type": "User"},
         "installation": {"id": INSTALLATION_ID}
     })
 }

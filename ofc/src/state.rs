@@ -65,6 +65,16 @@ impl StateDir {
         self.root.join("logs")
     }
 
+    /// The GitHub double's renamed accounts: which account id each login is now.
+    pub fn github_accounts(&self) -> PathBuf {
+        self.root.join("github-accounts.json")
+    }
+
+    /// The account id GitHub (the double) gives `login` now: a renamed-away login names a new account.
+    pub fn account_id(&self, login: &str) -> Result<u64, doubles::github_double::AccountError> {
+        Ok(doubles::github_double::Accounts::load(&self.github_accounts())?.id_of(login))
+    }
+
     pub fn repos(&self) -> PathBuf {
         self.root.join("repos")
     }

@@ -129,11 +129,21 @@ pub async fn up(options: UpOptions, shutdown: impl std::future::Future<Output = 
     Ok(())
 }
 
+/// What `--sandbox none` gives up, said at every start: builds keep the host's network, so pushed code in a `RUN`
+/// step reaches every part listening on loopback (functions keep their own network namespace).
+pub const SANDBOX_NONE_WARNING: &str = "ofc: warning: --sandbox none: builds run as root with the host's network: \
+     a pushed Dockerfile's RUN steps reach every part of this stack on loopback (of-builder, the registry's gate, \
+     the gateway's /system API, the GitHub double); run only code you trust (functions still get a network of \
+     their own)";
+
 impl LocalStack {
     /// Starts every part, in order, and waits until of-builder and the functions answer.
     pub async fn start(options: &UpOptions) -> anyhow::Result<Self> {
         let stack = check_prerequisites(options)?;
         let user = crate::sandbox::build_user(options.sandbox_user.as_deref())?;
+        if options.sandbox_user.is_none() {
+            eprintln!("{SANDBOX_NONE_WARNING}");
+        }
         let gateway_address: SocketAddr = ([127, 0, 0, 1], options.gateway_port).into();
         let gateway_listener = tokio::net::TcpListener::bind(gateway_address).await.with_context(|| {
             format!("port {} is in use: stop what listens there or pass --gateway-port", options.gateway_port)
@@ -357,6 +367,7 @@ fn builder_secrets(state: &StateDir, registry: &str, builder: &doubles::registry
 fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServer)> {
     let github = GitHubDouble::new(APP_ID, &prepared.public_key);
     github.add_installation(INSTALLATION_ID, "*");
+    github.keep_accounts_in(&prepared.state.github_accounts())?;
     // edge-auth signs users in through the double's OAuth pages as this OAuth App.
     github.add_oauth_app(Edge::CLIENT_ID, &prepared.state.secret("of-client-secret")?);
     let previous = prepared.previous.as_ref();

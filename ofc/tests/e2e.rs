@@ -324,4 +324,5 @@ fn up_refuses_a_port_in_use_and_a_broken_stack_with_a_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is in use") && stderr.contains("--router-port"), "{stderr}");
+    assert!(stderr.contains(ofc::up::SANDBOX_NONE_WARNING), "--sandbox none says what builds give up: {stderr}");
 }

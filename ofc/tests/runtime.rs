@@ -86,13 +86,15 @@ async fn start() -> Harness {
     let runtime = FunctionRuntime::new(RuntimeConfig {
         root: runtime_root.clone(),
         logs: dir.path().join("logs"),
-        secrets,
+        secrets: secrets.clone(),
         insecure_registry: true,
         start_timeout: Duration::from_secs(20),
         sandbox: None,
     })
     .unwrap();
     let mut config = GatewayConfig::new(&dir.path().join("gateway"), "admin", "pw");
+    // One secrets folder, as `ofc up` has it: the gateway refuses a deployment whose secret is not there.
+    config.secrets_dir = secrets;
     config.runtime = Some(Arc::new(runtime));
     config.logs_dir = dir.path().join("logs");
     let gateway = Gateway::new(config).unwrap();
@@ -190,7 +192,10 @@ async fn deployed_functions_run_are_replaced_on_update_and_stopped_on_delete() {
         secrets: vec!["nope".into()],
         ..FunctionDeployment::default()
     };
-    harness.assert_cannot_start(&missing, "secret nope does not exist").await;
+    // A secret that does not exist is refused at deployment, as OpenFaaS refuses it: nothing is recorded.
+    assert_eq!(harness.deploy(reqwest::Method::POST, &missing).await, 400);
+    let refused = harness.http.get(format!("{url}system/function/octo-secretive")).basic_auth("admin", Some("pw"));
+    assert_eq!(refused.send().await.unwrap().status(), 404);
 
     // Delete stops the replica; stopping the gateway stops the rest.
     let delete = serde_json::json!({"functionName": "octo-site"});

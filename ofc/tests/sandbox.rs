@@ -125,13 +125,14 @@ async fn sandboxed_gateway(dir: &Path, user: BuildUser) -> (Gateway, testkit::Se
     let runtime = FunctionRuntime::new(RuntimeConfig {
         root: dir.join("runtime"),
         logs: dir.join("logs"),
-        secrets,
+        secrets: secrets.clone(),
         insecure_registry: true,
         start_timeout: Duration::from_secs(30),
         sandbox: Some(sandbox),
     })
     .unwrap();
     let mut config = GatewayConfig::new(&dir.join("gateway"), "admin", "pw");
+    config.secrets_dir = secrets;
     config.runtime = Some(Arc::new(runtime));
     let gateway = Gateway::new(config).unwrap();
     let served = testkit::ServedFunction::serve(gateway.router()).await;

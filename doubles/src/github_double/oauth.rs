@@ -9,7 +9,7 @@
 //!   token as JSON with `Accept: application/json`, else form-encoded. Refusals are GitHub's: status 200 with
 //!   `error` (`incorrect_client_credentials`, `bad_verification_code`, `redirect_uri_mismatch`).
 //! - `GET /user`, `GET /user/orgs` with `Authorization: Bearer <token>` (or `token <token>`): GitHub's shapes, ids
-//!   from [`account_id`](super::account_id); 401 `Bad credentials` for a token the double did not issue.
+//!   from the double's accounts ([`Accounts`](super::Accounts)); 401 `Bad credentials` for a token the double did not issue.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{account_id, bearer, github_error, GitHubDouble};
+use super::{bearer, github_error, GitHubDouble};
 
 /// How long an authorization code can be exchanged (GitHub: ten minutes).
 const CODE_LIFETIME: Duration = Duration::from_secs(600);
@@ -334,7 +334,7 @@ pub(super) async fn user(State(double): State<GitHubDouble>, headers: HeaderMap)
         Err(message) => return github_error(StatusCode::UNAUTHORIZED, message),
     };
     let login = &grant.login;
-    let id = account_id(login);
+    let id = double.account_id_of(login);
     let mut response = Json(json!({
         "login": login,
         "id": id,
@@ -376,7 +376,7 @@ pub(super) async fn user_orgs(State(double): State<GitHubDouble>, headers: Heade
         .orgs
         .iter()
         .map(|login| {
-            let id = account_id(login);
+            let id = double.account_id_of(login);
             let api = format!("https://api.github.com/orgs/{login}");
             json!({
                 "login": login,

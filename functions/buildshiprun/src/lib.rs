@@ -337,10 +337,17 @@ enum Attempt {
 
 impl From<GatewayError> for Attempt {
     fn from(error: GatewayError) -> Self {
-        if error.is_transient() {
-            Self::Transient(error.to_string())
-        } else {
-            Self::Refused(error.to_string())
+        match error {
+            error if error.is_transient() => Self::Transient(error.to_string()),
+            // The gateway's own reason first, so the 140 characters of a commit status hold it (a missing secret).
+            GatewayError::Status { status, body, .. } if status.is_client_error() => {
+                let reason = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|answer| answer.get("error").and_then(serde_json::Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| body.trim().to_owned());
+                Self::Refused(format!("{reason} ({status})"))
+            }
+            error => Self::Refused(error.to_string()),
         }
     }
 }
@@ -381,4 +388,28 @@ pub fn meaningful_line(log: &[String]) -> String {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn refused(status: StatusCode, body: &str) -> String {
+        let error = GatewayError::Status { what: "POST /system/functions".into(), status, body: body.into() };
+        match Attempt::from(error) {
+            Attempt::Refused(reason) => reason,
+            _ => panic!("a {status} is final"),
+        }
+    }
+
+    #[test]
+    fn a_refused_deployment_says_the_gateway_s_own_reason_first() {
+        let json = r#"{"error":"required secrets not found: 7--db","status":400}"#;
+        assert_eq!(refused(StatusCode::BAD_REQUEST, json), "required secrets not found: 7--db (400 Bad Request)");
+        // OpenFaaS' providers answer plain text.
+        assert_eq!(refused(StatusCode::BAD_REQUEST, "bad image\n"), "bad image (400 Bad Request)");
+        let transient = GatewayError::Status { what: "x".into(), status: StatusCode::BAD_GATEWAY, body: String::new() };
+        assert!(matches!(Attempt::from(transient), Attempt::Transient(_)));
+    }
 }

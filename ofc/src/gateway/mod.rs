@@ -161,7 +161,7 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> std::io::Result<Self> {
         let queue = Queue::open(config.state_dir.join("queue"))?;
         let replicas = Arc::new(Replicas::new(config.runtime.clone()));
-        let functions = system::open(&config.state_dir, replicas.clone());
+        let functions = system::open(&config.state_dir, &config.secrets_dir, replicas.clone());
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // Under the functions' idle bound (`read_header_timeout`, 10 s by default), so an idle connection is

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use doubles::functions_api::{require_basic_auth, Credentials, FunctionHooks, FunctionsApi};
-use shared::openfaas::FunctionStatus;
+use shared::openfaas::{FunctionDeployment, FunctionStatus};
 
 use super::replicas::Replicas;
 
@@ -16,9 +16,21 @@ struct StackHooks {
     /// `functions.json`, rewritten on every change so a restart starts the same functions.
     saved: PathBuf,
     replicas: Arc<Replicas>,
+    /// The user functions' secrets: a deployment naming one that is not here is refused, as OpenFaaS refuses it.
+    secrets_dir: PathBuf,
 }
 
 impl FunctionHooks for StackHooks {
+    fn refusal(&self, deployment: &FunctionDeployment) -> Option<String> {
+        let missing: Vec<&str> = deployment
+            .secrets
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !shared::naming::is_valid_secret_name(name) || !self.secrets_dir.join(name).is_file())
+            .collect();
+        (!missing.is_empty()).then(|| format!("required secrets not found: {}", missing.join(", ")))
+    }
+
     fn available_replicas(&self, name: &str) -> Option<u64> {
         Some(self.replicas.available(name))
     }
@@ -44,13 +56,13 @@ impl FunctionHooks for StackHooks {
 }
 
 /// The deployments recorded under `state_dir` by an earlier run (none when there is no readable file).
-pub(super) fn open(state_dir: &Path, replicas: Arc<Replicas>) -> FunctionsApi {
+pub(super) fn open(state_dir: &Path, secrets_dir: &Path, replicas: Arc<Replicas>) -> FunctionsApi {
     let saved = state_dir.join("functions.json");
     let deployments = match std::fs::read(&saved) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Err(_) => BTreeMap::new(),
     };
-    FunctionsApi::new(deployments, Arc::new(StackHooks { saved, replicas }))
+    FunctionsApi::new(deployments, Arc::new(StackHooks { saved, replicas, secrets_dir: secrets_dir.to_owned() }))
 }
 
 /// `/system`'s routes (`/functions`, `/function/{name}`, `/logs`, `/info`), all behind the admin's credentials.

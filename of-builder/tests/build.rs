@@ -45,6 +45,8 @@ fn test_config(max_context_bytes: u64, buildah_root: &Path) -> Config {
         backend: BackendKind::Buildah,
         max_context_bytes,
         max_concurrent_builds: 2,
+        max_concurrent_builds_per_owner: 1,
+        max_queued_builds_per_owner: 10,
         registry_insecure: true,
         buildah_root: Some(buildah_root.to_owned()),
         build_timeout: Duration::from_secs(120),

@@ -61,6 +61,8 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         backend: of_builder::BackendKind::Buildah,
         max_context_bytes: 1 << 20,
         max_concurrent_builds: 2,
+        max_concurrent_builds_per_owner: 1,
+        max_queued_builds_per_owner: 10,
         registry_insecure: true,
         buildah_root: Some(buildah_dir.path().to_owned()),
         build_timeout: Duration::from_secs(120),

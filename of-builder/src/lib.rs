@@ -233,12 +233,13 @@ async fn build(
     let ahead = waiting.ahead_when_queued;
     let _slot = waiting.slot().await.ok_or_else(|| BuilderError::Backend("the build queue lost the build".into()))?;
     let waited = queued_at.elapsed();
-    let queue_line = (ahead > 0).then(|| {
-        format!("waited {:.1} s for a build slot ({ahead} builds were ahead when it was queued)", waited.as_secs_f64())
-    });
-    if ahead > 0 {
+    let queue_line = ahead.map(|ahead| {
         tracing::info!(%image, ahead, waited = waited.as_secs_f64(), "build slot taken after waiting");
-    }
+        format!(
+            "waited {:.1} s for a build slot; {ahead} waiting builds were ahead of it when it was queued",
+            waited.as_secs_f64()
+        )
+    });
     let mut result = build_in_slot(&state, &context, image, identity.as_ref(), &scrubber).await?;
     if let Some(line) = queue_line {
         result.log.insert(0, line);

@@ -77,8 +77,8 @@ pub struct Waiting {
     queue: Arc<BuildQueue>,
     owner: String,
     id: u64,
-    /// Builds that were to take a slot before this one when it was queued; 0 when it got one at once.
-    pub ahead_when_queued: usize,
+    /// Builds that were to take a slot before this one when it was queued; `None` when it got one at once.
+    pub ahead_when_queued: Option<usize>,
     grant: Option<oneshot::Receiver<Slot>>,
 }
 
@@ -120,7 +120,7 @@ impl BuildQueue {
             inner.owners.entry(owner.to_owned()).or_default().waiting.push_back(Waiter { id, ticket, grant });
             let granted = self.dispatch(&mut inner);
             let ahead = inner.owners.get(owner).and_then(|o| o.waiting.iter().position(|w| w.id == id));
-            (receiver, id, ahead.map_or(0, |index| ahead_of(&inner, owner, index)), granted)
+            (receiver, id, ahead.map(|index| ahead_of(&inner, owner, index)), granted)
         };
         hand_out(granted);
         Ok(Waiting { queue: Arc::clone(self), owner: owner.to_owned(), id, ahead_when_queued, grant: Some(receiver) })
@@ -264,7 +264,7 @@ mod tests {
         let running: Vec<Slot> = a.drain(..2).map(|w| granted(w).unwrap()).collect();
         let mut a: Vec<Waiting> = a.into_iter().map(|w| granted(w).unwrap_err()).collect();
         let b = queue.enqueue("b", Some("ticket-b-1")).unwrap();
-        assert_eq!(b.ahead_when_queued, 0, "b has not been served: it comes first in the next round");
+        assert_eq!(b.ahead_when_queued, Some(0), "b has not been served: it comes first in the next round");
         assert_eq!(queue.place("ticket-b-1"), Some(Place::Queued { ahead: 0 }));
         let b = granted(b).unwrap_err();
         let mut running = running.into_iter();

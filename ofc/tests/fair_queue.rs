@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
@@ -16,20 +18,23 @@ use testkit::ServedFunction;
 
 const SECRET: &str = "payload-secret-for-tests";
 
-/// A stand-in git-tar: notes each call's delivery as it arrives, then takes `hold` to answer.
-async fn slow_function(hold: Duration) -> (ServedFunction, Arc<Mutex<Vec<String>>>) {
+type Arrivals = Arc<Mutex<Vec<String>>>;
+
+/// A stand-in git-tar: notes each call's delivery as it arrives, then answers once the test lets one call through
+/// (a permit of `gate`), as a push held up by its builds would.
+async fn held_function(gate: Arc<Semaphore>) -> (ServedFunction, Arrivals) {
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let router = axum::Router::new()
         .route(
             "/",
-            post(|State((arrivals, hold)): State<(Arc<Mutex<Vec<String>>>, Duration)>, body: Bytes| async move {
+            post(|State((arrivals, gate)): State<(Arrivals, Arc<Semaphore>)>, body: Bytes| async move {
                 let event: Value = serde_json::from_slice(&body).unwrap_or_default();
                 arrivals.lock().unwrap().push(event["delivery"].as_str().unwrap_or("?").to_owned());
-                tokio::time::sleep(hold).await;
+                gate.acquire().await.unwrap().forget();
                 "done"
             }),
         )
-        .with_state((Arc::clone(&arrivals), hold));
+        .with_state((Arc::clone(&arrivals), gate));
     (ServedFunction::serve(router).await, arrivals)
 }
 
@@ -45,11 +50,13 @@ fn push(delivery: &str, owner_id: u64) -> Vec<u8> {
 
 struct Stack {
     url: String,
-    arrivals: Arc<Mutex<Vec<String>>>,
+    arrivals: Arrivals,
+    /// Each permit lets one held call answer.
+    gate: Arc<Semaphore>,
     _keep: (tempfile::TempDir, ServedFunction, ServedFunction, tokio::task::JoinHandle<()>),
 }
 
-async fn start(hold: Duration) -> Stack {
+async fn start() -> Stack {
     let state = tempfile::tempdir().unwrap();
     let mut config = GatewayConfig::new(state.path(), "admin", "pw");
     config.max_inflight = 2;
@@ -57,11 +64,12 @@ async fn start(hold: Duration) -> Stack {
     config.max_queued_pushes_per_owner = 10;
     config.payload_secret = Some(Secret::new(SECRET));
     let gateway = Gateway::new(config).unwrap();
-    let (function, arrivals) = slow_function(hold).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (function, arrivals) = held_function(Arc::clone(&gate)).await;
     gateway.set_route("git-tar", &function.url());
     let worker = gateway.spawn_worker();
     let served = ServedFunction::serve(gateway.router()).await;
-    Stack { url: served.url(), arrivals, _keep: (state, function, served, worker) }
+    Stack { url: served.url(), arrivals, gate, _keep: (state, function, served, worker) }
 }
 
 impl Stack {
@@ -89,16 +97,18 @@ impl Stack {
 
 #[tokio::test]
 async fn another_owner_s_push_is_replayed_before_one_owner_s_backlog_of_ten() {
-    let stack = start(Duration::from_secs(1)).await;
+    let stack = start().await;
     for n in 0..10 {
         assert_eq!(stack.queue(push(&format!("a-{n}"), 21), true).await.0, 202);
     }
+    assert_eq!(stack.arrivals(1).await, ["a-0"], "a's first push runs; the rest wait (one per owner at a time)");
     let (status, refused) = stack.queue(push("a-10", 21), true).await;
-    assert_eq!(status, 429, "{refused}");
+    assert_eq!(status, 429, "ten of a's pushes are queued already (one of them running): {refused}");
     assert!(refused.contains("max_queued_pushes_per_owner"), "{refused}");
     assert_eq!(stack.queue(push("b-0", 22), true).await.0, 202);
-    let arrivals = stack.arrivals(3).await;
-    assert_eq!(&arrivals[..2], ["a-0", "b-0"], "b's push went past a's backlog to the free slot: {arrivals:?}");
+    let arrivals = stack.arrivals(2).await;
+    assert_eq!(arrivals, ["a-0", "b-0"], "b's push went past a's backlog to the free slot");
+    stack.gate.add_permits(100);
     let all = stack.arrivals(11).await;
     assert_eq!(all.len(), 11, "every queued push was replayed: {all:?}");
     let a: Vec<&String> = all.iter().filter(|d| d.starts_with("a-")).collect();
@@ -108,7 +118,8 @@ async fn another_owner_s_push_is_replayed_before_one_owner_s_backlog_of_ten() {
 
 #[tokio::test]
 async fn only_a_signed_body_charges_an_owner() {
-    let stack = start(Duration::from_millis(50)).await;
+    let stack = start().await;
+    stack.gate.add_permits(100);
     for n in 0..12 {
         let (status, answer) = stack.queue(push(&format!("forged-{n}"), 21), false).await;
         assert_eq!(status, 202, "an unsigned call is queued, charged to no owner: {answer}");

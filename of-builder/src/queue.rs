@@ -149,8 +149,11 @@ impl BuildQueue {
         while inner.running < self.limits.slots {
             let waiting = inner.owners.iter().filter(|(_, o)| !o.waiting.is_empty());
             let under_cap = waiting.clone().filter(|(_, o)| o.running < self.limits.per_owner_running);
+            // Least recently served first; between owners never served (or equally), the one waiting longest.
             let pick = |owners: &mut dyn Iterator<Item = (&String, &Owner)>| {
-                owners.min_by_key(|(name, o)| (o.last_served, (*name).clone())).map(|(name, _)| name.clone())
+                owners
+                    .min_by_key(|(_, o)| (o.last_served, o.waiting.front().map(|w| w.id)))
+                    .map(|(name, _)| name.clone())
             };
             let Some(name) = pick(&mut under_cap.clone()).or_else(|| pick(&mut waiting.clone())) else { break };
             inner.grants += 1;
@@ -209,12 +212,14 @@ fn hand_out(granted: Vec<(oneshot::Sender<Slot>, Slot)>) {
 }
 
 /// Builds that take a slot before the `index`-th waiting build of `owner`, if slots go round the owners in the
-/// order they were last served (the per-owner cap aside): each other owner's builds up to the same depth, one more
+/// order they were last served, then by their oldest waiting build (the per-owner cap aside): each other owner's builds up to the same depth, one more
 /// where that owner comes first in the round.
 fn ahead_of(inner: &Inner, owner: &str, index: usize) -> usize {
-    let own = inner.owners.get(owner).map(|o| o.last_served);
+    // The order `dispatch` serves owners in.
+    let rank = |o: &Owner| (o.last_served, o.waiting.front().map(|w| w.id));
+    let own = inner.owners.get(owner).map(rank);
     let others = inner.owners.iter().filter(|(name, o)| name.as_str() != owner && !o.waiting.is_empty());
-    let before = |o: &Owner| own.is_some_and(|own| o.last_served < own);
+    let before = |o: &Owner| own.is_some_and(|own| rank(o) < own);
     index + others.map(|(_, o)| o.waiting.len().min(index + usize::from(before(o)))).sum::<usize>()
 }
 

@@ -45,7 +45,8 @@ fn repository(parent: &Path, name: &str, functions: &[(&str, Option<u64>)]) -> P
 /// of-builder's "building" lines so far, in the order the builds took their slots.
 fn starts(state: &Path) -> Vec<String> {
     let log = std::fs::read_to_string(state.join("logs/of-builder.log")).unwrap_or_default();
-    log.lines().filter(|l| l.contains("building") && l.contains("image=")).map(str::to_owned).collect()
+    let ours = |l: &&str| l.contains("/backlog/") || l.contains("/quick/");
+    log.lines().filter(|l| l.contains("building")).filter(ours).map(str::to_owned).collect()
 }
 
 #[test]

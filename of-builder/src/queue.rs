@@ -106,10 +106,6 @@ impl BuildQueue {
     pub fn enqueue(self: &Arc<Self>, owner: &str, ticket: Option<&str>) -> Result<Waiting, QueueFull> {
         let (receiver, id, ahead_when_queued, granted) = {
             let mut inner = self.lock();
-            let waiting = inner.owners.get(owner).map_or(0, |o| o.waiting.len());
-            if waiting >= self.limits.per_owner_queued {
-                return Err(QueueFull(self.limits.per_owner_queued));
-            }
             let id = inner.next_id;
             inner.next_id += 1;
             let ticket = ticket.filter(|t| !inner.tickets.contains_key(*t)).map(str::to_owned);
@@ -119,7 +115,19 @@ impl BuildQueue {
             let (grant, receiver) = oneshot::channel();
             inner.owners.entry(owner.to_owned()).or_default().waiting.push_back(Waiter { id, ticket, grant });
             let granted = self.dispatch(&mut inner);
-            let ahead = inner.owners.get(owner).and_then(|o| o.waiting.iter().position(|w| w.id == id));
+            let entry = inner.owners.get_mut(owner);
+            let ahead = entry.as_ref().and_then(|o| o.waiting.iter().position(|w| w.id == id));
+            // A build that gets a slot at once never waits, so the limit on waiting builds does not refuse it.
+            if ahead.is_some() && entry.as_ref().is_some_and(|o| o.waiting.len() > self.limits.per_owner_queued) {
+                let refused = entry.and_then(|o| o.waiting.pop_back());
+                if let Some(ticket) = refused.and_then(|w| w.ticket) {
+                    inner.tickets.remove(&ticket);
+                }
+                forget_idle(&mut inner, owner);
+                drop(inner);
+                hand_out(granted);
+                return Err(QueueFull(self.limits.per_owner_queued));
+            }
             (receiver, id, ahead.map(|index| ahead_of(&inner, owner, index)), granted)
         };
         hand_out(granted);
@@ -300,6 +308,16 @@ mod tests {
         let refused = queue.enqueue("a", None).unwrap_err();
         assert!(refused.to_string().contains("max_queued_builds_per_owner"), "{refused}");
         assert!(queue.enqueue("b", None).is_ok(), "another owner's queue is its own");
+    }
+
+    #[test]
+    fn no_waiting_allowed_still_builds_what_finds_a_free_slot() {
+        let queue = queue(1, 1, 0);
+        let running = granted(queue.enqueue("a", None).unwrap()).expect("a free slot is taken at once");
+        assert!(queue.enqueue("a", Some("ticket-refused")).is_err(), "no build may wait");
+        assert_eq!(queue.place("ticket-refused"), None, "a refused build leaves no ticket");
+        drop(running);
+        assert_eq!(queue.load(), (0, 0));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use shared::build::QueuePlace as Place;
 
 /// The owner already has `max_queued_builds_per_owner` builds waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("this owner already has {0} builds waiting for the builder (max_queued_builds_per_owner); push again once they finish")]
+#[error("{0} builds of this owner wait for the builder already (max_queued_builds_per_owner); push again later")]
 pub struct QueueFull(pub usize);
 
 /// The build slots and the owners' queues.

@@ -280,8 +280,11 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or_else(|| text.trim().chars().take(300).collect());
-        // A 429 is of-builder's per-owner queue limit: final, as a retry would find the same backlog.
-        if status.is_server_error() {
+        // A 429 is of-builder's per-owner queue limit: final, as a retry would find the same backlog; its reason is
+        // what the status must say.
+        if status.as_u16() == 429 {
+            Err(Attempt::Refused(message))
+        } else if status.is_server_error() {
             Err(Attempt::Transient(format!("of-builder answered {status}: {message}")))
         } else {
             Err(Attempt::Refused(format!("of-builder refused the build ({status}): {message}")))

@@ -1107,3 +1107,29 @@ async fn a_build_waiting_for_a_slot_is_reported_queued_and_its_timeout_counts_fr
         assert_eq!(blocker.await.unwrap()["status"], "success");
     }
 }
+
+/// of-builder refusing a build because the owner's queue is full (429) fails the function at once, saying why:
+/// another try would find the same backlog.
+#[tokio::test]
+async fn an_owner_s_full_build_queue_fails_the_function_with_the_reason_untried_again() {
+    let mut harness = start(true).await;
+    let builder = RecordingGateway::start().await;
+    let refusal = r#"{"error": "10 builds of this owner wait for the builder already (max_queued_builds_per_owner); push again later"}"#;
+    builder.reply("POST", "/build", vec![Reply::status(429).body(refusal)]);
+    let config = Config { builder_url: builder.url().parse().unwrap(), ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+
+    let event = event(&harness, "hello");
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert!(status >= 400, "{answer}");
+    assert_eq!(builder.requests_to("/build").len(), 1, "not tried again");
+    let failure = harness
+        .statuses()
+        .into_iter()
+        .flat_map(|report| report.statuses)
+        .find(|s| s.context == "hello" && s.state == StatusState::Failure)
+        .expect("a failing status");
+    assert!(failure.description.contains("max_queued_builds_per_owner"), "{}", failure.description);
+}

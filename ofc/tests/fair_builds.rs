@@ -3,6 +3,7 @@
 //! and goes green while the backlog still builds; the waiting builds' statuses said they were queued. It takes a few
 //! minutes, so it runs where `CI` is set (`.ci/run`) or with `OFC_LONG_TESTS=1`. Needs busybox-static.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,9 +24,8 @@ fn repository(parent: &Path, name: &str, functions: &[(&str, Option<u64>)]) -> P
     let repo = parent.join(name);
     let mut stack = String::from("version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n");
     for (function, sleep) in functions {
-        stack.push_str(&format!(
-            "  {function}:\n    lang: dockerfile\n    handler: ./{function}\n    image: {function}\n"
-        ));
+        let _ =
+            write!(stack, "  {function}:\n    lang: dockerfile\n    handler: ./{function}\n    image: {function}\n");
         let dir = repo.join(function);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy("/bin/busybox", dir.join("busybox")).expect("busybox-static is installed (.ci/run)");

@@ -3,7 +3,9 @@
 //!
 //! Each owner's builds wait in a queue of their own. When a slot frees, it goes to the waiting owner served least
 //! recently among those running fewer than `max_concurrent_builds_per_owner` builds; an owner waiting for the first
-//! time counts as never served. The per-owner cap binds only while another owner waits: when every waiting owner is
+//! time (or back after being idle) counts as never served, and between equals the longest-waiting build goes first.
+//! So another owner's first build waits for one build to end, unless other owners' first builds came before it.
+//! The per-owner cap binds only while another owner waits: when every waiting owner is
 //! at its cap (or one owner is alone), a free slot still goes to the least recently served of them, so one busy
 //! owner on an idle builder uses every slot. An owner may have at most `max_queued_builds_per_owner` builds waiting;
 //! the next is refused. A build is known here by a ticket its caller chose, under which its place is reported.

@@ -11,6 +11,7 @@
 //! - [`skip`]: pushes that change nothing, or one function of three: what skipping builds and deployments saves.
 //! - [`floods`]: gh-push under 10,000 half-open connections (`flood`), and two replicas sharing deliveries
 //!   (`replicas`).
+//! - [`fairness`]: of-builder's per-owner queues against one FIFO line: how long other owners wait past a backlog.
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -20,6 +21,7 @@
 
 mod builder;
 mod cost;
+mod fairness;
 mod floods;
 mod gittar;
 mod intake;
@@ -33,7 +35,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [fairness] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -44,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
             "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" | "flood" | "replicas" => {
+            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "fairness" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -70,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
                 "cost",
                 "flood",
                 "replicas",
+                "fairness",
             ]
             .map(String::from),
         );
@@ -90,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
             "unchanged" => skip::unchanged(&binaries).await?,
             "one-changed" => skip::one_changed(&binaries).await?,
             "scale" => pipeline::scale(&binaries, &[10, 25, 50])?,
+            "fairness" => fairness::run().await?,
             _ => statuses::run(&binaries).await?,
         }
     }

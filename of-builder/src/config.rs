@@ -29,6 +29,12 @@ pub struct Config {
     pub max_context_bytes: u64,
     /// `max_concurrent_builds`: builds beyond this wait their turn.
     pub max_concurrent_builds: usize,
+    /// `max_concurrent_builds_per_owner` (default 1): one owner's builds running at once while another owner waits
+    /// for a slot; alone on the builder, an owner uses every slot (see `queue`).
+    pub max_concurrent_builds_per_owner: usize,
+    /// `max_queued_builds_per_owner` (default 10): one owner's builds waiting for a slot; the next is refused (429)
+    /// with the reason, which buildshiprun reports as the function's failing status.
+    pub max_queued_builds_per_owner: usize,
     /// `registry_insecure`: push over plain HTTP (a local registry on loopback).
     pub registry_insecure: bool,
     /// `buildah_root`: Buildah's storage (layers and cache), one subfolder per storage driver; default the build
@@ -102,7 +108,9 @@ impl Config {
             common: CommonConfig::from_env(&secrets)?,
             backend,
             max_context_bytes,
-            max_concurrent_builds: usize::try_from(u64_or("max_concurrent_builds", 2)?.max(1)).unwrap_or(2),
+            max_concurrent_builds: count("max_concurrent_builds", 2, 1)?,
+            max_concurrent_builds_per_owner: count("max_concurrent_builds_per_owner", 1, 1)?,
+            max_queued_builds_per_owner: count("max_queued_builds_per_owner", 10, 0)?,
             registry_insecure: bool_or("registry_insecure", false)?,
             buildah_root: env_string("buildah_root").map(PathBuf::from),
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
@@ -149,6 +157,16 @@ impl Setup {
         tracing::info!(driver = choice.driver.name(), why = %choice.why, "buildah storage driver");
         Ok(Self { config, storage: choice.driver })
     }
+}
+
+/// The count setting `name` (`default` when unset); below `min` or past `usize` it is invalid, named.
+fn count(name: &str, default: u64, min: u64) -> Result<usize, ConfigError> {
+    let value = u64_or(name, default)?;
+    let invalid = |reason: String| ConfigError::Invalid { name: name.into(), reason };
+    if value < min {
+        return Err(invalid(format!("{value} is below the least, {min}")));
+    }
+    usize::try_from(value).map_err(|_| invalid(format!("{value} is too large")))
 }
 
 /// `buildah_storage_driver` is invalid for `reason`.

@@ -21,6 +21,9 @@ pub enum BuilderError {
     /// The image was built but the registry would not take it.
     #[error("the image could not be pushed to the registry: {0}")]
     Push(String),
+    /// The owner has `max_queued_builds_per_owner` builds waiting: 429, final for this build (not retried).
+    #[error("{0}")]
+    QueueFull(#[from] crate::queue::QueueFull),
     #[error("of-builder could not use its temporary folder: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -45,6 +48,7 @@ impl IntoResponse for BuilderError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Backend(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Push(_) => StatusCode::BAD_GATEWAY,
+            Self::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         ErrorResponse::new(status, &self).into_response()
     }

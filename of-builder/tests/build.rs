@@ -45,6 +45,8 @@ fn test_config(max_context_bytes: u64, buildah_root: &Path) -> Config {
         backend: BackendKind::Buildah,
         max_context_bytes,
         max_concurrent_builds: 2,
+        max_concurrent_builds_per_owner: 1,
+        max_queued_builds_per_owner: 10,
         registry_insecure: true,
         buildah_root: Some(buildah_root.to_owned()),
         build_timeout: Duration::from_secs(120),
@@ -875,4 +877,136 @@ async fn a_build_reads_no_image_of_another_owner_whatever_the_storage_holds() {
         ))
         .await;
     assert_eq!(own.status, BuildStatus::Success, "an owner's own image is a base it may use: {:?}", own.log);
+}
+
+/// A build of `image` that sleeps `seconds` in a RUN step (busybox copied in, FROM scratch); the label before it
+/// keeps Buildah from reusing one build's RUN layer for the next.
+fn sleeping_build(image: &str, seconds: u32) -> Vec<u8> {
+    let config = BuildConfig { image_ref: image.to_owned(), build_args: BTreeMap::new(), platforms: vec![] };
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nLABEL com.openfaas.test.image=\"{image}\"\n\
+         RUN [\"/bin/busybox\", \"sleep\", \"{seconds}\"]\n"
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    append(&mut tar, "config", serde_json::to_string(&config).unwrap().as_bytes());
+    append(&mut tar, "context/Dockerfile", dockerfile.as_bytes());
+    append_mode(&mut tar, "context/busybox", &std::fs::read("/bin/busybox").unwrap(), 0o755);
+    tar.into_inner().unwrap()
+}
+
+impl Harness {
+    /// Sends a signed build named `ticket`; answers the HTTP status and body.
+    fn send_ticketed(&self, body: Vec<u8>, ticket: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+        let request = self
+            .http
+            .post(format!("http://{}/build", self.address))
+            .header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &body))
+            .header(shared::build::BUILD_TICKET_HEADER, ticket)
+            .body(body);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// `GET /queue/{ticket}`: the place, or `None` for a ticket no open request carries.
+    async fn place(&self, ticket: &str) -> Option<shared::build::QueuePlace> {
+        let response = self.http.get(format!("http://{}/queue/{ticket}", self.address)).send().await.unwrap();
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200);
+        Some(response.json().await.unwrap())
+    }
+}
+
+/// Owner 21 queues 12 builds (two run, ten wait: its whole queue); a 13th is refused with the reason. Then owner 22
+/// sends its first build: it takes the next slot that frees, before any more of 21's backlog, so it waits at most
+/// one build's time. Start events are read from each build's place (`GET /queue/{ticket}`), polled.
+#[tokio::test]
+async fn another_owner_s_first_build_starts_past_a_backlog_of_ten() {
+    use shared::build::QueuePlace;
+    let harness = start_with(16 << 20, |c| {
+        c.max_concurrent_builds = 2;
+        c.max_concurrent_builds_per_owner = 1;
+        c.max_queued_builds_per_owner = 10;
+    })
+    .await;
+    let registry = harness.registry.host_port();
+    let mut requests = BTreeMap::new();
+    for n in 0..12 {
+        let ticket = format!("owner-a-build-{n:02}");
+        requests.insert(
+            ticket.clone(),
+            harness.send_ticketed(sleeping_build(&format!("{registry}/21/fns/a{n}:s"), 3), &ticket),
+        );
+        // Queued in this order: each request is known to the queue before the next is sent.
+        let known = async {
+            for _ in 0..200 {
+                if harness.place(&ticket).await.is_some() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            false
+        };
+        assert!(known.await, "{ticket} reached the queue");
+    }
+    let last_place = harness.place("owner-a-build-11").await;
+    assert!(
+        matches!(last_place, Some(QueuePlace::Queued { ahead }) if ahead >= 8),
+        "the last of the backlog waits behind the rest: {last_place:?}"
+    );
+    let (status, refused) = harness
+        .send_ticketed(sleeping_build(&format!("{registry}/21/fns/a12:s"), 3), "owner-a-build-12")
+        .await
+        .unwrap();
+    assert_eq!(status, 429, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("max_queued_builds_per_owner"), "{refused}");
+
+    let b_ticket = "owner-b-build-00";
+    requests.insert(
+        b_ticket.to_owned(),
+        harness.send_ticketed(sleeping_build(&format!("{registry}/22/fns/b0:s"), 3), b_ticket),
+    );
+    let mut b_place = None;
+    for _ in 0..200 {
+        b_place = harness.place(b_ticket).await;
+        if b_place.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(b_place, Some(QueuePlace::Queued { ahead: 0 }), "owner b comes first in the next round");
+
+    // Starts, in the order seen: polled until b and two more of a's have started (bounded: 600 polls of 100 ms).
+    let mut started: Vec<String> = Vec::new();
+    for _ in 0..600 {
+        for ticket in requests.keys() {
+            if !started.contains(ticket) && harness.place(ticket).await == Some(QueuePlace::Building) {
+                started.push(ticket.clone());
+            }
+        }
+        if started.contains(&b_ticket.to_owned()) && started.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b_at = started.iter().position(|t| t == b_ticket).expect("b's build started");
+    assert_eq!(
+        b_at, 2,
+        "b started on the first slot freed, right after the two builds running when it came: {started:?}"
+    );
+
+    let (status, b_result) = requests.remove(b_ticket).unwrap().await.unwrap();
+    assert_eq!(status, 200, "{b_result}");
+    let b_result: BuildResult = serde_json::from_value(b_result).unwrap();
+    assert_eq!(b_result.status, BuildStatus::Success, "{:?}", b_result.log);
+    assert!(b_result.log[0].starts_with("waited "), "the log says the build waited for a slot: {:?}", b_result.log);
+    for (ticket, request) in requests {
+        let (status, answer) = request.await.unwrap();
+        assert_eq!(status, 200, "{ticket}: {answer}");
+        assert_eq!(answer["status"], "success", "{ticket}: {answer}");
+    }
 }

@@ -392,6 +392,7 @@ async fn start_gateway(
     let mut config = GatewayConfig::new(&state.root, &prepared.user, &prepared.password);
     config.secrets_dir = state.function_secrets();
     config.behind_gateway = options.front_gateway.is_some();
+    config.payload_secret = Some(shared::config::Secret::new(state.secret("payload-secret")?));
     if options.run_functions {
         let runtime = FunctionRuntime::new(RuntimeConfig {
             root: crate::sandbox::runtime_root(state, sandbox),

@@ -21,6 +21,25 @@ pub struct BuildConfig {
     pub platforms: Vec<String>,
 }
 
+/// The header naming a build request to of-builder (8 to 64 letters, digits, `-` or `_`, chosen by the caller), so
+/// that the caller can ask `GET /queue/{ticket}` where its build waits while the request is open.
+pub const BUILD_TICKET_HEADER: &str = "X-Build-Ticket";
+
+/// of-builder's answer to `GET /queue/{ticket}`: where the build named by that ticket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum QueuePlace {
+    /// Waiting for a build slot; `ahead` builds (of any owner) are to take one first, as the queues stand now.
+    Queued { ahead: usize },
+    /// Holding a slot: the build runs (its `build_timeout` counts from here).
+    Building,
+}
+
+/// Whether a ticket is one of-builder takes: short, and safe in a URL path.
+pub fn is_build_ticket(ticket: &str) -> bool {
+    (8..=64).contains(&ticket.len()) && ticket.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Whether the user's build worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

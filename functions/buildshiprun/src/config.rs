@@ -32,8 +32,12 @@ pub struct Config {
     pub max_retries: u32,
     /// The first wait between tries; it doubles each time.
     pub retry_wait: Duration,
-    /// How long a build may take at of-builder.
+    /// `build_timeout`: how long a build may take at of-builder, from when it has a build slot (of-builder says when).
     pub build_timeout: Duration,
+    /// `build_queue_timeout` (default 10m): how long a build may wait for a slot at of-builder; the function then
+    /// fails saying so. The call's own timeouts (`exec_timeout`, git-tar's `build_timeout`) bound wait and build
+    /// together.
+    pub build_queue_timeout: Duration,
     /// Where every build's log is written, opened at start so that a folder or bucket that cannot be used stops the
     /// start rather than losing the first build's log.
     pub log_store: LogStore,
@@ -89,6 +93,7 @@ impl Config {
             max_retries: u32::try_from(u64_or("max_retries", 3)?).unwrap_or(3),
             retry_wait: duration_or("retry_wait", Duration::from_secs(1))?,
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
+            build_queue_timeout: duration_or("build_queue_timeout", Duration::from_secs(600))?,
             policy: Policy::from_env()?,
             server: ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(300))?,
             common,

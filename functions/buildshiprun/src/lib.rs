@@ -29,7 +29,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
-use shared::build::{BuildResult, BuildStatus};
+use shared::build::{BuildResult, BuildStatus, QueuePlace, BUILD_TICKET_HEADER};
 use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
 use shared::naming::{function_url, pin_by_digest, service_name};
@@ -239,31 +239,39 @@ fn registry_api_image(state: &AppState, image: &str) -> String {
     }
 }
 
-/// Sends the tar to of-builder, retrying while the builder cannot be reached or fails.
+/// Sends the tar to of-builder, retrying while the builder cannot be reached or fails. While the build waits for a
+/// slot, its place is polled (`GET /queue/{ticket}`) and reported as the function's pending status; `build_timeout`
+/// counts from when the build starts, the wait for a slot is bounded apart by `build_queue_timeout`.
 async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str) -> Result<BuildResult, ShipError> {
     let url = state.config.builder_url.join("build").expect("a relative path joins");
-    retry(state, &event.function, || async {
+    let reporter = QueueReporter::new(state, event);
+    let answer = retry(state, &event.function, || async {
         let file = tokio::fs::File::open(tar)
             .await
             .map_err(|e| Attempt::Refused(format!("the tar could not be reopened: {e}")))?;
-        let response = state
-            .http
-            .post(url.clone())
-            .header(CLOUD_SIGNATURE, signature)
-            .header("content-type", "application/x-tar")
-            .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
-            .timeout(state.config.build_timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    Attempt::TimedOut
-                } else {
-                    Attempt::Transient(format!("of-builder could not be reached: {}", error_chain(&e)))
-                }
-            })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let ticket = uuid::Uuid::new_v4().simple().to_string();
+        let exchange = async {
+            let response = state
+                .http
+                .post(url.clone())
+                .header(CLOUD_SIGNATURE, signature)
+                .header(BUILD_TICKET_HEADER, &ticket)
+                .header("content-type", "application/x-tar")
+                .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+                .send()
+                .await
+                .map_err(|e| Attempt::Transient(format!("of-builder could not be reached: {}", error_chain(&e))))?;
+            let status = response.status();
+            let text = response
+                .text()
+                .await
+                .map_err(|e| Attempt::Transient(format!("of-builder's answer broke off: {}", error_chain(&e))))?;
+            Ok::<_, Attempt>((status, text))
+        };
+        let (status, text) = tokio::select! {
+            answer = exchange => answer?,
+            timed_out = reporter.watch(&ticket) => return Err(timed_out),
+        };
         if status.is_success() {
             return serde_json::from_str::<BuildResult>(&text)
                 .map_err(|e| Attempt::Refused(format!("of-builder's answer could not be read: {e}")));
@@ -272,14 +280,18 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or_else(|| text.trim().chars().take(300).collect());
-        if status.is_server_error() || status.as_u16() == 429 {
+        // A 429 is of-builder's per-owner queue limit: final, as a retry would find the same backlog; its reason is
+        // what the status must say.
+        if status.as_u16() == 429 {
+            Err(Attempt::Refused(message))
+        } else if status.is_server_error() {
             Err(Attempt::Transient(format!("of-builder answered {status}: {message}")))
         } else {
             Err(Attempt::Refused(format!("of-builder refused the build ({status}): {message}")))
         }
     })
-    .await
-    .map_err(|error| match error {
+    .await;
+    answer.map_err(|error| match error {
         Attempt::TimedOut => {
             ShipError::BuildTimedOut { function: event.function.clone(), seconds: state.config.build_timeout.as_secs() }
         }
@@ -288,6 +300,121 @@ async fn build(state: &AppState, event: &BuildEvent, tar: &Path, signature: &str
         }
         Attempt::Transient(reason) => ShipError::Unavailable { function: event.function.clone(), reason },
     })
+}
+
+/// How often a waiting build's place is asked for.
+const QUEUE_POLL: Duration = Duration::from_secs(2);
+/// A changed place is written as a status at most this often (the first at once), to keep status writes few.
+const QUEUE_STATUS_EVERY: Duration = Duration::from_secs(15);
+
+/// Follows one build request's place at of-builder: reports it as the function's pending status while it waits,
+/// and decides when it has waited or built too long.
+struct QueueReporter<'a> {
+    state: &'a AppState,
+    event: &'a BuildEvent,
+    /// The last place written as a status, and when; a lock as each try of the build shares the reporter.
+    written: std::sync::Mutex<Written>,
+}
+
+#[derive(Default)]
+struct Written {
+    last: Option<(usize, Instant)>,
+    /// Whether a "queued" status stands that a "building" one must replace.
+    queued: bool,
+}
+
+impl<'a> QueueReporter<'a> {
+    fn new(state: &'a AppState, event: &'a BuildEvent) -> Self {
+        Self { state, event, written: std::sync::Mutex::default() }
+    }
+
+    /// Polls the place of the build request named `ticket` until a deadline passes, and answers which: the time for
+    /// a slot (`build_queue_timeout`, from the request) or for the build (`build_timeout`, from its start). Until
+    /// of-builder names the place (the tar still uploading, or an of-builder without `/queue`), the build's time
+    /// counts from the request, as a build may be running.
+    async fn watch(&self, ticket: &str) -> Attempt {
+        let sent = Instant::now();
+        let place_url = self.state.config.builder_url.join(&format!("queue/{ticket}")).expect("a relative path joins");
+        let (build_timeout, queue_timeout) = (self.state.config.build_timeout, self.state.config.build_queue_timeout);
+        let mut queued_seen = false;
+        let mut building_since: Option<Instant> = None;
+        loop {
+            let deadline = match building_since {
+                Some(since) => since + build_timeout,
+                None if queued_seen => sent + queue_timeout,
+                None => sent + build_timeout,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                if building_since.is_none() && queued_seen {
+                    return Attempt::Refused(format!(
+                        "of-builder had no free build slot within {} s (build_queue_timeout)",
+                        queue_timeout.as_secs()
+                    ));
+                }
+                return Attempt::TimedOut;
+            }
+            tokio::time::sleep(QUEUE_POLL.min(deadline - now)).await;
+            if building_since.is_some() {
+                continue;
+            }
+            match self.place(&place_url).await {
+                Some(QueuePlace::Queued { ahead }) => {
+                    queued_seen = true;
+                    self.queued(ahead).await;
+                }
+                Some(QueuePlace::Building) => {
+                    building_since = Some(Instant::now());
+                    self.building().await;
+                }
+                // The build started and ended between two polls; its answer is on its way.
+                None if queued_seen => building_since = Some(Instant::now()),
+                None => {}
+            }
+        }
+    }
+
+    async fn place(&self, url: &reqwest::Url) -> Option<QueuePlace> {
+        let response = self.state.http.get(url.clone()).timeout(Duration::from_secs(10)).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// Writes "queued" with the place when it changed, at most every `QUEUE_STATUS_EVERY`.
+    async fn queued(&self, ahead: usize) {
+        {
+            let mut written = self.written();
+            if written.last.is_some_and(|(last, at)| last == ahead || at.elapsed() < QUEUE_STATUS_EVERY) {
+                return;
+            }
+            *written = Written { last: Some((ahead, Instant::now())), queued: true };
+        }
+        let description = match ahead {
+            0 => "queued: next to build when a slot frees".to_owned(),
+            1 => "queued: 1 build ahead".to_owned(),
+            n => format!("queued: {n} builds ahead"),
+        };
+        self.write(description).await;
+    }
+
+    /// Replaces a standing "queued" status once the build has its slot (or its request ended).
+    async fn building(&self) {
+        let standing = std::mem::take(&mut self.written().queued);
+        if standing {
+            self.write("building".to_owned()).await;
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn write(&self, description: String) {
+        let status = CommitStatus::new(&self.event.function, StatusState::Pending, description);
+        self.state.statuses.report_or_log(&self.event.status_event(), vec![status]).await;
+    }
 }
 
 /// What `deployed` says when the running function already is what this push would deploy: nothing was sent.
@@ -331,7 +458,8 @@ enum Attempt {
     Refused(String),
     /// The name belongs to someone else: final, and no deployment was made.
     NotYours(String),
-    /// of-builder did not answer within `build_timeout`: final, as another try would take as long again.
+    /// of-builder did not answer within `build_timeout` of the build's start: final, as another try would take as
+    /// long again.
     TimedOut,
 }
 

@@ -59,8 +59,10 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
     let builder_config = of_builder::Config {
         common: common(),
         backend: of_builder::BackendKind::Buildah,
-        max_context_bytes: 1 << 20,
+        max_context_bytes: 8 << 20,
         max_concurrent_builds: 2,
+        max_concurrent_builds_per_owner: 1,
+        max_queued_builds_per_owner: 10,
         registry_insecure: true,
         buildah_root: Some(buildah_dir.path().to_owned()),
         build_timeout: Duration::from_secs(120),
@@ -86,6 +88,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         max_retries: 3,
         retry_wait: Duration::from_millis(20),
         build_timeout: Duration::from_secs(120),
+        build_queue_timeout: Duration::from_secs(120),
         log_store: logs.clone(),
         registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
         registry_auths: BTreeMap::new(),
@@ -1024,4 +1027,109 @@ async fn the_pull_push_and_api_addresses_of_the_registry_are_each_their_own() {
     assert_eq!((deployed.as_str(), reused.as_str()), ("unchanged", digest.as_str()));
     assert_eq!(harness.builds("hello").await, 1, "the earlier build was found where of-builder pushes");
     assert!(harness.skipped("hello", &sha(2)).await);
+}
+
+/// A build tar of owner 77 whose RUN step sleeps `seconds` (busybox copied in, FROM scratch).
+fn sleeping_tar(harness: &Harness, function: &str, seconds: u32) -> Vec<u8> {
+    let image = format!("{}/77/other/{function}:{SHA}", harness.registry.host_port());
+    let config = BuildConfig { image_ref: image, build_args: BTreeMap::new(), platforms: vec![] };
+    let dockerfile = format!(
+        "FROM scratch\nCOPY busybox /bin/busybox\nLABEL com.openfaas.test.function=\"{function}\"\n\
+         RUN [\"/bin/busybox\", \"sleep\", \"{seconds}\"]\n"
+    );
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data, mode) in [
+        ("config", serde_json::to_vec(&config).unwrap(), 0o644),
+        ("context/Dockerfile", dockerfile.into_bytes(), 0o644),
+        ("context/busybox", std::fs::read("/bin/busybox").unwrap(), 0o755),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        builder.append_data(&mut header, path, data.as_slice()).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// Another owner's two slow builds hold both of-builder's slots: the push's build waits, its status says it is
+/// queued, and it deploys, though the wait is longer than `build_timeout` (which counts from
+/// the build's start).
+#[tokio::test]
+async fn a_build_waiting_for_a_slot_is_reported_queued_and_its_timeout_counts_from_its_start() {
+    let mut harness = start(true).await;
+    let config = Config { build_timeout: Duration::from_secs(15), ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+
+    let mut blockers = Vec::new();
+    for n in 0..2 {
+        let tar = sleeping_tar(&harness, &format!("slow{n}"), 20);
+        let ticket = format!("blocker-build-{n}");
+        let request = harness
+            .http
+            .post(format!("{}build", harness.builder_url))
+            .header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &tar))
+            .header(shared::build::BUILD_TICKET_HEADER, &ticket)
+            .body(tar);
+        blockers.push(tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() }));
+        let mut building = false;
+        for _ in 0..300 {
+            let place = harness.http.get(format!("{}queue/{ticket}", harness.builder_url)).send().await.unwrap();
+            if place.status() == 200 && place.json::<Value>().await.unwrap()["state"] == "building" {
+                building = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(building, "{ticket} holds a slot");
+    }
+
+    let event = event(&harness, "hello");
+    let sent = std::time::Instant::now();
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert!(sent.elapsed() > Duration::from_secs(15), "the build waited past build_timeout for its slot");
+    assert_eq!(status, 200, "the wait for a slot is not build time: {answer}");
+    assert_eq!(answer["deployed"], "created");
+    let descriptions: Vec<(StatusState, String)> = harness
+        .statuses()
+        .into_iter()
+        .flat_map(|report| report.statuses)
+        .filter(|s| s.context == "hello")
+        .map(|s| (s.state, s.description))
+        .collect();
+    // "building" is written when a poll sees the build running; a build quicker than a poll goes from queued to done.
+    assert_eq!(descriptions[0], (StatusState::Pending, "queued: next to build when a slot frees".to_owned()));
+    assert!(descriptions[1..descriptions.len() - 1].iter().all(|(_, d)| d == "building"), "{descriptions:?}");
+    assert_eq!(descriptions.last().unwrap().0, StatusState::Success, "{descriptions:?}");
+    assert!(descriptions.len() <= 3, "status writes stay few: {descriptions:?}");
+    for blocker in blockers {
+        assert_eq!(blocker.await.unwrap()["status"], "success");
+    }
+}
+
+/// of-builder refusing a build because the owner's queue is full (429) fails the function at once, saying why:
+/// another try would find the same backlog.
+#[tokio::test]
+async fn an_owner_s_full_build_queue_fails_the_function_with_the_reason_untried_again() {
+    let mut harness = start(true).await;
+    let builder = RecordingGateway::start().await;
+    let refusal = r#"{"error": "10 builds of this owner wait for the builder already (max_queued_builds_per_owner); push again later"}"#;
+    builder.reply("POST", "/build", vec![Reply::status(429).body(refusal)]);
+    let config = Config { builder_url: builder.url().parse().unwrap(), ..harness.config.clone() };
+    let served = ServedFunction::start_with(buildshiprun::app(config), &ServerConfig::for_tests(32 << 20)).await;
+    harness.address = served.address;
+    harness.keep.push(Box::new(served));
+
+    let event = event(&harness, "hello");
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert!(status >= 400, "{answer}");
+    assert_eq!(builder.requests_to("/build").len(), 1, "not tried again");
+    let failure = harness
+        .statuses()
+        .into_iter()
+        .flat_map(|report| report.statuses)
+        .find(|s| s.context == "hello" && s.state == StatusState::Failure)
+        .expect("a failing status");
+    assert!(failure.description.contains("max_queued_builds_per_owner"), "{}", failure.description);
 }

@@ -21,6 +21,9 @@ pub enum GatewayError {
     TooLarge { limit: u64 },
     #[error("the call could not be queued: {0}")]
     NotQueued(#[from] std::io::Error),
+    /// The owner has `max_queued_pushes_per_owner` pushes waiting already.
+    #[error("this owner already has {0} pushes waiting in the queue (max_queued_pushes_per_owner); push again once they are built")]
+    OwnerQueueFull(usize),
     /// `/system/logs` without the function's `name`.
     #[error("name the function: /system/logs?name=NAME")]
     MissingName,
@@ -64,6 +67,7 @@ impl GatewayError {
             | Self::BadSecretName => StatusCode::BAD_REQUEST,
             Self::SecretExists(_) => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::OwnerQueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotQueued(_) | Self::LogUnreadable(_) | Self::SecretStore(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadLogQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
@@ -77,6 +81,7 @@ impl GatewayError {
             Self::UnreadableBody
             | Self::TooLarge { .. }
             | Self::NotQueued(_)
+            | Self::OwnerQueueFull(_)
             | Self::MissingName
             | Self::BadLogQuery(_)
             | Self::LogUnreadable(_)

@@ -65,6 +65,15 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     /// Async calls replayed at once.
     pub max_inflight: usize,
+    /// Async calls of one owner to one function replayed at once (default 2): one owner's backlog of pushes leaves
+    /// the other slots to other owners (see `queue`). Calls whose owner is not known are not capped.
+    pub max_inflight_per_owner: usize,
+    /// Pushes (calls to git-tar) of one owner waiting in the queue (default 10: a backlog that takes long enough
+    /// to build already); the next is refused 429 with the reason.
+    pub max_queued_pushes_per_owner: usize,
+    /// The platform's `payload-secret`: a queued call's owner is read from its body only when the body's
+    /// `X-Cloud-Signature` verifies, so that no caller can charge its calls to another owner. `None`: no owners.
+    pub payload_secret: Option<shared::config::Secret>,
     /// Runs deployed user functions; `None` lists them with 0 available replicas.
     pub runtime: Option<Arc<FunctionRuntime>>,
     /// The largest body `/function/NAME` passes on (build contexts travel this way to buildshiprun); beyond, 413.
@@ -97,6 +106,9 @@ impl GatewayConfig {
             max_retry_wait: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(600),
             max_inflight: 8,
+            max_inflight_per_owner: 2,
+            max_queued_pushes_per_owner: 10,
+            payload_secret: None,
             runtime: None,
             max_body_bytes: shared::server::BUILD_MAX_BODY_BYTES,
             max_async_body_bytes: shared::server::DEFAULT_MAX_BODY_BYTES,

@@ -9,6 +9,12 @@
 //!
 //! The worker never lists the folder: an index of due times, read once at start, mirrors it, and the worker sleeps
 //! until it is notified (a call queued, a route set, a call finished) or the earliest retry time comes.
+//!
+//! Calls are shared fairly between owners: each call belongs to a lane, its function and its owner (the GitHub
+//! account id in a body whose `X-Cloud-Signature` verifies with `payload-secret`; no owner otherwise). The next
+//! call started is the oldest due one of the lane started least recently, so one owner's ten queued pushes do not
+//! hold another owner's push back; an owner's lane runs at most `max_inflight_per_owner` calls at once, and holds
+//! at most `max_queued_pushes_per_owner` pushes (calls to git-tar): the next is refused 429.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,13 +53,47 @@ pub(super) struct Job {
     attempts: u32,
     /// Unix milliseconds before which the job is not tried again.
     not_before_ms: u64,
+    /// The owner's GitHub account id, from a signed body (see [`signed_owner`]); calls queued before owners were
+    /// read have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<u64>,
+}
+
+/// A queued call's lane: its function and its owner, when known.
+type Lane = (String, Option<u64>);
+
+/// What the worker keeps of a queued call without reading it.
+#[derive(Debug, Clone)]
+struct Due {
+    /// Unix milliseconds before which it is not tried again.
+    at: u64,
+    lane: Lane,
+}
+
+impl Job {
+    fn lane(&self) -> Lane {
+        (self.function.clone(), self.owner)
+    }
+}
+
+/// The largest body an owner is read from: push events and status reports are a few KiB.
+const MAX_OWNER_BODY: usize = 64 << 10;
+
+/// The owner id a call is charged to: read only from a body of at most [`MAX_OWNER_BODY`] bytes whose
+/// `X-Cloud-Signature` verifies, as a push event (`repository.owner.id`) or a status report (`event.owner_id`).
+fn signed_owner(secret: &shared::config::Secret, signature: Option<&str>, body: &[u8]) -> Option<u64> {
+    shared::signature::verify_signature(signature?, body, secret.expose().as_bytes()).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    json.pointer("/repository/owner/id").or_else(|| json.pointer("/event/owner_id"))?.as_u64().filter(|id| *id > 0)
 }
 
 /// The queue folder, and what the worker needs to know of it without reading it.
 pub(super) struct Queue {
     dir: PathBuf,
-    /// Each queued call's id → its `not_before_ms`; ids sort in the order the calls came.
-    due: Mutex<BTreeMap<String, u64>>,
+    /// Each queued call's id → when it is due and its lane; ids sort in the order the calls came.
+    due: Mutex<BTreeMap<String, Due>>,
+    /// Each lane with queued calls → the count of calls started when it last had one started.
+    last_started: Mutex<(u64, HashMap<Lane, u64>)>,
     /// Wakes the worker: a call was queued or finished, or a route changed.
     pub(super) wake: Notify,
     /// Keeps ids made in the same millisecond in order.
@@ -102,7 +142,8 @@ impl Queue {
                 job.not_before_ms = 0;
                 write_job(&dir, &job)?;
             }
-            due.insert(job.id, 0);
+            let lane = job.lane();
+            due.insert(job.id, Due { at: 0, lane });
         }
         // A body without its call: the gateway stopped while it arrived, before the call was answered 202.
         for body in bodies {
@@ -110,11 +151,23 @@ impl Queue {
                 std::fs::remove_file(&body)?;
             }
         }
-        Ok(Self { dir, due: Mutex::new(due), wake: Notify::new(), next_id: AtomicU64::new(0) })
+        Ok(Self {
+            dir,
+            due: Mutex::new(due),
+            last_started: Mutex::default(),
+            wake: Notify::new(),
+            next_id: AtomicU64::new(0),
+        })
     }
 
-    fn due(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+    fn due(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Due>> {
         self.due.lock().expect("queue lock")
+    }
+
+    /// Queued pushes (calls to git-tar) of `owner`.
+    fn queued_pushes(&self, owner: u64) -> usize {
+        let lane = (shared::functions::GIT_TAR.to_owned(), Some(owner));
+        self.due().values().filter(|due| due.lane == lane).count()
     }
 
     pub(super) fn len(&self) -> usize {
@@ -128,10 +181,10 @@ impl Queue {
 
     /// Writes `job` (new, or waiting for its next try) and tells the worker.
     async fn put(&self, job: Job) -> std::io::Result<()> {
-        let (id, not_before) = (job.id.clone(), job.not_before_ms);
+        let (id, due) = (job.id.clone(), Due { at: job.not_before_ms, lane: job.lane() });
         let dir = self.dir.clone();
         blocking(move || write_job(&dir, &job)).await?;
-        self.due().insert(id, not_before);
+        self.due().insert(id, due);
         self.wake.notify_one();
         Ok(())
     }
@@ -146,7 +199,15 @@ impl Queue {
     }
 
     async fn remove(&self, id: &str) {
-        self.due().remove(id);
+        {
+            let mut due = self.due();
+            if let Some(removed) = due.remove(id) {
+                // A lane with nothing queued is forgotten; back, it counts as never started, ahead of busy lanes.
+                if !due.values().any(|d| d.lane == removed.lane) {
+                    self.last_started.lock().expect("queue lock").1.remove(&removed.lane);
+                }
+            }
+        }
         let path = self.dir.join(format!("{id}.json"));
         let body = self.body_path(id);
         let _ = blocking(move || {
@@ -157,20 +218,28 @@ impl Queue {
     }
 
     /// Writes a call's body to its file as it arrives; over `limit` bytes, or unreadable, the file is removed.
-    async fn write_body(&self, id: &str, body: Body, limit: u64) -> Result<(), GatewayError> {
+    /// Answers the whole body when it is at most [`MAX_OWNER_BODY`] bytes, to read its owner from.
+    async fn write_body(&self, id: &str, body: Body, limit: u64) -> Result<Option<Vec<u8>>, GatewayError> {
         let path = self.body_path(id);
         let written = async {
             let mut file = tokio::fs::File::create(&path).await?;
             let mut chunks = std::pin::pin!(limited(body, limit));
+            let mut small = Some(Vec::new());
             while let Some(chunk) = chunks.next().await {
                 match chunk {
-                    Ok(chunk) => file.write_all(&chunk).await?,
+                    Ok(chunk) => {
+                        small = small.filter(|kept| kept.len() + chunk.len() <= MAX_OWNER_BODY).map(|mut kept| {
+                            kept.extend_from_slice(&chunk);
+                            kept
+                        });
+                        file.write_all(&chunk).await?;
+                    }
                     Err(error) if error.is::<BodyTooLarge>() => return Err(GatewayError::TooLarge { limit }),
                     Err(_) => return Err(GatewayError::UnreadableBody),
                 }
             }
             file.flush().await?;
-            Ok(())
+            Ok(small)
         };
         let result = written.await;
         if result.is_err() {
@@ -188,15 +257,47 @@ impl Queue {
         Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
     }
 
-    /// The first call due now that is not running; otherwise when the next one is due.
-    fn next(&self, running: &HashMap<tokio::task::Id, String>, now: u64) -> Result<String, Option<u64>> {
+    /// The call to start now: of the lanes with a call due and not running, and under `per_owner` calls running
+    /// when their owner is known, the lane started least recently (never first), its oldest due call. Otherwise
+    /// when the next call is due, if any waits.
+    fn next(
+        &self,
+        running: &HashMap<tokio::task::Id, String>,
+        now: u64,
+        per_owner: usize,
+    ) -> Result<String, Option<u64>> {
         let due = self.due();
-        let waiting: Vec<(&String, u64)> =
-            due.iter().filter(|(id, _)| !running.values().any(|r| r == *id)).map(|(id, at)| (id, *at)).collect();
-        match waiting.iter().find(|(_, at)| *at <= now) {
-            Some((id, _)) => Ok((*id).clone()),
-            None => Err(waiting.iter().map(|(_, at)| *at).min()),
+        let running: std::collections::HashSet<&String> = running.values().collect();
+        let mut busy: HashMap<&Lane, usize> = HashMap::new();
+        for entry in running.iter().filter_map(|id| due.get(*id)) {
+            *busy.entry(&entry.lane).or_default() += 1;
         }
+        let mut last_started = self.last_started.lock().expect("queue lock");
+        let mut best: Option<(Option<u64>, &String, &Lane)> = None;
+        let mut next_due: Option<u64> = None;
+        for (id, entry) in due.iter() {
+            if running.contains(id) {
+                continue;
+            }
+            if entry.at > now {
+                next_due = Some(next_due.map_or(entry.at, |at| at.min(entry.at)));
+                continue;
+            }
+            let full = entry.lane.1.is_some() && busy.get(&entry.lane).copied().unwrap_or(0) >= per_owner;
+            if full {
+                continue;
+            }
+            let rank = last_started.1.get(&entry.lane).copied();
+            // Ids ascend, so the first call seen of a lane is its oldest; a lane ranks by its last start.
+            if best.as_ref().is_none_or(|(best_rank, _, _)| rank < *best_rank) {
+                best = Some((rank, id, &entry.lane));
+            }
+        }
+        let Some((_, id, lane)) = best else { return Err(next_due) };
+        last_started.0 += 1;
+        let count = last_started.0;
+        last_started.1.insert(lane.clone(), count);
+        Ok(id.clone())
     }
 }
 
@@ -272,7 +373,7 @@ impl Gateway {
         if running.len() >= self.inner.config.max_inflight {
             return ExecutionOutcome::Idle(None);
         }
-        match self.inner.queue.next(running, now_ms()) {
+        match self.inner.queue.next(running, now_ms(), self.inner.config.max_inflight_per_owner.max(1)) {
             Ok(id) => {
                 let gateway = self.clone();
                 let call = id.clone();
@@ -428,7 +529,20 @@ pub(super) async fn enqueue(
     check_length(&parts.headers, limit)?;
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let id = gateway.inner.queue.new_id();
-    gateway.inner.queue.write_body(&id, body, limit).await?;
+    let small = gateway.inner.queue.write_body(&id, body, limit).await?;
+    let signature = parts.headers.get(shared::signature::CLOUD_SIGNATURE).and_then(|v| v.to_str().ok());
+    let owner = match (&gateway.inner.config.payload_secret, small) {
+        (Some(secret), Some(body)) => signed_owner(secret, signature, &body),
+        _ => None,
+    };
+    if let Some(owner) = owner.filter(|_| name == shared::functions::GIT_TAR) {
+        let limit = gateway.inner.config.max_queued_pushes_per_owner;
+        if gateway.inner.queue.queued_pushes(owner) >= limit {
+            let _ = tokio::fs::remove_file(gateway.inner.queue.body_path(&id)).await;
+            tracing::warn!(function = %name, owner, "async call refused: the owner's queue of pushes is full");
+            return Err(GatewayError::OwnerQueueFull(limit));
+        }
+    }
     let headers = parts
         .headers
         .iter()
@@ -444,12 +558,13 @@ pub(super) async fn enqueue(
         body_base64: None,
         attempts: 0,
         not_before_ms: 0,
+        owner,
     };
     if let Err(error) = gateway.inner.queue.put(job).await {
         let _ = tokio::fs::remove_file(gateway.inner.queue.body_path(&id)).await;
         return Err(error.into());
     }
-    tracing::info!(function = %name, call = %id, "async call queued");
+    tracing::info!(function = %name, call = %id, owner = owner.unwrap_or_default(), "async call queued");
     let mut response = StatusCode::ACCEPTED.into_response();
     response.headers_mut().insert(HeaderName::from_static("x-call-id"), HeaderValue::from_str(&id).expect("ASCII id"));
     response.headers_mut().insert(HeaderName::from_static("x-start-time"), HeaderValue::from(now_ms()));

@@ -11,8 +11,9 @@ use std::time::Duration;
 use doubles::git_server::GitServer;
 use git_tar::Config;
 use serde_json::Value;
+use shared::branch_head::BranchHeads;
 use shared::config::{CommonConfig, Secret};
-use shared::event::{BuildEvent, Owner, PushEvent, Repository, StatusReport, StatusState};
+use shared::event::{BuildEvent, Owner, PushEvent, PushOrder, Repository, StatusReport, StatusState};
 use shared::log_store::{LogStore, LogStoreConfig};
 use shared::server::ServerConfig;
 use shared::signature::{sign_sha256, verify_cloud};
@@ -104,6 +105,7 @@ pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -
         app_private_key: None,
         gateway_public_url: "https://ofc.example/".parse().unwrap(),
         log_store: LogStore::open(&LogStoreConfig::folder(root.path().join("logs"))).unwrap(),
+        branch_heads: BranchHeads::open(&LogStoreConfig::folder(root.path().join("logs"))).unwrap(),
         clone_timeout: Duration::from_secs(30),
         max_parallel_builds: 4,
         max_repo_bytes: 10 << 20,
@@ -146,6 +148,7 @@ impl Harness {
                 default_branch: Some("main".into()),
                 owner: Owner { login: "octo".into(), id: 1 },
             },
+            order: PushOrder::default(),
         }
     }
 

@@ -118,6 +118,12 @@ pub struct Recorded {
     sequence: u64,
 }
 
+/// A superseded push's status description (state `success`: the user's code did not fail), naming the newer
+/// commit of the branch and how far the push got (`not built`, `built, not deployed`…).
+pub fn superseded_description(by: &str, branch: &str, what: &str) -> String {
+    crate::status::cut_description(&format!("superseded by {}, a newer commit of {branch}: {what}", short_sha(by)))
+}
+
 /// The first 7 digits of a SHA, as statuses name a commit.
 pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)

@@ -10,6 +10,7 @@ use buildshiprun::policy::Policy;
 use buildshiprun::Config;
 use doubles::registry::RegistryProcess;
 use serde_json::Value;
+use shared::branch_head::BranchHeads;
 use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, StatusReport, StatusState};
@@ -87,6 +88,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         retry_wait: Duration::from_millis(20),
         build_timeout: Duration::from_secs(120),
         log_store: logs.clone(),
+        branch_heads: BranchHeads::open(&LogStoreConfig::folder(logs_dir.path())).unwrap(),
         registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
         registry_auths: BTreeMap::new(),
         registry_insecure: false,

@@ -37,6 +37,7 @@ use futures_util::stream::{self, StreamExt};
 use pushlog::PushTrace;
 use reqwest::header::{HeaderMap as ClientHeaders, HeaderValue};
 use shared::audit::AuditClient;
+use shared::branch_head::superseded_description;
 use shared::build::BuildConfig;
 use shared::config::Secret;
 use shared::error::ErrorBody;
@@ -112,14 +113,6 @@ struct FunctionOutcome {
     result: Result<String, String>,
     /// The newer commit of the branch that kept it from being deployed.
     superseded_by: Option<String>,
-}
-
-/// A superseded push's status description: which newer commit of which branch, and how far the push got.
-pub fn superseded_description(by: &str, branch: &str, what: &str) -> String {
-    pushlog::cut_description(&format!(
-        "superseded by {}, a newer commit of {branch}: {what}",
-        shared::branch_head::short_sha(by)
-    ))
 }
 
 async fn handle(

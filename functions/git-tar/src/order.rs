@@ -50,7 +50,7 @@ pub async fn decide(heads: &BranchHeads, push: &PushEvent, checkout: &Checkout<'
         .map_err(|e| GitTarError::Push(e.to_string()))?;
     let candidate = Head { sha: push.after.to_ascii_lowercase(), pushed_at: push.order.pushed_at };
     for _ in 0..MAX_TRIES {
-        let recorded = heads.read(&key).await.map_err(ordering_failed)?;
+        let recorded = heads.read(&key).await.map_err(|e| ordering_failed(&e))?;
         if let Some(Recorded { head, .. }) = &recorded {
             match compare(head, push, checkout).await? {
                 Ordering::Equal => return Ok(Verdict::Newest),
@@ -58,7 +58,7 @@ pub async fn decide(heads: &BranchHeads, push: &PushEvent, checkout: &Checkout<'
                 Ordering::Greater => {}
             }
         }
-        if heads.advance(&key, recorded.as_ref(), &candidate).await.map_err(ordering_failed)? {
+        if heads.advance(&key, recorded.as_ref(), &candidate).await.map_err(|e| ordering_failed(&e))? {
             tracing::info!(branch = %key, sha = %candidate.sha, "the branch's newest commit");
             return Ok(Verdict::Newest);
         }
@@ -68,7 +68,7 @@ pub async fn decide(heads: &BranchHeads, push: &PushEvent, checkout: &Checkout<'
     )))
 }
 
-fn ordering_failed(error: shared::branch_head::BranchHeadError) -> GitTarError {
+fn ordering_failed(error: &shared::branch_head::BranchHeadError) -> GitTarError {
     GitTarError::Unavailable(format!("the order of pushes could not be checked: {error}"))
 }
 

@@ -105,7 +105,7 @@ pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -
         app_private_key: None,
         gateway_public_url: "https://ofc.example/".parse().unwrap(),
         log_store: LogStore::open(&LogStoreConfig::folder(root.path().join("logs"))).unwrap(),
-        branch_heads: BranchHeads::open(&LogStoreConfig::folder(root.path().join("logs"))).unwrap(),
+        branch_heads: BranchHeads::open(&LogStoreConfig::folder(root.path().join("branches"))).unwrap(),
         clone_timeout: Duration::from_secs(30),
         max_parallel_builds: 4,
         max_repo_bytes: 10 << 20,

@@ -95,7 +95,11 @@ async fn handle(
     let log_url = logs::store(&state.config, &event, &trace, &result).await;
     let status = match &result {
         Ok(ShipResult { superseded_by: Some(by), digest, .. }) => {
-            let what = if digest.is_empty() && !event.skip_build { "not built" } else { "built, not deployed" };
+            let what = match (event.skip_build, digest.is_empty()) {
+                (true, _) => "not deployed",
+                (false, true) => "not built",
+                (false, false) => "built, not deployed",
+            };
             CommitStatus::new(&event.function, StatusState::Success, superseded_description(by, &event.branch, what))
         }
         Ok(answer) => CommitStatus::new(

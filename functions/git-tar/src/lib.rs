@@ -562,7 +562,7 @@ fn summarise(outcomes: &[FunctionOutcome]) -> (String, bool) {
         let mut stale: Vec<&str> = superseded.iter().map(|o| o.function.as_str()).collect();
         stale.sort_unstable();
         let what = if names.is_empty() {
-            "built, not deployed".to_owned()
+            "not deployed".to_owned()
         } else {
             format!("deployed {}; not deployed {}", names.join(", "), stale.join(", "))
         };

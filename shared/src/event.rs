@@ -125,7 +125,7 @@ impl GitHubPush {
         self.git_ref.strip_prefix("refs/heads/")
     }
 
-    /// The event gh-push hands to git-tar; `received_at` (Unix seconds) stands for when the push happened when the
+    /// The event gh-push hands to git-tar; `received_at` (Unix seconds) stands for when a push happened when the
     /// payload did not say.
     pub fn to_push_event(&self, delivery: &str, received_at: u64) -> PushEvent {
         PushEvent {
@@ -137,7 +137,13 @@ impl GitHubPush {
             order: PushOrder {
                 before: if is_null_sha(&self.before) { String::new() } else { self.before.clone() },
                 forced: self.forced,
-                pushed_at: if self.pushed_at == 0 { received_at } else { self.pushed_at },
+                // A re-run of a commit's checks (no `before`) was pushed at no time this delivery knows: git
+                // ancestry orders it, rather than the time it was re-run.
+                pushed_at: match (self.pushed_at, self.before.is_empty()) {
+                    (0, true) => 0,
+                    (0, false) => received_at,
+                    (at, _) => at,
+                },
             },
         }
     }

@@ -246,6 +246,11 @@ async fn an_older_commit_never_replaces_a_newer_one_and_a_force_push_back_is_dep
     assert!(stack.served(service, "v2").await.contains("<h1>v2</h1>"));
     let builds = stack.state().join("logs/builds").join(ofc::push::account_id(OWNER).to_string()).join("slow");
     assert!(builds.join(&v1).join("web.log").exists(), "v1 was built (its slow build ran to its end)");
+    // buildshiprun's own account: v1 superseded after its build, and no deployment of it.
+    let log = std::fs::read_to_string(stack.state().join("logs/buildshiprun.log")).unwrap();
+    let of_v1: Vec<&str> = log.lines().filter(|line| line.contains(v1.as_str())).collect();
+    assert!(of_v1.iter().any(|line| line.contains("superseded: not deployed")), "{of_v1:#?}");
+    assert!(!of_v1.iter().any(|line| line.contains("deployed owner=")), "{of_v1:#?}");
 
     // 2. v2 delivered before v1: v1 is not built at all.
     let repo = new_repo(work.path(), "late");

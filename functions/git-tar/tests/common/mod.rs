@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use doubles::git_server::GitServer;
@@ -21,6 +22,8 @@ use testkit::git::{git, init_repo};
 use testkit::{RecordingGateway, Reply, ServedFunction};
 
 pub const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
+/// GitHub's time of the next push (Unix seconds).
+static PUSHED_AT: AtomicU64 = AtomicU64::new(1_765_000_000);
 
 /// A working repository whose commits are published to a bare repository the git server serves.
 pub struct Repo {
@@ -134,6 +137,8 @@ impl Harness {
         Repo::new(self.root.path(), name)
     }
 
+    /// The push of `sha` as GitHub describes it: each one later than the one before (`repository.pushed_at`), so
+    /// that the last push made is the branch's newest, whatever its history.
     pub fn push_event(&self, name: &str, sha: &str) -> PushEvent {
         PushEvent {
             delivery: "delivery-1".into(),
@@ -148,7 +153,7 @@ impl Harness {
                 default_branch: Some("main".into()),
                 owner: Owner { login: "octo".into(), id: 1 },
             },
-            order: PushOrder::default(),
+            order: PushOrder { pushed_at: PUSHED_AT.fetch_add(1, Ordering::Relaxed), ..PushOrder::default() },
         }
     }
 

@@ -6,7 +6,8 @@
 //! 1. the same commit as the head: not older (a redelivery, a re-run);
 //! 2. GitHub's time of both pushes (`repository.pushed_at`), when both are known and differ: the later one;
 //! 3. the push moved the branch from the head (`before` is the head): the branch's next move, a force-push included;
-//! 4. git ancestry: newer when the head is in the pushed commit's history; otherwise older.
+//! 4. git ancestry: newer when the head is in the pushed commit's history, older when the pushed commit is in the
+//!    head's; between diverged histories with no times to tell them apart, the push delivered last.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -88,11 +89,19 @@ async fn compare(head: &Head, push: &PushEvent, checkout: &Checkout<'_>) -> Resu
     if push.order.before.eq_ignore_ascii_case(&head.sha) {
         return Ok(Ordering::Greater);
     }
-    let url = &push.repository.clone_url;
-    let descends = clone::is_ancestor(checkout.repo, url, checkout.token, &head.sha, &push.after, checkout.timeout)
+    if is_ancestor(checkout, push, &head.sha, &push.after).await? {
+        return Ok(Ordering::Greater);
+    }
+    if is_ancestor(checkout, push, &push.after, &head.sha).await? {
+        return Ok(Ordering::Less);
+    }
+    // Diverged histories (a force-push) with no push times to tell them apart: the push delivered last wins.
+    Ok(Ordering::Greater)
+}
+
+/// Whether `older` is in the history of `newer`, asked of the push's clone.
+async fn is_ancestor(checkout: &Checkout<'_>, push: &PushEvent, older: &str, newer: &str) -> Result<bool, GitTarError> {
+    clone::is_ancestor(checkout.repo, &push.repository.clone_url, checkout.token, older, newer, checkout.timeout)
         .await
-        .map_err(|e| {
-            GitTarError::Push(format!("the push could not be compared with its branch's newest commit: {e}"))
-        })?;
-    Ok(if descends { Ordering::Greater } else { Ordering::Less })
+        .map_err(|e| GitTarError::Push(format!("the push could not be compared with its branch's newest commit: {e}")))
 }

@@ -1,6 +1,7 @@
 //! Order per branch in git-tar: a push older than its branch's newest known commit is not handed on (nothing of it
 //! is built) and says so on its statuses; the newest is decided by GitHub's push times when both pushes have one,
-//! then by `before`, then by git ancestry, so a force-push back to an older commit still wins.
+//! then by `before`, then by git ancestry (diverged histories with no times: the last delivered), so a force-push
+//! back to an older commit still wins.
 
 mod common;
 
@@ -89,4 +90,10 @@ async fn between_rewritten_histories_the_later_push_wins() {
     assert_eq!(push(&harness, &w, &v2, true, 1100).await, 2, "a later one is the newest");
     // The head's own commit delivered again is not older than itself: it is built again.
     assert_eq!(push(&harness, &w, &v1, false, 900).await, 3);
+    // Diverged again, and no push time to compare (a sender other than GitHub): the push delivered last wins.
+    git(repo.work.path(), &["reset", "-q", "--hard", &v1]);
+    write(&repo, "again");
+    let x = repo.commit("x: rewritten again");
+    assert_eq!(push(&harness, &x, &v1, false, 0).await, 4);
+    assert_eq!(harness.stack_deploy().description, "deployed web");
 }

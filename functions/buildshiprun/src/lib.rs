@@ -92,7 +92,11 @@ async fn handle(
     let status_event = event.status_event();
     let mut trace = BuildTrace::default();
     let result = ship(&state, &event, &service, &tar_path, size, &signature, &mut trace).await;
-    let log_url = logs::store(&state.config, &event, &trace, &result).await;
+    // A commit superseded before its build has no build to keep a log of (nor a success to list).
+    let log_url = match &result {
+        Ok(ShipResult { superseded_by: Some(_), digest, .. }) if digest.is_empty() => None,
+        _ => logs::store(&state.config, &event, &trace, &result).await,
+    };
     let status = match &result {
         Ok(ShipResult { superseded_by: Some(by), digest, .. }) => {
             let what = match (event.skip_build, digest.is_empty()) {

@@ -1053,6 +1053,7 @@ async fn a_superseded_commit_is_not_built_and_says_by_which_commit() {
     let status = harness.statuses().last().unwrap().statuses[0].clone();
     assert_eq!(status.state, StatusState::Success);
     assert_eq!(status.description, format!("superseded by {}, a newer commit of main: not built", &newer[..7]));
+    assert!(harness.logs.get(&key("stale")).await.is_err(), "no build, no build log");
 }
 
 #[tokio::test]
@@ -1083,4 +1084,5 @@ async fn a_build_overtaken_while_it_waits_for_the_deploy_claim_is_not_deployed()
         status.description,
         format!("superseded by {}, a newer commit of main: built, not deployed", &sha(3)[..7])
     );
+    assert!(harness.logs.get(&key("slow")).await.is_ok(), "the build's log is kept");
 }

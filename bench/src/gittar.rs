@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use doubles::git_server::GitServer;
-use shared::event::{Owner, PushEvent, Repository};
+use shared::event::{Owner, PushEvent, PushOrder, Repository};
 use shared::signature::sign_sha256;
 use testkit::git::{commit, git, init_repo};
 use testkit::ports::free_port;
@@ -102,6 +102,7 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
             default_branch: Some("main".into()),
             owner: Owner { login: "bench".into(), id: 1 },
         },
+        order: PushOrder::default(),
     };
     let mut to_last_tar = Vec::new();
     for _ in 0..10 {

@@ -46,6 +46,8 @@ fn config(buildah_root: &std::path::Path) -> Config {
         backend: BackendKind::Buildkit { host: "tcp://127.0.0.1:9".into() },
         max_context_bytes: 1 << 20,
         max_concurrent_builds: 1,
+        max_concurrent_builds_per_owner: 1,
+        max_queued_builds_per_owner: 10,
         registry_insecure: true,
         buildah_root: Some(buildah_root.to_owned()),
         build_timeout: Duration::from_secs(30),

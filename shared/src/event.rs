@@ -23,6 +23,24 @@ pub struct PushEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
     pub repository: Repository,
+    /// Where the push moved the branch from, which decides whether it is newer than the branch's recorded head.
+    #[serde(flatten)]
+    pub order: PushOrder,
+}
+
+/// What a push says of its place in its branch's history (GitHub's names), for `shared::branch_head`: the branch's
+/// commit before it, whether it rewrote history, and when it happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushOrder {
+    /// The branch's commit before the push; empty when unknown (a re-run of a commit's checks).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub before: String,
+    /// `true` for a force-push: `after` need not descend from `before`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
+    /// When the push happened, in Unix seconds: GitHub's `repository.pushed_at`, or when gh-push received it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pushed_at: u64,
 }
 
 /// A repository as GitHub names its fields.
@@ -63,6 +81,24 @@ pub struct GitHubPush {
     pub repository: Repository,
     #[serde(default)]
     pub installation: Option<Installation>,
+    /// `repository.pushed_at` when it is GitHub's Unix seconds (a push event's); 0 otherwise (a check event's is a
+    /// date string of the repository's last push, not of this commit's).
+    #[serde(skip)]
+    pub pushed_at: u64,
+}
+
+/// Reads `repository.pushed_at` of a push payload: GitHub's Unix seconds, or `None`.
+pub fn pushed_at_of(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Payload {
+        repository: PushedAt,
+    }
+    #[derive(Deserialize)]
+    struct PushedAt {
+        #[serde(default)]
+        pushed_at: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Payload>(body).ok()?.repository.pushed_at?.as_u64()
 }
 
 /// `installation` in an App's webhook payload.
@@ -89,14 +125,26 @@ impl GitHubPush {
         self.git_ref.strip_prefix("refs/heads/")
     }
 
-    /// The event gh-push hands to git-tar.
-    pub fn to_push_event(&self, delivery: &str) -> PushEvent {
+    /// The event gh-push hands to git-tar; `received_at` (Unix seconds) stands for when a push happened when the
+    /// payload did not say.
+    pub fn to_push_event(&self, delivery: &str, received_at: u64) -> PushEvent {
         PushEvent {
             delivery: delivery.to_owned(),
             git_ref: self.git_ref.clone(),
             after: self.after.clone(),
             installation_id: self.installation.as_ref().map(|i| i.id),
             repository: self.repository.clone(),
+            order: PushOrder {
+                before: if is_null_sha(&self.before) { String::new() } else { self.before.clone() },
+                forced: self.forced,
+                // A re-run of a commit's checks (no `before`) was pushed at no time this delivery knows: git
+                // ancestry orders it, rather than the time it was re-run.
+                pushed_at: match (self.pushed_at, self.before.is_empty()) {
+                    (0, true) => 0,
+                    (0, false) => received_at,
+                    (at, _) => at,
+                },
+            },
         }
     }
 }
@@ -158,6 +206,7 @@ impl GitHubCheckEvent {
             forced: false,
             repository: self.repository.clone(),
             installation: self.installation.clone(),
+            pushed_at: 0,
         })
     }
 }
@@ -409,8 +458,12 @@ pub struct ShipResult {
     /// The built image's digest; empty when the build was skipped.
     #[serde(default)]
     pub digest: String,
-    /// `created` for a new function, `updated` for an existing one.
+    /// `created` for a new function, `updated` for an existing one, `unchanged`, or `superseded` when a newer
+    /// commit of the branch was pushed and this one was not deployed.
     pub deployed: String,
+    /// The newer commit of the branch that superseded this push (when `deployed` is `superseded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// The signed, expiring pipeline-log link to this build's log; absent when no log was stored (a skipped build,
     /// a store that could not be written) and in answers from before build logs existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,7 +553,7 @@ mod tests {
         let push = check.to_push().unwrap();
         assert_eq!(push.git_ref, "refs/heads/main");
         assert_eq!(push.after, "b".repeat(40));
-        assert_eq!(push.to_push_event("d").installation_id, Some(42));
+        assert_eq!(push.to_push_event("d", 0).installation_id, Some(42));
         let run = serde_json::json!({
             "action": "rerequested",
             "check_run": {"id": 9, "name": "hello", "head_sha": "c".repeat(40),
@@ -536,6 +589,7 @@ mod tests {
             image: "r/1/fns/hello@sha256:00".into(),
             digest: "sha256:00".into(),
             deployed: "created".into(),
+            superseded_by: None,
             log_url: None,
         };
         let json = serde_json::to_value(&shipped).unwrap();

@@ -27,12 +27,15 @@
 //! - [`ownership`]: whose a deployed function is (the dashboard, function-logs and metrics show it to them only).
 //! - [`resolver`]: the hosts file, then DNS bounded and IPv4 first: the one name resolver of every HTTP client.
 //! - [`registry`]: the registry API calls that let a build whose image exists be skipped (HEAD, tag a manifest).
+//! - [`branch_head`]: each branch's newest known commit, shared by every replica, so an older push never
+//!   replaces a newer one's deployment.
 //! - [`log_store`]: build logs on a folder or an S3 bucket, and the signed, expiring links that serve them.
 //! - [`sandbox`]: pushed code as an unprivileged user in its own PID namespace with a minimal `/dev` (builds and
 //!   the local stack's running functions).
 
 pub mod app_key;
 pub mod audit;
+pub mod branch_head;
 pub mod build;
 pub mod callback;
 pub mod config;

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::Url;
+use shared::branch_head::BranchHeads;
 use shared::config::{
     base_url, base_url_or, bool_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
 };
 use shared::gateway::BasicAuth;
-use shared::log_store::LogStore;
+use shared::log_store::{LogStore, LogStoreConfig};
 use shared::server::{ServerConfig, BUILD_MAX_BODY_BYTES};
 
 use crate::policy::Policy;
@@ -41,6 +42,9 @@ pub struct Config {
     /// Where every build's log is written, opened at start so that a folder or bucket that cannot be used stops the
     /// start rather than losing the first build's log.
     pub log_store: LogStore,
+    /// Each branch's newest known commit and the deploy claims, in the same store as the logs, shared by every
+    /// replica: a build of a superseded commit is not deployed.
+    pub branch_heads: BranchHeads,
     /// Registry credentials (secret `registry-auth`, or the last release's `registry-secret`: a Docker `config.json`, when mounted): never written into a
     /// stored log, like `payload-secret` and `basic-auth-password`.
     pub registry_secrets: Vec<Secret>,
@@ -81,6 +85,7 @@ impl Config {
         };
         Ok(Self {
             log_store,
+            branch_heads: BranchHeads::from_env(&LogStoreConfig::from_env(&secrets)?)?,
             registry_secrets: registry_secret.as_ref().map(registry_secrets).unwrap_or_default(),
             registry_auths: registry_secret.as_ref().map(registry_auths).unwrap_or_default(),
             registry_insecure: bool_or("registry_insecure", false)?,

@@ -11,7 +11,9 @@
 //! - [`error`]: every failure and its answer; a failure is also a `failure` commit status.
 //! - [`logs`]: every build's record in the log store (timings, outcome, the whole log, secrets scrubbed), and the
 //!   signed pipeline-log link a failure's status points to.
-//! - the handler below: receive, build (with retries), deploy (with retries), store the log, report.
+//! - the handler below: receive, build (with retries), deploy (with retries), store the log, report. A build of a
+//!   commit that a newer commit of its branch superseded (`shared::branch_head`) is not started, or not deployed:
+//!   the deployment is made under the function's deploy claim, right after the branch's head is read again.
 
 pub mod config;
 pub mod deployment;
@@ -29,6 +31,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
+use shared::branch_head::{superseded_description, BranchHeadError, BranchKey};
 use shared::build::{BuildResult, BuildStatus, QueuePlace, BUILD_TICKET_HEADER};
 use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
@@ -89,8 +92,20 @@ async fn handle(
     let status_event = event.status_event();
     let mut trace = BuildTrace::default();
     let result = ship(&state, &event, &service, &tar_path, size, &signature, &mut trace).await;
-    let log_url = logs::store(&state.config, &event, &trace, &result).await;
+    // A commit superseded before its build has no build to keep a log of (nor a success to list).
+    let log_url = match &result {
+        Ok(ShipResult { superseded_by: Some(_), digest, .. }) if digest.is_empty() => None,
+        _ => logs::store(&state.config, &event, &trace, &result).await,
+    };
     let status = match &result {
+        Ok(ShipResult { superseded_by: Some(by), digest, .. }) => {
+            let what = match (event.skip_build, digest.is_empty()) {
+                (true, _) => "not deployed",
+                (false, true) => "not built",
+                (false, false) => "built, not deployed",
+            };
+            CommitStatus::new(&event.function, StatusState::Success, superseded_description(by, &event.branch, what))
+        }
         Ok(answer) => CommitStatus::new(
             &event.function,
             StatusState::Success,
@@ -137,11 +152,33 @@ async fn ship(
     // Checked before the build with a placeholder image, so a refused stack costs no build.
     let default_memory = state.config.default_memory_limit.as_deref();
     deployment_for(event, service, &event.image, default_memory, &state.config.policy).map_err(refused)?;
+    let branch = branch_key(event);
+    // Known before the build starts: no build is spent on it.
+    if let Some(by) = superseded(state, branch.as_ref(), event).await? {
+        return Ok(not_deployed(event, service, String::new(), String::new(), by));
+    }
     let (image, digest) = image_step(state, event, tar, size, signature, trace).await?;
     let deployment = deployment_for(event, service, &image, default_memory, &state.config.policy).map_err(refused)?;
     let started = Instant::now();
-    let deployed = retry(state, &event.function, || deploy(&state.gateway, event, &deployment)).await;
+    // The claim makes the head's re-read and the gateway call one step: a newer commit's deployment of this
+    // function either ended before it (and its head is read here) or starts after it (and replaces this one).
+    let claim = match &branch {
+        Some(_) => Some(state.config.branch_heads.claim_deploy(service).await.map_err(|e| unavailable(event, &e))?),
+        None => None,
+    };
+    let newer = superseded(state, branch.as_ref(), event).await;
+    let deployed = match &newer {
+        Ok(None) => Some(retry(state, &event.function, || deploy(&state.gateway, event, &deployment)).await),
+        _ => None,
+    };
+    if let Some(claim) = claim {
+        claim.release().await;
+    }
     trace.step(DEPLOY, started);
+    if let Some(by) = newer? {
+        return Ok(not_deployed(event, service, image, digest, by));
+    }
+    let deployed = deployed.expect("deployed when the commit is still its branch's newest");
     let deployed = deployed.map_err(|error| match error {
         Attempt::Refused(reason) => ShipError::DeployRefused { function: event.function.clone(), reason },
         Attempt::NotYours(reason) => refused(reason),
@@ -160,8 +197,52 @@ async fn ship(
         image,
         digest,
         deployed: deployed.to_owned(),
+        superseded_by: None,
         log_url: None,
     })
+}
+
+/// What `deployed` says of a function whose commit a newer commit of its branch superseded: nothing was deployed.
+pub const SUPERSEDED: &str = "superseded";
+
+/// The answer for a function not deployed because `by`, a newer commit of its branch, superseded its commit.
+fn not_deployed(event: &BuildEvent, service: &str, image: String, digest: String, by: String) -> ShipResult {
+    tracing::info!(service, sha = %event.sha, superseded_by = %by, built = !digest.is_empty(), "superseded: not deployed");
+    ShipResult {
+        function: event.function.clone(),
+        service: service.to_owned(),
+        image,
+        digest,
+        deployed: SUPERSEDED.to_owned(),
+        superseded_by: Some(by),
+        log_url: None,
+    }
+}
+
+/// The record of the event's branch; `None` for a build that is not ordered (no branch or no owner id, as from
+/// a sender older than the order of pushes).
+fn branch_key(event: &BuildEvent) -> Option<BranchKey> {
+    if event.branch.is_empty() || event.owner_id == 0 {
+        return None;
+    }
+    BranchKey::new(event.owner_id, &event.repo, &event.branch).ok()
+}
+
+/// The newer commit of the branch that superseded the event's, if one did.
+async fn superseded(
+    state: &AppState,
+    branch: Option<&BranchKey>,
+    event: &BuildEvent,
+) -> Result<Option<String>, ShipError> {
+    let Some(branch) = branch else { return Ok(None) };
+    state.config.branch_heads.superseded(branch, &event.sha).await.map_err(|e| unavailable(event, &e))
+}
+
+fn unavailable(event: &BuildEvent, error: &BranchHeadError) -> ShipError {
+    ShipError::Unavailable {
+        function: event.function.clone(),
+        reason: format!("the order of pushes could not be checked: {error}"),
+    }
 }
 
 /// The image to deploy, pinned by digest, and its digest: the stack's own for `skip_build`; else what of-builder

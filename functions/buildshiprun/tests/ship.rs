@@ -10,6 +10,7 @@ use buildshiprun::policy::Policy;
 use buildshiprun::Config;
 use doubles::registry::RegistryProcess;
 use serde_json::Value;
+use shared::branch_head::{BranchHeads, BranchKey, Head};
 use shared::build::BuildConfig;
 use shared::config::{CommonConfig, Secret};
 use shared::event::{BuildEvent, StatusReport, StatusState};
@@ -76,6 +77,8 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
     let gateway = RecordingGateway::with_credentials("admin", "gateway-password").await;
     let logs_dir = tempfile::tempdir().unwrap();
     let logs = LogStore::open(&LogStoreConfig::folder(logs_dir.path())).unwrap();
+    // The branch records share the log store in production; apart here, so a test can break the logs alone.
+    let branches_dir = tempfile::tempdir().unwrap();
     let mut common = common();
     common.gateway_url = gateway.url().parse().unwrap();
     let config = Config {
@@ -90,6 +93,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         build_timeout: Duration::from_secs(120),
         build_queue_timeout: Duration::from_secs(120),
         log_store: logs.clone(),
+        branch_heads: BranchHeads::open(&LogStoreConfig::folder(branches_dir.path())).unwrap(),
         registry_secrets: buildshiprun::config::registry_secrets(&Secret::new(REGISTRY_SECRET)),
         registry_auths: BTreeMap::new(),
         registry_insecure: false,
@@ -109,6 +113,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         http: reqwest::Client::new(),
         keep: vec![
             Box::new(logs_dir),
+            Box::new(branches_dir),
             Box::new(registry_dir),
             Box::new(buildah_dir),
             Box::new(builder),
@@ -1132,4 +1137,60 @@ async fn an_owner_s_full_build_queue_fails_the_function_with_the_reason_untried_
         .find(|s| s.context == "hello" && s.state == StatusState::Failure)
         .expect("a failing status");
     assert!(failure.description.contains("max_queued_builds_per_owner"), "{}", failure.description);
+}
+
+/// Makes `sha` the newest known commit of the harness's branch (`octo`'s `fns`, `main`), as git-tar does.
+async fn make_head(harness: &Harness, sha: &str) {
+    let heads = &harness.config.branch_heads;
+    let key = BranchKey::new(42, "fns", "main").unwrap();
+    let now = heads.read(&key).await.unwrap();
+    assert!(heads.advance(&key, now.as_ref(), &Head { sha: sha.into(), pushed_at: 0 }).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_superseded_commit_is_not_built_and_says_by_which_commit() {
+    let harness = start(true).await;
+    let newer = sha(2);
+    make_head(&harness, &newer).await;
+    let event = event(&harness, "stale");
+    let (status, answer) = harness.send(&event, tar(&event, DOCKERFILE)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((answer["deployed"].as_str(), answer["superseded_by"].as_str()), (Some("superseded"), Some(&*newer)));
+    assert_eq!(answer["digest"], "", "nothing was built");
+    assert!(harness.gateway.requests_to("/system/").is_empty(), "nothing is deployed");
+    let status = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(status.state, StatusState::Success);
+    assert_eq!(status.description, format!("superseded by {}, a newer commit of main: not built", &newer[..7]));
+    assert!(harness.logs.get(&key("stale")).await.is_err(), "no build, no build log");
+}
+
+#[tokio::test]
+async fn a_build_overtaken_while_it_waits_for_the_deploy_claim_is_not_deployed() {
+    let harness = start(true).await;
+    make_head(&harness, SHA).await;
+    // Another deployment of the function holds its claim.
+    let claim = harness.config.branch_heads.claim_deploy("octo-slow-4").await.unwrap();
+    let event = event(&harness, "slow");
+    let sending = harness.send(&event, tar(&event, DOCKERFILE));
+    let overtaking = async {
+        // Built (its image is in the registry), so waiting for the claim; the claim waits up to its lease.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while harness.registry.client().manifest("42/fns/slow", SHA).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the build did not end");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        make_head(&harness, &sha(3)).await;
+        claim.release().await;
+    };
+    let ((status, answer), ()) = tokio::join!(sending, overtaking);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deployed"], "superseded", "{answer}");
+    assert_ne!(answer["digest"], "", "it was built");
+    assert!(harness.gateway.requests_to("/system/").is_empty(), "nothing is deployed");
+    let status = harness.statuses().last().unwrap().statuses[0].clone();
+    assert_eq!(
+        status.description,
+        format!("superseded by {}, a newer commit of main: built, not deployed", &sha(3)[..7])
+    );
+    assert!(harness.logs.get(&key("slow")).await.is_ok(), "the build's log is kept");
 }

@@ -32,8 +32,8 @@ use serde_json::json;
 use shared::audit::AuditClient;
 use shared::callback::BuildRef;
 use shared::event::{
-    is_commit_sha, is_null_sha, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PushEvent, StatusEvent,
-    StatusState, STACK_DEPLOY_CONTEXT,
+    is_commit_sha, is_null_sha, pushed_at_of, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PushEvent,
+    StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;
@@ -184,8 +184,9 @@ async fn process(
         "check_suite" | "check_run" => return rerun(state, body, delivery, event_type).await,
         other => return Ok((Outcome::ignored(format!("ignored: `{other}` events are not built")), None)),
     }
-    let push: GitHubPush = serde_json::from_slice(body)
+    let mut push: GitHubPush = serde_json::from_slice(body)
         .map_err(|e| GhPushError::BadRequest(format!("the body is not a push event: {e}")))?;
+    push.pushed_at = pushed_at_of(body).unwrap_or(0);
     let outcome = filter_and_queue(state, &push, delivery).await?;
     Ok((outcome, Some(push)))
 }
@@ -297,7 +298,9 @@ async fn claim(state: &AppState, delivery: &str) -> Result<Recorded, GhPushError
 /// Queues the pending status, then git-tar. If git-tar cannot be queued, the pending status is turned into an
 /// error (best effort), so the commit does not stay pending forever.
 async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Option<String>, GhPushError> {
-    let event = push.to_push_event(delivery);
+    let received_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let event = push.to_push_event(delivery, received_at);
     let status_event = StatusEvent::from(&event);
     let pending = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Pending, "build queued");
     state.statuses.report(&status_event, vec![pending]).await?;

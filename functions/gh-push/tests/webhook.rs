@@ -8,7 +8,7 @@ use gh_push::delivery_records::DeliveryRecords;
 use gh_push::Config;
 use serde_json::Value;
 use shared::config::{CommonConfig, Secret};
-use shared::event::{PushEvent, StatusReport, StatusState};
+use shared::event::{PushEvent, PushOrder, StatusReport, StatusState};
 use shared::log_store::LogStoreConfig;
 use shared::server::ServerConfig;
 use shared::signature::{sign_sha1, sign_sha256, verify_cloud};
@@ -149,6 +149,10 @@ async fn queues_git_tar_and_a_pending_status_for_a_signed_push_to_the_default_br
     assert_eq!(event.repository.clone_url, "https://github.com/Octo/fns.git");
     assert_eq!(event.repository.owner.login, "Octo");
     assert_eq!(event.repository.owner.id, 21_031_067);
+    // Where the push moved the branch from, and when: what orders it against the branch's newest commit.
+    assert_eq!(event.order.before, "9049f1265b7d61be4a8904a9a27120d2064dab3b");
+    assert!(!event.order.forced);
+    assert_eq!(event.order.pushed_at, 1_763_645_000, "GitHub's repository.pushed_at");
     let raw: Value = git_tar[0].json();
     assert!(raw.get("commits").is_none(), "only what git-tar needs travels: {raw}");
 }
@@ -502,6 +506,7 @@ async fn a_rerequested_check_suite_queues_its_commit_as_a_push_of_it_would() {
     assert_eq!(event.repository.full_name, "Octo/fns");
     assert_eq!(event.repository.clone_url, "https://github.com/Octo/fns.git");
     assert_eq!(event.repository.owner.id, 21_031_067);
+    assert_eq!(event.order, PushOrder::default(), "no push moved the branch: git ancestry orders a re-run");
     assert!(git_tar[0].header("x-callback-url").is_some(), "the same callback as a push");
     let report: StatusReport = gateway.requests_to("/async-function/github-status")[0].json();
     assert_eq!((report.statuses[0].context.as_str(), report.statuses[0].state), ("stack-deploy", StatusState::Pending));

@@ -30,6 +30,33 @@ struct Git<'a> {
 
 impl Git<'_> {
     async fn run(&self, args: &[&str]) -> Result<String, CloneError> {
+        let output = self.output(args).await?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let reason = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("git failed").to_owned();
+            Err(CloneError::Failed(reason))
+        }
+    }
+
+    /// Runs a command whose exit status is its answer (`cat-file -e`, `merge-base --is-ancestor`): 0 is yes, 1 is
+    /// no, anything else a failure.
+    async fn answers(&self, args: &[&str]) -> Result<bool, CloneError> {
+        let output = self.output(args).await?;
+        match output.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                Err(CloneError::Failed(
+                    stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("git failed").to_owned(),
+                ))
+            }
+        }
+    }
+
+    async fn output(&self, args: &[&str]) -> Result<std::process::Output, CloneError> {
         let mut command = tokio::process::Command::new("git");
         command
             .args([
@@ -71,13 +98,7 @@ impl Git<'_> {
             .await
             .map_err(|_| CloneError::Timeout(self.timeout.as_secs()))?
             .map_err(|e| CloneError::Failed(e.to_string()))?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        } else {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let reason = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("git failed").to_owned();
-            Err(CloneError::Failed(reason))
-        }
+        Ok(output)
     }
 }
 
@@ -147,4 +168,33 @@ pub async fn remote_commit(
         .iter()
         .find_map(|name| refs.iter().find(|(_, listed)| listed == name).map(|(commit, _)| (*commit).to_owned()))
         .ok_or_else(|| CloneError::Failed(format!("`{pattern}` is neither a branch nor a tag of {url}")))
+}
+
+/// Whether commit `ancestor` is in the history of `descendant`, in `repo` (a clone made by [`clone_at`]): both
+/// histories are fetched as commits only (`--filter=tree:0`, which servers that do not filter ignore), deepening a
+/// shallow clone. A commit the server no longer serves (and the clone lacks) is in no history it serves: no ancestor.
+pub async fn is_ancestor(
+    repo: &Path,
+    url: &str,
+    token: Option<&Secret>,
+    ancestor: &str,
+    descendant: &str,
+    timeout: Duration,
+) -> Result<bool, CloneError> {
+    debug_assert!(!url.is_empty(), "the clone's origin is the push's URL");
+    let git = Git { dir: repo, token, deadline: Instant::now() + timeout, timeout };
+    let shallow = git.run(&["rev-parse", "--is-shallow-repository"]).await? == "true";
+    for (index, sha) in [descendant, ancestor].into_iter().enumerate() {
+        let mut fetch = vec!["fetch", "-q", "--no-tags", "--filter=tree:0"];
+        if shallow && index == 0 {
+            fetch.push("--unshallow");
+        }
+        fetch.extend(["--", "origin", sha]);
+        if git.run(&fetch).await.is_err()
+            && !git.answers(&["rev-parse", "--verify", "-q", &format!("{sha}^{{commit}}")]).await?
+        {
+            return Ok(false);
+        }
+    }
+    git.answers(&["merge-base", "--is-ancestor", ancestor, descendant]).await
 }

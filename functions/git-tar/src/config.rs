@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
+use shared::branch_head::BranchHeads;
 use shared::config::{
     base_url, base_url_or, bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret,
     SecretStore,
 };
 use shared::github_app::AppCredentials;
-use shared::log_store::LogStore;
+use shared::log_store::{LogStore, LogStoreConfig};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 
 use crate::templates::TemplateRepo;
@@ -34,6 +35,9 @@ pub struct Config {
     pub gateway_public_url: Url,
     /// Where git-tar keeps each push's own record (`<owner>/<repo>/<sha>/stack-deploy`), next to the builds'.
     pub log_store: LogStore,
+    /// Each branch's newest known commit, in the same store as the logs, shared by every replica (see
+    /// [`crate::order`]).
+    pub branch_heads: BranchHeads,
     /// `clone_timeout`: the longest a clone may take.
     pub clone_timeout: Duration,
     /// `max_parallel_builds`: functions handed to buildshiprun at once.
@@ -86,6 +90,7 @@ impl Config {
         };
         Ok(Self {
             log_store: LogStore::from_env(&secrets)?,
+            branch_heads: BranchHeads::from_env(&LogStoreConfig::from_env(&secrets)?)?,
             gateway_public_url,
             common,
             app_private_key: private_key,

@@ -23,6 +23,9 @@ pub enum GitTarError {
     /// Some functions failed; the `stack-deploy` status already says which and why.
     #[error("{0}")]
     Reported(String),
+    /// A platform part git-tar needs (the branch records' store) failed: a 503, which the queue retries.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("git-tar could not use its working folder: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -33,6 +36,7 @@ impl IntoResponse for GitTarError {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Push(_) | Self::Refused { .. } | Self::Reported(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let ErrorResponse { status, body } = ErrorResponse::new(status, &self);

@@ -9,6 +9,7 @@
 //!   (public: the repository's own stack is checked with it).
 //! - [`templates`]: the operator's template store (`custom_templates`), fetched, cached by commit and refreshed.
 //! - [`resolve`]: which template each function is built with (the store; the repository's own only where allowed).
+//! - [`order`]: whether the push is the newest of its branch; a superseded one is not built.
 //! - [`tarball`]: the build tar and its signature.
 //! - [`pushlog`]: each push's own record in the log store, which a failing `stack-deploy` status links to.
 //! - [`error`]: the answers; failures a user can fix are also commit statuses.
@@ -16,6 +17,7 @@
 pub mod clone;
 pub mod config;
 pub mod error;
+pub mod order;
 pub mod pushlog;
 pub mod resolve;
 pub mod shrinkwrap;
@@ -35,6 +37,7 @@ use futures_util::stream::{self, StreamExt};
 use pushlog::PushTrace;
 use reqwest::header::{HeaderMap as ClientHeaders, HeaderValue};
 use shared::audit::AuditClient;
+use shared::branch_head::superseded_description;
 use shared::build::BuildConfig;
 use shared::config::Secret;
 use shared::error::ErrorBody;
@@ -106,7 +109,10 @@ struct Handed {
 /// What became of one function.
 struct FunctionOutcome {
     function: String,
+    /// What buildshiprun answered it became (`created`, `updated`, `unchanged`, `superseded`), or why it failed.
     result: Result<String, String>,
+    /// The newer commit of the branch that kept it from being deployed.
+    superseded_by: Option<String>,
 }
 
 async fn handle(
@@ -156,6 +162,13 @@ async fn report(
     links: pushlog::Links,
 ) {
     let statuses = match result {
+        // Superseded before anything was handed on: each function's context says so too (none was pending).
+        Ok(summary) if trace.superseded_by().is_some() && trace.step() != Some(pushlog::HAND_OFF) => trace
+            .functions()
+            .iter()
+            .map(|(function, _)| CommitStatus::new(function, StatusState::Success, summary.clone()))
+            .chain([CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Success, summary.clone())])
+            .collect(),
         Ok(summary) => vec![CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Success, summary.clone())],
         // Refused before any push was read: there is no commit to report on.
         Err(GitTarError::Signature(_) | GitTarError::BadRequest(_)) => return,
@@ -213,6 +226,10 @@ async fn build_and_hand_on(
     trace: &mut PushTrace,
 ) -> Result<String, GitTarError> {
     let repo = checkout(state, push, work, trace).await?;
+    trace.begin(pushlog::ORDER);
+    if let order::Verdict::Superseded { by } = newest(state, push, &repo).await? {
+        return Ok(superseded_before_build(state, push, repo, &by, trace).await);
+    }
     trace.begin(pushlog::PARSE);
     let (stack, events) = read_stack(state, push, repo.clone()).await.inspect_err(|e| refused(trace, e))?;
     trace.listed(stack.functions.keys());
@@ -231,17 +248,32 @@ async fn build_and_hand_on(
     let outcomes: Vec<FunctionOutcome> =
         stream::iter(hand_ons).buffer_unordered(state.config.max_parallel_builds).collect().await;
     for outcome in &outcomes {
-        let what = match &outcome.result {
-            Ok(deployed) => format!("deployed ({deployed})"),
-            Err(reason) => format!("failed: {reason}"),
+        let what = match (&outcome.result, &outcome.superseded_by) {
+            (Ok(_), Some(by)) => format!("superseded by {by}: not deployed"),
+            (Ok(deployed), None) => format!("deployed ({deployed})"),
+            (Err(reason), _) => format!("failed: {reason}"),
         };
         trace.became(&outcome.function, what);
     }
-    let (summary, all_deployed) = summarise(&outcomes);
-    // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone.
-    let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
-    garbage_collect(state, push, keep).await;
+    let branch = push.git_ref.strip_prefix("refs/heads/").unwrap_or(&push.git_ref);
+    let (mut summary, all_deployed) = summarise(&outcomes);
+    if let Some(by) = outcomes.iter().find_map(|o| o.superseded_by.as_deref()) {
+        trace.superseded(by);
+    }
+    // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone; a
+    // superseded push removes nothing, as the newer commit's stack decides what the repository deploys.
+    match still_newest(state, push).await {
+        Ok(true) if trace.superseded_by().is_none() => {
+            let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
+            garbage_collect(state, push, keep).await;
+        }
+        Ok(_) => tracing::info!(sha = %push.after, "superseded: functions no longer in its stack.yml are left"),
+        Err(error) => tracing::warn!(%error, "garbage-collect skipped: the branch's newest commit could not be read"),
+    }
     if all_deployed {
+        if let Some(by) = trace.superseded_by().map(str::to_owned) {
+            summary = superseded_description(&by, branch, &summary);
+        }
         Ok(summary)
     } else {
         Err(GitTarError::Reported(summary))
@@ -255,6 +287,47 @@ fn refused(trace: &mut PushTrace, error: &GitTarError) {
             trace.became(function, format!("refused: {why}"));
         }
     }
+}
+
+/// Whether the push is the newest of its branch (recording it as the head when it is): see [`order`].
+async fn newest(state: &AppState, push: &PushEvent, repo: &Path) -> Result<order::Verdict, GitTarError> {
+    let token = installation_token(state, push).await?;
+    let checkout = order::Checkout { repo, token: token.as_ref(), timeout: state.config.clone_timeout };
+    order::decide(&state.config.branch_heads, push, &checkout).await
+}
+
+/// Whether the branch's head is still this push's commit (`true` when the push is not ordered).
+async fn still_newest(state: &AppState, push: &PushEvent) -> Result<bool, shared::branch_head::BranchHeadError> {
+    let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else { return Ok(true) };
+    if push.repository.owner.id == 0 {
+        return Ok(true);
+    }
+    let key = shared::branch_head::BranchKey::new(push.repository.owner.id, &push.repository.name, branch)?;
+    Ok(state.config.branch_heads.superseded(&key, &push.after).await?.is_none())
+}
+
+/// A push superseded before anything was built: its functions (read from stack.yml when it can be, for their
+/// statuses) are noted as not built, and the summary says by which commit.
+async fn superseded_before_build(
+    state: &AppState,
+    push: &PushEvent,
+    repo: PathBuf,
+    by: &str,
+    trace: &mut PushTrace,
+) -> String {
+    let branch = push.git_ref.strip_prefix("refs/heads/").unwrap_or(&push.git_ref);
+    let summary = superseded_description(by, branch, "not built");
+    trace.superseded(by);
+    // The stale commit's stack.yml only names the statuses: one that does not read costs the user nothing.
+    if let Ok((stack, _)) = read_stack(state, push, repo).await {
+        trace.listed(stack.functions.keys());
+        for name in stack.functions.keys() {
+            trace.became(name, format!("superseded by {by}: not built"));
+        }
+    }
+    trace.finish();
+    tracing::info!(sha = %push.after, superseded_by = %by, "superseded: nothing built");
+    summary
 }
 
 /// Clones the push at its SHA into `work/repo` and checks the checkout's size; returns the checkout's path.
@@ -475,13 +548,25 @@ async fn prepare_tars(
     .await
 }
 
-/// The `stack-deploy` description, and whether every function was deployed.
+/// The `stack-deploy` description, and whether every function ended well (deployed, or superseded by a newer
+/// commit, which the caller's description names).
 fn summarise(outcomes: &[FunctionOutcome]) -> (String, bool) {
     let (deployed, failed): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.result.is_ok());
     if failed.is_empty() {
+        let (superseded, deployed): (Vec<_>, Vec<_>) = deployed.into_iter().partition(|o| o.superseded_by.is_some());
         let mut names: Vec<&str> = deployed.iter().map(|o| o.function.as_str()).collect();
         names.sort_unstable();
-        (format!("deployed {}", names.join(", ")), true)
+        if superseded.is_empty() {
+            return (format!("deployed {}", names.join(", ")), true);
+        }
+        let mut stale: Vec<&str> = superseded.iter().map(|o| o.function.as_str()).collect();
+        stale.sort_unstable();
+        let what = if names.is_empty() {
+            "not deployed".to_owned()
+        } else {
+            format!("deployed {}; not deployed {}", names.join(", "), stale.join(", "))
+        };
+        (what, true)
     } else {
         let failures: Vec<String> = failed
             .iter()
@@ -519,10 +604,11 @@ async fn hand_on(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Fu
     if let Err(reason) = &result {
         tracing::warn!(function = %event.function, %reason, "function not deployed");
     }
-    FunctionOutcome { function: event.function.clone(), result }
+    let superseded_by = result.as_ref().ok().and_then(|shipped| shipped.superseded_by.clone());
+    FunctionOutcome { function: event.function.clone(), result: result.map(|shipped| shipped.deployed), superseded_by }
 }
 
-async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Result<String, String> {
+async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Result<ShipResult, String> {
     let mut headers = ClientHeaders::new();
     headers.insert(OFC_EVENT_HEADER, HeaderValue::from_str(&event.to_header_value()).map_err(|e| e.to_string())?);
     headers.insert("content-type", HeaderValue::from_static("application/x-tar"));
@@ -552,7 +638,7 @@ async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Resul
     let answer = response.bytes().await.unwrap_or_default();
     if status.is_success() {
         if let Ok(shipped) = serde_json::from_slice::<ShipResult>(&answer) {
-            return Ok(shipped.deployed);
+            return Ok(shipped);
         }
     }
     Err(serde_json::from_slice::<ErrorBody>(&answer)

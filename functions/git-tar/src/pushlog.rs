@@ -25,6 +25,8 @@ pub const PARSE: &str = "parse";
 pub const TEMPLATES: &str = "templates";
 /// Shrinkwrapping and tarring every function.
 pub const SHRINKWRAP: &str = "shrinkwrap";
+/// Comparing the push with its branch's newest known commit (`crate::order`).
+pub const ORDER: &str = "order";
 /// Handing every tar to buildshiprun and waiting for its answers.
 pub const HAND_OFF: &str = "hand-off";
 /// What a function of stack.yml becomes until git-tar hands it on.
@@ -46,6 +48,8 @@ pub struct PushTrace {
     secrets: Vec<Secret>,
     /// Whether the failure was a time limit (`clone_timeout`), which the record's outcome says apart.
     timed_out: bool,
+    /// The newer commit of the branch that superseded the push, when one did.
+    superseded_by: Option<String>,
 }
 
 impl Default for PushTrace {
@@ -57,6 +61,7 @@ impl Default for PushTrace {
             functions: Vec::new(),
             secrets: Vec::new(),
             timed_out: false,
+            superseded_by: None,
         }
     }
 }
@@ -106,6 +111,21 @@ impl PushTrace {
             Err(_) if self.timed_out => Outcome::Timeout,
             Err(_) => Outcome::Failure,
         }
+    }
+
+    /// Notes that a newer commit of the branch, `by`, superseded the push.
+    pub fn superseded(&mut self, by: &str) {
+        self.superseded_by = Some(by.to_owned());
+    }
+
+    /// The newer commit that superseded the push, if one did.
+    pub fn superseded_by(&self) -> Option<&str> {
+        self.superseded_by.as_deref()
+    }
+
+    /// The functions stack.yml listed and what became of each.
+    pub fn functions(&self) -> &[(String, String)] {
+        &self.functions
     }
 
     /// A secret the push used, kept out of its records.

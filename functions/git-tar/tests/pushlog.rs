@@ -49,7 +49,7 @@ async fn a_malformed_stack_yml_leaves_a_record_saying_why_linked_from_the_status
     assert!(stored.text.contains("git-tar: parse failed: "), "{}", stored.text);
     assert!(stored.text.contains("stack.yml"), "the record says why: {}", stored.text);
     let steps: Vec<&str> = stored.meta.steps.iter().map(|s| s.step.as_str()).collect();
-    assert_eq!(steps, ["clone", "parse"]);
+    assert_eq!(steps, ["clone", "order", "parse"]);
 }
 
 #[tokio::test]
@@ -86,7 +86,7 @@ async fn a_successful_push_leaves_a_success_record_with_timings() {
     let stored = record(&harness, "fine", &sha, "stack-deploy").await;
     assert_eq!(stored.meta.outcome, Outcome::Success);
     let steps: Vec<&str> = stored.meta.steps.iter().map(|s| s.step.as_str()).collect();
-    assert_eq!(steps, ["clone", "parse", "templates", "shrinkwrap", "hand-off"]);
+    assert_eq!(steps, ["clone", "order", "parse", "templates", "shrinkwrap", "hand-off"]);
     assert!(stored.text.contains("  web: deployed (created)"), "{}", stored.text);
     assert!(stored.text.contains("step clone: "), "{}", stored.text);
 }

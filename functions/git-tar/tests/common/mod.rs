@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use doubles::git_server::GitServer;
 use git_tar::Config;
 use serde_json::Value;
+use shared::branch_head::BranchHeads;
 use shared::config::{CommonConfig, Secret};
-use shared::event::{BuildEvent, Owner, PushEvent, Repository, StatusReport, StatusState};
+use shared::event::{BuildEvent, Owner, PushEvent, PushOrder, Repository, StatusReport, StatusState};
 use shared::log_store::{LogStore, LogStoreConfig};
 use shared::server::ServerConfig;
 use shared::signature::{sign_sha256, verify_cloud};
@@ -20,6 +22,8 @@ use testkit::git::{git, init_repo};
 use testkit::{RecordingGateway, Reply, ServedFunction};
 
 pub const PAYLOAD_SECRET: &str = "payload-secret-for-tests";
+/// GitHub's time of the next push (Unix seconds).
+static PUSHED_AT: AtomicU64 = AtomicU64::new(1_765_000_000);
 
 /// A working repository whose commits are published to a bare repository the git server serves.
 pub struct Repo {
@@ -104,6 +108,7 @@ pub async fn start_with_git(edit: impl FnOnce(&mut Config, &GitServer, &Path)) -
         app_private_key: None,
         gateway_public_url: "https://ofc.example/".parse().unwrap(),
         log_store: LogStore::open(&LogStoreConfig::folder(root.path().join("logs"))).unwrap(),
+        branch_heads: BranchHeads::open(&LogStoreConfig::folder(root.path().join("branches"))).unwrap(),
         clone_timeout: Duration::from_secs(30),
         max_parallel_builds: 4,
         max_repo_bytes: 10 << 20,
@@ -132,6 +137,8 @@ impl Harness {
         Repo::new(self.root.path(), name)
     }
 
+    /// The push of `sha` as GitHub describes it: each one later than the one before (`repository.pushed_at`), so
+    /// that the last push made is the branch's newest, whatever its history.
     pub fn push_event(&self, name: &str, sha: &str) -> PushEvent {
         PushEvent {
             delivery: "delivery-1".into(),
@@ -146,6 +153,7 @@ impl Harness {
                 default_branch: Some("main".into()),
                 owner: Owner { login: "octo".into(), id: 1 },
             },
+            order: PushOrder { pushed_at: PUSHED_AT.fetch_add(1, Ordering::Relaxed), ..PushOrder::default() },
         }
     }
 

@@ -573,6 +573,23 @@ fn memory(platform: &Platform) -> String {
     out.lines().map(|l| format!("memory: {l}")).collect::<Vec<_>>().join("\n  ")
 }
 
+/// With `OFC_FAASD_LOGS=<folder>`, the journal (every container's log, with microsecond times) and the logs of
+/// faasd, containerd, of-builder and the registry are copied there before the namespace ends, to take a push apart.
+fn keep_logs(platform: &Platform) {
+    let Some(folder) = std::env::var_os("OFC_FAASD_LOGS").map(PathBuf::from) else { return };
+    let _ = fs::create_dir_all(&folder);
+    if let Ok(journal) =
+        platform.ns.command("journalctl").args(["--no-pager", "-o", "short-precise", "--since", "-1h"]).output()
+    {
+        let _ = fs::write(folder.join("journal.log"), &journal.stdout);
+    }
+    if let Ok(entries) = fs::read_dir(&platform.ns.logs) {
+        for entry in entries.flatten() {
+            let _ = fs::copy(entry.path(), folder.join(entry.file_name()));
+        }
+    }
+}
+
 /// Checks that later steps do not depend on, collected so that one run reports every one that fails.
 #[derive(Default)]
 struct Checks(Vec<String>);
@@ -701,6 +718,7 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
+    keep_logs(&platform);
     loud(&format!("faasd figures:\n{figures}"));
     assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));
 }

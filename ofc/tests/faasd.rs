@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use testkit::openfaas::OpenFaas;
@@ -301,13 +301,19 @@ impl Platform {
         self.ns.curl(&format!("{GATEWAY}function/{function}"), &[])
     }
 
-    /// Waits until `function` answers 200 with `content` in its body; answers how long that took.
+    /// Waits until `function` answers 200 with `content` in its body, asking every 50 ms (the figures' grain);
+    /// answers how long that took.
     fn wait_live(&self, function: &str, content: &str, within: Duration) -> Duration {
         let started = Instant::now();
-        let live = wait_until(within, || {
+        let mut live = false;
+        for _ in 0..within.as_millis() / 50 + 1 {
             let (status, body) = self.call(function);
-            status == 200 && body.contains(content)
-        });
+            live = status == 200 && body.contains(content);
+            if live || started.elapsed() > within {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let last = self.call(function);
         assert!(live, "{function} did not answer with {content:?} within {within:?}; last answer: {last:?}");
         started.elapsed()
@@ -603,11 +609,105 @@ impl Checks {
     }
 }
 
+/// The journal's lines (`identifier`, wall-clock time, message) since `since`, from every container.
+fn journal_since(platform: &Platform, since: SystemTime) -> Vec<(String, SystemTime, String)> {
+    let seconds = since.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs().saturating_sub(1);
+    let out = run(
+        "journalctl",
+        platform.ns.command("journalctl").args(["--no-pager", "-o", "json", "--since", &format!("@{seconds}")]),
+    );
+    if let Some(folder) = std::env::var_os("OFC_FAASD_LOGS") {
+        let _ = fs::create_dir_all(&folder);
+        let name = format!("journal-{}.json", since.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+        let _ = fs::write(Path::new(&folder).join(name), &out);
+    }
+    out.lines()
+        .filter_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            let micros: u64 = entry["__REALTIME_TIMESTAMP"].as_str()?.parse().ok()?;
+            let message = match &entry["MESSAGE"] {
+                Value::String(text) => text.clone(),
+                Value::Array(bytes) => String::from_utf8_lossy(
+                    &bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect::<Vec<u8>>(),
+                )
+                .into_owned(),
+                _ => return None,
+            };
+            let identifier = entry["SYSLOG_IDENTIFIER"].as_str().unwrap_or_default().to_owned();
+            Some((identifier, UNIX_EPOCH + Duration::from_micros(micros), without_colours(&message)))
+        })
+        .collect()
+}
+
+/// `text` without its ANSI colour sequences (`ESC [ ... m`), which the functions' logs carry.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for inside in chars.by_ref() {
+                if inside.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Where a push's time went, from the functions' logs (seconds after the push began): the webhook queued by gh-push,
+/// the build at of-builder (as buildshiprun timed it), the new replica listening (faasd's create or replace of the
+/// container), buildshiprun's deploy call answered, and the new content answering through the gateway.
+fn taken_apart(platform: &Platform, began: SystemTime, sha: &str, service: &str, live: Duration) -> String {
+    let journal = journal_since(platform, began);
+    let at = |time: SystemTime| time.duration_since(began).unwrap_or_default().as_secs_f64();
+    let find = |identifier: &str, needles: &[&str]| {
+        journal
+            .iter()
+            .find(|(id, time, message)| {
+                id == identifier && *time >= began && needles.iter().all(|needle| message.contains(needle))
+            })
+            .map(|(_, time, message)| (*time, message.clone()))
+    };
+    let queued = find("openfaas-fn:gh-push", &["queued a build", sha]).map(|(time, _)| at(time));
+    let built = find("openfaas-fn:buildshiprun", &["INFO built", &format!("service={service} "), sha]);
+    let build = built.as_ref().and_then(|(time, message)| {
+        let seconds: f64 = message.split("seconds=").nth(1)?.split_whitespace().next()?.parse().ok()?;
+        Some((at(*time) - seconds, at(*time)))
+    });
+    let listening = built
+        .as_ref()
+        .and_then(|(built, _)| {
+            journal.iter().find(|(id, time, message)| {
+                id == &format!("openfaas-fn:{service}") && time >= built && message.contains("listening on port")
+            })
+        })
+        .map(|(_, time, _)| at(*time));
+    let deployed = find("openfaas-fn:buildshiprun", &["INFO deployed", sha, &format!("service={service}")])
+        .map(|(time, _)| at(time));
+    let shown = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |v| format!("{v:.1}"));
+    let (build_began, build_ended) = build.map_or((None, None), |(began, ended)| (Some(began), Some(ended)));
+    let replace = listening.zip(build_ended).map(|(listening, built)| listening - built);
+    format!(
+        "webhook queued {}, build {}-{} s, new replica listening {} ({} s after the build), deploy answered {}, \
+         live {:.1}",
+        shown(queued),
+        shown(build_began),
+        shown(build_ended),
+        shown(listening),
+        shown(replace),
+        shown(deployed),
+        live.as_secs_f64()
+    )
+}
+
 /// The first push and a second commit: each live through faasd's gateway. Answers the repository.
 fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
     let want = heading(&repo);
-    let started = Instant::now();
+    let (started, began) = (Instant::now(), SystemTime::now());
     let (ok, output) = platform.ofc_push(&repo);
     assert!(
         ok,
@@ -616,7 +716,10 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
         platform.ns.log("provider")
     );
     platform.wait_live("local-hello-5", &want, Duration::from_secs(60));
-    figure(figures, &format!("first push -> local-hello-5 live: {:.1} s", started.elapsed().as_secs_f64()));
+    let live = started.elapsed();
+    figure(figures, &format!("first push -> local-hello-5 live: {:.1} s", live.as_secs_f64()));
+    let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
+    figure(figures, &format!("first push taken apart (s after it began): {apart}"));
     let (status, _) = platform.call("local-greet-5");
     assert_eq!(status, 200, "local-greet-5 answers after the first push");
 
@@ -624,11 +727,14 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
     fs::write(&page, changed).unwrap();
     testkit::git::commit(&repo, "again");
-    let started = Instant::now();
+    let (started, began) = (Instant::now(), SystemTime::now());
     let (ok, output) = platform.ofc_push(&repo);
     assert!(ok, "the second push did not end green:\n{output}");
     platform.wait_live("local-hello-5", "Hello again, from faasd", Duration::from_secs(60));
-    figure(figures, &format!("second commit -> new content live: {:.1} s", started.elapsed().as_secs_f64()));
+    let live = started.elapsed();
+    figure(figures, &format!("second commit -> new content live: {:.1} s", live.as_secs_f64()));
+    let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
+    figure(figures, &format!("second commit taken apart (s after it began): {apart}"));
     repo
 }
 

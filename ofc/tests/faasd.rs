@@ -301,24 +301,6 @@ impl Platform {
         self.ns.curl(&format!("{GATEWAY}function/{function}"), &[])
     }
 
-    /// Waits until `function` answers 200 with `content` in its body, asking every 50 ms (the figures' grain);
-    /// answers how long that took.
-    fn wait_live(&self, function: &str, content: &str, within: Duration) -> Duration {
-        let started = Instant::now();
-        let mut live = false;
-        for _ in 0..within.as_millis() / 50 + 1 {
-            let (status, body) = self.call(function);
-            live = status == 200 && body.contains(content);
-            if live || started.elapsed() > within {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let last = self.call(function);
-        assert!(live, "{function} did not answer with {content:?} within {within:?}; last answer: {last:?}");
-        started.elapsed()
-    }
-
     /// containerd's task of a deployed function: `(pid, image)`, which a redeploy changes.
     fn task(&self, function: &str) -> (String, String) {
         let tasks = run("ctr tasks ls", self.ns.command("ctr").args(["-n", "openfaas-fn", "tasks", "ls"]));
@@ -707,17 +689,16 @@ fn taken_apart(platform: &Platform, began: SystemTime, sha: &str, service: &str,
 fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
     let want = heading(&repo);
-    let (started, began) = (Instant::now(), SystemTime::now());
-    let (ok, output) = platform.ofc_push(&repo);
-    assert!(
-        ok,
-        "the first push did not end green:\n{output}\nof-builder:\n{}\nfaasd provider:\n{}",
-        platform.ns.log("of-builder"),
-        platform.ns.log("provider")
-    );
-    platform.wait_live("local-hello-5", &want, Duration::from_secs(60));
-    let live = started.elapsed();
-    figure(figures, &format!("first push -> local-hello-5 live: {:.1} s", live.as_secs_f64()));
+    let began = SystemTime::now();
+    let (green, live) = push_until_live(platform, &repo, "local-hello-5", &want, |output| {
+        format!(
+            "the first push did not end green:\n{output}\nof-builder:\n{}\nfaasd provider:\n{}",
+            platform.ns.log("of-builder"),
+            platform.ns.log("provider")
+        )
+    });
+    let shown = format!("{:.1} s (ofc push green: {:.1} s)", live.as_secs_f64(), green.as_secs_f64());
+    figure(figures, &format!("first push -> local-hello-5 live: {shown}"));
     let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
     figure(figures, &format!("first push taken apart (s after it began): {apart}"));
     let (status, _) = platform.call("local-greet-5");
@@ -727,15 +708,63 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
     fs::write(&page, changed).unwrap();
     testkit::git::commit(&repo, "again");
-    let (started, began) = (Instant::now(), SystemTime::now());
-    let (ok, output) = platform.ofc_push(&repo);
-    assert!(ok, "the second push did not end green:\n{output}");
-    platform.wait_live("local-hello-5", "Hello again, from faasd", Duration::from_secs(60));
-    let live = started.elapsed();
-    figure(figures, &format!("second commit -> new content live: {:.1} s", live.as_secs_f64()));
+    let began = SystemTime::now();
+    let (green, live) = push_until_live(platform, &repo, "local-hello-5", "Hello again, from faasd", |output| {
+        format!("the second push did not end green:\n{output}")
+    });
+    let shown = format!("{:.1} s (ofc push green: {:.1} s)", live.as_secs_f64(), green.as_secs_f64());
+    figure(figures, &format!("second commit -> new content live: {shown}"));
     let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
     figure(figures, &format!("second commit taken apart (s after it began): {apart}"));
     repo
+}
+
+/// Pushes `repo` while `function` is asked every 100 ms (the figures' grain) for `content`: answers how long after the
+/// push began `ofc push` ended green and the content first answered. A push that fails ends the test with `failed`'s
+/// message; the content must answer within 60 s of the green status.
+fn push_until_live(
+    platform: &Platform,
+    repo: &Path,
+    function: &str,
+    content: &str,
+    failed: impl FnOnce(&str) -> String,
+) -> (Duration, Duration) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let asking = scope.spawn(|| {
+            // Bounded: the push's own 400 s and 60 s more, every 100 ms.
+            for _ in 0..(460 * 10) {
+                let (status, body) = platform.call(function);
+                if status == 200 && body.contains(content) {
+                    return Some(started.elapsed());
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None
+        });
+        let (ok, output) = platform.ofc_push(repo);
+        let green = started.elapsed();
+        if !ok {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = asking.join();
+            panic!("{}", failed(&output));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !asking.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let live = asking.join().expect("the asking thread");
+        let last = platform.call(function);
+        let live = live.unwrap_or_else(|| {
+            panic!("{function} did not answer with {content:?} within 60 s of the push's green; last: {last:?}")
+        });
+        (green, live)
+    })
 }
 
 /// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).

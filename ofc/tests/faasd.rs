@@ -767,6 +767,27 @@ fn push_until_live(
     })
 }
 
+/// A platform function replaced as an operator upgrades one (`faas-cli deploy --filter`): faasd stops the running
+/// container (SIGTERM to the function's own server, not the watchdog) before it starts the new one; prints how long
+/// the deploy took and checks the function answers again.
+fn platform_update(platform: &Platform, figures: &mut String, checks: &mut Checks) {
+    let before = platform.task("audit-event");
+    let started = Instant::now();
+    let mut deploy = platform.ns.command_in(&platform.work.join("deploy"), platform.work.join("bin/faas-cli"));
+    deploy
+        .args(["deploy", "-f", "stack.yml", "--filter", "audit-event", "-g", "http://127.0.0.1:8080"])
+        .env("HOME", platform.work.join("home"));
+    let (ok, output) = deploy.output().map_or_else(|e| (false, e.to_string()), |o| (o.status.success(), text(&o)));
+    let elapsed = started.elapsed().as_secs_f64();
+    checks.check(ok, format!("platform update: faas-cli deploy --filter audit-event failed: {output}"));
+    figure(figures, &format!("a platform function (audit-event) replaced by faas-cli deploy: {elapsed:.1} s"));
+    let url = format!("{GATEWAY}function/audit-event/_/health");
+    let healthy = wait_until(Duration::from_secs(30), || platform.ns.answers(&url));
+    checks.check(healthy, "platform update: audit-event does not answer its health check again".to_owned());
+    let after = platform.task("audit-event");
+    checks.check(before != after, format!("platform update: audit-event's container was not replaced: {after:?}"));
+}
+
 /// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).
 fn unchanged_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
     let before = (platform.task("local-hello-5"), platform.task("local-greet-5"));
@@ -850,6 +871,7 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     let mut checks = Checks::default();
     let repo = first_and_second_push(&platform, &mut figures);
     unchanged_push(&platform, &repo, &mut figures, &mut checks);
+    platform_update(&platform, &mut figures, &mut checks);
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));

@@ -788,6 +788,20 @@ fn platform_update(platform: &Platform, figures: &mut String, checks: &mut Check
     checks.check(before != after, format!("platform update: audit-event's container was not replaced: {after:?}"));
 }
 
+/// `faas-cli logs buildshiprun` shows its log lines: faasd's log reader stops at the first line journald keeps as
+/// bytes (a line with colour escape codes), so this fails when the functions colour their logs.
+fn function_logs(platform: &Platform, checks: &mut Checks) {
+    let mut logs = platform.ns.command("timeout");
+    logs.arg("60")
+        .arg(platform.work.join("bin/faas-cli"))
+        .args(["logs", "buildshiprun", "--tail=false", "-g", "http://127.0.0.1:8080"])
+        .env("HOME", platform.work.join("home"));
+    let output = logs.output().map_or_else(|e| e.to_string(), |o| text(&o));
+    let shown = output.contains("deployed") && output.contains("service=local-hello-5");
+    let last: Vec<&str> = output.lines().rev().take(10).collect();
+    checks.check(shown, format!("faas-cli logs buildshiprun does not show its deployments; its last lines: {last:?}"));
+}
+
 /// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).
 fn unchanged_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
     let before = (platform.task("local-hello-5"), platform.task("local-greet-5"));
@@ -872,6 +886,7 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     let repo = first_and_second_push(&platform, &mut figures);
     unchanged_push(&platform, &repo, &mut figures, &mut checks);
     platform_update(&platform, &mut figures, &mut checks);
+    function_logs(&platform, &mut checks);
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));

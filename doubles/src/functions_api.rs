@@ -63,6 +63,11 @@ pub trait FunctionHooks: Send + Sync + 'static {
         None
     }
 
+    /// Replicas wanted (0 once scaled to zero), when `available_replicas` counts them; `None` means one.
+    fn wanted_replicas(&self, _name: &str) -> Option<u64> {
+        None
+    }
+
     /// Every deployment after a change, while the change is held (to keep them on disk in order).
     fn changed(&self, _all: &BTreeMap<String, FunctionStatus>) {}
 
@@ -101,7 +106,7 @@ impl FunctionsApi {
 
     fn with_replicas(&self, mut status: FunctionStatus) -> FunctionStatus {
         if let Some(available) = self.hooks.available_replicas(&status.name) {
-            status.replicas = 1;
+            status.replicas = self.hooks.wanted_replicas(&status.name).unwrap_or(1);
             status.available_replicas = available;
         }
         status

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use testkit::openfaas::OpenFaas;
@@ -301,18 +301,6 @@ impl Platform {
         self.ns.curl(&format!("{GATEWAY}function/{function}"), &[])
     }
 
-    /// Waits until `function` answers 200 with `content` in its body; answers how long that took.
-    fn wait_live(&self, function: &str, content: &str, within: Duration) -> Duration {
-        let started = Instant::now();
-        let live = wait_until(within, || {
-            let (status, body) = self.call(function);
-            status == 200 && body.contains(content)
-        });
-        let last = self.call(function);
-        assert!(live, "{function} did not answer with {content:?} within {within:?}; last answer: {last:?}");
-        started.elapsed()
-    }
-
     /// containerd's task of a deployed function: `(pid, image)`, which a redeploy changes.
     fn task(&self, function: &str) -> (String, String) {
         let tasks = run("ctr tasks ls", self.ns.command("ctr").args(["-n", "openfaas-fn", "tasks", "ls"]));
@@ -573,6 +561,23 @@ fn memory(platform: &Platform) -> String {
     out.lines().map(|l| format!("memory: {l}")).collect::<Vec<_>>().join("\n  ")
 }
 
+/// With `OFC_FAASD_LOGS=<folder>`, the journal (every container's log, with microsecond times) and the logs of
+/// faasd, containerd, of-builder and the registry are copied there before the namespace ends, to take a push apart.
+fn keep_logs(platform: &Platform) {
+    let Some(folder) = std::env::var_os("OFC_FAASD_LOGS").map(PathBuf::from) else { return };
+    let _ = fs::create_dir_all(&folder);
+    if let Ok(journal) =
+        platform.ns.command("journalctl").args(["--no-pager", "-o", "short-precise", "--since", "-1h"]).output()
+    {
+        let _ = fs::write(folder.join("journal.log"), &journal.stdout);
+    }
+    if let Ok(entries) = fs::read_dir(&platform.ns.logs) {
+        for entry in entries.flatten() {
+            let _ = fs::copy(entry.path(), folder.join(entry.file_name()));
+        }
+    }
+}
+
 /// Checks that later steps do not depend on, collected so that one run reports every one that fails.
 #[derive(Default)]
 struct Checks(Vec<String>);
@@ -586,20 +591,116 @@ impl Checks {
     }
 }
 
+/// The journal's lines (`identifier`, wall-clock time, message) since `since`, from every container.
+fn journal_since(platform: &Platform, since: SystemTime) -> Vec<(String, SystemTime, String)> {
+    let seconds = since.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs().saturating_sub(1);
+    let out = run(
+        "journalctl",
+        platform.ns.command("journalctl").args(["--no-pager", "-o", "json", "--since", &format!("@{seconds}")]),
+    );
+    if let Some(folder) = std::env::var_os("OFC_FAASD_LOGS") {
+        let _ = fs::create_dir_all(&folder);
+        let name = format!("journal-{}.json", since.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+        let _ = fs::write(Path::new(&folder).join(name), &out);
+    }
+    out.lines()
+        .filter_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            let micros: u64 = entry["__REALTIME_TIMESTAMP"].as_str()?.parse().ok()?;
+            let message = match &entry["MESSAGE"] {
+                Value::String(text) => text.clone(),
+                Value::Array(bytes) => String::from_utf8_lossy(
+                    &bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect::<Vec<u8>>(),
+                )
+                .into_owned(),
+                _ => return None,
+            };
+            let identifier = entry["SYSLOG_IDENTIFIER"].as_str().unwrap_or_default().to_owned();
+            Some((identifier, UNIX_EPOCH + Duration::from_micros(micros), without_colours(&message)))
+        })
+        .collect()
+}
+
+/// `text` without its ANSI colour sequences (`ESC [ ... m`), which the functions' logs carry.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for inside in chars.by_ref() {
+                if inside.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Where a push's time went, from the functions' logs (seconds after the push began): the webhook queued by gh-push,
+/// the build at of-builder (as buildshiprun timed it), the new replica listening (faasd's create or replace of the
+/// container), buildshiprun's deploy call answered, and the new content answering through the gateway.
+fn taken_apart(platform: &Platform, began: SystemTime, sha: &str, service: &str, live: Duration) -> String {
+    let journal = journal_since(platform, began);
+    let at = |time: SystemTime| time.duration_since(began).unwrap_or_default().as_secs_f64();
+    let find = |identifier: &str, needles: &[&str]| {
+        journal
+            .iter()
+            .find(|(id, time, message)| {
+                id == identifier && *time >= began && needles.iter().all(|needle| message.contains(needle))
+            })
+            .map(|(_, time, message)| (*time, message.clone()))
+    };
+    let queued = find("openfaas-fn:gh-push", &["queued a build", sha]).map(|(time, _)| at(time));
+    let built = find("openfaas-fn:buildshiprun", &["INFO built", &format!("service={service} "), sha]);
+    let build = built.as_ref().and_then(|(time, message)| {
+        let seconds: f64 = message.split("seconds=").nth(1)?.split_whitespace().next()?.parse().ok()?;
+        Some((at(*time) - seconds, at(*time)))
+    });
+    let listening = built
+        .as_ref()
+        .and_then(|(built, _)| {
+            journal.iter().find(|(id, time, message)| {
+                id == &format!("openfaas-fn:{service}") && time >= built && message.contains("listening on port")
+            })
+        })
+        .map(|(_, time, _)| at(*time));
+    let deployed = find("openfaas-fn:buildshiprun", &["INFO deployed", sha, &format!("service={service}")])
+        .map(|(time, _)| at(time));
+    let shown = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |v| format!("{v:.1}"));
+    let (build_began, build_ended) = build.map_or((None, None), |(began, ended)| (Some(began), Some(ended)));
+    let replace = listening.zip(build_ended).map(|(listening, built)| listening - built);
+    format!(
+        "webhook queued {}, build {}-{} s, new replica listening {} ({} s after the build), deploy answered {}, \
+         live {:.1}",
+        shown(queued),
+        shown(build_began),
+        shown(build_ended),
+        shown(listening),
+        shown(replace),
+        shown(deployed),
+        live.as_secs_f64()
+    )
+}
+
 /// The first push and a second commit: each live through faasd's gateway. Answers the repository.
 fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
     let want = heading(&repo);
-    let started = Instant::now();
-    let (ok, output) = platform.ofc_push(&repo);
-    assert!(
-        ok,
-        "the first push did not end green:\n{output}\nof-builder:\n{}\nfaasd provider:\n{}",
-        platform.ns.log("of-builder"),
-        platform.ns.log("provider")
-    );
-    platform.wait_live("local-hello-5", &want, Duration::from_secs(60));
-    figure(figures, &format!("first push -> local-hello-5 live: {:.1} s", started.elapsed().as_secs_f64()));
+    let began = SystemTime::now();
+    let (green, live) = push_until_live(platform, &repo, "local-hello-5", &want, |output| {
+        format!(
+            "the first push did not end green:\n{output}\nof-builder:\n{}\nfaasd provider:\n{}",
+            platform.ns.log("of-builder"),
+            platform.ns.log("provider")
+        )
+    });
+    let shown = format!("{:.1} s (ofc push green: {:.1} s)", live.as_secs_f64(), green.as_secs_f64());
+    figure(figures, &format!("first push -> local-hello-5 live: {shown}"));
+    let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
+    figure(figures, &format!("first push taken apart (s after it began): {apart}"));
     let (status, _) = platform.call("local-greet-5");
     assert_eq!(status, 200, "local-greet-5 answers after the first push");
 
@@ -607,12 +708,101 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
     fs::write(&page, changed).unwrap();
     testkit::git::commit(&repo, "again");
-    let started = Instant::now();
-    let (ok, output) = platform.ofc_push(&repo);
-    assert!(ok, "the second push did not end green:\n{output}");
-    platform.wait_live("local-hello-5", "Hello again, from faasd", Duration::from_secs(60));
-    figure(figures, &format!("second commit -> new content live: {:.1} s", started.elapsed().as_secs_f64()));
+    let began = SystemTime::now();
+    let (green, live) = push_until_live(platform, &repo, "local-hello-5", "Hello again, from faasd", |output| {
+        format!("the second push did not end green:\n{output}")
+    });
+    let shown = format!("{:.1} s (ofc push green: {:.1} s)", live.as_secs_f64(), green.as_secs_f64());
+    figure(figures, &format!("second commit -> new content live: {shown}"));
+    let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
+    figure(figures, &format!("second commit taken apart (s after it began): {apart}"));
     repo
+}
+
+/// Pushes `repo` while `function` is asked every 100 ms (the figures' grain) for `content`: answers how long after the
+/// push began `ofc push` ended green and the content first answered. A push that fails ends the test with `failed`'s
+/// message; the content must answer within 60 s of the green status.
+fn push_until_live(
+    platform: &Platform,
+    repo: &Path,
+    function: &str,
+    content: &str,
+    failed: impl FnOnce(&str) -> String,
+) -> (Duration, Duration) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let asking = scope.spawn(|| {
+            // Bounded: the push's own 400 s and 60 s more, every 100 ms.
+            for _ in 0..(460 * 10) {
+                // At most 1 s a call: one sent to the old container once faasd has removed its network waits for
+                // its connection attempt to time out, and would hide the new one answering meanwhile.
+                let url = format!("{GATEWAY}function/{function}");
+                let (status, body) = platform.ns.curl(&url, &["-m", "1"]);
+                if status == 200 && body.contains(content) {
+                    return Some(started.elapsed());
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None
+        });
+        let (ok, output) = platform.ofc_push(repo);
+        let green = started.elapsed();
+        if !ok {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = asking.join();
+            panic!("{}", failed(&output));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !asking.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let live = asking.join().expect("the asking thread");
+        let last = platform.call(function);
+        let live = live.unwrap_or_else(|| {
+            panic!("{function} did not answer with {content:?} within 60 s of the push's green; last: {last:?}")
+        });
+        (green, live)
+    })
+}
+
+/// A platform function replaced as an operator upgrades one (`faas-cli deploy --filter`): faasd stops the running
+/// container (SIGTERM to the function's own server, not the watchdog) before it starts the new one; prints how long
+/// the deploy took and checks the function answers again.
+fn platform_update(platform: &Platform, figures: &mut String, checks: &mut Checks) {
+    let before = platform.task("audit-event");
+    let started = Instant::now();
+    let mut deploy = platform.ns.command_in(&platform.work.join("deploy"), platform.work.join("bin/faas-cli"));
+    deploy
+        .args(["deploy", "-f", "stack.yml", "--filter", "audit-event", "-g", "http://127.0.0.1:8080"])
+        .env("HOME", platform.work.join("home"));
+    let (ok, output) = deploy.output().map_or_else(|e| (false, e.to_string()), |o| (o.status.success(), text(&o)));
+    let elapsed = started.elapsed().as_secs_f64();
+    checks.check(ok, format!("platform update: faas-cli deploy --filter audit-event failed: {output}"));
+    figure(figures, &format!("a platform function (audit-event) replaced by faas-cli deploy: {elapsed:.1} s"));
+    let url = format!("{GATEWAY}function/audit-event/_/health");
+    let healthy = wait_until(Duration::from_secs(30), || platform.ns.answers(&url));
+    checks.check(healthy, "platform update: audit-event does not answer its health check again".to_owned());
+    let after = platform.task("audit-event");
+    checks.check(before != after, format!("platform update: audit-event's container was not replaced: {after:?}"));
+}
+
+/// `faas-cli logs buildshiprun` shows its log lines: faasd's log reader stops at the first line journald keeps as
+/// bytes (a line with colour escape codes), so this fails when the functions colour their logs.
+fn function_logs(platform: &Platform, checks: &mut Checks) {
+    let mut logs = platform.ns.command("timeout");
+    logs.arg("60")
+        .arg(platform.work.join("bin/faas-cli"))
+        .args(["logs", "buildshiprun", "--tail=false", "-g", "http://127.0.0.1:8080"])
+        .env("HOME", platform.work.join("home"));
+    let output = logs.output().map_or_else(|e| e.to_string(), |o| text(&o));
+    let shown = output.contains("deployed") && output.contains("service=local-hello-5");
+    let last: Vec<&str> = output.lines().rev().take(10).collect();
+    checks.check(shown, format!("faas-cli logs buildshiprun does not show its deployments; its last lines: {last:?}"));
 }
 
 /// A commit that changes no function: green, nothing built, nothing redeployed (the running containers stay).
@@ -698,9 +888,12 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     let mut checks = Checks::default();
     let repo = first_and_second_push(&platform, &mut figures);
     unchanged_push(&platform, &repo, &mut figures, &mut checks);
+    platform_update(&platform, &mut figures, &mut checks);
+    function_logs(&platform, &mut checks);
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
+    keep_logs(&platform);
     loud(&format!("faasd figures:\n{figures}"));
     assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));
 }

@@ -574,8 +574,7 @@ fn deploy_invoke_and_remove(fronted: &Fronted, stored: &Path) {
         fronted.curl(&["-u", &admin, "-d", &body, &format!("{GATEWAY}/system/scale-function/reader")])
     };
     assert_eq!(scale(1).0, 202, "{}", logs());
-    let (status, body) = scale(0);
-    assert_eq!(status, 400, "{body}");
+    scaled_to_zero_and_back(fronted, &scale);
     let (ok, out) = fronted.faas_cli(&["secret", "update", "api-key", "--from-literal", "updated"], None);
     assert!(ok, "secret update: {out}");
     assert_eq!(std::fs::read_to_string(stored).unwrap(), "updated");
@@ -588,6 +587,39 @@ fn deploy_invoke_and_remove(fronted: &Fronted, stored: &Path) {
     assert!(ok, "remove: {out}");
     let (ok, out) = fronted.faas_cli(&["list"], None);
     assert!(ok && !out.contains("reader"), "list after remove: {out}");
+}
+
+/// Scaled to zero, `reader` has no replica (the provider says so, and answers a direct call 503); the next call
+/// through the gateway (`scale_from_zero`) scales it up to one again and is answered by the new replica.
+fn scaled_to_zero_and_back(fronted: &Fronted, scale: &dyn Fn(u64) -> (u16, String)) {
+    let logs = || fronted.all_logs();
+    let (status, body) = scale(0);
+    assert_eq!(status, 202, "{body}{}", logs());
+    let admin = format!("admin:{}", fronted.secret("basic-auth-password"));
+    let replicas = || {
+        let (status, body) = fronted.curl(&["-u", &admin, &format!("{GATEWAY}/system/function/reader")]);
+        assert_eq!(status, 200, "{body}");
+        let function: Value = serde_json::from_str(&body).unwrap();
+        (function["replicas"].as_u64(), function["availableReplicas"].as_u64())
+    };
+    assert_eq!(replicas(), (Some(0), Some(0)), "scaled to zero");
+    let (status, body) = fronted.curl(&[&format!("http://127.0.0.1:{PROVIDER_PORT}/function/reader")]);
+    assert_eq!(status, 503, "a direct call to the provider: {body}");
+    assert!(body.contains("scaled to zero"), "{body}");
+    let (ok, out) = fronted.faas_cli(&["describe", "reader"], None);
+    assert!(ok && out.contains("Not Ready"), "describe when scaled to zero: {out}");
+    // Past the gateway's 250 ms cache of the replica counts, a call finds none and scales the function up.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (ok, out) = fronted.faas_cli(&["invoke", "reader"], Some("ignored"));
+    assert!(ok && out.contains("from-faas-cli"), "invoke when scaled to zero: {out}{}", logs());
+    eprintln!(
+        "a call of a function scaled to zero, through the real gateway: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let gateway = fronted.log("gateway");
+    assert!(gateway.contains("function=reader 0 => 1 requested"), "the gateway did not scale reader up: {gateway}");
+    assert_eq!(replicas(), (Some(1), Some(1)), "scaled up again");
 }
 
 /// A signed push: the functions call the real gateway, so the async hops go through NATS and the queue-worker.

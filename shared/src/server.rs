@@ -239,11 +239,17 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
-/// One log line per event on stderr; `RUST_LOG` overrides the default `info` level.
+/// One log line per event on stderr; `RUST_LOG` overrides the default `info` level. Colours only on a terminal:
+/// journald keeps a line with escape codes as bytes, which faasd's log reader (`faas-cli logs`) cannot decode.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(colours)
+        .with_writer(std::io::stderr);
     // `log_format=json`: one JSON object a line, for log collectors (and the benchmark, which reads timings).
     let _ = if std::env::var("log_format").is_ok_and(|f| f == "json") {
         builder.json().flatten_event(true).try_init()

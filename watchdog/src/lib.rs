@@ -168,10 +168,17 @@ impl Shutdown {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// Marks the stop; `wake` (the listener's own address) is connected to so a blocked `accept` returns.
-    pub fn stop(&self, wake: SocketAddr) {
+    /// Marks the stop and wakes a blocked `accept` by shutting the listening socket down (`listener` is a clone of
+    /// the accept loop's), which also refuses new connections. A connection to the listener's own address would
+    /// not do: faasd removes the container's network before it signals, and its loopback is down.
+    pub fn stop(&self, listener: &TcpListener) {
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
+        if let Err(error) = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Both) {
+            eprintln!("ofc-watchdog: the listener could not be shut down ({error}); waking it by connecting");
+            if let Ok(wake) = wake_address(listener) {
+                let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
+            }
+        }
     }
 
     /// Waits until no request is in flight or `within` has passed, then kills what still runs and gives it
@@ -228,9 +235,10 @@ pub fn wake_address(listener: &TcpListener) -> std::io::Result<SocketAddr> {
     Ok(address)
 }
 
-/// Starts the thread that turns SIGTERM and SIGINT into [`Shutdown::stop`]. Should the accept loop not notice
-/// (the wake-up connection failed), the thread ends the process itself once `drain_bound` and the grace are over.
-pub fn stop_on_signals(shutdown: &Arc<Shutdown>, wake: SocketAddr, drain_bound: Duration) -> std::io::Result<()> {
+/// Starts the thread that turns SIGTERM and SIGINT into [`Shutdown::stop`] of `listener` (a clone of the accept
+/// loop's). Should the accept loop not notice, the thread ends the process itself once `drain_bound` and the grace
+/// are over.
+pub fn stop_on_signals(shutdown: &Arc<Shutdown>, listener: TcpListener, drain_bound: Duration) -> std::io::Result<()> {
     let (mut receiver, sender) = UnixStream::pair()?;
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::low_level::pipe::register(signal, sender.try_clone()?)?;
@@ -242,7 +250,7 @@ pub fn stop_on_signals(shutdown: &Arc<Shutdown>, wake: SocketAddr, drain_bound: 
             // Interrupted reads retry; a closed pipe cannot happen while `sender` is registered.
         }
         eprintln!("ofc-watchdog: stop signal: draining {} in-flight request(s)", shutdown.in_flight());
-        shutdown.stop(wake);
+        shutdown.stop(&listener);
         std::thread::sleep(drain_bound + ABORT_GRACE + Duration::from_secs(1));
         eprintln!("ofc-watchdog: the accept loop did not stop; exiting");
         std::process::exit(0);

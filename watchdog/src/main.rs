@@ -23,8 +23,7 @@ fn main() -> ExitCode {
     };
     let shutdown = Arc::new(ofc_watchdog::Shutdown::default());
     let drain_bound = ofc_watchdog::drain_bound(&config);
-    let signals = ofc_watchdog::wake_address(&listener)
-        .and_then(|wake| ofc_watchdog::stop_on_signals(&shutdown, wake, drain_bound));
+    let signals = listener.try_clone().and_then(|clone| ofc_watchdog::stop_on_signals(&shutdown, clone, drain_bound));
     if let Err(error) = signals {
         eprintln!("ofc-watchdog: stop signals cannot be handled: {error}");
         return ExitCode::FAILURE;

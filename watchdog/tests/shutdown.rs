@@ -164,3 +164,37 @@ fn as_pid_1_of_a_pid_namespace_sigterm_from_outside_ends_it_within_a_second() {
     let lines: Vec<String> = stderr.lines().map_while(Result::ok).collect();
     assert!(lines.iter().any(|l| l.contains("drained")), "{lines:?}");
 }
+
+/// As faasd stops a container: its network is removed first, so nothing reaches the listener (the namespace's
+/// loopback is down here, as in a container whose interface is gone); SIGTERM must still end the watchdog at once
+/// rather than after the drain bound.
+#[test]
+fn sigterm_ends_it_at_once_when_its_own_address_cannot_be_reached() {
+    if !running_as_root() {
+        eprintln!("skipped: unshare --net needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "hi").unwrap();
+    let mut command = Command::new("unshare");
+    command
+        .arg("--net")
+        .arg(env!("CARGO_BIN_EXE_ofc-watchdog"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("port", "8080")
+        .env("mode", "static")
+        .env("static_path", dir.path())
+        .stderr(Stdio::piped());
+    let mut watchdog = ProcessGuard::spawn(&mut command).unwrap().grace(Duration::from_secs(2));
+    let mut stderr = BufReader::new(watchdog.child_mut().stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on port 8080"), "{line}");
+    signal(watchdog.id(), "TERM");
+    let (exit, took) = wait_exit(&mut watchdog, Duration::from_secs(20)).expect("the watchdog exits");
+    assert!(exit.success(), "{exit}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let lines: Vec<String> = stderr.lines().map_while(Result::ok).collect();
+    assert!(lines.iter().any(|l| l.contains("drained")), "{lines:?}");
+}

@@ -38,7 +38,7 @@ pub enum GatewayError {
     /// Functions run in one namespace here.
     #[error("namespace {0} is not valid: functions run in openfaas-fn")]
     UnknownNamespace(String),
-    #[error("function {0} cannot be scaled to zero: every function keeps its one replica")]
+    #[error("function {0} is one of the platform's own, which keep their one replica: it cannot be scaled to zero")]
     NoScaleToZero(String),
     #[error("a secret's name is lower-case letters, digits, '-' and '.', starting and ending with a letter or digit")]
     BadSecretName,

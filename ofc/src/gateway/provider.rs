@@ -95,7 +95,8 @@ pub(super) async fn namespaces() -> Json<[&'static str; 1]> {
 }
 
 /// `POST /system/scale-function/NAME`: one replica per function is what this provider runs. Asking for one (or more)
-/// starts the function's replica when none answers; asking for none is refused, as nothing here scales to zero.
+/// starts a user function's replica when none answers; asking for none stops it (a gateway with `scale_from_zero`
+/// scales it up again on the next call). The platform's own functions always run one and refuse zero.
 pub(super) async fn scale(
     State(gateway): State<Gateway>,
     axum::extract::Path(name): axum::extract::Path<String>,
@@ -110,13 +111,18 @@ pub(super) async fn scale(
             request.service_name
         )));
     }
-    if request.replicas == 0 {
-        return Err(GatewayError::NoScaleToZero(name.to_owned()));
-    }
     if gateway.inner.routes.read().expect("routes lock").contains_key(name) {
+        if request.replicas == 0 {
+            return Err(GatewayError::NoScaleToZero(name.to_owned()));
+        }
         return Ok(StatusCode::ACCEPTED);
     }
     let deployed = gateway.inner.functions.get(name).map_err(|_| GatewayError::NoSuchFunction(name.to_owned()))?;
+    if request.replicas == 0 {
+        tracing::info!(function = %name, "scaled to zero: stopping its replica");
+        gateway.inner.replicas.scale_to_zero(name);
+        return Ok(StatusCode::ACCEPTED);
+    }
     if gateway.inner.replicas.available(name) == 0 {
         tracing::info!(function = %name, "scaled to one replica: starting it");
         gateway.inner.replicas.schedule_start(deployed);

@@ -18,6 +18,8 @@ struct ReplicaSlot {
     generation: u64,
     /// Why the latest start failed.
     problem: Option<String>,
+    /// Scaled to zero (`/system/scale-function/NAME`): no replica is wanted until a scale up or a deployment.
+    scaled_to_zero: bool,
 }
 
 /// Every user function's replica.
@@ -45,6 +47,27 @@ impl Replicas {
         u64::from(self.slots().get(name).is_some_and(|slot| slot.running.is_some()))
     }
 
+    /// Replicas of `name` wanted: 0 once scaled to zero, else 1.
+    pub(super) fn wanted(&self, name: &str) -> u64 {
+        u64::from(!self.slots().get(name).is_some_and(|slot| slot.scaled_to_zero))
+    }
+
+    /// Scales `name` to zero: its replica is stopped and a start under way is dropped when it comes up, until
+    /// [`Replicas::schedule_start`] (a scale up or a deployment) wants one again.
+    pub(super) fn scale_to_zero(&self, name: &str) {
+        let retired = {
+            let mut slots = self.slots();
+            let slot = slots.entry(name.to_owned()).or_default();
+            slot.generation += 1;
+            slot.problem = None;
+            slot.scaled_to_zero = true;
+            slot.running.take()
+        };
+        if let (Some(runtime), Some(mut replica)) = (self.runtime.clone(), retired) {
+            tokio::spawn(async move { runtime.stop(&mut replica).await });
+        }
+    }
+
     /// The port of `name`'s replica, or why it has none.
     pub(super) fn port(&self, name: &str) -> Result<u16, String> {
         let slots = self.slots();
@@ -54,6 +77,9 @@ impl Replicas {
         }
         Err(match (&self.runtime, slot.and_then(|s| s.problem.as_ref())) {
             (None, _) => "no container runtime is in use (`ofc up --runtime none`)".to_owned(),
+            _ if slot.is_some_and(|s| s.scaled_to_zero) => {
+                "it is scaled to zero (`/system/scale-function/NAME` with replicas 1 starts it)".to_owned()
+            }
             (Some(_), Some(problem)) => format!("its replica could not start: {problem}"),
             (Some(_), None) => "its replica is starting".to_owned(),
         })
@@ -67,6 +93,7 @@ impl Replicas {
             let slot = slots.entry(status.name.clone()).or_default();
             slot.generation += 1;
             slot.problem = None;
+            slot.scaled_to_zero = false;
             slot.generation
         };
         let replicas = self.clone();

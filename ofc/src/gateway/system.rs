@@ -35,6 +35,10 @@ impl FunctionHooks for StackHooks {
         Some(self.replicas.available(name))
     }
 
+    fn wanted_replicas(&self, name: &str) -> Option<u64> {
+        Some(self.replicas.wanted(name))
+    }
+
     fn changed(&self, all: &BTreeMap<String, FunctionStatus>) {
         let temporary = self.saved.with_extension("tmp");
         let written = serde_json::to_vec_pretty(all)

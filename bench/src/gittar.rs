@@ -102,6 +102,7 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
             default_branch: Some("main".into()),
             owner: Owner { login: "bench".into(), id: 1 },
         },
+        preview: None,
     };
     let mut to_last_tar = Vec::new();
     for _ in 0..10 {

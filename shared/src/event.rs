@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::naming::preview_tag;
+pub use crate::naming::PreviewOf;
+
 /// The `X-Ofc-Event` header: what buildshiprun needs to deploy one function of a push.
 pub const OFC_EVENT_HEADER: &str = "X-Ofc-Event";
 
@@ -23,6 +26,22 @@ pub struct PushEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
     pub repository: Repository,
+    /// Set when the push is built as a preview (a branch other than the default, or a pull request) rather than
+    /// as the repository's own deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewOf>,
+}
+
+impl PushEvent {
+    /// The preview's tag (`shared::naming::preview_tag`), when this push builds a preview.
+    pub fn preview_tag(&self) -> Option<String> {
+        self.preview.as_ref().map(|of| preview_tag(&self.repository.name, of))
+    }
+
+    /// The pushed branch, without `refs/heads/`.
+    pub fn branch(&self) -> &str {
+        self.git_ref.strip_prefix("refs/heads/").unwrap_or(&self.git_ref)
+    }
 }
 
 /// A repository as GitHub names its fields.
@@ -97,8 +116,83 @@ impl GitHubPush {
             after: self.after.clone(),
             installation_id: self.installation.as_ref().map(|i| i.id),
             repository: self.repository.clone(),
+            preview: None,
         }
     }
+}
+
+/// The fields of GitHub's `pull_request` webhook payload that matter here.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubPullRequestEvent {
+    /// `opened`, `synchronize` and `reopened` build a preview; `closed` removes it; the rest are ignored.
+    pub action: String,
+    pub number: u64,
+    pub pull_request: PullRequest,
+    /// The base repository: the one the App is installed on and whose owner the preview belongs to.
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
+}
+
+/// A pull request: its head (the commit and the repository it comes from).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequest {
+    pub head: PullRequestHead,
+    #[serde(default)]
+    pub merged: bool,
+}
+
+/// The head of a pull request. `repo` is null when the fork was deleted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestHead {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub sha: String,
+    #[serde(default)]
+    pub repo: Option<HeadRepository>,
+}
+
+/// The repository a pull request's head is in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadRepository {
+    pub full_name: String,
+}
+
+impl GitHubPullRequestEvent {
+    /// Whether the head is a branch of the base repository itself. A fork's code is its own author's, not the
+    /// owner's, so it is never built under the owner's names and secrets.
+    pub fn is_from_same_repository(&self) -> bool {
+        self.pull_request
+            .head
+            .repo
+            .as_ref()
+            .is_some_and(|head| head.full_name.eq_ignore_ascii_case(&self.repository.full_name))
+    }
+
+    /// The push of the head commit built as the pull request's preview.
+    pub fn to_push_event(&self, delivery: &str) -> PushEvent {
+        PushEvent {
+            delivery: delivery.to_owned(),
+            git_ref: format!("refs/heads/{}", self.pull_request.head.git_ref),
+            after: self.pull_request.head.sha.clone(),
+            installation_id: self.installation.as_ref().map(|i| i.id),
+            repository: self.repository.clone(),
+            preview: Some(PreviewOf::PullRequest(self.number)),
+        }
+    }
+}
+
+/// GitHub's `delete` webhook payload: a branch or tag was deleted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubDeleteEvent {
+    /// The short name (`feature`), not `refs/heads/feature`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// `branch` or `tag`.
+    pub ref_type: String,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
 }
 
 /// A `check_suite` or `check_run` webhook payload (the part gh-push reads): a user pressed "Re-run" on the App's
@@ -239,9 +333,17 @@ pub struct BuildEvent {
     /// refuses user labels under `com.openfaas.cloud.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_commit: Option<String>,
+    /// Set when this is a preview's build: the function is deployed under the preview's names and URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewOf>,
 }
 
 impl BuildEvent {
+    /// The preview's tag (`shared::naming::preview_tag`), when this build is a preview's.
+    pub fn preview_tag(&self) -> Option<String> {
+        self.preview.as_ref().map(|of| preview_tag(&self.repo, of))
+    }
+
     /// JSON for an HTTP header: non-ASCII characters are escaped as `\uXXXX` so the value is plain ASCII.
     pub fn to_header_value(&self) -> String {
         ascii_json(&serde_json::to_string(self).expect("BuildEvent always serialises"))
@@ -381,6 +483,13 @@ pub struct GarbageCollectRequest {
     /// Deployed names (`<owner>-<function>-<n>`) to keep; an empty list removes all of the repository's functions.
     #[serde(default)]
     pub functions: Vec<String>,
+    /// The preview (`shared::naming::preview_tag`) whose functions are collected; `None` collects the repository's
+    /// own, so neither ever removes the other's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    /// Also every preview of the repository (an uninstalled repository leaves nothing behind).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_previews: bool,
 }
 
 /// What garbage-collect answers: the functions it deleted.

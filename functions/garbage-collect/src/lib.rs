@@ -1,5 +1,6 @@
-//! garbage-collect: removes the functions of one repository that its stack.yml no longer has. It only ever touches
-//! functions labelled `Git-Cloud: 1` with this owner and repository.
+//! garbage-collect: removes the functions of one repository that its stack.yml no longer has, or a preview's when
+//! its branch or pull request is gone. It only ever touches functions labelled `Git-Cloud: 1` with this owner and
+//! repository, and only the asked preview's (or only the default branch's).
 //!
 //! # Layout
 //! - [`Config`]: the gateway, its admin credentials, the payload secret.
@@ -63,10 +64,14 @@ pub fn app(config: Config) -> Router {
         .with_state(Arc::new(AppState { config, gateway }))
 }
 
-/// Whether `function` belongs to `owner/repo` through our labels and is not in `keep`.
-/// Owner and repository compare case-insensitively, as GitHub names them.
+/// Whether `function` belongs to `owner/repo` through our labels, to the asked preview (or to the repository's own
+/// deployment when none is asked; to either with `with_previews`), and is not in `keep`. A push to the default
+/// branch thus never removes a preview, nor a preview's push the default branch's functions. Owner and repository
+/// compare case-insensitively, as GitHub names them.
 pub fn collectable(function: &FunctionStatus, request: &GarbageCollectRequest) -> bool {
+    let in_scope = request.with_previews || function.preview() == request.preview.as_deref();
     function.is_cloud_function_from(&request.owner, request.owner_id, &request.repo)
+        && in_scope
         && !request.functions.iter().any(|keep| keep == &function.name)
 }
 

@@ -114,3 +114,30 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
     assert_eq!(answer["deleted"], json!(["octo-renamed-4"]));
     assert_eq!(names(&gateway), vec!["octo-newcomer-4"]);
 }
+
+/// A function of `octo/fns` deployed as the preview `tag`.
+fn preview_function(name: &str, tag: &str) -> shared::openfaas::FunctionStatus {
+    let mut function = labelled_function(name, "octo", "fns", true);
+    function.labels.get_or_insert_with(Default::default).insert(shared::openfaas::labels::PREVIEW.into(), tag.into());
+    function
+}
+
+#[tokio::test]
+async fn the_default_branch_and_each_preview_collect_only_their_own() {
+    let (gateway, served) = start().await;
+    gateway.add_function(preview_function("octo-old-4-b000000000001", "b000000000001"));
+    gateway.add_function(preview_function("octo-old-4-p000000000002", "p000000000002"));
+    let (status, answer) =
+        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": ["octo-kept-4"]}), true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!(["octo-old-4"]), "a push to the default branch leaves the previews");
+    let (status, answer) =
+        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": [], "preview": "b000000000001"}), true)
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!(["octo-old-4-b000000000001"]), "a gone branch takes only its preview");
+    assert!(names(&gateway).contains(&"octo-kept-4".to_owned()));
+    let everything = json!({"owner": "octo", "repo": "fns", "functions": [], "with_previews": true});
+    let (_, answer) = collect(&served, &everything, true).await;
+    assert_eq!(answer["deleted"], json!(["octo-kept-4", "octo-old-4-p000000000002"]));
+}

@@ -146,6 +146,7 @@ impl Harness {
                 default_branch: Some("main".into()),
                 owner: Owner { login: "octo".into(), id: 1 },
             },
+            preview: None,
         }
     }
 

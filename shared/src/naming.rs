@@ -387,6 +387,12 @@ pub fn preview_image_name(
     Ok(format!("{path}:{sha}"))
 }
 
+/// The name a preview's build log (and push record) is kept under in the log store: `<function>__<tag>`, so it
+/// never overwrites the default branch's log of the same commit (`__` is in no function's or context's name).
+pub fn preview_log_name(function: &str, tag: &str) -> String {
+    format!("{function}__{tag}")
+}
+
 /// Where users reach a preview's function: [`function_url`] with the preview's host label in the owner's place
 /// (`https://<owner>--<tag>.o6s.io/<function>` for the template `https://user.o6s.io/function`).
 pub fn preview_function_url(

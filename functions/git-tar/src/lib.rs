@@ -46,7 +46,7 @@ use shared::functions::{BUILDSHIPRUN, GIT_TAR};
 use shared::garbage_collect::GarbageCollectClient;
 use shared::gateway::{GatewayClient, GatewayError};
 use shared::github_app::InstallationTokens;
-use shared::naming::{build_image_name, service_name};
+use shared::naming::{build_image_name, deployed_name, preview_image_name};
 use shared::signature::verify_cloud;
 use shared::stack::Stack;
 use shared::status::StatusClient;
@@ -215,6 +215,9 @@ async fn build_and_hand_on(
     let repo = checkout(state, push, work, trace).await?;
     trace.begin(pushlog::PARSE);
     let (stack, events) = read_stack(state, push, repo.clone()).await.inspect_err(|e| refused(trace, e))?;
+    if push.preview.is_some() && !stack.configuration.as_ref().is_some_and(|c| c.previews) {
+        return Ok("no preview: stack.yml does not ask for previews (`previews: true` under `configuration:`)".into());
+    }
     trace.listed(stack.functions.keys());
     trace.begin(pushlog::TEMPLATES);
     let templates = choose(state, &stack, &repo, work).await.inspect_err(|e| refused(trace, e))?;
@@ -326,7 +329,8 @@ fn build_events(
     repository_url: &str,
 ) -> Result<Vec<BuildEvent>, GitTarError> {
     let owner = &push.repository.owner.login;
-    let services = deployed_names(stack, owner)?;
+    let tag = push.preview_tag();
+    let services = deployed_names(stack, owner, tag.as_deref())?;
     let mut events = Vec::new();
     for ((name, function), service) in stack.functions.iter().zip(services) {
         if function.image.trim().is_empty() {
@@ -339,11 +343,15 @@ fn build_events(
         let image = if function.skip_build {
             function.image.clone()
         } else {
-            build_image_name(repository_url, push.repository.owner.id, &push.repository.name, name, &push.after)
-                .map_err(|e| GitTarError::Refused {
-                    summary: format!("nothing deployed: {e}"),
-                    functions: vec![(name.clone(), e.to_string())],
-                })?
+            let (owner_id, repo) = (push.repository.owner.id, &push.repository.name);
+            match &tag {
+                Some(tag) => preview_image_name(repository_url, owner_id, repo, name, tag, &push.after),
+                None => build_image_name(repository_url, owner_id, repo, name, &push.after),
+            }
+            .map_err(|e| GitTarError::Refused {
+                summary: format!("nothing deployed: {e}"),
+                functions: vec![(name.clone(), e.to_string())],
+            })?
         };
         events.push(BuildEvent {
             service,
@@ -371,6 +379,7 @@ fn build_events(
             lang: function.lang.clone(),
             build_args: function.build_args.clone(),
             template_commit: None,
+            preview: push.preview.clone(),
         });
     }
     Ok(events)
@@ -378,11 +387,11 @@ fn build_events(
 
 /// Each function's deployed name, in the stack's order. Two functions whose names become the same deployed name
 /// (`hello` and `Hello` both deploy as `<owner>-hello-<n>`) would overwrite each other, so both are refused.
-fn deployed_names(stack: &Stack, owner: &str) -> Result<Vec<String>, GitTarError> {
+fn deployed_names(stack: &Stack, owner: &str, tag: Option<&str>) -> Result<Vec<String>, GitTarError> {
     let mut services = Vec::new();
     let mut by_service: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for name in stack.functions.keys() {
-        let service = service_name(owner, name).map_err(|e| GitTarError::Push(e.to_string()))?;
+        let service = deployed_name(owner, name, tag).map_err(|e| GitTarError::Push(e.to_string()))?;
         by_service.entry(service.clone()).or_default().push(name);
         services.push(service);
     }
@@ -566,6 +575,8 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
         repo: push.repository.name.clone(),
         owner_id: Some(push.repository.owner.id).filter(|id| *id != 0),
         functions: keep,
+        preview: push.preview_tag(),
+        with_previews: false,
     };
     match state.collector.collect(&request).await {
         Ok(Some(collected)) if !collected.deleted.is_empty() => {

@@ -7,7 +7,8 @@
 //! limits, a 401, a slow answer), once per queued fault or for a whole rate-limit window. Check runs (create,
 //! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded. It also serves
 //! GitHub's OAuth web flow for a registered OAuth App, and `/user` and `/user/orgs` for the tokens it issues (see
-//! `oauth`), so the local stack can sign people in.
+//! `oauth`), so the local stack can sign people in. Pull requests' comments are created, edited and listed (see
+//! `comments`), for the previews' one comment per pull request.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -27,7 +28,10 @@ use serde_json::json;
 pub use shared::app_key::{to_pkcs8, AppKey};
 
 mod check_runs;
+mod comments;
 mod oauth;
+
+pub use comments::RecordedComment;
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +143,8 @@ struct DoubleState {
     token_requests: u64,
     status_requests: u64,
     next_id: u64,
+    /// Issue and pull-request comments, by id (see `comments`).
+    comments: HashMap<u64, RecordedComment>,
     /// OAuth Apps, authorization codes and user tokens.
     oauth: oauth::OAuthState,
 }
@@ -168,6 +174,7 @@ impl GitHubDouble {
                 token_requests: 0,
                 status_requests: 0,
                 next_id: 1,
+                comments: HashMap::new(),
                 oauth: oauth::OAuthState::default(),
             })),
         }
@@ -226,6 +233,23 @@ impl GitHubDouble {
         self.lock().check_run_calls.clone()
     }
 
+    /// The comments of an issue or pull request, oldest first.
+    pub fn comments(&self, owner: &str, repo: &str, issue_number: u64) -> Vec<RecordedComment> {
+        let state = self.lock();
+        let mut comments: Vec<_> = state
+            .comments
+            .values()
+            .filter(|c| {
+                c.owner.eq_ignore_ascii_case(owner)
+                    && c.repo.eq_ignore_ascii_case(repo)
+                    && c.issue_number == issue_number
+            })
+            .cloned()
+            .collect();
+        comments.sort_by_key(|c| c.id);
+        comments
+    }
+
     /// How many installation tokens were issued or refused.
     pub fn token_requests(&self) -> u64 {
         self.lock().token_requests
@@ -246,6 +270,8 @@ impl GitHubDouble {
             .route("/repos/{owner}/{repo}/check-runs", post(check_runs::create))
             .route("/repos/{owner}/{repo}/check-runs/{id}", axum::routing::patch(check_runs::update))
             .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", get(check_runs::list))
+            .route("/repos/{owner}/{repo}/issues/{issue_number}/comments", post(comments::create).get(comments::list))
+            .route("/repos/{owner}/{repo}/issues/comments/{comment_id}", axum::routing::patch(comments::update))
             .route("/login/oauth/authorize", get(oauth::sign_in_page).post(oauth::authorize))
             .route("/login/oauth/access_token", post(oauth::access_token))
             .route("/user", get(oauth::user))

@@ -48,6 +48,7 @@ async fn stack(exec_timeout: Duration, max_attempts: u32) -> Stack {
         report_status: true,
         use_checks: false,
         log_store: None,
+        comment_store: None,
         github_api_url: github.url().parse().unwrap(),
         app: Some(AppCredentials::from_pem(APP_ID, &Secret::new(key.private_pem.clone())).unwrap()),
         max_retries: 3,

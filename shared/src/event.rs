@@ -471,6 +471,38 @@ pub struct StatusReport {
     pub statuses: Vec<CommitStatus>,
 }
 
+/// The path under github-status that writes a pull request's preview comment.
+pub const PREVIEW_COMMENT_PATH: &str = "preview-comment";
+
+/// What github-status is asked to say in a pull request's one preview comment (created on the first report,
+/// edited on every later one): each function's preview URL and outcome, or that the preview was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewCommentReport {
+    /// The repository and the head commit the comment speaks of, and the installation that writes it.
+    pub event: StatusEvent,
+    pub pull_request: u64,
+    #[serde(default)]
+    pub functions: Vec<PreviewFunction>,
+    /// The whole push's outcome (the `stack-deploy` description).
+    #[serde(default)]
+    pub summary: String,
+    /// The pull request was closed and its preview removed.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// One function's line in a preview comment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewFunction {
+    pub function: String,
+    /// Where the preview serves it, when it was deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub deployed: bool,
+    /// `deployed`, or why not.
+    pub outcome: String,
+}
+
 /// What garbage-collect is asked: remove this repository's functions that are not in `functions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GarbageCollectRequest {
@@ -524,6 +556,9 @@ pub struct ShipResult {
     /// a store that could not be written) and in answers from before build logs existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
+    /// Where users reach the deployed function (the preview's URL for a preview).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One audit record: which function did what with which delivery.
@@ -646,6 +681,7 @@ mod tests {
             digest: "sha256:00".into(),
             deployed: "created".into(),
             log_url: None,
+            url: None,
         };
         let json = serde_json::to_value(&shipped).unwrap();
         assert_eq!(

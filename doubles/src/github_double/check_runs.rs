@@ -53,7 +53,7 @@ fn unprocessable(message: impl Into<String>) -> Refusal {
 }
 
 /// The installation whose valid token the request carries, when it may reach `owner`'s repositories.
-fn authorize(state: &DoubleState, headers: &HeaderMap, owner: &str) -> Result<u64, Refusal> {
+pub(super) fn authorize(state: &DoubleState, headers: &HeaderMap, owner: &str) -> Result<u64, Refusal> {
     if !headers.contains_key("user-agent") {
         return Err((StatusCode::FORBIDDEN, "Request forbidden by administrative rules: no User-Agent".into()));
     }

@@ -116,7 +116,8 @@ async fn handle(
         }
     }
     state.statuses.report_or_log(&status_event, vec![status]).await;
-    result.map(|answer| Json(ShipResult { log_url: log_url.map(String::from), ..answer }))
+    let url = public_url(&state.config, &event, &service, tag.as_deref());
+    result.map(|answer| Json(ShipResult { log_url: log_url.map(String::from), url: Some(url), ..answer }))
 }
 
 /// Where users reach the deployed function: the default branch's URL, or the preview's.
@@ -201,6 +202,7 @@ async fn ship(
         digest,
         deployed: deployed.to_owned(),
         log_url: None,
+        url: None,
     })
 }
 

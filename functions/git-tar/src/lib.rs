@@ -39,8 +39,8 @@ use shared::build::BuildConfig;
 use shared::config::Secret;
 use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PushEvent, ShipResult, StatusEvent,
-    StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
+    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PreviewCommentReport, PreviewFunction,
+    PreviewOf, PushEvent, ShipResult, StatusEvent, StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{BUILDSHIPRUN, GIT_TAR};
 use shared::garbage_collect::GarbageCollectClient;
@@ -107,6 +107,8 @@ struct Handed {
 struct FunctionOutcome {
     function: String,
     result: Result<String, String>,
+    /// Where the deployed function is served, as buildshiprun answered.
+    url: Option<String>,
 }
 
 async fn handle(
@@ -123,10 +125,14 @@ async fn handle(
     let status_event = StatusEvent::from(&push);
     let started = std::time::Instant::now();
     let mut trace = PushTrace::default();
-    let result = process(&state, &push, &status_event, &mut trace).await;
+    let mut lines = Vec::new();
+    let result = process(&state, &push, &status_event, &mut trace, &mut lines).await;
     // Stored before `stack-deploy` is reported, so the status can link to the record.
     let links = pushlog::store(&state.config, &push, &mut trace, &result).await;
     report(&state, &status_event, &trace, &result, links).await;
+    if let Some(PreviewOf::PullRequest(number)) = push.preview {
+        comment(&state, status_event, number, &trace, &result, lines).await;
+    }
     let mut audit = AuditEvent::new(GIT_TAR, String::new());
     audit.owner = Some(push.repository.owner.login.clone());
     audit.repo = Some(push.repository.name.clone());
@@ -175,6 +181,26 @@ async fn report(
     state.statuses.report_or_log(status_event, statuses).await;
 }
 
+/// Updates the pull request's preview comment with each function's URL and outcome. A push refused before it was
+/// read, or a repository that does not ask for previews (no function was handed on), says nothing there.
+async fn comment(
+    state: &AppState,
+    event: StatusEvent,
+    pull_request: u64,
+    trace: &PushTrace,
+    result: &Result<String, GitTarError>,
+    functions: Vec<PreviewFunction>,
+) {
+    let summary = match result {
+        Err(GitTarError::Signature(_) | GitTarError::BadRequest(_)) => return,
+        Ok(_) if functions.is_empty() => return,
+        Ok(summary) => summary.clone(),
+        Err(error) => pushlog::failure_description(trace, error),
+    };
+    let report = PreviewCommentReport { event, pull_request, functions, summary, removed: false };
+    state.statuses.comment_or_log(&report).await;
+}
+
 /// `status` with a link to its record, when one was stored.
 fn linked(status: CommitStatus, link: Option<&reqwest::Url>) -> CommitStatus {
     match link {
@@ -189,6 +215,7 @@ async fn process(
     push: &PushEvent,
     status_event: &StatusEvent,
     trace: &mut PushTrace,
+    lines: &mut Vec<PreviewFunction>,
 ) -> Result<String, GitTarError> {
     trace.begin(pushlog::CLONE);
     let clone_url = &push.repository.clone_url;
@@ -196,7 +223,7 @@ async fn process(
         return Err(GitTarError::Push(format!("the clone URL `{clone_url}` is not http(s)")));
     }
     let work = blocking(|| tempfile::Builder::new().prefix("git-tar-").tempdir().map_err(GitTarError::from)).await?;
-    let result = build_and_hand_on(state, push, status_event, work.path(), trace).await;
+    let result = build_and_hand_on(state, push, status_event, work.path(), trace, lines).await;
     // Removing a checkout is file IO too: on a blocking thread, finished before the answer.
     if let Err(error) = tokio::task::spawn_blocking(move || drop(work)).await {
         tracing::warn!(%error, "the work folder could not be removed");
@@ -211,6 +238,7 @@ async fn build_and_hand_on(
     status_event: &StatusEvent,
     work: &Path,
     trace: &mut PushTrace,
+    lines: &mut Vec<PreviewFunction>,
 ) -> Result<String, GitTarError> {
     let repo = checkout(state, push, work, trace).await?;
     trace.begin(pushlog::PARSE);
@@ -240,6 +268,16 @@ async fn build_and_hand_on(
         };
         trace.became(&outcome.function, what);
     }
+    lines.extend(outcomes.iter().map(|o| PreviewFunction {
+        function: o.function.clone(),
+        url: o.url.clone(),
+        deployed: o.result.is_ok(),
+        outcome: match &o.result {
+            Ok(_) => "deployed".to_owned(),
+            Err(reason) => reason.clone(),
+        },
+    }));
+    lines.sort_by(|a, b| a.function.cmp(&b.function));
     let (summary, all_deployed) = summarise(&outcomes);
     // Collected before `stack-deploy` is reported, so a green commit means the functions it removed are gone.
     let keep: Vec<String> = prepared.iter().map(|(e, _)| e.service.clone()).collect();
@@ -524,14 +562,17 @@ async fn installation_token(state: &AppState, push: &PushEvent) -> Result<Option
 
 /// Sends one function to buildshiprun and waits for its answer.
 async fn hand_on(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> FunctionOutcome {
-    let result = send(state, event, tar).await;
-    if let Err(reason) = &result {
-        tracing::warn!(function = %event.function, %reason, "function not deployed");
-    }
-    FunctionOutcome { function: event.function.clone(), result }
+    let (result, url) = match send(state, event, tar).await {
+        Ok(shipped) => (Ok(shipped.deployed), shipped.url),
+        Err(reason) => {
+            tracing::warn!(function = %event.function, %reason, "function not deployed");
+            (Err(reason), None)
+        }
+    };
+    FunctionOutcome { function: event.function.clone(), result, url }
 }
 
-async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Result<String, String> {
+async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Result<ShipResult, String> {
     let mut headers = ClientHeaders::new();
     headers.insert(OFC_EVENT_HEADER, HeaderValue::from_str(&event.to_header_value()).map_err(|e| e.to_string())?);
     headers.insert("content-type", HeaderValue::from_static("application/x-tar"));
@@ -561,7 +602,7 @@ async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Resul
     let answer = response.bytes().await.unwrap_or_default();
     if status.is_success() {
         if let Ok(shipped) = serde_json::from_slice::<ShipResult>(&answer) {
-            return Ok(shipped.deployed);
+            return Ok(shipped);
         }
     }
     Err(serde_json::from_slice::<ErrorBody>(&answer)

@@ -5,7 +5,8 @@
 use axum::http::StatusCode;
 use serde_json::json;
 use shared::event::{
-    GarbageCollectRequest, GitHubDeleteEvent, GitHubPullRequestEvent, GitHubPush, PreviewOf, Repository,
+    GarbageCollectRequest, GitHubDeleteEvent, GitHubPullRequestEvent, GitHubPush, PreviewCommentReport, PreviewOf,
+    Repository, StatusEvent,
 };
 use shared::garbage_collect::GarbageCollectClient;
 use shared::naming::preview_tag;
@@ -49,10 +50,32 @@ pub(crate) async fn pull_request(
         }
         "closed" => {
             let outcome = remove(state, &event.repository, &PreviewOf::PullRequest(event.number)).await?;
+            tell_the_pull_request(state, &event).await;
             Ok((outcome, None))
         }
         other => Ok((Outcome::ignored(format!("ignored: `pull_request` action `{other}` does not build")), None)),
     }
+}
+
+/// The pull request's preview comment says the preview was removed (github-status edits it; one never posted stays
+/// unposted).
+async fn tell_the_pull_request(state: &AppState, event: &GitHubPullRequestEvent) {
+    let Some(installation_id) = event.installation.as_ref().map(|i| i.id) else { return };
+    let report = PreviewCommentReport {
+        event: StatusEvent {
+            owner: event.repository.owner.login.clone(),
+            owner_id: event.repository.owner.id,
+            repo: event.repository.name.clone(),
+            sha: event.pull_request.head.sha.clone(),
+            installation_id: Some(installation_id),
+            delivery: None,
+        },
+        pull_request: event.number,
+        functions: Vec::new(),
+        summary: String::new(),
+        removed: true,
+    };
+    state.statuses.comment_or_log(&report).await;
 }
 
 /// A `delete` delivery: a deleted branch's preview is removed.

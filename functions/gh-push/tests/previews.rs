@@ -199,4 +199,10 @@ async fn closing_a_pull_request_or_deleting_a_branch_removes_only_that_preview()
         "a tag or the default branch removes no preview"
     );
     assert!(gateway.requests_to("/async-function/git-tar").is_empty());
+    let told = gateway.requests_to("/async-function/github-status/preview-comment");
+    assert_eq!(told.len(), 1, "only the closed pull request's comment is told");
+    verify_cloud(&told[0].headers, &told[0].body, PAYLOAD_SECRET.as_bytes()).unwrap();
+    let report: shared::event::PreviewCommentReport = told[0].json();
+    assert!(report.removed);
+    assert_eq!((report.pull_request, report.event.installation_id), (12, Some(1_234_567)));
 }

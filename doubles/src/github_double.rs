@@ -538,6 +538,10 @@ async fn create_status(
 
 fn status_json(status: &RecordedStatus) -> serde_json::Value {
     json!({
+        "url": format!("https://api.github.com/statuses/{}", status.id),
+        "avatar_url": null,
+        "node_id": format!("SC_{}", status.id),
+        "creator": null,
         "id": status.id,
         "state": status.state,
         "description": status.description,
@@ -573,7 +577,11 @@ async fn combined_status(
     } else {
         "pending"
     };
+    let repository = format!("https://api.github.com/repos/{owner}/{repo}");
     Json(json!({
+        "url": format!("{repository}/commits/{sha}/status"),
+        "commit_url": format!("{repository}/commits/{sha}"),
+        "repository": {"name": repo, "full_name": format!("{owner}/{repo}"), "owner": {"login": owner}, "url": repository},
         "state": state,
         "sha": sha,
         "total_count": latest.len(),

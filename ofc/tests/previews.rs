@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ofc::state::{StateDir, INSTALLATION_ID};
 use serde_json::{json, Value};
 use shared::naming::{preview_tag, PreviewOf};
+use testkit::browser::{Browser, Locator};
 use testkit::git::{commit, git};
 use testkit::local_stack::{example_repo, LocalStack, Up};
 
@@ -179,6 +180,9 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     std::fs::write(local.repo.join("hello/index.html"), "<h1>from the feature branch</h1>\n").unwrap();
     let feature = commit(&local.repo, "feature");
     local.publish("feature");
+    local.serves("octo", "/hello", "Hello").await;
+    let runtime = local.state.root.join("runtime");
+    let before = replicas_rss_kib(&runtime);
     let started = Instant::now();
     local.push("feature", &feature).await;
     let statuses = local.wait_deployed(&feature, 1).await;
@@ -189,6 +193,12 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     assert_eq!(latest(&statuses, "hello")["target_url"], format!("http://octo--{branch_tag}.localhost:{port}/hello"));
     local.serves(&format!("octo--{branch_tag}"), "/hello", "from the feature branch").await;
     println!("figure: branch push to live preview in {:.1} s", started.elapsed().as_secs_f64());
+    local.serves(&format!("octo--{branch_tag}"), "/greet", "").await;
+    let after = replicas_rss_kib(&runtime);
+    println!(
+        "figure: one idle preview of two functions adds {} KiB of replica RSS ({before} KiB before, {after} KiB after)",
+        after.saturating_sub(before)
+    );
     local.serves("octo", "/hello", "Hello").await;
     let names = local.names().await;
     for name in
@@ -219,6 +229,9 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     let comments = local.comments(7).await;
     assert_eq!(comments.len(), 1, "edited, not posted again: {comments:#?}");
     assert!(comments[0]["body"].as_str().unwrap().contains(&second[..7]), "{comments:#?}");
+
+    // The owner's dashboard, in a real browser: the previews grouped by branch and pull request, with their URLs.
+    dashboard_shows_the_previews(port.parse().unwrap(), &branch_tag, &pr_tag).await;
 
     // A third preview is over the owner's limit of two: refused, with the reason on the commit.
     git(&local.repo, &["checkout", "-q", "-b", "other"]);
@@ -263,4 +276,56 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     names.sort();
     assert_eq!(names, vec!["octo-greet-4", "octo-hello-4"]);
     local.serves("octo", "/hello", "Hello").await;
+}
+
+/// Signs octo in through the GitHub double's pages and reads the dashboard's list.
+async fn dashboard_shows_the_previews(port: u16, branch_tag: &str, pr_tag: &str) {
+    let browser = Browser::start(1280, 1000).await;
+    browser.open(&format!("http://system.localhost:{port}/dashboard/")).await;
+    let form = browser.find("form").await;
+    browser.find("input[name=login]").await.send_keys("octo").await.unwrap();
+    form.find(Locator::Css("button, input[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("Preview: octo/fns · pull request #7").await;
+    browser.wait_for_text("Preview: octo/fns · branch feature").await;
+    let text = browser.text().await;
+    for url in [
+        format!("http://octo--{pr_tag}.localhost:{port}/hello"),
+        format!("http://octo--{branch_tag}.localhost:{port}/greet"),
+        format!("http://octo.localhost:{port}/hello"),
+    ] {
+        assert!(text.contains(&url), "{url} on the dashboard: {text}");
+    }
+    let pull_request = text.find("pull request #7").unwrap();
+    assert!(text[pull_request..].contains(&format!("octo-hello-4-{pr_tag}")), "{text}");
+    println!("screenshot {}", browser.screenshot("previews-dashboard").await.display());
+    browser.close().await;
+}
+
+/// The RSS (KiB) of every process in the process groups of the `buildah run` replicas working under `root`.
+fn replicas_rss_kib(root: &Path) -> u64 {
+    let needle = root.display().to_string();
+    let stat = |path: &Path| -> Option<(u32, String)> {
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        let group = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(2)?.parse().ok()?;
+        let command = String::from_utf8_lossy(&std::fs::read(path.join("cmdline")).ok()?).replace('\0', " ");
+        Some((group, command))
+    };
+    let processes: Vec<(std::path::PathBuf, u32, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let (group, command) = stat(&path)?;
+            Some((path, group, command))
+        })
+        .collect();
+    let groups: Vec<u32> =
+        processes.iter().filter(|(_, _, c)| c.contains(&needle) && c.contains(" run ")).map(|(_, g, _)| *g).collect();
+    processes
+        .iter()
+        .filter(|(_, g, _)| groups.contains(g))
+        .filter_map(|(path, _, _)| {
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
 }

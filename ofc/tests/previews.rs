@@ -181,6 +181,7 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     let feature = commit(&local.repo, "feature");
     local.publish("feature");
     local.serves("octo", "/hello", "Hello").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let runtime = local.state.root.join("runtime");
     let before = replicas_rss_kib(&runtime);
     let started = Instant::now();
@@ -194,6 +195,8 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     local.serves(&format!("octo--{branch_tag}"), "/hello", "from the feature branch").await;
     println!("figure: branch push to live preview in {:.1} s", started.elapsed().as_secs_f64());
     local.serves(&format!("octo--{branch_tag}"), "/greet", "").await;
+    // Measured once the deployments' own buildah steps are done, as the replicas idle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let after = replicas_rss_kib(&runtime);
     println!(
         "figure: one idle preview of two functions adds {} KiB of replica RSS ({before} KiB before, {after} KiB after)",

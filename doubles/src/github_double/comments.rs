@@ -38,15 +38,13 @@ struct CommentBody {
     body: Option<String>,
 }
 
-/// The `body` of a create or update, or GitHub's refusal.
-fn body_of(raw: &[u8]) -> Result<String, Response> {
+/// The `body` of a create or update, or GitHub's refusal (its status and message).
+fn body_of(raw: &[u8]) -> Result<String, (StatusCode, &'static str)> {
     let parsed: CommentBody =
-        serde_json::from_slice(raw).map_err(|_| github_error(StatusCode::BAD_REQUEST, "Problems parsing JSON"))?;
-    let body = parsed
-        .body
-        .ok_or_else(|| github_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request: \"body\" wasn't supplied."))?;
+        serde_json::from_slice(raw).map_err(|_| (StatusCode::BAD_REQUEST, "Problems parsing JSON"))?;
+    let body = parsed.body.ok_or((StatusCode::UNPROCESSABLE_ENTITY, "Invalid request: \"body\" wasn't supplied."))?;
     if body.chars().count() > MAX_BODY_CHARS {
-        return Err(github_error(
+        return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
             "Validation Failed: body is too long (maximum is 65536 characters)",
         ));
@@ -87,7 +85,7 @@ pub(super) async fn create(
     };
     let body = match body_of(&raw) {
         Ok(body) => body,
-        Err(answer) => return answer,
+        Err((status, message)) => return github_error(status, message),
     };
     let id = state.next_id;
     state.next_id += 1;
@@ -120,7 +118,7 @@ pub(super) async fn update(
     };
     let body = match body_of(&raw) {
         Ok(body) => body,
-        Err(answer) => return answer,
+        Err((status, message)) => return github_error(status, message),
     };
     let Some(comment) = state
         .comments

@@ -4,6 +4,7 @@
 //! create-if-absent write, so two replicas never both post one. Without a store, the pull request's comments are
 //! listed and ours is found by its marker.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,11 +59,11 @@ pub fn render(report: &PreviewCommentReport) -> String {
         );
     }
     let mut text = format!("{MARKER}\n### Preview of #{} at `{short}`\n\n", report.pull_request);
-    text.push_str(&format!("{}\n\n| Function | Preview | Outcome |\n|---|---|---|\n", cell(&report.summary)));
+    let _ = write!(text, "{}\n\n| Function | Preview | Outcome |\n|---|---|---|\n", cell(&report.summary));
     for function in &report.functions {
         let link = function.url.as_deref().map_or_else(|| "—".to_owned(), |url| format!("<{}>", cell(url)));
         let mark = if function.deployed { "✅" } else { "❌" };
-        text.push_str(&format!("| {} | {link} | {mark} {} |\n", cell(&function.function), cell(&function.outcome)));
+        let _ = writeln!(text, "| {} | {link} | {mark} {} |", cell(&function.function), cell(&function.outcome));
     }
     text.push_str("\nThis comment is updated on every push, and says so when the preview is removed.\n");
     text
@@ -172,6 +173,7 @@ impl PreviewComments {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` passes
 fn store_error(error: object_store::Error) -> StatusError {
     StatusError::Store(error.to_string())
 }

@@ -236,7 +236,12 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     // The owner's dashboard, in a real browser: the previews grouped by branch and pull request, with their URLs.
     dashboard_shows_the_previews(port.parse().unwrap(), &branch_tag, &pr_tag).await;
 
-    // A third preview is over the owner's limit of two: refused, with the reason on the commit.
+    over_the_limit_is_refused(&local).await;
+    closing_and_deleting_remove_the_previews(&local, &second, &branch_tag, &pr_tag).await;
+}
+
+/// A third preview is over the owner's limit of two: refused, with the reason on the commit.
+async fn over_the_limit_is_refused(local: &Local) {
     git(&local.repo, &["checkout", "-q", "-b", "other"]);
     std::fs::write(local.repo.join("greet/extra.txt"), "other\n").unwrap();
     git(&local.repo, &["add", "-A"]);
@@ -250,14 +255,17 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     assert!(hello["description"].as_str().unwrap().contains("max_previews_per_owner"), "{hello}");
     let other_tag = preview_tag("fns", &PreviewOf::Branch("other".into()));
     assert!(!local.names().await.iter().any(|n| n.ends_with(&other_tag)));
+}
 
-    // Closing the pull request removes its functions (only its own) and the comment says so.
-    let (status, answer) = local.pull_request("closed", 7, &second).await;
+/// Closing the pull request removes its functions (only its own) and the comment says so; deleting the branch
+/// removes its preview; the default branch keeps serving.
+async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, branch_tag: &str, pr_tag: &str) {
+    let (status, answer) = local.pull_request("closed", 7, second).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"].as_array().map(Vec::len), Some(2), "{answer}");
     let names = local.names().await;
-    assert!(!names.iter().any(|n| n.ends_with(&pr_tag)), "{names:?}");
-    assert!(names.iter().any(|n| n.ends_with(&branch_tag)), "the branch's preview stays: {names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(pr_tag)), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(branch_tag)), "the branch's preview stays: {names:?}");
     assert!(names.iter().any(|n| n == "octo-hello-4"), "{names:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -209,6 +209,7 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     {
         assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
     }
+    another_owner_s_branch_of_the_same_name_does_not_collide(&local, &branch_tag).await;
 
     // A pull request of that branch: its own preview, and one comment, edited on the next push.
     let (status, answer) = local.pull_request("opened", 7, &feature).await;
@@ -238,6 +239,40 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
 
     over_the_limit_is_refused(&local).await;
     closing_and_deleting_remove_the_previews(&local, &second, &branch_tag, &pr_tag).await;
+}
+
+/// `octo-corp` (whose login starts with `octo-`) pushes its own `fns` on a branch also named `feature`: the same
+/// tag, but its own names and host, and octo's preview keeps serving octo's version.
+async fn another_owner_s_branch_of_the_same_name_does_not_collide(local: &Local, branch_tag: &str) {
+    let was_on = git(&local.repo, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    git(&local.repo, &["checkout", "-q", "-b", "octo-corp-work"]);
+    std::fs::write(local.repo.join("hello/index.html"), "<h1>from octo-corp</h1>\n").unwrap();
+    let sha = commit(&local.repo, "octo-corp's feature");
+    let bare = local.state.repos().join("octo-corp/fns.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "-q", "--bare"]);
+    git(&local.repo, &["push", "-q", bare.to_str().unwrap(), "HEAD:refs/heads/feature"]);
+    git(&local.repo, &["checkout", "-q", &was_on]);
+    let clone_url = format!("{}octo-corp/fns.git", local.state.endpoints().unwrap().git);
+    let push = json!({"ref": "refs/heads/feature", "before": "0".repeat(40), "after": sha, "created": true,
+                      "deleted": false, "forced": false, "installation": {"id": INSTALLATION_ID},
+                      "repository": {"id": 2, "name": "fns", "full_name": "octo-corp/fns", "private": false,
+                                     "clone_url": clone_url, "default_branch": "main",
+                                     "owner": {"login": "octo-corp", "id": ofc::push::account_id("octo-corp")}}});
+    let (status, answer) = local.deliver("push", &push).await;
+    assert_eq!(status, 202, "{answer}");
+    local.serves(&format!("octo-corp--{branch_tag}"), "/hello", "from octo-corp").await;
+    local.serves(&format!("octo--{branch_tag}"), "/hello", "from the feature branch").await;
+    let names = local.names().await;
+    for name in [format!("octo-corp-hello-9-{branch_tag}"), format!("octo-hello-4-{branch_tag}")] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    // octo-corp's preview is its own to remove; it does not count towards octo's limit.
+    let delete = json!({"ref": "feature", "ref_type": "branch", "repository": push["repository"],
+                        "installation": {"id": INSTALLATION_ID}});
+    let (status, answer) = local.deliver("delete", &delete).await;
+    assert_eq!((status, answer["deleted"].as_array().map(Vec::len)), (200, Some(2)), "{answer}");
+    assert!(local.names().await.contains(&format!("octo-hello-4-{branch_tag}")), "octo's preview stays");
 }
 
 /// A third preview is over the owner's limit of two: refused, with the reason on the commit.

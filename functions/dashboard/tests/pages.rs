@@ -545,8 +545,10 @@ async fn previews_are_listed_by_branch_and_pull_request_with_their_urls_and_buil
 
     let page = dashboard.get("", Some(&alice_cookie())).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let heading =
-        page.body.find("Preview: alice/fns · pull request #12 &lt;b&gt;").expect("the preview's heading, escaped");
+    let heading = page
+        .body
+        .find("Preview: alice/fns · pull request #12 &#60;b&#62;")
+        .unwrap_or_else(|| panic!("the preview's heading, escaped: {}", page.body));
     let default = page.body.find("href=\"http://alice.localhost:8081/hello\"").expect("the default branch's URL");
     assert!(default < heading, "the default branch's functions come first");
     assert!(page.body[heading..].contains(&format!("href=\"http://alice--{tag}.localhost:8081/hello\"")));
@@ -555,8 +557,8 @@ async fn previews_are_listed_by_branch_and_pull_request_with_their_urls_and_buil
     assert!(function.body.contains(&format!("functions/{service}/builds/{NEW_SHA}")), "{}", function.body);
     let build = dashboard.get(&format!("functions/{service}/builds/{NEW_SHA}"), Some(&alice_cookie())).await;
     assert!(
-        build.body.contains("the preview&#x27;s own build") || build.body.contains("the preview's own build"),
-        "{}",
+        build.body.contains("the preview&#39;s own build"),
+        "the preview's build log, under its own key: {}",
         build.body
     );
 }

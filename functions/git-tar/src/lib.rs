@@ -243,7 +243,7 @@ async fn build_and_hand_on(
     let repo = checkout(state, push, work, trace).await?;
     trace.begin(pushlog::PARSE);
     let (stack, events) = read_stack(state, push, repo.clone()).await.inspect_err(|e| refused(trace, e))?;
-    if push.preview.is_some() && !stack.configuration.as_ref().is_some_and(|c| c.previews) {
+    if push.preview.is_some() && !asks_for_previews(&stack) {
         return Ok("no preview: stack.yml does not ask for previews (`previews: true` under `configuration:`)".into());
     }
     trace.listed(stack.functions.keys());
@@ -353,10 +353,19 @@ async fn read_stack(
                 stack.functions.len()
             )));
         }
+        if push.preview.is_some() && !asks_for_previews(&stack) {
+            // Nothing of it is built, so none of its names is formed (or refused).
+            return Ok((stack, Vec::new()));
+        }
         let events = build_events(&stack, &push, &repo, &repository_url)?;
         Ok((stack, events))
     })
     .await
+}
+
+/// Whether the repository's stack.yml asks for previews (`previews: true` under `configuration:`).
+fn asks_for_previews(stack: &Stack) -> bool {
+    stack.configuration.as_ref().is_some_and(|c| c.previews)
 }
 
 /// One [`BuildEvent`] per function of `stack`, with its deployed name, image and resolved environment.

@@ -103,6 +103,7 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
             owner: Owner { login: "bench".into(), id: 1 },
         },
         order: PushOrder::default(),
+        preview: None,
     };
     let mut to_last_tar = Vec::new();
     for _ in 0..10 {

@@ -8,7 +8,8 @@
 //! update, list for a commit) are checked as GitHub documents them (see `check_runs`) and recorded. It also serves
 //! GitHub's OAuth web flow for a registered OAuth App, and `/user` and `/user/orgs` for the tokens it issues (see
 //! `oauth`), so the local stack can sign people in. Accounts can be renamed, freeing their login for a new account
-//! (see [`Accounts`]), so that a recycled login can be tried end to end.
+//! (see [`Accounts`]), so that a recycled login can be tried end to end. Pull requests' comments are created, edited
+//! and listed (see `comments`), for the previews' one comment per pull request.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -29,9 +30,11 @@ pub use shared::app_key::{to_pkcs8, AppKey};
 
 mod accounts;
 mod check_runs;
+mod comments;
 mod oauth;
 
 pub use accounts::{AccountError, Accounts};
+pub use comments::RecordedComment;
 
 /// Which endpoint a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +146,8 @@ struct DoubleState {
     token_requests: u64,
     status_requests: u64,
     next_id: u64,
+    /// Issue and pull-request comments, by id (see `comments`).
+    comments: HashMap<u64, RecordedComment>,
     /// OAuth Apps, authorization codes and user tokens.
     oauth: oauth::OAuthState,
     /// Which account each login is, and where renames are kept, if anywhere.
@@ -175,6 +180,7 @@ impl GitHubDouble {
                 token_requests: 0,
                 status_requests: 0,
                 next_id: 1,
+                comments: HashMap::new(),
                 oauth: oauth::OAuthState::default(),
                 accounts: Accounts::default(),
                 accounts_file: None,
@@ -262,6 +268,23 @@ impl GitHubDouble {
         self.lock().check_run_calls.clone()
     }
 
+    /// The comments of an issue or pull request, oldest first.
+    pub fn comments(&self, owner: &str, repo: &str, issue_number: u64) -> Vec<RecordedComment> {
+        let state = self.lock();
+        let mut comments: Vec<_> = state
+            .comments
+            .values()
+            .filter(|c| {
+                c.owner.eq_ignore_ascii_case(owner)
+                    && c.repo.eq_ignore_ascii_case(repo)
+                    && c.issue_number == issue_number
+            })
+            .cloned()
+            .collect();
+        comments.sort_by_key(|c| c.id);
+        comments
+    }
+
     /// How many installation tokens were issued or refused.
     pub fn token_requests(&self) -> u64 {
         self.lock().token_requests
@@ -282,6 +305,8 @@ impl GitHubDouble {
             .route("/repos/{owner}/{repo}/check-runs", post(check_runs::create))
             .route("/repos/{owner}/{repo}/check-runs/{id}", axum::routing::patch(check_runs::update))
             .route("/repos/{owner}/{repo}/commits/{sha}/check-runs", get(check_runs::list))
+            .route("/repos/{owner}/{repo}/issues/{issue_number}/comments", post(comments::create).get(comments::list))
+            .route("/repos/{owner}/{repo}/issues/comments/{comment_id}", axum::routing::patch(comments::update))
             .route("/login/oauth/authorize", get(oauth::sign_in_page).post(oauth::authorize))
             .route("/login/oauth/access_token", post(oauth::access_token))
             .route("/user", get(oauth::user))
@@ -551,6 +576,10 @@ async fn create_status(
 
 fn status_json(status: &RecordedStatus) -> serde_json::Value {
     json!({
+        "url": format!("https://api.github.com/statuses/{}", status.id),
+        "avatar_url": null,
+        "node_id": format!("SC_{}", status.id),
+        "creator": null,
         "id": status.id,
         "state": status.state,
         "description": status.description,
@@ -586,7 +615,11 @@ async fn combined_status(
     } else {
         "pending"
     };
+    let repository = format!("https://api.github.com/repos/{owner}/{repo}");
     Json(json!({
+        "url": format!("{repository}/commits/{sha}/status"),
+        "commit_url": format!("{repository}/commits/{sha}"),
+        "repository": {"name": repo, "full_name": format!("{owner}/{repo}"), "owner": {"login": owner}, "url": repository},
         "state": state,
         "sha": sha,
         "total_count": latest.len(),

@@ -1,6 +1,6 @@
 //! Which gateway path a request's host and path stand for. Pure, so every rule is tested without a server.
 
-use shared::naming::service_name;
+use shared::naming::{parse_preview_host_label, preview_service_name, service_name};
 
 use crate::error::RouteError;
 
@@ -55,7 +55,12 @@ pub fn resolve(domain: &str, host: &str, path: &str) -> Result<Route, RouteError
         return Err(RouteError::NoFunction { owner: label.to_owned() });
     }
     let no_such = || RouteError::NoSuchFunction { owner: label.to_owned(), function: function.to_owned() };
-    let service = service_name(label, function).map_err(|_| no_such())?;
+    // `<owner>--<tag>` is a preview's host: no login holds `--`, so it is never an owner's own.
+    let service = match parse_preview_host_label(label) {
+        Some((owner, tag)) => preview_service_name(owner, function, tag),
+        None => service_name(label, function),
+    }
+    .map_err(|_| no_such())?;
     // `list.<domain>/functions` would otherwise be the platform's list-functions, open to anyone.
     if shared::naming::is_reserved_service(&service) {
         return Err(no_such());
@@ -111,6 +116,17 @@ mod tests {
         assert_eq!(resolve("o6s.io", "acme-corp.o6s.io", "/db"), upstream("function/acme-corp-db-9/", true));
         assert!(resolve("o6s.io", "acme--corp.o6s.io", "/db").is_err());
         assert!(resolve("o6s.io", "acme-.o6s.io", "/db").is_err());
+    }
+
+    #[test]
+    fn a_preview_s_host_reaches_only_that_preview_s_functions() {
+        let tag = shared::naming::preview_tag("fns", &shared::naming::PreviewOf::PullRequest(12));
+        let host = format!("alice--{tag}.o6s.io");
+        assert_eq!(resolve("o6s.io", &host, "/hello/x"), upstream(&format!("function/alice-hello-5-{tag}/x"), true));
+        assert_eq!(resolve("o6s.io", "alice.o6s.io", "/hello"), upstream("function/alice-hello-5/", true));
+        assert!(resolve("o6s.io", "alice--main.o6s.io", "/hello").is_err(), "only a preview's tag follows `--`");
+        assert!(resolve("o6s.io", &format!("-alice--{tag}.o6s.io"), "/hello").is_err());
+        assert!(resolve("o6s.io", &host, "/").is_err());
     }
 
     #[test]

@@ -90,6 +90,10 @@ const SETTINGS: &[&str] = &[
     "allowed_skip_build_images",
     "max_memory_limit",
     "max_cpu_limit",
+    "previews",
+    "max_previews_per_owner",
+    "preview_ttl_days",
+    "preview_sweep_every",
 ];
 
 fn stack() -> Stack {

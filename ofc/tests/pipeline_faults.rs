@@ -48,6 +48,7 @@ async fn stack(exec_timeout: Duration, max_attempts: u32) -> Stack {
         report_status: true,
         use_checks: false,
         log_store: None,
+        comment_store: None,
         github_api_url: github.url().parse().unwrap(),
         app: Some(AppCredentials::from_pem(APP_ID, &Secret::new(key.private_pem.clone())).unwrap()),
         max_retries: 3,
@@ -130,6 +131,7 @@ async fn a_build_the_queue_gives_up_on_ends_as_an_error_on_stack_deploy() {
         customers: None,
         customers_ttl: Duration::from_secs(60),
         build_branch: None,
+        previews: false,
         delivery_ttl: Duration::from_secs(3600),
         delivery_log_max_bytes: gh_push::deliveries::DEFAULT_MAX_BYTES,
         delivery_records: gh_push::delivery_records::DeliveryRecords::open(&shared::log_store::LogStoreConfig::folder(

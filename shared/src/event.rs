@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::naming::preview_tag;
+pub use crate::naming::PreviewOf;
+
 /// The `X-Ofc-Event` header: what buildshiprun needs to deploy one function of a push.
 pub const OFC_EVENT_HEADER: &str = "X-Ofc-Event";
 
@@ -26,6 +29,22 @@ pub struct PushEvent {
     /// Where the push moved the branch from, which decides whether it is newer than the branch's recorded head.
     #[serde(flatten)]
     pub order: PushOrder,
+    /// Set when the push is built as a preview (a branch other than the default, or a pull request) rather than
+    /// as the repository's own deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewOf>,
+}
+
+impl PushEvent {
+    /// The preview's tag (`shared::naming::preview_tag`), when this push builds a preview.
+    pub fn preview_tag(&self) -> Option<String> {
+        self.preview.as_ref().map(|of| preview_tag(&self.repository.name, of))
+    }
+
+    /// The pushed branch, without `refs/heads/`.
+    pub fn branch(&self) -> &str {
+        self.git_ref.strip_prefix("refs/heads/").unwrap_or(&self.git_ref)
+    }
 }
 
 /// What a push says of its place in its branch's history (GitHub's names), for `shared::branch_head`: the branch's
@@ -145,8 +164,83 @@ impl GitHubPush {
                     (at, _) => at,
                 },
             },
+            preview: None,
         }
     }
+}
+
+/// The fields of GitHub's `pull_request` webhook payload that matter here.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubPullRequestEvent {
+    /// `opened`, `synchronize` and `reopened` build a preview; `closed` removes it; the rest are ignored.
+    pub action: String,
+    pub number: u64,
+    pub pull_request: PullRequest,
+    /// The base repository: the one the App is installed on and whose owner the preview belongs to.
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
+}
+
+/// A pull request: its head (the commit and the repository it comes from).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequest {
+    pub head: PullRequestHead,
+    #[serde(default)]
+    pub merged: bool,
+}
+
+/// The head of a pull request. `repo` is null when the fork was deleted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestHead {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub sha: String,
+    #[serde(default)]
+    pub repo: Option<HeadRepository>,
+}
+
+/// The repository a pull request's head is in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadRepository {
+    pub full_name: String,
+}
+
+impl GitHubPullRequestEvent {
+    /// Whether the head is a branch of the base repository itself. A fork's code is its own author's, not the
+    /// owner's, so it is never built under the owner's names and secrets.
+    pub fn is_from_same_repository(&self) -> bool {
+        self.pull_request
+            .head
+            .repo
+            .as_ref()
+            .is_some_and(|head| head.full_name.eq_ignore_ascii_case(&self.repository.full_name))
+    }
+
+    /// The push of the head commit built as the pull request's preview.
+    pub fn to_push_event(&self, delivery: &str) -> PushEvent {
+        PushEvent {
+            delivery: delivery.to_owned(),
+            git_ref: format!("refs/heads/{}", self.pull_request.head.git_ref),
+            after: self.pull_request.head.sha.clone(),
+            installation_id: self.installation.as_ref().map(|i| i.id),
+            repository: self.repository.clone(),
+            preview: Some(PreviewOf::PullRequest(self.number)),
+        }
+    }
+}
+
+/// GitHub's `delete` webhook payload: a branch or tag was deleted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubDeleteEvent {
+    /// The short name (`feature`), not `refs/heads/feature`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// `branch` or `tag`.
+    pub ref_type: String,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<Installation>,
 }
 
 /// A `check_suite` or `check_run` webhook payload (the part gh-push reads): a user pressed "Re-run" on the App's
@@ -288,9 +382,17 @@ pub struct BuildEvent {
     /// refuses user labels under `com.openfaas.cloud.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_commit: Option<String>,
+    /// Set when this is a preview's build: the function is deployed under the preview's names and URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewOf>,
 }
 
 impl BuildEvent {
+    /// The preview's tag (`shared::naming::preview_tag`), when this build is a preview's.
+    pub fn preview_tag(&self) -> Option<String> {
+        self.preview.as_ref().map(|of| preview_tag(&self.repo, of))
+    }
+
     /// JSON for an HTTP header: non-ASCII characters are escaped as `\uXXXX` so the value is plain ASCII.
     pub fn to_header_value(&self) -> String {
         ascii_json(&serde_json::to_string(self).expect("BuildEvent always serialises"))
@@ -418,6 +520,38 @@ pub struct StatusReport {
     pub statuses: Vec<CommitStatus>,
 }
 
+/// The path under github-status that writes a pull request's preview comment.
+pub const PREVIEW_COMMENT_PATH: &str = "preview-comment";
+
+/// What github-status is asked to say in a pull request's one preview comment (created on the first report,
+/// edited on every later one): each function's preview URL and outcome, or that the preview was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewCommentReport {
+    /// The repository and the head commit the comment speaks of, and the installation that writes it.
+    pub event: StatusEvent,
+    pub pull_request: u64,
+    #[serde(default)]
+    pub functions: Vec<PreviewFunction>,
+    /// The whole push's outcome (the `stack-deploy` description).
+    #[serde(default)]
+    pub summary: String,
+    /// The pull request was closed and its preview removed.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// One function's line in a preview comment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewFunction {
+    pub function: String,
+    /// Where the preview serves it, when it was deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub deployed: bool,
+    /// `deployed`, or why not.
+    pub outcome: String,
+}
+
 /// What garbage-collect is asked: remove this repository's functions that are not in `functions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GarbageCollectRequest {
@@ -430,6 +564,13 @@ pub struct GarbageCollectRequest {
     /// Deployed names (`<owner>-<function>-<n>`) to keep; an empty list removes all of the repository's functions.
     #[serde(default)]
     pub functions: Vec<String>,
+    /// The preview (`shared::naming::preview_tag`) whose functions are collected; `None` collects the repository's
+    /// own, so neither ever removes the other's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    /// Also every preview of the repository (an uninstalled repository leaves nothing behind).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_previews: bool,
 }
 
 /// What garbage-collect answers: the functions it deleted.
@@ -468,6 +609,9 @@ pub struct ShipResult {
     /// a store that could not be written) and in answers from before build logs existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
+    /// Where users reach the deployed function (the preview's URL for a preview).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// One audit record: which function did what with which delivery.
@@ -591,6 +735,7 @@ mod tests {
             deployed: "created".into(),
             superseded_by: None,
             log_url: None,
+            url: None,
         };
         let json = serde_json::to_value(&shipped).unwrap();
         assert_eq!(

@@ -281,6 +281,131 @@ pub fn is_reserved_owner(login: &str) -> bool {
     RESERVED_HOST_LABELS.iter().any(|label| label.eq_ignore_ascii_case(login))
 }
 
+/// What a preview is of: a branch other than the default, or a pull request (by number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreviewOf {
+    Branch(String),
+    PullRequest(u64),
+}
+
+/// How many hex digits of SHA-256 a preview's tag keeps: 48 bits, so two of one owner's previews meet only by a
+/// SHA-256 collision on that many bits (about one in 10^14 for a pair), while every name stays short.
+const PREVIEW_HASH_HEX: usize = 12;
+
+/// The tag that tells one preview of a repository from every other: `b<12 hex>` for a branch, `p<12 hex>` for a
+/// pull request, the hex being SHA-256 over the kind, the repository's name (lower-cased, as GitHub compares them)
+/// and the branch or number. Branch names are long and arbitrary, so they are hashed, never spelled out; the
+/// repository is hashed in because the same branch name or pull-request number exists in every repository.
+pub fn preview_tag(repo: &str, of: &PreviewOf) -> String {
+    use sha2::Digest as _;
+    let (kind, value) = match of {
+        PreviewOf::Branch(branch) => ('b', branch.clone()),
+        PreviewOf::PullRequest(number) => ('p', number.to_string()),
+    };
+    let mut hasher = sha2::Sha256::new();
+    hasher.update([kind as u8, 0]);
+    hasher.update(repo.to_ascii_lowercase().as_bytes());
+    hasher.update([0]);
+    hasher.update(value.as_bytes());
+    let digest = hex::encode(hasher.finalize());
+    format!("{kind}{}", &digest[..PREVIEW_HASH_HEX])
+}
+
+/// Whether `tag` has the shape [`preview_tag`] gives: `b` or `p` and 12 lower-case hex digits.
+pub fn is_preview_tag(tag: &str) -> bool {
+    tag.len() == PREVIEW_HASH_HEX + 1
+        && (tag.starts_with('b') || tag.starts_with('p'))
+        && tag[1..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The deployed name of `function` in the preview `tag` of `owner`: `<service_name>-<tag>`. A default name always
+/// ends in `-<digits>` and a tag starts with a letter, so no preview's name is a default branch's; the part before
+/// the last `-` is a [`service_name`], so no two (owner, function, tag) meet either.
+pub fn preview_service_name(owner: &str, function: &str, tag: &str) -> Result<String, NameError> {
+    if !is_preview_tag(tag) {
+        return Err(NameError::NotDns1123(tag.to_owned()));
+    }
+    let name = format!("{}-{tag}", service_name(owner, function)?);
+    if name.len() > 63 {
+        let room = 63 - owner.len() - 2 - owner.len().to_string().len() - 1 - tag.len();
+        return Err(NameError::TooLong { len: name.len(), service: name, room });
+    }
+    Ok(name)
+}
+
+/// The owner, function and tag of a name [`preview_service_name`] formed; `None` for any other name.
+pub fn parse_preview_service_name(service: &str) -> Option<(&str, &str, &str)> {
+    let (rest, tag) = service.rsplit_once('-')?;
+    if !is_preview_tag(tag) {
+        return None;
+    }
+    let (owner, function) = parse_service_name(rest)?;
+    Some((owner, function, tag))
+}
+
+/// The deployed name of `function` of `owner`: the default branch's, or the preview's when `tag` is given.
+pub fn deployed_name(owner: &str, function: &str, tag: Option<&str>) -> Result<String, NameError> {
+    match tag {
+        Some(tag) => preview_service_name(owner, function, tag),
+        None => service_name(owner, function),
+    }
+}
+
+/// The host label a preview is reached at: `<owner>--<tag>` (lower-cased). A GitHub login never holds `--`, so
+/// no owner's own host is one, and the first `--` ends the login.
+pub fn preview_host_label(owner: &str, tag: &str) -> String {
+    format!("{}{SEPARATOR}{tag}", owner.to_ascii_lowercase())
+}
+
+/// The owner and tag of a host label [`preview_host_label`] formed; `None` for an owner's own label or another.
+pub fn parse_preview_host_label(label: &str) -> Option<(&str, &str)> {
+    let (owner, tag) = label.split_once(SEPARATOR)?;
+    (is_github_login(owner) && is_preview_tag(tag)).then_some((owner, tag))
+}
+
+/// The image a preview builds: as [`build_image_name`], with `<function>__<tag>` as the last component. `__` is in
+/// no function's name (a DNS label), so no preview's image is the default branch's or another preview's, and it stays
+/// under the owner's namespace ([`image_owner_prefix`] reads it as it reads the default's).
+pub fn preview_image_name(
+    repository_url: &str,
+    owner_id: u64,
+    repo: &str,
+    function: &str,
+    tag: &str,
+    sha: &str,
+) -> Result<String, NameError> {
+    if !is_preview_tag(tag) {
+        return Err(NameError::NotDns1123(tag.to_owned()));
+    }
+    let image = build_image_name(repository_url, owner_id, repo, function, sha)?;
+    let (name, sha) = split_image_tag(&image);
+    let path = format!("{name}__{tag}");
+    if path.len() > 255 {
+        return Err(NameError::ImageTooLong { len: path.len(), path });
+    }
+    Ok(format!("{path}:{sha}"))
+}
+
+/// The name a preview's build log (and push record) is kept under in the log store: `<function>__<tag>`, so it
+/// never overwrites the default branch's log of the same commit (`__` is in no function's or context's name).
+pub fn preview_log_name(function: &str, tag: &str) -> String {
+    format!("{function}__{tag}")
+}
+
+/// Where users reach a preview's function: [`function_url`] with the preview's host label in the owner's place
+/// (`https://<owner>--<tag>.o6s.io/<function>` for the template `https://user.o6s.io/function`).
+pub fn preview_function_url(
+    gateway_public_url: &str,
+    pretty: Option<&str>,
+    owner: &str,
+    function: &str,
+    service: &str,
+    tag: &str,
+) -> String {
+    function_url(gateway_public_url, pretty, &preview_host_label(owner, tag), function, service)
+}
+
 /// The image reference pinned by digest: `<name without tag>@<digest>`, so a deployment runs exactly what was built.
 pub fn pin_by_digest(image: &str, digest: &str) -> String {
     let (name, _) = split_image_tag(image);
@@ -520,6 +645,84 @@ mod tests {
         assert!(!is_reserved_service("gh-pushy"));
         assert!(is_reserved_owner("System"));
         assert!(!is_reserved_owner("octo"));
+    }
+
+    #[test]
+    fn preview_names_never_meet_the_default_branch_s_or_each_other() {
+        let tag = preview_tag("fns", &PreviewOf::PullRequest(12));
+        assert!(is_preview_tag(&tag), "{tag}");
+        assert_ne!(tag, preview_tag("other", &PreviewOf::PullRequest(12)), "the repository is part of the tag");
+        assert_ne!(tag, preview_tag("fns", &PreviewOf::Branch("12".into())), "the kind is part of the tag");
+        assert_eq!(tag, preview_tag("FNS", &PreviewOf::PullRequest(12)), "GitHub compares repositories case-blind");
+        let service = preview_service_name("octo", "hello", &tag).unwrap();
+        assert_eq!(service, format!("octo-hello-4-{tag}"));
+        assert_eq!(parse_preview_service_name(&service), Some(("octo", "hello", tag.as_str())));
+        assert_eq!(parse_service_name(&service), None, "a preview's name is no default branch's");
+        assert_eq!(parse_preview_service_name("octo-hello-4"), None);
+        assert!(is_dns1123_label(&service));
+        let long = preview_service_name("octo", &"x".repeat(50), &tag).unwrap_err();
+        assert!(long.to_string().contains("at most 42"), "{long}");
+        assert_eq!(preview_service_name("octo", &"x".repeat(42), &tag).unwrap().len(), 63);
+        assert!(preview_service_name("octo", "hello", "main").is_err());
+        let branch = preview_tag("fns", &PreviewOf::Branch("feature/a very long name ".repeat(20)));
+        assert!(is_preview_tag(&branch) && branch.starts_with('b'));
+    }
+
+    /// Every owner and function over a small alphabet, in three previews of two repositories and the default
+    /// branch: no two (owner, function, preview) share a deployed name, and each parses back.
+    #[test]
+    fn preview_names_are_injective_over_a_small_alphabet() {
+        let logins: Vec<String> = words(b"a1-", 4).into_iter().filter(|w| is_github_login(w)).collect();
+        let functions: Vec<String> =
+            words(b"a1-", 3).into_iter().filter(|w| is_dns1123_label(w) && !w.contains("--")).collect();
+        let previews = [
+            None,
+            Some(preview_tag("fns", &PreviewOf::Branch("feature".into()))),
+            Some(preview_tag("fns", &PreviewOf::PullRequest(1))),
+            Some(preview_tag("web", &PreviewOf::Branch("feature".into()))),
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for owner in &logins {
+            for function in &functions {
+                for tag in &previews {
+                    let service = deployed_name(owner, function, tag.as_deref()).unwrap();
+                    match tag {
+                        Some(tag) => assert_eq!(
+                            parse_preview_service_name(&service),
+                            Some((owner.as_str(), function.as_str(), tag.as_str()))
+                        ),
+                        None => assert_eq!(parse_service_name(&service), Some((owner.as_str(), function.as_str()))),
+                    }
+                    let key = (owner.clone(), function.clone(), tag.clone());
+                    if let Some(earlier) = seen.insert(service.clone(), key.clone()) {
+                        panic!("{earlier:?} and {key:?} both become {service}");
+                    }
+                }
+            }
+        }
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn preview_hosts_and_images_are_apart_from_the_owner_s_own() {
+        let tag = preview_tag("fns", &PreviewOf::PullRequest(7));
+        let label = preview_host_label("Octo-Cat", &tag);
+        assert_eq!(label, format!("octo-cat--{tag}"));
+        assert_eq!(parse_preview_host_label(&label), Some(("octo-cat", tag.as_str())));
+        assert_eq!(parse_preview_host_label("octo-cat"), None);
+        assert_eq!(parse_preview_host_label("octo--x"), None);
+        assert!(!is_github_login(&label), "no login is a preview's host");
+        assert_eq!(
+            preview_function_url("https://gw/", Some("https://user.o6s.io/function"), "Octo", "hello", "s", &tag),
+            format!("https://octo--{tag}.o6s.io/hello")
+        );
+        let image = preview_image_name("r:5000", 42, "fns", "hello", &tag, "ABC").unwrap();
+        assert_eq!(image, format!("r:5000/42/fns/hello__{tag}:abc"));
+        assert_ne!(image, build_image_name("r:5000", 42, "fns", "hello", "abc").unwrap());
+        assert_eq!(image_owner_prefix(&image), Some("r:5000/42"));
+        let hexed = preview_image_name("r:5000", 42, ".github", "hello", &tag, "abc").unwrap();
+        assert_eq!(image_owner_prefix(&hexed), Some("r:5000/42"));
+        assert!(preview_image_name("r", 42, "fns", "hello", "../x", "abc").is_err());
     }
 
     #[test]

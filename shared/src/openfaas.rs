@@ -33,6 +33,10 @@ pub mod labels {
     pub const PRIVATE: &str = "com.openfaas.cloud.git-private";
     /// The commit of the operator's template repository a function was built from (see `BuildEvent::template_commit`).
     pub const TEMPLATE_SHA: &str = "com.openfaas.cloud.template-sha";
+    /// A preview's tag (`shared::naming::preview_tag`): absent on the default branch's functions.
+    pub const PREVIEW: &str = "com.openfaas.cloud.preview";
+    /// What a preview is of, for people: `pr-<number>` or the branch's name.
+    pub const PREVIEW_OF: &str = "com.openfaas.cloud.preview-of";
     /// The scaling labels OpenFaaS reads; a user may set them within the operator's bounds.
     pub const SCALE_MIN: &str = "com.openfaas.scale.min";
     pub const SCALE_MAX: &str = "com.openfaas.scale.max";
@@ -169,6 +173,11 @@ impl FunctionStatus {
     /// The repository the deployment came from.
     pub fn repo(&self) -> Option<&str> {
         self.label(labels::REPO).or_else(|| self.label(labels::GIT_REPO))
+    }
+
+    /// The preview's tag when this function is a preview's; `None` for the default branch's.
+    pub fn preview(&self) -> Option<&str> {
+        self.label(labels::PREVIEW)
     }
 
     /// Whether this is a cloud function of `owner`: by the owner id when both sides have one (a renamed login

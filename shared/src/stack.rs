@@ -80,6 +80,10 @@ pub struct StackConfiguration {
     pub templates: Vec<TemplateSource>,
     #[serde(default)]
     pub copy: Vec<String>,
+    /// `previews: true`: the repository asks for its other branches and pull requests to be deployed as previews
+    /// (only where the operator's `previews` is on; see docs/previews.md).
+    #[serde(default)]
+    pub previews: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

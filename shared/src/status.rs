@@ -39,6 +39,17 @@ impl StatusClient {
         self.gateway.invoke_async(GITHUB_STATUS, body, HeaderMap::new()).await.map(drop)
     }
 
+    /// Queues a pull request's preview comment, signed, to `async-function/github-status/preview-comment`; a
+    /// failure is only logged, as the statuses carry the same outcome.
+    pub async fn comment_or_log(&self, report: &crate::event::PreviewCommentReport) {
+        let body = Bytes::from(serde_json::to_vec(report).expect("preview comments serialise"));
+        let path = format!("{GITHUB_STATUS}/{}", crate::event::PREVIEW_COMMENT_PATH);
+        if let Err(error) = self.gateway.invoke_async(&path, body, HeaderMap::new()).await {
+            let event = &report.event;
+            tracing::warn!(owner = %event.owner, repo = %event.repo, pull_request = report.pull_request, %error, "could not queue the preview comment");
+        }
+    }
+
     /// Like [`report`](Self::report), but a failure is only logged: for statuses that must not stop the work.
     pub async fn report_or_log(&self, event: &StatusEvent, statuses: Vec<CommitStatus>) {
         if let Err(error) = self.report(event, statuses).await {

@@ -53,7 +53,7 @@ fn unprocessable(message: impl Into<String>) -> Refusal {
 }
 
 /// The installation whose valid token the request carries, when it may reach `owner`'s repositories.
-fn authorize(state: &DoubleState, headers: &HeaderMap, owner: &str) -> Result<u64, Refusal> {
+pub(super) fn authorize(state: &DoubleState, headers: &HeaderMap, owner: &str) -> Result<u64, Refusal> {
     if !headers.contains_key("user-agent") {
         return Err((StatusCode::FORBIDDEN, "Request forbidden by administrative rules: no User-Agent".into()));
     }
@@ -159,8 +159,14 @@ fn apply(run: &mut RecordedCheckRun, body: CheckRunBody) {
 }
 
 fn run_json(run: &RecordedCheckRun) -> serde_json::Value {
+    let repository = format!("https://api.github.com/repos/{}/{}", run.owner, run.repo);
     json!({
         "id": run.id,
+        "node_id": format!("CR_{}", run.id),
+        "url": format!("{repository}/check-runs/{}", run.id),
+        "html_url": format!("https://github.com/{}/{}/runs/{}", run.owner, run.repo, run.id),
+        "check_suite": {"id": 1},
+        "pull_requests": [],
         "name": run.name,
         "head_sha": run.head_sha,
         "status": run.status,

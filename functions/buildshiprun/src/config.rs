@@ -60,6 +60,9 @@ pub struct Config {
     pub registry_insecure: bool,
     /// The operator's deploy policy: labels, annotations, scaling, resources, secrets, build args, languages.
     pub policy: Policy,
+    /// `max_previews_per_owner` (default 10): the most previews (branches and pull requests) one owner may have
+    /// live at once; the function of a further one is refused with this reason in its status.
+    pub max_previews_per_owner: u64,
     pub server: ServerConfig,
 }
 
@@ -100,6 +103,7 @@ impl Config {
             build_timeout: duration_or("build_timeout", Duration::from_secs(600))?,
             build_queue_timeout: duration_or("build_queue_timeout", Duration::from_secs(600))?,
             policy: Policy::from_env()?,
+            max_previews_per_owner: u64_or("max_previews_per_owner", 10)?,
             server: ServerConfig::from_env_with_timeout(BUILD_MAX_BODY_BYTES, Duration::from_secs(300))?,
             common,
         })

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::event::{BuildEvent, FunctionResources};
+use shared::event::{BuildEvent, FunctionResources, PreviewOf};
 use shared::openfaas::{annotations, labels, FunctionDeployment, FunctionStatus};
 
 use crate::policy::Policy;
@@ -21,6 +21,11 @@ pub fn deployment_for(
     function_labels.entry(labels::SCALE_MIN.into()).or_insert_with(|| policy.scaling_min_limit.to_string());
     function_labels.entry(labels::SCALE_MAX.into()).or_insert_with(|| policy.scaling_max_limit.to_string());
     function_labels.extend(platform_labels(event));
+    if let Some(tag) = event.preview_tag() {
+        // A preview idles most of its life: scaled to zero where the provider does that, unless the stack says.
+        function_labels.entry(labels::SCALE_ZERO.into()).or_insert_with(|| "true".into());
+        function_labels.insert(labels::PREVIEW.into(), tag);
+    }
     let limits = match (&event.limits, default_memory_limit) {
         (Some(limits), _) if !limits.is_empty() => Some(limits.clone()),
         (_, Some(memory)) => Some(FunctionResources { memory: Some(memory.to_owned()), cpu: None }),
@@ -34,7 +39,7 @@ pub fn deployment_for(
         constraints: event.constraints.clone(),
         secrets,
         labels: function_labels,
-        annotations: event.annotations.clone(),
+        annotations: preview_annotations(event),
         limits,
         requests: event.requests.clone().filter(|r| !r.is_empty()),
         read_only_root_filesystem: policy.read_only_root(event)?,
@@ -43,6 +48,22 @@ pub fn deployment_for(
     let digest = deployment.digest(&PER_PUSH_LABELS);
     deployment.annotations.insert(annotations::DEPLOYMENT_DIGEST.into(), digest);
     Ok(deployment)
+}
+
+/// The stack's annotations, and for a preview what it is of, for people (`pull request #12`, `branch feature/x`):
+/// an annotation, as a branch's name is often no valid label value.
+fn preview_annotations(event: &BuildEvent) -> BTreeMap<String, String> {
+    let mut all = event.annotations.clone();
+    match &event.preview {
+        Some(PreviewOf::PullRequest(number)) => {
+            all.insert(labels::PREVIEW_OF.into(), format!("pull request #{number}"));
+        }
+        Some(PreviewOf::Branch(branch)) => {
+            all.insert(labels::PREVIEW_OF.into(), format!("branch {branch}"));
+        }
+        None => {}
+    }
+    all
 }
 
 /// The seed's `Git-*` labels and the last release's `com.openfaas.cloud.git-*` ones: ours alone (the policy refuses

@@ -35,8 +35,9 @@ use shared::branch_head::{superseded_description, BranchHeadError, BranchKey};
 use shared::build::{BuildResult, BuildStatus, QueuePlace, BUILD_TICKET_HEADER};
 use shared::event::{BuildEvent, CommitStatus, ShipResult, StatusState, OFC_EVENT_HEADER};
 use shared::gateway::{error_chain, GatewayClient, GatewayError};
-use shared::naming::{function_url, pin_by_digest, service_name};
+use shared::naming::{deployed_name, function_url, pin_by_digest, preview_function_url};
 use shared::openfaas::FunctionDeployment;
+use shared::openfaas::FunctionStatus;
 use shared::registry::{ImageRef, RegistryClient};
 use shared::retry::Backoff;
 use shared::signature::{SignatureError, CLOUD_SIGNATURE};
@@ -88,7 +89,9 @@ async fn handle(
             BuildEvent::from_header_value(v.as_bytes())
                 .map_err(|e| ShipError::BadRequest(format!("the {OFC_EVENT_HEADER} header is not a build event: {e}")))
         })?;
-    let service = service_name(&event.owner, &event.function).map_err(|e| ShipError::BadRequest(e.to_string()))?;
+    let tag = event.preview_tag();
+    let service = deployed_name(&event.owner, &event.function, tag.as_deref())
+        .map_err(|e| ShipError::BadRequest(e.to_string()))?;
     let status_event = event.status_event();
     let mut trace = BuildTrace::default();
     let result = ship(&state, &event, &service, &tar_path, size, &signature, &mut trace).await;
@@ -111,13 +114,7 @@ async fn handle(
             StatusState::Success,
             format!("deployed {service} ({})", answer.deployed),
         )
-        .with_target_url(function_url(
-            state.config.gateway_public_url.as_str(),
-            state.config.gateway_pretty_url.as_deref(),
-            &event.owner,
-            &event.function,
-            &service,
-        )),
+        .with_target_url(public_url(&state.config, &event, &service, tag.as_deref())),
         Err(error) => {
             let status =
                 CommitStatus::new(&event.function, StatusState::Failure, logs::failure_description(&trace, error));
@@ -134,7 +131,48 @@ async fn handle(
         }
     }
     state.statuses.report_or_log(&status_event, vec![status]).await;
-    result.map(|answer| Json(ShipResult { log_url: log_url.map(String::from), ..answer }))
+    let url = public_url(&state.config, &event, &service, tag.as_deref());
+    result.map(|answer| Json(ShipResult { log_url: log_url.map(String::from), url: Some(url), ..answer }))
+}
+
+/// Where users reach the deployed function: the default branch's URL, or the preview's.
+fn public_url(config: &Config, event: &BuildEvent, service: &str, tag: Option<&str>) -> String {
+    let (base, pretty) = (config.gateway_public_url.as_str(), config.gateway_pretty_url.as_deref());
+    match tag {
+        Some(tag) => preview_function_url(base, pretty, &event.owner, &event.function, service, tag),
+        None => function_url(base, pretty, &event.owner, &event.function, service),
+    }
+}
+
+/// A new preview is refused once the owner has `max_previews_per_owner` live: counted as the distinct preview tags
+/// among the owner's deployed functions (by account id), this one's excepted, so a preview already live is
+/// always updated. Two new previews deployed at the same instant can both pass: the bound is exceeded by at most
+/// the previews in flight.
+async fn check_preview_limit(state: &AppState, event: &BuildEvent, tag: &str) -> Result<(), ShipError> {
+    let functions = state.gateway.list_functions().await.map_err(|e| ShipError::Unavailable {
+        function: event.function.clone(),
+        reason: format!("the live previews could not be counted: {}", error_chain(&e)),
+    })?;
+    let mut live: Vec<&str> = functions
+        .iter()
+        .filter(|f| f.is_cloud_function_of(&event.owner, Some(event.owner_id)))
+        .filter_map(FunctionStatus::preview)
+        .collect();
+    live.sort_unstable();
+    live.dedup();
+    let max = state.config.max_previews_per_owner;
+    if live.contains(&tag) || (live.len() as u64) < max {
+        return Ok(());
+    }
+    Err(ShipError::Refused {
+        function: event.function.clone(),
+        reason: format!(
+            "no preview: {} already has {} live previews, the most allowed (max_previews_per_owner); close a pull \
+             request or delete a branch to make room",
+            event.owner,
+            live.len()
+        ),
+    })
 }
 
 /// Builds and deploys, noting in `trace` each step's time and what of-builder answered.
@@ -149,6 +187,9 @@ async fn ship(
 ) -> Result<ShipResult, ShipError> {
     let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
     Policy::check_names(&event.owner, service).map_err(refused)?;
+    if let Some(tag) = event.preview_tag() {
+        check_preview_limit(state, event, &tag).await?;
+    }
     // Checked before the build with a placeholder image, so a refused stack costs no build.
     let default_memory = state.config.default_memory_limit.as_deref();
     deployment_for(event, service, &event.image, default_memory, &state.config.policy).map_err(refused)?;
@@ -199,6 +240,7 @@ async fn ship(
         deployed: deployed.to_owned(),
         superseded_by: None,
         log_url: None,
+        url: None,
     })
 }
 

@@ -92,7 +92,11 @@ pub async fn store(
     if !trace.built() {
         return None;
     }
-    let key = LogKey::new(event.owner_id, &event.repo, &event.sha, &event.function)
+    let function = match event.preview_tag() {
+        Some(tag) => shared::naming::preview_log_name(&event.function, &tag),
+        None => event.function.clone(),
+    };
+    let key = LogKey::new(event.owner_id, &event.repo, &event.sha, &function)
         .map_err(|error| tracing::warn!(%error, "no build log is stored"))
         .ok()?;
     let record = LogRecord { meta: meta(trace, result), text: text(trace, result) };

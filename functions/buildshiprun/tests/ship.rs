@@ -99,6 +99,7 @@ async fn start_with(builder_reachable: bool, policy: Policy) -> Harness {
         registry_insecure: false,
         registry_api_url: None,
         policy,
+        max_previews_per_owner: 10,
         server: ServerConfig::for_tests(32 << 20),
     };
     let served =

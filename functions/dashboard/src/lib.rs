@@ -153,8 +153,14 @@ async fn list(
     Extension(Nonce(nonce)): Extension<Nonce>,
 ) -> Result<Response, PageError> {
     let functions = state.sources.functions_of(&signed_in.session).await?;
-    let rows = functions.iter().map(|f| FunctionRow::new(f, &state.links)).collect();
-    html(&ListPage { home: state.links.dashboard.clone(), nonce, viewer: Viewer::new(&signed_in.session), rows })
+    let (rows, previews) = pages::grouped(&functions, &state.links);
+    html(&ListPage {
+        home: state.links.dashboard.clone(),
+        nonce,
+        viewer: Viewer::new(&signed_in.session),
+        rows,
+        previews,
+    })
 }
 
 async fn function(
@@ -195,7 +201,7 @@ async fn builds_of(state: &AppState, owned: &sources::OwnedFunction) -> Result<V
     if owned.repo.is_empty() || owned.owner_id == 0 {
         return Ok(Vec::new());
     }
-    let builds = state.store.builds(owned.owner_id, &owned.repo, &owned.function, BUILDS_SHOWN).await?;
+    let builds = state.store.builds(owned.owner_id, &owned.repo, &owned.log_name(), BUILDS_SHOWN).await?;
     let metas = join_all(builds.iter().map(|b| state.store.meta(&b.key))).await;
     Ok(builds
         .iter()
@@ -211,12 +217,12 @@ async fn build(
     Path((service, sha)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let owned = state.sources.function_of(&signed_in.session, &service).await?;
-    let key = LogKey::new(owned.owner_id, &owned.repo, &sha, &owned.function)?;
+    let key = LogKey::new(owned.owner_id, &owned.repo, &sha, &owned.log_name())?;
     let record = match state.store.get(&key).await {
         Ok(record) => record,
         // The stack.yml name may differ in case from the service's: find the record as it was stored.
         Err(shared::log_store::LogStoreError::NotFound(_)) => {
-            let builds = state.store.builds(owned.owner_id, &owned.repo, &owned.function, usize::MAX).await?;
+            let builds = state.store.builds(owned.owner_id, &owned.repo, &owned.log_name(), usize::MAX).await?;
             let stored = builds.into_iter().find(|b| b.key.sha() == sha);
             let stored = stored.ok_or_else(|| PageError::NotFound(format!("no build log of `{service}` at {sha}")))?;
             state.store.get(&stored.key).await?

@@ -65,15 +65,54 @@ impl FunctionRow {
             invocations: status.invocation_count.max(0.0).round() as u64,
             short_sha: f.sha.chars().take(7).collect(),
             commit_url: has_commit.then(|| links.commit(&f.owner, &f.repo, &f.sha)),
-            url: shared::naming::function_url(
-                &links.gateway_public,
-                links.gateway_pretty.as_deref(),
-                &f.owner,
-                &f.function,
-                &status.name,
-            ),
+            url: match &f.preview {
+                Some(tag) => shared::naming::preview_function_url(
+                    &links.gateway_public,
+                    links.gateway_pretty.as_deref(),
+                    &f.owner,
+                    &f.function,
+                    &status.name,
+                    tag,
+                ),
+                None => shared::naming::function_url(
+                    &links.gateway_public,
+                    links.gateway_pretty.as_deref(),
+                    &f.owner,
+                    &f.function,
+                    &status.name,
+                ),
+            },
         }
     }
+}
+
+/// The functions of one preview: a branch's or a pull request's, of one repository.
+pub struct PreviewGroup {
+    /// `octo/fns · pull request #12`
+    pub title: String,
+    pub rows: Vec<FunctionRow>,
+}
+
+/// The default branches' functions, and each preview's functions under its own title (ordered by title).
+pub fn grouped(functions: &[OwnedFunction], links: &Links) -> (Vec<FunctionRow>, Vec<PreviewGroup>) {
+    let mut rows = Vec::new();
+    let mut previews: std::collections::BTreeMap<(String, String, String), PreviewGroup> =
+        std::collections::BTreeMap::new();
+    for f in functions {
+        let row = FunctionRow::new(f, links);
+        match (&f.preview, &f.preview_of) {
+            (Some(tag), of) => {
+                let of = of.clone().unwrap_or_else(|| format!("preview {tag}"));
+                let title = format!("{}/{} · {of}", f.owner, f.repo);
+                let key = (f.owner.to_ascii_lowercase(), f.repo.to_ascii_lowercase(), tag.clone());
+                previews.entry(key).or_insert_with(|| PreviewGroup { title, rows: Vec::new() }).rows.push(row);
+            }
+            (None, _) => rows.push(row),
+        }
+    }
+    let mut previews: Vec<PreviewGroup> = previews.into_values().collect();
+    previews.sort_by(|a, b| a.title.cmp(&b.title));
+    (rows, previews)
 }
 
 /// Who is signed in, for every page's header.
@@ -95,6 +134,8 @@ pub struct ListPage {
     pub nonce: String,
     pub viewer: Viewer,
     pub rows: Vec<FunctionRow>,
+    /// Previews, each a branch's or a pull request's, listed after the default branches' functions.
+    pub previews: Vec<PreviewGroup>,
 }
 
 /// One build of a function, as its page lists it.

@@ -65,9 +65,21 @@ pub struct OwnedFunction {
     /// The function's name in stack.yml (its service name without the owner's prefix).
     pub function: String,
     pub sha: String,
+    /// The preview's tag when this is a preview's function (`shared::naming::preview_tag`).
+    pub preview: Option<String>,
+    /// What the preview is of, for people (`pull request #12`, `branch feature/x`).
+    pub preview_of: Option<String>,
 }
 
 impl OwnedFunction {
+    /// The name its builds are kept under in the log store: the function's, or `<function>__<tag>` for a preview.
+    pub fn log_name(&self) -> String {
+        match &self.preview {
+            Some(tag) => shared::naming::preview_log_name(&self.function, tag),
+            None => self.function.clone(),
+        }
+    }
+
     /// What the labels of a function the session may see ([`Session::may_see`]) say.
     fn read(status: FunctionStatus) -> Self {
         let owner = status.label(labels::OWNER).or_else(|| status.label(labels::GIT_OWNER)).unwrap_or_default();
@@ -75,14 +87,20 @@ impl OwnedFunction {
         let repo = status.repo().unwrap_or_default().to_owned();
         let sha = status.label(labels::SHA).or_else(|| status.label(labels::GIT_SHA)).unwrap_or_default().to_owned();
         // The last release's `<owner>-<function>` when the name is not `<owner>-<function>-<n>`, until redeployed.
-        let function = if let Some((_, function)) = shared::naming::parse_service_name(&status.name) {
+        let preview = status.preview().filter(|tag| shared::naming::is_preview_tag(tag)).map(str::to_owned);
+        let preview_of = preview
+            .as_ref()
+            .map(|tag| status.annotation(labels::PREVIEW_OF).map_or_else(|| format!("preview {tag}"), str::to_owned));
+        let function = if let Some((_, function, _)) = shared::naming::parse_preview_service_name(&status.name) {
+            function.to_owned()
+        } else if let Some((_, function)) = shared::naming::parse_service_name(&status.name) {
             function.to_owned()
         } else {
             let prefix = format!("{}-", owner.to_ascii_lowercase());
             status.name.strip_prefix(&prefix).unwrap_or(&status.name).to_owned()
         };
         let owner_id = status.owner_id().unwrap_or_default();
-        Self { status, owner, owner_id, repo, function, sha }
+        Self { status, owner, owner_id, repo, function, sha, preview, preview_of }
     }
 }
 

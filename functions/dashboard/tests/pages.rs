@@ -518,3 +518,47 @@ async fn the_list_shows_readiness_from_each_function_s_own_status_when_the_list_
         "only the shown ones are asked"
     );
 }
+
+#[tokio::test]
+async fn previews_are_listed_by_branch_and_pull_request_with_their_urls_and_builds() {
+    let dashboard = start().await;
+    let tag = shared::naming::preview_tag("fns", &shared::naming::PreviewOf::PullRequest(12));
+    let service = format!("alice-hello-5-{tag}");
+    let mut preview = function(&service, "alice", ALICE, "fns", NEW_SHA);
+    preview.labels.get_or_insert_with(BTreeMap::new).insert(labels::PREVIEW.into(), tag.clone());
+    preview
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(labels::PREVIEW_OF.into(), "pull request #12 <b>".into());
+    dashboard.gateway.add_function(preview);
+    let store = LogStore::open(&LogStoreConfig::folder(dashboard.logs.path())).unwrap();
+    let key = LogKey::new(ALICE, "fns", NEW_SHA, &shared::naming::preview_log_name("hello", &tag)).unwrap();
+    let meta = LogMeta {
+        outcome: Outcome::Success,
+        started: Utc::now(),
+        finished: Utc::now(),
+        steps: vec![],
+        image: None,
+        digest: None,
+    };
+    store.put(&key, &LogRecord { meta, text: "the preview's own build\n".into() }, &[]).await.unwrap();
+
+    let page = dashboard.get("", Some(&alice_cookie())).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let heading = page
+        .body
+        .find("Preview: alice/fns · pull request #12 &#60;b&#62;")
+        .unwrap_or_else(|| panic!("the preview's heading, escaped: {}", page.body));
+    let default = page.body.find("href=\"http://alice.localhost:8081/hello\"").expect("the default branch's URL");
+    assert!(default < heading, "the default branch's functions come first");
+    assert!(page.body[heading..].contains(&format!("href=\"http://alice--{tag}.localhost:8081/hello\"")));
+    let function = dashboard.get(&format!("functions/{service}"), Some(&alice_cookie())).await;
+    assert_eq!(function.status, 200, "{}", function.body);
+    assert!(function.body.contains(&format!("functions/{service}/builds/{NEW_SHA}")), "{}", function.body);
+    let build = dashboard.get(&format!("functions/{service}/builds/{NEW_SHA}"), Some(&alice_cookie())).await;
+    assert!(
+        build.body.contains("the preview&#39;s own build"),
+        "the preview's build log, under its own key: {}",
+        build.body
+    );
+}

@@ -24,6 +24,8 @@ async fn start() -> (RecordingGateway, ServedFunction) {
     let config = Config {
         common: common_config(&gateway, SECRET),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        preview_ttl: std::time::Duration::ZERO,
+        preview_sweep_every: std::time::Duration::ZERO,
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(garbage_collect::app(config)).await;
@@ -82,6 +84,8 @@ async fn answers_502_when_the_gateway_refuses_its_credentials() {
     let config = Config {
         common: common_config(&gateway, SECRET),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        preview_ttl: std::time::Duration::ZERO,
+        preview_sweep_every: std::time::Duration::ZERO,
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(garbage_collect::app(config)).await;
@@ -105,6 +109,8 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
     let config = Config {
         common: common_config(&gateway, SECRET),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
+        preview_ttl: std::time::Duration::ZERO,
+        preview_sweep_every: std::time::Duration::ZERO,
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(garbage_collect::app(config)).await;
@@ -113,4 +119,56 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"], json!(["octo-renamed-4"]));
     assert_eq!(names(&gateway), vec!["octo-newcomer-4"]);
+}
+
+/// A function of `octo/fns` deployed as the preview `tag`.
+fn preview_function(name: &str, tag: &str) -> shared::openfaas::FunctionStatus {
+    let mut function = labelled_function(name, "octo", "fns", true);
+    function.labels.get_or_insert_with(Default::default).insert(shared::openfaas::labels::PREVIEW.into(), tag.into());
+    function
+}
+
+#[tokio::test]
+async fn the_default_branch_and_each_preview_collect_only_their_own() {
+    let (gateway, served) = start().await;
+    gateway.add_function(preview_function("octo-old-4-b000000000001", "b000000000001"));
+    gateway.add_function(preview_function("octo-old-4-p000000000002", "p000000000002"));
+    let (status, answer) =
+        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": ["octo-kept-4"]}), true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!(["octo-old-4"]), "a push to the default branch leaves the previews");
+    let (status, answer) =
+        collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": [], "preview": "b000000000001"}), true)
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!(["octo-old-4-b000000000001"]), "a gone branch takes only its preview");
+    assert!(names(&gateway).contains(&"octo-kept-4".to_owned()));
+    let everything = json!({"owner": "octo", "repo": "fns", "functions": [], "with_previews": true});
+    let (_, answer) = collect(&served, &everything, true).await;
+    assert_eq!(answer["deleted"], json!(["octo-kept-4", "octo-old-4-p000000000002"]));
+}
+
+#[tokio::test]
+async fn stale_previews_are_swept_and_the_rest_is_left() {
+    let (gateway, _served) = start().await;
+    let now = chrono::Utc::now().timestamp();
+    let aged = |name: &str, tag: Option<&str>, days: i64| {
+        let mut function = match tag {
+            Some(tag) => preview_function(name, tag),
+            None => labelled_function(name, "octo", "fns", true),
+        };
+        let labels = function.labels.get_or_insert_with(Default::default);
+        labels.insert(shared::openfaas::labels::DEPLOY_TIME.into(), (now - days * 86_400).to_string());
+        function
+    };
+    gateway.add_function(aged("octo-a-4-b000000000001", Some("b000000000001"), 8));
+    gateway.add_function(aged("octo-a-4-b000000000002", Some("b000000000002"), 6));
+    gateway.add_function(aged("octo-ancient-4", None, 400));
+    let client = shared::gateway::GatewayClient::new(gateway.url().parse().unwrap(), Secret::new(SECRET))
+        .with_credentials(BasicAuth { user: "admin".into(), password: Secret::new("pw") });
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    let deleted = garbage_collect::sweep_previews(&client, week).await.unwrap();
+    assert_eq!(deleted, vec!["octo-a-4-b000000000001"]);
+    let names = names(&gateway);
+    assert!(names.contains(&"octo-a-4-b000000000002".to_owned()) && names.contains(&"octo-ancient-4".to_owned()));
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub customers_ttl: Duration,
     /// `build_branch`: the one branch built; `None` builds the repository's default branch.
     pub build_branch: Option<String>,
+    /// `previews` (default off): other branches and pull requests of the same repository are built as previews
+    /// under names of their own (see docs/previews.md), where the repository also asks for them.
+    pub previews: bool,
     /// How long a delivery id is remembered, so a redelivery is not built twice.
     pub delivery_ttl: Duration,
     /// `delivery_log_max_bytes` (a size: `4Mi`, `8MB`…; default 4 MiB, 20,000 to 30,000 ids): the most heap the
@@ -65,6 +68,7 @@ impl Config {
             customers,
             customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
             build_branch: env_string("build_branch"),
+            previews: bool_or("previews", false)?,
             delivery_ttl: duration_or("delivery_ttl", Duration::from_secs(3600))?,
             delivery_log_max_bytes: bytes_or("delivery_log_max_bytes", crate::deliveries::DEFAULT_MAX_BYTES)?,
             delivery_records: DeliveryRecords::from_env(&LogStoreConfig::from_env(&secrets)?)?,

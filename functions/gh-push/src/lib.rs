@@ -12,12 +12,15 @@
 //! - [`app`] and the handler below: the order of checks, signature first. A `rerequested` `check_suite` or
 //!   `check_run` (the Re-run buttons of the App's check runs) is turned into the push of its commit and queued
 //!   like one.
+//! - [`previews`]: with `previews` on, other branches and same-repository pull requests are queued as previews, and
+//!   a deleted branch or closed pull request has its preview removed.
 
 pub mod config;
 pub mod customers;
 pub mod deliveries;
 pub mod delivery_records;
 pub mod error;
+pub mod previews;
 
 use std::sync::Arc;
 
@@ -32,7 +35,8 @@ use serde_json::json;
 use shared::audit::AuditClient;
 use shared::callback::BuildRef;
 use shared::event::{
-    is_commit_sha, is_null_sha, pushed_at_of, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PushEvent,
+    is_commit_sha, is_null_sha, pushed_at_of, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PreviewOf,
+    PushEvent,
     StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
@@ -47,7 +51,7 @@ use crate::delivery_records::{is_delivery_id, DeliveryRecords, Recorded, MAX_DEL
 pub use crate::error::GhPushError;
 
 /// What every request shares.
-struct AppState {
+pub(crate) struct AppState {
     config: Config,
     gateway: GatewayClient,
     statuses: StatusClient,
@@ -111,7 +115,7 @@ fn spawn_tidying(state: std::sync::Weak<AppState>) {
 }
 
 /// What happened to one delivery, for the answer and the audit log.
-struct Outcome {
+pub(crate) struct Outcome {
     status: StatusCode,
     message: String,
     extra: serde_json::Value,
@@ -182,12 +186,14 @@ async fn process(
         }
         "push" => {}
         "check_suite" | "check_run" => return rerun(state, body, delivery, event_type).await,
+        "pull_request" => return previews::pull_request(state, body, delivery).await,
+        "delete" => return previews::deleted_ref(state, body).await.map(|o| (o, None)),
         other => return Ok((Outcome::ignored(format!("ignored: `{other}` events are not built")), None)),
     }
     let mut push: GitHubPush = serde_json::from_slice(body)
         .map_err(|e| GhPushError::BadRequest(format!("the body is not a push event: {e}")))?;
     push.pushed_at = pushed_at_of(body).unwrap_or(0);
-    let outcome = filter_and_queue(state, &push, delivery).await?;
+    let outcome = filter_and_queue(state, &push, delivery, None).await?;
     Ok((outcome, Some(push)))
 }
 
@@ -209,13 +215,20 @@ async fn rerun(
     let Some(push) = check.to_push() else {
         return Ok((Outcome::ignored(format!("ignored: the re-requested `{event_type}` is on no branch")), None));
     };
-    let outcome = filter_and_queue(state, &push, delivery).await?;
+    let outcome = filter_and_queue(state, &push, delivery, None).await?;
     Ok((outcome, Some(push)))
 }
 
-async fn filter_and_queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Outcome, GhPushError> {
+/// The filters, then the queue. `pull_request` is the pull request's preview (its head pushed), which the branch
+/// filter does not apply to; a push to a branch that is not built becomes that branch's preview when previews are on.
+async fn filter_and_queue(
+    state: &AppState,
+    push: &GitHubPush,
+    delivery: &str,
+    pull_request: Option<PreviewOf>,
+) -> Result<Outcome, GhPushError> {
     if push.deleted || is_null_sha(&push.after) {
-        return Ok(Outcome::ignored(format!("ignored: `{}` was deleted", push.git_ref)));
+        return previews::branch_deleted(state, push).await;
     }
     let Some(branch) = push.branch() else {
         let what = if push.git_ref.starts_with("refs/tags/") { "tag pushes are" } else { "pushes to this ref are" };
@@ -224,12 +237,16 @@ async fn filter_and_queue(state: &AppState, push: &GitHubPush, delivery: &str) -
     if !is_commit_sha(&push.after) {
         return Err(GhPushError::BadRequest(format!("`after` is not a commit SHA: `{}`", push.after)));
     }
-    let built = state.config.build_branch.as_deref().or(push.repository.default_branch.as_deref());
-    if let Some(built) = built {
-        if branch != built {
-            return Ok(Outcome::ignored(format!("ignored: branch `{branch}` is not built (only `{built}` is)")));
-        }
-    }
+    let preview = match pull_request {
+        Some(pull_request) => Some(pull_request),
+        None => match previews::built_branch(state, push) {
+            Some(built) if branch != built && state.config.previews => Some(PreviewOf::Branch(branch.to_owned())),
+            Some(built) if branch != built => {
+                return Ok(Outcome::ignored(format!("ignored: branch `{branch}` is not built (only `{built}` is)")));
+            }
+            _ => None,
+        },
+    };
     if let Some(customers) = &state.customers {
         let owner = &push.repository.owner.login;
         if !customers.contains(owner).await? {
@@ -248,7 +265,7 @@ async fn filter_and_queue(state: &AppState, push: &GitHubPush, delivery: &str) -
     if claim(state, delivery).await? != Recorded::Claimed {
         return Ok(Outcome::ignored(format!("delivery {delivery} was already queued")));
     }
-    match queue(state, push, delivery).await {
+    match queue(state, push, delivery, preview).await {
         Ok(call_id) => {
             state.deliveries.confirm(delivery);
             if let Err(error) = state.records.confirm(delivery).await {
@@ -297,10 +314,15 @@ async fn claim(state: &AppState, delivery: &str) -> Result<Recorded, GhPushError
 
 /// Queues the pending status, then git-tar. If git-tar cannot be queued, the pending status is turned into an
 /// error (best effort), so the commit does not stay pending forever.
-async fn queue(state: &AppState, push: &GitHubPush, delivery: &str) -> Result<Option<String>, GhPushError> {
+async fn queue(
+    state: &AppState,
+    push: &GitHubPush,
+    delivery: &str,
+    preview: Option<PreviewOf>,
+) -> Result<Option<String>, GhPushError> {
     let received_at =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    let event = push.to_push_event(delivery, received_at);
+    let event = PushEvent { preview, ..push.to_push_event(delivery, received_at) };
     let status_event = StatusEvent::from(&event);
     let pending = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Pending, "build queued");
     state.statuses.report(&status_event, vec![pending]).await?;

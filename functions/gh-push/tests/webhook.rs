@@ -41,6 +41,7 @@ fn config(gateway: &RecordingGateway) -> Config {
         customers: None,
         customers_ttl: Duration::from_secs(60),
         build_branch: None,
+        previews: false,
         delivery_ttl: Duration::from_secs(3600),
         delivery_log_max_bytes: gh_push::deliveries::DEFAULT_MAX_BYTES,
         delivery_records: records_folder(),

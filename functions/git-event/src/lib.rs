@@ -152,8 +152,14 @@ async fn handle(
         (_, action) => return Ok(Json(serde_json::json!({ "message": format!("ignored: {kind} `{action}`") }))),
     };
     for repo in &repos {
-        let request =
-            GarbageCollectRequest { owner: owner.clone(), repo: repo.clone(), owner_id, functions: Vec::new() };
+        let request = GarbageCollectRequest {
+            owner: owner.clone(),
+            repo: repo.clone(),
+            owner_id,
+            functions: Vec::new(),
+            preview: None,
+            with_previews: true,
+        };
         state.collector.collect(&request).await?;
     }
     tracing::info!(%owner, installation = event.installation.id, repos = ?repos, "functions of uninstalled repositories removed");

@@ -75,7 +75,14 @@ async fn removed_repositories_are_garbage_collected() {
     let calls = collected(&gateway);
     assert_eq!(
         calls,
-        vec![GarbageCollectRequest { owner: "octo".into(), repo: "fns".into(), owner_id: Some(1), functions: vec![] }]
+        vec![GarbageCollectRequest {
+            owner: "octo".into(),
+            repo: "fns".into(),
+            owner_id: Some(1),
+            functions: vec![],
+            preview: None,
+            with_previews: true
+        }]
     );
 }
 

@@ -42,14 +42,14 @@ use shared::build::BuildConfig;
 use shared::config::Secret;
 use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PushEvent, ShipResult, StatusEvent,
-    StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
+    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PreviewCommentReport, PreviewFunction,
+    PreviewOf, PushEvent, ShipResult, StatusEvent, StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{BUILDSHIPRUN, GIT_TAR};
 use shared::garbage_collect::GarbageCollectClient;
 use shared::gateway::{GatewayClient, GatewayError};
 use shared::github_app::InstallationTokens;
-use shared::naming::{build_image_name, service_name};
+use shared::naming::{build_image_name, deployed_name, preview_image_name};
 use shared::signature::verify_cloud;
 use shared::stack::Stack;
 use shared::status::StatusClient;
@@ -113,6 +113,8 @@ struct FunctionOutcome {
     result: Result<String, String>,
     /// The newer commit of the branch that kept it from being deployed.
     superseded_by: Option<String>,
+    /// Where the deployed function is served, as buildshiprun answered.
+    url: Option<String>,
 }
 
 async fn handle(
@@ -129,10 +131,14 @@ async fn handle(
     let status_event = StatusEvent::from(&push);
     let started = std::time::Instant::now();
     let mut trace = PushTrace::default();
-    let result = process(&state, &push, &status_event, &mut trace).await;
+    let mut lines = Vec::new();
+    let result = process(&state, &push, &status_event, &mut trace, &mut lines).await;
     // Stored before `stack-deploy` is reported, so the status can link to the record.
     let links = pushlog::store(&state.config, &push, &mut trace, &result).await;
     report(&state, &status_event, &trace, &result, links).await;
+    if let Some(PreviewOf::PullRequest(number)) = push.preview {
+        comment(&state, status_event, number, &trace, &result, lines).await;
+    }
     let mut audit = AuditEvent::new(GIT_TAR, String::new());
     audit.owner = Some(push.repository.owner.login.clone());
     audit.repo = Some(push.repository.name.clone());
@@ -188,6 +194,26 @@ async fn report(
     state.statuses.report_or_log(status_event, statuses).await;
 }
 
+/// Updates the pull request's preview comment with each function's URL and outcome. A push refused before it was
+/// read, or a repository that does not ask for previews (no function was handed on), says nothing there.
+async fn comment(
+    state: &AppState,
+    event: StatusEvent,
+    pull_request: u64,
+    trace: &PushTrace,
+    result: &Result<String, GitTarError>,
+    functions: Vec<PreviewFunction>,
+) {
+    let summary = match result {
+        Err(GitTarError::Signature(_) | GitTarError::BadRequest(_)) => return,
+        Ok(_) if functions.is_empty() => return,
+        Ok(summary) => summary.clone(),
+        Err(error) => pushlog::failure_description(trace, error),
+    };
+    let report = PreviewCommentReport { event, pull_request, functions, summary, removed: false };
+    state.statuses.comment_or_log(&report).await;
+}
+
 /// `status` with a link to its record, when one was stored.
 fn linked(status: CommitStatus, link: Option<&reqwest::Url>) -> CommitStatus {
     match link {
@@ -202,6 +228,7 @@ async fn process(
     push: &PushEvent,
     status_event: &StatusEvent,
     trace: &mut PushTrace,
+    lines: &mut Vec<PreviewFunction>,
 ) -> Result<String, GitTarError> {
     trace.begin(pushlog::CLONE);
     let clone_url = &push.repository.clone_url;
@@ -209,7 +236,7 @@ async fn process(
         return Err(GitTarError::Push(format!("the clone URL `{clone_url}` is not http(s)")));
     }
     let work = blocking(|| tempfile::Builder::new().prefix("git-tar-").tempdir().map_err(GitTarError::from)).await?;
-    let result = build_and_hand_on(state, push, status_event, work.path(), trace).await;
+    let result = build_and_hand_on(state, push, status_event, work.path(), trace, lines).await;
     // Removing a checkout is file IO too: on a blocking thread, finished before the answer.
     if let Err(error) = tokio::task::spawn_blocking(move || drop(work)).await {
         tracing::warn!(%error, "the work folder could not be removed");
@@ -224,6 +251,7 @@ async fn build_and_hand_on(
     status_event: &StatusEvent,
     work: &Path,
     trace: &mut PushTrace,
+    lines: &mut Vec<PreviewFunction>,
 ) -> Result<String, GitTarError> {
     let repo = checkout(state, push, work, trace).await?;
     trace.begin(pushlog::ORDER);
@@ -232,6 +260,9 @@ async fn build_and_hand_on(
     }
     trace.begin(pushlog::PARSE);
     let (stack, events) = read_stack(state, push, repo.clone()).await.inspect_err(|e| refused(trace, e))?;
+    if push.preview.is_some() && !asks_for_previews(&stack) {
+        return Ok("no preview: stack.yml does not ask for previews (`previews: true` under `configuration:`)".into());
+    }
     trace.listed(stack.functions.keys());
     trace.begin(pushlog::TEMPLATES);
     let templates = choose(state, &stack, &repo, work).await.inspect_err(|e| refused(trace, e))?;
@@ -256,6 +287,17 @@ async fn build_and_hand_on(
         trace.became(&outcome.function, what);
     }
     let branch = push.git_ref.strip_prefix("refs/heads/").unwrap_or(&push.git_ref);
+    lines.extend(outcomes.iter().map(|o| PreviewFunction {
+        function: o.function.clone(),
+        url: o.url.clone(),
+        deployed: o.result.is_ok() && o.superseded_by.is_none(),
+        outcome: match (&o.result, &o.superseded_by) {
+            (Ok(_), Some(by)) => format!("superseded by {}", &by[..by.len().min(7)]),
+            (Ok(_), None) => "deployed".to_owned(),
+            (Err(reason), _) => reason.clone(),
+        },
+    }));
+    lines.sort_by(|a, b| a.function.cmp(&b.function));
     let (mut summary, all_deployed) = summarise(&outcomes);
     if let Some(by) = outcomes.iter().find_map(|o| o.superseded_by.as_deref()) {
         trace.superseded(by);
@@ -385,10 +427,19 @@ async fn read_stack(
                 stack.functions.len()
             )));
         }
+        if push.preview.is_some() && !asks_for_previews(&stack) {
+            // Nothing of it is built, so none of its names is formed (or refused).
+            return Ok((stack, Vec::new()));
+        }
         let events = build_events(&stack, &push, &repo, &repository_url)?;
         Ok((stack, events))
     })
     .await
+}
+
+/// Whether the repository's stack.yml asks for previews (`previews: true` under `configuration:`).
+fn asks_for_previews(stack: &Stack) -> bool {
+    stack.configuration.as_ref().is_some_and(|c| c.previews)
 }
 
 /// One [`BuildEvent`] per function of `stack`, with its deployed name, image and resolved environment.
@@ -399,7 +450,8 @@ fn build_events(
     repository_url: &str,
 ) -> Result<Vec<BuildEvent>, GitTarError> {
     let owner = &push.repository.owner.login;
-    let services = deployed_names(stack, owner)?;
+    let tag = push.preview_tag();
+    let services = deployed_names(stack, owner, tag.as_deref())?;
     let mut events = Vec::new();
     for ((name, function), service) in stack.functions.iter().zip(services) {
         if function.image.trim().is_empty() {
@@ -412,11 +464,15 @@ fn build_events(
         let image = if function.skip_build {
             function.image.clone()
         } else {
-            build_image_name(repository_url, push.repository.owner.id, &push.repository.name, name, &push.after)
-                .map_err(|e| GitTarError::Refused {
-                    summary: format!("nothing deployed: {e}"),
-                    functions: vec![(name.clone(), e.to_string())],
-                })?
+            let (owner_id, repo) = (push.repository.owner.id, &push.repository.name);
+            match &tag {
+                Some(tag) => preview_image_name(repository_url, owner_id, repo, name, tag, &push.after),
+                None => build_image_name(repository_url, owner_id, repo, name, &push.after),
+            }
+            .map_err(|e| GitTarError::Refused {
+                summary: format!("nothing deployed: {e}"),
+                functions: vec![(name.clone(), e.to_string())],
+            })?
         };
         events.push(BuildEvent {
             service,
@@ -444,6 +500,7 @@ fn build_events(
             lang: function.lang.clone(),
             build_args: function.build_args.clone(),
             template_commit: None,
+            preview: push.preview.clone(),
         });
     }
     Ok(events)
@@ -451,11 +508,11 @@ fn build_events(
 
 /// Each function's deployed name, in the stack's order. Two functions whose names become the same deployed name
 /// (`hello` and `Hello` both deploy as `<owner>-hello-<n>`) would overwrite each other, so both are refused.
-fn deployed_names(stack: &Stack, owner: &str) -> Result<Vec<String>, GitTarError> {
+fn deployed_names(stack: &Stack, owner: &str, tag: Option<&str>) -> Result<Vec<String>, GitTarError> {
     let mut services = Vec::new();
     let mut by_service: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for name in stack.functions.keys() {
-        let service = service_name(owner, name).map_err(|e| GitTarError::Push(e.to_string()))?;
+        let service = deployed_name(owner, name, tag).map_err(|e| GitTarError::Push(e.to_string()))?;
         by_service.entry(service.clone()).or_default().push(name);
         services.push(service);
     }
@@ -600,12 +657,14 @@ async fn installation_token(state: &AppState, push: &PushEvent) -> Result<Option
 
 /// Sends one function to buildshiprun and waits for its answer.
 async fn hand_on(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> FunctionOutcome {
-    let result = send(state, event, tar).await;
-    if let Err(reason) = &result {
-        tracing::warn!(function = %event.function, %reason, "function not deployed");
-    }
-    let superseded_by = result.as_ref().ok().and_then(|shipped| shipped.superseded_by.clone());
-    FunctionOutcome { function: event.function.clone(), result: result.map(|shipped| shipped.deployed), superseded_by }
+    let (result, url, superseded_by) = match send(state, event, tar).await {
+        Ok(shipped) => (Ok(shipped.deployed), shipped.url, shipped.superseded_by),
+        Err(reason) => {
+            tracing::warn!(function = %event.function, %reason, "function not deployed");
+            (Err(reason), None, None)
+        }
+    };
+    FunctionOutcome { function: event.function.clone(), result, url, superseded_by }
 }
 
 async fn send(state: &AppState, event: &BuildEvent, tar: Option<&Path>) -> Result<ShipResult, String> {
@@ -652,6 +711,8 @@ async fn garbage_collect(state: &AppState, push: &PushEvent, keep: Vec<String>) 
         repo: push.repository.name.clone(),
         owner_id: Some(push.repository.owner.id).filter(|id| *id != 0),
         functions: keep,
+        preview: push.preview_tag(),
+        with_previews: false,
     };
     match state.collector.collect(&request).await {
         Ok(Some(collected)) if !collected.deleted.is_empty() => {

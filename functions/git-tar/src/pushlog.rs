@@ -192,7 +192,11 @@ pub async fn store(
 
 /// Stores one record under `function`'s key and answers its link, or logs why it could not.
 async fn put(config: &Config, push: &PushEvent, function: &str, record: &LogRecord, secrets: &[&str]) -> Option<Url> {
-    let key = LogKey::new(push.repository.owner.id, &push.repository.name, &push.after, function)
+    let function = match push.preview_tag() {
+        Some(tag) => shared::naming::preview_log_name(function, &tag),
+        None => function.to_owned(),
+    };
+    let key = LogKey::new(push.repository.owner.id, &push.repository.name, &push.after, &function)
         .map_err(|error| tracing::warn!(%error, function, "no push record is stored"))
         .ok()?;
     match config.log_store.put(&key, record, secrets).await {

@@ -32,6 +32,10 @@ pub enum StatusError {
         lost_contexts(lost)
     )]
     Lost { written: Vec<String>, rejected: Vec<serde_json::Value>, lost: Vec<LostStatus> },
+    /// The shared store of preview comment ids cannot be read or written: no comment is posted, since it could
+    /// be a second one.
+    #[error("the preview comments' store failed: {0}")]
+    Store(String),
 }
 
 /// A status that GitHub could not take within the request's time.
@@ -72,7 +76,9 @@ impl IntoResponse for StatusError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ if waits.iter().any(|(_, rate_limited)| *rate_limited) => StatusCode::TOO_MANY_REQUESTS,
             _ if !waits.is_empty() => StatusCode::SERVICE_UNAVAILABLE,
-            Self::GitHubUnavailable { .. } | Self::Deferred { .. } | Self::Lost { .. } => StatusCode::BAD_GATEWAY,
+            Self::GitHubUnavailable { .. } | Self::Deferred { .. } | Self::Lost { .. } | Self::Store(_) => {
+                StatusCode::BAD_GATEWAY
+            }
         };
         let mut response = if let Self::Lost { written, rejected, lost } = &self {
             let body = serde_json::json!({

@@ -13,10 +13,12 @@
 //!   `pending`, completed by the end, its text the build log's tail read from the log store; found again by the
 //!   id stored here or, after a restart, by the `external_id` it carries.
 //! - [`error`]: the answers: 401 unsigned, 400 malformed, 429/503/502 naming the statuses lost.
+//! - [`comments`]: `POST /preview-comment`: a pull request's one preview comment, created once and edited after.
 //! - `POST /failed`: the `X-Callback-Url` of git-tar's async call (see `shared::callback`): when the queue's final
 //!   answer from git-tar is not a success, `stack-deploy` gets an `error` status saying the pipeline gave up.
 
 pub mod checks;
+pub mod comments;
 pub mod config;
 pub mod error;
 pub mod writer;
@@ -33,12 +35,16 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::callback::{BuildRef, FAILED_PATH};
 use shared::error::ErrorBody;
-use shared::event::{is_commit_sha, CommitStatus, StatusEvent, StatusReport, StatusState, STACK_DEPLOY_CONTEXT};
+use shared::event::{
+    is_commit_sha, CommitStatus, PreviewCommentReport, StatusEvent, StatusReport, StatusState, PREVIEW_COMMENT_PATH,
+    STACK_DEPLOY_CONTEXT,
+};
 use shared::functions::GIT_TAR;
 use shared::github_app::InstallationTokens;
 use shared::signature::{verify_cloud, SignatureError};
 
 use crate::checks::CheckRuns;
+use crate::comments::{Commented, PreviewComments};
 pub use crate::config::Config;
 pub use crate::error::{LostStatus, StatusError};
 use crate::writer::{StatusWriter, WriteOutcome};
@@ -48,6 +54,7 @@ struct AppState {
     writer: Option<StatusWriter>,
     /// `Some` with `use_checks`: the check runs written, and the log store their text comes from.
     checks: Option<CheckRuns>,
+    comments: PreviewComments,
     /// How long a request may spend on GitHub, waits included: the handler's timeout less a margin to answer in.
     budget: Duration,
 }
@@ -72,9 +79,11 @@ pub fn app(config: Config) -> Router {
         StatusWriter::new(config.github_api_url.clone(), tokens, http, config.max_retries, config.max_retry_wait)
     });
     let checks = config.use_checks.then(|| CheckRuns::new(config.log_store.clone()));
-    let state = Arc::new(AppState { budget: budget(&config), config, writer, checks });
+    let comments = PreviewComments::new(config.comment_store.clone());
+    let state = Arc::new(AppState { budget: budget(&config), config, writer, checks, comments });
     Router::new()
         .route(&format!("/{FAILED_PATH}"), post(failed))
+        .route(&format!("/{PREVIEW_COMMENT_PATH}"), post(preview_comment))
         .route("/", any(handle))
         .route("/{*path}", any(handle))
         .with_state(state)
@@ -145,6 +154,38 @@ async fn write_report(
         return Err(StatusError::Lost { written, rejected, lost });
     }
     Ok(Json(json!({ "written": written, "rejected": rejected })))
+}
+
+/// `POST /preview-comment`: creates or edits a pull request's preview comment (logged only with `report_status` off).
+async fn preview_comment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, StatusError> {
+    let deadline = Instant::now() + state.budget;
+    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
+    let report: PreviewCommentReport = serde_json::from_slice(&body)
+        .map_err(|e| StatusError::BadRequest(format!("the body is not a preview comment: {e}")))?;
+    validate(&StatusReport { event: report.event.clone(), statuses: Vec::new() })?;
+    let event = &report.event;
+    let Some(writer) = state.writer.as_ref().filter(|_| state.config.report_status) else {
+        tracing::info!(owner = %event.owner, repo = %event.repo, pull_request = report.pull_request, "preview comment (report_status is off: logged only)");
+        return Ok(Json(json!({ "comment": "logged" })));
+    };
+    let installation_id = event.installation_id.ok_or_else(|| {
+        StatusError::BadRequest(
+            "the event has no installation_id: comments are written as a GitHub App installation".into(),
+        )
+    })?;
+    let outcome = state.comments.write(writer, installation_id, &report, deadline).await?;
+    tracing::info!(owner = %event.owner, repo = %event.repo, pull_request = report.pull_request, ?outcome, "preview comment");
+    let answer = match outcome {
+        Commented::Created(id) => json!({ "comment": "created", "id": id }),
+        Commented::Updated(id) => json!({ "comment": "updated", "id": id }),
+        Commented::NothingToUpdate => json!({ "comment": "none" }),
+        Commented::NotWritten(reason) => json!({ "comment": "not written", "reason": reason }),
+    };
+    Ok(Json(answer))
 }
 
 /// The commit a pipeline callback names, and the MAC gh-push put on it.

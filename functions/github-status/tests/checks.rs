@@ -54,6 +54,7 @@ async fn start(github: &RunningDouble, logs: Option<LogStore>) -> Harness {
         report_status: true,
         use_checks: true,
         log_store: logs,
+        comment_store: None,
         github_api_url: github.url().parse().unwrap(),
         app: Some(credentials()),
         max_retries: 3,

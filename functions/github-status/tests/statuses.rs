@@ -51,6 +51,7 @@ fn config(github: &RunningDouble, private_pem: &str) -> Config {
         report_status: true,
         use_checks: false,
         log_store: None,
+        comment_store: None,
         github_api_url: github.url().parse().unwrap(),
         app: Some(AppCredentials::from_pem(APP_ID, &Secret::new(private_pem)).unwrap()),
         max_retries: 3,

@@ -154,6 +154,7 @@ impl Harness {
                 owner: Owner { login: "octo".into(), id: 1 },
             },
             order: PushOrder { pushed_at: PUSHED_AT.fetch_add(1, Ordering::Relaxed), ..PushOrder::default() },
+            preview: None,
         }
     }
 

@@ -225,6 +225,8 @@ impl GitHubPullRequestEvent {
             after: self.pull_request.head.sha.clone(),
             installation_id: self.installation.as_ref().map(|i| i.id),
             repository: self.repository.clone(),
+            // No push time: the head branch's own record orders it by git ancestry.
+            order: PushOrder::default(),
             preview: Some(PreviewOf::PullRequest(self.number)),
         }
     }

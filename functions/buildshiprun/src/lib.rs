@@ -258,6 +258,7 @@ fn not_deployed(event: &BuildEvent, service: &str, image: String, digest: String
         deployed: SUPERSEDED.to_owned(),
         superseded_by: Some(by),
         log_url: None,
+        url: None,
     }
 }
 

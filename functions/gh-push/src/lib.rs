@@ -36,8 +36,7 @@ use shared::audit::AuditClient;
 use shared::callback::BuildRef;
 use shared::event::{
     is_commit_sha, is_null_sha, pushed_at_of, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PreviewOf,
-    PushEvent,
-    StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
+    PushEvent, StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;

@@ -44,6 +44,8 @@ pub(crate) async fn pull_request(
                 forced: false,
                 repository: event.repository.clone(),
                 installation: event.installation.clone(),
+                // No push time: the head branch's record orders the commit by git ancestry.
+                pushed_at: 0,
             };
             let outcome = filter_and_queue(state, &push, delivery, Some(PreviewOf::PullRequest(event.number))).await?;
             Ok((outcome, Some(push)))

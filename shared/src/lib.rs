@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: settings from the environment and secret files, read once at start; errors name the setting.
 //! - [`signature`]: GitHub's webhook HMAC and our `X-Cloud-Signature`, verified in constant time.
-//! - [`error`]: the one JSON error body (`{"error": …}`) every answer of refusal carries.
+//! - [`error`]: the one JSON error body (`{"error": …}`) every answer of refusal carries, and `error_chain`.
 //! - [`retry`]: the one exponential backoff every retry uses.
 //! - [`event`]: the JSON that travels between functions (`PushEvent`, `BuildEvent`, `StatusReport`…).
 //! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.

@@ -188,10 +188,10 @@ impl RegistryClient {
         image: &ImageRef,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        request.send().await.map_err(|e| RegistryError::Unreachable {
-            host: image.host.clone(),
-            reason: crate::gateway::error_chain(&e),
-        })
+        request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable { host: image.host.clone(), reason: crate::error::error_chain(&e) })
     }
 
     /// A token from the challenge's realm for its service and scope, asked with the registry's credentials.

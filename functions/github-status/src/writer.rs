@@ -238,7 +238,7 @@ impl StatusWriter {
         let response = request
             .send()
             .await
-            .map_err(|e| TryFailure::Transient { reason: shared::gateway::error_chain(&e), wait: None })?;
+            .map_err(|e| TryFailure::Transient { reason: shared::error::error_chain(&e), wait: None })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -384,7 +384,7 @@ impl Gateway {
                     retry_after: None,
                 }
             }
-            Err(error) => Attempt::failed(shared::gateway::error_chain(&error)),
+            Err(error) => Attempt::failed(shared::error::error_chain(&error)),
         }
     }
 
@@ -408,7 +408,7 @@ impl Gateway {
             .send()
             .await;
         if let Err(error) = sent {
-            tracing::warn!(call = %job.id, %callback, error = %shared::gateway::error_chain(&error), "callback failed");
+            tracing::warn!(call = %job.id, %callback, error = %shared::error::error_chain(&error), "callback failed");
         }
     }
 }

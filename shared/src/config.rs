@@ -3,7 +3,7 @@
 //! Every reader names the setting it failed on, so a function that cannot start says exactly what to fix.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -316,16 +316,6 @@ pub fn optional_url(name: &str) -> Result<Option<Url>, ConfigError> {
             }
         })
         .transpose()
-}
-
-/// Reads a file given by path relative to `base`, for settings like `customers_url` that may name a file.
-pub fn resolve_path(base: &Path, value: &str) -> PathBuf {
-    let path = Path::new(value);
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
 }
 
 #[cfg(test)]

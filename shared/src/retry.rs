@@ -40,12 +40,6 @@ impl Backoff {
     pub fn asked_with_jitter(asked: Duration) -> Duration {
         asked + random_up_to((asked / 10).min(MAX_ASKED_JITTER))
     }
-
-    /// The wait after the `attempt`-th failure when the other side asked for one (`Retry-After`): its ask wins
-    /// over the computed wait, and both stay within `max`.
-    pub fn wait_or_asked(&self, attempt: u32, asked: Option<Duration>) -> Duration {
-        asked.unwrap_or_else(|| self.wait(attempt)).min(self.max)
-    }
 }
 
 /// A uniformly random duration in `[0, bound]`, to the microsecond.
@@ -66,14 +60,6 @@ mod tests {
         let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(3));
         let waits: Vec<_> = (1..=5).map(|a| backoff.wait(a)).collect();
         assert_eq!(waits, [500, 1000, 2000, 3000, 3000].map(Duration::from_millis));
-    }
-
-    #[test]
-    fn an_asked_wait_wins_but_stays_within_the_cap() {
-        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        assert_eq!(backoff.wait_or_asked(1, Some(Duration::from_secs(5))), Duration::from_secs(5));
-        assert_eq!(backoff.wait_or_asked(1, Some(Duration::from_secs(600))), Duration::from_secs(60));
-        assert_eq!(backoff.wait_or_asked(3, None), Duration::from_secs(4));
     }
 
     #[test]

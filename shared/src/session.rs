@@ -224,12 +224,6 @@ impl SessionVerifier {
             expires,
         })
     }
-
-    /// The session of a request (see [`token_from_headers`]).
-    pub fn verify_request(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Session, SessionError> {
-        let token = token_from_headers(headers).ok_or(SessionError::Missing)?;
-        self.verify(token, now)
-    }
 }
 
 /// The token a request carries: `Authorization: Bearer <token>` (the dashboard calling function-logs and

@@ -29,7 +29,7 @@ use crate::signature::{sign_sha256, verify_signature};
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The folder used when no bucket is configured and `log_store_path` is unset: `/tmp` is writable even with a
 /// read-only root filesystem.
-pub const DEFAULT_FOLDER: &str = "/tmp/ofc-build-logs";
+pub(crate) const DEFAULT_FOLDER: &str = "/tmp/ofc-build-logs";
 /// What replaces each secret in a stored log.
 pub const SCRUBBED: &str = "***";
 /// Put before the canonical query a link signature covers, so that a link's signature can never pass as an
@@ -334,7 +334,7 @@ fn s3_endpoint() -> Result<Option<String>, ConfigError> {
 }
 
 /// `30d`, `12h`, `90m`, or seconds: retention is counted in days, which Go-style durations lack.
-pub fn parse_retention(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_retention(value: &str) -> Result<Duration, String> {
     if let Some(days) = value.trim().strip_suffix('d') {
         let days: u64 = days.trim().parse().map_err(|_| format!("`{value}` is not a number of days"))?;
         return Ok(Duration::from_secs(days * 24 * 3600));
@@ -554,7 +554,7 @@ pub enum LinkError {
 }
 
 /// What a link's signature covers, in a fixed order: the key and the expiry (Unix seconds).
-pub fn link_canonical(key: &LogKey, expires: i64) -> String {
+pub(crate) fn link_canonical(key: &LogKey, expires: i64) -> String {
     format!(
         "{LINK_DOMAIN}owner_id={}&repo={}&sha={}&function={}&expires={expires}",
         key.owner_id, key.repo, key.sha, key.function
@@ -562,7 +562,7 @@ pub fn link_canonical(key: &LogKey, expires: i64) -> String {
 }
 
 /// The hex HMAC-SHA256 of the link's canonical query, keyed with `payload-secret`.
-pub fn sign_log_link(key: &LogKey, expires: i64, secret: &Secret) -> String {
+pub(crate) fn sign_log_link(key: &LogKey, expires: i64, secret: &Secret) -> String {
     let signed = sign_sha256(secret.expose().as_bytes(), link_canonical(key, expires).as_bytes());
     signed.trim_start_matches("sha256=").to_owned()
 }

@@ -93,7 +93,7 @@ pub fn registry_host_setting(name: &str) -> Result<Option<String>, crate::config
 }
 
 /// A `host[:port]` that an image reference can start with.
-pub fn parse_registry_host(value: &str) -> Result<String, String> {
+pub(crate) fn parse_registry_host(value: &str) -> Result<String, String> {
     let host = value.trim().trim_end_matches('/');
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_');
     if host.is_empty() || !host.chars().all(allowed) {

@@ -125,7 +125,7 @@ async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Result
     let timeout = state.config.upstream_timeout;
     let answer = match tokio::time::timeout(timeout, upstream.send()).await {
         Err(_) => return Err(RouteError::TimedOut(timeout.as_secs())),
-        Ok(Err(error)) => return Err(RouteError::Unreachable(shared::gateway::error_chain(&error))),
+        Ok(Err(error)) => return Err(RouteError::Unreachable(shared::error::error_chain(&error))),
         Ok(Ok(answer)) => answer,
     };
     tracing::info!(%host, path = %parts.uri.path(), status = answer.status().as_u16(), "routed");

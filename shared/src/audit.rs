@@ -46,7 +46,7 @@ impl AuditClient {
                 .await
                 .and_then(reqwest::Response::error_for_status);
             if let Err(error) = result {
-                tracing::warn!(source = %event.source, error = %crate::gateway::error_chain(&error), "audit event not delivered");
+                tracing::warn!(source = %event.source, error = %crate::error::error_chain(&error), "audit event not delivered");
             }
         });
     }

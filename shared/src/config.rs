@@ -3,15 +3,15 @@
 //! Every reader names the setting it failed on, so a function that cannot start says exactly what to fix.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
 
 /// Where OpenFaaS on Kubernetes and faasd mount secrets.
-pub const OPENFAAS_SECRETS_DIR: &str = "/var/openfaas/secrets";
+pub(crate) const OPENFAAS_SECRETS_DIR: &str = "/var/openfaas/secrets";
 /// Where Docker Swarm mounts secrets.
-pub const SWARM_SECRETS_DIR: &str = "/run/secrets";
+pub(crate) const SWARM_SECRETS_DIR: &str = "/run/secrets";
 
 /// A setting that is missing or malformed; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,7 @@ pub fn optional_base_url(name: &str) -> Result<Option<Url>, ConfigError> {
 }
 
 /// Parses an http(s) URL and makes sure it ends in `/`.
-pub fn parse_base_url(value: &str) -> Result<Url, String> {
+pub(crate) fn parse_base_url(value: &str) -> Result<Url, String> {
     let mut url = Url::parse(value.trim()).map_err(|e| format!("`{value}` is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("`{value}` must be an http:// or https:// URL"));
@@ -316,16 +316,6 @@ pub fn optional_url(name: &str) -> Result<Option<Url>, ConfigError> {
             }
         })
         .transpose()
-}
-
-/// Reads a file given by path relative to `base`, for settings like `customers_url` that may name a file.
-pub fn resolve_path(base: &Path, value: &str) -> PathBuf {
-    let path = Path::new(value);
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ impl Customers {
                     .timeout(Duration::from_secs(10))
                     .send()
                     .await
-                    .map_err(|e| unavailable(crate::gateway::error_chain(&e)))?;
+                    .map_err(|e| unavailable(crate::error::error_chain(&e)))?;
                 if !response.status().is_success() {
                     return Err(unavailable(format!("answered {}", response.status())));
                 }

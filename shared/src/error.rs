@@ -1,5 +1,6 @@
 //! The one JSON error body every function and the local stack answer with, so a caller reads every refusal the
-//! same way: `{"error": "<what went wrong, for a person>"}`, plus fields a caller may act on.
+//! same way: `{"error": "<what went wrong, for a person>"}`, plus fields a caller may act on; and the one way an
+//! error and its causes become one line of such a message.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,18 @@ impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
     }
+}
+
+/// An error and its causes on one line (reqwest's own message alone is often just "error sending request").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 #[cfg(test)]

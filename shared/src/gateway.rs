@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode, Url};
 use axum::http::Uri;
 
 use crate::config::Secret;
+use crate::error::error_chain;
 use crate::keepalive::KeepAliveClient;
 use crate::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
 use crate::signature::sign_sha256;
@@ -342,18 +343,6 @@ fn shown(url: &Url) -> String {
 fn unreachable(url: &Url, error: &reqwest::Error) -> GatewayError {
     let reason = if error.is_timeout() { "timed out".to_owned() } else { error_chain(error) };
     GatewayError::Unreachable { url: shown(url), reason }
-}
-
-/// An error and its causes on one line (reqwest's own message alone is often just "error sending request").
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The one mapping of a non-2xx answer to an error: its status and the start of its body.

@@ -181,10 +181,7 @@ impl InstallationTokens {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| GitHubAppError::Unreachable {
-                url: url.to_string(),
-                reason: crate::gateway::error_chain(&e),
-            })?;
+            .map_err(|e| GitHubAppError::Unreachable { url: url.to_string(), reason: crate::error::error_chain(&e) })?;
         let status = response.status();
         if !status.is_success() {
             let message = github_message(&response.text().await.unwrap_or_default());

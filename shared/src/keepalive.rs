@@ -54,7 +54,7 @@ impl KeepAliveClient {
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| crate::gateway::error_chain(&e))?;
+            let response = self.client.request(request).await.map_err(|e| crate::error::error_chain(&e))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_ANSWER_BYTES)
                 .collect()

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: settings from the environment and secret files, read once at start; errors name the setting.
 //! - [`signature`]: GitHub's webhook HMAC and our `X-Cloud-Signature`, verified in constant time.
-//! - [`error`]: the one JSON error body (`{"error": …}`) every answer of refusal carries.
+//! - [`error`]: the one JSON error body (`{"error": …}`) every answer of refusal carries, and `error_chain`.
 //! - [`retry`]: the one exponential backoff every retry uses.
 //! - [`event`]: the JSON that travels between functions (`PushEvent`, `BuildEvent`, `StatusReport`…).
 //! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.
@@ -11,10 +11,10 @@
 //! - [`naming`]: deployed function names and image names.
 //! - [`functions`]: the platform functions' names, which every invoke uses.
 //! - [`stack`]: `stack.yml` in faas-cli's schema.
-//! - [`envsubst`]: `${VAR}` in stack.yml as faas-cli substitutes it, from an empty environment.
+//! - `envsubst` (private, [`stack`]'s): `${VAR}` in stack.yml as faas-cli substitutes it, from an empty environment.
 //! - [`gateway`]: a client for invoking functions and managing deployments.
 //! - [`invocations`]: a function's calls over a window by 2xx/4xx/5xx (metrics' answer, the dashboard's figures).
-//! - [`keepalive`]: the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
+//! - `keepalive` (private, [`gateway`]'s): the lean pooled HTTP/1.1 client for a plain-HTTP gateway's hot calls.
 //! - [`app_key`]: generating an App key pair, for the local stack and the tests that play GitHub.
 //! - [`github_app`]: the GitHub App JWT and cached installation tokens.
 //! - [`status`]: queues commit statuses to github-status.
@@ -40,7 +40,7 @@ pub mod build;
 pub mod callback;
 pub mod config;
 pub mod customers;
-pub mod envsubst;
+mod envsubst;
 pub mod error;
 pub mod event;
 pub mod functions;
@@ -48,7 +48,7 @@ pub mod garbage_collect;
 pub mod gateway;
 pub mod github_app;
 pub mod invocations;
-pub mod keepalive;
+mod keepalive;
 pub mod log_store;
 pub mod naming;
 pub mod openfaas;

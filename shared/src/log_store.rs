@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -24,14 +23,13 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{bool_or, env_string, parse_duration, ConfigError, Secret, SecretStore};
-use crate::gateway::{GatewayClient, GatewayError};
 use crate::signature::{sign_sha256, verify_signature};
 
 /// How long records are kept when `log_retention` is unset: long enough to read a month-old failure.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The folder used when no bucket is configured and `log_store_path` is unset: `/tmp` is writable even with a
 /// read-only root filesystem.
-pub const DEFAULT_FOLDER: &str = "/tmp/ofc-build-logs";
+pub(crate) const DEFAULT_FOLDER: &str = "/tmp/ofc-build-logs";
 /// What replaces each secret in a stored log.
 pub const SCRUBBED: &str = "***";
 /// Put before the canonical query a link signature covers, so that a link's signature can never pass as an
@@ -40,7 +38,7 @@ const LINK_DOMAIN: &str = "ofc-log-link:v1\n";
 const RECORD_SUFFIX: &str = ".log";
 /// How much of a record [`LogStore::meta`] reads first: a metadata line is a few hundred bytes.
 const META_PROBE_BYTES: u64 = 4096;
-/// The function that serves logs and stores them for other functions.
+/// The function that serves logs.
 pub use crate::functions::PIPELINE_LOG;
 
 /// Why the store refused or failed.
@@ -336,7 +334,7 @@ fn s3_endpoint() -> Result<Option<String>, ConfigError> {
 }
 
 /// `30d`, `12h`, `90m`, or seconds: retention is counted in days, which Go-style durations lack.
-pub fn parse_retention(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_retention(value: &str) -> Result<Duration, String> {
     if let Some(days) = value.trim().strip_suffix('d') {
         let days: u64 = days.trim().parse().map_err(|_| format!("`{value}` is not a number of days"))?;
         return Ok(Duration::from_secs(days * 24 * 3600));
@@ -556,7 +554,7 @@ pub enum LinkError {
 }
 
 /// What a link's signature covers, in a fixed order: the key and the expiry (Unix seconds).
-pub fn link_canonical(key: &LogKey, expires: i64) -> String {
+pub(crate) fn link_canonical(key: &LogKey, expires: i64) -> String {
     format!(
         "{LINK_DOMAIN}owner_id={}&repo={}&sha={}&function={}&expires={expires}",
         key.owner_id, key.repo, key.sha, key.function
@@ -564,7 +562,7 @@ pub fn link_canonical(key: &LogKey, expires: i64) -> String {
 }
 
 /// The hex HMAC-SHA256 of the link's canonical query, keyed with `payload-secret`.
-pub fn sign_log_link(key: &LogKey, expires: i64, secret: &Secret) -> String {
+pub(crate) fn sign_log_link(key: &LogKey, expires: i64, secret: &Secret) -> String {
     let signed = sign_sha256(secret.expose().as_bytes(), link_canonical(key, expires).as_bytes());
     signed.trim_start_matches("sha256=").to_owned()
 }
@@ -602,43 +600,6 @@ pub fn verify_log_link(
         return Err(LinkError::Expired(at));
     }
     Ok(())
-}
-
-/// `POST` to pipeline-log (signed with `X-Cloud-Signature`): stores a record for a writer that cannot reach the
-/// store itself. `scrub` lists further secrets to remove; pipeline-log always scrubs `payload-secret` too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PutLogRequest {
-    /// The GitHub account id the log belongs to (see [`LogKey`]).
-    pub owner_id: u64,
-    pub repo: String,
-    pub sha: String,
-    pub function: String,
-    pub meta: LogMeta,
-    pub log: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scrub: Vec<String>,
-}
-
-/// pipeline-log's answer to a stored [`PutLogRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PutLogResponse {
-    /// `<owner id>/<repo>/<sha>/<function>`.
-    pub key: String,
-    /// The stored record's size in bytes.
-    pub bytes: u64,
-}
-
-/// Stores a log through pipeline-log (a signed `POST` via the gateway): for a writer that holds no store settings.
-pub async fn put_through_pipeline_log(
-    gateway: &GatewayClient,
-    request: &PutLogRequest,
-    timeout: Duration,
-) -> Result<PutLogResponse, GatewayError> {
-    let body = serde_json::to_vec(request).expect("a log request always serialises");
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let response = gateway.invoke_ok(PIPELINE_LOG, body.into(), headers, timeout).await?;
-    response.json().await.map_err(|e| GatewayError::BadAnswer { what: PIPELINE_LOG.into(), reason: e.to_string() })
 }
 
 #[cfg(test)]

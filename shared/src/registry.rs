@@ -62,11 +62,6 @@ impl ImageRef {
         }
         Ok(Self { host: host.to_owned(), repository: repository.to_owned(), tag, digest })
     }
-
-    /// `host/repository:tag`.
-    pub fn with_tag(&self, tag: &str) -> String {
-        format!("{}/{}:{tag}", self.host, self.repository)
-    }
 }
 
 /// Whether `part` (an image reference's first part) names a registry host, by Docker's rule: a `.`, a `:` or
@@ -98,7 +93,7 @@ pub fn registry_host_setting(name: &str) -> Result<Option<String>, crate::config
 }
 
 /// A `host[:port]` that an image reference can start with.
-pub fn parse_registry_host(value: &str) -> Result<String, String> {
+pub(crate) fn parse_registry_host(value: &str) -> Result<String, String> {
     let host = value.trim().trim_end_matches('/');
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_');
     if host.is_empty() || !host.chars().all(allowed) {
@@ -188,10 +183,10 @@ impl RegistryClient {
         image: &ImageRef,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        request.send().await.map_err(|e| RegistryError::Unreachable {
-            host: image.host.clone(),
-            reason: crate::gateway::error_chain(&e),
-        })
+        request
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unreachable { host: image.host.clone(), reason: crate::error::error_chain(&e) })
     }
 
     /// A token from the challenge's realm for its service and scope, asked with the registry's credentials.
@@ -358,7 +353,6 @@ mod tests {
         assert_eq!(image.host, "127.0.0.1:5000");
         assert_eq!(image.repository, "octo/fns-hello");
         assert_eq!(image.tag.as_deref(), Some("latest-abc"));
-        assert_eq!(image.with_tag("build-1"), "127.0.0.1:5000/octo/fns-hello:build-1");
         let pinned = ImageRef::parse("registry.example.com/o/f@sha256:00").unwrap();
         assert_eq!((pinned.tag, pinned.digest.as_deref()), (None, Some("sha256:00")));
         assert_eq!(ImageRef::parse("localhost/f").unwrap().tag, None);

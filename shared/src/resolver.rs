@@ -18,9 +18,9 @@ use hickory_resolver::TokioResolver;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// How long one name may take in DNS before its lookup fails: A first, then AAAA only when A had nothing.
-pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DNS_TIMEOUT: Duration = Duration::from_secs(2);
 /// The hosts file the functions' containers get (faasd and Kubernetes write their service names there).
-pub const HOSTS_PATH: &str = "/etc/hosts";
+pub(crate) const HOSTS_PATH: &str = "/etc/hosts";
 /// A hosts file larger than this is read only up to here: nothing legitimate is this large.
 const MAX_HOSTS_BYTES: u64 = 1 << 20;
 
@@ -142,7 +142,7 @@ impl Resolve for FunctionResolver {
 }
 
 /// The process's resolver, made on first use (the system's files are read once).
-pub fn shared_resolver() -> Arc<FunctionResolver> {
+pub(crate) fn shared_resolver() -> Arc<FunctionResolver> {
     static RESOLVER: OnceLock<Arc<FunctionResolver>> = OnceLock::new();
     Arc::clone(RESOLVER.get_or_init(|| Arc::new(FunctionResolver::system())))
 }

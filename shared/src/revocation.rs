@@ -21,7 +21,7 @@ use crate::session::{token_from_headers, Session, SessionError, SessionVerifier}
 /// Where revocations are kept in the store: a prefix no log key can take (log keys start with an account id).
 const PREFIX: &str = "_revoked-sessions";
 /// How long an answer is trusted before the store is asked again: the most a signed-out token still works.
-pub const DEFAULT_FRESH_FOR: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_FRESH_FOR: Duration = Duration::from_secs(2);
 /// Remembered answers beyond this are dropped all at once (ids are random: a flood of made-up ones must not grow
 /// memory).
 const MAX_REMEMBERED: usize = 10_000;
@@ -78,7 +78,7 @@ impl Revocations {
     }
 
     /// Whether the session `id` was signed out, from the store or an answer younger than [`Self::fresh_for`].
-    pub async fn is_revoked(&self, id: &str) -> Result<bool, LogStoreError> {
+    pub(crate) async fn is_revoked(&self, id: &str) -> Result<bool, LogStoreError> {
         if let Some(revoked) = self.recalled(id) {
             return Ok(revoked);
         }

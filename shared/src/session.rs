@@ -57,7 +57,7 @@ impl Session {
     }
 
     /// Whether `id` has the shape [`Session::new_id`] gives (and so is safe in a store key).
-    pub fn is_valid_id(id: &str) -> bool {
+    pub(crate) fn is_valid_id(id: &str) -> bool {
         id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     }
 
@@ -223,12 +223,6 @@ impl SessionVerifier {
             issued,
             expires,
         })
-    }
-
-    /// The session of a request (see [`token_from_headers`]).
-    pub fn verify_request(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Result<Session, SessionError> {
-        let token = token_from_headers(headers).ok_or(SessionError::Missing)?;
-        self.verify(token, now)
     }
 }
 

@@ -11,9 +11,9 @@ use sha2::Sha256;
 /// The signature on calls between our functions: `sha256=<hex>` of the body with `payload-secret`.
 pub const CLOUD_SIGNATURE: &str = "X-Cloud-Signature";
 /// GitHub's preferred webhook signature header.
-pub const HUB_SIGNATURE_256: &str = "X-Hub-Signature-256";
+pub(crate) const HUB_SIGNATURE_256: &str = "X-Hub-Signature-256";
 /// GitHub's legacy SHA-1 webhook signature header.
-pub const HUB_SIGNATURE: &str = "X-Hub-Signature";
+pub(crate) const HUB_SIGNATURE: &str = "X-Hub-Signature";
 
 /// Why a signature was refused. None of the variants carry the secret or the expected value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

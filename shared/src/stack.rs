@@ -14,7 +14,7 @@ pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// The deepest nesting (indentation levels, `- - -` items and `[`/`{` brackets) a file may have. Real stacks nest
 /// five or six deep; a file of nested brackets would otherwise cost seconds of CPU in the YAML parser.
-pub const MAX_NESTING: usize = 64;
+pub(crate) const MAX_NESTING: usize = 64;
 
 /// Why a stack file could not be used; every message is one a user can act on. No message quotes a file's text: a
 /// file can be made to hold anything (a link to a secret, a token), and these messages become commit statuses, logs

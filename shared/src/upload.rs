@@ -43,7 +43,7 @@ pub async fn receive_signed(
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            if crate::gateway::error_chain(&e).contains("length limit exceeded") {
+            if crate::error::error_chain(&e).contains("length limit exceeded") {
                 UploadError::TooLarge(max_bytes)
             } else {
                 UploadError::Body(e.to_string())

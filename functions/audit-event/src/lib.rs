@@ -90,7 +90,7 @@ async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 .await
                 .and_then(reqwest::Response::error_for_status);
             if let Err(error) = sent {
-                tracing::warn!(error = %shared::gateway::error_chain(&error), "the audit summary did not reach Slack");
+                tracing::warn!(error = %shared::error::error_chain(&error), "the audit summary did not reach Slack");
             }
         });
     }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
+use shared::error::error_chain;
 use shared::functions::{FUNCTION_LOGS, METRICS};
-use shared::gateway::{error_chain, GatewayClient, GatewayError};
+use shared::gateway::{GatewayClient, GatewayError};
 use shared::openfaas::{labels, FunctionStatus};
 use shared::ownership::{owned_function, AccessError};
 use shared::session::Session;

@@ -26,7 +26,8 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use shared::config::{parse_bool, CommonConfig, ConfigError, SecretStore};
-use shared::gateway::{error_chain, BasicAuth, GatewayClient, GatewayError};
+use shared::error::error_chain;
+use shared::gateway::{BasicAuth, GatewayClient, GatewayError};
 use shared::revocation::SessionGate;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::json;
 use shared::event::{CommitStatus, StatusEvent};
 use shared::github_app::{github_message, InstallationTokens, API_VERSION, USER_AGENT};
-use shared::retry::Backoff;
+use shared::retry::{retry_after, Backoff};
 
 use crate::error::StatusError;
 
@@ -238,7 +238,7 @@ impl StatusWriter {
         let response = request
             .send()
             .await
-            .map_err(|e| TryFailure::Transient { reason: shared::gateway::error_chain(&e), wait: None })?;
+            .map_err(|e| TryFailure::Transient { reason: shared::error::error_chain(&e), wait: None })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -279,10 +279,11 @@ fn is_rate_limited(headers: &HeaderMap) -> bool {
     headers.contains_key("retry-after") || header_u64(headers, "x-ratelimit-remaining") == Some(0)
 }
 
-/// The wait GitHub asks for: `retry-after` seconds, else until `x-ratelimit-reset` when the limit is used up.
+/// The wait GitHub asks for: `retry-after` (seconds or a date), else until `x-ratelimit-reset` when the limit is
+/// used up.
 fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(seconds) = header_u64(headers, "retry-after") {
-        return Some(Duration::from_secs(seconds));
+    if let Some(asked) = retry_after(headers) {
+        return Some(asked);
     }
     if header_u64(headers, "x-ratelimit-remaining") == Some(0) {
         let reset = header_u64(headers, "x-ratelimit-reset")?;

@@ -95,7 +95,7 @@ impl Prometheus {
             .await
             .map_err(|e| PrometheusError::Unreachable {
                 url: self.query_url.to_string(),
-                reason: shared::gateway::error_chain(&e),
+                reason: shared::error::error_chain(&e),
             })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| PrometheusError::BadAnswer(e.to_string()))?;

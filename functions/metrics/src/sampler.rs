@@ -157,11 +157,11 @@ impl Sampler {
             .timeout(SCRAPE_TIMEOUT)
             .send()
             .await
-            .map_err(|e| failed(shared::gateway::error_chain(&e)))?;
+            .map_err(|e| failed(shared::error::error_chain(&e)))?;
         if !response.status().is_success() {
             return Err(failed(format!("it answered {}", response.status())));
         }
-        let text = response.text().await.map_err(|e| failed(shared::gateway::error_chain(&e)))?;
+        let text = response.text().await.map_err(|e| failed(shared::error::error_chain(&e)))?;
         Ok(invocation_counters(&text))
     }
 

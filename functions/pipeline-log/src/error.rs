@@ -1,10 +1,9 @@
-//! Why a log was not served or stored, and the answer the caller gets for each.
+//! Why a log was not served, and the answer the caller gets for each.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::error::ErrorResponse;
 use shared::log_store::{LinkError, LogStoreError};
-use shared::signature::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -13,9 +12,6 @@ pub enum LogError {
     /// A reader's link: unsigned (401), changed or expired (403).
     #[error(transparent)]
     Link(#[from] LinkError),
-    /// A writer's `X-Cloud-Signature`.
-    #[error("{0}")]
-    Signature(#[from] SignatureError),
     #[error(transparent)]
     Store(#[from] LogStoreError),
 }
@@ -24,7 +20,7 @@ impl IntoResponse for LogError {
     fn into_response(self) -> Response {
         let status = match &self {
             Self::BadRequest(_) | Self::Store(LogStoreError::InvalidKey(_)) => StatusCode::BAD_REQUEST,
-            Self::Link(LinkError::Unsigned) | Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::Link(LinkError::Unsigned) => StatusCode::UNAUTHORIZED,
             Self::Link(LinkError::Mismatch | LinkError::Expired(_)) => StatusCode::FORBIDDEN,
             Self::Store(LogStoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::Store(LogStoreError::Backend(_) | LogStoreError::Open(_)) => StatusCode::BAD_GATEWAY,

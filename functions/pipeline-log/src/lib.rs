@@ -1,10 +1,8 @@
-//! pipeline-log: a build's log for the user who pushed it, behind a signed, expiring link, and the write path
-//! for functions that cannot reach the log store themselves.
+//! pipeline-log: a build's log for the user who pushed it, behind a signed, expiring link.
 //!
 //! # Layout
-//! - [`Config`]: the log store, `payload-secret` (which signs links and writes) and the sweep interval.
-//! - [`app`]: `GET /` serves a log (text, or JSON with `Accept: application/json` or `format=json`); `POST /`
-//!   stores one ([`shared::log_store::PutLogRequest`], signed with `X-Cloud-Signature`).
+//! - [`Config`]: the log store, `payload-secret` (which signs links) and the sweep interval.
+//! - [`app`]: `GET /` serves a log (text, or JSON with `Accept: application/json` or `format=json`).
 //! - [`LogView`]: the JSON answer.
 //! - [`error`]: the answers of refusal.
 
@@ -14,20 +12,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::config::{duration_or, CommonConfig, ConfigError, SecretStore};
-use shared::log_store::{
-    verify_log_link, LinkError, LogKey, LogStore, Outcome, PutLogRequest, PutLogResponse, StepTiming,
-};
+use shared::log_store::{verify_log_link, LinkError, LogKey, LogStore, Outcome, StepTiming};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::verify_cloud;
 
 pub use crate::error::LogError;
 
@@ -94,10 +88,7 @@ pub fn app(config: Config) -> Router {
         tokio::spawn(sweep_every(config.store.clone(), every));
     }
     let state = Arc::new(AppState { store: config.store, common: config.common });
-    Router::new()
-        .route("/", get(serve_log).post(store_log))
-        .route("/{*path}", get(serve_log).post(store_log))
-        .with_state(state)
+    Router::new().route("/", get(serve_log)).route("/{*path}", get(serve_log)).with_state(state)
 }
 
 /// Removes expired records at start and then every `every`; a failed sweep is logged and tried again next time.
@@ -174,17 +165,4 @@ async fn serve_log(
         (header::CACHE_CONTROL, "private, no-store"),
     ];
     Ok((text_headers, record.text).into_response())
-}
-
-async fn store_log(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, LogError> {
-    verify_cloud(&headers, &body, state.common.payload_secret.expose().as_bytes())?;
-    let request: PutLogRequest = serde_json::from_slice(&body)
-        .map_err(|e| LogError::BadRequest(format!("the body is not a log to store: {e}")))?;
-    let key = LogKey::new(request.owner_id, &request.repo, &request.sha, &request.function)?;
-    let mut secrets: Vec<&str> = request.scrub.iter().map(String::as_str).collect();
-    secrets.push(state.common.payload_secret.expose());
-    let record = shared::log_store::LogRecord { meta: request.meta, text: request.log };
-    let bytes = state.store.put(&key, &record, &secrets).await?;
-    tracing::info!(key = %key, bytes, "stored a build log");
-    Ok((StatusCode::CREATED, Json(PutLogResponse { key: key.to_string(), bytes })).into_response())
 }

@@ -80,7 +80,7 @@ async fn forward(
         }
         GatewayError::Unreachable {
             function: name.to_owned(),
-            reason: shared::gateway::error_chain(&error),
+            reason: shared::error::error_chain(&error),
             timed_out: error.is_timeout(),
         }
     })?;

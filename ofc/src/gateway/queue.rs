@@ -30,7 +30,7 @@ use base64::Engine as _;
 use doubles::functions_api::function_name;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use shared::retry::Backoff;
+use shared::retry::{retry_after, Backoff};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -325,16 +325,6 @@ impl Attempt {
     }
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date, as the queue-worker reads it.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default())
-}
-
 impl Gateway {
     /// Replays queued calls until the task is aborted (calls under way are aborted with it, and kept on disk).
     pub fn spawn_worker(&self) -> tokio::task::JoinHandle<()> {
@@ -485,7 +475,7 @@ impl Gateway {
                     retry_after: None,
                 }
             }
-            Err(error) => Attempt::failed(shared::gateway::error_chain(&error)),
+            Err(error) => Attempt::failed(shared::error::error_chain(&error)),
         }
     }
 
@@ -509,7 +499,7 @@ impl Gateway {
             .send()
             .await;
         if let Err(error) = sent {
-            tracing::warn!(call = %job.id, %callback, error = %shared::gateway::error_chain(&error), "callback failed");
+            tracing::warn!(call = %job.id, %callback, error = %shared::error::error_chain(&error), "callback failed");
         }
     }
 }
@@ -569,26 +559,4 @@ pub(super) async fn enqueue(
     response.headers_mut().insert(HeaderName::from_static("x-call-id"), HeaderValue::from_str(&id).expect("ASCII id"));
     response.headers_mut().insert(HeaderName::from_static("x-start-time"), HeaderValue::from(now_ms()));
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(value: &str) -> reqwest::header::HeaderMap {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
-        headers
-    }
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_an_http_date() {
-        assert_eq!(retry_after(&headers("120")), Some(Duration::from_secs(120)));
-        let in_a_minute = (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).to_rfc2822();
-        let asked = retry_after(&headers(&in_a_minute)).unwrap();
-        assert!((Duration::from_secs(58)..=Duration::from_secs(60)).contains(&asked), "{asked:?}");
-        assert_eq!(retry_after(&headers("Mon, 01 Jan 2001 00:00:00 GMT")), Some(Duration::ZERO), "a past date");
-        assert_eq!(retry_after(&headers("soon")), None);
-        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
-    }
 }

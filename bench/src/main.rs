@@ -11,6 +11,8 @@
 //! - [`skip`]: pushes that change nothing, or one function of three: what skipping builds and deployments saves.
 //! - [`floods`]: gh-push under 10,000 half-open connections (`flood`), and two replicas sharing deliveries
 //!   (`replicas`).
+//! - [`growth`]: 10,000 functions of 1,000 owners: what the gateway, list-functions, the dashboard and
+//!   garbage-collect cost at that size (`growth`).
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -22,6 +24,7 @@ mod builder;
 mod cost;
 mod floods;
 mod gittar;
+mod growth;
 mod intake;
 mod load;
 mod pipeline;
@@ -33,7 +36,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [growth] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -44,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
             "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" | "flood" | "replicas" => {
+            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "growth" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
                 "cost",
                 "flood",
                 "replicas",
+                "growth",
             ]
             .map(String::from),
         );
@@ -86,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             "cost" => cost::run(&binaries)?,
             "flood" => floods::flood(&binaries).await?,
             "replicas" => floods::replicas(&binaries).await?,
+            "growth" => growth::run(&binaries).await?,
             "push" => pipeline::push_to_live(&binaries)?,
             "unchanged" => skip::unchanged(&binaries).await?,
             "one-changed" => skip::one_changed(&binaries).await?,

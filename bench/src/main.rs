@@ -13,6 +13,7 @@
 //!   (`replicas`).
 //! - [`growth`]: 10,000 functions of 1,000 owners: what the gateway, list-functions, the dashboard and
 //!   garbage-collect cost at that size (`growth`).
+//! - [`history`]: git-tar on a repository of ~200 MB of history and 50 functions (`history`).
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -25,6 +26,7 @@ mod cost;
 mod floods;
 mod gittar;
 mod growth;
+mod history;
 mod intake;
 mod load;
 mod pipeline;
@@ -36,7 +38,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [growth] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [growth] [history] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -47,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
             "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "growth" => {
+            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "growth" | "history" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -74,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
                 "flood",
                 "replicas",
                 "growth",
+                "history",
             ]
             .map(String::from),
         );
@@ -91,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             "flood" => floods::flood(&binaries).await?,
             "replicas" => floods::replicas(&binaries).await?,
             "growth" => growth::run(&binaries).await?,
+            "history" => history::run(&binaries).await?,
             "push" => pipeline::push_to_live(&binaries)?,
             "unchanged" => skip::unchanged(&binaries).await?,
             "one-changed" => skip::one_changed(&binaries).await?,

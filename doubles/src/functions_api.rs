@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
+use serde::Deserialize;
 use shared::error::ErrorResponse;
-use shared::openfaas::{DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
+use shared::openfaas::{labels, DeleteFunctionRequest, FunctionDeployment, FunctionStatus};
 
 /// The namespace OpenFaaS deploys user functions to when a deployment names none.
 pub const DEFAULT_NAMESPACE: &str = "openfaas-fn";
@@ -79,6 +80,27 @@ struct Record {
     invocation_count: f64,
     replicas: u64,
     available_replicas: u64,
+    /// A cloud function's owner login (lower case) and id, as its labels say: what `?owner=` selects by.
+    owner: Option<(Box<str>, Option<u64>)>,
+}
+
+/// `GET /functions?owner=LOGIN[&ownerId=ID]`: only the cloud functions of that owner, by login (any case) or id.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerQuery {
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub owner_id: Option<u64>,
+}
+
+impl OwnerQuery {
+    fn selects(&self, record: &Record) -> bool {
+        let Some(owner) = self.owner.as_deref() else { return true };
+        record.owner.as_ref().is_some_and(|(login, id)| {
+            login.eq_ignore_ascii_case(owner) || (id.is_some() && *id == self.owner_id.filter(|i| *i != 0))
+        })
+    }
 }
 
 /// The counters [`Record`] keeps beside its JSON.
@@ -95,7 +117,12 @@ impl Record {
         }
         let mut head = serde_json::Value::Object(fields).to_string();
         head.pop();
+        let owner = status.is_cloud_function().then(|| {
+            let login = status.label(labels::OWNER).or_else(|| status.label(labels::GIT_OWNER)).unwrap_or_default();
+            (login.to_ascii_lowercase().into(), status.owner_id())
+        });
         Self {
+            owner,
             head: head.into(),
             invocation_count: status.invocation_count,
             replicas: status.replicas,
@@ -158,11 +185,12 @@ impl FunctionsApi {
         functions.into_iter().map(|f| self.with_replicas(f)).collect()
     }
 
-    /// [`FunctionsApi::list`] as its JSON answer, written from the kept texts.
-    pub fn list_json(&self) -> Vec<u8> {
+    /// [`FunctionsApi::list`] as its JSON answer, written from the kept texts: those `query` selects.
+    pub fn list_json(&self, query: &OwnerQuery) -> Vec<u8> {
         let records: Vec<(String, Arc<str>, f64, u64, u64)> = self
             .lock()
             .iter()
+            .filter(|(_, r)| query.selects(r))
             .map(|(name, r)| (name.clone(), r.head.clone(), r.invocation_count, r.replicas, r.available_replicas))
             .collect();
         let mut json = Vec::with_capacity(records.iter().map(|r| r.1.len() + 80).sum::<usize>() + 2);
@@ -263,8 +291,8 @@ impl FunctionsApi {
     }
 }
 
-async fn list(State(api): State<FunctionsApi>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], api.list_json()).into_response()
+async fn list(State(api): State<FunctionsApi>, Query(query): Query<OwnerQuery>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], api.list_json(&query)).into_response()
 }
 
 async fn one(
@@ -367,7 +395,7 @@ mod tests {
         api.deploy(&rich, false).unwrap();
         api.deploy(&deployment("cold"), false).unwrap();
         api.update("rich", |f| f.invocation_count += 2.0);
-        let listed: Vec<FunctionStatus> = serde_json::from_slice(&api.list_json()).unwrap();
+        let listed: Vec<FunctionStatus> = serde_json::from_slice(&api.list_json(&OwnerQuery::default())).unwrap();
         assert_eq!(listed, api.list());
         assert_eq!(listed[1].name, "rich");
         assert_eq!(listed[1].invocation_count, 2.0);
@@ -377,7 +405,39 @@ mod tests {
         assert_eq!(api.get("rich").unwrap(), listed[1]);
         assert_eq!(api.available(), [("cold".to_owned(), 0), ("rich".to_owned(), 1)]);
         let empty = FunctionsApi::new(BTreeMap::new(), Arc::new(NoHooks));
-        assert_eq!(empty.list_json(), b"[]");
+        assert_eq!(empty.list_json(&OwnerQuery::default()), b"[]");
+    }
+
+    fn owned(name: &str, login: &str, id: Option<u64>) -> FunctionDeployment {
+        let mut deployment = deployment(name);
+        deployment.labels.insert(labels::CLOUD.into(), "1".into());
+        deployment.labels.insert(labels::OWNER.into(), login.into());
+        if let Some(id) = id {
+            deployment.labels.insert(labels::OWNER_ID.into(), id.to_string());
+        }
+        deployment
+    }
+
+    #[test]
+    fn an_owner_query_lists_that_owner_s_cloud_functions_by_login_or_id() {
+        let api = FunctionsApi::new(BTreeMap::new(), Arc::new(NoHooks));
+        api.deploy(&owned("a", "Octo", Some(7)), false).unwrap();
+        api.deploy(&owned("b", "renamed", Some(7)), false).unwrap();
+        api.deploy(&owned("c", "octo", None), false).unwrap();
+        api.deploy(&owned("d", "other", Some(8)), false).unwrap();
+        let mut by_hand = owned("e", "octo", Some(7));
+        by_hand.labels.remove(labels::CLOUD);
+        api.deploy(&by_hand, false).unwrap();
+        let names = |owner: Option<&str>, owner_id: Option<u64>| -> Vec<String> {
+            let query = OwnerQuery { owner: owner.map(str::to_owned), owner_id };
+            let listed: Vec<FunctionStatus> = serde_json::from_slice(&api.list_json(&query)).unwrap();
+            listed.into_iter().map(|f| f.name).collect()
+        };
+        assert_eq!(names(Some("OCTO"), Some(7)), ["a", "b", "c"]);
+        assert_eq!(names(Some("octo"), None), ["a", "c"]);
+        assert_eq!(names(Some("nobody"), Some(8)), ["d"]);
+        assert_eq!(names(Some("nobody"), Some(0)), Vec::<String>::new());
+        assert_eq!(names(None, Some(7)).len(), 5, "no owner: every function, as OpenFaaS lists");
     }
 
     #[test]

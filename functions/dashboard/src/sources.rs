@@ -97,10 +97,18 @@ impl Sources {
         Self { gateway }
     }
 
-    /// Every cloud function of the session's accounts (one `/system/functions` for all of them), by name.
+    /// Every cloud function of the session's accounts (one `/system/functions?owner=` for each, so a gateway that
+    /// selects by owner sends only theirs), by name.
     pub async fn functions_of(&self, session: &Session) -> Result<Vec<OwnedFunction>, GatewayError> {
-        let mut functions = self.gateway.list_functions().await?;
-        functions.retain(|f| session.may_see(f));
+        // By name: a gateway that ignores the query lists every function for each account, each kept once.
+        let mut seen: std::collections::BTreeMap<String, FunctionStatus> = std::collections::BTreeMap::new();
+        for account in session.accounts() {
+            let listed = self.gateway.list_functions_of(&account.login, Some(account.id)).await?;
+            for function in listed.into_iter().filter(|f| session.may_see(f)) {
+                seen.entry(function.name.clone()).or_insert(function);
+            }
+        }
+        let functions: Vec<FunctionStatus> = seen.into_values().collect();
         // Readiness as `GET /system/function/NAME` counts it where the list does not (faasd's list never does).
         let mut owned: Vec<OwnedFunction> =
             self.gateway.with_readiness(functions).await.into_iter().map(OwnedFunction::read).collect();

@@ -42,8 +42,10 @@ fn make_repo(root: &Path) -> anyhow::Result<(String, u64)> {
     init_repo(work.path());
     commit(work.path(), "functions");
     let mut blob = vec![0u8; BLOB_BYTES];
+    let mut random = std::fs::File::open("/dev/urandom")?;
     for i in 0..HEAVY_COMMITS {
-        rand::Rng::fill(&mut rand::thread_rng(), blob.as_mut_slice());
+        // Random bytes from the kernel: no delta or compression makes the history lighter.
+        std::io::Read::read_exact(&mut random, &mut blob)?;
         std::fs::write(work.path().join("assets.bin"), &blob)?;
         std::fs::write(work.path().join(format!("fn{}/handler.txt", i % FUNCTIONS)), format!("version {i}\n"))?;
         commit(work.path(), &format!("assets {i}"));
@@ -145,6 +147,8 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
             ("repository_url", "127.0.0.1:5000".into()),
             ("PATH", std::env::var("PATH").unwrap_or_default()),
             ("RUST_LOG", "warn".into()),
+            // 50 functions: over the default bound of one stack.yml (32), which an operator raises this way.
+            ("max_functions", FUNCTIONS.to_string()),
         ],
     )?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();

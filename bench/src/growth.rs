@@ -218,6 +218,38 @@ async fn timed_gets(
     Ok((Summary::new(samples), size, server))
 }
 
+/// Garbage-collects repository `repo1` of 20 owners, one after another (each holds 5 functions): the latencies.
+async fn collect_repositories(
+    http: &reqwest::Client,
+    gateway: &str,
+    payload_secret: &str,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut collected = Vec::new();
+    for owner in 1..=20 {
+        let request = GarbageCollectRequest {
+            owner: owner_login(owner),
+            repo: "repo1".into(),
+            owner_id: Some(owner_id(owner)),
+            functions: Vec::new(),
+        };
+        let body = serde_json::to_vec(&request)?;
+        let started = Instant::now();
+        let response = http
+            .post(format!("{gateway}function/garbage-collect"))
+            .header(CLOUD_SIGNATURE, sign_sha256(payload_secret.as_bytes(), &body))
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await?;
+        collected.push(started.elapsed());
+        anyhow::ensure!(status.is_success(), "garbage-collect answered {status}: {answer}");
+        let deleted = answer["deleted"].as_array().map_or(0, Vec::len);
+        anyhow::ensure!(deleted == FUNCTIONS_PER_REPO, "garbage-collect deleted {deleted}, not {FUNCTIONS_PER_REPO}");
+    }
+    Ok(collected)
+}
+
 pub async fn run(binaries: &Path) -> anyhow::Result<()> {
     let ofc = binaries.join("ofc");
     anyhow::ensure!(ofc.exists(), "{} is missing: build the binaries first", ofc.display());
@@ -276,29 +308,7 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
     println!("      its Server-Timing: {}   target p50 < 20 ms", Summary::new(server).line());
     println!("   dashboard: {}", memory(pid_of(binaries, "dashboard")?));
 
-    let mut collected = Vec::new();
-    for owner in 1..=20 {
-        let request = GarbageCollectRequest {
-            owner: owner_login(owner),
-            repo: "repo1".into(),
-            owner_id: Some(owner_id(owner)),
-            functions: Vec::new(),
-        };
-        let body = serde_json::to_vec(&request)?;
-        let started = Instant::now();
-        let response = http
-            .post(format!("{gateway}function/garbage-collect"))
-            .header(CLOUD_SIGNATURE, sign_sha256(keys.payload_secret.as_bytes(), &body))
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: serde_json::Value = response.json().await?;
-        collected.push(started.elapsed());
-        anyhow::ensure!(status.is_success(), "garbage-collect answered {status}: {answer}");
-        let deleted = answer["deleted"].as_array().map_or(0, Vec::len);
-        anyhow::ensure!(deleted == FUNCTIONS_PER_REPO, "garbage-collect deleted {deleted}, not {FUNCTIONS_PER_REPO}");
-    }
+    let collected = collect_repositories(&http, &gateway, &keys.payload_secret).await?;
     println!(
         "   garbage-collect of one repository ({FUNCTIONS_PER_REPO} functions deleted of ~10,000): {}",
         Summary::new(collected).line()

@@ -14,6 +14,8 @@
 //! - [`growth`]: 10,000 functions of 1,000 owners: what the gateway, list-functions, the dashboard and
 //!   garbage-collect cost at that size (`growth`).
 //! - [`history`]: git-tar on a repository of ~200 MB of history and 50 functions (`history`).
+//! - [`owners`]: 100 owners pushing at once, two builds at a time: every push's final status and each owner's
+//!   wait (`owners`).
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -29,6 +31,7 @@ mod growth;
 mod history;
 mod intake;
 mod load;
+mod owners;
 mod pipeline;
 mod process;
 mod skip;
@@ -38,7 +41,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [growth] [history] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [growth] [history] [owners] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 "replicas",
                 "growth",
                 "history",
+                "owners",
             ]
             .map(String::from),
         );
@@ -95,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             "replicas" => floods::replicas(&binaries).await?,
             "growth" => growth::run(&binaries).await?,
             "history" => history::run(&binaries).await?,
+            "owners" => owners::run(&binaries)?,
             "push" => pipeline::push_to_live(&binaries)?,
             "unchanged" => skip::unchanged(&binaries).await?,
             "one-changed" => skip::one_changed(&binaries).await?,

@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
             "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "growth" | "history" => {
+            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "growth" | "history" | "owners" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {

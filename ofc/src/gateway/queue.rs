@@ -10,10 +10,10 @@
 //! The worker never lists the folder: an index of due times, read once at start, mirrors it, and the worker sleeps
 //! until it is notified (a call queued, a route set, a call finished) or the earliest retry time comes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -52,12 +52,25 @@ pub(super) struct Job {
 /// The queue folder, and what the worker needs to know of it without reading it.
 pub(super) struct Queue {
     dir: PathBuf,
-    /// Each queued call's id → its `not_before_ms`; ids sort in the order the calls came.
-    due: Mutex<BTreeMap<String, u64>>,
+    /// Each queued call's id → when it is due and its function; ids sort in the order the calls came.
+    due: Mutex<BTreeMap<String, Due>>,
     /// Wakes the worker: a call was queued or finished, or a route changed.
     pub(super) wake: Notify,
     /// Keeps ids made in the same millisecond in order.
     next_id: AtomicU64,
+}
+
+/// When a queued call is due (`not_before_ms`), and the function it calls, which the worker shares slots by.
+#[derive(Debug, Clone)]
+struct Due {
+    at: u64,
+    function: Arc<str>,
+}
+
+impl Due {
+    fn of(job: &Job) -> Self {
+        Self { at: job.not_before_ms, function: job.function.as_str().into() }
+    }
 }
 
 fn read_job(path: &Path) -> std::io::Result<Job> {
@@ -102,7 +115,7 @@ impl Queue {
                 job.not_before_ms = 0;
                 write_job(&dir, &job)?;
             }
-            due.insert(job.id, 0);
+            due.insert(job.id.clone(), Due::of(&job));
         }
         // A body without its call: the gateway stopped while it arrived, before the call was answered 202.
         for body in bodies {
@@ -113,7 +126,7 @@ impl Queue {
         Ok(Self { dir, due: Mutex::new(due), wake: Notify::new(), next_id: AtomicU64::new(0) })
     }
 
-    fn due(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+    fn due(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Due>> {
         self.due.lock().expect("queue lock")
     }
 
@@ -128,10 +141,10 @@ impl Queue {
 
     /// Writes `job` (new, or waiting for its next try) and tells the worker.
     async fn put(&self, job: Job) -> std::io::Result<()> {
-        let (id, not_before) = (job.id.clone(), job.not_before_ms);
+        let (id, due) = (job.id.clone(), Due::of(&job));
         let dir = self.dir.clone();
         blocking(move || write_job(&dir, &job)).await?;
-        self.due().insert(id, not_before);
+        self.due().insert(id, due);
         self.wake.notify_one();
         Ok(())
     }
@@ -188,15 +201,35 @@ impl Queue {
         Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
     }
 
-    /// The first call due now that is not running; otherwise when the next one is due.
+    /// The call to start now: among those due and not running, the first of the function with the fewest calls
+    /// under way, so a function whose calls take long (git-tar waiting for builds) cannot hold every slot while
+    /// another's quick calls (the statuses of the pushes already built) wait behind its backlog. Otherwise when
+    /// the next call is due.
     fn next(&self, running: &HashMap<tokio::task::Id, String>, now: u64) -> Result<String, Option<u64>> {
         let due = self.due();
-        let waiting: Vec<(&String, u64)> =
-            due.iter().filter(|(id, _)| !running.values().any(|r| r == *id)).map(|(id, at)| (id, *at)).collect();
-        match waiting.iter().find(|(_, at)| *at <= now) {
-            Some((id, _)) => Ok((*id).clone()),
-            None => Err(waiting.iter().map(|(_, at)| *at).min()),
+        let running_ids: HashSet<&str> = running.values().map(String::as_str).collect();
+        let mut under_way: HashMap<&str, usize> = HashMap::new();
+        for id in &running_ids {
+            if let Some(call) = due.get(*id) {
+                *under_way.entry(&call.function).or_default() += 1;
+            }
         }
+        let mut best: Option<(usize, &String)> = None;
+        let mut next_due: Option<u64> = None;
+        for (id, call) in due.iter().filter(|(id, _)| !running_ids.contains(id.as_str())) {
+            if call.at > now {
+                next_due = Some(next_due.map_or(call.at, |at| at.min(call.at)));
+                continue;
+            }
+            let busy = under_way.get(&*call.function).copied().unwrap_or(0);
+            if best.is_none_or(|(fewest, _)| busy < fewest) {
+                best = Some((busy, id));
+                if busy == 0 {
+                    break;
+                }
+            }
+        }
+        best.map(|(_, id)| id.clone()).ok_or(next_due)
     }
 }
 
@@ -464,6 +497,43 @@ mod tests {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
         headers
+    }
+
+    fn job(id: &str, function: &str, not_before_ms: u64) -> Job {
+        Job {
+            id: id.into(),
+            function: function.into(),
+            method: "POST".into(),
+            rest: String::new(),
+            headers: Vec::new(),
+            body_base64: None,
+            attempts: 0,
+            not_before_ms,
+        }
+    }
+
+    /// Runs `ids` as tasks that never end, for `next` to see them as under way.
+    fn under_way(tasks: &mut JoinSet<()>, ids: &[&str]) -> HashMap<tokio::task::Id, String> {
+        ids.iter().map(|id| (tasks.spawn(std::future::pending()).id(), (*id).to_owned())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_function_with_calls_under_way_yields_the_next_slot_to_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path().to_owned()).unwrap();
+        for (id, function) in [("1", "git-tar"), ("2", "git-tar"), ("3", "git-tar"), ("4", "github-status")] {
+            queue.put(job(id, function, 0)).await.unwrap();
+        }
+        queue.put(job("5", "github-status", 5_000)).await.unwrap();
+        let mut tasks = JoinSet::new();
+        assert_eq!(queue.next(&HashMap::new(), 1_000), Ok("1".to_owned()), "in order while nothing runs");
+        let running = under_way(&mut tasks, &["1", "2"]);
+        assert_eq!(queue.next(&running, 1_000), Ok("4".to_owned()), "the status goes before git-tar's third call");
+        let running = under_way(&mut tasks, &["1", "2", "4"]);
+        assert_eq!(queue.next(&running, 1_000), Ok("3".to_owned()), "only git-tar's third call is due now");
+        let running = under_way(&mut tasks, &["1", "2", "3", "4"]);
+        assert_eq!(queue.next(&running, 1_000), Err(Some(5_000)), "the rest is due later");
+        tasks.abort_all();
     }
 
     #[test]

@@ -84,7 +84,7 @@ struct Record {
     owner: Option<(Box<str>, Option<u64>)>,
 }
 
-/// `GET /functions?owner=LOGIN[&ownerId=ID]`: only the cloud functions of that owner, by login (any case) or id.
+/// `GET /functions?owner=LOGIN[&ownerId=ID]`: only the cloud functions of that owner, by the ownership rule.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerQuery {
@@ -95,10 +95,12 @@ pub struct OwnerQuery {
 }
 
 impl OwnerQuery {
+    /// `FunctionStatus::is_cloud_function_of`'s rule: the id decides where both have one, else the login does.
     fn selects(&self, record: &Record) -> bool {
         let Some(owner) = self.owner.as_deref() else { return true };
-        record.owner.as_ref().is_some_and(|(login, id)| {
-            login.eq_ignore_ascii_case(owner) || (id.is_some() && *id == self.owner_id.filter(|i| *i != 0))
+        record.owner.as_ref().is_some_and(|(login, id)| match (id, self.owner_id.filter(|i| *i != 0)) {
+            (Some(theirs), Some(ours)) => *theirs == ours,
+            _ => login.eq_ignore_ascii_case(owner),
         })
     }
 }
@@ -420,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn an_owner_query_lists_that_owner_s_cloud_functions_by_login_or_id() {
+    fn an_owner_query_lists_that_owner_s_cloud_functions_by_the_ownership_rule() {
         let api = FunctionsApi::new(BTreeMap::new(), Arc::new(NoHooks));
         api.deploy(&owned("a", "Octo", Some(7)), false).unwrap();
         api.deploy(&owned("b", "renamed", Some(7)), false).unwrap();
@@ -438,6 +440,7 @@ mod tests {
         assert_eq!(names(Some("octo"), None), ["a", "c"]);
         assert_eq!(names(Some("nobody"), Some(8)), ["d"]);
         assert_eq!(names(Some("nobody"), Some(0)), Vec::<String>::new());
+        assert_eq!(names(Some("octo"), Some(9)), ["c"], "a login that changed hands: the id decides");
         assert_eq!(names(None, Some(7)).len(), 5, "no owner: every function, as OpenFaaS lists");
     }
 

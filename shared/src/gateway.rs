@@ -280,10 +280,10 @@ impl GatewayClient {
             .map_err(|e| GatewayError::BadAnswer { what: "GET /system/functions".into(), reason: e.to_string() })
     }
 
-    /// `GET /system/functions?owner=LOGIN[&ownerId=ID]`: at least every cloud function of that owner (by login,
-    /// case-insensitively, or by id), and on a gateway that ignores the query (OpenFaaS's own) every function, so
-    /// the caller still keeps only the owner's with [`FunctionStatus::is_cloud_function_of`]. ofc's gateway answers
-    /// the owner's alone, so a list for one owner does not read every owner's functions.
+    /// `GET /system/functions?owner=LOGIN[&ownerId=ID]`: ofc's gateway answers the cloud functions of that owner
+    /// alone (by [`FunctionStatus::is_cloud_function_of`]'s rule), so a list for one owner does not read every
+    /// owner's; a gateway that ignores the query (OpenFaaS's own) lists every function, so the caller still keeps
+    /// only the owner's.
     pub async fn list_functions_of(
         &self,
         owner: &str,

@@ -236,7 +236,12 @@ impl FunctionsApi {
         self.lock().insert(status.name, record);
     }
 
-    /// Runs `change` on a deployed function's record (counting an invocation, say).
+    /// Counts one invocation of a deployed function (without reading its status); false when there is none.
+    pub fn count_invocation(&self, name: &str) -> bool {
+        self.lock().get_mut(name).map(|record| record.invocation_count += 1.0).is_some()
+    }
+
+    /// Runs `change` on a deployed function's record (its status is read and kept again: not for every call).
     pub fn update<R>(&self, name: &str, change: impl FnOnce(&mut FunctionStatus) -> R) -> Option<R> {
         let mut functions = self.lock();
         let record = functions.get_mut(name)?;
@@ -397,7 +402,9 @@ mod tests {
         rich.env_vars.insert("K".into(), "v".into());
         api.deploy(&rich, false).unwrap();
         api.deploy(&deployment("cold"), false).unwrap();
-        api.update("rich", |f| f.invocation_count += 2.0);
+        api.update("rich", |f| f.invocation_count += 1.0);
+        assert!(api.count_invocation("rich"));
+        assert!(!api.count_invocation("nothing"));
         let listed: Vec<FunctionStatus> = serde_json::from_slice(&api.list_json(&OwnerQuery::default())).unwrap();
         assert_eq!(listed, api.list());
         assert_eq!(listed[1].name, "rich");

@@ -64,6 +64,26 @@ async fn gateway(last_tar: Arc<Mutex<Option<Instant>>>) -> ServedFunction {
     ServedFunction::serve(app.layer(axum::extract::DefaultBodyLimit::disable())).await
 }
 
+/// The push event of `bench/<name>` at `sha` on `server`, as gh-push hands it to git-tar.
+pub(crate) fn push_event(server: &GitServer, name: &str, sha: &str) -> PushEvent {
+    PushEvent {
+        delivery: "bench".into(),
+        git_ref: "refs/heads/main".into(),
+        after: sha.into(),
+        installation_id: None,
+        repository: Repository {
+            name: name.into(),
+            full_name: format!("bench/{name}"),
+            clone_url: server.clone_url("bench", name),
+            private: false,
+            default_branch: Some("main".into()),
+            owner: Owner { login: "bench".into(), id: 1 },
+        },
+        order: PushOrder::default(),
+        preview: None,
+    }
+}
+
 pub async fn run(binaries: &Path) -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let server = GitServer::start(root.path()).await?;
@@ -89,22 +109,7 @@ pub async fn run(binaries: &Path) -> anyhow::Result<()> {
     child.wait_healthy(address, Duration::from_secs(10)).await?;
     println!("git-tar (idle RSS {:.1} MiB)", rss_kib(child.pid())? as f64 / 1024.0);
     let http = reqwest::Client::new();
-    let push = |name: &str, sha: &str| PushEvent {
-        delivery: "bench".into(),
-        git_ref: "refs/heads/main".into(),
-        after: sha.into(),
-        installation_id: None,
-        repository: Repository {
-            name: name.into(),
-            full_name: format!("bench/{name}"),
-            clone_url: server.clone_url("bench", name),
-            private: false,
-            default_branch: Some("main".into()),
-            owner: Owner { login: "bench".into(), id: 1 },
-        },
-        order: PushOrder::default(),
-        preview: None,
-    };
+    let push = |name: &str, sha: &str| push_event(&server, name, sha);
     let mut to_last_tar = Vec::new();
     for _ in 0..10 {
         let body = serde_json::to_vec(&push("three", &small))?;

@@ -12,6 +12,11 @@
 //! - [`floods`]: gh-push under 10,000 half-open connections (`flood`), and two replicas sharing deliveries
 //!   (`replicas`).
 //! - [`fairness`]: of-builder's per-owner queues against one FIFO line: how long other owners wait past a backlog.
+//! - [`growth`]: 10,000 functions of 1,000 owners: what the gateway, list-functions, the dashboard and
+//!   garbage-collect cost at that size (`growth`).
+//! - [`history`]: git-tar on a repository of ~200 MB of history and 50 functions (`history`).
+//! - [`owners`]: 100 owners pushing at once, two builds at a time: every push's final status and each owner's
+//!   wait (`owners`).
 //! - [`cost`]: idle memory of every process of the stack, and each function's image size.
 //! - [`load`]: the HTTP/1.1 load generator (saturation and fixed rate).
 //! - [`process`]: starting release binaries, reading their memory.
@@ -24,8 +29,11 @@ mod cost;
 mod fairness;
 mod floods;
 mod gittar;
+mod growth;
+mod history;
 mod intake;
 mod load;
+mod owners;
 mod pipeline;
 mod process;
 mod skip;
@@ -35,7 +43,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [fairness] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [fairness] [growth] [history] [owners] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -46,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
             "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "fairness" => {
+            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "fairness" | "growth" | "history"
+            | "owners" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -73,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
                 "flood",
                 "replicas",
                 "fairness",
+                "growth",
+                "history",
+                "owners",
             ]
             .map(String::from),
         );
@@ -89,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
             "cost" => cost::run(&binaries)?,
             "flood" => floods::flood(&binaries).await?,
             "replicas" => floods::replicas(&binaries).await?,
+            "growth" => growth::run(&binaries).await?,
+            "history" => history::run(&binaries).await?,
+            "owners" => owners::run(&binaries)?,
             "push" => pipeline::push_to_live(&binaries)?,
             "unchanged" => skip::unchanged(&binaries).await?,
             "one-changed" => skip::one_changed(&binaries).await?,

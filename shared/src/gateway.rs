@@ -240,6 +240,17 @@ impl GatewayClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response, GatewayError> {
+        self.system_with_query(method, path, &[], body).await
+    }
+
+    /// [`Self::system`] with a query (kept out of `path`, whose parsed URL is cached).
+    async fn system_with_query(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response, GatewayError> {
         let credentials = self.credentials.as_ref().ok_or(GatewayError::NoCredentials)?;
         let url = self.url(path);
         let mut request = self
@@ -247,6 +258,9 @@ impl GatewayClient {
             .request(method.clone(), url.clone())
             .basic_auth(&credentials.user, Some(credentials.password.expose()))
             .timeout(SHORT_CALL_TIMEOUT);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
@@ -261,6 +275,27 @@ impl GatewayClient {
     /// `GET /system/functions`.
     pub async fn list_functions(&self) -> Result<Vec<FunctionStatus>, GatewayError> {
         let response = self.system(Method::GET, "system/functions", None).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| GatewayError::BadAnswer { what: "GET /system/functions".into(), reason: e.to_string() })
+    }
+
+    /// `GET /system/functions?owner=LOGIN[&ownerId=ID]`: ofc's gateway answers the cloud functions of that owner
+    /// alone (by [`FunctionStatus::is_cloud_function_of`]'s rule), so a list for one owner does not read every
+    /// owner's; a gateway that ignores the query (OpenFaaS's own) lists every function, so the caller still keeps
+    /// only the owner's.
+    pub async fn list_functions_of(
+        &self,
+        owner: &str,
+        owner_id: Option<u64>,
+    ) -> Result<Vec<FunctionStatus>, GatewayError> {
+        let id = owner_id.filter(|id| *id != 0).map(|id| id.to_string());
+        let mut query = vec![("owner", owner)];
+        if let Some(id) = &id {
+            query.push(("ownerId", id));
+        }
+        let response = self.system_with_query(Method::GET, "system/functions", &query, None).await?;
         response
             .json()
             .await

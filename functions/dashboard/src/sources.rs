@@ -116,10 +116,24 @@ impl Sources {
         Self { gateway }
     }
 
-    /// Every cloud function of the session's accounts (one `/system/functions` for all of them), by name.
+    /// Every cloud function of the session's accounts (one `/system/functions?owner=` for each, so a gateway that
+    /// selects by owner sends only theirs), by name.
     pub async fn functions_of(&self, session: &Session) -> Result<Vec<OwnedFunction>, GatewayError> {
-        let mut functions = self.gateway.list_functions().await?;
-        functions.retain(|f| session.may_see(f));
+        // By name: each function kept once.
+        let mut seen: std::collections::BTreeMap<String, FunctionStatus> = std::collections::BTreeMap::new();
+        for account in session.accounts() {
+            let listed = self.gateway.list_functions_of(&account.login, Some(account.id)).await?;
+            // Another owner's function in the answer: the gateway ignored the query (OpenFaaS's does) and listed
+            // every function, which then serves every account at once.
+            let whole = listed.iter().any(|f| !f.is_cloud_function_of(&account.login, Some(account.id)));
+            for function in listed.into_iter().filter(|f| session.may_see(f)) {
+                seen.entry(function.name.clone()).or_insert(function);
+            }
+            if whole {
+                break;
+            }
+        }
+        let functions: Vec<FunctionStatus> = seen.into_values().collect();
         // Readiness as `GET /system/function/NAME` counts it where the list does not (faasd's list never does).
         let mut owned: Vec<OwnedFunction> =
             self.gateway.with_readiness(functions).await.into_iter().map(OwnedFunction::read).collect();

@@ -562,3 +562,21 @@ async fn previews_are_listed_by_branch_and_pull_request_with_their_urls_and_buil
         build.body
     );
 }
+
+#[tokio::test]
+async fn behind_a_gateway_that_ignores_the_owner_query_one_list_serves_every_account() {
+    let dashboard = start().await;
+    // OpenFaaS's gateway answers every function whatever the query.
+    let everything = serde_json::to_value(dashboard.gateway.functions()).unwrap();
+    dashboard.gateway.reply("GET", "/system/functions", vec![Reply::status(200).json(&everything)]);
+    let page = dashboard.get("", Some(&alice_cookie())).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for listed in ["alice-hello-5", "acme-api-4"] {
+        assert!(page.body.contains(&format!("functions/{listed}\"")), "{listed} is listed");
+    }
+    for hidden in ["bob-secret-3", "alice-inherited-5", "alice-manual-5"] {
+        assert!(!page.body.contains(hidden), "{hidden} is not listed");
+    }
+    let lists = dashboard.gateway.requests_to("/system/functions");
+    assert_eq!(lists.len(), 1, "the whole list was read once for alice and acme: {lists:?}");
+}

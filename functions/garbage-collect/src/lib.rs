@@ -147,7 +147,8 @@ async fn handle(
     if request.owner.trim().is_empty() || request.repo.trim().is_empty() {
         return Err(GcError::BadRequest("owner and repo are required".into()));
     }
-    let functions = state.gateway.list_functions().await?;
+    // The owner's alone where the gateway can select them (ofc's); `collectable` decides either way.
+    let functions = state.gateway.list_functions_of(&request.owner, request.owner_id).await?;
     let mut deleted = Vec::new();
     for function in functions.iter().filter(|f| collectable(f, &request)) {
         match state.gateway.delete(&function.name).await {

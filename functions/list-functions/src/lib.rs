@@ -88,7 +88,8 @@ async fn list(
         Some(id) => Some(id.parse::<u64>().map_err(|_| ListError::BadRequest(format!("`{id}` is not an owner id")))?),
         None => None,
     };
-    let mut functions = state.gateway.list_functions().await?;
+    // The owner's alone where the gateway can select them (ofc's); the rule below decides either way.
+    let mut functions = state.gateway.list_functions_of(user, owner_id).await?;
     functions.retain(|f| f.is_cloud_function_of(user, owner_id));
     // Readiness as `GET /system/function/NAME` counts it where the list does not (faasd's list never does).
     let functions = state.gateway.with_readiness(functions).await;

@@ -55,8 +55,7 @@ pub(super) async fn info(State(gateway): State<Gateway>) -> Json<serde_json::Val
 }
 
 pub(super) async fn metrics(State(gateway): State<Gateway>) -> Response {
-    let mut replicas: BTreeMap<String, u64> =
-        gateway.inner.functions.list().into_iter().map(|f| (f.name, f.available_replicas)).collect();
+    let mut replicas: BTreeMap<String, u64> = gateway.inner.functions.available().into_iter().collect();
     // A platform function is one supervised process.
     for name in gateway.inner.routes.read().expect("routes lock").keys() {
         replicas.insert(name.clone(), 1);

@@ -255,20 +255,20 @@ impl Gateway {
         if let Some(url) = self.inner.routes.read().expect("routes lock").get(name) {
             return Ok(url.clone());
         }
-        let found = self.inner.functions.update(name, |deployed| match self.inner.replicas.port(name) {
-            Ok(port) => {
-                deployed.invocation_count += 1.0;
-                Ok(format!("http://127.0.0.1:{port}/"))
-            }
-            Err(why) => Err(GatewayError::Unavailable {
-                function: name.to_owned(),
-                reason: format!(
-                    "function {name} is deployed (image {}) but has no running replica: {why}",
-                    deployed.image
-                ),
-            }),
-        });
-        found.unwrap_or_else(|| Err(GatewayError::NoSuchFunction(name.to_owned())))
+        match self.inner.replicas.port(name) {
+            Ok(port) if self.inner.functions.count_invocation(name) => Ok(format!("http://127.0.0.1:{port}/")),
+            Ok(_) => Err(GatewayError::NoSuchFunction(name.to_owned())),
+            Err(why) => match self.inner.functions.get(name) {
+                Ok(deployed) => Err(GatewayError::Unavailable {
+                    function: name.to_owned(),
+                    reason: format!(
+                        "function {name} is deployed (image {}) but has no running replica: {why}",
+                        deployed.image
+                    ),
+                }),
+                Err(_) => Err(GatewayError::NoSuchFunction(name.to_owned())),
+            },
+        }
     }
 
     /// Serves the gateway on `listener` within its connection bounds until `shutdown` completes, then drains.

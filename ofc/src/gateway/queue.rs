@@ -16,7 +16,7 @@
 //! hold another owner's push back; an owner's lane runs at most `max_inflight_per_owner` calls at once, and holds
 //! at most `max_queued_pushes_per_owner` pushes (calls to git-tar): the next is refused 429.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -61,6 +61,10 @@ pub(super) struct Job {
 
 /// A queued call's lane: its function and its owner, when known.
 type Lane = (String, Option<u64>);
+
+/// How a due call ranks for the next slot, lowest first: its function's calls under way, then when its lane last
+/// had a call started (never first).
+type Rank = (usize, Option<u64>);
 
 /// What the worker keeps of a queued call without reading it.
 #[derive(Debug, Clone)]
@@ -257,9 +261,11 @@ impl Queue {
         Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
     }
 
-    /// The call to start now: of the lanes with a call due and not running, and under `per_owner` calls running
-    /// when their owner is known, the lane started least recently (never first), its oldest due call. Otherwise
-    /// when the next call is due, if any waits.
+    /// The call to start now: among the calls due and not running, and under `per_owner` calls running when their
+    /// owner is known, those of the function with the fewest calls under way (so a function whose calls take long,
+    /// git-tar waiting for builds, cannot hold every slot while another's quick calls, the statuses of pushes already
+    /// built, wait behind its backlog); of those, the lane started least recently (never first), its oldest due
+    /// call. Otherwise when the next call is due, if any waits.
     fn next(
         &self,
         running: &HashMap<tokio::task::Id, String>,
@@ -267,13 +273,15 @@ impl Queue {
         per_owner: usize,
     ) -> Result<String, Option<u64>> {
         let due = self.due();
-        let running: std::collections::HashSet<&String> = running.values().collect();
+        let running: HashSet<&String> = running.values().collect();
         let mut busy: HashMap<&Lane, usize> = HashMap::new();
+        let mut under_way: HashMap<&str, usize> = HashMap::new();
         for entry in running.iter().filter_map(|id| due.get(*id)) {
             *busy.entry(&entry.lane).or_default() += 1;
+            *under_way.entry(entry.lane.0.as_str()).or_default() += 1;
         }
         let mut last_started = self.last_started.lock().expect("queue lock");
-        let mut best: Option<(Option<u64>, &String, &Lane)> = None;
+        let mut best: Option<(Rank, &String, &Lane)> = None;
         let mut next_due: Option<u64> = None;
         for (id, entry) in due.iter() {
             if running.contains(id) {
@@ -287,8 +295,10 @@ impl Queue {
             if full {
                 continue;
             }
-            let rank = last_started.1.get(&entry.lane).copied();
-            // Ids ascend, so the first call seen of a lane is its oldest; a lane ranks by its last start.
+            let rank =
+                (under_way.get(entry.lane.0.as_str()).copied().unwrap_or(0), last_started.1.get(&entry.lane).copied());
+            // Ids ascend, so the first call seen of a lane is its oldest; a lane ranks by its function's calls
+            // under way, then by its last start.
             if best.as_ref().is_none_or(|(best_rank, _, _)| rank < *best_rank) {
                 best = Some((rank, id, &entry.lane));
             }
@@ -559,4 +569,47 @@ pub(super) async fn enqueue(
     response.headers_mut().insert(HeaderName::from_static("x-call-id"), HeaderValue::from_str(&id).expect("ASCII id"));
     response.headers_mut().insert(HeaderName::from_static("x-start-time"), HeaderValue::from(now_ms()));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, function: &str, not_before_ms: u64) -> Job {
+        Job {
+            id: id.into(),
+            function: function.into(),
+            method: "POST".into(),
+            rest: String::new(),
+            headers: Vec::new(),
+            body_base64: None,
+            attempts: 0,
+            not_before_ms,
+            owner: None,
+        }
+    }
+
+    /// Runs `ids` as tasks that never end, for `next` to see them as under way.
+    fn under_way(tasks: &mut JoinSet<()>, ids: &[&str]) -> HashMap<tokio::task::Id, String> {
+        ids.iter().map(|id| (tasks.spawn(std::future::pending()).id(), (*id).to_owned())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_function_with_calls_under_way_yields_the_next_slot_to_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path().to_owned()).unwrap();
+        for (id, function) in [("1", "git-tar"), ("2", "git-tar"), ("3", "git-tar"), ("4", "github-status")] {
+            queue.put(job(id, function, 0)).await.unwrap();
+        }
+        queue.put(job("5", "github-status", 5_000)).await.unwrap();
+        let mut tasks = JoinSet::new();
+        assert_eq!(queue.next(&HashMap::new(), 1_000, 2), Ok("1".to_owned()), "in order while nothing runs");
+        let running = under_way(&mut tasks, &["1", "2"]);
+        assert_eq!(queue.next(&running, 1_000, 2), Ok("4".to_owned()), "the status goes before git-tar's third call");
+        let running = under_way(&mut tasks, &["1", "2", "4"]);
+        assert_eq!(queue.next(&running, 1_000, 2), Ok("3".to_owned()), "only git-tar's third call is due now");
+        let running = under_way(&mut tasks, &["1", "2", "3", "4"]);
+        assert_eq!(queue.next(&running, 1_000, 2), Err(Some(5_000)), "the rest is due later");
+        tasks.abort_all();
+    }
 }

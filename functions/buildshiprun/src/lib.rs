@@ -126,6 +126,8 @@ async fn handle(
         }
     };
     match &result {
+        // A superseded commit was logged as such where it was decided.
+        Ok(ShipResult { superseded_by: Some(_), .. }) => {}
         Ok(_) => tracing::info!(owner = %event.owner, repo = %event.repo, sha = %event.sha, %service, "deployed"),
         Err(error) => {
             tracing::warn!(owner = %event.owner, repo = %event.repo, sha = %event.sha, %service, %error, "not deployed");

@@ -794,7 +794,8 @@ fn platform_update(platform: &Platform, figures: &mut String, checks: &mut Check
 /// `faas-cli logs buildshiprun` shows its log lines: faasd's log reader stops at the first line journald keeps as
 /// bytes (a line with colour escape codes), so this fails when the functions colour their logs.
 fn function_logs(platform: &Platform, checks: &mut Checks) {
-    // In the folder the guide signs in from, as the other faas-cli calls: faas-cli keeps the sign-in there.
+    // In the folder the guide signs in from, as the other faas-cli calls: with `CI` set (as CI runs set it),
+    // faas-cli keeps its sign-in in `./.openfaas` rather than `$HOME/.openfaas`.
     let mut logs = platform.ns.command_in(&platform.work.join("deploy"), "timeout");
     logs.arg("60")
         .arg(platform.work.join("bin/faas-cli"))

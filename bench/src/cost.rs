@@ -7,25 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::rss_kib;
-
-/// The processes `ofc up` runs from `binaries`, by name, with their pids.
-fn stack_processes(binaries: &Path) -> Vec<(String, u32)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else { continue };
-        if exe.parent() == Some(binaries) {
-            let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name != "bench" {
-                found.push((name, pid));
-            }
-        }
-    }
-    found.sort();
-    found
-}
+use crate::process::{rss_kib, stack_processes};
 
 pub fn run(binaries: &Path) -> anyhow::Result<()> {
     println!("cost: idle RSS of each process of `ofc up` (release binaries, 2 s after start)");

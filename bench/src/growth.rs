@@ -17,7 +17,7 @@ use shared::session::{Account, Session, SessionSigner};
 use shared::signature::{sign_sha256, CLOUD_SIGNATURE};
 use testkit::local_stack::{LocalStack, Up};
 
-use crate::process::{peak_rss_kib, rss_kib};
+use crate::process::{peak_rss_kib, rss_kib, stack_processes};
 use crate::stats::Summary;
 
 /// Owners deployed for; the first has [`BIG_OWNER_FUNCTIONS`], every other [`FUNCTIONS_PER_OWNER`].
@@ -92,24 +92,6 @@ fn all_deployments() -> Vec<FunctionDeployment> {
         all.extend((0..count).map(|f| deployment(owner, f / FUNCTIONS_PER_REPO, f)));
     }
     all
-}
-
-/// The processes `ofc up` runs from `binaries`, by name: (name, pid).
-fn stack_processes(binaries: &Path) -> Vec<(String, u32)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else { continue };
-        if exe.parent() == Some(binaries) {
-            let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if name != "bench" {
-                found.push((name, pid));
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 fn pid_of(binaries: &Path, name: &str) -> anyhow::Result<u32> {

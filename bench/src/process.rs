@@ -85,3 +85,21 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     // USER_HZ is 100 on Linux.
     Ok(Duration::from_millis(ticks * 10))
 }
+
+/// The processes `ofc up` runs from `binaries`, by name, with their pids.
+pub fn stack_processes(binaries: &Path) -> Vec<(String, u32)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else { continue };
+        if exe.parent() == Some(binaries) {
+            let name = exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name != "bench" {
+                found.push((name, pid));
+            }
+        }
+    }
+    found.sort();
+    found
+}

@@ -2,9 +2,7 @@
 //! writers that read the same head one wins, the head reads back, and a deploy claim is held by one at a time.
 //! Needs `moto_server` on the PATH (`.ci/run` installs it).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shared::branch_head::{BranchHeads, BranchKey, Head};
 use shared::config::Secret;
@@ -12,41 +10,9 @@ use shared::log_store::{LogBackend, LogStoreConfig, S3Settings, DEFAULT_RETENTIO
 
 const BUCKET: &str = "ofc-branches";
 
-/// moto's S3, stopped when dropped.
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        drop(self.0.kill());
-        drop(self.0.wait());
-    }
-}
-
-async fn start_moto() -> (Moto, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("this test needs `moto_server` (pip install 'moto[server]'): {e}"));
-    let moto = Moto(child);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = client.put(format!("{endpoint}/{BUCKET}")).send().await {
-            assert!(response.status().is_success(), "moto refused to create the bucket: {}", response.status());
-            return (moto, endpoint);
-        }
-        assert!(Instant::now() < deadline, "moto_server did not answer on {endpoint} within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn on_a_bucket_one_writer_wins_each_head_and_a_deploy_claim_has_one_holder() {
-    let (_moto, endpoint) = start_moto().await;
+    let (_moto, endpoint) = testkit::s3::start_moto(BUCKET).await;
     let config = LogStoreConfig {
         backend: LogBackend::S3(S3Settings {
             endpoint: Some(endpoint),

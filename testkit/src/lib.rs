@@ -17,6 +17,7 @@ pub mod local_stack;
 pub mod openfaas;
 pub mod ports;
 pub mod process;
+pub mod s3;
 pub mod sessions;
 
 pub use app::ServedFunction;

@@ -80,29 +80,6 @@ impl Replica {
     }
 }
 
-/// moto's S3 on a loopback port with the bucket created.
-async fn start_moto() -> (ProcessGuard, String) {
-    let port = free_port();
-    let guard = ProcessGuard::spawn(
-        Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .unwrap_or_else(|e| panic!("this test needs `moto_server` (pip install 'moto[server]'): {e}"));
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = client.put(format!("{endpoint}/{BUCKET}")).send().await {
-            assert!(response.status().is_success(), "moto refused to create the bucket: {}", response.status());
-            return (guard, endpoint);
-        }
-        assert!(Instant::now() < deadline, "moto_server did not answer on {endpoint} within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// How many times git-tar was queued for each delivery id.
 fn git_tar_calls(gateway: &RecordingGateway) -> HashMap<String, usize> {
     let mut calls = HashMap::new();
@@ -167,6 +144,6 @@ async fn two_replicas_on_one_folder_queue_each_delivery_once() {
 
 #[tokio::test]
 async fn two_replicas_on_one_s3_bucket_queue_each_delivery_once() {
-    let (_moto, endpoint) = start_moto().await;
+    let (_moto, endpoint) = testkit::s3::start_moto(BUCKET).await;
     every_delivery_is_queued_once(&Store::S3 { endpoint }).await;
 }

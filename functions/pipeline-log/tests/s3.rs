@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::{build_record, secret, serve, SHA};
@@ -14,40 +12,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStore;
 use shared::config::Secret;
 use shared::log_store::{signed_log_url, LogBackend, LogKey, LogStore, LogStoreConfig, S3Settings, DEFAULT_RETENTION};
-use testkit::ports::free_port;
-use testkit::process::ProcessGuard;
 
 const BUCKET: &str = "ofc-build-logs";
-
-/// moto's S3 on `127.0.0.1:<port>` with the bucket created, or a failure that says how to install it.
-async fn start_moto() -> (ProcessGuard, String) {
-    let port = free_port();
-    let spawned = ProcessGuard::spawn(
-        Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    let guard = match spawned {
-        Ok(guard) => guard,
-        Err(e) => panic!(
-            "the S3 test needs moto's S3 server, and `moto_server` could not be started ({e}): \
-             install it with `pip install 'moto[server]'` (or `python3 -m pip install 'moto[server]'`)"
-        ),
-    };
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Creating the bucket is also the readiness probe: moto answers once it serves S3.
-        if let Ok(response) = client.put(format!("{endpoint}/{BUCKET}")).send().await {
-            assert!(response.status().is_success(), "moto refused to create the bucket: {}", response.status());
-            return (guard, endpoint);
-        }
-        assert!(Instant::now() < deadline, "moto_server did not answer on {endpoint} within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// An object's bytes as the bucket holds them, read around the log store.
 async fn raw_object(endpoint: &str, path: &str) -> String {
@@ -80,7 +46,7 @@ fn s3_store(endpoint: &str) -> Arc<LogStore> {
 
 #[tokio::test]
 async fn stores_lists_serves_and_sweeps_logs_in_an_s3_bucket() {
-    let (_moto, endpoint) = start_moto().await;
+    let (_moto, endpoint) = testkit::s3::start_moto(BUCKET).await;
     let store = s3_store(&endpoint);
     let key = LogKey::new(1, "fns", SHA, "hello").unwrap();
     let record = build_record(400);

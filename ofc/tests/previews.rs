@@ -183,7 +183,7 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     local.serves("octo", "/hello", "Hello").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let runtime = local.state.root.join("runtime");
-    let before = replicas_rss_kib(&runtime);
+    let before = testkit::process::buildah_run_groups_rss_kib(&runtime);
     let started = Instant::now();
     local.push("feature", &feature).await;
     let statuses = local.wait_deployed(&feature, 1).await;
@@ -197,7 +197,7 @@ async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them(
     local.serves(&format!("octo--{branch_tag}"), "/greet", "").await;
     // Measured once the deployments' own buildah steps are done, as the replicas idle.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = replicas_rss_kib(&runtime);
+    let after = testkit::process::buildah_run_groups_rss_kib(&runtime);
     println!(
         "figure: one idle preview of two functions adds {} KiB of replica RSS ({before} KiB before, {after} KiB after)",
         after.saturating_sub(before)
@@ -345,33 +345,4 @@ async fn dashboard_shows_the_previews(port: u16, branch_tag: &str, pr_tag: &str)
     assert!(text[pull_request..].contains(&format!("octo-hello-4-{pr_tag}")), "{text}");
     println!("screenshot {}", browser.screenshot("previews-dashboard").await.display());
     browser.close().await;
-}
-
-/// The RSS (KiB) of every process in the process groups of the `buildah run` replicas working under `root`.
-fn replicas_rss_kib(root: &Path) -> u64 {
-    let needle = root.display().to_string();
-    let stat = |path: &Path| -> Option<(u32, String)> {
-        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-        let group = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(2)?.parse().ok()?;
-        let command = String::from_utf8_lossy(&std::fs::read(path.join("cmdline")).ok()?).replace('\0', " ");
-        Some((group, command))
-    };
-    let processes: Vec<(std::path::PathBuf, u32, String)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let path = e.ok()?.path();
-            let (group, command) = stat(&path)?;
-            Some((path, group, command))
-        })
-        .collect();
-    let groups: Vec<u32> =
-        processes.iter().filter(|(_, _, c)| c.contains(&needle) && c.contains(" run ")).map(|(_, g, _)| *g).collect();
-    processes
-        .iter()
-        .filter(|(_, g, _)| groups.contains(g))
-        .filter_map(|(path, _, _)| {
-            let status = std::fs::read_to_string(path.join("status")).ok()?;
-            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
 }

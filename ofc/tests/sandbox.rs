@@ -234,7 +234,7 @@ async fn measure_what_the_sandbox_costs_a_running_function() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let elapsed = started.elapsed().as_secs_f64();
-            let rss = group_rss_kib(&folder.join("runtime"));
+            let rss = testkit::process::buildah_run_groups_rss_kib(&folder.join("runtime"));
             println!("sandboxed={sandboxed} round={round} deploy-to-answer={elapsed:.2}s replica-rss={rss}KiB");
             let delete = serde_json::json!({"functionName": name});
             let deleted = http.delete(format!("{}system/functions", served.url())).basic_auth("admin", Some("pw"));
@@ -244,33 +244,4 @@ async fn measure_what_the_sandbox_costs_a_running_function() {
         gateway.stop_functions().await;
     }
     drop(registry);
-}
-
-/// The RSS (KiB) of every process in the process groups of the `buildah run` processes working on `root`.
-fn group_rss_kib(root: &Path) -> u64 {
-    let needle = root.display().to_string();
-    let stat = |path: &Path| -> Option<(u32, String)> {
-        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-        let group = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(2)?.parse().ok()?;
-        let command = String::from_utf8_lossy(&std::fs::read(path.join("cmdline")).ok()?).replace('\0', " ");
-        Some((group, command))
-    };
-    let processes: Vec<(std::path::PathBuf, u32, String)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let path = e.ok()?.path();
-            let (group, command) = stat(&path)?;
-            Some((path, group, command))
-        })
-        .collect();
-    let groups: Vec<u32> =
-        processes.iter().filter(|(_, _, c)| c.contains(&needle) && c.contains(" run ")).map(|(_, g, _)| *g).collect();
-    processes
-        .iter()
-        .filter(|(_, g, _)| groups.contains(g))
-        .filter_map(|(path, _, _)| {
-            let status = std::fs::read_to_string(path.join("status")).ok()?;
-            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
 }

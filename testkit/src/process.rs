@@ -97,6 +97,36 @@ fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
     child.wait()
 }
 
+/// The RSS (KiB) of every process in the process groups of the `buildah run` processes working on `root`: what
+/// the replicas of a local stack whose runtime storage is `root` hold.
+pub fn buildah_run_groups_rss_kib(root: &std::path::Path) -> u64 {
+    let needle = root.display().to_string();
+    let stat = |path: &std::path::Path| -> Option<(u32, String)> {
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        let group = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().nth(2)?.parse().ok()?;
+        let command = String::from_utf8_lossy(&std::fs::read(path.join("cmdline")).ok()?).replace('\0', " ");
+        Some((group, command))
+    };
+    let processes: Vec<(std::path::PathBuf, u32, String)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let (group, command) = stat(&path)?;
+            Some((path, group, command))
+        })
+        .collect();
+    let groups: Vec<u32> =
+        processes.iter().filter(|(_, _, c)| c.contains(&needle) && c.contains(" run ")).map(|(_, g, _)| *g).collect();
+    processes
+        .iter()
+        .filter(|(_, g, _)| groups.contains(g))
+        .filter_map(|(path, _, _)| {
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::ExitStatusExt as _;

@@ -107,7 +107,7 @@ async fn write_report(
     report: &StatusReport,
     deadline: Instant,
 ) -> Result<Json<serde_json::Value>, StatusError> {
-    validate(report)?;
+    validate(&report.event)?;
     let event = &report.event;
     let Some(writer) = state.writer.as_ref().filter(|_| state.config.report_status) else {
         for status in &report.statuses {
@@ -166,7 +166,7 @@ async fn preview_comment(
     verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
     let report: PreviewCommentReport = serde_json::from_slice(&body)
         .map_err(|e| StatusError::BadRequest(format!("the body is not a preview comment: {e}")))?;
-    validate(&StatusReport { event: report.event.clone(), statuses: Vec::new() })?;
+    validate(&report.event)?;
     let event = &report.event;
     let Some(writer) = state.writer.as_ref().filter(|_| state.config.report_status) else {
         tracing::info!(owner = %event.owner, repo = %event.repo, pull_request = report.pull_request, "preview comment (report_status is off: logged only)");
@@ -256,8 +256,7 @@ fn answer_text(body: &[u8]) -> String {
 }
 
 /// Owner, repository and SHA go into an API path: only names GitHub itself allows get there.
-fn validate(report: &StatusReport) -> Result<(), StatusError> {
-    let event = &report.event;
+fn validate(event: &StatusEvent) -> Result<(), StatusError> {
     let owner_ok = !event.owner.is_empty()
         && event.owner.len() <= 39
         && event.owner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');

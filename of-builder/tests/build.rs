@@ -980,22 +980,25 @@ async fn another_owner_s_first_build_starts_past_a_backlog_of_ten() {
     }
     assert_eq!(b_place, Some(QueuePlace::Queued { ahead: 0 }), "owner b comes first in the next round");
 
-    // Starts, in the order seen: polled until b and two more of a's have started (bounded: 600 polls of 100 ms).
-    let mut started: Vec<String> = Vec::new();
-    for _ in 0..600 {
+    // Starts, by the poll pass that first saw each one building, polled until b and two more of a's have started
+    // (bounded: 600 polls of 100 ms). Two builds seen in one pass started within the same 100 ms: a tie.
+    let mut started: Vec<(String, usize)> = Vec::new();
+    for pass in 0..600 {
         for ticket in requests.keys() {
-            if !started.contains(ticket) && harness.place(ticket).await == Some(QueuePlace::Building) {
-                started.push(ticket.clone());
+            if !started.iter().any(|(t, _)| t == ticket) && harness.place(ticket).await == Some(QueuePlace::Building) {
+                started.push((ticket.clone(), pass));
             }
         }
-        if started.contains(&b_ticket.to_owned()) && started.len() >= 4 {
+        if started.iter().any(|(t, _)| t == b_ticket) && started.len() >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let b_at = started.iter().position(|t| t == b_ticket).expect("b's build started");
+    let b_pass = started.iter().find(|(t, _)| t == b_ticket).map(|(_, pass)| *pass).expect("b's build started");
+    let before_b: Vec<&String> = started.iter().filter(|(_, pass)| *pass < b_pass).map(|(t, _)| t).collect();
     assert_eq!(
-        b_at, 2,
+        before_b.len(),
+        2,
         "b started on the first slot freed, right after the two builds running when it came: {started:?}"
     );
 

@@ -754,7 +754,7 @@ mod tests {
             "_catalog".to_owned(),
             format!("hello__{tag}"),
             format!("42/fns/hello__{tag}x"),
-            format!("42/fns/hello__main"),
+            "42/fns/hello__main".to_owned(),
             format!("42/fns/../hello__{tag}"),
             format!("42/fns/hello__{tag}/manifests"),
             format!("042/fns/hello__{tag}"),

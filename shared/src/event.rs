@@ -540,6 +540,9 @@ pub struct PreviewCommentReport {
     /// The pull request was closed and its preview removed.
     #[serde(default)]
     pub removed: bool,
+    /// With `removed`: how many of the preview's images garbage-collect could not delete from the registry.
+    #[serde(default)]
+    pub images_kept: usize,
 }
 
 /// One function's line in a preview comment.

@@ -240,6 +240,7 @@ pub const PLATFORM_SECRETS: &[&str] = &[
     "customers",
     "registry-secret",
     "registry-auth",
+    "registry-collector-auth",
     "swarm-pull-secret",
     "s3-access-key",
     "s3-secret-key",

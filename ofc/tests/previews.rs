@@ -1,7 +1,8 @@
 //! Previews end to end: the real `ofc up` with `previews` on (a copy of this repository's stack files) and the
 //! example repository asking for them. A branch's push gets a preview at its own host while the default branch's
 //! function keeps serving its own version; a pull request gets one comment, edited on its next push; the owner's
-//! limit refuses a further preview with a reason; closing the pull request removes its functions and says so.
+//! limit refuses a further preview with a reason; closing the pull request removes its functions and images (the
+//! registry answers 404 for them, and still 200 for the default branch's) and says so.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -137,6 +138,24 @@ impl Local {
             assert!(Instant::now() < deadline, "{host_label}{path} did not serve {expected:?}: {status} {body}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The images the deployed functions run (pinned by digest), by deployed name.
+    async fn images(&self) -> Vec<(String, String)> {
+        testkit::local_stack::deployed_functions(self.stack.state_path(), &self.stack.gateway)
+            .await
+            .into_iter()
+            .map(|f| (f.name, f.image))
+            .collect()
+    }
+
+    /// The registry's answer to a `HEAD` of `image`'s manifest (`host/repository@digest`), as a runtime would ask.
+    async fn manifest_status(&self, image: &str) -> u16 {
+        let (host, rest) = image.split_once('/').unwrap();
+        let (repository, digest) = rest.split_once('@').unwrap_or_else(|| panic!("pinned by digest: {image}"));
+        let url = format!("http://{host}/v2/{repository}/manifests/{digest}");
+        let answer = self.http.head(url).header("accept", shared::registry::MANIFEST_TYPES).send().await.unwrap();
+        answer.status().as_u16()
     }
 
     async fn names(&self) -> Vec<String> {
@@ -292,12 +311,33 @@ async fn over_the_limit_is_refused(local: &Local) {
     assert!(!local.names().await.iter().any(|n| n.ends_with(&other_tag)));
 }
 
-/// Closing the pull request removes its functions (only its own) and the comment says so; deleting the branch
-/// removes its preview; the default branch keeps serving.
+/// Closing the pull request removes its functions and images (only its own) and the comment says so; deleting the
+/// branch removes its preview; the default branch keeps serving, its images in the registry.
 async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, branch_tag: &str, pr_tag: &str) {
+    let images = local.images().await;
+    let of = |suffix: &str| -> Vec<String> {
+        images.iter().filter(|(name, _)| name.ends_with(suffix)).map(|(_, image)| image.clone()).collect()
+    };
+    let (pr_images, branch_images, main_images) = (of(pr_tag), of(branch_tag), of("-4"));
+    assert_eq!((pr_images.len(), branch_images.len(), main_images.len()), (2, 2, 2), "{images:?}");
+    for image in pr_images.iter().chain(&branch_images).chain(&main_images) {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} is in the registry");
+    }
+    let started = Instant::now();
     let (status, answer) = local.pull_request("closed", 7, second).await;
+    let took = started.elapsed();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"].as_array().map(Vec::len), Some(2), "{answer}");
+    assert_eq!(answer["images_kept"], json!([]), "{answer}");
+    // Two pushes of the pull request: each function's repository held two manifests.
+    assert!(answer["images_deleted"].as_array().map_or(0, Vec::len) >= 2, "{answer}");
+    for image in &pr_images {
+        assert_eq!(local.manifest_status(image).await, 404, "{image} is gone with its pull request");
+    }
+    println!("figure: a pull request's close to its functions and images gone in {} ms", took.as_millis());
+    for image in branch_images.iter().chain(&main_images) {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} stays");
+    }
     let names = local.names().await;
     assert!(!names.iter().any(|n| n.ends_with(pr_tag)), "{names:?}");
     assert!(names.iter().any(|n| n.ends_with(branch_tag)), "the branch's preview stays: {names:?}");
@@ -306,7 +346,7 @@ async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, b
     loop {
         let comments = local.comments(7).await;
         assert_eq!(comments.len(), 1);
-        if comments[0]["body"].as_str().unwrap().contains("removed") {
+        if comments[0]["body"].as_str().unwrap().contains("functions and images were removed") {
             break;
         }
         assert!(Instant::now() < deadline, "the comment does not say the preview was removed: {comments:#?}");
@@ -318,9 +358,16 @@ async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, b
                         "installation": {"id": INSTALLATION_ID}});
     let (status, answer) = local.deliver("delete", &delete).await;
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["images_kept"], json!([]), "{answer}");
     let mut names = local.names().await;
     names.sort();
     assert_eq!(names, vec!["octo-greet-4", "octo-hello-4"]);
+    for image in &branch_images {
+        assert_eq!(local.manifest_status(image).await, 404, "{image} is gone with its branch");
+    }
+    for image in &main_images {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} stays");
+    }
     local.serves("octo", "/hello", "Hello").await;
 }
 

@@ -34,8 +34,8 @@ fn accounts() -> GateAccounts {
 }
 
 /// Pushes a one-blob image `repository:tag` as the builder (its config differs by `tag`, so each tag is its own
-/// manifest); answers its digest.
-async fn push(http: &reqwest::Client, host: &str, repository: &str, tag: &str) -> String {
+/// manifest); answers the manifest's digest and the config blob's.
+async fn push(http: &reqwest::Client, host: &str, repository: &str, tag: &str) -> (String, String) {
     let config =
         format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"tag":"{tag}"}}"#);
     let config_digest = format!("sha256:{}", hex(&Sha256::digest(config.as_bytes())));
@@ -71,7 +71,13 @@ async fn push(http: &reqwest::Client, host: &str, repository: &str, tag: &str) -
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::CREATED);
-    put.headers()["docker-content-digest"].to_str().unwrap().to_owned()
+    (put.headers()["docker-content-digest"].to_str().unwrap().to_owned(), config_digest)
+}
+
+/// Whether the registry stored under `dir` still holds the blob `digest` on disk.
+fn blob_on_disk(dir: &std::path::Path, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    dir.join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data").is_file()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -141,9 +147,9 @@ async fn a_removed_preview_takes_its_images_and_leaves_the_default_branch_s() {
     let http = reqwest::Client::new();
     let preview = format!("{OWNER_ID}/fns/hello__{TAG}");
     let default = format!("{OWNER_ID}/fns/hello");
-    let running = push(&http, &host, &preview, "second").await;
-    push(&http, &host, &preview, "first").await;
-    let main = push(&http, &host, &default, "first").await;
+    let (running, running_config) = push(&http, &host, &preview, "second").await;
+    let (_, first_config) = push(&http, &host, &preview, "first").await;
+    let (main, main_config) = push(&http, &host, &default, "main").await;
 
     let gateway = RecordingGateway::with_credentials("admin", "pw").await;
     gateway.add_function(function(&format!("octo-hello-4-{TAG}"), Some(TAG), format!("{host}/{preview}@{running}")));
@@ -159,7 +165,7 @@ async fn a_removed_preview_takes_its_images_and_leaves_the_default_branch_s() {
     for reference in ["first", "second", running.as_str()] {
         assert_eq!(head(&http, &host, &preview, reference).await, StatusCode::NOT_FOUND, "{reference}");
     }
-    assert_eq!(head(&http, &host, &default, "first").await, StatusCode::OK, "the default branch's image stays");
+    assert_eq!(head(&http, &host, &default, "main").await, StatusCode::OK, "the default branch's image stays");
 
     // Even a preview-labelled function pointing at the default branch's image never removes it.
     gateway.add_function(function(&format!("octo-greet-4-{TAG}"), Some(TAG), format!("{host}/{default}@{main}")));
@@ -167,6 +173,19 @@ async fn a_removed_preview_takes_its_images_and_leaves_the_default_branch_s() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["images_deleted"], json!([]), "{answer}");
     assert_eq!(head(&http, &host, &default, &main).await, StatusCode::OK);
+
+    // The registry's offline garbage collection (the operator's, with the registry stopped) then frees the
+    // preview's blobs, and only those.
+    registry.stop(std::time::Duration::from_secs(5)).await;
+    assert!(blob_on_disk(dir.path(), &running_config), "deleting manifests frees no blob by itself");
+    let collected = std::process::Command::new("docker-registry")
+        .args(["garbage-collect", dir.path().join("config.yml").to_str().unwrap()])
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(collected.status.success(), "{}", String::from_utf8_lossy(&collected.stderr));
+    assert!(!blob_on_disk(dir.path(), &running_config) && !blob_on_disk(dir.path(), &first_config));
+    assert!(blob_on_disk(dir.path(), &main_config), "the default branch's blobs stay");
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@
 //!   listing every repository (`/v2/_catalog`) is not, it names every owner;
 //! - writes (`PUT`, `POST`, `PATCH`) need the builder's account, which only of-builder holds (`registry-auth`);
 //! - deletes need the operator's account: removing images is an operator's act, not a build's;
+//! - the collector's account (garbage-collect's `registry-collector-auth`) may delete manifests only of a preview's
+//!   repository (`…/<owner id>/<repo>/<function>__<preview tag>`, `shared::naming::is_preview_image_repository`):
+//!   a closed pull request's or deleted branch's images go with it, and no default branch's image can;
 //! - anything else is refused.
 //!
 //! A client that signs in (Buildah, `docker login`) pings `/v2/` first and only sends credentials when challenged,
@@ -65,6 +68,8 @@ pub struct GateAccounts {
     pub builder: Account,
     /// The operator's account: deletes, and the catalog.
     pub operator: Account,
+    /// garbage-collect's account: deletes a preview's manifests, nothing else; `None` when no part removes images.
+    pub collector: Option<Account>,
 }
 
 struct GateState {
@@ -115,12 +120,13 @@ enum Decision {
 fn decide(method: &Method, path: &str, authorization: Option<&HeaderValue>, accounts: &GateAccounts) -> Decision {
     let builder = accounts.builder.matches(authorization);
     let operator = accounts.operator.matches(authorization);
+    let collector = accounts.collector.as_ref().is_some_and(|c| c.matches(authorization));
     if !path.starts_with("/v2/") && path != "/v2" {
         return Decision::NotAllowed;
     }
     match *method {
         Method::GET | Method::HEAD if path.trim_end_matches('/') == "/v2" => {
-            if builder || operator {
+            if builder || operator || collector {
                 Decision::Forward
             } else {
                 Decision::SignIn("sign in to use this registry; reads need no account")
@@ -129,6 +135,8 @@ fn decide(method: &Method, path: &str, authorization: Option<&HeaderValue>, acco
         Method::GET | Method::HEAD if path.starts_with("/v2/_catalog") => {
             if operator || builder {
                 Decision::Forward
+            } else if collector {
+                Decision::Denied("listing every repository is for the operator")
             } else {
                 Decision::SignIn("listing every repository is for the operator")
             }
@@ -137,15 +145,17 @@ fn decide(method: &Method, path: &str, authorization: Option<&HeaderValue>, acco
         Method::PUT | Method::POST | Method::PATCH => {
             if builder {
                 Decision::Forward
-            } else if operator {
+            } else if operator || collector {
                 Decision::Denied("only the builder pushes to this registry")
             } else {
                 Decision::SignIn("pushing needs the builder's credentials")
             }
         }
         Method::DELETE => {
-            if operator {
+            if operator || (collector && is_preview_manifest(path)) {
                 Decision::Forward
+            } else if collector {
+                Decision::Denied("the collector deletes only a preview's manifests")
             } else if builder {
                 Decision::Denied("deleting from this registry is the operator's act")
             } else {
@@ -154,6 +164,17 @@ fn decide(method: &Method, path: &str, authorization: Option<&HeaderValue>, acco
         }
         _ => Decision::NotAllowed,
     }
+}
+
+/// Whether `path` is `/v2/<name>/manifests/<reference>` of a preview's repository (the distribution API's manifest
+/// delete). The reference is a digest or a tag, one path component either way.
+fn is_preview_manifest(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v2/") else { return false };
+    let Some((name, reference)) = rest.rsplit_once("/manifests/") else { return false };
+    let reference_ok = !reference.is_empty()
+        && reference.len() <= 200
+        && reference.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+    reference_ok && shared::naming::is_preview_image_repository(name)
 }
 
 /// Checks the request, then sends it on without its credentials (the registry behind the socket needs none).
@@ -215,6 +236,7 @@ mod tests {
         GateAccounts {
             builder: Account { user: "builder".into(), password: "push-pass".into() },
             operator: Account { user: "admin".into(), password: "admin-pass".into() },
+            collector: Some(Account { user: "collector".into(), password: "gc-pass".into() }),
         }
     }
 
@@ -244,5 +266,34 @@ mod tests {
         assert_eq!(decide(&Method::DELETE, manifest, Some(&operator), &a), Decision::Forward);
         assert_eq!(decide(&Method::OPTIONS, manifest, Some(&operator), &a), Decision::NotAllowed);
         assert_eq!(decide(&Method::GET, "/debug/vars", Some(&operator), &a), Decision::NotAllowed);
+    }
+
+    #[test]
+    fn the_collector_deletes_only_a_preview_s_manifests() {
+        let a = accounts();
+        let collector = basic("collector", "gc-pass");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let preview = format!("/v2/42/fns/hello__p0123456789ab/manifests/{digest}");
+        assert_eq!(decide(&Method::DELETE, &preview, Some(&collector), &a), Decision::Forward);
+        assert_eq!(decide(&Method::GET, "/v2/", Some(&collector), &a), Decision::Forward);
+        for refused in [
+            format!("/v2/42/fns/hello/manifests/{digest}"),
+            format!("/v2/42/fns/hello__p0123456789ab/blobs/{digest}"),
+            format!("/v2/42/fns/../hello__p0123456789ab/manifests/{digest}"),
+            format!("/v2/42/fns/hello__main/manifests/{digest}"),
+            "/v2/42/fns/hello__p0123456789ab/manifests/".to_owned(),
+            "/v2/42/fns/hello__p0123456789ab/manifests/a/b".to_owned(),
+        ] {
+            assert!(
+                matches!(decide(&Method::DELETE, &refused, Some(&collector), &a), Decision::Denied(_)),
+                "{refused}"
+            );
+        }
+        assert!(matches!(decide(&Method::PUT, &preview, Some(&collector), &a), Decision::Denied(_)));
+        assert!(matches!(decide(&Method::GET, "/v2/_catalog", Some(&collector), &a), Decision::Denied(_)));
+        let wrong = basic("collector", "gc-pasS");
+        assert!(matches!(decide(&Method::DELETE, &preview, Some(&wrong), &a), Decision::SignIn(_)));
+        let none = GateAccounts { collector: None, ..a };
+        assert!(matches!(decide(&Method::DELETE, &preview, Some(&collector), &none), Decision::SignIn(_)));
     }
 }

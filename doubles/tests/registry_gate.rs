@@ -1,5 +1,5 @@
 //! The local registry behind its gate, over real HTTP with the real `docker-registry`: reads work for anyone, a push
-//! needs the builder's account, a delete the operator's.
+//! needs the builder's account, a delete the operator's, and the collector deletes a preview's manifests only.
 
 use doubles::registry::RegistryProcess;
 use doubles::registry_gate::{Account, GateAccounts};
@@ -8,11 +8,13 @@ use sha2::{Digest, Sha256};
 
 const BUILDER: (&str, &str) = ("builder", "builder-password-for-tests");
 const OPERATOR: (&str, &str) = ("admin", "operator-password-for-tests");
+const COLLECTOR: (&str, &str) = ("collector", "collector-password-for-tests");
 
 fn accounts() -> GateAccounts {
     GateAccounts {
         builder: Account { user: BUILDER.0.into(), password: BUILDER.1.into() },
         operator: Account { user: OPERATOR.0.into(), password: OPERATOR.1.into() },
+        collector: Some(Account { user: COLLECTOR.0.into(), password: COLLECTOR.1.into() }),
     }
 }
 
@@ -52,6 +54,11 @@ impl Gated {
             request = request.basic_auth(user, Some(password));
         }
         request.send().await.unwrap()
+    }
+
+    /// The status of an anonymous `HEAD` of `path` (below `/v2/`).
+    async fn head(&self, path: String) -> StatusCode {
+        self.send(Method::HEAD, &path, None, ("", vec![])).await.status()
     }
 
     /// Pushes one blob as `account`: the upload's start and its end; answers the last status and the digest.
@@ -138,4 +145,43 @@ async fn only_the_builder_pushes_and_only_the_operator_deletes_while_anyone_read
     let operator = gated.send(Method::DELETE, &target, Some(OPERATOR), ("", vec![])).await;
     assert_eq!(operator.status(), StatusCode::ACCEPTED);
     assert!(gated.registry.client().manifest("victim/fns-api", "v1").await.is_err());
+}
+
+#[tokio::test]
+async fn the_collector_deletes_a_preview_s_image_and_nothing_else() {
+    let gated = Gated::start().await;
+    let tag = shared::naming::preview_tag("fns", &shared::naming::PreviewOf::PullRequest(7));
+    let preview = format!("42/fns/hello__{tag}");
+    let default = "42/fns/hello";
+    assert_eq!(gated.push_image(&preview, "abc", Some(BUILDER)).await, StatusCode::CREATED);
+    assert_eq!(gated.push_image(default, "abc", Some(BUILDER)).await, StatusCode::CREATED);
+    let preview_digest = gated.registry.client().manifest(&preview, "abc").await.unwrap().digest;
+    let default_digest = gated.registry.client().manifest(default, "abc").await.unwrap().digest;
+    let head = |repository: &str, reference: &str| gated.head(format!("{repository}/manifests/{reference}"));
+
+    // Not a default branch's image, not a push, not the catalog; an unknown account is asked to sign in.
+    let denied = gated
+        .send(Method::DELETE, &format!("{default}/manifests/{default_digest}"), Some(COLLECTOR), ("", vec![]))
+        .await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    assert_eq!(head(default, "abc").await, StatusCode::OK);
+    let status = gated.push_image(&preview, "pushed-by-collector", Some(COLLECTOR)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let catalog = gated.send(Method::GET, "_catalog", Some(COLLECTOR), ("", vec![])).await;
+    assert_eq!(catalog.status(), StatusCode::FORBIDDEN);
+    let target = format!("{preview}/manifests/{preview_digest}");
+    let unknown = gated.send(Method::DELETE, &target, Some(("someone", "else")), ("", vec![])).await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let builder = gated.send(Method::DELETE, &target, Some(BUILDER), ("", vec![])).await;
+    assert_eq!(builder.status(), StatusCode::FORBIDDEN);
+    assert_eq!(head(&preview, "abc").await, StatusCode::OK);
+
+    // A preview's manifest, by digest: gone, its tag with it; the default branch's stays.
+    let deleted = gated.send(Method::DELETE, &target, Some(COLLECTOR), ("", vec![])).await;
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    assert_eq!(head(&preview, "abc").await, StatusCode::NOT_FOUND);
+    assert_eq!(head(&preview, &preview_digest).await, StatusCode::NOT_FOUND);
+    assert_eq!(head(default, "abc").await, StatusCode::OK);
+    let again = gated.send(Method::DELETE, &target, Some(COLLECTOR), ("", vec![])).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND, "deleting twice finds nothing");
 }

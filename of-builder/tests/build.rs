@@ -737,6 +737,7 @@ async fn start_gated() -> Harness {
     let accounts = GateAccounts {
         builder: Account { user: "builder".into(), password: password.clone() },
         operator: Account { user: "admin".into(), password: format!("admin-{}", std::process::id()) },
+        collector: None,
     };
     let registry = RegistryProcess::start_gated(registry_dir.path(), accounts).await.unwrap();
     let auth = format!(

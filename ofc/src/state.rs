@@ -50,6 +50,12 @@ impl StateDir {
         self.root.join("builder-secrets")
     }
 
+    /// The secrets of `function` when it lists one the shared folder does not hold (garbage-collect's registry
+    /// account): only the secrets it lists, written each start.
+    pub fn own_secrets(&self, function: &str) -> PathBuf {
+        self.root.join("platform-secrets").join(function)
+    }
+
     /// The password of the registry's `operator` account, the one that may delete images: no part of the stack
     /// has it.
     pub fn registry_operator_password(&self) -> PathBuf {

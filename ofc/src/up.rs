@@ -153,7 +153,7 @@ impl LocalStack {
         })?;
         let prepared = prepare_state(&options.state)?;
         let sandbox = user.map(|u| crate::sandbox::prepare(&prepared.state, u)).transpose()?;
-        let (registry, registry_gate) = start_registry(&prepared)?;
+        let (registry, registry_gate, scoped_secrets) = start_registry(&prepared)?;
         registry.wait_healthy(HEALTHY_WITHIN).await.context("the registry did not start")?;
         let (github, git) = start_doubles(&prepared)?;
         // git-tar's template store: the local templates, on the git server (`custom_templates` below).
@@ -176,7 +176,7 @@ impl LocalStack {
         drop(router_listener);
         let router = start_router(options, &prepared.state, &endpoints, router_port)?;
         let mut children = vec![builder, router];
-        children.extend(start_functions(options, &stack, &prepared.state, &endpoints, &gateway)?);
+        children.extend(start_functions(options, &stack, &prepared.state, &endpoints, &gateway, &scoped_secrets)?);
         wait_ready(&children).await?;
         // Only now: a call queued by an earlier run replayed before its function answers would use up a try.
         let worker = gateway.spawn_worker();
@@ -283,8 +283,10 @@ fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
 /// The registry: `docker-registry` on a unix socket in the state folder (no tenant can open it), behind the gate
 /// on the port it had last time when that is free (deployments name it in their images). Reads are open; pushes need
 /// of-builder's account, made afresh each start and handed only to of-builder ([`builder_secrets`]); deletes need
-/// the operator's, whose password only the state folder holds ([`operator_password`]).
-fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>)> {
+/// the operator's, whose password only the state folder holds ([`operator_password`]), or, for a preview's
+/// manifests only, the collector's: made afresh each start too and answered as the scoped secret
+/// `registry-collector-auth`, which only the functions that list it (garbage-collect) are given.
+fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>, ScopedSecrets)> {
     use doubles::registry_gate::{Account, GateAccounts};
     let listener = into_tokio(reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?)?;
     let port = listener.local_addr()?.port();
@@ -293,7 +295,10 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle
     let builder = Account { user: BUILDER_ACCOUNT.to_owned(), password: random_password() };
     builder_secrets(&prepared.state, &format!("127.0.0.1:{port}"), &builder)?;
     let operator = Account { user: OPERATOR_ACCOUNT.to_owned(), password: operator_password(&prepared.state)? };
-    let accounts = GateAccounts { builder, operator };
+    let collector = Account { user: COLLECTOR_ACCOUNT.to_owned(), password: random_password() };
+    let scoped =
+        BTreeMap::from([(COLLECTOR_SECRET.to_owned(), registry_auth_file(&format!("127.0.0.1:{port}"), &collector))]);
+    let accounts = GateAccounts { builder, operator, collector: Some(collector) };
     let gate_socket = socket.clone();
     let gate = tokio::spawn(async move {
         if let Err(error) =
@@ -312,7 +317,7 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle
     // Healthy once the registry answers through the gate.
     let spec = ChildSpec { name: "registry".into(), port, health: "/healthz", command: Box::new(command) };
     match Supervised::start(spec, RestartPolicy::default()) {
-        Ok(registry) => Ok((registry, gate)),
+        Ok(registry) => Ok((registry, gate, scoped)),
         Err(error) => {
             gate.abort();
             Err(error).context("the registry cannot start")
@@ -324,6 +329,21 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle
 const BUILDER_ACCOUNT: &str = "of-builder";
 /// The registry account that may delete: the operator's, given to no part of the stack.
 const OPERATOR_ACCOUNT: &str = "operator";
+/// The registry account that may delete a preview's manifests only: garbage-collect's.
+const COLLECTOR_ACCOUNT: &str = "garbage-collect";
+/// The secret garbage-collect reads the collector's account from.
+const COLLECTOR_SECRET: &str = "registry-collector-auth";
+
+/// Secrets that are not in the functions' shared folder, by name: a function listing one in stack.yml gets a folder
+/// of its own holding exactly the secrets it lists ([`own_secret_folder`]), as OpenFaaS mounts only those.
+type ScopedSecrets = BTreeMap<String, String>;
+
+/// A Docker `config.json` with `account` for `registry`: how every registry account is handed out.
+fn registry_auth_file(registry: &str, account: &doubles::registry_gate::Account) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", account.user, account.password));
+    serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string()
+}
 
 /// The operator's registry password, made once and kept in the state folder (`registry-operator-password`).
 fn operator_password(state: &StateDir) -> anyhow::Result<String> {
@@ -348,12 +368,10 @@ fn random_password() -> String {
 /// of-builder's own secret folder: the payload secret and `registry-auth` (its registry account for `registry`).
 /// The functions' folder does not hold it, so no function can push to or delete from the registry.
 fn builder_secrets(state: &StateDir, registry: &str, builder: &doubles::registry_gate::Account) -> anyhow::Result<()> {
-    use base64::Engine;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let folder = state.builder_secrets();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", builder.user, builder.password));
-    let file = serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string();
+    let file = registry_auth_file(registry, builder);
     let payload = state.secret("payload-secret")?;
     for (name, value) in [("registry-auth", file), ("payload-secret", payload)] {
         let path = folder.join(name);
@@ -497,6 +515,7 @@ fn start_functions(
     state: &StateDir,
     endpoints: &Endpoints,
     gateway: &Gateway,
+    scoped: &ScopedSecrets,
 ) -> anyhow::Result<Vec<Supervised>> {
     let (gateway_url, gateway_public_url) = match &options.front_gateway {
         Some(front) => (&front.url, &front.public_url),
@@ -527,12 +546,47 @@ fn start_functions(
             function.resolved_environment(name, &options.repository).map_err(|e| anyhow::anyhow!("stack.yml: {e}"))?;
         env.extend(overrides.clone());
         env.extend(Edge::new(endpoints).function_env(&endpoints.github_api));
+        if function.secrets.iter().any(|secret| scoped.contains_key(secret)) {
+            let folder = own_secret_folder(state, name, &function.secrets, scoped)?;
+            env.insert("secret_mount_path".into(), folder.display().to_string());
+        }
         let port = free_port()?;
         env.insert("port".into(), port.to_string());
         children.push(supervise(&options.binaries.join(name), name, port, env, state)?);
         gateway.set_route(name, &format!("http://127.0.0.1:{port}/"));
     }
     Ok(children)
+}
+
+/// `function`'s own secret folder (`platform-secrets/<function>/`, written afresh each start): each secret
+/// it lists, from `scoped` or else the functions' shared folder. A listed secret found in neither is left out, as
+/// in the shared folder.
+fn own_secret_folder(
+    state: &StateDir,
+    function: &str,
+    secrets: &[String],
+    scoped: &ScopedSecrets,
+) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let folder = state.own_secrets(function);
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder)?;
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
+    for name in secrets {
+        let value = match scoped.get(name) {
+            Some(value) => value.clone(),
+            None => match state.secret(name) {
+                Ok(value) => value,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error).with_context(|| format!("the secret {name} cannot be read")),
+            },
+        };
+        let mut out =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(folder.join(name))?;
+        std::io::Write::write_all(&mut out, value.as_bytes())?;
+    }
+    Ok(folder)
 }
 
 /// git-tar's `custom_templates`: the local templates first, then the repositories `ofc up` was given in its own

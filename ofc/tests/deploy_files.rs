@@ -23,6 +23,7 @@ const SECRETS: &[&str] = &[
     "jwt-private-key",
     "jwt-public-key",
     "of-client-secret",
+    "registry-collector-auth",
 ];
 
 /// The environment settings the functions read.
@@ -92,6 +93,7 @@ const SETTINGS: &[&str] = &[
     "max_cpu_limit",
     "previews",
     "max_previews_per_owner",
+    "preview_ttl",
     "preview_ttl_days",
     "preview_sweep_every",
 ];

@@ -1,7 +1,8 @@
 //! Previews end to end: the real `ofc up` with `previews` on (a copy of this repository's stack files) and the
 //! example repository asking for them. A branch's push gets a preview at its own host while the default branch's
 //! function keeps serving its own version; a pull request gets one comment, edited on its next push; the owner's
-//! limit refuses a further preview with a reason; closing the pull request removes its functions and says so.
+//! limit refuses a further preview with a reason; closing the pull request removes its functions and images (the
+//! registry answers 404 for them, and still 200 for the default branch's) and says so.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,17 +17,23 @@ use testkit::local_stack::{example_repo, LocalStack, Up};
 const OFC: &str = env!("CARGO_BIN_EXE_ofc");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// This repository's stack files with `previews` on and at most two previews per owner.
-fn stack_with_previews(dir: &Path) {
+/// This repository's stack files with `previews` on, at most two previews per owner, and garbage-collect's
+/// `settings` replacing the stack's (`preview_ttl`, `preview_sweep_every`).
+fn stack_with_previews(dir: &Path, settings: &[(&str, &str)]) {
     let files = ["github.yml", "gateway_config.yml", "buildshiprun_limits_swarm.yml", "buildshiprun_limits_k8s.yml"];
     for file in files {
         std::fs::copy(Path::new(ROOT).join(file), dir.join(file)).unwrap();
     }
     let stack = std::fs::read_to_string(Path::new(ROOT).join("stack.yml")).unwrap();
     assert!(stack.contains("previews: \"false\"") && stack.contains("max_previews_per_owner: \"10\""));
-    let stack = stack
+    let mut stack = stack
         .replace("previews: \"false\"", "previews: \"true\"")
         .replace("max_previews_per_owner: \"10\"", "max_previews_per_owner: \"2\"");
+    for (name, value) in settings {
+        let line = stack.lines().find(|l| l.trim_start().starts_with(&format!("{name}:"))).unwrap().to_owned();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        stack = stack.replace(&line, &format!("{indent}{name}: \"{value}\""));
+    }
     std::fs::write(dir.join("stack.yml"), stack).unwrap();
 }
 
@@ -39,6 +46,25 @@ struct Local {
 }
 
 impl Local {
+    /// `ofc up` (functions run with `runtime`) of the stack files with previews on (and `settings`, see
+    /// [`stack_with_previews`]), and the example repository `octo/fns` asking for previews, on its git server.
+    fn start(root: &Path, runtime: &'static str, settings: &[(&str, &str)]) -> Self {
+        let stack_dir = root.join("stack");
+        std::fs::create_dir_all(&stack_dir).unwrap();
+        stack_with_previews(&stack_dir, settings);
+        let stack = Up::new(OFC).runtime(runtime).stack(&stack_dir).start();
+        let state = StateDir::new(stack.state_path());
+        let repo = example_repo(root, "fns");
+        let mut yml = std::fs::read_to_string(repo.join("stack.yml")).unwrap();
+        yml.push_str("configuration:\n  previews: true\n");
+        std::fs::write(repo.join("stack.yml"), yml).unwrap();
+        commit(&repo, "ask for previews");
+        let bare = state.repos().join("octo/fns.git");
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "-q", "--bare"]);
+        Self { stack, state, http: reqwest::Client::new(), repo, bare }
+    }
+
     /// Publishes `HEAD` of the work repository as `branch` on the local git server.
     fn publish(&self, branch: &str) -> String {
         git(&self.repo, &["push", "-q", "-f", self.bare.to_str().unwrap(), &format!("HEAD:refs/heads/{branch}")]);
@@ -139,6 +165,24 @@ impl Local {
         }
     }
 
+    /// The images the deployed functions run (pinned by digest), by deployed name.
+    async fn images(&self) -> Vec<(String, String)> {
+        testkit::local_stack::deployed_functions(self.stack.state_path(), &self.stack.gateway)
+            .await
+            .into_iter()
+            .map(|f| (f.name, f.image))
+            .collect()
+    }
+
+    /// The registry's answer to a `HEAD` of `image`'s manifest (`host/repository@digest`), as a runtime would ask.
+    async fn manifest_status(&self, image: &str) -> u16 {
+        let (host, rest) = image.split_once('/').unwrap();
+        let (repository, digest) = rest.split_once('@').unwrap_or_else(|| panic!("pinned by digest: {image}"));
+        let url = format!("http://{host}/v2/{repository}/manifests/{digest}");
+        let answer = self.http.head(url).header("accept", shared::registry::MANIFEST_TYPES).send().await.unwrap();
+        answer.status().as_u16()
+    }
+
     async fn names(&self) -> Vec<String> {
         testkit::local_stack::deployed_functions(self.stack.state_path(), &self.stack.gateway)
             .await
@@ -155,20 +199,7 @@ fn latest<'a>(statuses: &'a [Value], context: &str) -> &'a Value {
 #[tokio::test]
 async fn branches_and_pull_requests_get_previews_of_their_own_that_go_with_them() {
     let root = tempfile::tempdir().unwrap();
-    let stack_dir = root.path().join("stack");
-    std::fs::create_dir_all(&stack_dir).unwrap();
-    stack_with_previews(&stack_dir);
-    let stack = Up::new(OFC).runtime("buildah").stack(&stack_dir).start();
-    let state = StateDir::new(stack.state_path());
-    let repo = example_repo(root.path(), "fns");
-    let mut yml = std::fs::read_to_string(repo.join("stack.yml")).unwrap();
-    yml.push_str("configuration:\n  previews: true\n");
-    std::fs::write(repo.join("stack.yml"), yml).unwrap();
-    commit(&repo, "ask for previews");
-    let bare = state.repos().join("octo/fns.git");
-    std::fs::create_dir_all(&bare).unwrap();
-    git(&bare, &["init", "-q", "--bare"]);
-    let local = Local { stack, state, http: reqwest::Client::new(), repo, bare };
+    let local = Local::start(root.path(), "buildah", &[]);
 
     // The default branch.
     let main = local.publish("main");
@@ -292,12 +323,33 @@ async fn over_the_limit_is_refused(local: &Local) {
     assert!(!local.names().await.iter().any(|n| n.ends_with(&other_tag)));
 }
 
-/// Closing the pull request removes its functions (only its own) and the comment says so; deleting the branch
-/// removes its preview; the default branch keeps serving.
+/// Closing the pull request removes its functions and images (only its own) and the comment says so; deleting the
+/// branch removes its preview; the default branch keeps serving, its images in the registry.
 async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, branch_tag: &str, pr_tag: &str) {
+    let images = local.images().await;
+    let of = |suffix: &str| -> Vec<String> {
+        images.iter().filter(|(name, _)| name.ends_with(suffix)).map(|(_, image)| image.clone()).collect()
+    };
+    let (pr_images, branch_images, main_images) = (of(pr_tag), of(branch_tag), of("-4"));
+    assert_eq!((pr_images.len(), branch_images.len(), main_images.len()), (2, 2, 2), "{images:?}");
+    for image in pr_images.iter().chain(&branch_images).chain(&main_images) {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} is in the registry");
+    }
+    let started = Instant::now();
     let (status, answer) = local.pull_request("closed", 7, second).await;
+    let took = started.elapsed();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"].as_array().map(Vec::len), Some(2), "{answer}");
+    assert_eq!(answer["images_kept"], json!([]), "{answer}");
+    // Two pushes of the pull request: each function's repository held two manifests.
+    assert!(answer["images_deleted"].as_array().map_or(0, Vec::len) >= 2, "{answer}");
+    for image in &pr_images {
+        assert_eq!(local.manifest_status(image).await, 404, "{image} is gone with its pull request");
+    }
+    println!("figure: a pull request's close to its functions and images gone in {} ms", took.as_millis());
+    for image in branch_images.iter().chain(&main_images) {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} stays");
+    }
     let names = local.names().await;
     assert!(!names.iter().any(|n| n.ends_with(pr_tag)), "{names:?}");
     assert!(names.iter().any(|n| n.ends_with(branch_tag)), "the branch's preview stays: {names:?}");
@@ -306,7 +358,7 @@ async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, b
     loop {
         let comments = local.comments(7).await;
         assert_eq!(comments.len(), 1);
-        if comments[0]["body"].as_str().unwrap().contains("removed") {
+        if comments[0]["body"].as_str().unwrap().contains("functions and images were removed") {
             break;
         }
         assert!(Instant::now() < deadline, "the comment does not say the preview was removed: {comments:#?}");
@@ -318,9 +370,16 @@ async fn closing_and_deleting_remove_the_previews(local: &Local, second: &str, b
                         "installation": {"id": INSTALLATION_ID}});
     let (status, answer) = local.deliver("delete", &delete).await;
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["images_kept"], json!([]), "{answer}");
     let mut names = local.names().await;
     names.sort();
     assert_eq!(names, vec!["octo-greet-4", "octo-hello-4"]);
+    for image in &branch_images {
+        assert_eq!(local.manifest_status(image).await, 404, "{image} is gone with its branch");
+    }
+    for image in &main_images {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} stays");
+    }
     local.serves("octo", "/hello", "Hello").await;
 }
 
@@ -345,4 +404,68 @@ async fn dashboard_shows_the_previews(port: u16, branch_tag: &str, pr_tag: &str)
     assert!(text[pull_request..].contains(&format!("octo-hello-4-{pr_tag}")), "{text}");
     println!("screenshot {}", browser.screenshot("previews-dashboard").await.display());
     browser.close().await;
+}
+
+/// The operator's TTL, short here (`preview_ttl` 20 s, looked at every second): a branch's preview left alone for
+/// longer is swept, its functions and images, while a preview deployed since and the default branch's stay.
+#[tokio::test]
+async fn the_sweep_removes_a_stale_preview_and_its_images_and_leaves_fresh_ones() {
+    const TTL: Duration = Duration::from_secs(20);
+    let root = tempfile::tempdir().unwrap();
+    let local = Local::start(root.path(), "none", &[("preview_ttl", "20s"), ("preview_sweep_every", "1s")]);
+    let main = local.publish("main");
+    local.push("main", &main).await;
+    let statuses = local.wait_deployed(&main, 1).await;
+    assert_eq!(latest(&statuses, "stack-deploy")["state"], "success", "{statuses:#?}");
+
+    // A branch's preview, and half a TTL later another's.
+    let mut deployed_at: Vec<Instant> = Vec::new();
+    for branch in ["stale", "fresh"] {
+        git(&local.repo, &["checkout", "-q", "-B", branch, &main]);
+        std::fs::write(local.repo.join("hello/index.html"), format!("<h1>{branch}</h1>\n")).unwrap();
+        let sha = commit(&local.repo, branch);
+        local.publish(branch);
+        if let Some(first) = deployed_at.first() {
+            tokio::time::sleep((*first + TTL / 2).saturating_duration_since(Instant::now())).await;
+        }
+        local.push(branch, &sha).await;
+        let statuses = local.wait_deployed(&sha, 1).await;
+        assert_eq!(latest(&statuses, "stack-deploy")["state"], "success", "{statuses:#?}");
+        deployed_at.push(Instant::now());
+    }
+    let stale = preview_tag("fns", &PreviewOf::Branch("stale".into()));
+    let fresh = preview_tag("fns", &PreviewOf::Branch("fresh".into()));
+    let images = local.images().await;
+    let of = |suffix: &str| -> Vec<String> {
+        images.iter().filter(|(name, _)| name.ends_with(suffix)).map(|(_, image)| image.clone()).collect()
+    };
+    let (stale_images, fresh_images, main_images) = (of(&stale), of(&fresh), of("-4"));
+    assert_eq!((stale_images.len(), fresh_images.len(), main_images.len()), (2, 2, 2), "{images:?}");
+
+    // The stale preview goes within a few sweeps of its TTL; the fresh one is then half a TTL younger.
+    let deadline = deployed_at[0] + TTL + Duration::from_secs(30);
+    loop {
+        let names = local.names().await;
+        if !names.iter().any(|n| n.ends_with(&stale)) {
+            println!(
+                "figure: a preview with a {} s TTL swept {:.1} s after its deployment was seen",
+                TTL.as_secs(),
+                deployed_at[0].elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stale preview was not swept: {names:?}\n{}", local.stack.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let names = local.names().await;
+    for name in ["octo-hello-4".to_owned(), "octo-greet-4".to_owned(), format!("octo-hello-4-{fresh}")] {
+        assert!(names.contains(&name), "{name} stays: {names:?}");
+    }
+    assert!(deployed_at[1].elapsed() < TTL, "the fresh preview was checked while fresh");
+    for image in &stale_images {
+        assert_eq!(local.manifest_status(image).await, 404, "{image} is swept with its preview");
+    }
+    for image in fresh_images.iter().chain(&main_images) {
+        assert_eq!(local.manifest_status(image).await, 200, "{image} stays");
+    }
 }

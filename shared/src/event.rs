@@ -540,6 +540,9 @@ pub struct PreviewCommentReport {
     /// The pull request was closed and its preview removed.
     #[serde(default)]
     pub removed: bool,
+    /// With `removed`: how many of the preview's images garbage-collect could not delete from the registry.
+    #[serde(default)]
+    pub images_kept: usize,
 }
 
 /// One function's line in a preview comment.
@@ -575,7 +578,7 @@ pub struct GarbageCollectRequest {
     pub with_previews: bool,
 }
 
-/// What garbage-collect answers: the functions it deleted.
+/// What garbage-collect answers: the functions it deleted, and their preview images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GarbageCollected {
     pub owner: String,
@@ -583,6 +586,12 @@ pub struct GarbageCollected {
     /// Deployed names removed from the gateway.
     #[serde(default)]
     pub deleted: Vec<String>,
+    /// The removed previews' manifests deleted from the registry (`<repository>@<digest>`).
+    #[serde(default)]
+    pub images_deleted: Vec<String>,
+    /// The removed previews' images left in the registry, each with why (no account, the registry's refusal).
+    #[serde(default)]
+    pub images_kept: Vec<String>,
 }
 
 /// What buildshiprun answers git-tar for a function it deployed (a refusal is a [`crate::error::ErrorBody`]).

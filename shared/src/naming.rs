@@ -240,6 +240,7 @@ pub const PLATFORM_SECRETS: &[&str] = &[
     "customers",
     "registry-secret",
     "registry-auth",
+    "registry-collector-auth",
     "swarm-pull-secret",
     "s3-access-key",
     "s3-secret-key",
@@ -385,6 +386,17 @@ pub fn preview_image_name(
         return Err(NameError::ImageTooLong { len: path.len(), path });
     }
     Ok(format!("{path}:{sha}"))
+}
+
+/// Whether `repository` (a registry repository path, without host: `<path>/<owner id>/<repo>/<function>__<tag>`)
+/// is a preview's, as [`preview_image_name`] forms them: what the registry's collector account may delete. Every
+/// component must be a registry path component (no `..`, no escapes), the last one a function's name and a preview
+/// tag, under an owner id; a default branch's image has no `__<tag>` and is never one.
+pub fn is_preview_image_repository(repository: &str) -> bool {
+    let components_ok = repository.split('/').all(is_registry_component);
+    let Some((_, last)) = repository.rsplit_once('/') else { return false };
+    let Some((function, tag)) = last.split_once("__") else { return false };
+    components_ok && is_dns1123_label(function) && is_preview_tag(tag) && image_owner_prefix(repository).is_some()
 }
 
 /// The name a preview's build log (and push record) is kept under in the log store: `<function>__<tag>`, so it
@@ -723,6 +735,36 @@ mod tests {
         let hexed = preview_image_name("r:5000", 42, ".github", "hello", &tag, "abc").unwrap();
         assert_eq!(image_owner_prefix(&hexed), Some("r:5000/42"));
         assert!(preview_image_name("r", 42, "fns", "hello", "../x", "abc").is_err());
+    }
+
+    #[test]
+    fn preview_image_repositories_are_told_from_every_other() {
+        let tag = preview_tag("fns", &PreviewOf::PullRequest(7));
+        for image in [
+            preview_image_name("r:5000", 42, "fns", "hello", &tag, "abc").unwrap(),
+            preview_image_name("r:5000/ofc", 42, ".github", "hello", &tag, "abc").unwrap(),
+        ] {
+            let (name, _) = split_image_tag(&image);
+            let repository = name.split_once('/').unwrap().1;
+            assert!(is_preview_image_repository(repository), "{repository}");
+        }
+        let default = build_image_name("r:5000", 42, "fns", "hello", "abc").unwrap();
+        let repository = split_image_tag(&default).0.split_once('/').unwrap().1;
+        assert!(!is_preview_image_repository(repository), "{repository}");
+        for other in [
+            "_catalog".to_owned(),
+            format!("hello__{tag}"),
+            format!("42/fns/hello__{tag}x"),
+            "42/fns/hello__main".to_owned(),
+            format!("42/fns/../hello__{tag}"),
+            format!("42/fns/hello__{tag}/manifests"),
+            format!("042/fns/hello__{tag}"),
+            format!("octo/fns/hello__{tag}"),
+            format!("42/fns/Hello__{tag}"),
+            format!("42/fns/%2e%2e/hello__{tag}"),
+        ] {
+            assert!(!is_preview_image_repository(&other), "{other}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! whether a tag exists (HEAD), an image's config (to check the seal of-builder put on it), and giving an existing
 //! manifest another tag (GET by digest, PUT under the tag). The manifest's bytes are copied unchanged, so its
 //! digest, and what a deployment pinned by it runs, stays the same. Only of-builder holds credentials that write.
+//! garbage-collect lists a preview's tags and deletes its manifests, with an account that may delete nothing else.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -106,6 +107,21 @@ pub(crate) fn parse_registry_host(value: &str) -> Result<String, String> {
     }
     Ok(host.to_ascii_lowercase())
 }
+
+/// Each registry host's `auth` (base64 of `user:password`) in a Docker `config.json` (`{"auths": {host: {"auth":
+/// …}}}`), the form every registry account of the platform is handed in. The error never quotes the file.
+pub fn auths_of_docker_config(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let config: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("not a registry auth file (JSON with `auths`): line {}", e.line()))?;
+    let auths = config["auths"].as_object().ok_or("not a registry auth file: no `auths` object")?;
+    Ok(auths
+        .iter()
+        .filter_map(|(host, entry)| Some((host.clone(), entry["auth"].as_str()?.trim().to_owned())))
+        .collect())
+}
+
+/// The most tags of one repository read for a removal: a preview's repository gets one a push, so more is not one.
+const MAX_TAGS: usize = 1000;
 
 /// A manifest as the registry stored it: its exact bytes and media type, so a copy keeps its digest.
 #[derive(Debug, Clone)]
@@ -285,6 +301,55 @@ impl RegistryClient {
         serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("an image config that is not JSON: {e}")))
     }
 
+    /// Deletes the manifest `digest` (`sha256:…`) of `image`'s repository (`DELETE /v2/<name>/manifests/<digest>`,
+    /// which removes every tag pointing at it); `false` when the registry has no such manifest. Its layers stay
+    /// until the registry's own garbage collection.
+    pub async fn delete_manifest(&self, image: &ImageRef, digest: &str) -> Result<bool, RegistryError> {
+        let delete = |bearer: Option<&str>| self.request(&reqwest::Method::DELETE, image, digest, bearer);
+        let response = self.send(image, delete).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            status => Err(RegistryError::Status { what: format!("DELETE {}@{digest}", image.repository), status }),
+        }
+    }
+
+    /// The tags of `image`'s repository (`GET /v2/<name>/tags/list`, at most [`MAX_TAGS`]); none when the
+    /// repository is not there.
+    pub async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
+        let url = format!("{}?n={MAX_TAGS}", self.url(&image.host, &image.repository, "tags", "list"));
+        let get = |bearer: Option<&str>| {
+            let request = self.http.get(url.clone());
+            match (bearer, self.auths.get(&image.host)) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
+                (None, None) => request,
+            }
+        };
+        let response = self.send(image, get).await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let what = || format!("{}/tags/list", image.repository);
+        if !status.is_success() {
+            return Err(RegistryError::Status { what: what(), status });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RegistryError::Unreachable { host: image.host.clone(), reason: e.to_string() })?;
+        if bytes.len() > MAX_TAGS * 200 {
+            return Err(RegistryError::Status { what: format!("{} (too long an answer)", what()), status });
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Unreachable {
+            host: image.host.clone(),
+            reason: format!("a tag list that is not JSON: {e}"),
+        })?;
+        let tags = answer["tags"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str);
+        Ok(tags.take(MAX_TAGS).map(str::to_owned).collect())
+    }
+
     /// Tags the manifest `digest` of `image`'s repository as `tag` too (the registry holds its layers already).
     pub async fn tag(&self, image: &ImageRef, digest: &str, tag: &str) -> Result<(), RegistryError> {
         let manifest = self.manifest(image, digest).await?;
@@ -359,6 +424,15 @@ mod tests {
         for refused in ["alpine:3.20", "octo/fns", "registry:5000/", "plain"] {
             assert!(ImageRef::parse(refused).is_err(), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_docker_config_gives_each_host_s_auth() {
+        let auths = auths_of_docker_config(r#"{"auths": {"r:5000": {"auth": " dTpw "}, "x": {}}}"#).unwrap();
+        assert_eq!(auths, BTreeMap::from([("r:5000".to_owned(), "dTpw".to_owned())]));
+        let refused = auths_of_docker_config("user:secret-password").unwrap_err();
+        assert!(!refused.contains("secret-password"), "{refused}");
+        assert!(auths_of_docker_config(r#"{"registry": 1}"#).is_err());
     }
 
     #[test]

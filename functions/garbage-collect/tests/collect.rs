@@ -26,6 +26,7 @@ async fn start() -> (RecordingGateway, ServedFunction) {
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
         preview_ttl: std::time::Duration::ZERO,
         preview_sweep_every: std::time::Duration::ZERO,
+        registry: garbage_collect::images::RegistryConfig::none(),
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(garbage_collect::app(config)).await;
@@ -86,6 +87,7 @@ async fn answers_502_when_the_gateway_refuses_its_credentials() {
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
         preview_ttl: std::time::Duration::ZERO,
         preview_sweep_every: std::time::Duration::ZERO,
+        registry: garbage_collect::images::RegistryConfig::none(),
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(garbage_collect::app(config)).await;
@@ -111,6 +113,7 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
         preview_ttl: std::time::Duration::ZERO,
         preview_sweep_every: std::time::Duration::ZERO,
+        registry: garbage_collect::images::RegistryConfig::none(),
         server: ServerConfig::for_tests(1 << 20),
     };
     let served = ServedFunction::start(garbage_collect::app(config)).await;
@@ -167,8 +170,21 @@ async fn stale_previews_are_swept_and_the_rest_is_left() {
     let client = shared::gateway::GatewayClient::new(gateway.url().parse().unwrap(), Secret::new(SECRET))
         .with_credentials(BasicAuth { user: "admin".into(), password: Secret::new("pw") });
     let week = std::time::Duration::from_secs(7 * 86_400);
-    let deleted = garbage_collect::sweep_previews(&client, week).await.unwrap();
-    assert_eq!(deleted, vec!["octo-a-4-b000000000001"]);
+    let images = garbage_collect::images::PreviewImages::new(&garbage_collect::images::RegistryConfig::none());
+    let swept = garbage_collect::sweep_previews(&client, &images, week).await.unwrap();
+    assert_eq!(swept.deleted, vec!["octo-a-4-b000000000001"]);
     let names = names(&gateway);
     assert!(names.contains(&"octo-a-4-b000000000002".to_owned()) && names.contains(&"octo-ancient-4".to_owned()));
+}
+
+#[test]
+fn a_preview_ttl_is_a_duration_or_whole_days() {
+    use std::time::Duration;
+    assert_eq!(garbage_collect::parse_ttl("7d"), Ok(Duration::from_secs(7 * 86_400)));
+    assert_eq!(garbage_collect::parse_ttl("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(garbage_collect::parse_ttl("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(garbage_collect::parse_ttl("0"), Ok(Duration::ZERO));
+    for bad in ["", "1.5d", "d", "7 days", "-1d"] {
+        assert!(garbage_collect::parse_ttl(bad).is_err(), "{bad}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Previews at the webhook: a pull request of the repository's own branches is queued as its preview, and a branch
-//! deleted or a pull request closed has its preview removed (functions through garbage-collect). All of it only with
+//! deleted or a pull request closed has its preview removed (functions and images, through garbage-collect). All of it only with
 //! the operator's `previews` on; whether a repository wants them is its stack.yml's say, read by git-tar.
 
 use axum::http::StatusCode;
@@ -52,16 +52,17 @@ pub(crate) async fn pull_request(
         }
         "closed" => {
             let outcome = remove(state, &event.repository, &PreviewOf::PullRequest(event.number)).await?;
-            tell_the_pull_request(state, &event).await;
+            let images_kept = outcome.extra["images_kept"].as_array().map_or(0, Vec::len);
+            tell_the_pull_request(state, &event, images_kept).await;
             Ok((outcome, None))
         }
         other => Ok((Outcome::ignored(format!("ignored: `pull_request` action `{other}` does not build")), None)),
     }
 }
 
-/// The pull request's preview comment says the preview was removed (github-status edits it; one never posted stays
-/// unposted).
-async fn tell_the_pull_request(state: &AppState, event: &GitHubPullRequestEvent) {
+/// The pull request's preview comment says the preview was removed, and how many of its images are left
+/// (github-status edits it; one never posted stays unposted).
+async fn tell_the_pull_request(state: &AppState, event: &GitHubPullRequestEvent, images_kept: usize) {
     let Some(installation_id) = event.installation.as_ref().map(|i| i.id) else { return };
     let report = PreviewCommentReport {
         event: StatusEvent {
@@ -76,6 +77,7 @@ async fn tell_the_pull_request(state: &AppState, event: &GitHubPullRequestEvent)
         functions: Vec::new(),
         summary: String::new(),
         removed: true,
+        images_kept,
     };
     state.statuses.comment_or_log(&report).await;
 }
@@ -117,11 +119,19 @@ async fn remove(state: &AppState, repository: &Repository, of: &PreviewOf) -> Re
         with_previews: false,
     };
     let collected = GarbageCollectClient::new(state.gateway.clone()).collect(&request).await?;
-    let deleted = collected.map(|c| c.deleted).unwrap_or_default();
-    tracing::info!(repo = %repository.full_name, preview = %tag, ?deleted, "preview removed");
+    let (deleted, images_deleted, images_kept) =
+        collected.map(|c| (c.deleted, c.images_deleted, c.images_kept)).unwrap_or_default();
+    tracing::info!(repo = %repository.full_name, preview = %tag, ?deleted, ?images_deleted, ?images_kept, "preview removed");
+    let kept =
+        if images_kept.is_empty() { String::new() } else { format!("; {} left in the registry", images_kept.len()) };
     Ok(Outcome {
         status: StatusCode::OK,
-        message: format!("removed the preview {tag} of {} ({} functions)", repository.full_name, deleted.len()),
-        extra: json!({ "preview": tag, "deleted": deleted }),
+        message: format!(
+            "removed the preview {tag} of {} ({} functions, {} images{kept})",
+            repository.full_name,
+            deleted.len(),
+            images_deleted.len()
+        ),
+        extra: json!({ "preview": tag, "deleted": deleted, "images_deleted": images_deleted, "images_kept": images_kept }),
     })
 }

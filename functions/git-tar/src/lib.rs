@@ -210,7 +210,7 @@ async fn comment(
         Ok(summary) => summary.clone(),
         Err(error) => pushlog::failure_description(trace, error),
     };
-    let report = PreviewCommentReport { event, pull_request, functions, summary, removed: false };
+    let report = PreviewCommentReport { event, pull_request, functions, summary, removed: false, images_kept: 0 };
     state.statuses.comment_or_log(&report).await;
 }
 

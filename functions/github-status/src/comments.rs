@@ -52,9 +52,16 @@ fn now_ms() -> u64 {
 pub fn render(report: &PreviewCommentReport) -> String {
     let short = report.event.sha.get(..7).unwrap_or(&report.event.sha);
     if report.removed {
+        let what = match report.images_kept {
+            0 => "its preview's functions and images were removed".to_owned(),
+            kept => format!(
+                "its preview's functions were removed; {kept} of its images could not be deleted and stay in the \
+                 registry until its operator removes them"
+            ),
+        };
         return format!(
-            "{MARKER}\n### Preview of #{}: removed\n\nThe pull request was closed, so its preview's functions were \
-             removed. The last commit previewed was `{short}`.\n",
+            "{MARKER}\n### Preview of #{}: removed\n\nThe pull request was closed, so {what}. The last commit \
+             previewed was `{short}`.\n",
             report.pull_request
         );
     }
@@ -274,6 +281,7 @@ mod tests {
             ],
             summary: "failed: bad".into(),
             removed,
+            images_kept: 0,
         }
     }
 
@@ -286,5 +294,8 @@ mod tests {
         assert!(text.contains("| bad | — | ❌ a \\| b &lt;script&gt; |"), "{text}");
         let removed = render(&report(true));
         assert!(removed.contains("removed") && !removed.contains("hello"), "{removed}");
+        assert!(removed.contains("functions and images were removed"), "{removed}");
+        let partly = render(&PreviewCommentReport { images_kept: 2, ..report(true) });
+        assert!(partly.contains("2 of its images could not be deleted"), "{partly}");
     }
 }

@@ -70,6 +70,7 @@ fn report(sha: &str, outcome: &str, removed: bool) -> PreviewCommentReport {
         }],
         summary: format!("{outcome} hello"),
         removed,
+        images_kept: 0,
     }
 }
 

@@ -96,7 +96,7 @@ async fn a_rate_limit_longer_than_github_status_may_wait_still_ends_with_the_sta
         owner: "octo".into(),
         owner_id: 0,
         repo: "fns".into(),
-        sha: SHA.into(),
+        sha: SHA.parse().unwrap(),
         installation_id: Some(INSTALLATION),
         delivery: Some("d-1".into()),
     };

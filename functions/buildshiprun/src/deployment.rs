@@ -161,7 +161,7 @@ mod tests {
             owner: "octo".into(),
             owner_id: 42,
             repo: "fns".into(),
-            sha: "abc".into(),
+            sha: format!("{:0>40}", "abc").parse().unwrap(),
             branch: "main".into(),
             labels: BTreeMap::from([("team".into(), "a".into())]),
             ..BuildEvent::default()
@@ -202,7 +202,7 @@ mod tests {
         let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
         let running = FunctionStatus::from_deployment(&deployment, 1);
         let mut next = event();
-        next.sha = "def".into();
+        next.sha = format!("{:0>40}", "def").parse().unwrap();
         let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
         assert!(unchanged(&running, &again), "a new commit with the same image is the same deployment");
         let not_running = FunctionStatus::from_deployment(&deployment, 0);
@@ -241,7 +241,7 @@ mod tests {
         echoed.limits = None;
         echoed.constraints = None;
         let mut next = event();
-        next.sha = "def".into();
+        next.sha = format!("{:0>40}", "def").parse().unwrap();
         let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
         assert!(unchanged(&echoed, &again), "the digest of what was sent decides");
         let mut not_ready = echoed.clone();

@@ -371,7 +371,7 @@ mod tests {
             owner: "acme".into(),
             owner_id: 1001,
             repo: "fns".into(),
-            sha: "a".repeat(40),
+            sha: "a".repeat(40).parse().unwrap(),
             image: "127.0.0.1:5000/1001/fns/api:aaaa".into(),
             lang: "node".into(),
             ..BuildEvent::default()

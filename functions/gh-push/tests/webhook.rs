@@ -320,6 +320,19 @@ async fn answers_400_for_a_body_that_is_not_a_push_event() {
     assert!(queued(&gateway).is_empty());
 }
 
+/// The log store keys by the lower-case SHA: an upper-case `after` is refused at the door, naming the field, not
+/// built with its log lost.
+#[tokio::test]
+async fn refuses_an_upper_case_after_naming_the_field() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let upper = "6113728F27AE82C7B1A177C8D03F9E96E0ADF246";
+    let (status, answer) = gh_push.send(&Delivery::push(|p| p["after"] = upper.into())).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("`after` is not a commit SHA"), "{answer}");
+    assert!(queued(&gateway).is_empty());
+}
+
 #[tokio::test]
 async fn answers_413_for_an_oversized_body() {
     let gateway = RecordingGateway::start().await;

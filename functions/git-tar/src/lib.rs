@@ -42,8 +42,8 @@ use shared::build::BuildConfig;
 use shared::config::Secret;
 use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PreviewCommentReport, PreviewFunction,
-    PreviewOf, PushEvent, ShipResult, StatusEvent, StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
+    AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PreviewCommentReport, PreviewFunction, PreviewOf,
+    PushEvent, ShipResult, StatusEvent, StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{BUILDSHIPRUN, GIT_TAR};
 use shared::garbage_collect::GarbageCollectClient;
@@ -125,9 +125,6 @@ async fn handle(
     verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
     let push: PushEvent = serde_json::from_slice(&body)
         .map_err(|e| GitTarError::BadRequest(format!("the body is not a push event: {e}")))?;
-    if !is_commit_sha(&push.after) {
-        return Err(GitTarError::BadRequest(format!("`after` is not a commit SHA: `{}`", push.after)));
-    }
     let status_event = StatusEvent::from(&push);
     let started = std::time::Instant::now();
     let mut trace = PushTrace::default();
@@ -142,7 +139,7 @@ async fn handle(
     let mut audit = AuditEvent::new(GIT_TAR, String::new());
     audit.owner = Some(push.repository.owner.login.clone());
     audit.repo = Some(push.repository.name.clone());
-    audit.sha = Some(push.after.clone());
+    audit.sha = Some(push.after.to_string());
     audit.delivery = Some(push.delivery.clone());
     match &result {
         Ok(summary) => {

@@ -36,8 +36,8 @@ use serde_json::json;
 use shared::callback::{BuildRef, FAILED_PATH};
 use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, CommitStatus, PreviewCommentReport, StatusEvent, StatusReport, StatusState, PREVIEW_COMMENT_PATH,
-    STACK_DEPLOY_CONTEXT,
+    CommitSha, CommitStatus, NotACommitSha, PreviewCommentReport, StatusEvent, StatusReport, StatusState,
+    PREVIEW_COMMENT_PATH, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::GIT_TAR;
 use shared::github_app::InstallationTokens;
@@ -228,11 +228,13 @@ async fn failed(
     let function = header_text(&headers, "x-function-name").unwrap_or(GIT_TAR);
     let description = format!("the build pipeline gave up: {function} answered {code}: {}", answer_text(&body));
     tracing::warn!(owner = %query.owner, repo = %query.repo, sha = %query.sha, delivery = %query.delivery, %function, code, "{description}");
+    let sha: CommitSha =
+        query.sha.parse().map_err(|e: NotACommitSha| StatusError::BadRequest(format!("`sha` is {e}")))?;
     let event = StatusEvent {
         owner: query.owner.clone(),
         owner_id: 0,
         repo: query.repo.clone(),
-        sha: query.sha.clone(),
+        sha,
         installation_id: Some(query.installation),
         delivery: Some(query.delivery.clone()),
     };
@@ -270,9 +272,6 @@ fn validate(event: &StatusEvent) -> Result<(), StatusError> {
             "`{}/{}` is not a GitHub repository name",
             event.owner, event.repo
         )));
-    }
-    if !is_commit_sha(&event.sha) {
-        return Err(StatusError::BadRequest(format!("`{}` is not a commit SHA", event.sha)));
     }
     Ok(())
 }

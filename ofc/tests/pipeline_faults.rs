@@ -126,8 +126,7 @@ async fn a_build_the_queue_gives_up_on_ends_as_an_error_on_stack_deploy() {
     let records = tempfile::tempdir().unwrap();
     let mut config = gh_push::Config {
         common: common(&stack.gateway_url),
-        validate_hmac: false,
-        webhook_secret: None,
+        webhook: shared::signature::WebhookCheck::Off,
         customers: None,
         customers_ttl: Duration::from_secs(60),
         build_branch: None,

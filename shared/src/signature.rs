@@ -8,6 +8,8 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
+use crate::config::Secret;
+
 /// The signature on calls between our functions: `sha256=<hex>` of the body with `payload-secret`.
 pub const CLOUD_SIGNATURE: &str = "X-Cloud-Signature";
 /// GitHub's preferred webhook signature header.
@@ -85,6 +87,26 @@ pub fn verify_github(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<
         .or_else(|| header_str(headers, HUB_SIGNATURE))
         .ok_or(SignatureError::Missing)?;
     verify_signature(value, body, secret)
+}
+
+/// How a GitHub webhook's signature is checked (`validate_hmac` with `github-webhook-secret`): one setting, so a
+/// check that is on always has its secret, decided once when the configuration is read.
+#[derive(Debug, Clone)]
+pub enum WebhookCheck {
+    /// Verify every delivery with the webhook secret.
+    Verify(Secret),
+    /// `validate_hmac=false`: deliveries are not checked (local trials only).
+    Off,
+}
+
+impl WebhookCheck {
+    /// Checks a delivery as configured (see [`verify_github`]).
+    pub fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+        match self {
+            Self::Verify(secret) => verify_github(headers, body, secret.expose().as_bytes()),
+            Self::Off => Ok(()),
+        }
+    }
 }
 
 /// Verifies `X-Cloud-Signature` on a call from another of our functions; only SHA-256 is accepted.

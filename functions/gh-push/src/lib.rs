@@ -40,7 +40,6 @@ use shared::event::{
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;
-use shared::signature::verify_github;
 use shared::status::StatusClient;
 
 pub use crate::config::Config;
@@ -173,10 +172,7 @@ async fn process(
     delivery: &str,
     event_type: &str,
 ) -> Result<(Outcome, Option<GitHubPush>), GhPushError> {
-    if state.config.validate_hmac {
-        let secret = state.config.webhook_secret.as_ref().expect("validate_hmac requires the webhook secret at start");
-        verify_github(headers, body, secret.expose().as_bytes())?;
-    }
+    state.config.webhook.check(headers, body)?;
     match event_type {
         "" => return Err(GhPushError::BadRequest("the X-GitHub-Event header is missing".into())),
         "ping" => return Ok((Outcome::ignored("pong"), None)),

@@ -727,6 +727,28 @@ impl AuditEvent {
     }
 }
 
+/// The bodies of the signed calls between functions, named for the 400 when a body is not one.
+mod signed_bodies {
+    use super::{AuditEvent, GarbageCollectRequest, PreviewCommentReport, PushEvent, StatusReport};
+    use crate::signature::SignedBody;
+
+    impl SignedBody for PushEvent {
+        const WHAT: &'static str = "a push event";
+    }
+    impl SignedBody for StatusReport {
+        const WHAT: &'static str = "a status report";
+    }
+    impl SignedBody for PreviewCommentReport {
+        const WHAT: &'static str = "a preview comment";
+    }
+    impl SignedBody for GarbageCollectRequest {
+        const WHAT: &'static str = "a garbage-collect request";
+    }
+    impl SignedBody for AuditEvent {
+        const WHAT: &'static str = "an audit event";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,7 @@ pub(crate) fn push_event(server: &GitServer, name: &str, sha: &str) -> PushEvent
     PushEvent {
         delivery: "bench".into(),
         git_ref: "refs/heads/main".into(),
-        after: sha.into(),
+        after: sha.parse().expect("a commit SHA"),
         installation_id: None,
         repository: Repository {
             name: name.into(),

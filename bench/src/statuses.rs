@@ -47,7 +47,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
                     owner: "octo".into(),
                     owner_id: 0,
                     repo: "fns".into(),
-                    sha: "6113728f27ae82c7b1a177c8d03f9e96e0adf246".into(),
+                    sha: "6113728f27ae82c7b1a177c8d03f9e96e0adf246".parse().expect("a commit SHA"),
                     installation_id: Some(1),
                     delivery: None,
                 },

@@ -2,12 +2,10 @@
 //! these as its GitHub, its git host and its registry, and the tests run them to check the functions against.
 //!
 //! # Layout
-//! - [`functions_api`]: `/system/functions`, shared by the local stack's gateway and the tests' gateway double.
 //! - [`github_double`]: GitHub's REST API as the App uses it (JWT-checked installation tokens, commit statuses).
 //! - [`git_server`]: serves local git repositories over smart HTTP (`git http-backend`).
 //! - [`registry`]: starts Debian's `docker-registry` on a loopback port, and reads its API.
 
-pub mod functions_api;
 pub mod git_server;
 pub mod github_double;
 pub mod registry;

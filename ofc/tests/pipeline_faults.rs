@@ -96,7 +96,7 @@ async fn a_rate_limit_longer_than_github_status_may_wait_still_ends_with_the_sta
         owner: "octo".into(),
         owner_id: 0,
         repo: "fns".into(),
-        sha: SHA.into(),
+        sha: SHA.parse().unwrap(),
         installation_id: Some(INSTALLATION),
         delivery: Some("d-1".into()),
     };
@@ -126,8 +126,7 @@ async fn a_build_the_queue_gives_up_on_ends_as_an_error_on_stack_deploy() {
     let records = tempfile::tempdir().unwrap();
     let mut config = gh_push::Config {
         common: common(&stack.gateway_url),
-        validate_hmac: false,
-        webhook_secret: None,
+        webhook: shared::signature::WebhookCheck::Off,
         customers: None,
         customers_ttl: Duration::from_secs(60),
         build_branch: None,

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{bool_or, ConfigError};
+
 /// The JSON file at the root of the build tar.
 pub const CONFIG_ENTRY: &str = "config";
 /// The folder in the build tar holding the shrinkwrapped build context, with its `Dockerfile`.
@@ -59,6 +61,13 @@ pub struct BuildResult {
     /// The build's output lines; on failure, what the user needs to see.
     #[serde(default)]
     pub log: Vec<String>,
+}
+
+/// `enable_dockerfile_lang`, read here once for the two functions it governs: whether a user's own build
+/// definitions are built. buildshiprun's policy refuses `lang: dockerfile` without it; git-tar uses a repository's
+/// own `template/`, and template sources that are not the operator's, only with it.
+pub fn user_build_definitions_enabled() -> Result<bool, ConfigError> {
+    bool_or("enable_dockerfile_lang", false)
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ pub struct PushEvent {
     pub delivery: String,
     #[serde(rename = "ref")]
     pub git_ref: String,
-    /// The 40-hex SHA that was pushed: the exact commit that is built.
-    pub after: String,
+    /// The SHA that was pushed: the exact commit that is built.
+    pub after: CommitSha,
     /// Absent when the hook is not a GitHub App's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
@@ -128,9 +128,101 @@ pub struct Installation {
     pub account: Option<Owner>,
 }
 
-/// A 40-hex-digit commit SHA (lower or upper case).
-pub fn is_commit_sha(value: &str) -> bool {
-    value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit())
+/// A full commit SHA: 40 lower-case hex digits, the form git prints and the build-log store keys by
+/// (`shared::log_store`). Parsed once where a SHA enters, so an upper-case one is refused there instead of being built
+/// and its log silently not stored. Serialises as the plain string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CommitSha(String);
+
+/// Why a text is not a [`CommitSha`]; the text itself is not repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a commit SHA (40 lower-case hex digits)")]
+pub struct NotACommitSha;
+
+impl CommitSha {
+    /// The SHA as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `true` for the all-zero SHA GitHub sends when a branch is deleted.
+    pub fn is_null(&self) -> bool {
+        is_null_sha(&self.0)
+    }
+}
+
+impl std::str::FromStr for CommitSha {
+    type Err = NotACommitSha;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let lower_hex = text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if text.len() == 40 && lower_hex {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(NotACommitSha)
+        }
+    }
+}
+
+impl TryFrom<String> for CommitSha {
+    type Error = NotACommitSha;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<CommitSha> for String {
+    fn from(sha: CommitSha) -> Self {
+        sha.0
+    }
+}
+
+/// A `CommitSha` only exists when valid, so one with no other value in hand is GitHub's "no commit": the all-zero
+/// SHA (for `..Default::default()` of the wire types that carry one).
+impl Default for CommitSha {
+    fn default() -> Self {
+        Self("0".repeat(40))
+    }
+}
+
+impl std::ops::Deref for CommitSha {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for CommitSha {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CommitSha {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for CommitSha {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for CommitSha {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for CommitSha {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
 }
 
 /// `true` for the all-zero SHA GitHub sends as `after` when a branch or tag is deleted.
@@ -144,13 +236,13 @@ impl GitHubPush {
         self.git_ref.strip_prefix("refs/heads/")
     }
 
-    /// The event gh-push hands to git-tar; `received_at` (Unix seconds) stands for when a push happened when the
-    /// payload did not say.
-    pub fn to_push_event(&self, delivery: &str, received_at: u64) -> PushEvent {
+    /// The event gh-push hands to git-tar, once `after` has been read as the SHA `after`; `received_at` (Unix
+    /// seconds) stands for when a push happened when the payload did not say.
+    pub fn to_push_event(&self, after: CommitSha, delivery: &str, received_at: u64) -> PushEvent {
         PushEvent {
             delivery: delivery.to_owned(),
             git_ref: self.git_ref.clone(),
-            after: self.after.clone(),
+            after,
             installation_id: self.installation.as_ref().map(|i| i.id),
             repository: self.repository.clone(),
             order: PushOrder {
@@ -195,7 +287,7 @@ pub struct PullRequest {
 pub struct PullRequestHead {
     #[serde(rename = "ref")]
     pub git_ref: String,
-    pub sha: String,
+    pub sha: CommitSha,
     #[serde(default)]
     pub repo: Option<HeadRepository>,
 }
@@ -215,20 +307,6 @@ impl GitHubPullRequestEvent {
             .repo
             .as_ref()
             .is_some_and(|head| head.full_name.eq_ignore_ascii_case(&self.repository.full_name))
-    }
-
-    /// The push of the head commit built as the pull request's preview.
-    pub fn to_push_event(&self, delivery: &str) -> PushEvent {
-        PushEvent {
-            delivery: delivery.to_owned(),
-            git_ref: format!("refs/heads/{}", self.pull_request.head.git_ref),
-            after: self.pull_request.head.sha.clone(),
-            installation_id: self.installation.as_ref().map(|i| i.id),
-            repository: self.repository.clone(),
-            // No push time: the head branch's own record orders it by git ancestry.
-            order: PushOrder::default(),
-            preview: Some(PreviewOf::PullRequest(self.number)),
-        }
     }
 }
 
@@ -331,7 +409,7 @@ pub struct BuildEvent {
     pub function: String,
     pub owner: String,
     pub repo: String,
-    pub sha: String,
+    pub sha: CommitSha,
     pub clone_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
@@ -495,7 +573,7 @@ pub struct StatusEvent {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub owner_id: u64,
     pub repo: String,
-    pub sha: String,
+    pub sha: CommitSha,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installation_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -658,6 +736,28 @@ impl AuditEvent {
     }
 }
 
+/// The bodies of the signed calls between functions, named for the 400 when a body is not one.
+mod signed_bodies {
+    use super::{AuditEvent, GarbageCollectRequest, PreviewCommentReport, PushEvent, StatusReport};
+    use crate::signature::SignedBody;
+
+    impl SignedBody for PushEvent {
+        const WHAT: &'static str = "a push event";
+    }
+    impl SignedBody for StatusReport {
+        const WHAT: &'static str = "a status report";
+    }
+    impl SignedBody for PreviewCommentReport {
+        const WHAT: &'static str = "a preview comment";
+    }
+    impl SignedBody for GarbageCollectRequest {
+        const WHAT: &'static str = "a garbage-collect request";
+    }
+    impl SignedBody for AuditEvent {
+        const WHAT: &'static str = "an audit event";
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,7 +777,7 @@ mod tests {
 
     #[test]
     fn push_event_accepts_a_null_installation() {
-        let json = r#"{"delivery":"d","ref":"refs/heads/main","after":"x","installation_id":null,
+        let json = r#"{"delivery":"d","ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","installation_id":null,
             "repository":{"name":"r","full_name":"o/r","clone_url":"http://127.0.0.1/r.git","owner":{"login":"o"}}}"#;
         let event: PushEvent = serde_json::from_str(json).unwrap();
         assert_eq!(event.installation_id, None);
@@ -708,7 +808,7 @@ mod tests {
         let push = check.to_push().unwrap();
         assert_eq!(push.git_ref, "refs/heads/main");
         assert_eq!(push.after, "b".repeat(40));
-        assert_eq!(push.to_push_event("d", 0).installation_id, Some(42));
+        assert_eq!(push.to_push_event(push.after.parse().unwrap(), "d", 0).installation_id, Some(42));
         let run = serde_json::json!({
             "action": "rerequested",
             "check_run": {"id": 9, "name": "hello", "head_sha": "c".repeat(40),
@@ -722,8 +822,13 @@ mod tests {
 
     #[test]
     fn recognises_shas() {
-        assert!(is_commit_sha(&"0123456789abcdef".repeat(3)[..40]));
-        assert!(!is_commit_sha("abc"));
+        let sha: CommitSha = "0123456789abcdef".repeat(3)[..40].parse().unwrap();
+        assert_eq!(serde_json::to_value(&sha).unwrap(), serde_json::json!(sha.as_str()), "the wire form is the text");
+        for refused in ["abc", &"A".repeat(40), &"0123456789ABCDEF".repeat(3)[..40], &"g".repeat(40), &"a".repeat(41)] {
+            assert!(refused.parse::<CommitSha>().is_err(), "{refused}");
+            let error = serde_json::from_value::<CommitSha>(serde_json::json!(refused)).unwrap_err().to_string();
+            assert!(error.contains("not a commit SHA (40 lower-case hex digits)"), "{error}");
+        }
         assert!(is_null_sha(&"0".repeat(40)));
         assert!(!is_null_sha(""));
     }

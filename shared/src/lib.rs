@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`config`]: settings from the environment and secret files, read once at start; errors name the setting.
-//! - [`signature`]: GitHub's webhook HMAC and our `X-Cloud-Signature`, verified in constant time.
+//! - [`signature`]: GitHub's webhook HMAC (`WebhookCheck`: verify or off) and our `X-Cloud-Signature`, verified in
+//!   constant time; `SignedJson`, the extractor every handler of a signed call reads its body with.
 //! - [`error`]: the one JSON error body (`{"error": …}`) every answer of refusal carries, and `error_chain`.
 //! - [`retry`]: the one exponential backoff every retry uses.
-//! - [`event`]: the JSON that travels between functions (`PushEvent`, `BuildEvent`, `StatusReport`…).
+//! - [`event`]: the JSON that travels between functions (`PushEvent`, `BuildEvent`, `StatusReport`…), and
+//!   `CommitSha`, the one rule for a commit SHA.
 //! - [`openfaas`]: the gateway's `FunctionDeployment` and `FunctionStatus`.
-//! - [`build`]: the build tar's `config` and of-builder's `BuildResult`.
+//! - [`build`]: the build tar's `config` and of-builder's `BuildResult`, and `enable_dockerfile_lang`'s one reading.
 //! - [`naming`]: deployed function names and image names.
 //! - [`functions`]: the platform functions' names, which every invoke uses.
 //! - [`stack`]: `stack.yml` in faas-cli's schema.

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`RecordingGateway`]: an OpenFaaS gateway double on a loopback port that records every request, answers
 //!   scripted replies, and otherwise behaves as the gateway's API reference says (`/function`, `/async-function`,
-//!   a stateful `/system/functions` behind basic auth, the one of [`doubles::functions_api`]).
+//!   a stateful `/system/functions` behind basic auth, the one of [`functions_api`]).
 //! - [`local_stack`]: `ofc up` as the end-to-end tests start it, and the example repository as a fixture.
 //! - [`browser`]: headless Chromium over WebDriver, with screenshots under `target/screenshots/`.
 //! - [`openfaas`]: the real OpenFaaS binaries, unpacked into `target/openfaas/`, and a network namespace for them.
@@ -34,7 +34,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use doubles::functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
+use functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use serde::de::DeserializeOwned;
 use shared::openfaas::FunctionStatus;
 use tokio::sync::Notify;

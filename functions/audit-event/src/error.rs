@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::error::ErrorResponse;
-use shared::signature::SignatureError;
+use shared::signature::{SignatureError, SignedBodyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -20,5 +20,15 @@ impl IntoResponse for AuditError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
         };
         ErrorResponse::new(status, &self).into_response()
+    }
+}
+
+/// A signed call's refusal (`shared::signature::SignedJson`): the signature's 401, or the body's 400.
+impl From<SignedBodyError> for AuditError {
+    fn from(error: SignedBodyError) -> Self {
+        match error {
+            SignedBodyError::Signature(error) => Self::Signature(error),
+            SignedBodyError::NotTheBody(message) => Self::BadRequest(message),
+        }
     }
 }

@@ -11,16 +11,15 @@ pub mod error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::any;
 use axum::Router;
 use reqwest::Url;
-use shared::config::{optional_url, CommonConfig, ConfigError, SecretStore};
+use shared::config::{optional_url, CommonConfig, ConfigError, Secret, SecretStore};
 use shared::event::AuditEvent;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::verify_cloud;
+use shared::signature::{SignedCalls, SignedJson};
 
 pub use crate::error::AuditError;
 
@@ -54,6 +53,14 @@ struct AppState {
     http: reqwest::Client,
 }
 
+impl SignedCalls for AppState {
+    type Error = AuditError;
+
+    fn payload_secret(&self) -> &Secret {
+        &self.config.common.payload_secret
+    }
+}
+
 pub fn app(config: Config) -> Router {
     Router::new().route("/", any(handle)).route("/{*path}", any(handle)).with_state(Arc::new(AppState {
         config,
@@ -73,10 +80,10 @@ pub fn summary(event: &AuditEvent) -> String {
     }
 }
 
-async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, AuditError> {
-    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
-    let event: AuditEvent = serde_json::from_slice(&body)
-        .map_err(|e| AuditError::BadRequest(format!("the body is not an audit event: {e}")))?;
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    SignedJson(event): SignedJson<AuditEvent>,
+) -> Result<StatusCode, AuditError> {
     println!("{}", serde_json::to_string(&event).expect("audit events serialise"));
     if let Some(url) = state.config.slack_url.clone() {
         let http = state.http.clone();

@@ -1,4 +1,4 @@
-//! The `FunctionDeployment` a build becomes: the stack's settings, checked by the operator's policy, plus the
+//! The `FunctionDeployment` a build becomes: the stack's settings with what the operator's policy allowed, plus the
 //! labels that tie it to its owner and repository.
 
 use std::collections::BTreeMap;
@@ -6,20 +6,18 @@ use std::collections::BTreeMap;
 use shared::event::{BuildEvent, FunctionResources, PreviewOf};
 use shared::openfaas::{annotations, labels, FunctionDeployment, FunctionStatus};
 
-use crate::policy::Policy;
+use crate::policy::Allowed;
 
-/// The deployment of `event`'s function as `service`, running `image`, or why the policy refuses it.
+/// The deployment of `event`'s function as `service`, running `image`, with what the operator's policy allowed it
+/// (`policy::Policy::decide`, decided once before the build).
 pub fn deployment_for(
     event: &BuildEvent,
     service: &str,
     image: &str,
     default_memory_limit: Option<&str>,
-    policy: &Policy,
-) -> Result<FunctionDeployment, String> {
-    let secrets = policy.check(event)?;
-    let mut function_labels = event.labels.clone();
-    function_labels.entry(labels::SCALE_MIN.into()).or_insert_with(|| policy.scaling_min_limit.to_string());
-    function_labels.entry(labels::SCALE_MAX.into()).or_insert_with(|| policy.scaling_max_limit.to_string());
+    allowed: Allowed,
+) -> FunctionDeployment {
+    let Allowed { secrets, labels: mut function_labels, read_only_root_filesystem } = allowed;
     function_labels.extend(platform_labels(event));
     if let Some(tag) = event.preview_tag() {
         // A preview idles most of its life: scaled to zero where the provider does that, unless the stack says.
@@ -42,12 +40,12 @@ pub fn deployment_for(
         annotations: preview_annotations(event),
         limits,
         requests: event.requests.clone().filter(|r| !r.is_empty()),
-        read_only_root_filesystem: policy.read_only_root(event)?,
+        read_only_root_filesystem,
         ..FunctionDeployment::default()
     };
     let digest = deployment.digest(&PER_PUSH_LABELS);
     deployment.annotations.insert(annotations::DEPLOYMENT_DIGEST.into(), digest);
-    Ok(deployment)
+    deployment
 }
 
 /// The stack's annotations, and for a preview what it is of, for people (`pull request #12`, `branch feature/x`):
@@ -155,13 +153,25 @@ pub fn may_replace(existing: &FunctionStatus, event: &BuildEvent) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Asked, Policy};
+
+    /// The deployment as buildshiprun makes it: the default policy decided, then the deployment built.
+    fn deployed(
+        event: &BuildEvent,
+        service: &str,
+        image: &str,
+        memory: Option<&str>,
+    ) -> Result<FunctionDeployment, String> {
+        let allowed = Policy::default().decide(&Asked::of(event, service)).map_err(|refusal| refusal.to_string())?;
+        Ok(deployment_for(event, service, image, memory, allowed))
+    }
 
     fn event() -> BuildEvent {
         BuildEvent {
             owner: "octo".into(),
             owner_id: 42,
             repo: "fns".into(),
-            sha: "abc".into(),
+            sha: format!("{:0>40}", "abc").parse().unwrap(),
             branch: "main".into(),
             labels: BTreeMap::from([("team".into(), "a".into())]),
             ..BuildEvent::default()
@@ -170,7 +180,7 @@ mod tests {
 
     #[test]
     fn platform_labels_are_set_beside_the_user_s() {
-        let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        let deployment = deployed(&event(), "octo-fn", "img@sha256:1", Some("30Mi")).unwrap();
         assert_eq!(deployment.labels["Git-Owner"], "octo");
         assert_eq!(deployment.labels["team"], "a");
         assert_eq!(deployment.labels["Git-Cloud"], "1");
@@ -182,7 +192,7 @@ mod tests {
         assert!(deployment.read_only_root_filesystem, "read-only by default");
         assert!(!deployment.labels.contains_key(labels::TEMPLATE_SHA), "no template: no label");
         let built = BuildEvent { template_commit: Some("c0ffee".into()), ..event() };
-        let deployment = deployment_for(&built, "octo-fn", "img@sha256:1", None, &Policy::default()).unwrap();
+        let deployment = deployed(&built, "octo-fn", "img@sha256:1", None).unwrap();
         assert_eq!(deployment.labels[labels::TEMPLATE_SHA], "c0ffee", "the template's commit is recorded");
     }
 
@@ -191,7 +201,7 @@ mod tests {
         for label in ["Git-Owner", "git-repo", "com.openfaas.cloud.git-owner-id", "com.openfaas.health.http.path"] {
             let mut event = event();
             event.labels.insert(label.into(), "someone-else".into());
-            let refusal = deployment_for(&event, "octo-fn", "i", None, &Policy::default()).unwrap_err();
+            let refusal = deployed(&event, "octo-fn", "i", None).unwrap_err();
             assert!(refusal.contains(label), "{refusal}");
         }
     }
@@ -199,11 +209,11 @@ mod tests {
     #[test]
     fn only_the_per_push_labels_may_differ_for_a_deployment_to_be_unchanged() {
         type Change = fn(&mut FunctionDeployment);
-        let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        let deployment = deployed(&event(), "octo-fn", "img@sha256:1", Some("30Mi")).unwrap();
         let running = FunctionStatus::from_deployment(&deployment, 1);
         let mut next = event();
-        next.sha = "def".into();
-        let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        next.sha = format!("{:0>40}", "def").parse().unwrap();
+        let again = deployed(&next, "octo-fn", "img@sha256:1", Some("30Mi")).unwrap();
         assert!(unchanged(&running, &again), "a new commit with the same image is the same deployment");
         let not_running = FunctionStatus::from_deployment(&deployment, 0);
         assert!(!unchanged(&not_running, &again), "a function with no replica available is redeployed");
@@ -232,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_provider_s_own_echo_of_the_deployment_does_not_make_it_changed() {
-        let deployment = deployment_for(&event(), "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        let deployment = deployed(&event(), "octo-fn", "img@sha256:1", Some("30Mi")).unwrap();
         // faasd answers with the image's own ENV merged into envVars, and its own form of the rest.
         let mut echoed = FunctionStatus::from_deployment(&deployment, 1);
         let env = echoed.env_vars.get_or_insert_with(BTreeMap::new);
@@ -241,8 +251,8 @@ mod tests {
         echoed.limits = None;
         echoed.constraints = None;
         let mut next = event();
-        next.sha = "def".into();
-        let again = deployment_for(&next, "octo-fn", "img@sha256:1", Some("30Mi"), &Policy::default()).unwrap();
+        next.sha = format!("{:0>40}", "def").parse().unwrap();
+        let again = deployed(&next, "octo-fn", "img@sha256:1", Some("30Mi")).unwrap();
         assert!(unchanged(&echoed, &again), "the digest of what was sent decides");
         let mut not_ready = echoed.clone();
         not_ready.available_replicas = 0;

@@ -7,7 +7,8 @@
 //!   `identity` and `cache`), since only of-builder may write the registry.
 //! - [`config`]: `builder_url`, `gateway_public_url`, `gateway_pretty_url`, `default_memory_limit`, the gateway credentials, retries.
 //! - [`deployment`]: the `FunctionDeployment` a build becomes (labels, env, limits), and who may replace a name.
-//! - [`policy`]: the operator's bounds (labels, annotations, scaling, resources, secrets, build args, `dockerfile`).
+//! - [`policy`]: the operator's bounds (names, labels, annotations, scaling, resources, secrets, build args, `dockerfile`),
+//!   decided once on what a function asks for (`Policy::decide`), before anything is built.
 //! - [`error`]: every failure and its answer; a failure is also a `failure` commit status.
 //! - [`logs`]: every build's record in the log store (timings, outcome, the whole log, secrets scrubbed), and the
 //!   signed pipeline-log link a failure's status points to.
@@ -49,7 +50,7 @@ pub use crate::config::Config;
 use crate::deployment::{deployment_for, may_replace, unchanged};
 pub use crate::error::ShipError;
 use crate::logs::{BuildTrace, BUILD, DEPLOY};
-use crate::policy::Policy;
+use crate::policy::Asked;
 
 struct AppState {
     config: Config,
@@ -189,20 +190,19 @@ async fn ship(
     trace: &mut BuildTrace,
 ) -> Result<ShipResult, ShipError> {
     let refused = |reason: String| ShipError::Refused { function: event.function.clone(), reason };
-    Policy::check_names(&event.owner, service).map_err(refused)?;
+    // Decided before anything else, so a refused stack costs no build.
+    let allowed = state.config.policy.decide(&Asked::of(event, service)).map_err(|r| refused(r.to_string()))?;
     if let Some(tag) = event.preview_tag() {
         check_preview_limit(state, event, &tag).await?;
     }
-    // Checked before the build with a placeholder image, so a refused stack costs no build.
-    let default_memory = state.config.default_memory_limit.as_deref();
-    deployment_for(event, service, &event.image, default_memory, &state.config.policy).map_err(refused)?;
     let branch = branch_key(event);
     // Known before the build starts: no build is spent on it.
     if let Some(by) = superseded(state, branch.as_ref(), event).await? {
         return Ok(not_deployed(event, service, String::new(), String::new(), by));
     }
     let (image, digest) = image_step(state, event, tar, size, signature, trace).await?;
-    let deployment = deployment_for(event, service, &image, default_memory, &state.config.policy).map_err(refused)?;
+    let default_memory = state.config.default_memory_limit.as_deref();
+    let deployment = deployment_for(event, service, &image, default_memory, allowed);
     let started = Instant::now();
     // The claim makes the head's re-read and the gateway call one step: a newer commit's deployment of this
     // function either ended before it (and its head is read here) or starts after it (and replaces this one).

@@ -131,7 +131,7 @@ fn event(harness: &Harness, function: &str) -> BuildEvent {
         owner_id: 42,
         branch: "main".into(),
         repo: "fns".into(),
-        sha: SHA.into(),
+        sha: SHA.parse().unwrap(),
         clone_url: "http://127.0.0.1/octo/fns.git".into(),
         installation_id: Some(7),
         delivery: "d-1".into(),
@@ -386,6 +386,28 @@ async fn refuses_unsigned_requests_and_bad_events() {
     let mut bad_name = event.clone();
     bad_name.function = "Not_A_Name".into();
     assert_eq!(harness.send(&bad_name, tar(&event, DOCKERFILE)).await.0, 400);
+    assert!(harness.gateway.requests_to("/system/").is_empty());
+}
+
+/// The log store keys by the lower-case SHA: an upper-case one is refused at the door, not built with its log lost.
+#[tokio::test]
+async fn refuses_an_event_with_an_upper_case_sha() {
+    let harness = start(true).await;
+    let event = event(&harness, "hello");
+    let body = tar(&event, DOCKERFILE);
+    let header = event.to_header_value().replace(SHA, &SHA.to_uppercase());
+    let response = harness
+        .http
+        .post(format!("http://{}/", harness.address))
+        .header("X-Cloud-Signature", sign_sha256(PAYLOAD_SECRET.as_bytes(), &body))
+        .header("X-Ofc-Event", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["error"].as_str().unwrap().contains("not a commit SHA"), "{answer}");
     assert!(harness.gateway.requests_to("/system/").is_empty());
 }
 
@@ -761,7 +783,7 @@ fn sha(n: u32) -> String {
 /// `function`'s event at the commit `sha`: the image is tagged with that commit, as git-tar names it.
 fn event_at(harness: &Harness, function: &str, sha: &str) -> BuildEvent {
     let mut event = event(harness, function);
-    event.sha = sha.into();
+    event.sha = sha.parse().unwrap();
     event.image = format!("{}/42/fns/{function}:{sha}", harness.registry.host_port());
     event
 }
@@ -903,7 +925,7 @@ async fn a_changed_deployment_setting_redeploys_without_building() {
     ];
     let mut event = first;
     for (n, (what, change)) in (2..).zip(changes) {
-        event = BuildEvent { sha: sha(n), image: event_at(&harness, "hello", &sha(n)).image, ..event };
+        event = BuildEvent { sha: sha(n).parse().unwrap(), image: event_at(&harness, "hello", &sha(n)).image, ..event };
         change(&mut event);
         let (deployed, _) = harness.ship(&event, tar_of(&event, &files(HANDLER, 0o644), &[])).await;
         assert_eq!(deployed, "updated", "a changed {what} redeploys");

@@ -1,5 +1,5 @@
 //! function-logs over real HTTP, against a gateway double that speaks OpenFaaS's `/system/functions` (the one of
-//! `doubles::functions_api`) and `/system/logs` (newline-delimited JSON, kept open with `follow=true`).
+//! `functions_api`) and `/system/logs` (newline-delimited JSON, kept open with `follow=true`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -13,8 +13,8 @@ use axum::http::header;
 use axum::response::Response;
 use axum::routing;
 use axum::Router;
-use doubles::functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use function_logs::Config;
+use functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use futures_util::StreamExt as _;
 use serde_json::Value;
 use shared::config::Secret;

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::error::ErrorResponse;
 use shared::gateway::GatewayError;
-use shared::signature::SignatureError;
+use shared::signature::{SignatureError, SignedBodyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -24,5 +24,15 @@ impl IntoResponse for GcError {
             Self::Gateway(_) => StatusCode::BAD_GATEWAY,
         };
         ErrorResponse::new(status, &self).into_response()
+    }
+}
+
+/// A signed call's refusal (`shared::signature::SignedJson`): the signature's 401, or the body's 400.
+impl From<SignedBodyError> for GcError {
+    fn from(error: SignedBodyError) -> Self {
+        match error {
+            SignedBodyError::Signature(error) => Self::Signature(error),
+            SignedBodyError::NotTheBody(message) => Self::BadRequest(message),
+        }
     }
 }

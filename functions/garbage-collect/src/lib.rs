@@ -16,17 +16,16 @@ pub mod images;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::any;
 use axum::{Json, Router};
-use shared::config::{duration_or, env_string, parse_duration, u64_or, CommonConfig, ConfigError, SecretStore};
+use shared::config::{duration_or, env_string, parse_duration, u64_or, CommonConfig, ConfigError, Secret, SecretStore};
 use shared::event::{GarbageCollectRequest, GarbageCollected};
 use shared::gateway::{BasicAuth, GatewayClient};
 use shared::openfaas::{labels, FunctionStatus};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::verify_cloud;
+use shared::signature::{SignedCalls, SignedJson};
 
 pub use crate::error::GcError;
 use crate::images::{ImagesRemoved, PreviewImages, RegistryConfig};
@@ -96,6 +95,14 @@ struct AppState {
     config: Config,
     gateway: GatewayClient,
     images: PreviewImages,
+}
+
+impl SignedCalls for AppState {
+    type Error = GcError;
+
+    fn payload_secret(&self) -> &Secret {
+        &self.config.common.payload_secret
+    }
 }
 
 pub fn app(config: Config) -> Router {
@@ -205,12 +212,8 @@ pub fn collectable(function: &FunctionStatus, request: &GarbageCollectRequest) -
 
 async fn handle(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson(request): SignedJson<GarbageCollectRequest>,
 ) -> Result<Json<GarbageCollected>, GcError> {
-    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
-    let request: GarbageCollectRequest = serde_json::from_slice(&body)
-        .map_err(|e| GcError::BadRequest(format!("the body is not a garbage-collect request: {e}")))?;
     if request.owner.trim().is_empty() || request.repo.trim().is_empty() {
         return Err(GcError::BadRequest("owner and repo are required".into()));
     }

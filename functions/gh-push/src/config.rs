@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use shared::config::{
-    bool_or, bytes_or, duration_or, env_string, required, CommonConfig, ConfigError, Secret, SecretStore,
-};
+use shared::config::{bool_or, bytes_or, duration_or, env_string, required, CommonConfig, ConfigError, SecretStore};
 use shared::log_store::LogStoreConfig;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
+use shared::signature::WebhookCheck;
 
 use crate::delivery_records::DeliveryRecords;
 
@@ -16,10 +15,9 @@ pub use shared::customers::CustomersSource;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `validate_hmac`: verify GitHub's signature (only `false` for local trials).
-    pub validate_hmac: bool,
-    /// `github-webhook-secret` (or env `github_webhook_secret`); required when `validate_hmac` is on.
-    pub webhook_secret: Option<Secret>,
+    /// `validate_hmac` (default on) with `github-webhook-secret` (or env `github_webhook_secret`, required when it is
+    /// on): how GitHub's signature is checked; off only for local trials.
+    pub webhook: WebhookCheck,
     /// `customers_url` when `validate_customers` is on: only these owners are built.
     pub customers: Option<CustomersSource>,
     /// How long a fetched customers list is trusted before it is read again.
@@ -50,11 +48,10 @@ impl shared::server::FunctionConfig for Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
-        let validate_hmac = bool_or("validate_hmac", true)?;
-        let webhook_secret = if validate_hmac {
-            Some(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
+        let webhook = if bool_or("validate_hmac", true)? {
+            WebhookCheck::Verify(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
         } else {
-            None
+            WebhookCheck::Off
         };
         let customers = if bool_or("validate_customers", false)? {
             Some(CustomersSource::parse(&required("customers_url")?)?)
@@ -63,8 +60,7 @@ impl Config {
         };
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
-            validate_hmac,
-            webhook_secret,
+            webhook,
             customers,
             customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
             build_branch: env_string("build_branch"),

@@ -35,12 +35,11 @@ use serde_json::json;
 use shared::audit::AuditClient;
 use shared::callback::BuildRef;
 use shared::event::{
-    is_commit_sha, is_null_sha, pushed_at_of, AuditEvent, CommitStatus, GitHubCheckEvent, GitHubPush, PreviewOf,
-    PushEvent, StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
+    is_null_sha, pushed_at_of, AuditEvent, CommitSha, CommitStatus, GitHubCheckEvent, GitHubPush, NotACommitSha,
+    PreviewOf, PushEvent, StatusEvent, StatusState, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{GH_PUSH, GIT_EVENT, GIT_TAR};
 use shared::gateway::GatewayClient;
-use shared::signature::verify_github;
 use shared::status::StatusClient;
 
 pub use crate::config::Config;
@@ -173,10 +172,7 @@ async fn process(
     delivery: &str,
     event_type: &str,
 ) -> Result<(Outcome, Option<GitHubPush>), GhPushError> {
-    if state.config.validate_hmac {
-        let secret = state.config.webhook_secret.as_ref().expect("validate_hmac requires the webhook secret at start");
-        verify_github(headers, body, secret.expose().as_bytes())?;
-    }
+    state.config.webhook.check(headers, body)?;
     match event_type {
         "" => return Err(GhPushError::BadRequest("the X-GitHub-Event header is missing".into())),
         "ping" => return Ok((Outcome::ignored("pong"), None)),
@@ -233,9 +229,8 @@ async fn filter_and_queue(
         let what = if push.git_ref.starts_with("refs/tags/") { "tag pushes are" } else { "pushes to this ref are" };
         return Ok(Outcome::ignored(format!("ignored: {what} not built (`{}`)", push.git_ref)));
     };
-    if !is_commit_sha(&push.after) {
-        return Err(GhPushError::BadRequest(format!("`after` is not a commit SHA: `{}`", push.after)));
-    }
+    let after: CommitSha =
+        push.after.parse().map_err(|e: NotACommitSha| GhPushError::BadRequest(format!("`after` is {e}")))?;
     let preview = match pull_request {
         Some(pull_request) => Some(pull_request),
         None => match previews::built_branch(state, push) {
@@ -264,7 +259,7 @@ async fn filter_and_queue(
     if claim(state, delivery).await? != Recorded::Claimed {
         return Ok(Outcome::ignored(format!("delivery {delivery} was already queued")));
     }
-    match queue(state, push, delivery, preview).await {
+    match queue(state, push, after, delivery, preview).await {
         Ok(call_id) => {
             state.deliveries.confirm(delivery);
             if let Err(error) = state.records.confirm(delivery).await {
@@ -316,12 +311,13 @@ async fn claim(state: &AppState, delivery: &str) -> Result<Recorded, GhPushError
 async fn queue(
     state: &AppState,
     push: &GitHubPush,
+    after: CommitSha,
     delivery: &str,
     preview: Option<PreviewOf>,
 ) -> Result<Option<String>, GhPushError> {
     let received_at =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    let event = PushEvent { preview, ..push.to_push_event(delivery, received_at) };
+    let event = PushEvent { preview, ..push.to_push_event(after, delivery, received_at) };
     let status_event = StatusEvent::from(&event);
     let pending = CommitStatus::new(STACK_DEPLOY_CONTEXT, StatusState::Pending, "build queued");
     state.statuses.report(&status_event, vec![pending]).await?;

@@ -38,7 +38,7 @@ pub(crate) async fn pull_request(
             let push = GitHubPush {
                 git_ref: format!("refs/heads/{}", event.pull_request.head.git_ref),
                 before: String::new(),
-                after: event.pull_request.head.sha.clone(),
+                after: event.pull_request.head.sha.to_string(),
                 created: false,
                 deleted: false,
                 forced: false,

@@ -11,7 +11,7 @@ use shared::event::{GarbageCollectRequest, PreviewOf, PushEvent};
 use shared::log_store::LogStoreConfig;
 use shared::naming::preview_tag;
 use shared::server::ServerConfig;
-use shared::signature::{sign_sha256, verify_cloud};
+use shared::signature::{sign_sha256, verify_cloud, WebhookCheck};
 use testkit::{RecordingGateway, ServedFunction};
 
 const WEBHOOK_SECRET: &str = "webhook-secret-for-previews";
@@ -30,8 +30,7 @@ fn config(gateway: &RecordingGateway, previews: bool) -> Config {
             audit_url: None,
             payload_secret: Secret::new(PAYLOAD_SECRET),
         },
-        validate_hmac: true,
-        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        webhook: WebhookCheck::Verify(Secret::new(WEBHOOK_SECRET)),
         customers: None,
         customers_ttl: Duration::from_secs(60),
         build_branch: None,

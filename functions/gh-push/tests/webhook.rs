@@ -11,7 +11,7 @@ use shared::config::{CommonConfig, Secret};
 use shared::event::{PushEvent, PushOrder, StatusReport, StatusState};
 use shared::log_store::LogStoreConfig;
 use shared::server::ServerConfig;
-use shared::signature::{sign_sha1, sign_sha256, verify_cloud};
+use shared::signature::{sign_sha1, sign_sha256, verify_cloud, WebhookCheck};
 use testkit::ports::free_port;
 use testkit::{RecordingGateway, Reply, ServedFunction};
 
@@ -36,8 +36,7 @@ fn config(gateway: &RecordingGateway) -> Config {
             audit_url: Some(format!("{}function/audit-event", gateway.url()).parse().unwrap()),
             payload_secret: Secret::new(PAYLOAD_SECRET),
         },
-        validate_hmac: true,
-        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        webhook: WebhookCheck::Verify(Secret::new(WEBHOOK_SECRET)),
         customers: None,
         customers_ttl: Duration::from_secs(60),
         build_branch: None,
@@ -320,6 +319,19 @@ async fn answers_400_for_a_body_that_is_not_a_push_event() {
     assert!(queued(&gateway).is_empty());
 }
 
+/// The log store keys by the lower-case SHA: an upper-case `after` is refused at the door, naming the field, not
+/// built with its log lost.
+#[tokio::test]
+async fn refuses_an_upper_case_after_naming_the_field() {
+    let gateway = RecordingGateway::start().await;
+    let gh_push = start(config(&gateway)).await;
+    let upper = "6113728F27AE82C7B1A177C8D03F9E96E0ADF246";
+    let (status, answer) = gh_push.send(&Delivery::push(|p| p["after"] = upper.into())).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("`after` is not a commit SHA"), "{answer}");
+    assert!(queued(&gateway).is_empty());
+}
+
 #[tokio::test]
 async fn answers_413_for_an_oversized_body() {
     let gateway = RecordingGateway::start().await;
@@ -440,8 +452,7 @@ async fn sends_an_audit_event_for_accepted_and_refused_deliveries() {
 async fn skips_signature_checks_only_when_validate_hmac_is_off() {
     let gateway = RecordingGateway::start().await;
     let mut config = config(&gateway);
-    config.validate_hmac = false;
-    config.webhook_secret = None;
+    config.webhook = WebhookCheck::Off;
     let gh_push = start(config).await;
     let mut unsigned = Delivery::push(|_| {});
     unsigned.signature = None;

@@ -19,21 +19,22 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared::config::{bool_or, duration_or, CommonConfig, ConfigError, Secret, SecretStore};
+use shared::config::{bool_or, duration_or, CommonConfig, ConfigError, SecretStore};
 use shared::customers::{Customers, CustomersSource};
 use shared::event::GarbageCollectRequest;
 use shared::garbage_collect::GarbageCollectClient;
 use shared::gateway::{BasicAuth, GatewayClient};
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
-use shared::signature::verify_github;
+use shared::signature::WebhookCheck;
 
 pub use crate::error::EventError;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    pub validate_hmac: bool,
-    pub webhook_secret: Option<Secret>,
+    /// `validate_hmac` (default on) with `github-webhook-secret`, required when it is on: how GitHub's signature
+    /// is checked.
+    pub webhook: WebhookCheck,
     pub credentials: BasicAuth,
     /// `validate_customers` / `customers_url`: only the listed owners' installation events are acted on, as gh-push
     /// builds only their pushes.
@@ -52,15 +53,14 @@ impl shared::server::FunctionConfig for Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
-        let validate_hmac = bool_or("validate_hmac", true)?;
+        let webhook = if bool_or("validate_hmac", true)? {
+            WebhookCheck::Verify(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
+        } else {
+            WebhookCheck::Off
+        };
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
-            webhook_secret: if validate_hmac {
-                Some(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
-            } else {
-                None
-            },
-            validate_hmac,
+            webhook,
             credentials: BasicAuth::from_secrets(&secrets)?,
             customers: CustomersSource::from_env()?,
             customers_ttl: duration_or("customers_cache_ttl", Duration::from_secs(60))?,
@@ -122,10 +122,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, EventError> {
-    if state.config.validate_hmac {
-        let secret = state.config.webhook_secret.as_ref().expect("validate_hmac requires the webhook secret at start");
-        verify_github(&headers, &body, secret.expose().as_bytes())?;
-    }
+    state.config.webhook.check(&headers, &body)?;
     let kind = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if kind != "installation" && kind != "installation_repositories" {
         return Ok(Json(serde_json::json!({ "message": format!("ignored: `{kind}` events") })));

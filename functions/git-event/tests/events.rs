@@ -7,7 +7,7 @@ use shared::customers::CustomersSource;
 use shared::event::GarbageCollectRequest;
 use shared::gateway::BasicAuth;
 use shared::server::ServerConfig;
-use shared::signature::{sign_sha256, verify_cloud};
+use shared::signature::{sign_sha256, verify_cloud, WebhookCheck};
 use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction};
 
 const WEBHOOK: &str = "webhook-secret";
@@ -23,8 +23,7 @@ async fn start_with(customers: Option<CustomersSource>) -> (RecordingGateway, Se
     gateway.add_function(labelled_function("mallory-c", "mallory", "fns", true));
     let config = Config {
         common: common_config(&gateway, "payload"),
-        validate_hmac: true,
-        webhook_secret: Some(Secret::new(WEBHOOK)),
+        webhook: WebhookCheck::Verify(Secret::new(WEBHOOK)),
         credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
         customers,
         customers_ttl: std::time::Duration::from_secs(60),

@@ -6,8 +6,7 @@ use std::time::Duration;
 use reqwest::Url;
 use shared::branch_head::BranchHeads;
 use shared::config::{
-    base_url, base_url_or, bool_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret,
-    SecretStore,
+    base_url, base_url_or, bytes_or, duration_or, env_string, u64_or, CommonConfig, ConfigError, Secret, SecretStore,
 };
 use shared::github_app::AppCredentials;
 use shared::log_store::{LogStore, LogStoreConfig};
@@ -55,9 +54,9 @@ pub struct Config {
     pub templates_refresh: Duration,
     /// `templates_cache_path`: where the copies are kept, one folder per repository and commit.
     pub templates_cache: PathBuf,
-    /// `enable_dockerfile_lang`: whether user build definitions are built: `lang: dockerfile` (checked by
-    /// buildshiprun), and, here, the repository's own `template/` and `configuration.templates` sources that are
-    /// not the operator's.
+    /// `enable_dockerfile_lang` (`shared::build::user_build_definitions_enabled`, the one reading of it): whether
+    /// user build definitions are built: `lang: dockerfile` (buildshiprun's policy decides that), and, here, the
+    /// repository's own `template/` and `configuration.templates` sources that are not the operator's.
     pub allow_user_templates: bool,
     pub server: ServerConfig,
 }
@@ -110,7 +109,7 @@ impl Config {
             templates_refresh: duration_or("templates_refresh", Duration::from_secs(300))?,
             templates_cache: env_string("templates_cache_path")
                 .map_or_else(|| std::env::temp_dir().join("ofc-templates"), PathBuf::from),
-            allow_user_templates: bool_or("enable_dockerfile_lang", false)?,
+            allow_user_templates: shared::build::user_build_definitions_enabled()?,
             server: ServerConfig::from_env_with_timeout(DEFAULT_MAX_BODY_BYTES, Duration::from_secs(900))?,
         })
     }

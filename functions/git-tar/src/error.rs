@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use shared::error::{ErrorBody, ErrorResponse};
-use shared::signature::SignatureError;
+use shared::signature::{SignatureError, SignedBodyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitTarError {
@@ -51,4 +51,14 @@ struct Failure {
     status: &'static str,
     #[serde(flatten)]
     body: ErrorBody,
+}
+
+/// A signed call's refusal (`shared::signature::SignedJson`): the signature's 401, or the body's 400.
+impl From<SignedBodyError> for GitTarError {
+    fn from(error: SignedBodyError) -> Self {
+        match error {
+            SignedBodyError::Signature(error) => Self::Signature(error),
+            SignedBodyError::NotTheBody(message) => Self::BadRequest(message),
+        }
+    }
 }

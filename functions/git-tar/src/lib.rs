@@ -28,9 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
 use futures_util::stream::{self, StreamExt};
@@ -42,15 +40,15 @@ use shared::build::BuildConfig;
 use shared::config::Secret;
 use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PreviewCommentReport, PreviewFunction,
-    PreviewOf, PushEvent, ShipResult, StatusEvent, StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
+    AuditEvent, BuildEvent, CommitStatus, GarbageCollectRequest, PreviewCommentReport, PreviewFunction, PreviewOf,
+    PushEvent, ShipResult, StatusEvent, StatusState, OFC_EVENT_HEADER, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::{BUILDSHIPRUN, GIT_TAR};
 use shared::garbage_collect::GarbageCollectClient;
 use shared::gateway::{GatewayClient, GatewayError};
 use shared::github_app::InstallationTokens;
 use shared::naming::{build_image_name, deployed_name, preview_image_name};
-use shared::signature::verify_cloud;
+use shared::signature::{SignedCalls, SignedJson};
 use shared::stack::Stack;
 use shared::status::StatusClient;
 use templates::TemplateStore;
@@ -67,6 +65,14 @@ struct AppState {
     tokens: Option<InstallationTokens>,
     /// The operator's templates, shared by every push.
     templates: Arc<TemplateStore>,
+}
+
+impl SignedCalls for AppState {
+    type Error = GitTarError;
+
+    fn payload_secret(&self) -> &Secret {
+        &self.config.common.payload_secret
+    }
 }
 
 /// The function's router, without the runtime layers (see `shared::server::with_runtime`).
@@ -119,15 +125,8 @@ struct FunctionOutcome {
 
 async fn handle(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson(push): SignedJson<PushEvent>,
 ) -> Result<Json<Handed>, GitTarError> {
-    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
-    let push: PushEvent = serde_json::from_slice(&body)
-        .map_err(|e| GitTarError::BadRequest(format!("the body is not a push event: {e}")))?;
-    if !is_commit_sha(&push.after) {
-        return Err(GitTarError::BadRequest(format!("`after` is not a commit SHA: `{}`", push.after)));
-    }
     let status_event = StatusEvent::from(&push);
     let started = std::time::Instant::now();
     let mut trace = PushTrace::default();
@@ -142,7 +141,7 @@ async fn handle(
     let mut audit = AuditEvent::new(GIT_TAR, String::new());
     audit.owner = Some(push.repository.owner.login.clone());
     audit.repo = Some(push.repository.name.clone());
-    audit.sha = Some(push.after.clone());
+    audit.sha = Some(push.after.to_string());
     audit.delivery = Some(push.delivery.clone());
     match &result {
         Ok(summary) => {

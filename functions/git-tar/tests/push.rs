@@ -304,6 +304,27 @@ async fn refuses_an_unsigned_push_and_clones_nothing() {
     assert!(harness.gateway.requests().is_empty());
 }
 
+/// The log store keys by the lower-case SHA: an upper-case one is refused at the door, not built with its log lost.
+#[tokio::test]
+async fn refuses_an_upper_case_sha_and_clones_nothing() {
+    let harness = start().await;
+    let mut event = serde_json::to_value(harness.push_event("fns", &"ab".repeat(20))).unwrap();
+    event["after"] = "AB".repeat(20).into();
+    let body = serde_json::to_vec(&event).unwrap();
+    let response = harness
+        .http
+        .post(format!("http://{}/", harness.address))
+        .header("X-Cloud-Signature", shared::signature::sign_sha256(PAYLOAD_SECRET.as_bytes(), &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert!(answer["error"].as_str().unwrap().contains("not a commit SHA"), "{answer}");
+    assert!(harness.gateway.requests().is_empty());
+}
+
 #[tokio::test]
 async fn a_private_repository_needs_the_github_app() {
     let harness = start().await;

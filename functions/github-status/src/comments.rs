@@ -260,7 +260,7 @@ mod tests {
                 owner: "octo".into(),
                 owner_id: 1,
                 repo: "fns".into(),
-                sha: "a10867b14bb761a232cd80139fbd4c0d33264240".into(),
+                sha: "a10867b14bb761a232cd80139fbd4c0d33264240".parse().unwrap(),
                 installation_id: Some(7),
                 delivery: None,
             },

@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use shared::error::ErrorResponse;
-use shared::signature::SignatureError;
+use shared::signature::{SignatureError, SignedBodyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -97,5 +97,15 @@ impl IntoResponse for StatusError {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
+    }
+}
+
+/// A signed call's refusal (`shared::signature::SignedJson`): the signature's 401, or the body's 400.
+impl From<SignedBodyError> for StatusError {
+    fn from(error: SignedBodyError) -> Self {
+        match error {
+            SignedBodyError::Signature(error) => Self::Signature(error),
+            SignedBodyError::NotTheBody(message) => Self::BadRequest(message),
+        }
     }
 }

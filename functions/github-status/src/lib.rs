@@ -34,14 +34,15 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared::callback::{BuildRef, FAILED_PATH};
+use shared::config::Secret;
 use shared::error::ErrorBody;
 use shared::event::{
-    is_commit_sha, CommitStatus, PreviewCommentReport, StatusEvent, StatusReport, StatusState, PREVIEW_COMMENT_PATH,
-    STACK_DEPLOY_CONTEXT,
+    CommitSha, CommitStatus, NotACommitSha, PreviewCommentReport, StatusEvent, StatusReport, StatusState,
+    PREVIEW_COMMENT_PATH, STACK_DEPLOY_CONTEXT,
 };
 use shared::functions::GIT_TAR;
 use shared::github_app::InstallationTokens;
-use shared::signature::{verify_cloud, SignatureError};
+use shared::signature::{SignatureError, SignedCalls, SignedJson};
 
 use crate::checks::CheckRuns;
 use crate::comments::{Commented, PreviewComments};
@@ -57,6 +58,14 @@ struct AppState {
     comments: PreviewComments,
     /// How long a request may spend on GitHub, waits included: the handler's timeout less a margin to answer in.
     budget: Duration,
+}
+
+impl SignedCalls for AppState {
+    type Error = StatusError;
+
+    fn payload_secret(&self) -> &Secret {
+        &self.config.common.payload_secret
+    }
 }
 
 /// The time a request's writes may take: the runtime answers 504 at the handler's timeout, so they stop a little
@@ -91,13 +100,9 @@ pub fn app(config: Config) -> Router {
 
 async fn handle(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson(report): SignedJson<StatusReport>,
 ) -> Result<Json<serde_json::Value>, StatusError> {
     let deadline = Instant::now() + state.budget;
-    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
-    let report: StatusReport = serde_json::from_slice(&body)
-        .map_err(|e| StatusError::BadRequest(format!("the body is not a status report: {e}")))?;
     write_report(&state, &report, deadline).await
 }
 
@@ -159,13 +164,9 @@ async fn write_report(
 /// `POST /preview-comment`: creates or edits a pull request's preview comment (logged only with `report_status` off).
 async fn preview_comment(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson(report): SignedJson<PreviewCommentReport>,
 ) -> Result<Json<serde_json::Value>, StatusError> {
     let deadline = Instant::now() + state.budget;
-    verify_cloud(&headers, &body, state.config.common.payload_secret.expose().as_bytes())?;
-    let report: PreviewCommentReport = serde_json::from_slice(&body)
-        .map_err(|e| StatusError::BadRequest(format!("the body is not a preview comment: {e}")))?;
     validate(&report.event)?;
     let event = &report.event;
     let Some(writer) = state.writer.as_ref().filter(|_| state.config.report_status) else {
@@ -228,11 +229,13 @@ async fn failed(
     let function = header_text(&headers, "x-function-name").unwrap_or(GIT_TAR);
     let description = format!("the build pipeline gave up: {function} answered {code}: {}", answer_text(&body));
     tracing::warn!(owner = %query.owner, repo = %query.repo, sha = %query.sha, delivery = %query.delivery, %function, code, "{description}");
+    let sha: CommitSha =
+        query.sha.parse().map_err(|e: NotACommitSha| StatusError::BadRequest(format!("`sha` is {e}")))?;
     let event = StatusEvent {
         owner: query.owner.clone(),
         owner_id: 0,
         repo: query.repo.clone(),
-        sha: query.sha.clone(),
+        sha,
         installation_id: Some(query.installation),
         delivery: Some(query.delivery.clone()),
     };
@@ -270,9 +273,6 @@ fn validate(event: &StatusEvent) -> Result<(), StatusError> {
             "`{}/{}` is not a GitHub repository name",
             event.owner, event.repo
         )));
-    }
-    if !is_commit_sha(&event.sha) {
-        return Err(StatusError::BadRequest(format!("`{}` is not a commit SHA", event.sha)));
     }
     Ok(())
 }

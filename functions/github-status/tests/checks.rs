@@ -71,7 +71,7 @@ fn event(delivery: &str) -> StatusEvent {
         owner: "octo".into(),
         owner_id: 1,
         repo: "fns".into(),
-        sha: SHA.into(),
+        sha: SHA.parse().unwrap(),
         installation_id: Some(OCTO),
         delivery: Some(delivery.into()),
     }

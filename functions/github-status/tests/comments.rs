@@ -57,7 +57,7 @@ fn report(sha: &str, outcome: &str, removed: bool) -> PreviewCommentReport {
             owner: "octo".into(),
             owner_id: 1,
             repo: "fns".into(),
-            sha: sha.into(),
+            sha: sha.parse().unwrap(),
             installation_id: Some(OCTO),
             delivery: None,
         },

@@ -77,7 +77,7 @@ fn event(owner: &str, installation_id: Option<u64>) -> StatusEvent {
         owner: owner.into(),
         owner_id: 0,
         repo: "fns".into(),
-        sha: SHA.into(),
+        sha: SHA.parse().unwrap(),
         installation_id,
         delivery: Some("d-1".into()),
     }

@@ -1,5 +1,5 @@
 //! metrics over real HTTP, against a gateway double (OpenFaaS's `/system/functions`, the one of
-//! `doubles::functions_api`, and `/metrics` in the Prometheus text format) and a Prometheus double speaking the
+//! `functions_api`, and `/metrics` in the Prometheus text format) and a Prometheus double speaking the
 //! documented query API.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use doubles::functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
+use functions_api::{require_basic_auth, Credentials, FunctionsApi, NoHooks};
 use metrics::{Config, CountsFrom};
 use serde_json::{json, Value};
 use shared::config::Secret;

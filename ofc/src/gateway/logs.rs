@@ -24,7 +24,7 @@ use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
-use doubles::functions_api::{function_name, DEFAULT_NAMESPACE};
+use functions_api::{function_name, DEFAULT_NAMESPACE};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};

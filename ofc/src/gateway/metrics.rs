@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use doubles::functions_api::DEFAULT_NAMESPACE;
+use functions_api::DEFAULT_NAMESPACE;
 
 /// Prometheus's default histogram buckets (seconds), which OpenFaaS's `gateway_functions_seconds` uses.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

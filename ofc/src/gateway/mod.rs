@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::{any, get, post};
 use axum::Router;
-use doubles::functions_api::FunctionsApi;
+use functions_api::FunctionsApi;
 use shared::openfaas::FunctionStatus;
 use shared::server::ConnectionLimits;
 use tokio::net::TcpListener;

@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
-use doubles::functions_api::{function_name, DEFAULT_NAMESPACE};
+use functions_api::{function_name, DEFAULT_NAMESPACE};
 use serde::{Deserialize, Serialize};
 use shared::openfaas::FunctionStatus;
 

@@ -9,7 +9,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use doubles::functions_api::function_name;
+use functions_api::function_name;
 use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 

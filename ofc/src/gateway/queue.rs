@@ -27,7 +27,7 @@ use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use doubles::functions_api::function_name;
+use functions_api::function_name;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use shared::retry::{retry_after, Backoff};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use doubles::functions_api::{require_basic_auth, Credentials, FunctionHooks, FunctionsApi};
+use functions_api::{require_basic_auth, Credentials, FunctionHooks, FunctionsApi};
 use shared::openfaas::{FunctionDeployment, FunctionStatus};
 
 use super::replicas::Replicas;

@@ -143,7 +143,7 @@ impl Harness {
         PushEvent {
             delivery: "delivery-1".into(),
             git_ref: "refs/heads/main".into(),
-            after: sha.into(),
+            after: sha.parse().expect("a commit SHA"),
             installation_id: Some(7),
             repository: Repository {
                 name: name.into(),

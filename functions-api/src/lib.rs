@@ -1,6 +1,8 @@
-//! The one `/system/functions` of the local stack and the tests' gateway double, so both answer list, deploy,
-//! update and delete with OpenFaaS's status codes (`reference/openfaas-gateway-api.md`); what differs between them
-//! (keeping deployments on disk, starting replicas) comes in through [`FunctionHooks`].
+//! `/system/functions` of the local stack's provider: the embedded gateway's (`ofc/src/gateway/`, which keeps
+//! deployments on disk and starts replicas), and the same one behind the tests' gateways, so both answer list,
+//! deploy, update and delete with OpenFaaS's status codes (`reference/openfaas-gateway-api.md`); what differs between
+//! them comes in through [`FunctionHooks`]. Real code of the local stack, not a stand-in: a crate of its own, so
+//! `ofc` does not reach into the test doubles for it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::config::Secret;
+use crate::config::{ConfigError, Secret, SecretStore};
 
 /// The signature on calls between our functions: `sha256=<hex>` of the body with `payload-secret`.
 pub const CLOUD_SIGNATURE: &str = "X-Cloud-Signature";
@@ -103,6 +103,16 @@ pub enum WebhookCheck {
 }
 
 impl WebhookCheck {
+    /// `validate_hmac` (default on) with `github-webhook-secret` (a secret file, or the `github_webhook_secret`
+    /// variable): a check that is on without its secret fails the start, naming the secret.
+    pub fn from_env(secrets: &SecretStore) -> Result<Self, ConfigError> {
+        if crate::config::bool_or("validate_hmac", true)? {
+            Ok(Self::Verify(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?))
+        } else {
+            Ok(Self::Off)
+        }
+    }
+
     /// Checks a delivery as configured (see [`verify_github`]).
     pub fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
         match self {

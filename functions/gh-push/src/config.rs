@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{bool_or, bytes_or, duration_or, env_string, required, CommonConfig, ConfigError, SecretStore};
+use shared::config::{bool_or, bytes_or, duration_or, env_string, CommonConfig, ConfigError, SecretStore};
 use shared::log_store::LogStoreConfig;
 use shared::server::{ServerConfig, DEFAULT_MAX_BODY_BYTES};
 use shared::signature::WebhookCheck;
@@ -48,16 +48,8 @@ impl shared::server::FunctionConfig for Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
-        let webhook = if bool_or("validate_hmac", true)? {
-            WebhookCheck::Verify(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
-        } else {
-            WebhookCheck::Off
-        };
-        let customers = if bool_or("validate_customers", false)? {
-            Some(CustomersSource::parse(&required("customers_url")?)?)
-        } else {
-            None
-        };
+        let webhook = WebhookCheck::from_env(&secrets)?;
+        let customers = CustomersSource::from_env()?;
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
             webhook,

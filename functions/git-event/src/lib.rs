@@ -19,7 +19,7 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared::config::{bool_or, duration_or, CommonConfig, ConfigError, SecretStore};
+use shared::config::{duration_or, CommonConfig, ConfigError, SecretStore};
 use shared::customers::{Customers, CustomersSource};
 use shared::event::GarbageCollectRequest;
 use shared::garbage_collect::GarbageCollectClient;
@@ -53,11 +53,7 @@ impl shared::server::FunctionConfig for Config {
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secrets = SecretStore::from_env();
-        let webhook = if bool_or("validate_hmac", true)? {
-            WebhookCheck::Verify(secrets.required_or_env("github-webhook-secret", "github_webhook_secret")?)
-        } else {
-            WebhookCheck::Off
-        };
+        let webhook = WebhookCheck::from_env(&secrets)?;
         Ok(Self {
             common: CommonConfig::from_env(&secrets)?,
             webhook,

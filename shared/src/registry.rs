@@ -168,9 +168,18 @@ impl RegistryClient {
         reference: &str,
         bearer: Option<&str>,
     ) -> reqwest::RequestBuilder {
-        let request =
-            self.http.request(method.clone(), self.url(&image.host, &image.repository, "manifests", reference));
-        match (bearer, self.auths.get(&image.host)) {
+        let url = self.url(&image.host, &image.repository, "manifests", reference);
+        self.authorized(self.http.request(method.clone(), url), &image.host, bearer)
+    }
+
+    /// `request` with a `bearer` token when one was given, else the registry's Basic credentials when it has some.
+    fn authorized(
+        &self,
+        request: reqwest::RequestBuilder,
+        host: &str,
+        bearer: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match (bearer, self.auths.get(host)) {
             (Some(token), _) => request.bearer_auth(token),
             (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
             (None, None) => request,
@@ -280,14 +289,7 @@ impl RegistryClient {
             .ok_or_else(|| unreadable(format!("{}@{digest} has no image config", image.repository)))?
             .to_owned();
         let url = self.url(&image.host, &image.repository, "blobs", &config);
-        let get = |bearer: Option<&str>| {
-            let request = self.http.get(url.clone());
-            match (bearer, self.auths.get(&image.host)) {
-                (Some(token), _) => request.bearer_auth(token),
-                (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
-                (None, None) => request,
-            }
-        };
+        let get = |bearer: Option<&str>| self.authorized(self.http.get(url.clone()), &image.host, bearer);
         let response = self.send(image, get).await?;
         let status = response.status();
         if !status.is_success() {
@@ -318,14 +320,7 @@ impl RegistryClient {
     /// repository is not there.
     pub async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
         let url = format!("{}?n={MAX_TAGS}", self.url(&image.host, &image.repository, "tags", "list"));
-        let get = |bearer: Option<&str>| {
-            let request = self.http.get(url.clone());
-            match (bearer, self.auths.get(&image.host)) {
-                (Some(token), _) => request.bearer_auth(token),
-                (None, Some(auth)) => request.header(AUTHORIZATION, format!("Basic {auth}")),
-                (None, None) => request,
-            }
-        };
+        let get = |bearer: Option<&str>| self.authorized(self.http.get(url.clone()), &image.host, bearer);
         let response = self.send(image, get).await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {

@@ -147,9 +147,10 @@ fn json_error_kind(error: &serde_json::Error) -> &'static str {
     }
 }
 
-/// The `Secret` of a body (at most [`MAX_SECRET_BODY_BYTES`]), in the one namespace, with a name a function can
-/// mount; and that name's path in the store.
-async fn read_secret(gateway: &Gateway, body: Body) -> Result<(Secret, PathBuf), GatewayError> {
+/// The `Secret` of a body (at most [`MAX_SECRET_BODY_BYTES`]), asked of the one namespace, with a name a function
+/// can mount; and that name's path in the store.
+async fn read_secret(gateway: &Gateway, query: &NamespaceQuery, body: Body) -> Result<(Secret, PathBuf), GatewayError> {
+    check_namespace(query.namespace.as_deref())?;
     let body = axum::body::to_bytes(body, MAX_SECRET_BODY_BYTES)
         .await
         .map_err(|_| GatewayError::TooLarge { limit: MAX_SECRET_BODY_BYTES as u64 })?;
@@ -205,8 +206,7 @@ pub(super) async fn create(
     Query(query): Query<NamespaceQuery>,
     body: Body,
 ) -> Result<StatusCode, GatewayError> {
-    check_namespace(query.namespace.as_deref())?;
-    let (secret, path) = read_secret(&gateway, body).await?;
+    let (secret, path) = read_secret(&gateway, &query, body).await?;
     let value = secret_bytes(&secret)?;
     match write_secret(&path, &value, false) {
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(GatewayError::SecretExists(secret.name)),
@@ -224,8 +224,7 @@ pub(super) async fn update(
     Query(query): Query<NamespaceQuery>,
     body: Body,
 ) -> Result<StatusCode, GatewayError> {
-    check_namespace(query.namespace.as_deref())?;
-    let (secret, path) = read_secret(&gateway, body).await?;
+    let (secret, path) = read_secret(&gateway, &query, body).await?;
     if !path.is_file() {
         return Err(GatewayError::NoSuchSecret(secret.name));
     }
@@ -241,8 +240,7 @@ pub(super) async fn delete(
     Query(query): Query<NamespaceQuery>,
     body: Body,
 ) -> Result<StatusCode, GatewayError> {
-    check_namespace(query.namespace.as_deref())?;
-    let (secret, path) = read_secret(&gateway, body).await?;
+    let (secret, path) = read_secret(&gateway, &query, body).await?;
     match std::fs::remove_file(&path) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(GatewayError::NoSuchSecret(secret.name)),
         Err(error) => Err(GatewayError::SecretStore(error)),

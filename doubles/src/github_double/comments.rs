@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::check_runs::authorize;
-use super::{github_error, GitHubDouble};
+use super::{github_error, DoubleState, GitHubDouble};
 
 /// GitHub's limit on a comment's body.
 pub const MAX_BODY_CHARS: usize = 65_536;
@@ -52,6 +52,18 @@ fn body_of(raw: &[u8]) -> Result<String, (StatusCode, &'static str)> {
     Ok(body)
 }
 
+/// The installation a write is authorised for and the comment's new body, or GitHub's refusal.
+fn authorized_write(
+    state: &DoubleState,
+    headers: &HeaderMap,
+    owner: &str,
+    raw: &[u8],
+) -> Result<(u64, String), (StatusCode, String)> {
+    let installation_id = authorize(state, headers, owner)?;
+    let body = body_of(raw).map_err(|(status, message)| (status, message.to_owned()))?;
+    Ok((installation_id, body))
+}
+
 fn comment_json(comment: &RecordedComment) -> serde_json::Value {
     let base = format!("https://api.github.com/repos/{}/{}", comment.owner, comment.repo);
     json!({
@@ -79,13 +91,9 @@ pub(super) async fn create(
     raw: axum::body::Bytes,
 ) -> Response {
     let mut state = double.lock();
-    let installation_id = match authorize(&state, &headers, &owner) {
-        Ok(id) => id,
+    let (installation_id, body) = match authorized_write(&state, &headers, &owner, &raw) {
+        Ok(write) => write,
         Err(refusal) => return refused(refusal),
-    };
-    let body = match body_of(&raw) {
-        Ok(body) => body,
-        Err((status, message)) => return github_error(status, message),
     };
     let id = state.next_id;
     state.next_id += 1;
@@ -112,13 +120,9 @@ pub(super) async fn update(
     raw: axum::body::Bytes,
 ) -> Response {
     let mut state = double.lock();
-    let installation_id = match authorize(&state, &headers, &owner) {
-        Ok(id) => id,
+    let (installation_id, body) = match authorized_write(&state, &headers, &owner, &raw) {
+        Ok(write) => write,
         Err(refusal) => return refused(refusal),
-    };
-    let body = match body_of(&raw) {
-        Ok(body) => body,
-        Err((status, message)) => return github_error(status, message),
     };
     let Some(comment) = state
         .comments

@@ -1,32 +1,12 @@
-//! The registry's front door: the local registry (`docker-registry`) listens only on a unix socket in a folder of
-//! the stack's own, and this gate on loopback decides who may do what, by method, which distribution's `htpasswd`
-//! auth cannot (any account it knows may push and delete):
-//!
-//! - reads (`GET`, `HEAD`) are open: the runtime pulling, digest lookups, anyone reading a public image;
-//!   listing every repository (`/v2/_catalog`) is not, it names every owner;
-//! - writes (`PUT`, `POST`, `PATCH`) need the builder's account, which only of-builder holds (`registry-auth`);
-//! - deletes need the operator's account: removing images is an operator's act, not a build's;
-//! - the collector's account (garbage-collect's `registry-collector-auth`) may delete manifests only of a preview's
-//!   repository (`…/<owner id>/<repo>/<function>__<preview tag>`, `shared::naming::is_preview_image_repository`):
-//!   a closed pull request's or deleted branch's images go with it, and no default branch's image can;
-//! - anything else is refused.
-//!
-//! A client that signs in (Buildah, `docker login`) pings `/v2/` first and only sends credentials when challenged,
-//! so `/v2/` without credentials answers the Basic challenge.
+//! Who may do what: the gate's rules, decided from the method, the path and the credentials alone, before anything
+//! reaches the registry.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, Method};
 use base64::Engine;
-use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 
 /// The realm of the Basic challenge.
-const REALM: &str = "openfaas-cloud-registry";
+pub(crate) const REALM: &str = "openfaas-cloud-registry";
 
 /// A user name and password the gate accepts for one kind of act.
 #[derive(Clone)]
@@ -72,43 +52,9 @@ pub struct GateAccounts {
     pub collector: Option<Account>,
 }
 
-struct GateState {
-    accounts: GateAccounts,
-    /// The registry's unix socket.
-    socket: PathBuf,
-}
-
-/// The gate's router, forwarding what it lets through to the registry listening on `socket`.
-pub fn gate(socket: &Path, accounts: GateAccounts) -> axum::Router {
-    let state = Arc::new(GateState { accounts, socket: socket.to_owned() });
-    axum::Router::new().route("/healthz", axum::routing::get(health)).fallback(forward).with_state(state)
-}
-
-/// Serves the gate on `listener` until `shutdown` completes.
-pub async fn serve_gate(
-    listener: tokio::net::TcpListener,
-    socket: &Path,
-    accounts: GateAccounts,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, gate(socket, accounts)).with_graceful_shutdown(shutdown).await
-}
-
-/// 200 when the registry behind the gate answers `/v2/`.
-async fn health(State(state): State<Arc<GateState>>) -> Response {
-    let request = Request::builder().method(Method::GET).uri("/v2/").body(Body::empty()).expect("a static request");
-    match send(&state.socket, request).await {
-        Ok(response) if response.status().is_success() => StatusCode::OK.into_response(),
-        Ok(response) => {
-            (StatusCode::BAD_GATEWAY, format!("the registry answered {}", response.status())).into_response()
-        }
-        Err(error) => (StatusCode::BAD_GATEWAY, format!("the registry cannot be reached: {error}")).into_response(),
-    }
-}
-
 /// What a request may do, decided before anything reaches the registry.
 #[derive(Debug, PartialEq, Eq)]
-enum Decision {
+pub(crate) enum Decision {
     Forward,
     /// 401 with the Basic challenge: sign in to do this.
     SignIn(&'static str),
@@ -117,7 +63,12 @@ enum Decision {
     NotAllowed,
 }
 
-fn decide(method: &Method, path: &str, authorization: Option<&HeaderValue>, accounts: &GateAccounts) -> Decision {
+pub(crate) fn decide(
+    method: &Method,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+    accounts: &GateAccounts,
+) -> Decision {
     let builder = accounts.builder.matches(authorization);
     let operator = accounts.operator.matches(authorization);
     let collector = accounts.collector.as_ref().is_some_and(|c| c.matches(authorization));
@@ -175,57 +126,6 @@ fn is_preview_manifest(path: &str) -> bool {
         && reference.len() <= 200
         && reference.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
     reference_ok && shared::naming::is_preview_image_repository(name)
-}
-
-/// Checks the request, then sends it on without its credentials (the registry behind the socket needs none).
-async fn forward(State(state): State<Arc<GateState>>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    match decide(request.method(), &path, request.headers().get(header::AUTHORIZATION), &state.accounts) {
-        Decision::Forward => {}
-        Decision::SignIn(why) => {
-            let mut response = refusal(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", why);
-            if let Ok(challenge) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
-            }
-            return response;
-        }
-        Decision::Denied(why) => return refusal(StatusCode::FORBIDDEN, "DENIED", why),
-        Decision::NotAllowed => {
-            return refusal(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "this registry does not do that")
-        }
-    }
-    let (mut parts, body) = request.into_parts();
-    parts.headers.remove(header::AUTHORIZATION);
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    parts.uri = path_and_query.parse().unwrap_or_default();
-    match send(&state.socket, Request::from_parts(parts, body)).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(%error, "the registry behind the gate cannot be reached");
-            refusal(StatusCode::BAD_GATEWAY, "UNAVAILABLE", "the registry is not answering")
-        }
-    }
-}
-
-/// A distribution-style error answer.
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message, "detail": null }] });
-    (status, axum::Json(body)).into_response()
-}
-
-/// One HTTP/1 exchange with the registry over its unix socket, the bodies streamed both ways.
-async fn send(socket: &Path, mut request: Request) -> Result<Response, String> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "a registry connection ended");
-        }
-    });
-    request.headers_mut().insert(header::HOST, HeaderValue::from_static("registry"));
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    Ok(response.map(Body::new))
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use shared::config::{env_string, required, ConfigError};
+use shared::config::{bool_or, env_string, required, ConfigError};
 use shared::server::ServerConfig;
 
-use crate::rules::{Account, GateAccounts};
+use crate::rules::{Account, GateAccounts, Reads};
 use crate::upstream::Upstream;
 
 /// Layers are pushed in one request each: the body limit is an image layer's, not an API call's.
@@ -25,6 +25,9 @@ pub struct Config {
     /// `builder_auth_file` (pushes), `operator_auth_file` (deletes, the catalog) and `collector_auth_file`
     /// (optional: a preview's manifest deletes).
     pub accounts: GateAccounts,
+    /// `anonymous_reads` (default `true`): `false` where tenants' functions reach the gate (faasd's bridge), so
+    /// reads need one of the accounts.
+    pub reads: Reads,
     /// `bind_address` and `port` (where the gate listens), the timeouts (default 10 min) and `max_body_bytes`
     /// (default 8 GiB), as every binary of the project reads them.
     pub server: ServerConfig,
@@ -48,16 +51,18 @@ impl Config {
         };
         let accounts = GateAccounts { builder, operator, collector };
         distinct(&accounts)?;
+        let reads = if bool_or("anonymous_reads", true)? { Reads::Anyone } else { Reads::SignedIn };
         Ok(Self {
             upstream,
             accounts,
+            reads,
             server: ServerConfig::from_env_with_timeout(DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT)?,
         })
     }
 
     /// The gate's router for these settings.
     pub fn into_router(self) -> axum::Router {
-        crate::gate::router(self.upstream, self.accounts)
+        crate::gate::router(self.upstream, self.accounts, self.reads)
     }
 }
 

@@ -8,29 +8,30 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::GateError;
-use crate::rules::{decide, Decision, GateAccounts};
+use crate::rules::{decide, Decision, GateAccounts, Reads};
 use crate::upstream::Upstream;
 
 struct GateState {
     accounts: GateAccounts,
+    reads: Reads,
     upstream: Upstream,
 }
 
 /// The gate's router: `/healthz`, and everything else checked and forwarded to `upstream`.
-pub fn router(upstream: Upstream, accounts: GateAccounts) -> axum::Router {
-    let state = Arc::new(GateState { accounts, upstream });
+pub fn router(upstream: Upstream, accounts: GateAccounts, reads: Reads) -> axum::Router {
+    let state = Arc::new(GateState { accounts, reads, upstream });
     axum::Router::new().route("/healthz", axum::routing::get(health)).fallback(forward).with_state(state)
 }
 
-/// Serves the gate on `listener` until `shutdown` completes: the local stack and the tests, which run it in their
-/// own process (the binary serves [`router`] with the function runtime's limits instead).
+/// Serves the gate on `listener`, reads open, until `shutdown` completes: the local stack and the tests, which run it
+/// in their own process (the binary serves [`router`] with the function runtime's limits instead).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     upstream: Upstream,
     accounts: GateAccounts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(upstream, accounts)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(upstream, accounts, Reads::Anyone)).with_graceful_shutdown(shutdown).await
 }
 
 /// 200 when the registry behind the gate answers `/v2/`.
@@ -47,8 +48,8 @@ async fn health(State(state): State<Arc<GateState>>) -> Response {
 }
 
 async fn forward(State(state): State<Arc<GateState>>, request: Request) -> Result<Response, GateError> {
-    match decide(request.method(), request.uri().path(), request.headers().get(header::AUTHORIZATION), &state.accounts)
-    {
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    match decide(request.method(), request.uri().path(), authorization, &state.accounts, state.reads) {
         Decision::Forward => {}
         Decision::SignIn(why) => return Err(GateError::SignIn(why)),
         Decision::Denied(why) => return Err(GateError::Denied(why)),

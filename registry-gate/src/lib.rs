@@ -11,6 +11,9 @@
 //!   a closed pull request's or deleted branch's images go with it, and no default branch's image can;
 //! - anything else is refused.
 //!
+//! Where tenants' functions can reach the gate (faasd's bridge), `anonymous_reads=false` makes reads need one of the
+//! three accounts too.
+//!
 //! A client that signs in (Buildah, `docker login`) pings `/v2/` first and only sends credentials when challenged,
 //! so `/v2/` without credentials answers the Basic challenge.
 //!
@@ -30,5 +33,5 @@ pub mod upstream;
 pub use config::Config;
 pub use error::GateError;
 pub use gate::{router, serve};
-pub use rules::{Account, GateAccounts};
+pub use rules::{Account, GateAccounts, Reads};
 pub use upstream::Upstream;

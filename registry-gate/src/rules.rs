@@ -52,6 +52,23 @@ pub struct GateAccounts {
     pub collector: Option<Account>,
 }
 
+/// Who may read: anyone (where only the runtime and the platform reach the gate), or only the three accounts (where
+/// tenants' functions reach it too, as faasd's bridge: one owner's function must not pull another's image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    Anyone,
+    SignedIn,
+}
+
+impl GateAccounts {
+    /// Whether `authorization` signs in as any of the accounts.
+    pub(crate) fn signs_in(&self, authorization: Option<&HeaderValue>) -> bool {
+        self.builder.matches(authorization)
+            || self.operator.matches(authorization)
+            || self.collector.as_ref().is_some_and(|c| c.matches(authorization))
+    }
+}
+
 /// What a request may do, decided before anything reaches the registry.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -68,7 +85,14 @@ pub(crate) fn decide(
     path: &str,
     authorization: Option<&HeaderValue>,
     accounts: &GateAccounts,
+    reads: Reads,
 ) -> Decision {
+    if reads == Reads::SignedIn
+        && (*method == Method::GET || *method == Method::HEAD)
+        && !accounts.signs_in(authorization)
+    {
+        return Decision::SignIn("reading from this registry needs an account here");
+    }
     let builder = accounts.builder.matches(authorization);
     let operator = accounts.operator.matches(authorization);
     let collector = accounts.collector.as_ref().is_some_and(|c| c.matches(authorization));
@@ -152,20 +176,45 @@ mod tests {
         let operator = basic("admin", "admin-pass");
         let wrong = basic("builder", "push-pasS");
         let manifest = "/v2/octo/fn/manifests/latest";
-        assert_eq!(decide(&Method::GET, manifest, None, &a), Decision::Forward);
-        assert_eq!(decide(&Method::HEAD, manifest, Some(&wrong), &a), Decision::Forward);
-        assert!(matches!(decide(&Method::GET, "/v2/", None, &a), Decision::SignIn(_)));
-        assert!(matches!(decide(&Method::GET, "/v2/_catalog", None, &a), Decision::SignIn(_)));
-        assert!(matches!(decide(&Method::PUT, manifest, None, &a), Decision::SignIn(_)));
-        assert!(matches!(decide(&Method::PUT, manifest, Some(&wrong), &a), Decision::SignIn(_)));
-        assert!(matches!(decide(&Method::PUT, manifest, Some(&operator), &a), Decision::Denied(_)));
-        assert_eq!(decide(&Method::PUT, manifest, Some(&builder), &a), Decision::Forward);
-        assert_eq!(decide(&Method::POST, "/v2/octo/fn/blobs/uploads/", Some(&builder), &a), Decision::Forward);
-        assert!(matches!(decide(&Method::DELETE, manifest, Some(&builder), &a), Decision::Denied(_)));
-        assert!(matches!(decide(&Method::DELETE, manifest, None, &a), Decision::SignIn(_)));
-        assert_eq!(decide(&Method::DELETE, manifest, Some(&operator), &a), Decision::Forward);
-        assert_eq!(decide(&Method::OPTIONS, manifest, Some(&operator), &a), Decision::NotAllowed);
-        assert_eq!(decide(&Method::GET, "/debug/vars", Some(&operator), &a), Decision::NotAllowed);
+        assert_eq!(decide(&Method::GET, manifest, None, &a, Reads::Anyone), Decision::Forward);
+        assert_eq!(decide(&Method::HEAD, manifest, Some(&wrong), &a, Reads::Anyone), Decision::Forward);
+        assert!(matches!(decide(&Method::GET, "/v2/", None, &a, Reads::Anyone), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::GET, "/v2/_catalog", None, &a, Reads::Anyone), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::PUT, manifest, None, &a, Reads::Anyone), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::PUT, manifest, Some(&wrong), &a, Reads::Anyone), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::PUT, manifest, Some(&operator), &a, Reads::Anyone), Decision::Denied(_)));
+        assert_eq!(decide(&Method::PUT, manifest, Some(&builder), &a, Reads::Anyone), Decision::Forward);
+        assert_eq!(
+            decide(&Method::POST, "/v2/octo/fn/blobs/uploads/", Some(&builder), &a, Reads::Anyone),
+            Decision::Forward
+        );
+        assert!(matches!(decide(&Method::DELETE, manifest, Some(&builder), &a, Reads::Anyone), Decision::Denied(_)));
+        assert!(matches!(decide(&Method::DELETE, manifest, None, &a, Reads::Anyone), Decision::SignIn(_)));
+        assert_eq!(decide(&Method::DELETE, manifest, Some(&operator), &a, Reads::Anyone), Decision::Forward);
+        assert_eq!(decide(&Method::OPTIONS, manifest, Some(&operator), &a, Reads::Anyone), Decision::NotAllowed);
+        assert_eq!(decide(&Method::GET, "/debug/vars", Some(&operator), &a, Reads::Anyone), Decision::NotAllowed);
+    }
+
+    #[test]
+    fn signed_in_reads_need_one_of_the_accounts() {
+        let a = accounts();
+        let manifest = "/v2/42/fns/hello/manifests/latest";
+        for (method, path) in [(Method::GET, manifest), (Method::HEAD, manifest), (Method::GET, "/v2/")] {
+            let refused = decide(&method, path, None, &a, Reads::SignedIn);
+            assert!(matches!(refused, Decision::SignIn(_)), "{method} {path}");
+            let wrong = basic("collector", "gc-pasS");
+            assert!(matches!(decide(&method, path, Some(&wrong), &a, Reads::SignedIn), Decision::SignIn(_)));
+            for (user, password) in [("builder", "push-pass"), ("admin", "admin-pass"), ("collector", "gc-pass")] {
+                let signed_in = basic(user, password);
+                assert_eq!(decide(&method, path, Some(&signed_in), &a, Reads::SignedIn), Decision::Forward, "{user}");
+            }
+        }
+        let collector = basic("collector", "gc-pass");
+        let default = format!("/v2/42/fns/hello/manifests/sha256:{}", "a".repeat(64));
+        assert!(matches!(
+            decide(&Method::DELETE, &default, Some(&collector), &a, Reads::SignedIn),
+            Decision::Denied(_)
+        ));
     }
 
     #[test]
@@ -174,8 +223,8 @@ mod tests {
         let collector = basic("collector", "gc-pass");
         let digest = format!("sha256:{}", "a".repeat(64));
         let preview = format!("/v2/42/fns/hello__p0123456789ab/manifests/{digest}");
-        assert_eq!(decide(&Method::DELETE, &preview, Some(&collector), &a), Decision::Forward);
-        assert_eq!(decide(&Method::GET, "/v2/", Some(&collector), &a), Decision::Forward);
+        assert_eq!(decide(&Method::DELETE, &preview, Some(&collector), &a, Reads::Anyone), Decision::Forward);
+        assert_eq!(decide(&Method::GET, "/v2/", Some(&collector), &a, Reads::Anyone), Decision::Forward);
         for refused in [
             format!("/v2/42/fns/hello/manifests/{digest}"),
             format!("/v2/42/fns/hello__p0123456789ab/blobs/{digest}"),
@@ -185,15 +234,21 @@ mod tests {
             "/v2/42/fns/hello__p0123456789ab/manifests/a/b".to_owned(),
         ] {
             assert!(
-                matches!(decide(&Method::DELETE, &refused, Some(&collector), &a), Decision::Denied(_)),
+                matches!(decide(&Method::DELETE, &refused, Some(&collector), &a, Reads::Anyone), Decision::Denied(_)),
                 "{refused}"
             );
         }
-        assert!(matches!(decide(&Method::PUT, &preview, Some(&collector), &a), Decision::Denied(_)));
-        assert!(matches!(decide(&Method::GET, "/v2/_catalog", Some(&collector), &a), Decision::Denied(_)));
+        assert!(matches!(decide(&Method::PUT, &preview, Some(&collector), &a, Reads::Anyone), Decision::Denied(_)));
+        assert!(matches!(
+            decide(&Method::GET, "/v2/_catalog", Some(&collector), &a, Reads::Anyone),
+            Decision::Denied(_)
+        ));
         let wrong = basic("collector", "gc-pasS");
-        assert!(matches!(decide(&Method::DELETE, &preview, Some(&wrong), &a), Decision::SignIn(_)));
-        let none = GateAccounts { collector: None, ..a };
-        assert!(matches!(decide(&Method::DELETE, &preview, Some(&collector), &none), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::DELETE, &preview, Some(&wrong), &a, Reads::Anyone), Decision::SignIn(_)));
+        let none = GateAccounts { collector: None, ..a.clone() };
+        assert!(matches!(
+            decide(&Method::DELETE, &preview, Some(&collector), &none, Reads::Anyone),
+            Decision::SignIn(_)
+        ));
     }
 }

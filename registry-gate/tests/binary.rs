@@ -107,6 +107,18 @@ async fn the_binary_guards_a_registry_on_a_loopback_port() {
     let catalog = client.send(Method::GET, "_catalog", Some(COLLECTOR), ("", vec![])).await;
     assert_eq!(catalog.status(), StatusCode::FORBIDDEN);
 
+    // A second gate in front of the same registry, for where tenants' functions reach it (faasd's bridge): reads
+    // need an account there.
+    let mut signed_reads = settings.clone();
+    signed_reads.push(("anonymous_reads", "false".to_owned()));
+    let bridge = GateProcess::start(&signed_reads).await;
+    let bridge = GateClient::new(&bridge.address);
+    let manifest = format!("{default}/manifests/abc");
+    assert_eq!(bridge.send(Method::GET, &manifest, None, ("", vec![])).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(bridge.send(Method::HEAD, &manifest, Some(COLLECTOR), ("", vec![])).await.status(), StatusCode::OK);
+    let tags = bridge.send(Method::GET, &format!("{preview}/tags/list"), Some(COLLECTOR), ("", vec![])).await;
+    assert_eq!(tags.status(), StatusCode::OK);
+
     // The collector deletes the preview's manifest, not the default branch's; nor does the builder delete.
     let default_target = format!("{default}/manifests/{default_digest}");
     for account in [COLLECTOR, BUILDER] {

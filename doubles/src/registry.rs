@@ -124,8 +124,8 @@ impl RegistryProcess {
         Self::spawn(&mut command, address, Some((user.to_owned(), password.to_owned()))).await
     }
 
-    /// Starts a registry on a unix socket in `storage_dir` behind the registry gate (`registry_gate`) on a free loopback
-    /// port, as the local stack runs it: reads open, pushes with `accounts.builder`, deletes with `accounts.operator`.
+    /// Starts a registry on a unix socket in `storage_dir` behind the registry gate (`registry_gate`) on a free
+    /// loopback port, as the local stack runs it: reads open, pushes with `accounts.builder`, deletes with `accounts.operator`.
     /// [`Self::client`] signs in as the builder.
     pub async fn start_gated(storage_dir: &Path, accounts: registry_gate::GateAccounts) -> Result<Self, RegistryError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

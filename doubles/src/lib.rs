@@ -4,9 +4,9 @@
 //! # Layout
 //! - [`github_double`]: GitHub's REST API as the App uses it (JWT-checked installation tokens, commit statuses).
 //! - [`git_server`]: serves local git repositories over smart HTTP (`git http-backend`).
-//! - [`registry`]: starts Debian's `docker-registry` on a loopback port, and reads its API.
+//! - [`registry`]: starts Debian's `docker-registry` on a loopback port (or behind the `registry-gate` crate's
+//!   gate), and reads its API.
 
 pub mod git_server;
 pub mod github_double;
 pub mod registry;
-pub mod registry_gate;

@@ -56,7 +56,7 @@ pub fn serve_command(
 const MAX_SOCKET_PATH: usize = 107;
 
 /// Like [`serve_command`], but the registry listens only on the unix socket `socket` (a stale one is removed), for
-/// the [`crate::registry_gate`] in front of it.
+/// the registry gate (`registry_gate`) in front of it.
 pub fn serve_command_on_socket(
     command: &mut std::process::Command,
     storage_dir: &Path,
@@ -124,13 +124,10 @@ impl RegistryProcess {
         Self::spawn(&mut command, address, Some((user.to_owned(), password.to_owned()))).await
     }
 
-    /// Starts a registry on a unix socket in `storage_dir` behind a [`crate::registry_gate`] on a free loopback
-    /// port, as the local stack runs it: reads open, pushes with `accounts.builder`, deletes with `accounts.operator`.
+    /// Starts a registry on a unix socket in `storage_dir` behind the registry gate (`registry_gate`) on a free
+    /// loopback port, as the local stack runs it: reads open, pushes with `accounts.builder`, deletes with `accounts.operator`.
     /// [`Self::client`] signs in as the builder.
-    pub async fn start_gated(
-        storage_dir: &Path,
-        accounts: crate::registry_gate::GateAccounts,
-    ) -> Result<Self, RegistryError> {
+    pub async fn start_gated(storage_dir: &Path, accounts: registry_gate::GateAccounts) -> Result<Self, RegistryError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let socket = storage_dir.join("registry.sock");
@@ -139,9 +136,8 @@ impl RegistryProcess {
         command.stderr(Stdio::null());
         let builder = (accounts.builder.user.clone(), accounts.builder.password.clone());
         let gate = tokio::spawn(async move {
-            if let Err(error) =
-                crate::registry_gate::serve_gate(listener, &socket, accounts, std::future::pending()).await
-            {
+            let upstream = registry_gate::Upstream::Socket(socket);
+            if let Err(error) = registry_gate::serve(listener, upstream, accounts, std::future::pending()).await {
                 tracing::warn!(%error, "the registry gate stopped");
             }
         });

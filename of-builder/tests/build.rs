@@ -730,7 +730,7 @@ fn an_explicit_unusable_driver_fails_the_start_naming_the_setting() {
 
 /// of-builder pushing through the local stack's registry gate with the builder's account (`registry-auth`).
 async fn start_gated() -> Harness {
-    use doubles::registry_gate::{Account, GateAccounts};
+    use registry_gate::{Account, GateAccounts};
     let registry_dir = tempfile::tempdir().unwrap();
     let buildah_dir = tempfile::tempdir().unwrap();
     let password = format!("builder-{}", std::process::id());

@@ -211,26 +211,60 @@ fn collect_faas_function_lists(value: &Value, found: &mut Vec<Vec<String>>) {
     }
 }
 
-/// The registry requires an account and refuses deletes; of-builder holds the account.
+/// The registry listens on the pod's loopback only, deletes on, behind the gate on the Service's port, which reads
+/// its three accounts from mounted Secrets; of-builder holds the builder's account.
 #[test]
-fn the_registry_requires_of_builders_account_and_refuses_deletes() {
+fn the_registry_is_reached_only_through_its_gate() {
     let documents = documents();
-    let deployment = |name: &str| {
+    let find = |kind: &str, name: &str| {
         documents
             .iter()
-            .find(|d| d["kind"].as_str() == Some("Deployment") && d["metadata"]["name"].as_str() == Some(name))
+            .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
             .unwrap()
             .clone()
     };
-    let registry = deployment("registry");
-    let env: BTreeMap<String, String> = registry["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap_or_default().to_owned()))
-        .collect();
-    assert_eq!(env["REGISTRY_AUTH"], "htpasswd");
-    assert_eq!(env["REGISTRY_STORAGE_DELETE_ENABLED"], "false");
-    let builder = serde_yaml_ng::to_string(&deployment("of-builder")).unwrap();
+    let registry = find("Deployment", "registry");
+    let containers = registry["spec"]["template"]["spec"]["containers"].as_sequence().unwrap().clone();
+    let container = |name: &str| containers.iter().find(|c| c["name"].as_str() == Some(name)).unwrap().clone();
+    let env = |container: &Value| -> BTreeMap<String, String> {
+        container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    };
+    let (gate, backend) = (container("gate"), container("registry"));
+    let (gate_env, backend_env) = (env(&gate), env(&backend));
+    assert!(backend_env["REGISTRY_HTTP_ADDR"].starts_with("127.0.0.1:"), "the registry listens on loopback only");
+    assert_eq!(backend_env["REGISTRY_STORAGE_DELETE_ENABLED"], "true");
+    assert!(!backend_env.contains_key("REGISTRY_AUTH"), "the gate decides who may do what");
+    assert!(backend["ports"].is_null(), "the registry exposes no port");
+    assert_eq!(gate_env["registry_upstream"], backend_env["REGISTRY_HTTP_ADDR"]);
+    let service = find("Service", "registry");
+    let gate_port = gate_env["port"].parse::<u64>().unwrap();
+    assert_eq!(service["spec"]["ports"][0]["targetPort"].as_u64(), Some(gate_port), "the Service reaches the gate");
+    assert_eq!(gate["ports"][0]["containerPort"].as_u64(), Some(gate_port));
+    let text = serde_yaml_ng::to_string(&registry).unwrap();
+    for (setting, secret) in [
+        ("builder_auth_file", "registry-auth"),
+        ("operator_auth_file", "registry-operator-auth"),
+        ("collector_auth_file", "registry-collector-auth"),
+    ] {
+        assert_eq!(gate_env[setting], format!("/var/openfaas/secrets/{secret}"));
+        assert!(text.contains(&format!("name: {secret}")), "the pod mounts {secret}: {text}");
+    }
+    let builder = serde_yaml_ng::to_string(&find("Deployment", "of-builder")).unwrap();
     assert!(builder.contains("name: registry-auth"), "of-builder mounts its registry account: {builder}");
+}
+
+/// garbage-collect reaches the registry to delete a removed preview's images; no other function does.
+#[test]
+fn only_garbage_collect_of_the_functions_reaches_the_registry() {
+    let policies = policies();
+    let registry = pod("openfaas", &[("app", "registry")]);
+    assert!(allowed(&policies, &function("garbage-collect"), &registry, 5000));
+    for name in shared::functions::ALL.iter().filter(|n| **n != "garbage-collect").chain(&["garbage-collect-x"]) {
+        assert!(!allowed(&policies, &function(name), &registry, 5000), "{name} reaches the registry");
+    }
 }

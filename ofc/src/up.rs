@@ -78,7 +78,7 @@ pub struct LocalStack {
     children: Vec<Supervised>,
     /// Stopped after the others, which push to it.
     registry: Supervised,
-    /// The registry's gate, served in this process (see `doubles::registry_gate`); aborted last.
+    /// The registry's gate, served in this process (see the `registry_gate` crate); aborted last.
     registry_gate: JoinHandle<()>,
     /// Served in this process until dropped.
     _github: RunningDouble,
@@ -287,7 +287,7 @@ fn prepare_state(root: &Path) -> anyhow::Result<Prepared> {
 /// manifests only, the collector's: made afresh each start too and answered as the scoped secret
 /// `registry-collector-auth`, which only the functions that list it (garbage-collect) are given.
 fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle<()>, ScopedSecrets)> {
-    use doubles::registry_gate::{Account, GateAccounts};
+    use registry_gate::{Account, GateAccounts};
     let listener = into_tokio(reuse(prepared.previous.as_ref().map(|e| e.registry.as_str()))?)?;
     let port = listener.local_addr()?.port();
     let storage = prepared.state.root.join("registry");
@@ -301,9 +301,8 @@ fn start_registry(prepared: &Prepared) -> anyhow::Result<(Supervised, JoinHandle
     let accounts = GateAccounts { builder, operator, collector: Some(collector) };
     let gate_socket = socket.clone();
     let gate = tokio::spawn(async move {
-        if let Err(error) =
-            doubles::registry_gate::serve_gate(listener, &gate_socket, accounts, std::future::pending()).await
-        {
+        let upstream = registry_gate::Upstream::Socket(gate_socket);
+        if let Err(error) = registry_gate::serve(listener, upstream, accounts, std::future::pending()).await {
             tracing::error!(%error, "the registry gate stopped");
         }
     });
@@ -339,7 +338,7 @@ const COLLECTOR_SECRET: &str = "registry-collector-auth";
 type ScopedSecrets = BTreeMap<String, String>;
 
 /// A Docker `config.json` with `account` for `registry`: how every registry account is handed out.
-fn registry_auth_file(registry: &str, account: &doubles::registry_gate::Account) -> String {
+fn registry_auth_file(registry: &str, account: &registry_gate::Account) -> String {
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", account.user, account.password));
     serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string()
@@ -367,7 +366,7 @@ fn random_password() -> String {
 
 /// of-builder's own secret folder: the payload secret and `registry-auth` (its registry account for `registry`).
 /// The functions' folder does not hold it, so no function can push to or delete from the registry.
-fn builder_secrets(state: &StateDir, registry: &str, builder: &doubles::registry_gate::Account) -> anyhow::Result<()> {
+fn builder_secrets(state: &StateDir, registry: &str, builder: &registry_gate::Account) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let folder = state.builder_secrets();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;

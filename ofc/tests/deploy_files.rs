@@ -42,6 +42,7 @@ const SETTINGS: &[&str] = &[
     "repository_url",
     "registry_push_url",
     "registry_api_url",
+    "registry_insecure",
     "builder_url",
     "validate_hmac",
     "validate_customers",

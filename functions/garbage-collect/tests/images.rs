@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use doubles::registry::RegistryProcess;
-use doubles::registry_gate::{Account, GateAccounts};
 use garbage_collect::images::RegistryConfig;
 use garbage_collect::Config;
+use registry_gate::{Account, GateAccounts};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};

@@ -1,26 +1,16 @@
 //! The local registry behind its gate, over real HTTP with the real `docker-registry`: reads work for anyone, a push
 //! needs the builder's account, a delete the operator's, and the collector deletes a preview's manifests only.
 
+mod common;
+
+use common::{accounts, GateClient, BUILDER, COLLECTOR, OPERATOR};
 use doubles::registry::RegistryProcess;
-use doubles::registry_gate::{Account, GateAccounts};
 use reqwest::{Method, StatusCode};
-use sha2::{Digest, Sha256};
 
-const BUILDER: (&str, &str) = ("builder", "builder-password-for-tests");
-const OPERATOR: (&str, &str) = ("admin", "operator-password-for-tests");
-const COLLECTOR: (&str, &str) = ("collector", "collector-password-for-tests");
-
-fn accounts() -> GateAccounts {
-    GateAccounts {
-        builder: Account { user: BUILDER.0.into(), password: BUILDER.1.into() },
-        operator: Account { user: OPERATOR.0.into(), password: OPERATOR.1.into() },
-        collector: Some(Account { user: COLLECTOR.0.into(), password: COLLECTOR.1.into() }),
-    }
-}
-
+/// The registry on a unix socket behind the gate served in this process, as `ofc up` runs them.
 struct Gated {
     registry: RegistryProcess,
-    http: reqwest::Client,
+    client: GateClient,
     _dir: tempfile::TempDir,
 }
 
@@ -28,78 +18,16 @@ impl Gated {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let registry = RegistryProcess::start_gated(dir.path(), accounts()).await.unwrap();
-        Self { registry, http: reqwest::Client::new(), _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}/v2/{path}", self.registry.host_port())
-    }
-
-    /// Sends `method` to `path` (below `/v2/`) as `account` (none: anonymous) with `body` of `content_type`.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        account: Option<(&str, &str)>,
-        body: (&'static str, Vec<u8>),
-    ) -> reqwest::Response {
-        let url = if path.starts_with("http") { path.to_owned() } else { self.url(path) };
-        let mut request = self
-            .http
-            .request(method, url)
-            .header("content-type", body.0)
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .body(body.1);
-        if let Some((user, password)) = account {
-            request = request.basic_auth(user, Some(password));
-        }
-        request.send().await.unwrap()
-    }
-
-    /// The status of an anonymous `HEAD` of `path` (below `/v2/`).
-    async fn head(&self, path: String) -> StatusCode {
-        self.send(Method::HEAD, &path, None, ("", vec![])).await.status()
-    }
-
-    /// Pushes one blob as `account`: the upload's start and its end; answers the last status and the digest.
-    async fn push_blob(&self, repository: &str, data: &[u8], account: Option<(&str, &str)>) -> (StatusCode, String) {
-        let digest = format!("sha256:{}", hex(&Sha256::digest(data)));
-        let started = self.send(Method::POST, &format!("{repository}/blobs/uploads/"), account, ("", vec![])).await;
-        if started.status() != StatusCode::ACCEPTED {
-            return (started.status(), digest);
-        }
-        let location = started.headers()["location"].to_str().unwrap().to_owned();
-        assert!(location.starts_with('/'), "upload locations are paths under the gate: {location}");
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!("http://{}{location}{separator}digest={digest}", self.registry.host_port());
-        let done = self.send(Method::PUT, &url, account, ("application/octet-stream", data.to_vec())).await;
-        (done.status(), digest)
-    }
-
-    /// Pushes a one-layer image as `account`; answers the manifest PUT's status.
-    async fn push_image(&self, repository: &str, tag: &str, account: Option<(&str, &str)>) -> StatusCode {
-        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let (status, config_digest) = self.push_blob(repository, config, account).await;
-        if !status.is_success() {
-            return status;
-        }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": []
-        });
-        let body = ("application/vnd.oci.image.manifest.v1+json", serde_json::to_vec(&manifest).unwrap());
-        self.send(Method::PUT, &format!("{repository}/manifests/{tag}"), account, body).await.status()
+        let client = GateClient::new(&registry.host_port());
+        Self { registry, client, _dir: dir }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut out, b| {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+impl std::ops::Deref for Gated {
+    type Target = GateClient;
+    fn deref(&self) -> &GateClient {
+        &self.client
+    }
 }
 
 #[tokio::test]

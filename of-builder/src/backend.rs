@@ -158,6 +158,8 @@ impl BuildBackend for Buildah {
         work: &Path,
         label: (&str, &str),
     ) -> Result<BuildOutcome, BuilderError> {
+        // Each step's time goes to the log, so a slow build can be taken apart (handing over, `bud`, `push`).
+        let started = std::time::Instant::now();
         // Handing a large context to the build user walks every file: off the async threads.
         let (this, folder) = (self.clone(), work.to_owned());
         let dev = tokio::task::spawn_blocking(move || this.prepare(&folder))
@@ -172,9 +174,11 @@ impl BuildBackend for Buildah {
         if !label.1.is_empty() {
             options.extend(["--label".to_owned(), format!("{}={}", label.0, label.1)]);
         }
+        let prepared = started.elapsed();
         let mut build = self.bud_command(&dev);
         build.args(Self::build_args(config, context, &options));
         let (ok, mut log) = run_logged(build, self.timeout, &self.scrubber).await?;
+        let built = started.elapsed();
         if !ok {
             return Ok(BuildOutcome::Failed { log });
         }
@@ -194,6 +198,13 @@ impl BuildBackend for Buildah {
             return Err(BuilderError::Push(push_log.last().cloned().unwrap_or_else(|| "buildah push failed".into())));
         }
         log.extend(push_log);
+        tracing::info!(
+            image = %config.image_ref,
+            prepare = prepared.as_secs_f64(),
+            bud = built.saturating_sub(prepared).as_secs_f64(),
+            push = started.elapsed().saturating_sub(built).as_secs_f64(),
+            "buildah steps (seconds)"
+        );
         let digest = tokio::fs::read_to_string(&digest_file).await?.trim().to_owned();
         Ok(BuildOutcome::Pushed { digest, log })
     }

@@ -403,8 +403,9 @@ fn start_doubles(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateD
     assert!(up, "the doubles did not start: {}", ns.log("doubles"));
 }
 
-/// of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists (9.1), its base
-/// image (the watchdog, FROM scratch) in its storage.
+/// of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists, with 9.1's
+/// settings (its storage driver chosen at start, as there); its base image (the watchdog, FROM scratch) in its
+/// storage for either driver the start may choose.
 fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateDir) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let user = ofc::sandbox::build_user(Some("ofcbuild")).ok().flatten();
@@ -413,6 +414,18 @@ fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateD
     runtime
         .block_on(ofc::runtime::build_watchdog_image(&storage, &binaries.join("ofc-watchdog")))
         .expect("the watchdog base image");
+    // `ofc` builds the image into of-builder's vfs storage; its copy in the overlay storage (of-builder keeps one a
+    // driver, `<buildah_root>/overlay`) is what builds read where the start picks overlay.
+    let overlay = ofc::sandbox::builder_root(state, sandbox.as_ref()).join("overlay");
+    let destination = format!(
+        "containers-storage:[overlay@{}+{}]{}",
+        overlay.join("storage").display(),
+        overlay.join("run").display(),
+        ofc::runtime::WATCHDOG_IMAGE
+    );
+    runtime
+        .block_on(storage.run("push", &["push", "--quiet", ofc::runtime::WATCHDOG_IMAGE, &destination]))
+        .expect("the watchdog base image in the overlay storage");
     let mut builder = ns.command("env");
     builder
         .arg("-i")
@@ -423,7 +436,6 @@ fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateD
         .arg("builder_backend=buildah")
         .arg("registry_insecure=true")
         .arg(format!("buildah_root={}", ofc::sandbox::builder_root(state, sandbox.as_ref()).display()))
-        .arg(format!("buildah_storage_driver={}", ofc::sandbox::BUILDER_STORAGE_DRIVER))
         .arg("RUST_LOG=info");
     if let Some(sandbox) = &sandbox {
         builder.arg(format!("build_user={}", sandbox.user.name));
@@ -685,10 +697,67 @@ fn taken_apart(platform: &Platform, began: SystemTime, sha: &str, service: &str,
     )
 }
 
+/// Where of-builder's and faasd's provider's logs ended when a push began, to read what the push added.
+struct LogMarks {
+    builder: u64,
+    provider: u64,
+}
+
+impl LogMarks {
+    fn now(ns: &Namespace) -> Self {
+        let length = |name: &str| fs::metadata(ns.logs.join(format!("{name}.log"))).map_or(0, |m| m.len());
+        Self { builder: length("of-builder"), provider: length("provider") }
+    }
+
+    /// What `name`'s log gained after `from` bytes.
+    fn added(ns: &Namespace, name: &str, from: u64) -> String {
+        let bytes = fs::read(ns.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    /// The build and deploy steps the push made, from of-builder's log (each Buildah build's `bud` and `push`) and
+    /// faasd provider's (each image pulled into containerd, with its size): `function: ...` per image.
+    fn steps(&self, ns: &Namespace) -> String {
+        let function = |image: &str| {
+            let path = image.split(['@', ' ']).next().unwrap_or_default();
+            let path = path.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(path, |(path, _)| path);
+            path.rsplit('/').next().unwrap_or_default().to_owned()
+        };
+        let field = |line: &str, name: &str| {
+            line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{name}="))).unwrap_or("?").to_owned()
+        };
+        let seconds = |value: String| value.parse::<f64>().map_or(value, |v| format!("{v:.2}"));
+        let mut steps = Vec::new();
+        for line in Self::added(ns, "of-builder", self.builder).lines().filter(|l| l.contains("buildah steps")) {
+            let image = field(line, "image");
+            steps.push(format!(
+                "of-builder {}: bud {} s, push {} s",
+                function(&image),
+                seconds(field(line, "bud")),
+                seconds(field(line, "push"))
+            ));
+        }
+        for line in Self::added(ns, "provider", self.provider).lines() {
+            let Some(pulled) = line.split("Image for: ").nth(1) else { continue };
+            let took = pulled.split("took: ").nth(1).unwrap_or("?").trim_end_matches('s').to_owned();
+            let size = pulled.split("size: ").nth(1).and_then(|s| s.split(',').next()?.parse::<f64>().ok());
+            let size = size.map_or_else(|| "?".to_owned(), |s| format!("{:.1}", s / 1e6));
+            steps.push(format!("faasd pull {}: {} s ({size} MB)", function(pulled), seconds(took)));
+        }
+        if steps.is_empty() {
+            "no build or pull logged".to_owned()
+        } else {
+            steps.join("; ")
+        }
+    }
+}
+
 /// The first push and a second commit: each live through faasd's gateway. Answers the repository.
 fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
     let want = heading(&repo);
+    let marks = LogMarks::now(&platform.ns);
     let began = SystemTime::now();
     let (green, live) = push_until_live(platform, &repo, "local-hello-5", &want, |output| {
         format!(
@@ -701,6 +770,7 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     figure(figures, &format!("first push -> local-hello-5 live: {shown}"));
     let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
     figure(figures, &format!("first push taken apart (s after it began): {apart}"));
+    figure(figures, &format!("first push's builds and pulls: {}", marks.steps(&platform.ns)));
     let (status, _) = platform.call("local-greet-5");
     assert_eq!(status, 200, "local-greet-5 answers after the first push");
 
@@ -708,6 +778,7 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
     fs::write(&page, changed).unwrap();
     testkit::git::commit(&repo, "again");
+    let marks = LogMarks::now(&platform.ns);
     let began = SystemTime::now();
     let (green, live) = push_until_live(platform, &repo, "local-hello-5", "Hello again, from faasd", |output| {
         format!("the second push did not end green:\n{output}")
@@ -716,6 +787,7 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     figure(figures, &format!("second commit -> new content live: {shown}"));
     let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
     figure(figures, &format!("second commit taken apart (s after it began): {apart}"));
+    figure(figures, &format!("second commit's builds and pulls: {}", marks.steps(&platform.ns)));
     repo
 }
 

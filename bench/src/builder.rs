@@ -67,7 +67,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
             anyhow::Ok(started.elapsed())
         }
     };
-    let image = format!("{}/bench/small:latest-1", registry.host_port());
+    let image = format!("{}/1/bench/small:latest-1", registry.host_port());
     let small = build_tar(
         &image,
         &[
@@ -88,7 +88,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
     let mut data = vec![0u8; 100 << 20];
     rand::Rng::fill(&mut rand::thread_rng(), data.as_mut_slice());
     let big = build_tar(
-        &format!("{}/bench/big:latest-1", registry.host_port()),
+        &format!("{}/1/bench/big:latest-1", registry.host_port()),
         &[("Dockerfile", b"FROM scratch\nCOPY big.bin /\n".to_vec()), ("big.bin", data)],
     )?;
     let before = peak_rss_kib(child.pid())?;
@@ -175,7 +175,7 @@ async fn template_builds(binaries: &std::path::Path, driver: &str, user: Option<
     }
     let busybox = std::fs::read("/bin/busybox").map_err(|e| anyhow::anyhow!("/bin/busybox (busybox-static): {e}"))?;
     let handler = b"#!/bin/sh\necho \"hello from $(pwd)\"\n".to_vec();
-    let image = format!("{}/bench/template:latest-1", registry.host_port());
+    let image = format!("{}/1/bench/template:latest-1", registry.host_port());
     let tar = build_tar(
         &image,
         &[("Dockerfile", TEMPLATE.as_bytes().to_vec()), ("busybox", busybox), ("handler.sh", handler)],
@@ -278,8 +278,8 @@ async fn first_push_builds(binaries: &std::path::Path, driver: &str, user: Optio
 }
 
 /// The 15-step template through of-builder with each storage driver, as root and (where the build user exists)
-/// sandboxed: what a step costs, cold and from cache, and which driver keeps a cold build under 5 s. Then the
-/// example's first push (two builds without `RUN` steps at once) on each driver.
+/// sandboxed: what a step costs, cold and from cache, and which driver keeps a cold build under 5 s; then
+/// [`first_push`].
 pub async fn storage(binaries: &std::path::Path) -> anyhow::Result<()> {
     println!("of-builder, 15-step template (FROM scratch, busybox, RUN steps), build and push: cold, then warm x3");
     let sandboxed = std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("ofcbuild:")));
@@ -289,7 +289,14 @@ pub async fn storage(binaries: &std::path::Path) -> anyhow::Result<()> {
             template_builds(binaries, driver, Some("ofcbuild")).await?;
         }
     }
+    first_push(binaries).await
+}
+
+/// The example's first push (two builds without `RUN` steps at once) on each driver, sandboxed where the build user
+/// exists.
+pub async fn first_push(binaries: &std::path::Path) -> anyhow::Result<()> {
     println!("of-builder, the example's first push: its two functions (no RUN step) built and pushed at once, cold");
+    let sandboxed = std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("ofcbuild:")));
     let user = sandboxed.then_some("ofcbuild");
     for driver in ["vfs", "overlay"] {
         first_push_builds(binaries, driver, user).await?;

@@ -509,7 +509,7 @@ fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, f
         run(what, &mut shell);
     };
     guide(
-        &["configure", "dockerfile", "sign-in", "metrics", "secrets", "build-logs"],
+        &["configure", "dockerfile", "sign-in", "metrics", "previews", "secrets", "build-logs"],
         "docs/deploy.md 9.2, 9.3 (settings, secrets)",
     );
     let started = Instant::now();
@@ -984,6 +984,77 @@ fn invocation_counts(platform: &Platform, checks: &mut Checks) {
     );
 }
 
+/// A push to a branch of a repository that asks for previews (docs/previews.md), sent as GitHub sends it: the
+/// branch's preview answers at its own name with the branch's page, and the default branch's function keeps its
+/// version. Prints how long the preview took to answer.
+fn preview_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
+    let main_page = heading(repo);
+    testkit::git::git(repo, &["checkout", "-q", "-b", "feature"]);
+    let mut stack = fs::read_to_string(repo.join("stack.yml")).unwrap();
+    stack.push_str("configuration:\n  previews: true\n");
+    fs::write(repo.join("stack.yml"), stack).unwrap();
+    fs::write(repo.join("hello/index.html"), "<h1>Hello from the feature branch</h1>\n").unwrap();
+    let sha = testkit::git::commit(repo, "a feature");
+    let bare = platform.state.repos().join("local/hello.git");
+    testkit::git::git(repo, &["push", "-q", "-f", &bare.display().to_string(), "HEAD:refs/heads/feature"]);
+    testkit::git::git(repo, &["checkout", "-q", "main"]);
+    let clone_url = format!("http://{BRIDGE}:{GIT_PORT}/local/hello.git");
+    let owner_id = platform.state.account_id("local").unwrap();
+    let event = serde_json::json!({
+        "ref": "refs/heads/feature", "before": "0".repeat(40), "after": sha,
+        "created": true, "deleted": false, "forced": false, "base_ref": null,
+        "head_commit": {"id": sha, "message": "a feature", "timestamp": chrono::Utc::now().to_rfc3339()},
+        "repository": {
+            "id": 1, "name": "hello", "full_name": "local/hello", "private": false,
+            "owner": {"login": "local", "id": owner_id, "type": "User"},
+            "clone_url": clone_url, "html_url": clone_url, "default_branch": "main", "master_branch": "main"
+        },
+        "pusher": {"name": "local"}, "sender": {"login": "local", "id": owner_id, "type": "User"},
+        "installation": {"id": ofc::state::INSTALLATION_ID}
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    let file = platform.work.join("preview-push.json");
+    fs::write(&file, &body).unwrap();
+    let secret = platform.state.secret("github-webhook-secret").unwrap();
+    let signature = format!("X-Hub-Signature-256: {}", shared::signature::sign_sha256(secret.as_bytes(), &body));
+    let started = Instant::now();
+    let (status, answer) = platform.ns.curl(
+        &format!("{GATEWAY}function/gh-push"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-GitHub-Event: push",
+            "-H",
+            &format!("X-GitHub-Delivery: {}", uuid::Uuid::new_v4()),
+            "-H",
+            &signature,
+            "--data-binary",
+            &format!("@{}", file.display()),
+        ],
+    );
+    assert_eq!(status, 202, "gh-push did not queue the branch's push: {answer}");
+    let tag = shared::naming::preview_tag("hello", &shared::naming::PreviewOf::Branch("feature".into()));
+    let preview = format!("local-hello-5-{tag}");
+    let live = wait_until(Duration::from_secs(180), || {
+        let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/{preview}"), &["-m", "2"]);
+        status == 200 && page.contains("Hello from the feature branch")
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let statuses = platform.statuses("hello", &sha);
+    checks.check(live, format!("preview: {preview} does not answer with the branch's page; statuses {statuses:?}"));
+    if live {
+        figure(figures, &format!("a branch's push (previews on) -> its preview {preview} live: {elapsed:.1} s"));
+    }
+    let (status, page) = platform.call("local-hello-5");
+    checks.check(
+        status == 200 && page.contains(&main_page),
+        format!("preview: the default branch's local-hello-5 no longer answers {main_page:?}: {status} {page}"),
+    );
+}
+
 #[test]
 fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushes() {
     let Some(openfaas) = OpenFaas::locate("faasd test") else { return };
@@ -998,6 +1069,7 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     dashboard(&platform, &mut checks);
     invocation_counts(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
+    preview_push(&platform, &repo, &mut figures, &mut checks);
     keep_logs(&platform);
     loud(&format!("faasd figures:\n{figures}"));
     assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));

@@ -9,7 +9,9 @@
 //! binaries next to `ofc` (`cargo test --workspace` builds them; `OFC_FAASD_BINARIES` names another folder, e.g. the
 //! static release ones `.ci/build-images` built), and Debian's containerd, runc, containernetworking-plugins,
 //! systemd (journald), buildah and docker-registry. `OFC_SKIP_REAL_OPENFAAS=1` skips it where the binaries are absent.
-//! Prints its figures (push to live, unchanged push to green, memory); it asserts behaviour, not timings.
+//! Checks, besides the pushes, a platform function's update, `faas-cli logs`, a failing build's log link, the
+//! dashboard, the metrics function's counts and a branch's preview. Prints its figures (push to live, each push taken
+//! apart, unchanged push to green, memory); it asserts behaviour, not timings.
 
 use std::fmt::Write as _;
 use std::fs;

@@ -67,7 +67,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
             anyhow::Ok(started.elapsed())
         }
     };
-    let image = format!("{}/bench/small:latest-1", registry.host_port());
+    let image = format!("{}/1/bench/small:latest-1", registry.host_port());
     let small = build_tar(
         &image,
         &[
@@ -88,7 +88,7 @@ pub async fn run(binaries: &std::path::Path) -> anyhow::Result<()> {
     let mut data = vec![0u8; 100 << 20];
     rand::Rng::fill(&mut rand::thread_rng(), data.as_mut_slice());
     let big = build_tar(
-        &format!("{}/bench/big:latest-1", registry.host_port()),
+        &format!("{}/1/bench/big:latest-1", registry.host_port()),
         &[("Dockerfile", b"FROM scratch\nCOPY big.bin /\n".to_vec()), ("big.bin", data)],
     )?;
     let before = peak_rss_kib(child.pid())?;
@@ -175,7 +175,7 @@ async fn template_builds(binaries: &std::path::Path, driver: &str, user: Option<
     }
     let busybox = std::fs::read("/bin/busybox").map_err(|e| anyhow::anyhow!("/bin/busybox (busybox-static): {e}"))?;
     let handler = b"#!/bin/sh\necho \"hello from $(pwd)\"\n".to_vec();
-    let image = format!("{}/bench/template:latest-1", registry.host_port());
+    let image = format!("{}/1/bench/template:latest-1", registry.host_port());
     let tar = build_tar(
         &image,
         &[("Dockerfile", TEMPLATE.as_bytes().to_vec()), ("busybox", busybox), ("handler.sh", handler)],
@@ -199,8 +199,87 @@ async fn template_builds(binaries: &std::path::Path, driver: &str, user: Option<
     Ok(())
 }
 
+/// Rounds of the example's first push measured per driver.
+const FIRST_PUSH_ROUNDS: u32 = 5;
+
+/// The example's two functions (`examples/hello`: one with `LABEL`, `ENV` and `COPY`, one `COPY` only, no `RUN`),
+/// built at once as a first push builds them: FROM a base image of-builder built and pushed first (busybox and 5 MiB
+/// more, about the size of the example's watchdog image), each round a new repository (so the base layer goes to
+/// it) and new content and settings (so no step is cached). Prints both builds' wall time, min/p50/max.
+async fn first_push_builds(binaries: &std::path::Path, driver: &str, user: Option<&str>) -> anyhow::Result<()> {
+    let mode = user.map_or_else(|| "as root".to_owned(), |u| format!("sandboxed as {u}"));
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+    let registry = RegistryProcess::start(&dir.path().join("registry")).await?;
+    std::fs::create_dir_all(dir.path().join("secrets"))?;
+    std::fs::write(dir.path().join("secrets/payload-secret"), PAYLOAD_SECRET)?;
+    let port = free_port();
+    let child = Child::spawn(&binaries.join("of-builder"), &builder_env(dir.path(), port, driver, user))?;
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    if child.wait_healthy(address, Duration::from_secs(90)).await.is_err() {
+        println!("   {driver:<7} {mode:<22} not usable here: of-builder refused it (BENCH_CHILD_LOGS=1 shows why)");
+        return Ok(());
+    }
+    let http = reqwest::Client::new();
+    let busybox = std::fs::read("/bin/busybox").map_err(|e| anyhow::anyhow!("/bin/busybox (busybox-static): {e}"))?;
+    let mut filler = vec![0u8; 5 << 20];
+    rand::Rng::fill(&mut rand::thread_rng(), filler.as_mut_slice());
+    // The owner's namespace is `<registry>/<owner id>`: builds read only images below it.
+    let owner = format!("{}/1", registry.host_port());
+    let base = format!("{owner}/base/base:1");
+    let base_tar = build_tar(
+        &base,
+        &[
+            ("Dockerfile", b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY filler /var/filler\n".to_vec()),
+            ("busybox", busybox),
+            ("filler", filler),
+        ],
+    )?;
+    timed_build(&http, address, base_tar).await?;
+    let mut rounds = Vec::new();
+    for round in 0..FIRST_PUSH_ROUNDS {
+        let page = format!("<h1>round {round} {}</h1>\n", rand::random::<u64>()).into_bytes();
+        let hello = build_tar(
+            &format!("{owner}/hello-{round}/hello:1"),
+            &[
+                (
+                    "Dockerfile",
+                    format!(
+                        "FROM {base}\nLABEL org.opencontainers.image.title=\"hello\"\nENV greeting=\"hello {round}\"\n\
+                         COPY index.html /home/app/public/\n"
+                    )
+                    .into_bytes(),
+                ),
+                ("index.html", page.clone()),
+            ],
+        )?;
+        let greet = build_tar(
+            &format!("{owner}/hello-{round}/greet:1"),
+            &[
+                ("Dockerfile", format!("FROM {base}\nCOPY index.html /home/app/public/\n").into_bytes()),
+                ("index.html", page),
+            ],
+        )?;
+        let started = Instant::now();
+        let (first, second) = tokio::join!(timed_build(&http, address, hello), timed_build(&http, address, greet));
+        first?;
+        second?;
+        rounds.push(started.elapsed());
+    }
+    let rounds = Summary::new(rounds);
+    println!(
+        "   {driver:<7} {mode:<22} both built and pushed: min {:.2} s, p50 {:.2} s, max {:.2} s ({} rounds)",
+        rounds.quantile(0.0).as_secs_f64(),
+        rounds.quantile(0.5).as_secs_f64(),
+        rounds.quantile(1.0).as_secs_f64(),
+        rounds.len()
+    );
+    Ok(())
+}
+
 /// The 15-step template through of-builder with each storage driver, as root and (where the build user exists)
-/// sandboxed: what a step costs, cold and from cache, and which driver keeps a cold build under 5 s.
+/// sandboxed: what a step costs, cold and from cache, and which driver keeps a cold build under 5 s; then
+/// [`first_push`].
 pub async fn storage(binaries: &std::path::Path) -> anyhow::Result<()> {
     println!("of-builder, 15-step template (FROM scratch, busybox, RUN steps), build and push: cold, then warm x3");
     let sandboxed = std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("ofcbuild:")));
@@ -209,6 +288,18 @@ pub async fn storage(binaries: &std::path::Path) -> anyhow::Result<()> {
         if sandboxed {
             template_builds(binaries, driver, Some("ofcbuild")).await?;
         }
+    }
+    first_push(binaries).await
+}
+
+/// The example's first push (two builds without `RUN` steps at once) on each driver, sandboxed where the build user
+/// exists.
+pub async fn first_push(binaries: &std::path::Path) -> anyhow::Result<()> {
+    println!("of-builder, the example's first push: its two functions (no RUN step) built and pushed at once, cold");
+    let sandboxed = std::fs::read_to_string("/etc/passwd").is_ok_and(|p| p.lines().any(|l| l.starts_with("ofcbuild:")));
+    let user = sandboxed.then_some("ofcbuild");
+    for driver in ["vfs", "overlay"] {
+        first_push_builds(binaries, driver, user).await?;
     }
     Ok(())
 }

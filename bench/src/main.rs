@@ -4,7 +4,7 @@
 //! - [`intake`]: scenario 1, gh-push alone under load.
 //! - [`gittar`]: git-tar: push to last tar handed on, memory on a 100 MiB context.
 //! - [`builder`]: of-builder: cold and cached builds, memory on a 100 MiB context; a 15-step template on each
-//!   storage driver (`storage`).
+//!   storage driver (`storage`); the example's first push, two builds at once, on each (`first-push`).
 //! - [`statuses`]: github-status: statuses per second, token requests for a burst.
 //! - [`pipeline`]: through `ofc up`: pipeline overhead (minus git and the builder), push to live (cold, warm) and
 //!   concurrent pushes (scale).
@@ -43,7 +43,7 @@ mod statuses;
 use anyhow::Context as _;
 
 const USAGE: &str =
-    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [fairness] [growth] [history] [owners] [--seconds N]";
+    "usage: bench [intake] [overhead] [git-tar] [builder] [storage] [first-push] [statuses] [push] [unchanged] [one-changed] [scale] [cost] [flood] [replicas] [fairness] [growth] [history] [owners] [--seconds N]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -53,9 +53,9 @@ async fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().context(USAGE)?.parse().context("--seconds takes a whole number")?,
-            "intake" | "overhead" | "git-tar" | "builder" | "storage" | "statuses" | "push" | "unchanged"
-            | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "fairness" | "growth" | "history"
-            | "owners" => {
+            "intake" | "overhead" | "git-tar" | "builder" | "storage" | "first-push" | "statuses" | "push"
+            | "unchanged" | "one-changed" | "scale" | "cost" | "flood" | "replicas" | "fairness" | "growth"
+            | "history" | "owners" => {
                 scenarios.push(arg);
             }
             "-h" | "--help" => {
@@ -97,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             "git-tar" => gittar::run(&binaries).await?,
             "builder" => builder::run(&binaries).await?,
             "storage" => builder::storage(&binaries).await?,
+            "first-push" => builder::first_push(&binaries).await?,
             "overhead" => pipeline::overhead(&binaries, 10)?,
             "cost" => cost::run(&binaries)?,
             "flood" => floods::flood(&binaries).await?,

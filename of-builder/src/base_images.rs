@@ -163,6 +163,12 @@ pub fn check(
     Ok(())
 }
 
+/// Whether the Dockerfile has a `RUN` step (in any stage): the steps whose layers are worth caching. One that cannot
+/// be read counts as having one.
+pub fn runs_code(dockerfile: &str) -> bool {
+    instructions(dockerfile).map_or(true, |steps| steps.iter().any(|(keyword, _)| keyword == "RUN"))
+}
+
 /// The Dockerfile's instructions, upper-cased keyword and the rest, with continuation lines joined and comments
 /// left out. A `syntax` directive (a frontend image BuildKit would fetch and run) and another escape character are
 /// refused.
@@ -287,6 +293,13 @@ mod tests {
     fn run(dockerfile: &str, args: &[(&str, &str)]) -> Result<(), String> {
         let args = args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         check(dockerfile, &args, OWN, &Allowlist::parse(None).unwrap())
+    }
+
+    #[test]
+    fn a_run_step_is_found_in_any_stage_and_any_case() {
+        assert!(!runs_code("FROM scratch\nLABEL a=1\nENV b=2\nCOPY x /\n# RUN not this\n"));
+        assert!(runs_code("FROM a AS build\nrun \\\n  make\nFROM scratch\nCOPY --from=build /x /\n"));
+        assert!(runs_code("# syntax=docker/dockerfile:1\nFROM scratch\n"), "unreadable: counted as running code");
     }
 
     #[test]

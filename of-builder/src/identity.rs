@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use shared::build::{BuildConfig, CONFIG_ENTRY};
 
 /// Bump whenever of-builder or its base images change how the same context builds (a new Buildah invocation, a
-/// new default platform): every build identity changes with it, so no image of the old builder is reused.
+/// new default platform): every build identity changes with it, so no image of the old builder is reused. Caching
+/// layers only for Dockerfiles with a `RUN` step did not need it: the images have the same files, config and history.
 pub const BUILDER_VERSION: u32 = 1;
 
 /// The registry tag that records an image's build identity: `build-<first 32 hex digits>`.

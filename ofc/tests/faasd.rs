@@ -9,7 +9,9 @@
 //! binaries next to `ofc` (`cargo test --workspace` builds them; `OFC_FAASD_BINARIES` names another folder, e.g. the
 //! static release ones `.ci/build-images` built), and Debian's containerd, runc, containernetworking-plugins,
 //! systemd (journald), buildah and docker-registry. `OFC_SKIP_REAL_OPENFAAS=1` skips it where the binaries are absent.
-//! Prints its figures (push to live, unchanged push to green, memory); it asserts behaviour, not timings.
+//! Checks, besides the pushes, a platform function's update, `faas-cli logs`, a failing build's log link, the
+//! dashboard, the metrics function's counts and a branch's preview. Prints its figures (push to live, each push taken
+//! apart, unchanged push to green, memory); it asserts behaviour, not timings.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -403,8 +405,9 @@ fn start_doubles(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateD
     assert!(up, "the doubles did not start: {}", ns.log("doubles"));
 }
 
-/// of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists (9.1), its base
-/// image (the watchdog, FROM scratch) in its storage.
+/// of-builder on the bridge address, with Buildah, sandboxed as the build user where it exists, with 9.1's
+/// settings (its storage driver chosen at start, as there); its base image (the watchdog, FROM scratch) in its
+/// storage for either driver the start may choose.
 fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateDir) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let user = ofc::sandbox::build_user(Some("ofcbuild")).ok().flatten();
@@ -413,6 +416,18 @@ fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateD
     runtime
         .block_on(ofc::runtime::build_watchdog_image(&storage, &binaries.join("ofc-watchdog")))
         .expect("the watchdog base image");
+    // `ofc` builds the image into of-builder's vfs storage; its copy in the overlay storage (of-builder keeps one a
+    // driver, `<buildah_root>/overlay`) is what builds read where the start picks overlay.
+    let overlay = ofc::sandbox::builder_root(state, sandbox.as_ref()).join("overlay");
+    let destination = format!(
+        "containers-storage:[overlay@{}+{}]{}",
+        overlay.join("storage").display(),
+        overlay.join("run").display(),
+        ofc::runtime::WATCHDOG_IMAGE
+    );
+    runtime
+        .block_on(storage.run("push", &["push", "--quiet", ofc::runtime::WATCHDOG_IMAGE, &destination]))
+        .expect("the watchdog base image in the overlay storage");
     let mut builder = ns.command("env");
     builder
         .arg("-i")
@@ -423,7 +438,6 @@ fn start_builder(ns: &mut Namespace, binaries: &Path, state: &ofc::state::StateD
         .arg("builder_backend=buildah")
         .arg("registry_insecure=true")
         .arg(format!("buildah_root={}", ofc::sandbox::builder_root(state, sandbox.as_ref()).display()))
-        .arg(format!("buildah_storage_driver={}", ofc::sandbox::BUILDER_STORAGE_DRIVER))
         .arg("RUST_LOG=info");
     if let Some(sandbox) = &sandbox {
         builder.arg(format!("build_user={}", sandbox.user.name));
@@ -497,7 +511,7 @@ fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, f
         run(what, &mut shell);
     };
     guide(
-        &["configure", "dockerfile", "sign-in", "secrets", "build-logs"],
+        &["configure", "dockerfile", "sign-in", "metrics", "previews", "secrets", "build-logs"],
         "docs/deploy.md 9.2, 9.3 (settings, secrets)",
     );
     let started = Instant::now();
@@ -685,10 +699,67 @@ fn taken_apart(platform: &Platform, began: SystemTime, sha: &str, service: &str,
     )
 }
 
+/// Where of-builder's and faasd's provider's logs ended when a push began, to read what the push added.
+struct LogMarks {
+    builder: u64,
+    provider: u64,
+}
+
+impl LogMarks {
+    fn now(ns: &Namespace) -> Self {
+        let length = |name: &str| fs::metadata(ns.logs.join(format!("{name}.log"))).map_or(0, |m| m.len());
+        Self { builder: length("of-builder"), provider: length("provider") }
+    }
+
+    /// What `name`'s log gained after `from` bytes.
+    fn added(ns: &Namespace, name: &str, from: u64) -> String {
+        let bytes = fs::read(ns.logs.join(format!("{name}.log"))).unwrap_or_default();
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    /// The build and deploy steps the push made, from of-builder's log (each Buildah build's `bud` and `push`) and
+    /// faasd provider's (each image pulled into containerd, with its size): `function: ...` per image.
+    fn steps(&self, ns: &Namespace) -> String {
+        let function = |image: &str| {
+            let path = image.split(['@', ' ']).next().unwrap_or_default();
+            let path = path.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(path, |(path, _)| path);
+            path.rsplit('/').next().unwrap_or_default().to_owned()
+        };
+        let field = |line: &str, name: &str| {
+            line.split_whitespace().find_map(|f| f.strip_prefix(&format!("{name}="))).unwrap_or("?").to_owned()
+        };
+        let seconds = |value: String| value.parse::<f64>().map_or(value, |v| format!("{v:.2}"));
+        let mut steps = Vec::new();
+        for line in Self::added(ns, "of-builder", self.builder).lines().filter(|l| l.contains("buildah steps")) {
+            let image = field(line, "image");
+            steps.push(format!(
+                "of-builder {}: bud {} s, push {} s",
+                function(&image),
+                seconds(field(line, "bud")),
+                seconds(field(line, "push"))
+            ));
+        }
+        for line in Self::added(ns, "provider", self.provider).lines() {
+            let Some(pulled) = line.split("Image for: ").nth(1) else { continue };
+            let took = pulled.split("took: ").nth(1).unwrap_or("?").trim_end_matches('s').to_owned();
+            let size = pulled.split("size: ").nth(1).and_then(|s| s.split(',').next()?.parse::<f64>().ok());
+            let size = size.map_or_else(|| "?".to_owned(), |s| format!("{:.1}", s / 1e6));
+            steps.push(format!("faasd pull {}: {} s ({size} MB)", function(pulled), seconds(took)));
+        }
+        if steps.is_empty() {
+            "no build or pull logged".to_owned()
+        } else {
+            steps.join("; ")
+        }
+    }
+}
+
 /// The first push and a second commit: each live through faasd's gateway. Answers the repository.
 fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let repo = testkit::local_stack::example_repo(&platform.work, "hello");
     let want = heading(&repo);
+    let marks = LogMarks::now(&platform.ns);
     let began = SystemTime::now();
     let (green, live) = push_until_live(platform, &repo, "local-hello-5", &want, |output| {
         format!(
@@ -701,6 +772,7 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     figure(figures, &format!("first push -> local-hello-5 live: {shown}"));
     let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
     figure(figures, &format!("first push taken apart (s after it began): {apart}"));
+    figure(figures, &format!("first push's builds and pulls: {}", marks.steps(&platform.ns)));
     let (status, _) = platform.call("local-greet-5");
     assert_eq!(status, 200, "local-greet-5 answers after the first push");
 
@@ -708,6 +780,7 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     let changed = fs::read_to_string(&page).unwrap().replacen(&format!("<h1>{want}"), "<h1>Hello again, from faasd", 1);
     fs::write(&page, changed).unwrap();
     testkit::git::commit(&repo, "again");
+    let marks = LogMarks::now(&platform.ns);
     let began = SystemTime::now();
     let (green, live) = push_until_live(platform, &repo, "local-hello-5", "Hello again, from faasd", |output| {
         format!("the second push did not end green:\n{output}")
@@ -716,6 +789,7 @@ fn first_and_second_push(platform: &Platform, figures: &mut String) -> PathBuf {
     figure(figures, &format!("second commit -> new content live: {shown}"));
     let apart = taken_apart(platform, began, &head(&repo), "local-hello-5", live);
     figure(figures, &format!("second commit taken apart (s after it began): {apart}"));
+    figure(figures, &format!("second commit's builds and pulls: {}", marks.steps(&platform.ns)));
     repo
 }
 
@@ -859,8 +933,8 @@ fn failing_build(platform: &Platform, checks: &mut Checks) {
         .check(log.contains("no-such-file"), format!("failing build: the build log does not name what failed: {log}"));
 }
 
-/// The dashboard lists the function as ready, for a session as edge-auth signs it for `local`.
-fn dashboard(platform: &Platform, checks: &mut Checks) {
+/// The `Cookie:` header of a session as edge-auth signs it for `local`, the example's owner.
+fn owner_cookie(platform: &Platform) -> String {
     let key = platform.state.secret(shared::session::PRIVATE_KEY_SECRET).unwrap();
     let signer = shared::session::SessionSigner::from_pem(&shared::config::Secret::new(key)).unwrap();
     let local = shared::session::Account { login: "local".into(), id: ofc::push::account_id("local") };
@@ -872,13 +946,114 @@ fn dashboard(platform: &Platform, checks: &mut Checks) {
         issued: chrono::Utc::now(),
         expires: chrono::Utc::now() + chrono::Duration::hours(1),
     };
-    let cookie = format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session));
+    format!("Cookie: {}={}", shared::session::COOKIE_NAME, signer.sign(&session))
+}
+
+/// The dashboard lists the function as ready, for the owner's session.
+fn dashboard(platform: &Platform, checks: &mut Checks) {
+    let cookie = owner_cookie(platform);
     let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/dashboard/"), &["-H", &cookie]);
     checks.check(status == 200, format!("dashboard: answered {status}: {page}"));
     let row = page.split("<tr").find(|r| r.contains("local-hello-5")).unwrap_or_default();
     checks.check(
         row.contains("class=\"ok\">ready<"),
         format!("dashboard: local-hello-5 is not listed as ready: {row:?}"),
+    );
+}
+
+/// The metrics function, asked with the owner's session as the dashboard asks it, counts the function's calls
+/// through faasd's gateway (from the gateway's counters on its port 8082, as docs/deploy.md 9.2 sets).
+fn invocation_counts(platform: &Platform, checks: &mut Checks) {
+    const CALLS: u64 = 5;
+    let cookie = owner_cookie(platform);
+    let ask = || {
+        let url = format!("{GATEWAY}function/metrics/?name=local-hello-5&window=1h");
+        let (status, body) = platform.ns.curl(&url, &["-H", &cookie]);
+        (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)))
+    };
+    let (status, before) = ask();
+    checks.check(status == 200, format!("metrics: answered {status}: {before}"));
+    for _ in 0..CALLS {
+        let (status, _) = platform.call("local-hello-5");
+        checks.check(status == 200, format!("metrics: a call of local-hello-5 answered {status}"));
+    }
+    let (status, after) = ask();
+    checks.check(status == 200, format!("metrics: answered {status}: {after}"));
+    let success = |answer: &Value| answer["success"].as_u64().unwrap_or(0);
+    checks.check(
+        success(&after) >= success(&before) + CALLS && after["source"] == "gateway",
+        format!("metrics: {CALLS} calls of local-hello-5 are not counted: before {before}, after {after}"),
+    );
+}
+
+/// A push to a branch of a repository that asks for previews (docs/previews.md), sent as GitHub sends it: the
+/// branch's preview answers at its own name with the branch's page, and the default branch's function keeps its
+/// version. Prints how long the preview took to answer.
+fn preview_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
+    let main_page = heading(repo);
+    testkit::git::git(repo, &["checkout", "-q", "-b", "feature"]);
+    let mut stack = fs::read_to_string(repo.join("stack.yml")).unwrap();
+    stack.push_str("configuration:\n  previews: true\n");
+    fs::write(repo.join("stack.yml"), stack).unwrap();
+    fs::write(repo.join("hello/index.html"), "<h1>Hello from the feature branch</h1>\n").unwrap();
+    let sha = testkit::git::commit(repo, "a feature");
+    let bare = platform.state.repos().join("local/hello.git");
+    testkit::git::git(repo, &["push", "-q", "-f", &bare.display().to_string(), "HEAD:refs/heads/feature"]);
+    testkit::git::git(repo, &["checkout", "-q", "main"]);
+    let clone_url = format!("http://{BRIDGE}:{GIT_PORT}/local/hello.git");
+    let owner_id = platform.state.account_id("local").unwrap();
+    let event = serde_json::json!({
+        "ref": "refs/heads/feature", "before": "0".repeat(40), "after": sha,
+        "created": true, "deleted": false, "forced": false, "base_ref": null,
+        "head_commit": {"id": sha, "message": "a feature", "timestamp": chrono::Utc::now().to_rfc3339()},
+        "repository": {
+            "id": 1, "name": "hello", "full_name": "local/hello", "private": false,
+            "owner": {"login": "local", "id": owner_id, "type": "User"},
+            "clone_url": clone_url, "html_url": clone_url, "default_branch": "main", "master_branch": "main"
+        },
+        "pusher": {"name": "local"}, "sender": {"login": "local", "id": owner_id, "type": "User"},
+        "installation": {"id": ofc::state::INSTALLATION_ID}
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    let file = platform.work.join("preview-push.json");
+    fs::write(&file, &body).unwrap();
+    let secret = platform.state.secret("github-webhook-secret").unwrap();
+    let signature = format!("X-Hub-Signature-256: {}", shared::signature::sign_sha256(secret.as_bytes(), &body));
+    let started = Instant::now();
+    let (status, answer) = platform.ns.curl(
+        &format!("{GATEWAY}function/gh-push"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-GitHub-Event: push",
+            "-H",
+            &format!("X-GitHub-Delivery: {}", uuid::Uuid::new_v4()),
+            "-H",
+            &signature,
+            "--data-binary",
+            &format!("@{}", file.display()),
+        ],
+    );
+    assert_eq!(status, 202, "gh-push did not queue the branch's push: {answer}");
+    let tag = shared::naming::preview_tag("hello", &shared::naming::PreviewOf::Branch("feature".into()));
+    let preview = format!("local-hello-5-{tag}");
+    let live = wait_until(Duration::from_secs(180), || {
+        let (status, page) = platform.ns.curl(&format!("{GATEWAY}function/{preview}"), &["-m", "2"]);
+        status == 200 && page.contains("Hello from the feature branch")
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let statuses = platform.statuses("hello", &sha);
+    checks.check(live, format!("preview: {preview} does not answer with the branch's page; statuses {statuses:?}"));
+    if live {
+        figure(figures, &format!("a branch's push (previews on) -> its preview {preview} live: {elapsed:.1} s"));
+    }
+    let (status, page) = platform.call("local-hello-5");
+    checks.check(
+        status == 200 && page.contains(&main_page),
+        format!("preview: the default branch's local-hello-5 no longer answers {main_page:?}: {status} {page}"),
     );
 }
 
@@ -894,7 +1069,9 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     function_logs(&platform, &mut checks);
     failing_build(&platform, &mut checks);
     dashboard(&platform, &mut checks);
+    invocation_counts(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
+    preview_push(&platform, &repo, &mut figures, &mut checks);
     keep_logs(&platform);
     loud(&format!("faasd figures:\n{figures}"));
     assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));

@@ -23,6 +23,11 @@ pub const MAX_SNAPSHOTS: usize = 3601;
 const COMPACT_AT: usize = 1024;
 /// How long one read of the gateway's `/metrics` may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a 404 from `gateway_metrics_url` means, said in the error: the default suits the local stack's gateway, and
+/// an OpenFaaS gateway serves its metrics on another port.
+pub const NOT_FOUND_HINT: &str = "an OpenFaaS gateway serves its metrics on port 8082, not on its functions' port: \
+    set gateway_metrics_url (on faasd http://gateway:8082/metrics, on Kubernetes \
+    http://gateway.openfaas:8082/metrics) or prometheus_url";
 
 /// Why the gateway's counters could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -135,16 +140,23 @@ impl Sampler {
     }
 
     /// Samples now, then every interval, for ever (the task ends with the function). A failed read is logged and
-    /// the next one is tried on time: the window then starts at the snapshot before it.
+    /// the next one is tried on time: the window then starts at the snapshot before it. A first read that fails
+    /// is logged as an error, so a wrong `gateway_metrics_url` shows at the start, not only at the first question.
     pub async fn run(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
             ticks.tick().await;
             match self.scrape().await {
                 Ok(counters) => self.record(counters, Instant::now()),
+                Err(error) if first => tracing::error!(
+                    %error,
+                    "the gateway's counters cannot be read: invocation counts are refused until they can"
+                ),
                 Err(error) => tracing::warn!(%error, "sampling the gateway's counters failed"),
             }
+            first = false;
         }
     }
 
@@ -158,6 +170,9 @@ impl Sampler {
             .send()
             .await
             .map_err(|e| failed(shared::error::error_chain(&e)))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(failed(format!("it answered {}: {NOT_FOUND_HINT}", response.status())));
+        }
         if !response.status().is_success() {
             return Err(failed(format!("it answered {}", response.status())));
         }

@@ -88,6 +88,8 @@ struct Stack {
 enum Counting {
     Prometheus(String),
     Gateway(Duration),
+    /// `gateway_metrics_url` where the gateway serves nothing (an OpenFaaS gateway's functions port).
+    NothingThere,
 }
 
 /// A gateway double with alice's, acme's, mallory's functions and a platform one, and metrics on it.
@@ -108,6 +110,10 @@ async fn start(counters: GatewayCounters, from: Counting) -> Stack {
         Counting::Gateway(interval) => {
             CountsFrom::Gateway { metrics_url: format!("{}metrics", gateway.url()).parse().unwrap(), interval }
         }
+        Counting::NothingThere => CountsFrom::Gateway {
+            metrics_url: format!("{}function/metrics", gateway.url()).parse().unwrap(),
+            interval: Duration::from_secs(3600),
+        },
     };
     let config = Config {
         common: shared::config::CommonConfig {
@@ -205,6 +211,17 @@ async fn counts_the_calls_since_the_first_sample_when_the_function_is_new() {
         json!({"function": "alice-hello-5", "window_seconds": 3600, "success": 3, "client_error": 1, "server_error": 2,
             "total": 6, "source": "gateway"})
     );
+}
+
+#[tokio::test]
+async fn a_metrics_url_that_answers_404_is_a_clear_error_naming_the_setting() {
+    let stack = start(GatewayCounters::default(), Counting::NothingThere).await;
+    let (status, answer) = ask(&stack, "name=alice-hello-5", Some(&alice_token())).await;
+    assert_eq!(status, 502, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    for needed in ["404", "port 8082", "gateway_metrics_url", "prometheus_url"] {
+        assert!(error.contains(needed), "the error does not say {needed:?}: {error}");
+    }
 }
 
 #[tokio::test]

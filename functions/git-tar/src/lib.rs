@@ -194,7 +194,9 @@ async fn report(
 }
 
 /// Updates the pull request's preview comment with each function's URL and outcome. A push refused before it was
-/// read, or a repository that does not ask for previews (no function was handed on), says nothing there.
+/// read, or a repository that does not ask for previews (no function was handed on), says nothing there; nor does
+/// a push a newer commit superseded: the newer push writes the comment, and an older one finishing later must not
+/// overwrite it.
 async fn comment(
     state: &AppState,
     event: StatusEvent,
@@ -203,6 +205,9 @@ async fn comment(
     result: &Result<String, GitTarError>,
     functions: Vec<PreviewFunction>,
 ) {
+    if trace.superseded_by().is_some() {
+        return;
+    }
     let summary = match result {
         Err(GitTarError::Signature(_) | GitTarError::BadRequest(_)) => return,
         Ok(_) if functions.is_empty() => return,

@@ -80,3 +80,23 @@ async fn a_branch_preview_writes_no_comment_and_a_repository_that_does_not_ask_b
     assert!(harness.stack_deploy().description.contains("previews: true"), "{:?}", harness.stack_deploy());
     assert!(harness.gateway.requests_to("/async-function/github-status/preview-comment").is_empty());
 }
+
+#[tokio::test]
+async fn a_pull_request_push_superseded_at_deploy_leaves_the_comment_to_the_newer_push() {
+    let harness = start().await;
+    let newer = "b".repeat(40);
+    harness.gateway.reply(
+        "POST",
+        "/function/buildshiprun",
+        vec![Reply::status(200).json(&serde_json::json!({"deployed": "superseded", "superseded_by": newer}))],
+    );
+    let sha = repo(&harness, true);
+    let (status, answer) = harness.send(&preview_push(&harness, &sha, PreviewOf::PullRequest(12))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(harness.tars().len(), 1, "handed on, then superseded at deploy");
+    assert!(
+        harness.gateway.requests_to("/async-function/github-status/preview-comment").is_empty(),
+        "the newer push writes the comment"
+    );
+    assert!(harness.stack_deploy().description.contains("superseded by bbbbbbb"), "{:?}", harness.stack_deploy());
+}

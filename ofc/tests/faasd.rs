@@ -432,6 +432,8 @@ fn registry_with_images(
     let accounts = RegistryAccounts::write(work, state);
     start_gate(ns, binaries, "gate-loopback", &socket, &accounts, "127.0.0.1", true);
     start_gate(ns, binaries, "gate-bridge", &socket, &accounts, BRIDGE, false);
+    let (status, _) = ns.curl(&format!("http://{}/v2/", registry_api()), &[]);
+    assert_eq!(status, 401, "the bridge's gate answers a read without an account");
 
     let started = Instant::now();
     let built = ns
@@ -1180,6 +1182,8 @@ fn preview_removal(platform: &Platform, preview: &str, figures: &mut String, che
     let started = Instant::now();
     let (status, answer) = platform.deliver("delete", &event);
     checks.check(status == 200, format!("preview removal: gh-push answered the delete event {status}: {answer}"));
+    let kept = serde_json::from_str::<Value>(&answer).map(|a| a["images_kept"].clone()).unwrap_or_default();
+    checks.check(kept == serde_json::json!([]), format!("preview removal: images were kept: {answer}"));
     let gone = wait_until(Duration::from_secs(60), || platform.task(preview) == (String::new(), String::new()));
     let deleted = wait_until(Duration::from_secs(30), || platform.manifest_status(&preview_image) == 404);
     let elapsed = started.elapsed().as_secs_f64();

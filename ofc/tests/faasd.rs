@@ -3,15 +3,17 @@
 //! PID and cgroup namespaces this test creates (faasd's bridge, 10.62.0.0/16, exists only there), the platform's
 //! images from `.ci/build-images`, the section's shell blocks read from docs/deploy.md and run as they stand, then
 //! pushes as GitHub sends them. GitHub's API and the git server are doubles on the bridge address, outside faasd,
-//! where of-builder and the registry also run (section 9.1).
+//! where of-builder and the registry (on a unix socket, behind its gates on loopback and on the bridge) also run
+//! (section 9.1).
 //!
 //! Needs the OpenFaaS binaries in `OFC_OPENFAAS_DIR` (default `<workspace>/../shared/openfaas`), the workspace's
 //! binaries next to `ofc` (`cargo test --workspace` builds them; `OFC_FAASD_BINARIES` names another folder, e.g. the
 //! static release ones `.ci/build-images` built), and Debian's containerd, runc, containernetworking-plugins,
 //! systemd (journald), buildah and docker-registry. `OFC_SKIP_REAL_OPENFAAS=1` skips it where the binaries are absent.
 //! Checks, besides the pushes, a platform function's update, `faas-cli logs`, a failing build's log link, the
-//! dashboard, the metrics function's counts and a branch's preview. Prints its figures (push to live, each push taken
-//! apart, unchanged push to green, memory); it asserts behaviour, not timings.
+//! dashboard, the metrics function's counts, a branch's preview and its removal with the branch (function and image,
+//! deleted by garbage-collect through the registry's gate on the bridge). Prints its figures (push to live, each push
+//! taken apart, unchanged push to green, preview live and removed, memory); it asserts behaviour, not timings.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -52,7 +54,7 @@ const PLATFORM: [&str; 13] = [
     "metrics",
 ];
 /// What the test takes from the workspace's binaries, besides the images' (`.ci/build-images` checks those).
-const WORKSPACE_BINARIES: [&str; 3] = ["of-builder", "ofc-watchdog", "serve-doubles"];
+const WORKSPACE_BINARIES: [&str; 4] = ["of-builder", "ofc-registry-gate", "ofc-watchdog", "serve-doubles"];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_owned()
@@ -325,6 +327,58 @@ impl Platform {
         (pid, image)
     }
 
+    /// The example's repository as GitHub's events describe it.
+    fn hello_repository(&self) -> Value {
+        let clone_url = format!("http://{BRIDGE}:{GIT_PORT}/local/hello.git");
+        let owner_id = self.state.account_id("local").unwrap();
+        serde_json::json!({
+            "id": 1, "name": "hello", "full_name": "local/hello", "private": false,
+            "owner": {"login": "local", "id": owner_id, "type": "User"},
+            "clone_url": clone_url, "html_url": clone_url, "default_branch": "main", "master_branch": "main"
+        })
+    }
+
+    fn sender(&self) -> Value {
+        serde_json::json!({"login": "local", "id": self.state.account_id("local").unwrap(), "type": "User"})
+    }
+
+    /// `event` delivered to gh-push through faasd's gateway as GitHub sends it, signed: the answer's status and body.
+    fn deliver(&self, kind: &str, event: &Value) -> (u16, String) {
+        let body = serde_json::to_vec(event).unwrap();
+        let file = self.work.join(format!("{kind}-event.json"));
+        fs::write(&file, &body).unwrap();
+        let secret = self.state.secret("github-webhook-secret").unwrap();
+        let signature = format!("X-Hub-Signature-256: {}", shared::signature::sign_sha256(secret.as_bytes(), &body));
+        self.ns.curl(
+            &format!("{GATEWAY}function/gh-push"),
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                &format!("X-GitHub-Event: {kind}"),
+                "-H",
+                &format!("X-GitHub-Delivery: {}", uuid::Uuid::new_v4()),
+                "-H",
+                &signature,
+                "--data-binary",
+                &format!("@{}", file.display()),
+            ],
+        )
+    }
+
+    /// The loopback gate's answer to a `HEAD` of `image`'s manifest (`host/repository@digest` or `:tag`), as
+    /// containerd asks.
+    fn manifest_status(&self, image: &str) -> u16 {
+        let Some((host, rest)) = image.split_once('/') else { return 0 };
+        let (repository, reference) =
+            rest.split_once('@').or_else(|| rest.rsplit_once(':')).unwrap_or((rest, "latest"));
+        let url = format!("http://{host}/v2/{repository}/manifests/{reference}");
+        let accept = format!("Accept: {}", shared::registry::MANIFEST_TYPES);
+        self.ns.curl(&url, &["-I", "-H", &accept]).0
+    }
+
     /// The GitHub double's statuses of a commit, newest first.
     fn statuses(&self, repo: &str, sha: &str) -> Vec<Value> {
         let url = format!("http://{BRIDGE}:{GITHUB_PORT}/repos/local/{repo}/commits/{sha}/statuses");
@@ -355,35 +409,106 @@ fn copy_openfaas(openfaas: &OpenFaas, bin: &Path) {
     }
 }
 
-/// The registry of docs/deploy.md 9.1, on the namespace's loopback, where containerd pulls over plain HTTP; then
-/// the platform's images, as section 5 builds them. SIGPIPE is ignored so that the script's `ldd | grep -q` of
-/// dynamically linked binaries cannot lose a library to the race of grep exiting first.
-fn registry_with_images(ns: &mut Namespace, work: &Path, binaries: &Path, figures: &mut String) {
+/// The registry of docs/deploy.md 9.1: `docker-registry` on a unix socket in a folder only root opens, behind its
+/// two gates (the namespace's loopback, where containerd pulls over plain HTTP and of-builder pushes, and faasd's
+/// bridge, where reads need an account); then the platform's images, as section 5 builds them, pushed as
+/// of-builder's account. SIGPIPE is ignored so that the script's `ldd | grep -q` of dynamically linked binaries
+/// cannot lose a library to the race of grep exiting first.
+fn registry_with_images(
+    ns: &mut Namespace,
+    work: &Path,
+    binaries: &Path,
+    state: &ofc::state::StateDir,
+    figures: &mut String,
+) {
+    use std::os::unix::fs::DirBuilderExt as _;
     let registry = work.join("registry");
-    fs::create_dir_all(&registry).unwrap();
-    let config = format!(
-        "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: \
-         \"{}\"}}, delete: {{enabled: true}}}}\nhttp: {{addr: \"{REGISTRY}\"}}\n",
-        registry.join("data").display()
-    );
-    fs::write(registry.join("config.yml"), config).unwrap();
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&registry).unwrap();
+    let socket = registry.join("registry.sock");
     let mut serve = ns.command("docker-registry");
-    serve.arg("serve").arg(registry.join("config.yml"));
+    doubles::registry::serve_command_on_socket(&mut serve, &registry, &socket).expect("the registry's command");
     ns.daemon("registry", serve);
-    let up = wait_until(Duration::from_secs(20), || ns.answers(&format!("http://{REGISTRY}/v2/")));
-    assert!(up, "the registry did not start: {}", ns.log("registry"));
+
+    let accounts = RegistryAccounts::write(work, state);
+    start_gate(ns, binaries, "gate-loopback", &socket, &accounts, "127.0.0.1", true);
+    start_gate(ns, binaries, "gate-bridge", &socket, &accounts, BRIDGE, false);
+    let (status, _) = ns.curl(&format!("http://{}/v2/", registry_api()), &[]);
+    assert_eq!(status, 401, "the bridge's gate answers a read without an account");
 
     let started = Instant::now();
     let built = ns
         .command_in(&workspace(), "timeout")
         .args(["1800", "env", "--ignore-signal=PIPE", "nice", "bash", ".ci/build-images"])
         .env("REGISTRY", REGISTRY)
+        .env("REGISTRY_AUTH_FILE", &accounts.builder)
         .env("BINARIES", binaries)
         .output()
         .expect(".ci/build-images runs");
     fs::write(ns.logs.join("build-images.log"), text(&built)).unwrap();
     assert!(built.status.success(), ".ci/build-images failed:\n{}", ns.log("build-images"));
     figure(figures, &format!(".ci/build-images to the registry: {:.1} s", started.elapsed().as_secs_f64()));
+}
+
+/// The registry's three account files of docs/deploy.md 9.1, each with a fresh password.
+struct RegistryAccounts {
+    /// of-builder's (`registry-auth` in its `secret_mount_path`), for the loopback gate.
+    builder: PathBuf,
+    /// garbage-collect's (`registry-collector-auth`, made an OpenFaaS secret by 9.3), for the bridge's gate.
+    collector: PathBuf,
+    /// The operator's, `user:password`.
+    operator: PathBuf,
+}
+
+impl RegistryAccounts {
+    fn write(work: &Path, state: &ofc::state::StateDir) -> Self {
+        use base64::Engine as _;
+        let password = || uuid::Uuid::new_v4().simple().to_string();
+        let docker_config = |registry: &str, user: &str| {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password()));
+            serde_json::json!({ "auths": { registry: { "auth": auth } } }).to_string()
+        };
+        let accounts = Self {
+            builder: state.secrets().join("registry-auth"),
+            collector: state.secrets().join("registry-collector-auth"),
+            operator: work.join("registry/operator"),
+        };
+        fs::write(&accounts.builder, docker_config(REGISTRY, "of-builder")).unwrap();
+        fs::write(&accounts.collector, docker_config(&registry_api(), "garbage-collect")).unwrap();
+        fs::write(&accounts.operator, format!("operator:{}", password())).unwrap();
+        accounts
+    }
+}
+
+/// A registry gate (`ofc-registry-gate`) on `address`:5000 in front of the registry's `socket`, as 9.1 starts it;
+/// answers once its `/healthz` does (the registry behind it answering too).
+fn start_gate(
+    ns: &mut Namespace,
+    binaries: &Path,
+    name: &str,
+    socket: &Path,
+    accounts: &RegistryAccounts,
+    address: &str,
+    anonymous_reads: bool,
+) {
+    let mut gate = ns.command("env");
+    gate.arg("-i")
+        .arg(format!("registry_upstream={}", socket.display()))
+        .arg(format!("builder_auth_file={}", accounts.builder.display()))
+        .arg(format!("operator_auth_file={}", accounts.operator.display()))
+        .arg(format!("collector_auth_file={}", accounts.collector.display()))
+        .arg("port=5000")
+        .arg(format!("bind_address={address}"))
+        .arg(format!("anonymous_reads={anonymous_reads}"))
+        .arg("RUST_LOG=info")
+        .arg(binaries.join("ofc-registry-gate"));
+    ns.daemon(name, gate);
+    let up = wait_until(Duration::from_secs(20), || ns.answers(&format!("http://{address}:5000/healthz")));
+    assert!(up, "the registry's gate on {address} did not start:\n{}\nregistry:\n{}", ns.log(name), ns.log("registry"));
+}
+
+/// The registry's gate on faasd's bridge, as garbage-collect reaches it (9.2's `REGISTRY_API`).
+fn registry_api() -> String {
+    format!("{BRIDGE}:5000")
 }
 
 /// GitHub, the git server (with the template store) and the resolver faasd names, outside faasd.
@@ -488,6 +613,7 @@ fn follow_the_guide(ns: &Namespace, work: &Path, state: &ofc::state::StateDir, f
     let settings = [
         ("OPENFAAS_URL", "http://127.0.0.1:8080".to_owned()),
         ("REGISTRY", REGISTRY.to_owned()),
+        ("REGISTRY_API", registry_api()),
         ("BUILDER_URL", builder_url()),
         ("PUBLIC_URL", GATEWAY.to_owned()),
         ("GITHUB_APP_ID", ofc::state::APP_ID.to_owned()),
@@ -549,9 +675,9 @@ fn deploy(openfaas: &OpenFaas) -> Platform {
     let elapsed = started.elapsed().as_secs_f64();
     figure(&mut figures, &format!("faasd up (containerd, image import, provider, gateway healthy): {elapsed:.1} s"));
 
-    registry_with_images(&mut ns, &work, &binaries, &mut figures);
     let state = ofc::state::StateDir::new(&work.join("ofc"));
     state.prepare().expect("the state folder");
+    registry_with_images(&mut ns, &work, &binaries, &state, &mut figures);
     start_doubles(&mut ns, &binaries, &state);
     start_builder(&mut ns, &binaries, &state);
     start_bucket(&mut ns, &state);
@@ -988,8 +1114,8 @@ fn invocation_counts(platform: &Platform, checks: &mut Checks) {
 
 /// A push to a branch of a repository that asks for previews (docs/previews.md), sent as GitHub sends it: the
 /// branch's preview answers at its own name with the branch's page, and the default branch's function keeps its
-/// version. Prints how long the preview took to answer.
-fn preview_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) {
+/// version. Prints how long the preview took to answer; answers the preview's name once it answers.
+fn preview_push(platform: &Platform, repo: &Path, figures: &mut String, checks: &mut Checks) -> Option<String> {
     let main_page = heading(repo);
     testkit::git::git(repo, &["checkout", "-q", "-b", "feature"]);
     let mut stack = fs::read_to_string(repo.join("stack.yml")).unwrap();
@@ -1000,43 +1126,16 @@ fn preview_push(platform: &Platform, repo: &Path, figures: &mut String, checks: 
     let bare = platform.state.repos().join("local/hello.git");
     testkit::git::git(repo, &["push", "-q", "-f", &bare.display().to_string(), "HEAD:refs/heads/feature"]);
     testkit::git::git(repo, &["checkout", "-q", "main"]);
-    let clone_url = format!("http://{BRIDGE}:{GIT_PORT}/local/hello.git");
-    let owner_id = platform.state.account_id("local").unwrap();
     let event = serde_json::json!({
         "ref": "refs/heads/feature", "before": "0".repeat(40), "after": sha,
         "created": true, "deleted": false, "forced": false, "base_ref": null,
         "head_commit": {"id": sha, "message": "a feature", "timestamp": chrono::Utc::now().to_rfc3339()},
-        "repository": {
-            "id": 1, "name": "hello", "full_name": "local/hello", "private": false,
-            "owner": {"login": "local", "id": owner_id, "type": "User"},
-            "clone_url": clone_url, "html_url": clone_url, "default_branch": "main", "master_branch": "main"
-        },
-        "pusher": {"name": "local"}, "sender": {"login": "local", "id": owner_id, "type": "User"},
+        "repository": platform.hello_repository(),
+        "pusher": {"name": "local"}, "sender": platform.sender(),
         "installation": {"id": ofc::state::INSTALLATION_ID}
     });
-    let body = serde_json::to_vec(&event).unwrap();
-    let file = platform.work.join("preview-push.json");
-    fs::write(&file, &body).unwrap();
-    let secret = platform.state.secret("github-webhook-secret").unwrap();
-    let signature = format!("X-Hub-Signature-256: {}", shared::signature::sign_sha256(secret.as_bytes(), &body));
     let started = Instant::now();
-    let (status, answer) = platform.ns.curl(
-        &format!("{GATEWAY}function/gh-push"),
-        &[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            "X-GitHub-Event: push",
-            "-H",
-            &format!("X-GitHub-Delivery: {}", uuid::Uuid::new_v4()),
-            "-H",
-            &signature,
-            "--data-binary",
-            &format!("@{}", file.display()),
-        ],
-    );
+    let (status, answer) = platform.deliver("push", &event);
     assert_eq!(status, 202, "gh-push did not queue the branch's push: {answer}");
     let tag = shared::naming::preview_tag("hello", &shared::naming::PreviewOf::Branch("feature".into()));
     let preview = format!("local-hello-5-{tag}");
@@ -1055,6 +1154,49 @@ fn preview_push(platform: &Platform, repo: &Path, figures: &mut String, checks: 
         status == 200 && page.contains(&main_page),
         format!("preview: the default branch's local-hello-5 no longer answers {main_page:?}: {status} {page}"),
     );
+    live.then_some(preview)
+}
+
+/// The branch deleted, as GitHub tells it (a signed `delete` event): its preview's function is removed and its
+/// image deleted from the registry by garbage-collect through the bridge's gate with its own account (the manifest
+/// answers 404 through the loopback gate), while the default branch's image still answers 200. Prints how long the
+/// removal took.
+fn preview_removal(platform: &Platform, preview: &str, figures: &mut String, checks: &mut Checks) {
+    let preview_image = platform.task(preview).1;
+    let main_image = platform.task("local-hello-5").1;
+    assert!(
+        !preview_image.is_empty() && !main_image.is_empty(),
+        "preview removal: the images are not known: {preview_image:?}, {main_image:?}"
+    );
+    checks.check(
+        platform.manifest_status(&preview_image) == 200,
+        format!("preview removal: {preview_image} is not in the registry before the branch's deletion"),
+    );
+    let event = serde_json::json!({
+        "ref": "feature", "ref_type": "branch", "pusher_type": "user",
+        "repository": platform.hello_repository(), "sender": platform.sender(),
+        "installation": {"id": ofc::state::INSTALLATION_ID}
+    });
+    let bare = platform.state.repos().join("local/hello.git");
+    testkit::git::git(&bare, &["update-ref", "-d", "refs/heads/feature"]);
+    let started = Instant::now();
+    let (status, answer) = platform.deliver("delete", &event);
+    checks.check(status == 200, format!("preview removal: gh-push answered the delete event {status}: {answer}"));
+    let kept = serde_json::from_str::<Value>(&answer).map(|a| a["images_kept"].clone()).unwrap_or_default();
+    checks.check(kept == serde_json::json!([]), format!("preview removal: images were kept: {answer}"));
+    let gone = wait_until(Duration::from_secs(60), || platform.task(preview) == (String::new(), String::new()));
+    let deleted = wait_until(Duration::from_secs(30), || platform.manifest_status(&preview_image) == 404);
+    let elapsed = started.elapsed().as_secs_f64();
+    checks.check(gone, format!("preview removal: {preview} still runs after its branch's deletion: {answer}"));
+    let last = platform.manifest_status(&preview_image);
+    checks.check(deleted, format!("preview removal: {preview_image}'s manifest answers {last}, not 404: {answer}"));
+    if gone && deleted {
+        figure(figures, &format!("a branch's deletion -> its preview and image removed: {elapsed:.1} s"));
+    }
+    let kept = platform.manifest_status(&main_image);
+    checks.check(kept == 200, format!("preview removal: the default branch's {main_image} answers {kept}, not 200"));
+    let (status, _) = platform.call("local-hello-5");
+    checks.check(status == 200, format!("preview removal: local-hello-5 answers {status} after the branch's deletion"));
 }
 
 #[test]
@@ -1071,7 +1213,9 @@ fn the_platform_deployed_on_faasd_as_the_deploy_guide_says_builds_and_runs_pushe
     dashboard(&platform, &mut checks);
     invocation_counts(&platform, &mut checks);
     let _ = writeln!(figures, "  {}", memory(&platform));
-    preview_push(&platform, &repo, &mut figures, &mut checks);
+    if let Some(preview) = preview_push(&platform, &repo, &mut figures, &mut checks) {
+        preview_removal(&platform, &preview, &mut figures, &mut checks);
+    }
     keep_logs(&platform);
     loud(&format!("faasd figures:\n{figures}"));
     assert!(checks.0.is_empty(), "{} check(s) failed:\n{}", checks.0.len(), checks.0.join("\n"));

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The memory of every process in faasd's namespace, by part, as PSS in MiB (shared pages split between their users):
 # faasd's own processes (containerd, shims, `faasd collect`, provider, journald) and compose services, the platform's
-# functions, the users' functions (`local-*`), and what runs outside faasd (registry, of-builder, the doubles).
+# functions, the users' functions (`local-*`), and what runs outside faasd (registry and its gates, of-builder, the
+# doubles; `comm` holds a name's first 15 characters).
 # Run inside the namespace, where /proc shows its processes only.
 set -uo pipefail
 for dir in /proc/[0-9]*; do
@@ -15,7 +16,8 @@ for dir in /proc/[0-9]*; do
     */openfaas/*) part="faasd services (gateway, NATS, queue-worker, basic-auth, prometheus)" ;;
     *)
       case "$comm" in
-        docker-registry|of-builder|serve-doubles|buildah|ns-init.sh|sleep|memory.sh|awk|cat) part="outside faasd (registry, of-builder, doubles)" ;;
+        docker-registry|ofc-registry-ga|of-builder|serve-doubles|buildah|ns-init.sh|sleep|memory.sh|awk|cat)
+          part="outside faasd (registry and its gates, of-builder, doubles)" ;;
         *) part="faasd (containerd, shims, faasd up/collect/provider, journald)" ;;
       esac
       ;;

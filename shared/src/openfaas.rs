@@ -46,8 +46,9 @@ pub mod labels {
 
 /// The annotations the platform sets on every deployment.
 pub mod annotations {
-    /// `sha256:<hex>` of the deployment buildshiprun sent (see [`FunctionDeployment::digest`]): what decides that
-    /// a push changes nothing, as providers echo a deployment back in their own form (faasd adds the image's `ENV`).
+    /// `sha256:<hex>` of the deployment buildshiprun sent (see [`super::FunctionDeployment::digest`]): what
+    /// decides that a push changes nothing, as providers echo a deployment back in their own form (faasd adds the
+    /// image's `ENV`).
     pub const DEPLOYMENT_DIGEST: &str = "com.openfaas.cloud.deployment-digest";
 }
 

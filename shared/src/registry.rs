@@ -316,7 +316,7 @@ impl RegistryClient {
         }
     }
 
-    /// The tags of `image`'s repository (`GET /v2/<name>/tags/list`, at most [`MAX_TAGS`]); none when the
+    /// The tags of `image`'s repository (`GET /v2/<name>/tags/list`, at most `MAX_TAGS`); none when the
     /// repository is not there.
     pub async fn tags(&self, image: &ImageRef) -> Result<Vec<String>, RegistryError> {
         let url = format!("{}?n={MAX_TAGS}", self.url(&image.host, &image.repository, "tags", "list"));

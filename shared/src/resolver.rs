@@ -4,7 +4,7 @@
 //! Why: reqwest's own DNS asked for A and AAAA records even for names the hosts file holds (`gateway` on faasd),
 //! and faasd's containers name a nameserver that never answers without internet, so every call between functions
 //! waited the resolver's 5 s timeout. Here a hosts-file name never reaches DNS, a DNS answer with an A record does
-//! not wait on AAAA, and a silent nameserver fails the lookup within [`DNS_TIMEOUT`], with a clear error.
+//! not wait on AAAA, and a silent nameserver fails the lookup within `DNS_TIMEOUT`, with a clear error.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -57,7 +57,7 @@ impl std::fmt::Debug for FunctionResolver {
 }
 
 impl FunctionResolver {
-    /// The machine's: [`HOSTS_PATH`], and the nameservers and search domains of `/etc/resolv.conf` (none when it
+    /// The machine's: `HOSTS_PATH`, and the nameservers and search domains of `/etc/resolv.conf` (none when it
     /// cannot be read: then only the hosts file and `localhost` resolve).
     pub fn system() -> Self {
         Self::new(Path::new(HOSTS_PATH), hickory_resolver::system_conf::read_system_conf().ok(), DNS_TIMEOUT)
@@ -166,7 +166,7 @@ impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for Function
     }
 }
 
-/// Where every HTTP client of the functions starts: reqwest with [`shared_resolver`].
+/// Where every HTTP client of the functions starts: reqwest with `shared_resolver`.
 pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().dns_resolver(shared_resolver())
 }

@@ -3,7 +3,7 @@
 //! A function builds its own `Router` of handlers (`app(config)`), then [`run`]s it: tests bind `127.0.0.1:0` and pass
 //! the listener and a shutdown future in; a binary's `main` is one call to [`run_function`], which binds
 //! `$bind_address:$port` (default `0.0.0.0`) and waits for SIGTERM. Every listener of the stack (the embedded gateway's too) is served by
-//! [`serve_with_limits`], which bounds what idle and slow clients can hold (see [`connections`]).
+//! [`serve_with_limits`], which bounds what idle and slow clients can hold (see `connections`).
 
 mod connections;
 

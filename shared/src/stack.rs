@@ -169,7 +169,7 @@ struct EnvironmentFile {
 
 impl Stack {
     /// Parses stack YAML text as faas-cli does: `${VAR}` substituted first (from an empty environment, see
-    /// [`crate::envsubst`]), then the YAML (a key defined twice is an error), then `provider.name` and `version`.
+    /// `envsubst`), then the YAML (a key defined twice is an error), then `provider.name` and `version`.
     pub fn parse(text: &str) -> Result<Self, StackError> {
         Self::parse_file(text, "stack.yml")
     }

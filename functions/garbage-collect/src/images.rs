@@ -76,19 +76,42 @@ impl PreviewImages {
 
     /// Deletes the images of `removed` (functions already deleted from the gateway) that are preview images of
     /// their own owner; a default branch's image, a `skip_build` image or another owner's is never touched.
-    pub async fn remove(&self, removed: &[FunctionStatus]) -> ImagesRemoved {
+    /// `live` is the gateway's list read after the removal (`None`: it could not be read): a repository a function
+    /// runs from again (a pull request reopened, a push to the branch in between) is left whole.
+    pub async fn remove(&self, removed: &[FunctionStatus], live: Option<&[FunctionStatus]>) -> ImagesRemoved {
         let targets: Vec<ImageRef> = removed.iter().filter_map(|f| self.target(f)).collect();
         if targets.is_empty() {
             return ImagesRemoved::default();
         }
-        let Some(client) = &self.client else {
+        let Some(live) = live else {
             let kept = targets
                 .iter()
-                .map(|t| format!("{}: garbage-collect has no registry account ({COLLECTOR_SECRET})", t.repository))
+                .map(|t| format!("{}: the gateway's functions could not be listed to see it is unused", t.repository))
                 .collect();
             return ImagesRemoved { deleted: Vec::new(), kept };
         };
-        let mut done = ImagesRemoved::default();
+        let in_use: BTreeSet<String> =
+            live.iter().filter_map(|f| ImageRef::parse(&self.registry_image(f)).ok()).map(|i| i.repository).collect();
+        let (targets, redeployed): (Vec<ImageRef>, Vec<ImageRef>) =
+            targets.into_iter().partition(|t| !in_use.contains(&t.repository));
+        let mut done = ImagesRemoved {
+            deleted: Vec::new(),
+            kept: redeployed
+                .iter()
+                .map(|t| format!("{}: a function runs from it again, so it stays", t.repository))
+                .collect(),
+        };
+        if targets.is_empty() {
+            return done;
+        }
+        let Some(client) = &self.client else {
+            done.kept.extend(
+                targets
+                    .iter()
+                    .map(|t| format!("{}: garbage-collect has no registry account ({COLLECTOR_SECRET})", t.repository)),
+            );
+            return done;
+        };
         let all = async {
             for target in &targets {
                 remove_repository(client, target, &mut done).await;
@@ -105,19 +128,27 @@ impl PreviewImages {
     }
 
     /// The registry address of `function`'s image when it is a preview image under the function's own owner id.
+    /// A function without the owner-id label (deployed by hand, or before owners had ids) has no owner to check
+    /// against, so its image is never deleted.
     fn target(&self, function: &FunctionStatus) -> Option<ImageRef> {
         function.preview()?;
-        let image = match &self.api_host {
-            Some(host) => with_registry_host(&function.image, host),
-            None => function.image.clone(),
-        };
+        let image = self.registry_image(function);
         let reference = ImageRef::parse(&image).ok()?;
         let owner_ok = match (function.owner_id(), image_owner_prefix(&image)) {
             (Some(id), Some(prefix)) => prefix.rsplit('/').next() == Some(id.to_string().as_str()),
-            (None, Some(_)) => true,
-            (_, None) => false,
+            (None, _) | (_, None) => false,
         };
         (owner_ok && is_preview_image_repository(&reference.repository)).then_some(reference)
+    }
+}
+
+impl PreviewImages {
+    /// `function`'s image as garbage-collect reaches its registry (`registry_api_url`'s host when set).
+    fn registry_image(&self, function: &FunctionStatus) -> String {
+        match &self.api_host {
+            Some(host) => with_registry_host(&function.image, host),
+            None => function.image.clone(),
+        }
     }
 }
 

@@ -145,8 +145,11 @@ pub async fn sweep_previews(gateway: &GatewayClient, images: &PreviewImages, ttl
     let functions = gateway.list_functions().await?;
     let stale = stale_previews(&functions, chrono::Utc::now().timestamp(), ttl);
     let (removed, failed) = delete_functions(gateway, stale).await;
-    let swept =
-        Swept { deleted: removed.iter().map(|f| f.name.clone()).collect(), images: images.remove(&removed).await };
+    let live = if removed.iter().any(|f| f.preview().is_some()) { gateway.list_functions().await.ok() } else { None };
+    let swept = Swept {
+        deleted: removed.iter().map(|f| f.name.clone()).collect(),
+        images: images.remove(&removed, live.as_deref()).await,
+    };
     match failed {
         Some(error) => {
             tracing::warn!(deleted = ?swept.deleted, images = ?swept.images.deleted, "a sweep stopped part way");
@@ -222,7 +225,13 @@ async fn handle(
     let (removed, failed) =
         delete_functions(&state.gateway, functions.iter().filter(|f| collectable(f, &request)).collect()).await;
     // The images of what was removed go even when a later function's removal failed.
-    let images = state.images.remove(&removed).await;
+    // Read again only when a preview went: its images are deleted unless a function runs from them again.
+    let live = if removed.iter().any(|f| f.preview().is_some()) {
+        state.gateway.list_functions_of(&request.owner, request.owner_id).await.ok()
+    } else {
+        None
+    };
+    let images = state.images.remove(&removed, live.as_deref()).await;
     let deleted: Vec<String> = removed.iter().map(|f| f.name.clone()).collect();
     if let Some(error) = failed {
         tracing::warn!(owner = %request.owner, repo = %request.repo, ?deleted, images = ?images.deleted, "a collection stopped part way");

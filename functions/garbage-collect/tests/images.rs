@@ -210,3 +210,44 @@ async fn without_the_registry_or_an_account_the_functions_still_go_and_the_answe
     assert_eq!(status, 200, "{answer}");
     assert!(answer["images_kept"].to_string().contains("registry-collector-auth"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_preview_repository_a_function_runs_from_again_is_left_whole_and_an_unlabelled_owner_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = RegistryProcess::start_gated(dir.path(), accounts()).await.unwrap();
+    let host = registry.host_port();
+    let http = reqwest::Client::new();
+    let preview = format!("{OWNER_ID}/fns/hello__{TAG}");
+    let (old, _) = push(&http, &host, &preview, "old").await;
+    let (new, _) = push(&http, &host, &preview, "new").await;
+
+    // One function of the preview goes while another (kept by the request, as one deployed again would be) runs
+    // from the same repository: nothing of it is deleted.
+    let gateway = RecordingGateway::with_credentials("admin", "pw").await;
+    gateway.add_function(function(&format!("octo-hello-4-{TAG}"), Some(TAG), format!("{host}/{preview}@{old}")));
+    gateway.add_function(function(&format!("octo-web-4-{TAG}"), Some(TAG), format!("{host}/{preview}@{new}")));
+    let served = serve(&gateway, registry_config(&host, Some(COLLECTOR))).await;
+    let request = json!({"owner": "octo", "owner_id": OWNER_ID, "repo": "fns", "preview": TAG,
+                         "functions": [format!("octo-web-4-{TAG}")]});
+    let (status, answer) = collect(&served, &request).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!([format!("octo-hello-4-{TAG}")]));
+    assert_eq!(answer["images_deleted"], json!([]), "{answer}");
+    assert!(answer["images_kept"].to_string().contains("runs from it again"), "{answer}");
+    for reference in [old.as_str(), new.as_str()] {
+        assert_eq!(head(&http, &host, &preview, reference).await, StatusCode::OK, "{reference}");
+    }
+
+    // A preview function without the owner-id label has no owner to check its image against: it is not deleted.
+    let gateway = RecordingGateway::with_credentials("admin", "pw").await;
+    let mut unlabelled = function(&format!("octo-hello-4-{TAG}"), Some(TAG), format!("{host}/{preview}@{old}"));
+    unlabelled.labels.as_mut().unwrap().remove(labels::OWNER_ID);
+    gateway.add_function(unlabelled);
+    let served = serve(&gateway, registry_config(&host, Some(COLLECTOR))).await;
+    let request = json!({"owner": "octo", "repo": "fns", "functions": [], "preview": TAG});
+    let (status, answer) = collect(&served, &request).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"], json!([format!("octo-hello-4-{TAG}")]), "the function itself goes");
+    assert_eq!(answer["images_deleted"], json!([]), "{answer}");
+    assert_eq!(head(&http, &host, &preview, &old).await, StatusCode::OK);
+}

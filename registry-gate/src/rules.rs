@@ -80,6 +80,8 @@ pub(crate) enum Decision {
     NotAllowed,
 }
 
+/// Decides on the path as the registry will read it: distribution decodes percent-escapes before routing, so
+/// `/v2/%5Fcatalog` is the catalog and `%2F` a slash; a path that does not decode is refused.
 pub(crate) fn decide(
     method: &Method,
     path: &str,
@@ -87,6 +89,8 @@ pub(crate) fn decide(
     accounts: &GateAccounts,
     reads: Reads,
 ) -> Decision {
+    let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else { return Decision::NotAllowed };
+    let path: &str = &decoded;
     if reads == Reads::SignedIn
         && (*method == Method::GET || *method == Method::HEAD)
         && !accounts.signs_in(authorization)
@@ -108,9 +112,9 @@ pub(crate) fn decide(
             }
         }
         Method::GET | Method::HEAD if path.starts_with("/v2/_catalog") => {
-            if operator || builder {
+            if operator {
                 Decision::Forward
-            } else if collector {
+            } else if builder || collector {
                 Decision::Denied("listing every repository is for the operator")
             } else {
                 Decision::SignIn("listing every repository is for the operator")
@@ -180,6 +184,8 @@ mod tests {
         assert_eq!(decide(&Method::HEAD, manifest, Some(&wrong), &a, Reads::Anyone), Decision::Forward);
         assert!(matches!(decide(&Method::GET, "/v2/", None, &a, Reads::Anyone), Decision::SignIn(_)));
         assert!(matches!(decide(&Method::GET, "/v2/_catalog", None, &a, Reads::Anyone), Decision::SignIn(_)));
+        assert!(matches!(decide(&Method::GET, "/v2/_catalog", Some(&builder), &a, Reads::Anyone), Decision::Denied(_)));
+        assert_eq!(decide(&Method::GET, "/v2/_catalog", Some(&operator), &a, Reads::Anyone), Decision::Forward);
         assert!(matches!(decide(&Method::PUT, manifest, None, &a, Reads::Anyone), Decision::SignIn(_)));
         assert!(matches!(decide(&Method::PUT, manifest, Some(&wrong), &a, Reads::Anyone), Decision::SignIn(_)));
         assert!(matches!(decide(&Method::PUT, manifest, Some(&operator), &a, Reads::Anyone), Decision::Denied(_)));
@@ -215,6 +221,21 @@ mod tests {
             decide(&Method::DELETE, &default, Some(&collector), &a, Reads::SignedIn),
             Decision::Denied(_)
         ));
+    }
+
+    #[test]
+    fn a_path_is_judged_as_the_registry_decodes_it() {
+        let a = accounts();
+        let collector = basic("collector", "gc-pass");
+        for catalog in ["/v2/%5Fcatalog", "/v2/%5fcatalog", "/v2/_catalo%67"] {
+            assert!(matches!(decide(&Method::GET, catalog, None, &a, Reads::Anyone), Decision::SignIn(_)), "{catalog}");
+        }
+        let digest = format!("sha256%3A{}", "a".repeat(64));
+        let preview = format!("/v2/42/fns/hello__p0123456789ab/manifests/{digest}");
+        assert_eq!(decide(&Method::DELETE, &preview, Some(&collector), &a, Reads::Anyone), Decision::Forward);
+        let escaped_default = format!("/v2/42/fns/hello%2F..%2Fother__p0123456789ab/manifests/{digest}");
+        assert_ne!(decide(&Method::DELETE, &escaped_default, Some(&collector), &a, Reads::Anyone), Decision::Forward);
+        assert_eq!(decide(&Method::GET, "/v2/42/fns/%FF/manifests/x", None, &a, Reads::Anyone), Decision::NotAllowed);
     }
 
     #[test]

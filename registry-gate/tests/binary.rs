@@ -106,6 +106,11 @@ async fn the_binary_guards_a_registry_on_a_loopback_port() {
     assert_eq!(catalog.status(), StatusCode::UNAUTHORIZED);
     let catalog = client.send(Method::GET, "_catalog", Some(COLLECTOR), ("", vec![])).await;
     assert_eq!(catalog.status(), StatusCode::FORBIDDEN);
+    // The registry decodes the path before routing: an escaped catalog is the catalog.
+    for escaped in ["%5Fcatalog", "_catalo%67"] {
+        let catalog = client.send(Method::GET, escaped, None, ("", vec![])).await;
+        assert_eq!(catalog.status(), StatusCode::UNAUTHORIZED, "{escaped}");
+    }
 
     // A second gate in front of the same registry, for where tenants' functions reach it (faasd's bridge): reads
     // need an account there.

@@ -179,8 +179,10 @@ impl BuildBackend for Buildah {
             options.extend(["--label".to_owned(), format!("{}={}", label.0, label.1)]);
         }
         let prepared = started.elapsed();
-        let dockerfile = tokio::fs::read_to_string(context.join("Dockerfile")).await.unwrap_or_default();
-        let layers = crate::base_images::runs_code(&dockerfile);
+        // Read as the request's checks read it (lossy UTF-8); one that cannot be read keeps the layer cache.
+        let layers = tokio::fs::read(context.join("Dockerfile"))
+            .await
+            .map_or(true, |bytes| crate::base_images::runs_code(&String::from_utf8_lossy(&bytes)));
         let mut build = self.bud_command(&dev);
         build.args(Self::build_args(config, context, layers, &options));
         let (ok, mut log) = run_logged(build, self.timeout, &self.scrubber).await?;

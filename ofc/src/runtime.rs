@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use of_builder::storage::StorageDriver;
 use serde::Deserialize;
 use shared::openfaas::FunctionStatus;
 use shared::sandbox::{BuildUser, Confinement, ReadOnlyRoot, DROPPED_CAPABILITY};
@@ -95,25 +96,33 @@ impl Sandbox {
     }
 }
 
-/// One Buildah storage (vfs, as of-builder uses it): `root/storage` and `root/run`, used as root or, sandboxed,
-/// as the build user.
+/// One Buildah storage: `root/storage` and `root/run`, used as root or, sandboxed, as the build user. vfs unless
+/// [`BuildahStorage::on_driver`] says otherwise: the replicas' storage stays vfs (see [`container_root`]).
 #[derive(Debug, Clone)]
 pub struct BuildahStorage {
     pub root: PathBuf,
     pub sandbox: Option<Sandbox>,
+    pub driver: StorageDriver,
 }
 
 impl BuildahStorage {
     /// Root's storage at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), sandbox: None }
+        Self { root: root.into(), sandbox: None, driver: StorageDriver::Vfs }
     }
 
     /// The build user's storage at `root`, created for it (or checked to be its own).
     pub fn sandboxed(root: impl Into<PathBuf>, sandbox: Sandbox) -> std::io::Result<Self> {
         let root = root.into();
         sandbox.user.prepare_storage(&root)?;
-        Ok(Self { root, sandbox: Some(sandbox) })
+        Ok(Self { root, sandbox: Some(sandbox), driver: StorageDriver::Vfs })
+    }
+
+    /// The same storage on `driver` (of-builder's, whose driver is chosen at start); `root` must be that driver's
+    /// own folder, as containers/storage refuses one written by another driver.
+    #[must_use]
+    pub fn on_driver(self, driver: StorageDriver) -> Self {
+        Self { driver, ..self }
     }
 
     /// `buildah` on this storage, for a step awaited to its end.
@@ -146,7 +155,7 @@ impl BuildahStorage {
             .arg("--runroot")
             .arg(self.root.join("run"))
             .arg("--storage-driver")
-            .arg("vfs")
+            .arg(self.driver.name())
             .stdin(Stdio::null());
         command
     }
@@ -765,7 +774,10 @@ fn remove_leftover_cgroups(cgroup_root: &Path) {
     }
 }
 
-/// The container's root folder in vfs storage (`vfs/dir/<layer>`), from the storage's container list.
+/// The container's root folder in vfs storage (`vfs/dir/<layer>`), from the storage's container list. Why the
+/// replicas' storage stays vfs: this folder exists outside any run, so the read-only root is prepared in it before
+/// `buildah run` (an overlay root exists only while mounted, rootless inside the run's own user namespace), and a
+/// replica's image is pulled once, small, where vfs's cost a step does not arise.
 fn container_root(storage: &Path, container: &str) -> Result<PathBuf, RuntimeError> {
     #[derive(Deserialize)]
     struct Stored {

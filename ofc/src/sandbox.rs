@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
+use of_builder::storage::{Choice, DriverSetting, StorageDriver};
 use shared::sandbox::BuildUser;
 
 use crate::runtime::{BuildahStorage, Sandbox};
@@ -73,16 +74,33 @@ pub fn runtime_root(state: &StateDir, sandbox: Option<&Sandbox>) -> PathBuf {
     state.root.join(if sandbox.is_some() { "runtime-sandbox" } else { "runtime" })
 }
 
-/// The storage driver `ofc up` gives of-builder: the watchdog image is built into of-builder's storage before
-/// of-builder starts, so both must name the same driver and its folder (of-builder keeps one per driver); vfs works
-/// on every machine, where `auto` could choose differently from run to run.
-pub const BUILDER_STORAGE_DRIVER: &str = "vfs";
+/// Chooses of-builder's storage driver the way of-builder's `auto` does (its probe, in its storage folder, as the
+/// build user when sandboxed; vfs where overlay fails), once: `ofc up` builds the base image into that driver's
+/// storage before of-builder starts, then gives of-builder the driver by name so both use the same one.
+pub async fn choose_builder_driver(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::Result<Choice> {
+    let root = builder_root(state, sandbox);
+    let user = sandbox.map(|s| s.user.clone());
+    // The probe is a Buildah build awaited synchronously (bounded by of-builder's probe timeout).
+    let choice = tokio::task::spawn_blocking(move || {
+        of_builder::storage::choose(DriverSetting::Auto, Some(&root), user.as_ref())
+    })
+    .await
+    .context("the storage driver probe stopped")?
+    .map_err(|reason| anyhow::anyhow!("of-builder's storage driver cannot be chosen: {reason}"))?;
+    tracing::info!(driver = choice.driver.name(), why = %choice.why, "of-builder's storage driver");
+    Ok(choice)
+}
 
-/// of-builder's storage (its `vfs` folder), the build user's when sandboxed, for building the watchdog image into it.
-pub fn builder_storage(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::Result<BuildahStorage> {
+/// of-builder's storage for `driver` (its folder of that name), the build user's when sandboxed, for building the
+/// watchdog image into it.
+pub fn builder_storage_on(
+    state: &StateDir,
+    sandbox: Option<&Sandbox>,
+    driver: StorageDriver,
+) -> anyhow::Result<BuildahStorage> {
     let base = builder_root(state, sandbox);
-    let root = base.join(BUILDER_STORAGE_DRIVER);
-    match sandbox {
+    let root = base.join(driver.name());
+    let storage = match sandbox {
         Some(sandbox) => {
             // of-builder checks that its base folder is the build user's too, so it is made so first.
             sandbox
@@ -90,10 +108,17 @@ pub fn builder_storage(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::R
                 .prepare_storage(&base)
                 .with_context(|| format!("the build user's storage {} cannot be used", base.display()))?;
             BuildahStorage::sandboxed(&root, sandbox.clone())
-                .with_context(|| format!("the build user's storage {} cannot be used", root.display()))
+                .with_context(|| format!("the build user's storage {} cannot be used", root.display()))?
         }
-        None => Ok(BuildahStorage::new(root)),
-    }
+        None => BuildahStorage::new(root),
+    };
+    Ok(storage.on_driver(driver))
+}
+
+/// of-builder's vfs storage (see [`builder_storage_on`]), for a start that gives of-builder vfs or copies the image
+/// on to the driver it picks.
+pub fn builder_storage(state: &StateDir, sandbox: Option<&Sandbox>) -> anyhow::Result<BuildahStorage> {
+    builder_storage_on(state, sandbox, StorageDriver::Vfs)
 }
 
 #[cfg(test)]

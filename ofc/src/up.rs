@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use doubles::git_server::GitServer;
 use doubles::github_double::{GitHubDouble, RunningDouble};
+use of_builder::storage::StorageDriver;
 use shared::stack::Stack;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -161,9 +162,10 @@ impl LocalStack {
             crate::templates::publish(&prepared.state.repos()).context("the templates cannot be published")?;
         tracing::info!(commit = %templates, "local templates published");
         let gateway_url = format!("http://{gateway_address}/");
+        let driver = crate::sandbox::choose_builder_driver(&prepared.state, sandbox.as_ref()).await?.driver;
         let (gateway, gateway_stop, gateway_server) =
-            start_gateway(options, &prepared, sandbox.as_ref(), gateway_listener).await?;
-        let builder = start_builder(options, &prepared, sandbox.as_ref())?;
+            start_gateway(options, &prepared, sandbox.as_ref(), driver, gateway_listener).await?;
+        let builder = start_builder(options, &prepared, sandbox.as_ref(), driver)?;
         let router_port = router_listener.local_addr()?.port();
         let endpoints = Endpoints {
             gateway: gateway_url,
@@ -393,16 +395,17 @@ fn start_doubles(prepared: &Prepared) -> anyhow::Result<(RunningDouble, GitServe
     Ok((github, git))
 }
 
-/// The base image templates start FROM (into the builder's storage: no registry here can serve it), then the
-/// gateway with the recorded deployments (its queue worker starts once the functions answer).
+/// The base image templates start FROM (into the builder's storage for `driver`: no registry here can serve it),
+/// then the gateway with the recorded deployments (its queue worker starts once the functions answer).
 async fn start_gateway(
     options: &UpOptions,
     prepared: &Prepared,
     sandbox: Option<&Sandbox>,
+    driver: StorageDriver,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<(Gateway, oneshot::Sender<()>, JoinHandle<()>)> {
     let state = &prepared.state;
-    let builder_storage = crate::sandbox::builder_storage(state, sandbox)?;
+    let builder_storage = crate::sandbox::builder_storage_on(state, sandbox, driver)?;
     build_watchdog_image(&builder_storage, &options.binaries.join("ofc-watchdog"))
         .await
         .with_context(|| format!("the base image {WATCHDOG_IMAGE} could not be built"))?;
@@ -438,8 +441,14 @@ async fn start_gateway(
     Ok((gateway, stop, server))
 }
 
-/// of-builder, on the port it had last time when that is free.
-fn start_builder(options: &UpOptions, prepared: &Prepared, sandbox: Option<&Sandbox>) -> anyhow::Result<Supervised> {
+/// of-builder, on the port it had last time when that is free, on the storage driver chosen at start (named, not
+/// `auto`: its base image is in that driver's storage only).
+fn start_builder(
+    options: &UpOptions,
+    prepared: &Prepared,
+    sandbox: Option<&Sandbox>,
+    driver: StorageDriver,
+) -> anyhow::Result<Supervised> {
     let state = &prepared.state;
     let port = reuse(prepared.previous.as_ref().map(|e| e.builder.as_str()))?.local_addr()?.port();
     let mut env = BTreeMap::from([
@@ -448,7 +457,7 @@ fn start_builder(options: &UpOptions, prepared: &Prepared, sandbox: Option<&Sand
         ("builder_backend".to_owned(), "buildah".to_owned()),
         ("registry_insecure".to_owned(), "true".to_owned()),
         ("buildah_root".to_owned(), crate::sandbox::builder_root(state, sandbox).display().to_string()),
-        ("buildah_storage_driver".to_owned(), crate::sandbox::BUILDER_STORAGE_DRIVER.to_owned()),
+        ("buildah_storage_driver".to_owned(), driver.name().to_owned()),
     ]);
     if let Some(sandbox) = sandbox {
         env.insert("build_user".to_owned(), sandbox.user.name.clone());

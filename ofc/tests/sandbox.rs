@@ -245,3 +245,28 @@ async fn measure_what_the_sandbox_costs_a_running_function() {
     }
     drop(registry);
 }
+
+/// `ofc up`'s builds run on the storage driver of-builder's probe picks (overlay where it works, else vfs),
+/// sandboxed and with `--sandbox none`; the base image is built into that driver's own folder, where of-builder
+/// reads it, and a build FROM it works there.
+#[tokio::test]
+async fn the_base_image_is_built_into_the_storage_driver_chosen_for_the_builder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let state = ofc::state::StateDir::new(dir.path());
+    let watchdog = Path::new(env!("CARGO_BIN_EXE_ofc")).with_file_name("ofc-watchdog");
+    let sandbox = ofc::sandbox::prepare(&state, build_user()).unwrap();
+    for sandbox in [Some(&sandbox), None] {
+        let choice = ofc::sandbox::choose_builder_driver(&state, sandbox).await.unwrap();
+        let folder = ofc::sandbox::builder_root(&state, sandbox).join(choice.driver.name());
+        let storage = ofc::sandbox::builder_storage_on(&state, sandbox, choice.driver).unwrap();
+        assert_eq!(storage.root, folder);
+        assert!(build_watchdog_image(&storage, &watchdog).await.unwrap(), "built the first time");
+        assert!(!build_watchdog_image(&storage, &watchdog).await.unwrap(), "kept while the binary is unchanged");
+        // containers/storage names its folders after the driver that wrote them.
+        let driver_folder = folder.join("storage").join(format!("{}-images", choice.driver.name()));
+        assert!(driver_folder.is_dir(), "{} ({})", driver_folder.display(), choice.why);
+        let container = storage.run("from", &["from", "--quiet", "--pull=false", WATCHDOG_IMAGE]).await.unwrap();
+        storage.run("rm", &["rm", &container]).await.unwrap();
+    }
+}

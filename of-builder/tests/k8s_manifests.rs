@@ -234,7 +234,7 @@ fn the_registry_is_reached_only_through_its_gate() {
             .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap_or_default().to_owned()))
             .collect()
     };
-    let (gate, backend) = (container("gate"), container("registry"));
+    let (gate, backend) = (container("registry-gate"), container("registry"));
     let (gate_env, backend_env) = (env(&gate), env(&backend));
     assert!(backend_env["REGISTRY_HTTP_ADDR"].starts_with("127.0.0.1:"), "the registry listens on loopback only");
     assert_eq!(backend_env["REGISTRY_STORAGE_DELETE_ENABLED"], "true");

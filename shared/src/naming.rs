@@ -258,6 +258,7 @@ pub const PLATFORM_SERVICES: &[&str] = &[
     "of-builder",
     "buildkitd",
     "registry",
+    "registry-gate",
     "gateway",
     "queue-worker",
     "nats",

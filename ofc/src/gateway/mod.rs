@@ -47,6 +47,10 @@ use self::queue::Queue;
 use self::replicas::Replicas;
 use crate::runtime::FunctionRuntime;
 
+/// How long a call waits for a function's first replica that is starting (a replica answers its health check
+/// within about a second here).
+const REPLICA_READY_WITHIN: Duration = Duration::from_secs(10);
+
 /// The gateway's settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -268,6 +272,20 @@ impl Gateway {
                 }),
                 Err(_) => Err(GatewayError::NoSuchFunction(name.to_owned())),
             },
+        }
+    }
+
+    /// As [`Gateway::target`], but a call that arrives while the function's first replica is starting (just
+    /// deployed: its commit status is already green) waits for it, up to [`REPLICA_READY_WITHIN`], as OpenFaaS'
+    /// gateway holds a call until a replica is ready, rather than failing at once.
+    async fn target_when_ready(&self, name: &str) -> Result<String, GatewayError> {
+        let deadline = tokio::time::Instant::now() + REPLICA_READY_WITHIN;
+        loop {
+            let target = self.target(name);
+            if target.is_ok() || !self.inner.replicas.starting(name) || tokio::time::Instant::now() >= deadline {
+                return target;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -32,7 +32,7 @@ pub(super) async fn invoke(
     request: Request,
 ) -> Result<Response, GatewayError> {
     let name = function_name(&path.name).to_owned();
-    let target = gateway.target(&name);
+    let target = gateway.target_when_ready(&name).await;
     if let Err(GatewayError::NoSuchFunction(_)) = target {
         return Err(GatewayError::NoSuchFunction(name));
     }

@@ -85,6 +85,12 @@ impl Replicas {
         })
     }
 
+    /// Whether `name`'s first replica is on its way: started, not yet answering, and not failed or scaled to zero.
+    pub(super) fn starting(&self, name: &str) -> bool {
+        self.runtime.is_some()
+            && self.slots().get(name).is_some_and(|s| s.running.is_none() && s.problem.is_none() && !s.scaled_to_zero)
+    }
+
     /// Starts a replica of `status` in the background; once it answers it replaces the function's current one.
     pub(super) fn schedule_start(self: &Arc<Self>, status: FunctionStatus) {
         let Some(runtime) = self.runtime.clone() else { return };

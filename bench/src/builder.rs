@@ -155,24 +155,49 @@ async fn timed_build(http: &reqwest::Client, address: std::net::SocketAddr, tar:
     Ok(started.elapsed())
 }
 
+/// "as root" or "sandboxed as <user>", for the figures' lines.
+fn mode_of(user: Option<&str>) -> String {
+    user.map_or_else(|| "as root".to_owned(), |u| format!("sandboxed as {u}"))
+}
+
+/// of-builder on one storage driver (sandboxed as `user`, if any) with a registry of its own, in a fresh folder;
+/// dropped, it stops both and removes the folder.
+struct BenchBuilder {
+    // Fields drop in this order: of-builder, then its registry, then the folder.
+    _child: Child,
+    registry: RegistryProcess,
+    address: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchBuilder {
+    /// Starts it; `None`, after printing why, when of-builder refuses the driver here.
+    async fn start(binaries: &std::path::Path, driver: &str, user: Option<&str>) -> anyhow::Result<Option<Self>> {
+        let dir = tempfile::tempdir()?;
+        // A build user must be able to reach its storage folder inside.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+        let registry = RegistryProcess::start(&dir.path().join("registry")).await?;
+        std::fs::create_dir_all(dir.path().join("secrets"))?;
+        std::fs::write(dir.path().join("secrets/payload-secret"), PAYLOAD_SECRET)?;
+        let port = free_port();
+        let child = Child::spawn(&binaries.join("of-builder"), &builder_env(dir.path(), port, driver, user))?;
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        // The start probes the driver (a small build) before it listens.
+        if child.wait_healthy(address, Duration::from_secs(90)).await.is_err() {
+            let mode = mode_of(user);
+            println!("   {driver:<7} {mode:<22} not usable here: of-builder refused it (BENCH_CHILD_LOGS=1 shows why)");
+            return Ok(None);
+        }
+        Ok(Some(Self { _child: child, registry, address, _dir: dir }))
+    }
+}
+
 /// Cold and warm (every step a cache hit) builds of `TEMPLATE` with one driver in one mode, in a fresh storage
 /// folder; prints the figures, or why the driver cannot run here.
 async fn template_builds(binaries: &std::path::Path, driver: &str, user: Option<&str>) -> anyhow::Result<()> {
-    let mode = user.map_or_else(|| "as root".to_owned(), |u| format!("sandboxed as {u}"));
-    let dir = tempfile::tempdir()?;
-    // A build user must be able to reach its storage folder inside.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
-    let registry = RegistryProcess::start(&dir.path().join("registry")).await?;
-    std::fs::create_dir_all(dir.path().join("secrets"))?;
-    std::fs::write(dir.path().join("secrets/payload-secret"), PAYLOAD_SECRET)?;
-    let port = free_port();
-    let child = Child::spawn(&binaries.join("of-builder"), &builder_env(dir.path(), port, driver, user))?;
-    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    // The start probes the driver (a small build) before it listens.
-    if child.wait_healthy(address, Duration::from_secs(90)).await.is_err() {
-        println!("   {driver:<7} {mode:<22} not usable here: of-builder refused it (BENCH_CHILD_LOGS=1 shows why)");
-        return Ok(());
-    }
+    let mode = mode_of(user);
+    let Some(builder) = BenchBuilder::start(binaries, driver, user).await? else { return Ok(()) };
+    let (registry, address) = (&builder.registry, builder.address);
     let busybox = std::fs::read("/bin/busybox").map_err(|e| anyhow::anyhow!("/bin/busybox (busybox-static): {e}"))?;
     let handler = b"#!/bin/sh\necho \"hello from $(pwd)\"\n".to_vec();
     let image = format!("{}/1/bench/template:latest-1", registry.host_port());
@@ -207,19 +232,9 @@ const FIRST_PUSH_ROUNDS: u32 = 5;
 /// more, about the size of the example's watchdog image), each round a new repository (so the base layer goes to
 /// it) and new content and settings (so no step is cached). Prints both builds' wall time, min/p50/max.
 async fn first_push_builds(binaries: &std::path::Path, driver: &str, user: Option<&str>) -> anyhow::Result<()> {
-    let mode = user.map_or_else(|| "as root".to_owned(), |u| format!("sandboxed as {u}"));
-    let dir = tempfile::tempdir()?;
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
-    let registry = RegistryProcess::start(&dir.path().join("registry")).await?;
-    std::fs::create_dir_all(dir.path().join("secrets"))?;
-    std::fs::write(dir.path().join("secrets/payload-secret"), PAYLOAD_SECRET)?;
-    let port = free_port();
-    let child = Child::spawn(&binaries.join("of-builder"), &builder_env(dir.path(), port, driver, user))?;
-    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    if child.wait_healthy(address, Duration::from_secs(90)).await.is_err() {
-        println!("   {driver:<7} {mode:<22} not usable here: of-builder refused it (BENCH_CHILD_LOGS=1 shows why)");
-        return Ok(());
-    }
+    let mode = mode_of(user);
+    let Some(builder) = BenchBuilder::start(binaries, driver, user).await? else { return Ok(()) };
+    let (registry, address) = (&builder.registry, builder.address);
     let http = reqwest::Client::new();
     let busybox = std::fs::read("/bin/busybox").map_err(|e| anyhow::anyhow!("/bin/busybox (busybox-static): {e}"))?;
     let mut filler = vec![0u8; 5 << 20];

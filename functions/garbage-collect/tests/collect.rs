@@ -1,14 +1,13 @@
 //! garbage-collect against a recording gateway double holding functions of several owners and repositories.
 
-use garbage_collect::Config;
-use serde_json::{json, Value};
+mod common;
+
+use common::{collect, serve, SECRET};
+use garbage_collect::images::RegistryConfig;
+use serde_json::json;
 use shared::config::Secret;
 use shared::gateway::BasicAuth;
-use shared::server::ServerConfig;
-use shared::signature::sign_sha256;
-use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction};
-
-const SECRET: &str = "payload";
+use testkit::{labelled_function, RecordingGateway, ServedFunction};
 
 async fn start() -> (RecordingGateway, ServedFunction) {
     let gateway = RecordingGateway::with_credentials("admin", "pw").await;
@@ -21,27 +20,8 @@ async fn start() -> (RecordingGateway, ServedFunction) {
     ] {
         gateway.add_function(function);
     }
-    let config = Config {
-        common: common_config(&gateway, SECRET),
-        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
-        preview_ttl: std::time::Duration::ZERO,
-        preview_sweep_every: std::time::Duration::ZERO,
-        registry: garbage_collect::images::RegistryConfig::none(),
-        server: ServerConfig::for_tests(1 << 20),
-    };
-    let served = ServedFunction::start(garbage_collect::app(config)).await;
+    let served = serve(&gateway, RegistryConfig::none()).await;
     (gateway, served)
-}
-
-async fn collect(served: &ServedFunction, body: &Value, signed: bool) -> (u16, Value) {
-    let body = serde_json::to_vec(body).unwrap();
-    let mut request = reqwest::Client::new().post(served.url()).body(body.clone());
-    if signed {
-        request = request.header("X-Cloud-Signature", sign_sha256(SECRET.as_bytes(), &body));
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn names(gateway: &RecordingGateway) -> Vec<String> {
@@ -82,15 +62,7 @@ async fn refuses_unsigned_and_malformed_requests() {
 #[tokio::test]
 async fn answers_502_when_the_gateway_refuses_its_credentials() {
     let gateway = RecordingGateway::with_credentials("admin", "another-password").await;
-    let config = Config {
-        common: common_config(&gateway, SECRET),
-        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
-        preview_ttl: std::time::Duration::ZERO,
-        preview_sweep_every: std::time::Duration::ZERO,
-        registry: garbage_collect::images::RegistryConfig::none(),
-        server: ServerConfig::for_tests(1 << 20),
-    };
-    let served = ServedFunction::start(garbage_collect::app(config)).await;
+    let served = serve(&gateway, RegistryConfig::none()).await;
     let (status, answer) = collect(&served, &json!({"owner": "octo", "repo": "fns", "functions": []}), true).await;
     assert_eq!(status, 502);
     assert!(answer["error"].as_str().unwrap().contains("401"), "{answer}");
@@ -108,15 +80,7 @@ async fn with_an_owner_id_only_that_owner_s_functions_are_collected_whatever_the
     // `octo` was renamed `octocat`; a newcomer took the login `octo`.
     gateway.add_function(with_id("octo-renamed-4", "octocat", "1"));
     gateway.add_function(with_id("octo-newcomer-4", "octo", "2"));
-    let config = Config {
-        common: common_config(&gateway, SECRET),
-        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
-        preview_ttl: std::time::Duration::ZERO,
-        preview_sweep_every: std::time::Duration::ZERO,
-        registry: garbage_collect::images::RegistryConfig::none(),
-        server: ServerConfig::for_tests(1 << 20),
-    };
-    let served = ServedFunction::start(garbage_collect::app(config)).await;
+    let served = serve(&gateway, RegistryConfig::none()).await;
     let request = json!({"owner": "octo", "owner_id": 1, "repo": "fns", "functions": []});
     let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");

@@ -2,24 +2,20 @@
 //! deletes them with the collector's account, never the default branch's; with the registry down or no account the
 //! functions still go and the answer says which images stay.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use common::{collect, serve};
 use doubles::registry::RegistryProcess;
 use garbage_collect::images::RegistryConfig;
-use garbage_collect::Config;
 use registry_gate::{Account, GateAccounts};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use shared::config::Secret;
-use shared::gateway::BasicAuth;
 use shared::openfaas::{labels, FunctionStatus};
-use shared::server::ServerConfig;
-use shared::signature::sign_sha256;
-use testkit::{common_config, labelled_function, RecordingGateway, ServedFunction};
-
-const SECRET: &str = "payload";
+use testkit::{labelled_function, RecordingGateway};
 const TAG: &str = "p0123456789ab";
 const OWNER_ID: u64 = 42;
 const BUILDER: (&str, &str) = ("builder", "builder-password-for-tests");
@@ -114,31 +110,6 @@ fn registry_config(host: &str, account: Option<(&str, &str)>) -> RegistryConfig 
     RegistryConfig { auths, api_host: None, insecure: false }
 }
 
-async fn serve(gateway: &RecordingGateway, registry: RegistryConfig) -> ServedFunction {
-    let config = Config {
-        common: common_config(gateway, SECRET),
-        credentials: BasicAuth { user: "admin".into(), password: Secret::new("pw") },
-        preview_ttl: std::time::Duration::ZERO,
-        preview_sweep_every: std::time::Duration::ZERO,
-        registry,
-        server: ServerConfig::for_tests(1 << 20),
-    };
-    ServedFunction::start(garbage_collect::app(config)).await
-}
-
-async fn collect(served: &ServedFunction, body: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(body).unwrap();
-    let response = reqwest::Client::new()
-        .post(served.url())
-        .header("X-Cloud-Signature", sign_sha256(SECRET.as_bytes(), &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_removed_preview_takes_its_images_and_leaves_the_default_branch_s() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,7 +128,7 @@ async fn a_removed_preview_takes_its_images_and_leaves_the_default_branch_s() {
     let served = serve(&gateway, registry_config(&host, Some(COLLECTOR))).await;
 
     let request = json!({"owner": "octo", "owner_id": OWNER_ID, "repo": "fns", "functions": [], "preview": TAG});
-    let (status, answer) = collect(&served, &request).await;
+    let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"], json!([format!("octo-hello-4-{TAG}")]));
     assert_eq!(answer["images_deleted"].as_array().map(Vec::len), Some(2), "both tags' manifests: {answer}");
@@ -169,7 +140,7 @@ async fn a_removed_preview_takes_its_images_and_leaves_the_default_branch_s() {
 
     // Even a preview-labelled function pointing at the default branch's image never removes it.
     gateway.add_function(function(&format!("octo-greet-4-{TAG}"), Some(TAG), format!("{host}/{default}@{main}")));
-    let (status, answer) = collect(&served, &request).await;
+    let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["images_deleted"], json!([]), "{answer}");
     assert_eq!(head(&http, &host, &default, &main).await, StatusCode::OK);
@@ -197,7 +168,7 @@ async fn without_the_registry_or_an_account_the_functions_still_go_and_the_answe
     gateway.add_function(function(&format!("octo-hello-4-{TAG}"), Some(TAG), image.clone()));
     let served = serve(&gateway, registry_config(&down, Some(COLLECTOR))).await;
     let request = json!({"owner": "octo", "owner_id": OWNER_ID, "repo": "fns", "functions": [], "preview": TAG});
-    let (status, answer) = collect(&served, &request).await;
+    let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"], json!([format!("octo-hello-4-{TAG}")]));
     let kept = answer["images_kept"].to_string();
@@ -206,7 +177,7 @@ async fn without_the_registry_or_an_account_the_functions_still_go_and_the_answe
 
     gateway.add_function(function(&format!("octo-hello-4-{TAG}"), Some(TAG), image));
     let served = serve(&gateway, registry_config(&down, None)).await;
-    let (status, answer) = collect(&served, &request).await;
+    let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer["images_kept"].to_string().contains("registry-collector-auth"), "{answer}");
 }
@@ -229,7 +200,7 @@ async fn a_preview_repository_a_function_runs_from_again_is_left_whole_and_an_un
     let served = serve(&gateway, registry_config(&host, Some(COLLECTOR))).await;
     let request = json!({"owner": "octo", "owner_id": OWNER_ID, "repo": "fns", "preview": TAG,
                          "functions": [format!("octo-web-4-{TAG}")]});
-    let (status, answer) = collect(&served, &request).await;
+    let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"], json!([format!("octo-hello-4-{TAG}")]));
     assert_eq!(answer["images_deleted"], json!([]), "{answer}");
@@ -245,7 +216,7 @@ async fn a_preview_repository_a_function_runs_from_again_is_left_whole_and_an_un
     gateway.add_function(unlabelled);
     let served = serve(&gateway, registry_config(&host, Some(COLLECTOR))).await;
     let request = json!({"owner": "octo", "repo": "fns", "functions": [], "preview": TAG});
-    let (status, answer) = collect(&served, &request).await;
+    let (status, answer) = collect(&served, &request, true).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["deleted"], json!([format!("octo-hello-4-{TAG}")]), "the function itself goes");
     assert_eq!(answer["images_deleted"], json!([]), "{answer}");

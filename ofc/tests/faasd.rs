@@ -996,13 +996,25 @@ fn platform_update(platform: &Platform, figures: &mut String, checks: &mut Check
 fn function_logs(platform: &Platform, checks: &mut Checks) {
     // In the folder the guide signs in from, as the other faas-cli calls: with `CI` set (as CI runs set it),
     // faas-cli keeps its sign-in in `./.openfaas` rather than `$HOME/.openfaas`.
-    let mut logs = platform.ns.command_in(&platform.work.join("deploy"), "timeout");
-    logs.arg("60")
-        .arg(platform.work.join("bin/faas-cli"))
-        .args(["logs", "buildshiprun", "--tail=false", "-g", "http://127.0.0.1:8080"])
-        .env("HOME", platform.work.join("home"));
-    let output = logs.output().map_or_else(|e| e.to_string(), |o| text(&o));
-    let shown = output.contains("deployed") && output.contains("service=local-hello-5");
+    let read = || {
+        let mut logs = platform.ns.command_in(&platform.work.join("deploy"), "timeout");
+        logs.arg("60")
+            .arg(platform.work.join("bin/faas-cli"))
+            .args(["logs", "buildshiprun", "--tail=false", "-g", "http://127.0.0.1:8080"])
+            .env("HOME", platform.work.join("home"));
+        logs.output().map_or_else(|e| e.to_string(), |o| text(&o))
+    };
+    let deployments = |output: &str| output.contains("deployed") && output.contains("service=local-hello-5");
+    // The journal faasd reads can lag behind what the function wrote: asked again, a few times.
+    let mut output = read();
+    for _ in 0..10 {
+        if deployments(&output) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        output = read();
+    }
+    let shown = deployments(&output);
     let last: Vec<&str> = output.lines().rev().take(10).collect();
     checks.check(shown, format!("faas-cli logs buildshiprun does not show its deployments; its last lines: {last:?}"));
 }
